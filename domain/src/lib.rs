@@ -1,0 +1,36 @@
+//! The domain model of Steward: what a constituent record is made of.
+//!
+//! This crate owns the opaque identifiers ([`SubjectId`], [`GiftId`]), the field catalogue that
+//! `policies/schema.toml` declares ([`Schema`]), the typed values a field may hold ([`Value`],
+//! with one newtype per kind of personal value whose `Debug` never prints the value), and the
+//! normalisers that turn what people type into canonical forms (email, E.164 phone, dates,
+//! postcodes).
+//!
+//! It must never do IO, spawn threads or touch cryptography: callers hand it strings and bytes.
+//! Errors name the field and the problem, never the value.
+//!
+//! Layout:
+//! - `id`: subject and gift identifiers (time-ordered, 128 bits, Crockford base32).
+//! - `schema`: the field catalogue, parsed and validated from TOML.
+//! - `value`: typed values, their compact binary encoding and their JSON form.
+//! - `normalise`: email, phone, date, postcode and name normalisers.
+
+mod error;
+mod id;
+mod normalise;
+mod schema;
+mod value;
+
+pub use error::{Error, FieldError, FieldProblem};
+pub use id::{GiftId, IdParseError, SubjectId};
+pub use normalise::{
+    normalise_email, normalise_external_id, normalise_name, normalise_phone, normalise_postcode,
+    parse_date, DateOrder, ParsedDate,
+};
+pub use schema::{
+    AccessGroup, FieldDef, FieldId, FieldType, IndexKind, RecordKind, Schema, SubjectKind,
+};
+pub use value::{Email, Money, Phone, Text, Value};
+
+#[cfg(test)]
+mod tests;

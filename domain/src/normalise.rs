@@ -1,0 +1,220 @@
+//! Normalisers: each takes what a person or a legacy export wrote and returns the canonical
+//! form, or a reason (never echoing the value) why it cannot be read.
+
+use time::{Date, Month};
+
+/// How to read `NN/NN/YYYY` when both numbers could be the month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateOrder {
+    /// 03/04/1980 is 3 April (UK, most of the world).
+    DayFirst,
+    /// 03/04/1980 is 4 March (US).
+    MonthFirst,
+}
+
+/// A parsed date, with a flag when the input could be read two ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedDate {
+    /// The date under the configured reading.
+    pub date: Date,
+    /// True when day and month could be swapped and still make a different, valid date.
+    pub ambiguous: bool,
+}
+
+/// Lower-cases and checks an email address. The whole address is lower-cased: mail systems
+/// treat local parts case-insensitively in practice, and matching needs one form.
+pub fn normalise_email(input: &str) -> Result<String, &'static str> {
+    let s = input.trim().trim_start_matches("mailto:").to_lowercase();
+    if s.is_empty() {
+        return Err("the email address is empty");
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("an email address cannot contain spaces");
+    }
+    let (local, domain) = match s.split_once('@') {
+        Some((l, d)) if !d.contains('@') => (l, d),
+        _ => return Err("an email address needs exactly one @"),
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Err("the part before @ is empty or longer than 64 characters");
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err("the part before @ has a misplaced dot");
+    }
+    if domain.len() > 253 || !domain.contains('.') {
+        return Err("the domain after @ needs a dot, as in example.org");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    for label in &labels {
+        if label.is_empty()
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        {
+            return Err("the domain after @ is not a valid host name");
+        }
+    }
+    let tld = labels.last().copied().unwrap_or_default();
+    if tld.chars().count() < 2 || tld.chars().all(|c| c.is_ascii_digit()) {
+        return Err("the domain after @ has no valid top-level part");
+    }
+    Ok(s)
+}
+
+/// Parses a phone number and returns it in E.164 (`+447700900123`). Numbers without a
+/// country code are read in `default_region` (ISO 3166 alpha-2).
+pub fn normalise_phone(input: &str, default_region: &str) -> Result<String, &'static str> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("the phone number is empty");
+    }
+    let region: Option<phonenumber::country::Id> = default_region.parse().ok();
+    let number = phonenumber::parse(region, s).map_err(|_| "not a phone number")?;
+    if !phonenumber::is_valid(&number) {
+        return Err("not a valid phone number for its country");
+    }
+    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// Reads a date written as `YYYY-MM-DD`, `YYYYMMDD`, `DD/MM/YYYY` or `MM/DD/YYYY` (also with
+/// `-` or `.` separators), reporting when day and month could be swapped.
+pub fn parse_date(input: &str, order: DateOrder) -> Result<ParsedDate, &'static str> {
+    let s = input.trim();
+    let s = s.split(['T', ' ']).next().unwrap_or(s);
+    if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+        let y: i32 = s[..4].parse().map_err(|_| "not a date")?;
+        let m: u8 = s[4..6].parse().map_err(|_| "not a date")?;
+        let d: u8 = s[6..].parse().map_err(|_| "not a date")?;
+        return ymd(y, m, d).map(|date| ParsedDate {
+            date,
+            ambiguous: false,
+        });
+    }
+    let parts: Vec<&str> = s.split(['-', '/', '.']).collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return Err("not a date: write it as YYYY-MM-DD");
+    }
+    if parts[0].len() == 4 {
+        let y: i32 = parts[0].parse().map_err(|_| "not a date")?;
+        let m: u8 = parts[1].parse().map_err(|_| "not a date")?;
+        let d: u8 = parts[2].parse().map_err(|_| "not a date")?;
+        return ymd(y, m, d).map(|date| ParsedDate {
+            date,
+            ambiguous: false,
+        });
+    }
+    if parts[2].len() != 4 || parts[0].len() > 2 || parts[1].len() > 2 {
+        return Err("not a date: write it as YYYY-MM-DD");
+    }
+    let a: u8 = parts[0].parse().map_err(|_| "not a date")?;
+    let b: u8 = parts[1].parse().map_err(|_| "not a date")?;
+    let y: i32 = parts[2].parse().map_err(|_| "not a date")?;
+    let (d, m, alt) = match order {
+        DateOrder::DayFirst => (a, b, ymd(y, a, b)),
+        DateOrder::MonthFirst => (b, a, ymd(y, b, a)),
+    };
+    match ymd(y, m, d) {
+        Ok(date) => Ok(ParsedDate {
+            date,
+            ambiguous: a != b && alt.is_ok(),
+        }),
+        // Only the other reading is a real date (e.g. 12/31/1980 in a day-first file).
+        Err(_) => alt.map(|date| ParsedDate {
+            date,
+            ambiguous: false,
+        }),
+    }
+}
+
+fn ymd(y: i32, m: u8, d: u8) -> Result<Date, &'static str> {
+    if !(1800..=2200).contains(&y) {
+        return Err("the year is out of range (1800-2200)");
+    }
+    let month = Month::try_from(m).map_err(|_| "the month is not between 1 and 12")?;
+    Date::from_calendar_date(y, month, d).map_err(|_| "that day does not exist in that month")
+}
+
+/// Normalises a postal code: upper case, single spaces; UK postcodes are checked and get the
+/// space before the inward code; US ZIP codes are checked.
+pub fn normalise_postcode(input: &str, country: Option<&str>) -> Result<String, &'static str> {
+    let upper: String = input.trim().to_uppercase();
+    let compact: String = upper.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.is_empty() {
+        return Err("the postcode is empty");
+    }
+    if compact.len() > 12 || !compact.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err("a postcode has letters, digits and at most one hyphen");
+    }
+    match country {
+        Some("GB") => uk_postcode(&compact).ok_or("not a UK postcode (as in SW1A 1AA)"),
+        Some("US") => {
+            let ok = match compact.len() {
+                5 => compact.bytes().all(|b| b.is_ascii_digit()),
+                10 => {
+                    compact.as_bytes()[5] == b'-'
+                        && compact.bytes().enumerate().all(|(i, b)| i == 5 || b.is_ascii_digit())
+                }
+                _ => false,
+            };
+            if ok {
+                Ok(compact)
+            } else {
+                Err("not a US ZIP code (12345 or 12345-6789)")
+            }
+        }
+        _ => Ok(uk_postcode(&compact)
+            .unwrap_or_else(|| upper.split_whitespace().collect::<Vec<_>>().join(" "))),
+    }
+}
+
+fn uk_postcode(compact: &str) -> Option<String> {
+    let b = compact.as_bytes();
+    if !(5..=7).contains(&b.len()) {
+        return None;
+    }
+    let (outward, inward) = compact.split_at(b.len() - 3);
+    let ib = inward.as_bytes();
+    let inward_ok =
+        ib[0].is_ascii_digit() && ib[1].is_ascii_alphabetic() && ib[2].is_ascii_alphabetic();
+    let ob = outward.as_bytes();
+    let outward_ok = ob[0].is_ascii_alphabetic()
+        && ob.iter().all(|c| c.is_ascii_alphanumeric())
+        && ob.iter().any(|c| c.is_ascii_digit());
+    (inward_ok && outward_ok).then(|| format!("{outward} {inward}"))
+}
+
+/// Tidies a personal name: trims, collapses inner whitespace, and fixes the case of names
+/// typed all in capitals or all in lower case ("SMITH" → "Smith", "o'neil" → "O'Neil").
+/// Mixed-case names are kept as written ("McDonald", "van der Berg").
+pub fn normalise_name(input: &str) -> String {
+    let collapsed = input.split_whitespace().collect::<Vec<_>>().join(" ");
+    let has_upper = collapsed.chars().any(char::is_uppercase);
+    let has_lower = collapsed.chars().any(char::is_lowercase);
+    if has_upper && has_lower {
+        return collapsed;
+    }
+    let mut out = String::with_capacity(collapsed.len());
+    let mut start = true;
+    for c in collapsed.chars() {
+        if start {
+            out.extend(c.to_uppercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+        start = matches!(c, ' ' | '-' | '\'' | '’');
+    }
+    out
+}
+
+/// Trims an identifier from another system; its case is kept, as some systems are
+/// case-sensitive.
+pub fn normalise_external_id(input: &str) -> Result<String, &'static str> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("the id is empty");
+    }
+    if s.len() > 200 {
+        return Err("the id is longer than 200 characters");
+    }
+    Ok(s.to_string())
+}

@@ -1,0 +1,165 @@
+use super::*;
+
+fn schema() -> Schema {
+    Schema::from_toml(include_str!("../../policies/schema.toml")).expect("default schema loads")
+}
+
+#[test]
+fn subject_id_round_trips_through_its_text_form() {
+    for i in 0..200u64 {
+        let mut r = [0u8; 10];
+        r[..8].copy_from_slice(&(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_le_bytes());
+        let id = SubjectId::from_parts(1_700_000_000_000 + i, r);
+        let text = id.to_string();
+        assert_eq!(text.len(), 26);
+        assert_eq!(text.parse::<SubjectId>().unwrap(), id);
+    }
+    assert!("not-an-id".parse::<SubjectId>().is_err());
+    assert!("ZZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<SubjectId>().is_err());
+}
+
+#[test]
+fn ids_sort_by_creation_time() {
+    let a = SubjectId::from_parts(1000, [0xff; 10]);
+    let b = SubjectId::from_parts(1001, [0; 10]);
+    assert!(a < b);
+    assert!(a.to_string() < b.to_string());
+}
+
+#[test]
+fn emails_are_normalised_or_rejected_with_a_reason() {
+    assert_eq!(normalise_email("  Ann.Lee@Example.ORG ").unwrap(), "ann.lee@example.org");
+    for bad in ["", "no-at-sign", "a@b", "a@@b.org", "a b@c.org", "@example.org", "a@-x.org", "a..b@c.org"] {
+        let err = normalise_email(bad).unwrap_err();
+        assert!(!bad.is_empty() && !err.contains(bad) || bad.is_empty(), "reason echoes input");
+    }
+}
+
+#[test]
+fn phones_become_e164_in_the_default_region() {
+    assert_eq!(normalise_phone("020 7946 0018", "GB").unwrap(), "+442079460018");
+    assert_eq!(normalise_phone("07700 900123", "GB").unwrap(), "+447700900123");
+    assert_eq!(normalise_phone("+1 (202) 456-1111", "GB").unwrap(), "+12024561111");
+    assert_eq!(normalise_phone("(202) 456-1111", "US").unwrap(), "+12024561111");
+    assert!(normalise_phone("12", "GB").is_err());
+    assert!(normalise_phone("call me", "GB").is_err());
+}
+
+#[test]
+fn dates_are_read_in_every_common_form() {
+    let d = |s: &str, o| parse_date(s, o).map(|p| (p.date.to_string(), p.ambiguous));
+    assert_eq!(d("1980-04-03", DateOrder::DayFirst).unwrap(), ("1980-04-03".into(), false));
+    assert_eq!(d("19800403", DateOrder::DayFirst).unwrap(), ("1980-04-03".into(), false));
+    assert_eq!(d("03/04/1980", DateOrder::DayFirst).unwrap(), ("1980-04-03".into(), true));
+    assert_eq!(d("03/04/1980", DateOrder::MonthFirst).unwrap(), ("1980-03-04".into(), true));
+    assert_eq!(d("31/12/1980", DateOrder::MonthFirst).unwrap(), ("1980-12-31".into(), false));
+    assert_eq!(d("04/04/1980", DateOrder::DayFirst).unwrap(), ("1980-04-04".into(), false));
+    assert!(d("1980-02-30", DateOrder::DayFirst).is_err());
+    assert!(d("31/31/1980", DateOrder::DayFirst).is_err());
+    assert!(d("yesterday", DateOrder::DayFirst).is_err());
+}
+
+#[test]
+fn postcodes_and_names_are_tidied() {
+    assert_eq!(normalise_postcode("sw1a1aa", None).unwrap(), "SW1A 1AA");
+    assert_eq!(normalise_postcode(" ec1a  1bb ", Some("GB")).unwrap(), "EC1A 1BB");
+    assert!(normalise_postcode("12345", Some("GB")).is_err());
+    assert_eq!(normalise_postcode("12345-6789", Some("US")).unwrap(), "12345-6789");
+    assert_eq!(normalise_name("  SMITH  "), "Smith");
+    assert_eq!(normalise_name("mary-jane o'neil"), "Mary-Jane O'Neil");
+    assert_eq!(normalise_name("McDonald"), "McDonald");
+}
+
+#[test]
+fn every_field_type_round_trips_through_its_binary_form() {
+    let schema = schema();
+    let input = serde_json::json!({
+        "title": "Dr", "given_name": "ada", "birth_date": "1815-12-10", "external_id": "CIVI-42",
+        "email": "Ada@Example.org", "phone": "020 7946 0001", "postal_code": "nw1 2db",
+        "country": "United Kingdom", "preferred_language": "EN-gb",
+        "household": "01HZY3F5W0000000000000000A", "tags": ["major donor", "volunteer", "major donor"],
+        "notes": "likes engines", "gift_aid_declared": "yes", "religion": "none stated"
+    });
+    let parsed = schema
+        .parse_object(RecordKind::Subject, input.as_object().unwrap())
+        .expect("valid input");
+    assert_eq!(parsed.len(), input.as_object().unwrap().len());
+    for (id, value) in &parsed {
+        let back = Value::decode(&value.encode()).expect("decodes");
+        assert_eq!(&back, value, "field {id}");
+    }
+    let json: std::collections::BTreeMap<String, serde_json::Value> = parsed
+        .iter()
+        .map(|(id, v)| {
+            let def = schema.field_by_id(RecordKind::Subject, *id).unwrap();
+            (def.name.clone(), v.to_json())
+        })
+        .collect();
+    assert_eq!(json["email"], "ada@example.org");
+    assert_eq!(json["phone"], "+442079460001");
+    assert_eq!(json["postal_code"], "NW1 2DB");
+    assert_eq!(json["country"], "GB");
+    assert_eq!(json["preferred_language"], "en-GB");
+    assert_eq!(json["tags"], serde_json::json!(["major donor", "volunteer"]));
+    assert_eq!(json["gift_aid_declared"], true);
+    assert_eq!(json["given_name"], "Ada");
+
+    let gift = serde_json::json!({"amount": "25.5", "currency": "gbp", "date": "2024-03-01",
+        "payment_method": "Direct_Debit", "gift_aid": true});
+    let parsed = schema.parse_object(RecordKind::Gift, gift.as_object().unwrap()).unwrap();
+    for (_, value) in &parsed {
+        assert_eq!(&Value::decode(&value.encode()).unwrap(), value);
+    }
+    assert_eq!(parsed[0].1.to_json(), "25.50");
+}
+
+#[test]
+fn bad_input_names_the_field_and_never_the_value() {
+    let schema = schema();
+    let input = serde_json::json!({
+        "email": "secret-at-nowhere", "phone": "not a phone 4242", "birth_date": "03/04/1980",
+        "shoe_size": "44", "given_name": 7
+    });
+    let err = schema
+        .parse_object(RecordKind::Subject, input.as_object().unwrap())
+        .unwrap_err();
+    let Error::Fields(errors) = &err else { panic!("expected field errors") };
+    let mut codes: Vec<(String, &str)> = errors.iter().map(|e| (e.field.clone(), e.problem.code())).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![
+            ("birth_date".into(), "ambiguous_date"),
+            ("email".into(), "invalid_value"),
+            ("given_name".into(), "wrong_type"),
+            ("phone".into(), "invalid_value"),
+            ("shoe_size".into(), "unknown_field"),
+        ]
+    );
+    let text = err.to_string();
+    assert!(text.contains("shoe_size") && text.contains("email"));
+    assert!(!text.contains("secret-at-nowhere") && !text.contains("4242"));
+}
+
+#[test]
+fn debug_output_redacts_personal_values() {
+    let v = Value::Email(Email::parse("canary@example.org").unwrap());
+    assert!(!format!("{v:?}").contains("canary"));
+    let t = Text::parse("Canary Name").unwrap();
+    assert!(!format!("{t:?}").contains("Canary"));
+}
+
+#[test]
+fn schema_rules_are_enforced() {
+    let dup = "version = 1\n[[field]]\nid = 1\nname = \"a\"\ntype = \"text\"\ncategory = \"x\"\ngroup = \"identity\"\n[[field]]\nid = 1\nname = \"b\"\ntype = \"text\"\ncategory = \"x\"\ngroup = \"identity\"\n";
+    assert!(Schema::from_toml(dup).unwrap_err().to_string().contains("id 1 appears twice"));
+    let special = "version = 1\n[[field]]\nid = 1\nname = \"a\"\ntype = \"text\"\ncategory = \"x\"\ngroup = \"contact\"\nspecial = true\n";
+    assert!(Schema::from_toml(special).unwrap_err().to_string().contains("special"));
+    let ty = "version = 1\n[[field]]\nid = 1\nname = \"a\"\ntype = \"blob\"\ncategory = \"x\"\ngroup = \"contact\"\n";
+    assert!(Schema::from_toml(ty).unwrap_err().to_string().contains("unknown type"));
+    let s = schema();
+    assert!(s.fields(RecordKind::Subject).any(|f| f.special));
+    for name in ["given_name", "family_name", "email", "phone", "birth_date", "street", "city", "postal_code", "country", "notes"] {
+        assert!(s.field(RecordKind::Subject, name).is_some(), "{name}");
+    }
+}
