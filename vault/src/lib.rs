@@ -1,0 +1,46 @@
+//! The encrypted record vault: the only crate that touches storage and ciphers.
+//!
+//! It owns the data directory's layout, the key hierarchy (a master secret sealed with age;
+//! HKDF-SHA256-derived key-encryption keys, blind-index keys and keyed hashes), one random data
+//! key per subject wrapped by the current KEK, AES-256-GCM for every field value, blind indexes
+//! for exact lookups, crypto-shredding erasure, resumable KEK rotation and encrypted backups.
+//!
+//! It must never write a personal value in clear (store, slot file, logs, errors), and never
+//! decide who may read what: access control, consent and audit happen in `hub` before a call
+//! gets here.
+//!
+//! Layout:
+//! - `store`: the [`Store`] trait (keyspaces, ordered scans, atomic batches) and [`SledStore`].
+//! - `keys`: [`MasterSecret`], [`KeyRing`] and blind tokens.
+//! - `seal`: sealing the master secret with age (X25519 identity or passphrase).
+//! - `slots`: the data-key slot file, overwritten in place on erasure.
+//! - `record`: the encrypted record format.
+//! - `vault`: [`Vault`], the operations.
+//! - `backup`: encrypted snapshots and restore.
+
+mod backup;
+mod error;
+mod keys;
+mod record;
+mod seal;
+mod slots;
+mod store;
+mod vault;
+
+pub use backup::BackupReport;
+pub use error::{Error, Result};
+pub use keys::{blind_token, KeyRing, MasterSecret};
+pub use seal::{read_passphrase_file, SealInfo, SealTo, Unlock};
+pub use store::{
+    keyspaces, Batch, Entry, EntryIter, Keyspace, Op, SledOptions, SledStore, Store, StoreError,
+};
+pub use vault::{
+    layout, read_seal_info, GiftRecord, InitReport, NewSubject, RotationOptions, RotationReport,
+    SubjectRecord, Vault, VaultStats,
+};
+
+/// Re-exported so callers can hold passphrases without depending on age directly.
+pub use age::secrecy::SecretString;
+
+#[cfg(test)]
+mod tests;

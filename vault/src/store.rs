@@ -1,0 +1,268 @@
+//! The storage seam: named keyspaces with ordered keys and atomic multi-keyspace batches.
+//!
+//! Everything the vault writes goes through [`Store`]; the sled backend is the embedded
+//! default. A PostgreSQL backend can implement the same trait (one table per keyspace, a
+//! transaction per batch, `ORDER BY key` for scans) without changing callers.
+
+use std::path::Path;
+
+/// A named keyspace. The one-byte id prefixes keys in backends that share one key range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Keyspace {
+    id: u8,
+    name: &'static str,
+}
+
+impl Keyspace {
+    /// Declares a keyspace. Ids must be unique across the project; see [`keyspaces`].
+    pub const fn new(id: u8, name: &'static str) -> Keyspace {
+        Keyspace { id, name }
+    }
+
+    /// The stable one-byte id.
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    /// The name, for logs and backends that use names (tables).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// Every keyspace in the project, declared in one place so ids never collide.
+pub mod keyspaces {
+    use super::Keyspace;
+
+    /// Encrypted subject records, by subject id.
+    pub const SUBJECTS: Keyspace = Keyspace::new(1, "subjects");
+    /// Encrypted gift records, by subject id + gift id.
+    pub const GIFTS: Keyspace = Keyspace::new(2, "gifts");
+    /// Blind-index entries: field id + token + subject id → empty.
+    pub const INDEX: Keyspace = Keyspace::new(3, "index");
+    /// Vault metadata: current KEK version, rotation progress, counters.
+    pub const META: Keyspace = Keyspace::new(4, "meta");
+    /// Tombstones of erased subjects: id → erasure time. No personal data.
+    pub const ERASED: Keyspace = Keyspace::new(5, "erased");
+    /// Principals and their token hashes.
+    pub const PRINCIPALS: Keyspace = Keyspace::new(6, "principals");
+    /// Token hash → principal id.
+    pub const TOKENS: Keyspace = Keyspace::new(7, "tokens");
+
+    /// All keyspaces, for backups and diagnostics.
+    pub const ALL: &[Keyspace] = &[SUBJECTS, GIFTS, INDEX, META, ERASED, PRINCIPALS, TOKENS];
+
+    /// Looks a keyspace up by id (backup restore).
+    pub fn by_id(id: u8) -> Option<Keyspace> {
+        ALL.iter().copied().find(|k| k.id() == id)
+    }
+}
+
+/// A failure inside the storage backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend reported an error.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// The directory is locked by another process.
+    #[error("the store is locked by another process")]
+    Locked,
+}
+
+/// One write in a batch: `None` deletes.
+pub type Op = (Keyspace, Vec<u8>, Option<Vec<u8>>);
+
+/// A set of writes applied atomically: all or none.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, ks: Keyspace, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((ks, key.into(), Some(value.into())));
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, ks: Keyspace, key: impl Into<Vec<u8>>) {
+        self.ops.push((ks, key.into(), None));
+    }
+
+    /// Number of writes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The writes, in order.
+    pub fn into_ops(self) -> Vec<Op> {
+        self.ops
+    }
+}
+
+/// A key-value pair read back.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// An iterator over entries, in key order.
+pub type EntryIter<'a> = Box<dyn Iterator<Item = Result<Entry, StoreError>> + Send + 'a>;
+
+/// Ordered key-value storage with named keyspaces and atomic batches.
+pub trait Store: Send + Sync + 'static {
+    /// Reads one value.
+    fn get(&self, ks: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Entries whose key starts with `prefix`, in ascending key order (keys returned without
+    /// the keyspace).
+    fn scan_prefix(&self, ks: Keyspace, prefix: &[u8]) -> EntryIter<'_>;
+
+    /// Entries with `start <= key`, in ascending order, within the keyspace.
+    fn scan_from(&self, ks: Keyspace, start: &[u8]) -> EntryIter<'_>;
+
+    /// The entry with the greatest key that starts with `prefix`.
+    fn last_with_prefix(&self, ks: Keyspace, prefix: &[u8]) -> Result<Option<Entry>, StoreError>;
+
+    /// Applies every write of the batch atomically.
+    fn apply(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// Makes every applied batch durable.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Bytes the backend occupies on disk.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// Writes one value (a batch of one).
+    fn put(&self, ks: Keyspace, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut b = Batch::new();
+        b.put(ks, key, value);
+        self.apply(b)
+    }
+
+    /// Deletes one value (a batch of one).
+    fn delete(&self, ks: Keyspace, key: &[u8]) -> Result<(), StoreError> {
+        let mut b = Batch::new();
+        b.delete(ks, key);
+        self.apply(b)
+    }
+}
+
+/// Tuning for the sled backend.
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    /// Page cache size in bytes.
+    pub cache_bytes: u64,
+    /// How often sled flushes in the background, in milliseconds.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_bytes: 256 * 1024 * 1024,
+            flush_every_ms: Some(500),
+        }
+    }
+}
+
+/// The embedded backend: one sled tree, keys prefixed with the keyspace id, so that a batch
+/// over several keyspaces is one atomic `apply_batch`.
+pub struct SledStore {
+    db: sled::Db,
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn prefixed(ks: Keyspace, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(ks.id);
+    k.extend_from_slice(key);
+    k
+}
+
+impl SledStore {
+    /// Opens (or creates) a sled store in `path`.
+    pub fn open(path: &Path, options: &SledOptions) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .flush_every_ms(options.flush_every_ms)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.to_string().contains("lock") => StoreError::Locked,
+                other => backend(other),
+            })?;
+        Ok(SledStore { db })
+    }
+
+    fn iter_to_entries(iter: sled::Iter) -> EntryIter<'static> {
+        Box::new(iter.map(|r| {
+            r.map(|(k, v)| (k[1..].to_vec(), v.to_vec()))
+                .map_err(backend)
+        }))
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, ks: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get(prefixed(ks, key))
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(&self, ks: Keyspace, prefix: &[u8]) -> EntryIter<'_> {
+        Self::iter_to_entries(self.db.scan_prefix(prefixed(ks, prefix)))
+    }
+
+    fn scan_from(&self, ks: Keyspace, start: &[u8]) -> EntryIter<'_> {
+        let lo = prefixed(ks, start);
+        let iter = if ks.id == u8::MAX {
+            self.db.range(lo..)
+        } else {
+            self.db.range(lo..vec![ks.id + 1])
+        };
+        Self::iter_to_entries(iter)
+    }
+
+    fn last_with_prefix(&self, ks: Keyspace, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        match self.db.scan_prefix(prefixed(ks, prefix)).next_back() {
+            Some(r) => {
+                let (k, v) = r.map_err(backend)?;
+                Ok(Some((k[1..].to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (ks, key, value) in batch.ops {
+            match value {
+                Some(v) => b.insert(prefixed(ks, &key), v),
+                None => b.remove(prefixed(ks, &key)),
+            }
+        }
+        self.db.apply_batch(b).map_err(backend)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(backend)
+    }
+}
