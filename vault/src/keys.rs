@@ -116,11 +116,19 @@ impl KeyRing {
         key
     }
 
+    fn keyed_hash_key(&self, label: &str) -> hmac::Key {
+        let bytes = self.derive_bytes(&format!("steward/v1/keyed-hash/{label}"), KEY_LEN);
+        hmac::Key::new(hmac::HMAC_SHA256, &bytes)
+    }
+
+    /// Checks `expected` against the keyed hash of `data`, in constant time.
+    pub fn verify_keyed_hash(&self, label: &str, data: &[u8], expected: &[u8]) -> bool {
+        hmac::verify(&self.keyed_hash_key(label), data, expected).is_ok()
+    }
+
     /// A keyed hash for a labelled purpose (token hashes, suppression entries).
     pub fn keyed_hash(&self, label: &str, data: &[u8]) -> [u8; 32] {
-        let bytes = self.derive_bytes(&format!("steward/v1/keyed-hash/{label}"), KEY_LEN);
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &bytes);
-        let tag = hmac::sign(&key, data);
+        let tag = hmac::sign(&self.keyed_hash_key(label), data);
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
