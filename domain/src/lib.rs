@@ -29,6 +29,7 @@ pub use normalise::{
 };
 pub use schema::{
     AccessGroup, FieldDef, FieldId, FieldType, IndexKind, RecordKind, Schema, SubjectKind,
+    RESERVED_NAMES,
 };
 pub use value::{Email, Money, Phone, Text, Value};
 

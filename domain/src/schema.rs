@@ -337,6 +337,12 @@ impl Schema {
                         f.name
                     )));
                 }
+                if RESERVED_NAMES.contains(&f.name.as_str()) {
+                    return Err(Error::SchemaRule(format!(
+                        "field \"{}\": the name is reserved for the record envelope",
+                        f.name
+                    )));
+                }
                 if !valid_name(&f.name) {
                     return Err(Error::SchemaRule(format!(
                         "field \"{}\": names are lower-case letters, digits and underscores",
@@ -458,6 +464,9 @@ impl Schema {
         }
     }
 }
+
+/// Names used by the record envelope (`{"id", "kind", "gifts", ...}`), never field names.
+pub const RESERVED_NAMES: &[&str] = &["id", "kind", "version", "fields", "withheld", "gifts"];
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()

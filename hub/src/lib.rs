@@ -1,0 +1,225 @@
+//! The one door: every use case of Steward, for the CLI and the HTTP server alike.
+//!
+//! Each operation takes an [`Actor`] (who, by which channel, under which request id) and does,
+//! in order: authorise the principal down to field groups → act on the vault, decrypting only
+//! the fields allowed → report. (Consent checks and audit events join this sequence as their
+//! crates land; see ARCHITECTURE.md.)
+//!
+//! It must never format a personal value into an error or a log line, and never bypass the
+//! authorisation step, not even for the CLI: the CLI acts as the built-in local admin.
+//!
+//! Layout:
+//! - `error`: [`Error`] with stable codes.
+//! - `policies`: the default policy files and how a data directory gets its copy.
+//! - `subjects`: create, read, update, erase, find, list; gifts.
+//! - `admin`: users, key rotation, backups.
+
+mod admin;
+mod error;
+mod policies;
+mod subjects;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use access_control::{Principal, Principals, Role};
+use domain::{AccessGroup, Schema};
+use vault::{SealTo, Unlock, Vault};
+
+pub use error::Error;
+pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
+pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
+
+/// How an actor reached Steward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// The `steward` command on the host that holds the data directory.
+    Cli,
+    /// The HTTP API, from this peer address.
+    Http(String),
+}
+
+/// Who is acting, for authorisation and audit.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The authenticated principal.
+    pub principal: Principal,
+    /// How they reached us.
+    pub channel: Channel,
+    /// Correlates this operation with a request and its log lines.
+    pub request_id: Option<String>,
+}
+
+/// An action a principal may be allowed on an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read.
+    Read,
+    /// Create or change.
+    Write,
+    /// Erase (crypto-shred).
+    Erase,
+    /// Administer (users, keys, backups).
+    Admin,
+}
+
+impl Action {
+    /// The action's name in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Erase => "erase",
+            Action::Admin => "admin",
+        }
+    }
+}
+
+/// Decides whether a role may take an action on an object.
+///
+/// Until the casbin policy files land, only `admin` is allowed anything: deny by default.
+#[derive(Debug, Clone, Default)]
+pub struct Authorizer;
+
+impl Authorizer {
+    /// True when `role` may do `action` on `object` (`subject:contact`, `users`, ...).
+    pub fn allows(&self, role: Role, object: &str, action: Action) -> bool {
+        let _ = (object, action);
+        role == Role::Admin
+    }
+
+    /// Whether a role may do `action` on fields of this group.
+    pub fn allows_group(&self, role: Role, group: AccessGroup, action: Action) -> bool {
+        self.allows(role, group.object(), action)
+    }
+}
+
+/// The hub of one data directory.
+pub struct Hub {
+    vault: Arc<Vault>,
+    schema: Arc<Schema>,
+    principals: Principals,
+    authorizer: Authorizer,
+    local_admin: Principal,
+}
+
+/// What `Hub::init` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InitReport {
+    /// The vault's part: data directory and sealing.
+    #[serde(flatten)]
+    pub vault: vault::InitReport,
+    /// Where the policy files were copied from (`built-in defaults` or a path).
+    pub policies_from: String,
+}
+
+impl Hub {
+    /// Creates a data directory with a sealed master secret, a copy of the policy files and
+    /// the built-in local admin.
+    pub fn init(dir: &Path, seal_to: &SealTo, policies: &PolicyFiles) -> Result<InitReport, Error> {
+        // Validate the policies before anything is created.
+        let schema = Arc::new(policies.schema()?);
+        let report = Vault::init(dir, seal_to)?;
+        let result = (|| {
+            policies.write_to(&dir.join(policies::DIR))?;
+            let unlock = match seal_to {
+                SealTo::Identity(p) => Unlock::Identity(p.clone()),
+                SealTo::Passphrase(s) => Unlock::Passphrase(s.clone()),
+            };
+            let vault = Arc::new(Vault::open(dir, &unlock, schema)?);
+            Principals::new(vault).ensure_local_admin()?;
+            Ok::<_, Error>(())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(dir);
+            return Err(e);
+        }
+        Ok(InitReport {
+            vault: report,
+            policies_from: policies.origin().to_string(),
+        })
+    }
+
+    /// Opens a data directory.
+    pub fn open(dir: &Path, unlock: &Unlock) -> Result<Hub, Error> {
+        let policies = PolicyFiles::load(&dir.join(policies::DIR)).map_err(|e| match e {
+            Error::BadRequest(m) if !dir.join(vault::layout::SEAL).exists() => {
+                let _ = m;
+                Error::Vault(vault::Error::NotInitialised(dir.to_path_buf()))
+            }
+            other => other,
+        })?;
+        let schema = Arc::new(policies.schema()?);
+        let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
+        let principals = Principals::new(vault.clone());
+        let local_admin = principals.ensure_local_admin()?;
+        Ok(Hub {
+            vault,
+            schema,
+            principals,
+            authorizer: Authorizer,
+            local_admin,
+        })
+    }
+
+    /// The actor the CLI uses when it opened the data directory itself.
+    pub fn local_actor(&self) -> Actor {
+        Actor {
+            principal: self.local_admin.clone(),
+            channel: Channel::Cli,
+            request_id: None,
+        }
+    }
+
+    /// Resolves an API token.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, Error> {
+        self.principals.authenticate(token).map_err(Error::from)
+    }
+
+    /// The field catalogue.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.vault.dir().to_path_buf()
+    }
+
+    /// The underlying vault (diagnostics and benchmarks).
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// Records who holds the directory (the server calls this with its address).
+    pub fn set_owner_note(&self, note: &str) -> Result<(), Error> {
+        Ok(self.vault.set_owner_note(note)?)
+    }
+
+    /// Removes the owner note.
+    pub fn clear_owner_note(&self) {
+        self.vault.clear_owner_note();
+    }
+
+    fn require(&self, actor: &Actor, object: &str, action: Action) -> Result<(), Error> {
+        if self.authorizer.allows(actor.principal.role, object, action) {
+            Ok(())
+        } else {
+            tracing::info!(
+                principal = %actor.principal.id,
+                role = %actor.principal.role,
+                object,
+                action = action.as_str(),
+                "denied"
+            );
+            Err(Error::Forbidden {
+                action: action.as_str(),
+                object: object.to_string(),
+                fields: Vec::new(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,414 @@
+//! Subject and gift use cases.
+
+use std::collections::BTreeMap;
+
+use domain::{
+    normalise_email, normalise_external_id, normalise_phone, AccessGroup, FieldError, FieldId,
+    GiftId, IndexKind, RecordKind, SubjectId, SubjectKind, RESERVED_NAMES,
+};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+use vault::NewSubject;
+
+use crate::error::Error;
+use crate::{Action, Actor, Hub};
+
+/// Largest batch accepted by [`Hub::create_subjects`].
+pub const MAX_BATCH: usize = 10_000;
+
+/// Which blind index to look a subject up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Any email field.
+    Email,
+    /// Any phone field.
+    Phone,
+    /// The legacy CRM id.
+    ExternalId,
+}
+
+impl Lookup {
+    fn index(self) -> IndexKind {
+        match self {
+            Lookup::Email => IndexKind::Email,
+            Lookup::Phone => IndexKind::Phone,
+            Lookup::ExternalId => IndexKind::ExternalId,
+        }
+    }
+
+    fn group(self) -> AccessGroup {
+        match self {
+            Lookup::Email | Lookup::Phone => AccessGroup::Contact,
+            Lookup::ExternalId => AccessGroup::Identity,
+        }
+    }
+
+    /// The parameter's name, as in `?email=`.
+    pub fn param(self) -> &'static str {
+        match self {
+            Lookup::Email => "email",
+            Lookup::Phone => "phone",
+            Lookup::ExternalId => "external_id",
+        }
+    }
+}
+
+/// A subject to create, as received: field names → JSON values.
+#[derive(Debug, Clone)]
+pub struct NewSubjectInput {
+    /// Individual, household or organisation.
+    pub kind: SubjectKind,
+    /// Profile fields by name.
+    pub fields: Map<String, Json>,
+    /// Gifts, each fields by name.
+    pub gifts: Vec<Map<String, Json>>,
+}
+
+impl NewSubjectInput {
+    /// Reads `{"kind": ..., "gifts": [...], "<field>": <value>, ...}`.
+    pub fn from_json(value: Json) -> Result<NewSubjectInput, Error> {
+        let Json::Object(mut fields) = value else {
+            return Err(Error::BadRequest(
+                "expected a JSON object of field names and values".into(),
+            ));
+        };
+        let kind = match fields.remove("kind") {
+            None | Some(Json::Null) => SubjectKind::Individual,
+            Some(Json::String(s)) => SubjectKind::parse(&s).ok_or_else(|| {
+                Error::BadRequest(
+                    "`kind` must be individual, household or organisation".into(),
+                )
+            })?,
+            Some(_) => return Err(Error::BadRequest("`kind` must be a string".into())),
+        };
+        let gifts = match fields.remove("gifts") {
+            None | Some(Json::Null) => Vec::new(),
+            Some(Json::Array(items)) => items
+                .into_iter()
+                .map(|g| match g {
+                    Json::Object(m) => Ok(m),
+                    _ => Err(Error::BadRequest("each gift must be a JSON object".into())),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(Error::BadRequest("`gifts` must be a list".into())),
+        };
+        for reserved in RESERVED_NAMES {
+            if fields.contains_key(*reserved) {
+                return Err(Error::BadRequest(format!(
+                    "`{reserved}` cannot be set; it is managed by Steward"
+                )));
+            }
+        }
+        Ok(NewSubjectInput {
+            kind,
+            fields,
+            gifts,
+        })
+    }
+}
+
+/// A subject as one principal may see it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SubjectView {
+    /// Its id.
+    pub id: SubjectId,
+    /// Individual, household or organisation.
+    pub kind: SubjectKind,
+    /// Version, for optimistic concurrency (`If-Match`).
+    pub version: u32,
+    /// The fields the principal may read.
+    pub fields: BTreeMap<String, Json>,
+    /// Names of fields present but held back from this principal (never their values).
+    pub withheld: Vec<String>,
+}
+
+/// A gift.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GiftView {
+    /// Its id.
+    pub id: GiftId,
+    /// Its fields.
+    pub fields: BTreeMap<String, Json>,
+}
+
+impl Hub {
+    /// Refuses, naming them, every field the actor may not write.
+    fn check_writable<'a>(
+        &self,
+        actor: &Actor,
+        record: RecordKind,
+        names: impl Iterator<Item = &'a String>,
+    ) -> Result<(), Error> {
+        let mut refused = Vec::new();
+        let mut object = String::new();
+        for name in names {
+            // Unknown names are reported by validation, with the other input errors.
+            let Some(def) = self.schema.field(record, name) else {
+                continue;
+            };
+            if !self
+                .authorizer
+                .allows_group(actor.principal.role, def.group, Action::Write)
+            {
+                if object.is_empty() {
+                    object = def.group.object().to_string();
+                }
+                refused.push(name.clone());
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            refused.sort();
+            refused.dedup();
+            Err(Error::Forbidden {
+                action: "write",
+                object,
+                fields: refused,
+            })
+        }
+    }
+
+    fn parse(
+        &self,
+        record: RecordKind,
+        fields: &Map<String, Json>,
+        item: Option<usize>,
+    ) -> Result<Vec<(FieldId, domain::Value)>, Error> {
+        self.schema
+            .parse_object(record, fields)
+            .map_err(|e| invalid(e, item))
+    }
+
+    /// Creates subjects in one atomic batch (all or none). Returns their ids in order.
+    pub fn create_subjects(
+        &self,
+        actor: &Actor,
+        inputs: Vec<NewSubjectInput>,
+    ) -> Result<Vec<SubjectId>, Error> {
+        if inputs.is_empty() {
+            return Err(Error::BadRequest("the batch is empty".into()));
+        }
+        if inputs.len() > MAX_BATCH {
+            return Err(Error::BadRequest(format!(
+                "a batch holds at most {MAX_BATCH} subjects; this one has {}",
+                inputs.len()
+            )));
+        }
+        self.require(actor, AccessGroup::Identity.object(), Action::Write)
+            .or_else(|_| self.require(actor, AccessGroup::Contact.object(), Action::Write))?;
+        let batch = inputs.len() > 1;
+        let mut items = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            self.check_writable(actor, RecordKind::Subject, input.fields.keys())?;
+            for gift in &input.gifts {
+                self.check_writable(actor, RecordKind::Gift, gift.keys())?;
+            }
+            let item = batch.then_some(i);
+            let fields = self.parse(RecordKind::Subject, &input.fields, item)?;
+            if fields.is_empty() {
+                return Err(Error::BadRequest(format!(
+                    "{}a subject needs at least one field",
+                    item.map(|i| format!("item {i}: ")).unwrap_or_default()
+                )));
+            }
+            let gifts = input
+                .gifts
+                .iter()
+                .map(|g| self.parse(RecordKind::Gift, g, item))
+                .collect::<Result<Vec<_>, _>>()?;
+            items.push(NewSubject {
+                kind: input.kind,
+                fields,
+                gifts,
+            });
+        }
+        let ids = self.vault.create_subjects(&items)?;
+        tracing::debug!(count = ids.len(), principal = %actor.principal.id, "subjects created");
+        Ok(ids)
+    }
+
+    /// Creates one subject.
+    pub fn create_subject(&self, actor: &Actor, input: NewSubjectInput) -> Result<SubjectId, Error> {
+        Ok(self.create_subjects(actor, vec![input])?[0])
+    }
+
+    fn readable_groups(&self, actor: &Actor) -> Vec<AccessGroup> {
+        [
+            AccessGroup::Identity,
+            AccessGroup::Contact,
+            AccessGroup::Financial,
+            AccessGroup::Special,
+            AccessGroup::Profile,
+        ]
+        .into_iter()
+        .filter(|g| {
+            self.authorizer
+                .allows_group(actor.principal.role, *g, Action::Read)
+        })
+        .collect()
+    }
+
+    /// Reads a subject, decrypting only the fields the actor's role may read; the others are
+    /// named in `withheld`.
+    pub fn get_subject(&self, actor: &Actor, id: &SubjectId) -> Result<SubjectView, Error> {
+        let groups = self.readable_groups(actor);
+        if groups.is_empty() {
+            return Err(Error::Forbidden {
+                action: "read",
+                object: "subject".into(),
+                fields: Vec::new(),
+            });
+        }
+        let schema = &self.schema;
+        let wanted = |f: FieldId| {
+            schema
+                .field_by_id(RecordKind::Subject, f)
+                .is_some_and(|d| groups.contains(&d.group))
+        };
+        let record = self.vault.read_subject(id, &wanted)?;
+        let name = |f: FieldId| {
+            schema
+                .field_by_id(RecordKind::Subject, f)
+                .map(|d| d.name.clone())
+                .unwrap_or_else(|| format!("field_{}", f.0))
+        };
+        let fields = record
+            .fields
+            .iter()
+            .map(|(f, v)| (name(*f), v.to_json()))
+            .collect();
+        let mut withheld: Vec<String> = record.other_fields.iter().map(|f| name(*f)).collect();
+        withheld.sort();
+        Ok(SubjectView {
+            id: record.id,
+            kind: record.kind,
+            version: record.version,
+            fields,
+            withheld,
+        })
+    }
+
+    /// Applies a patch of field names → values (`null` removes the field). All or nothing:
+    /// a forbidden or invalid field refuses the whole patch. Returns the new version.
+    pub fn update_subject(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+        patch: Map<String, Json>,
+        if_version: Option<u32>,
+    ) -> Result<u32, Error> {
+        if patch.is_empty() {
+            return Err(Error::BadRequest("the patch names no field".into()));
+        }
+        for reserved in RESERVED_NAMES {
+            if patch.contains_key(*reserved) {
+                return Err(Error::BadRequest(format!(
+                    "`{reserved}` cannot be changed; it is managed by Steward"
+                )));
+            }
+        }
+        self.check_writable(actor, RecordKind::Subject, patch.keys())?;
+        let parsed = self
+            .schema
+            .parse_patch(RecordKind::Subject, &patch)
+            .map_err(|e| invalid(e, None))?;
+        Ok(self.vault.update_subject(id, &parsed, if_version)?)
+    }
+
+    /// Erases a subject: its data key is destroyed, so every copy of its data (store, backups)
+    /// becomes unreadable.
+    pub fn erase_subject(&self, actor: &Actor, id: &SubjectId) -> Result<(), Error> {
+        self.require(actor, "subject", Action::Erase)?;
+        self.vault.erase_subject(id)?;
+        tracing::info!(subject = %id, principal = %actor.principal.id, "subject erased");
+        Ok(())
+    }
+
+    /// Finds subjects by exact email, phone or external id (normalised first).
+    pub fn find(&self, actor: &Actor, lookup: Lookup, term: &str) -> Result<Vec<SubjectId>, Error> {
+        self.require(actor, lookup.group().object(), Action::Read)?;
+        let normalised = match lookup {
+            Lookup::Email => normalise_email(term),
+            Lookup::Phone => normalise_phone(term, &self.schema.default_region),
+            Lookup::ExternalId => normalise_external_id(term),
+        }
+        .map_err(|reason| Error::Invalid {
+            item: None,
+            errors: vec![FieldError {
+                field: lookup.param().to_string(),
+                problem: domain::FieldProblem::Invalid {
+                    reason: reason.to_string(),
+                },
+            }],
+        })?;
+        Ok(self.vault.lookup(lookup.index(), &normalised)?)
+    }
+
+    /// Subject ids in creation order, after the cursor.
+    pub fn list_subjects(
+        &self,
+        actor: &Actor,
+        after: Option<&SubjectId>,
+        limit: usize,
+    ) -> Result<Vec<SubjectId>, Error> {
+        if self.readable_groups(actor).is_empty() {
+            return Err(Error::Forbidden {
+                action: "read",
+                object: "subject".into(),
+                fields: Vec::new(),
+            });
+        }
+        Ok(self.vault.list_subjects(after, limit.clamp(1, 1000))?)
+    }
+
+    /// Adds gifts to a subject.
+    pub fn add_gifts(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+        gifts: Vec<Map<String, Json>>,
+    ) -> Result<Vec<GiftId>, Error> {
+        self.require(actor, AccessGroup::Financial.object(), Action::Write)?;
+        if gifts.is_empty() {
+            return Err(Error::BadRequest("no gift given".into()));
+        }
+        let parsed = gifts
+            .iter()
+            .enumerate()
+            .map(|(i, g)| self.parse(RecordKind::Gift, g, (gifts.len() > 1).then_some(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.vault.add_gifts(id, &parsed)?)
+    }
+
+    /// A subject's gifts.
+    pub fn list_gifts(&self, actor: &Actor, id: &SubjectId) -> Result<Vec<GiftView>, Error> {
+        self.require(actor, AccessGroup::Financial.object(), Action::Read)?;
+        let gifts = self.vault.list_gifts(id)?;
+        Ok(gifts
+            .into_iter()
+            .map(|g| GiftView {
+                id: g.id,
+                fields: g
+                    .fields
+                    .iter()
+                    .map(|(f, v)| {
+                        let name = self
+                            .schema
+                            .field_by_id(RecordKind::Gift, *f)
+                            .map(|d| d.name.clone())
+                            .unwrap_or_else(|| format!("field_{}", f.0));
+                        (name, v.to_json())
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+fn invalid(e: domain::Error, item: Option<usize>) -> Error {
+    match e {
+        domain::Error::Fields(errors) => Error::Invalid { item, errors },
+        other => Error::Policy(other.to_string()),
+    }
+}
