@@ -45,6 +45,11 @@ impl Hub {
         Ok(self.vault.rotate(options)?)
     }
 
+    /// Checks, without doing anything, that the actor may take backups.
+    pub fn authorise_backup(&self, actor: &Actor) -> Result<(), Error> {
+        self.require(actor, "keys", Action::Admin)
+    }
+
     /// Writes an encrypted, consistent snapshot of the data directory.
     pub fn backup(&self, actor: &Actor, out: &mut dyn Write) -> Result<BackupReport, Error> {
         self.require(actor, "keys", Action::Admin)?;

@@ -1,0 +1,177 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Steward: a privacy-first constituent data hub for nonprofits.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The data directory.
+    #[arg(long, global = true, env = "STEWARD_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The age identity file that unseals the data directory (default: the one `init` recorded).
+    #[arg(long, global = true, env = "STEWARD_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// A file holding the passphrase, for directories sealed with a passphrase.
+    #[arg(long, global = true, env = "STEWARD_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new data directory with a fresh master secret sealed with age.
+    Init(InitArgs),
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Create (or reuse) a demo directory with 1,000 synthetic constituents and serve it.
+    Demo(DemoArgs),
+    /// Add, show, find, update, erase and list subjects.
+    #[command(subcommand)]
+    Subject(SubjectCmd),
+    /// Manage users and their API tokens.
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// Key management.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Encrypted backups.
+    #[command(subcommand)]
+    Backup(BackupCmd),
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Seal with a passphrase read from this file instead of an identity file.
+    #[arg(long, value_name = "FILE", conflicts_with = "identity")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Copy policy files from this folder (default: ./policies if present, else built-in).
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "STEWARD_ADDR")]
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "STEWARD_ADDR")]
+    pub addr: SocketAddr,
+    /// Number of synthetic constituents.
+    #[arg(long, default_value_t = 1000)]
+    pub size: usize,
+    /// Load the data and exit without serving (for scripts and tests).
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubjectCmd {
+    /// Add a subject from one JSON object (field name → value) on stdin.
+    Add {
+        /// individual, household or organisation (overrides "kind" in the JSON).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Show a subject's fields.
+    Show { id: String },
+    /// Find subjects by exact email, phone or external id.
+    Find {
+        #[arg(long, group = "by")]
+        email: Option<String>,
+        #[arg(long, group = "by")]
+        phone: Option<String>,
+        #[arg(long, group = "by")]
+        external_id: Option<String>,
+    },
+    /// Update fields from a JSON object on stdin (null removes a field).
+    Update {
+        id: String,
+        /// Refuse if the subject's version is not this one.
+        #[arg(long)]
+        if_version: Option<u32>,
+    },
+    /// Erase a subject by destroying its data key.
+    Erase { id: String },
+    /// List subject ids in creation order.
+    List {
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// List a subject's gifts.
+    Gifts { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCmd {
+    /// Add a user and print its API token (shown once).
+    Add {
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// List users.
+    List,
+    /// Revoke a user's token.
+    Revoke { name: String },
+    /// Change a user's role.
+    Role { name: String, role: String },
+    /// Issue a new token for a user (the old one stops working).
+    Token { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Rotate the key-encryption key; resumes an interrupted rotation.
+    Rotate {
+        /// Data keys rewrapped per durable step.
+        #[arg(long, default_value_t = 4096)]
+        batch_size: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Write an encrypted snapshot of the data directory (through the server if one runs).
+    Create {
+        file: PathBuf,
+        /// API token of an admin, when a server holds the directory.
+        #[arg(long, env = "STEWARD_TOKEN")]
+        token: Option<String>,
+    },
+    /// Restore a snapshot into an empty directory given by --data.
+    Restore { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Validate the policy files (the data directory's, or those in --dir).
+    Check {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,357 @@
+//! One function per command.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use hub::{Hub, Lookup, NewSubjectInput, PolicyFiles};
+use serde_json::{json, Value};
+use vault::{RotationOptions, SealTo};
+
+use crate::args::{BackupCmd, Cli, Command, InitArgs, KeysCmd, PolicyCmd, SubjectCmd, UsersCmd};
+use crate::output::Output;
+use crate::{data_dir, open_hub, unlock_for, usage};
+
+pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(args) => {
+            crate::init_logging("warn");
+            init(g, &args, out)
+        }
+        Command::Serve(args) => {
+            crate::init_logging("info");
+            crate::serve::serve(g, args.addr, out)
+        }
+        Command::Demo(args) => {
+            crate::init_logging("info");
+            crate::serve::demo(g, &args, out)
+        }
+        Command::Subject(cmd) => {
+            crate::init_logging("warn");
+            subject(g, cmd, out)
+        }
+        Command::Users(cmd) => {
+            crate::init_logging("warn");
+            users(g, cmd, out)
+        }
+        Command::Keys(KeysCmd::Rotate { batch_size }) => {
+            crate::init_logging("warn");
+            let hub = open_hub(g)?;
+            let report = hub.rotate_keys(
+                &hub.local_actor(),
+                &RotationOptions {
+                    batch_size,
+                    max_batches: None,
+                },
+            )?;
+            out.emit(&json!(report), || {
+                format!(
+                    "KEK rotated to version {}: {} data keys rewrapped, {} skipped{}",
+                    report.target_version,
+                    report.rewrapped,
+                    report.skipped,
+                    if report.resumed { " (resumed an interrupted rotation)" } else { "" }
+                )
+            });
+            Ok(())
+        }
+        Command::Backup(cmd) => {
+            crate::init_logging("warn");
+            backup(g, cmd, out)
+        }
+        Command::Policy(PolicyCmd::Check { dir }) => {
+            let dir = match dir {
+                Some(d) => d,
+                None => data_dir(g)?.join(hub::POLICY_DIR),
+            };
+            let files = PolicyFiles::load(&dir)?;
+            let schema = files.schema()?;
+            let n = schema.fields(domain::RecordKind::Subject).count();
+            let n_gift = schema.fields(domain::RecordKind::Gift).count();
+            out.emit(
+                &json!({"ok": true, "dir": dir, "subject_fields": n, "gift_fields": n_gift}),
+                || format!("{}: valid ({n} subject fields, {n_gift} gift fields)", dir.display()),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init(g: &crate::args::Global, args: &InitArgs, out: Output) -> anyhow::Result<()> {
+    let dir = data_dir(g)?;
+    let seal_to = match (&args.passphrase_file, &g.passphrase_file) {
+        (Some(p), _) | (None, Some(p)) => {
+            SealTo::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?)
+        }
+        (None, None) => SealTo::Identity(match &g.identity {
+            Some(p) => p.clone(),
+            None => {
+                let p = default_identity_path(&dir);
+                out.note(&format!(
+                    "warning: no --identity given; the identity file goes to {} beside the data directory. \
+                     In production keep it elsewhere (a separate disk or a secrets manager): whoever holds \
+                     both can read everything.",
+                    p.display()
+                ));
+                p
+            }
+        }),
+    };
+    let policies = match &args.policies {
+        Some(p) => PolicyFiles::load(p)?,
+        None if Path::new("policies/schema.toml").exists() => PolicyFiles::load(Path::new("policies"))?,
+        None => PolicyFiles::defaults(),
+    };
+    let report = Hub::init(&dir, &seal_to, &policies)?;
+    out.emit(&json!(report), || {
+        let mut s = format!("Initialised {} (master secret sealed with age, {})", dir.display(), report.vault.seal.method);
+        if let Some(p) = &report.vault.seal.identity_path {
+            s.push_str(&format!(
+                "\nIdentity file: {}{}",
+                p.display(),
+                if report.vault.identity_created { " (new; back it up, it is the only way in)" } else { "" }
+            ));
+        }
+        s.push_str(&format!("\nPolicies: copied from {}", report.policies_from));
+        s
+    });
+    Ok(())
+}
+
+/// `DIR.identity.txt` beside the data directory.
+pub(crate) fn default_identity_path(dir: &Path) -> std::path::PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "steward".into());
+    dir.with_file_name(format!("{name}.identity.txt"))
+}
+
+fn read_stdin_json() -> anyhow::Result<Value> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading JSON from stdin")?;
+    if text.trim().is_empty() {
+        return Err(usage("empty_input", "expected a JSON object on stdin, got nothing"));
+    }
+    serde_json::from_str(&text).map_err(|e| {
+        usage(
+            "malformed_json",
+            format!("stdin is not valid JSON (line {}, column {})", e.line(), e.column()),
+        )
+    })
+}
+
+fn parse_id(raw: &str) -> anyhow::Result<domain::SubjectId> {
+    raw.parse()
+        .map_err(|_| usage("bad_id", format!("`{raw}` is not a subject id (26 characters of base32)")))
+}
+
+fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        SubjectCmd::Add { kind } => {
+            let mut value = read_stdin_json()?;
+            if let (Some(k), Value::Object(m)) = (kind, &mut value) {
+                m.insert("kind".into(), Value::String(k));
+            }
+            let input = NewSubjectInput::from_json(value)?;
+            let hub = open_hub(g)?;
+            let id = hub.create_subject(&hub.local_actor(), input)?;
+            out.emit(&json!({"id": id}), || id.to_string());
+        }
+        SubjectCmd::Show { id } => {
+            let id = parse_id(&id)?;
+            let hub = open_hub(g)?;
+            let view = hub.get_subject(&hub.local_actor(), &id)?;
+            out.emit(&json!(view), || {
+                let mut s = format!("{} ({}, version {})", view.id, view.kind.as_str(), view.version);
+                for (k, v) in &view.fields {
+                    let shown = match v {
+                        Value::String(t) => t.clone(),
+                        other => other.to_string(),
+                    };
+                    s.push_str(&format!("\n  {k:<26} {shown}"));
+                }
+                if !view.withheld.is_empty() {
+                    s.push_str(&format!("\n  withheld: {}", view.withheld.join(", ")));
+                }
+                s
+            });
+        }
+        SubjectCmd::Find { email, phone, external_id } => {
+            let (lookup, term) = match (email, phone, external_id) {
+                (Some(e), _, _) => (Lookup::Email, e),
+                (_, Some(p), _) => (Lookup::Phone, p),
+                (_, _, Some(x)) => (Lookup::ExternalId, x),
+                _ => return Err(usage("missing_lookup", "give --email, --phone or --external-id")),
+            };
+            let hub = open_hub(g)?;
+            let ids = hub.find(&hub.local_actor(), lookup, &term)?;
+            out.emit(&json!({"ids": ids}), || {
+                if ids.is_empty() {
+                    "no subject found".into()
+                } else {
+                    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
+                }
+            });
+        }
+        SubjectCmd::Update { id, if_version } => {
+            let id = parse_id(&id)?;
+            let Value::Object(patch) = read_stdin_json()? else {
+                return Err(usage("malformed_json", "expected a JSON object of field names and values on stdin"));
+            };
+            let hub = open_hub(g)?;
+            let version = hub.update_subject(&hub.local_actor(), &id, patch, if_version)?;
+            out.emit(&json!({"id": id, "version": version}), || format!("{id} updated to version {version}"));
+        }
+        SubjectCmd::Erase { id } => {
+            let id = parse_id(&id)?;
+            let hub = open_hub(g)?;
+            hub.erase_subject(&hub.local_actor(), &id)?;
+            out.emit(&json!({"id": id, "erased": true}), || {
+                format!("{id} erased: its data key was destroyed; no copy of its data can be decrypted")
+            });
+        }
+        SubjectCmd::List { after, limit } => {
+            let after = after.as_deref().map(parse_id).transpose()?;
+            let hub = open_hub(g)?;
+            let ids = hub.list_subjects(&hub.local_actor(), after.as_ref(), limit)?;
+            let next = (ids.len() == limit).then(|| ids.last().copied()).flatten();
+            out.emit(&json!({"items": ids, "next": next}), || {
+                ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
+            });
+        }
+        SubjectCmd::Gifts { id } => {
+            let id = parse_id(&id)?;
+            let hub = open_hub(g)?;
+            let gifts = hub.list_gifts(&hub.local_actor(), &id)?;
+            out.emit(&json!({"items": gifts}), || {
+                gifts
+                    .iter()
+                    .map(|gift| {
+                        let f = |k: &str| gift.fields.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+                        format!("{}  {}  {} {}  {}", gift.id, f("date"), f("amount"), f("currency"), f("campaign"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn users(g: &crate::args::Global, cmd: UsersCmd, out: Output) -> anyhow::Result<()> {
+    let hub = open_hub(g)?;
+    let actor = hub.local_actor();
+    let role = |r: &str| r.parse::<access_control::Role>().map_err(hub::Error::from);
+    match cmd {
+        UsersCmd::Add { name, role: r } => {
+            let (p, token) = hub.add_user(&actor, &name, role(&r)?)?;
+            out.emit(&json!({"id": p.id, "name": p.name, "role": p.role, "token": token}), || {
+                format!("User {} ({}) added. API token (shown once, keep it safe):\n{token}", p.name, p.role)
+            });
+        }
+        UsersCmd::Token { name } => {
+            let (p, token) = hub.reissue_token(&actor, &name)?;
+            out.emit(&json!({"id": p.id, "name": p.name, "role": p.role, "token": token}), || {
+                format!("New token for {} (the old one no longer works):\n{token}", p.name)
+            });
+        }
+        UsersCmd::List => {
+            let list = hub.list_users(&actor)?;
+            out.emit(&json!({"items": list}), || {
+                list.iter()
+                    .map(|p| format!("{:<24} {:<13} {}{}", p.name, p.role, p.created, if p.revoked { "  (revoked)" } else { "" }))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        UsersCmd::Revoke { name } => {
+            let p = hub.revoke_user(&actor, &name)?;
+            out.emit(&json!(p), || format!("{} revoked", p.name));
+        }
+        UsersCmd::Role { name, role: r } => {
+            let p = hub.set_user_role(&actor, &name, role(&r)?)?;
+            out.emit(&json!(p), || format!("{} is now {}", p.name, p.role));
+        }
+    }
+    Ok(())
+}
+
+fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        BackupCmd::Create { file, token } => {
+            let dir = data_dir(g)?;
+            let tmp = file.with_extension("partial");
+            let result = (|| -> anyhow::Result<Value> {
+                let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+                match open_hub(g) {
+                    Ok(hub) => {
+                        let report = hub.backup(&hub.local_actor(), &mut f)?;
+                        Ok(json!(report))
+                    }
+                    Err(e) if matches!(e.downcast_ref::<hub::Error>(), Some(h) if h.code() == "data_dir_in_use") => {
+                        let url = owner_url(&dir).ok_or(e)?;
+                        let token = token.ok_or_else(|| {
+                            usage("token_required", format!(
+                                "a server at {url} holds {}; give --token (an admin's API token) to back up through it",
+                                dir.display()
+                            ))
+                        })?;
+                        let bytes = crate::client::download(&url, "/v1/admin/backup", &token, &mut f)?;
+                        Ok(json!({"bytes": bytes, "via": url}))
+                    }
+                    Err(e) => Err(e),
+                }
+            })();
+            match result {
+                Ok(report) => {
+                    std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+                    out.emit(&report, || format!("Backup written to {} (encrypted; restore needs the same identity or passphrase)", file.display()));
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(e)
+                }
+            }
+        }
+        BackupCmd::Restore { file } => {
+            let dir = data_dir(g)?;
+            let mut f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let unlock = match (&g.identity, &g.passphrase_file) {
+                (Some(i), _) => vault::Unlock::Identity(i.clone()),
+                (None, Some(p)) => vault::Unlock::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?),
+                (None, None) => {
+                    return Err(usage(
+                        "identity_required",
+                        "give --identity FILE (or --passphrase-file FILE) that unseals the backed-up directory",
+                    ))
+                }
+            };
+            let mut reader = std::io::BufReader::new(&mut f);
+            let report = vault::Vault::restore(&mut reader, &dir, &unlock).map_err(hub::Error::from)?;
+            // Check it opens and record where its identity is.
+            drop(Hub::open(&dir, &unlock_for(&dir, g)?)?);
+            out.emit(&json!(report), || {
+                format!(
+                    "Restored {} entries and {} data keys into {}",
+                    report.entries,
+                    report.key_slots,
+                    dir.display()
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+/// The URL of the server holding `dir`, from its owner note.
+fn owner_url(dir: &Path) -> Option<String> {
+    let note = std::fs::read_to_string(dir.join(vault::layout::OWNER)).ok()?;
+    let start = note.find("http://")?;
+    let url: String = note[start..].chars().take_while(|c| !c.is_whitespace() && *c != ')').collect();
+    Some(url)
+}

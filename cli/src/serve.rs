@@ -1,0 +1,159 @@
+//! Running the server: `serve` and `demo`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hub::{Hub, NewSubjectInput, PolicyFiles};
+use serde_json::json;
+use vault::{SealTo, Unlock};
+
+use crate::args::{DemoArgs, Global};
+use crate::commands::default_identity_path;
+use crate::output::Output;
+
+const DEMO_SEED: u64 = 2024;
+const DEMO_ADMIN: &str = "demo-admin";
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Serves `hub` on `addr` until a shutdown signal; `ready` is called with the bound address.
+fn run_server(hub: Hub, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let hub = Arc::new(hub);
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (is another server using that port? try --addr 127.0.0.1:0)"))?;
+        let local = listener.local_addr()?;
+        hub.set_owner_note(&format!(
+            "a running Steward server at http://{local} (pid {})",
+            std::process::id()
+        ))?;
+        ready(local);
+        let router = server::router(server::AppState { hub: hub.clone() }, &server::ServerConfig::default());
+        let result = server::serve(listener, router, shutdown_signal()).await;
+        hub.clear_owner_note();
+        result?;
+        Ok(())
+    })
+}
+
+pub(crate) fn serve(g: &Global, addr: SocketAddr, out: Output) -> anyhow::Result<()> {
+    let hub = crate::open_hub(g)?;
+    let dir = hub.data_dir();
+    run_server(hub, addr, |local| {
+        out.emit(&json!({"url": format!("http://{local}"), "data": dir}), || {
+            format!("Steward is serving {} at http://{local} (Ctrl-C to stop)", dir.display())
+        });
+    })
+}
+
+pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<()> {
+    let dir = g.data.clone().unwrap_or_else(|| "steward-demo".into());
+    let unlock = match (&g.identity, &g.passphrase_file) {
+        (_, Some(p)) => Unlock::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?),
+        (Some(i), None) => Unlock::Identity(i.clone()),
+        (None, None) => Unlock::Identity(default_identity_path(&dir)),
+    };
+    if !dir.join(vault::layout::SEAL).exists() {
+        let seal_to = match &unlock {
+            Unlock::Identity(p) => SealTo::Identity(p.clone()),
+            Unlock::Passphrase(s) => SealTo::Passphrase(s.clone()),
+        };
+        let policies = if std::path::Path::new("policies/schema.toml").exists() {
+            PolicyFiles::load(std::path::Path::new("policies"))?
+        } else {
+            PolicyFiles::defaults()
+        };
+        Hub::init(&dir, &seal_to, &policies)?;
+        if let Unlock::Identity(p) = &unlock {
+            out.note(&format!(
+                "Created demo data directory {} (identity file {} beside it: fine for a demo; in production keep the identity elsewhere)",
+                dir.display(),
+                p.display()
+            ));
+        }
+    } else {
+        out.note(&format!("Reusing demo data directory {}", dir.display()));
+    }
+    let hub = Hub::open(&dir, &unlock)?;
+    let actor = hub.local_actor();
+    let existing = count_subjects(&hub)?;
+    if existing < args.size {
+        out.note(&format!("Loading {} synthetic constituents (seed {DEMO_SEED})...", args.size - existing));
+        let mut generator = synth::Generator::new(DEMO_SEED).skip(existing);
+        let mut loaded = existing;
+        while loaded < args.size {
+            let n = (args.size - loaded).min(500);
+            let batch = (&mut generator)
+                .take(n)
+                .map(|c| NewSubjectInput::from_json(c.to_json()))
+                .collect::<Result<Vec<_>, _>>()?;
+            hub.create_subjects(&actor, batch)?;
+            loaded += n;
+        }
+    }
+    let subjects = count_subjects(&hub)?;
+    let (_, token) = match hub.reissue_token(&actor, DEMO_ADMIN) {
+        Ok(t) => t,
+        Err(hub::Error::Principal(access_control::Error::UnknownUser(_))) => {
+            hub.add_user(&actor, DEMO_ADMIN, access_control::Role::Admin)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.no_serve {
+        out.emit(&json!({"data": dir, "subjects": subjects, "token": token}), || {
+            format!("Demo data ready in {} ({subjects} subjects). Admin token: {token}", dir.display())
+        });
+        return Ok(());
+    }
+    run_server(hub, args.addr, |local| {
+        out.emit(
+            &json!({"url": format!("http://{local}"), "data": dir, "subjects": subjects, "token": token}),
+            || {
+                format!(
+                    "\nSteward demo: {subjects} synthetic constituents in {}\n\
+                     \n  URL:          http://{local}\n  Admin token:  {token}\n\
+                     \nTry:\n  curl -H 'Authorization: Bearer {token}' 'http://{local}/v1/subjects?limit=3'\n\
+                     \nCtrl-C stops the server; run the demo again to reuse the same data (with a new token).",
+                    dir.display()
+                )
+            },
+        );
+    })
+}
+
+fn count_subjects(hub: &Hub) -> anyhow::Result<usize> {
+    let actor = hub.local_actor();
+    let mut n = 0;
+    let mut after = None;
+    loop {
+        let page = hub.list_subjects(&actor, after.as_ref(), 1000)?;
+        n += page.len();
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = Some(*last),
+            _ => return Ok(n),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Every error the API returns, as `{"error": {"code", "message", ...}}` with a stable code.
+#[derive(Debug)]
+pub enum ApiError {
+    /// An error from a hub operation.
+    Hub(hub::Error),
+    /// A request the API itself rejects (bad JSON, bad parameter, unknown route).
+    Request {
+        /// HTTP status.
+        status: StatusCode,
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// A 400 naming the parameter.
+    pub fn bad_param(name: &str, why: &str) -> ApiError {
+        ApiError::Request {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: format!("parameter `{name}`: {why}"),
+        }
+    }
+}
+
+impl From<hub::Error> for ApiError {
+    fn from(e: hub::Error) -> Self {
+        ApiError::Hub(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let (status, code) = match &r {
+            JsonRejection::MissingJsonContentType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            JsonRejection::BytesRejection(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            _ => (StatusCode::BAD_REQUEST, "malformed_json"),
+        };
+        // The rejection text describes the JSON syntax position, not the content.
+        ApiError::Request {
+            status,
+            code,
+            message: r.body_text(),
+        }
+    }
+}
+
+fn status_of(e: &hub::Error) -> StatusCode {
+    match e.code() {
+        "unauthenticated" => StatusCode::UNAUTHORIZED,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "not_found" => StatusCode::NOT_FOUND,
+        "erased" => StatusCode::GONE,
+        "invalid_input" => StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request" | "policy_invalid" => StatusCode::BAD_REQUEST,
+        "conflict" | "already_exists" => StatusCode::CONFLICT,
+        "integrity_failure" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Hub(e) => {
+                let status = status_of(&e);
+                if status.is_server_error() {
+                    // The cause goes to the log (it names ids and files, never values); the
+                    // client gets a generic message.
+                    tracing::error!(error = %e, code = e.code(), "request failed");
+                    (
+                        status,
+                        json!({"error": {"code": e.code(), "message": "internal error; the server log has the details"}}),
+                    )
+                } else {
+                    let mut err = json!({"error": {"code": e.code(), "message": e.to_string()}});
+                    match &e {
+                        hub::Error::Invalid { item, errors } => {
+                            err["error"]["fields"] = serde_json::to_value(errors).unwrap_or_default();
+                            if let Some(i) = item {
+                                err["error"]["item"] = json!(i);
+                            }
+                        }
+                        hub::Error::Forbidden { fields, .. } if !fields.is_empty() => {
+                            err["error"]["fields"] = json!(fields);
+                        }
+                        _ => {}
+                    }
+                    (status, err)
+                }
+            }
+            ApiError::Request {
+                status,
+                code,
+                message,
+            } => (status, json!({"error": {"code": code, "message": message}})),
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,200 @@
+//! Steward's HTTP API: routes, request/response shapes, errors, request ids, limits and
+//! graceful shutdown. Every handler is thin: it authenticates, moves the blocking hub call off
+//! the async executor, and maps the result.
+//!
+//! It must never log a request body, a query string or a personal value: spans carry the
+//! method, the matched route, the status and the request id. Lookups take their search term in
+//! a POST body for the same reason (URLs end up in proxy logs).
+//!
+//! Layout:
+//! - `error`: [`ApiError`], the one mapping from errors to status codes and JSON bodies.
+//! - `routes`: the handlers.
+//! - this file: [`AppState`], [`router`], [`serve`], authentication and request ids.
+
+mod error;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use hub::{Actor, Channel, Hub};
+
+pub use error::ApiError;
+
+/// Limits and timeouts of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body, in bytes (a batch of 10,000 subjects fits).
+    pub body_limit: usize,
+    /// Time after which a request is answered 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            body_limit: 32 * 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler can reach: cheap handles only.
+#[derive(Clone)]
+pub struct AppState {
+    /// The hub of the data directory being served.
+    pub hub: Arc<Hub>,
+}
+
+/// The request id of the current request, set by the request-id middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// An authenticated caller, extracted from `Authorization: Bearer ...`.
+pub struct Caller(pub Actor);
+
+fn unauthenticated() -> ApiError {
+    ApiError::Hub(hub::Error::Unauthenticated)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unauthenticated)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(unauthenticated)?
+            .trim()
+            .to_string();
+        let hub = state.hub.clone();
+        let principal = tokio::task::spawn_blocking(move || hub.authenticate(&token))
+            .await
+            .map_err(|_| ApiError::Hub(hub::Error::BadRequest("internal task failed".into())))??;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+        Ok(Caller(Actor {
+            principal,
+            channel: Channel::Http(peer),
+            request_id,
+        }))
+    }
+}
+
+/// Runs a blocking hub call on the blocking pool.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, hub::Error> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "blocking task failed");
+        ApiError::Request {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error; the server log has the details".into(),
+        }
+    })?
+    .map_err(ApiError::from)
+}
+
+fn valid_request_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Takes the caller's `x-request-id` when it is a plain token, or makes one; echoes it in the
+/// response and records it, with the route and status, in one log line per request.
+async fn request_id(
+    axum::extract::State(timeout): axum::extract::State<Duration>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| valid_request_id(s))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let n = REQUEST_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros())
+                .unwrap_or(0);
+            format!("req-{t:x}-{n:x}")
+        });
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let started = std::time::Instant::now();
+    let mut resp = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::Request {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "timeout",
+            message: format!("the request took longer than {} s", timeout.as_secs()),
+        }),
+    };
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// The whole API as a router. Pure: no IO until served.
+pub fn router(state: AppState, config: &ServerConfig) -> Router {
+    routes::routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            request_id,
+        ))
+        .fallback(routes::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
+        .with_state(state)
+}
+
+/// Serves the router on a bound listener until `shutdown` completes, then lets in-flight
+/// requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
