@@ -28,7 +28,9 @@ pub enum Error {
     #[error("user names are 1-64 letters, digits, dots, hyphens or underscores")]
     BadName,
     /// A role that does not exist.
-    #[error("unknown role \"{0}\"; roles are: admin, fundraiser, volunteer, data-manager, dpo, auditor")]
+    #[error(
+        "unknown role \"{0}\"; roles are: admin, fundraiser, volunteer, data-manager, dpo, auditor"
+    )]
     UnknownRole(String),
     /// The local admin cannot be changed.
     #[error("the local admin is built in and cannot be changed or revoked")]
@@ -178,10 +180,8 @@ impl Principals {
         let mut out = Vec::new();
         for entry in self.vault.store().scan_prefix(ks::PRINCIPALS, &[]) {
             let (_, v) = entry.map_err(vault::Error::from)?;
-            let p: Principal = serde_json::from_slice(&v).map_err(|_| {
-                vault::Error::Corrupt {
-                    what: "principal record".into(),
-                }
+            let p: Principal = serde_json::from_slice(&v).map_err(|_| vault::Error::Corrupt {
+                what: "principal record".into(),
             })?;
             out.push(p);
         }
@@ -350,7 +350,7 @@ impl Principals {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -25,7 +25,12 @@ pub struct Global {
     #[arg(long, global = true, env = "STEWARD_IDENTITY", value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// A file holding the passphrase, for directories sealed with a passphrase.
-    #[arg(long, global = true, env = "STEWARD_PASSPHRASE_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_PASSPHRASE_FILE",
+        value_name = "FILE"
+    )]
     pub passphrase_file: Option<PathBuf>,
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]

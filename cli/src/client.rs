@@ -10,7 +10,12 @@ use anyhow::{anyhow, bail, Context};
 
 /// GETs `path` from `base` (`http://host:port`) with a bearer token and copies the body into
 /// `out`. Returns the number of body bytes.
-pub(crate) fn download(base: &str, path: &str, token: &str, out: &mut dyn Write) -> anyhow::Result<u64> {
+pub(crate) fn download(
+    base: &str,
+    path: &str,
+    token: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
     let hostport = base
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("only http:// server addresses are supported, got {base}"))?
@@ -24,7 +29,8 @@ pub(crate) fn download(base: &str, path: &str, token: &str, out: &mut dyn Write)
     )?;
     let mut r = BufReader::new(stream);
     let mut status = String::new();
-    r.read_line(&mut status).context("reading the server's answer")?;
+    r.read_line(&mut status)
+        .context("reading the server's answer")?;
     let code: u16 = status
         .split_whitespace()
         .nth(1)
@@ -49,7 +55,11 @@ pub(crate) fn download(base: &str, path: &str, token: &str, out: &mut dyn Write)
         }
     }
     let mut body: Box<dyn Read> = if chunked {
-        Box::new(Chunked { inner: r, left: 0, done: false })
+        Box::new(Chunked {
+            inner: r,
+            left: 0,
+            done: false,
+        })
     } else if let Some(n) = length {
         Box::new(r.take(n))
     } else {
@@ -82,8 +92,9 @@ impl<R: BufRead> Read for Chunked<R> {
             let mut line = String::new();
             self.inner.read_line(&mut line)?;
             let size = line.trim().split(';').next().unwrap_or("");
-            self.left = u64::from_str_radix(size, 16)
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size"))?;
+            self.left = u64::from_str_radix(size, 16).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")
+            })?;
             if self.left == 0 {
                 self.done = true;
                 return Ok(0);
@@ -92,7 +103,10 @@ impl<R: BufRead> Read for Chunked<R> {
         let n = (buf.len() as u64).min(self.left) as usize;
         let got = self.inner.read(&mut buf[..n])?;
         if got == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the server closed early"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed early",
+            ));
         }
         self.left -= got as u64;
         if self.left == 0 {

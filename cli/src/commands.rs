@@ -51,7 +51,11 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
                     report.target_version,
                     report.rewrapped,
                     report.skipped,
-                    if report.resumed { " (resumed an interrupted rotation)" } else { "" }
+                    if report.resumed {
+                        " (resumed an interrupted rotation)"
+                    } else {
+                        ""
+                    }
                 )
             });
             Ok(())
@@ -71,7 +75,12 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             let n_gift = schema.fields(domain::RecordKind::Gift).count();
             out.emit(
                 &json!({"ok": true, "dir": dir, "subject_fields": n, "gift_fields": n_gift}),
-                || format!("{}: valid ({n} subject fields, {n_gift} gift fields)", dir.display()),
+                || {
+                    format!(
+                        "{}: valid ({n} subject fields, {n_gift} gift fields)",
+                        dir.display()
+                    )
+                },
             );
             Ok(())
         }
@@ -100,17 +109,27 @@ fn init(g: &crate::args::Global, args: &InitArgs, out: Output) -> anyhow::Result
     };
     let policies = match &args.policies {
         Some(p) => PolicyFiles::load(p)?,
-        None if Path::new("policies/schema.toml").exists() => PolicyFiles::load(Path::new("policies"))?,
+        None if Path::new("policies/schema.toml").exists() => {
+            PolicyFiles::load(Path::new("policies"))?
+        }
         None => PolicyFiles::defaults(),
     };
     let report = Hub::init(&dir, &seal_to, &policies)?;
     out.emit(&json!(report), || {
-        let mut s = format!("Initialised {} (master secret sealed with age, {})", dir.display(), report.vault.seal.method);
+        let mut s = format!(
+            "Initialised {} (master secret sealed with age, {})",
+            dir.display(),
+            report.vault.seal.method
+        );
         if let Some(p) = &report.vault.seal.identity_path {
             s.push_str(&format!(
                 "\nIdentity file: {}{}",
                 p.display(),
-                if report.vault.identity_created { " (new; back it up, it is the only way in)" } else { "" }
+                if report.vault.identity_created {
+                    " (new; back it up, it is the only way in)"
+                } else {
+                    ""
+                }
             ));
         }
         s.push_str(&format!("\nPolicies: copied from {}", report.policies_from));
@@ -134,19 +153,30 @@ fn read_stdin_json() -> anyhow::Result<Value> {
         .read_to_string(&mut text)
         .context("reading JSON from stdin")?;
     if text.trim().is_empty() {
-        return Err(usage("empty_input", "expected a JSON object on stdin, got nothing"));
+        return Err(usage(
+            "empty_input",
+            "expected a JSON object on stdin, got nothing",
+        ));
     }
     serde_json::from_str(&text).map_err(|e| {
         usage(
             "malformed_json",
-            format!("stdin is not valid JSON (line {}, column {})", e.line(), e.column()),
+            format!(
+                "stdin is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     })
 }
 
 fn parse_id(raw: &str) -> anyhow::Result<domain::SubjectId> {
-    raw.parse()
-        .map_err(|_| usage("bad_id", format!("`{raw}` is not a subject id (26 characters of base32)")))
+    raw.parse().map_err(|_| {
+        usage(
+            "bad_id",
+            format!("`{raw}` is not a subject id (26 characters of base32)"),
+        )
+    })
 }
 
 fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Result<()> {
@@ -166,7 +196,12 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
             let hub = open_hub(g)?;
             let view = hub.get_subject(&hub.local_actor(), &id)?;
             out.emit(&json!(view), || {
-                let mut s = format!("{} ({}, version {})", view.id, view.kind.as_str(), view.version);
+                let mut s = format!(
+                    "{} ({}, version {})",
+                    view.id,
+                    view.kind.as_str(),
+                    view.version
+                );
                 for (k, v) in &view.fields {
                     let shown = match v {
                         Value::String(t) => t.clone(),
@@ -180,12 +215,21 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                 s
             });
         }
-        SubjectCmd::Find { email, phone, external_id } => {
+        SubjectCmd::Find {
+            email,
+            phone,
+            external_id,
+        } => {
             let (lookup, term) = match (email, phone, external_id) {
                 (Some(e), _, _) => (Lookup::Email, e),
                 (_, Some(p), _) => (Lookup::Phone, p),
                 (_, _, Some(x)) => (Lookup::ExternalId, x),
-                _ => return Err(usage("missing_lookup", "give --email, --phone or --external-id")),
+                _ => {
+                    return Err(usage(
+                        "missing_lookup",
+                        "give --email, --phone or --external-id",
+                    ))
+                }
             };
             let hub = open_hub(g)?;
             let ids = hub.find(&hub.local_actor(), lookup, &term)?;
@@ -193,25 +237,35 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                 if ids.is_empty() {
                     "no subject found".into()
                 } else {
-                    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
+                    ids.iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 }
             });
         }
         SubjectCmd::Update { id, if_version } => {
             let id = parse_id(&id)?;
             let Value::Object(patch) = read_stdin_json()? else {
-                return Err(usage("malformed_json", "expected a JSON object of field names and values on stdin"));
+                return Err(usage(
+                    "malformed_json",
+                    "expected a JSON object of field names and values on stdin",
+                ));
             };
             let hub = open_hub(g)?;
             let version = hub.update_subject(&hub.local_actor(), &id, patch, if_version)?;
-            out.emit(&json!({"id": id, "version": version}), || format!("{id} updated to version {version}"));
+            out.emit(&json!({"id": id, "version": version}), || {
+                format!("{id} updated to version {version}")
+            });
         }
         SubjectCmd::Erase { id } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;
             hub.erase_subject(&hub.local_actor(), &id)?;
             out.emit(&json!({"id": id, "erased": true}), || {
-                format!("{id} erased: its data key was destroyed; no copy of its data can be decrypted")
+                format!(
+                    "{id} erased: its data key was destroyed; no copy of its data can be decrypted"
+                )
             });
         }
         SubjectCmd::List { after, limit } => {
@@ -220,7 +274,10 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
             let ids = hub.list_subjects(&hub.local_actor(), after.as_ref(), limit)?;
             let next = (ids.len() == limit).then(|| ids.last().copied()).flatten();
             out.emit(&json!({"items": ids, "next": next}), || {
-                ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
+                ids.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         SubjectCmd::Gifts { id } => {
@@ -231,8 +288,21 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                 gifts
                     .iter()
                     .map(|gift| {
-                        let f = |k: &str| gift.fields.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
-                        format!("{}  {}  {} {}  {}", gift.id, f("date"), f("amount"), f("currency"), f("campaign"))
+                        let f = |k: &str| {
+                            gift.fields
+                                .get(k)
+                                .and_then(|v| v.as_str())
+                                .unwrap_or("-")
+                                .to_string()
+                        };
+                        format!(
+                            "{}  {}  {} {}  {}",
+                            gift.id,
+                            f("date"),
+                            f("amount"),
+                            f("currency"),
+                            f("campaign")
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -249,21 +319,41 @@ fn users(g: &crate::args::Global, cmd: UsersCmd, out: Output) -> anyhow::Result<
     match cmd {
         UsersCmd::Add { name, role: r } => {
             let (p, token) = hub.add_user(&actor, &name, role(&r)?)?;
-            out.emit(&json!({"id": p.id, "name": p.name, "role": p.role, "token": token}), || {
-                format!("User {} ({}) added. API token (shown once, keep it safe):\n{token}", p.name, p.role)
-            });
+            out.emit(
+                &json!({"id": p.id, "name": p.name, "role": p.role, "token": token}),
+                || {
+                    format!(
+                        "User {} ({}) added. API token (shown once, keep it safe):\n{token}",
+                        p.name, p.role
+                    )
+                },
+            );
         }
         UsersCmd::Token { name } => {
             let (p, token) = hub.reissue_token(&actor, &name)?;
-            out.emit(&json!({"id": p.id, "name": p.name, "role": p.role, "token": token}), || {
-                format!("New token for {} (the old one no longer works):\n{token}", p.name)
-            });
+            out.emit(
+                &json!({"id": p.id, "name": p.name, "role": p.role, "token": token}),
+                || {
+                    format!(
+                        "New token for {} (the old one no longer works):\n{token}",
+                        p.name
+                    )
+                },
+            );
         }
         UsersCmd::List => {
             let list = hub.list_users(&actor)?;
             out.emit(&json!({"items": list}), || {
                 list.iter()
-                    .map(|p| format!("{:<24} {:<13} {}{}", p.name, p.role, p.created, if p.revoked { "  (revoked)" } else { "" }))
+                    .map(|p| {
+                        format!(
+                            "{:<24} {:<13} {}{}",
+                            p.name,
+                            p.role,
+                            p.created,
+                            if p.revoked { "  (revoked)" } else { "" }
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -286,13 +376,15 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
             let dir = data_dir(g)?;
             let tmp = file.with_extension("partial");
             let result = (|| -> anyhow::Result<Value> {
-                let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+                let mut f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?;
                 match open_hub(g) {
                     Ok(hub) => {
                         let report = hub.backup(&hub.local_actor(), &mut f)?;
                         Ok(json!(report))
                     }
-                    Err(e) if matches!(e.downcast_ref::<hub::Error>(), Some(h) if h.code() == "data_dir_in_use") => {
+                    Err(e) if matches!(e.downcast_ref::<hub::Error>(), Some(h) if h.code() == "data_dir_in_use") =>
+                    {
                         let url = owner_url(&dir).ok_or(e)?;
                         let token = token.ok_or_else(|| {
                             usage("token_required", format!(
@@ -300,7 +392,8 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
                                 dir.display()
                             ))
                         })?;
-                        let bytes = crate::client::download(&url, "/v1/admin/backup", &token, &mut f)?;
+                        let bytes =
+                            crate::client::download(&url, "/v1/admin/backup", &token, &mut f)?;
                         Ok(json!({"bytes": bytes, "via": url}))
                     }
                     Err(e) => Err(e),
@@ -308,7 +401,8 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
             })();
             match result {
                 Ok(report) => {
-                    std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+                    std::fs::rename(&tmp, &file)
+                        .with_context(|| format!("writing {}", file.display()))?;
                     out.emit(&report, || format!("Backup written to {} (encrypted; restore needs the same identity or passphrase)", file.display()));
                     Ok(())
                 }
@@ -320,7 +414,8 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
         }
         BackupCmd::Restore { file } => {
             let dir = data_dir(g)?;
-            let mut f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let mut f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
             let unlock = match (&g.identity, &g.passphrase_file) {
                 (Some(i), _) => vault::Unlock::Identity(i.clone()),
                 (None, Some(p)) => vault::Unlock::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?),
@@ -332,7 +427,8 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
                 }
             };
             let mut reader = std::io::BufReader::new(&mut f);
-            let report = vault::Vault::restore(&mut reader, &dir, &unlock).map_err(hub::Error::from)?;
+            let report =
+                vault::Vault::restore(&mut reader, &dir, &unlock).map_err(hub::Error::from)?;
             // Check it opens and record where its identity is.
             drop(Hub::open(&dir, &unlock_for(&dir, g)?)?);
             out.emit(&json!(report), || {
@@ -352,6 +448,9 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
 fn owner_url(dir: &Path) -> Option<String> {
     let note = std::fs::read_to_string(dir.join(vault::layout::OWNER)).ok()?;
     let start = note.find("http://")?;
-    let url: String = note[start..].chars().take_while(|c| !c.is_whitespace() && *c != ')').collect();
+    let url: String = note[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != ')')
+        .collect();
     Some(url)
 }

@@ -54,7 +54,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let out = Output { json: cli.global.json };
+    let out = Output {
+        json: cli.global.json,
+    };
     match commands::run(cli, out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -150,6 +152,7 @@ pub(crate) fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

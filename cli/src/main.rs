@@ -1,4 +1,4 @@
-//! The `steward` binary: a thin `main` over [`cli::run`].
+//! The `steward` binary: a thin `main` over [`cli::main`].
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -35,7 +35,11 @@ impl Output {
     pub(crate) fn error(&self, code: &str, message: &str) {
         if self.json {
             let v = serde_json::json!({"error": {"code": code, "message": message}});
-            let _ = writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            );
         }
         let _ = writeln!(std::io::stderr().lock(), "error: {message}");
     }

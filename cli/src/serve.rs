@@ -35,7 +35,9 @@ async fn shutdown_signal() {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Serves `hub` on `addr` until a shutdown signal; `ready` is called with the bound address.
@@ -63,20 +65,30 @@ pub(crate) fn serve(g: &Global, addr: SocketAddr, out: Output) -> anyhow::Result
     let hub = crate::open_hub(g)?;
     let dir = hub.data_dir();
     run_server(hub, addr, |local| {
-        out.emit(&json!({"url": format!("http://{local}"), "data": dir}), || {
-            format!("Steward is serving {} at http://{local} (Ctrl-C to stop)", dir.display())
-        });
+        out.emit(
+            &json!({"url": format!("http://{local}"), "data": dir}),
+            || {
+                format!(
+                    "Steward is serving {} at http://{local} (Ctrl-C to stop)",
+                    dir.display()
+                )
+            },
+        );
     })
 }
 
 pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<()> {
     let dir = g.data.clone().unwrap_or_else(|| "steward-demo".into());
+    let initialised = dir.join(vault::layout::SEAL).exists();
     let unlock = match (&g.identity, &g.passphrase_file) {
-        (_, Some(p)) => Unlock::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?),
+        (_, Some(p)) => {
+            Unlock::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?)
+        }
         (Some(i), None) => Unlock::Identity(i.clone()),
+        (None, None) if initialised => crate::unlock_for(&dir, g)?,
         (None, None) => Unlock::Identity(default_identity_path(&dir)),
     };
-    if !dir.join(vault::layout::SEAL).exists() {
+    if !initialised {
         let seal_to = match &unlock {
             Unlock::Identity(p) => SealTo::Identity(p.clone()),
             Unlock::Passphrase(s) => SealTo::Passphrase(s.clone()),
@@ -101,7 +113,10 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
     let actor = hub.local_actor();
     let existing = count_subjects(&hub)?;
     if existing < args.size {
-        out.note(&format!("Loading {} synthetic constituents (seed {DEMO_SEED})...", args.size - existing));
+        out.note(&format!(
+            "Loading {} synthetic constituents (seed {DEMO_SEED})...",
+            args.size - existing
+        ));
         let mut generator = synth::Generator::new(DEMO_SEED).skip(existing);
         let mut loaded = existing;
         while loaded < args.size {
@@ -123,9 +138,15 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
         Err(e) => return Err(e.into()),
     };
     if args.no_serve {
-        out.emit(&json!({"data": dir, "subjects": subjects, "token": token}), || {
-            format!("Demo data ready in {} ({subjects} subjects). Admin token: {token}", dir.display())
-        });
+        out.emit(
+            &json!({"data": dir, "subjects": subjects, "token": token}),
+            || {
+                format!(
+                    "Demo data ready in {} ({subjects} subjects). Admin token: {token}",
+                    dir.display()
+                )
+            },
+        );
         return Ok(());
     }
     run_server(hub, args.addr, |local| {

@@ -108,5 +108,8 @@ macro_rules! opaque_id {
     };
 }
 
-opaque_id!(SubjectId, "The stable opaque id of a subject (individual, household or organisation).");
+opaque_id!(
+    SubjectId,
+    "The stable opaque id of a subject (individual, household or organisation)."
+);
 opaque_id!(GiftId, "The opaque id of one gift.");

@@ -91,7 +91,11 @@ pub fn parse_date(input: &str, order: DateOrder) -> Result<ParsedDate, &'static 
         });
     }
     let parts: Vec<&str> = s.split(['-', '/', '.']).collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() != 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err("not a date: write it as YYYY-MM-DD");
     }
     if parts[0].len() == 4 {
@@ -142,7 +146,11 @@ pub fn normalise_postcode(input: &str, country: Option<&str>) -> Result<String, 
     if compact.is_empty() {
         return Err("the postcode is empty");
     }
-    if compact.len() > 12 || !compact.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if compact.len() > 12
+        || !compact
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
         return Err("a postcode has letters, digits and at most one hyphen");
     }
     match country {
@@ -152,7 +160,10 @@ pub fn normalise_postcode(input: &str, country: Option<&str>) -> Result<String, 
                 5 => compact.bytes().all(|b| b.is_ascii_digit()),
                 10 => {
                     compact.as_bytes()[5] == b'-'
-                        && compact.bytes().enumerate().all(|(i, b)| i == 5 || b.is_ascii_digit())
+                        && compact
+                            .bytes()
+                            .enumerate()
+                            .all(|(i, b)| i == 5 || b.is_ascii_digit())
                 }
                 _ => false,
             };

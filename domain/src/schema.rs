@@ -300,7 +300,8 @@ pub struct Schema {
 impl Schema {
     /// Parses and validates a catalogue.
     pub fn from_toml(text: &str) -> Result<Schema, Error> {
-        let raw: RawSchema = toml::from_str(text).map_err(|e| Error::SchemaSyntax(e.to_string()))?;
+        let raw: RawSchema =
+            toml::from_str(text).map_err(|e| Error::SchemaSyntax(e.to_string()))?;
         if phonenumber::country::Id::from_str_ok(&raw.default_region).is_none() {
             return Err(Error::SchemaRule(format!(
                 "default_region \"{}\" is not an ISO 3166 region code",

@@ -28,19 +28,46 @@ fn ids_sort_by_creation_time() {
 
 #[test]
 fn emails_are_normalised_or_rejected_with_a_reason() {
-    assert_eq!(normalise_email("  Ann.Lee@Example.ORG ").unwrap(), "ann.lee@example.org");
-    for bad in ["", "no-at-sign", "a@b", "a@@b.org", "a b@c.org", "@example.org", "a@-x.org", "a..b@c.org"] {
+    assert_eq!(
+        normalise_email("  Ann.Lee@Example.ORG ").unwrap(),
+        "ann.lee@example.org"
+    );
+    for bad in [
+        "",
+        "no-at-sign",
+        "a@b",
+        "a@@b.org",
+        "a b@c.org",
+        "@example.org",
+        "a@-x.org",
+        "a..b@c.org",
+    ] {
         let err = normalise_email(bad).unwrap_err();
-        assert!(!bad.is_empty() && !err.contains(bad) || bad.is_empty(), "reason echoes input");
+        assert!(
+            !bad.is_empty() && !err.contains(bad) || bad.is_empty(),
+            "reason echoes input"
+        );
     }
 }
 
 #[test]
 fn phones_become_e164_in_the_default_region() {
-    assert_eq!(normalise_phone("020 7946 0018", "GB").unwrap(), "+442079460018");
-    assert_eq!(normalise_phone("0113 496 0999", "GB").unwrap(), "+441134960999");
-    assert_eq!(normalise_phone("+1 (202) 456-1111", "GB").unwrap(), "+12024561111");
-    assert_eq!(normalise_phone("(202) 456-1111", "US").unwrap(), "+12024561111");
+    assert_eq!(
+        normalise_phone("020 7946 0018", "GB").unwrap(),
+        "+442079460018"
+    );
+    assert_eq!(
+        normalise_phone("0113 496 0999", "GB").unwrap(),
+        "+441134960999"
+    );
+    assert_eq!(
+        normalise_phone("+1 (202) 456-1111", "GB").unwrap(),
+        "+12024561111"
+    );
+    assert_eq!(
+        normalise_phone("(202) 456-1111", "US").unwrap(),
+        "+12024561111"
+    );
     assert!(normalise_phone("12", "GB").is_err());
     assert!(normalise_phone("call me", "GB").is_err());
 }
@@ -48,12 +75,30 @@ fn phones_become_e164_in_the_default_region() {
 #[test]
 fn dates_are_read_in_every_common_form() {
     let d = |s: &str, o| parse_date(s, o).map(|p| (p.date.to_string(), p.ambiguous));
-    assert_eq!(d("1980-04-03", DateOrder::DayFirst).unwrap(), ("1980-04-03".into(), false));
-    assert_eq!(d("19800403", DateOrder::DayFirst).unwrap(), ("1980-04-03".into(), false));
-    assert_eq!(d("03/04/1980", DateOrder::DayFirst).unwrap(), ("1980-04-03".into(), true));
-    assert_eq!(d("03/04/1980", DateOrder::MonthFirst).unwrap(), ("1980-03-04".into(), true));
-    assert_eq!(d("31/12/1980", DateOrder::MonthFirst).unwrap(), ("1980-12-31".into(), false));
-    assert_eq!(d("04/04/1980", DateOrder::DayFirst).unwrap(), ("1980-04-04".into(), false));
+    assert_eq!(
+        d("1980-04-03", DateOrder::DayFirst).unwrap(),
+        ("1980-04-03".into(), false)
+    );
+    assert_eq!(
+        d("19800403", DateOrder::DayFirst).unwrap(),
+        ("1980-04-03".into(), false)
+    );
+    assert_eq!(
+        d("03/04/1980", DateOrder::DayFirst).unwrap(),
+        ("1980-04-03".into(), true)
+    );
+    assert_eq!(
+        d("03/04/1980", DateOrder::MonthFirst).unwrap(),
+        ("1980-03-04".into(), true)
+    );
+    assert_eq!(
+        d("31/12/1980", DateOrder::MonthFirst).unwrap(),
+        ("1980-12-31".into(), false)
+    );
+    assert_eq!(
+        d("04/04/1980", DateOrder::DayFirst).unwrap(),
+        ("1980-04-04".into(), false)
+    );
     assert!(d("1980-02-30", DateOrder::DayFirst).is_err());
     assert!(d("31/31/1980", DateOrder::DayFirst).is_err());
     assert!(d("yesterday", DateOrder::DayFirst).is_err());
@@ -62,9 +107,15 @@ fn dates_are_read_in_every_common_form() {
 #[test]
 fn postcodes_and_names_are_tidied() {
     assert_eq!(normalise_postcode("sw1a1aa", None).unwrap(), "SW1A 1AA");
-    assert_eq!(normalise_postcode(" ec1a  1bb ", Some("GB")).unwrap(), "EC1A 1BB");
+    assert_eq!(
+        normalise_postcode(" ec1a  1bb ", Some("GB")).unwrap(),
+        "EC1A 1BB"
+    );
     assert!(normalise_postcode("12345", Some("GB")).is_err());
-    assert_eq!(normalise_postcode("12345-6789", Some("US")).unwrap(), "12345-6789");
+    assert_eq!(
+        normalise_postcode("12345-6789", Some("US")).unwrap(),
+        "12345-6789"
+    );
     assert_eq!(normalise_name("  SMITH  "), "Smith");
     assert_eq!(normalise_name("mary-jane o'neil"), "Mary-Jane O'Neil");
     assert_eq!(normalise_name("McDonald"), "McDonald");
@@ -100,13 +151,18 @@ fn every_field_type_round_trips_through_its_binary_form() {
     assert_eq!(json["postal_code"], "NW1 2DB");
     assert_eq!(json["country"], "GB");
     assert_eq!(json["preferred_language"], "en-GB");
-    assert_eq!(json["tags"], serde_json::json!(["major donor", "volunteer"]));
+    assert_eq!(
+        json["tags"],
+        serde_json::json!(["major donor", "volunteer"])
+    );
     assert_eq!(json["gift_aid_declared"], true);
     assert_eq!(json["given_name"], "Ada");
 
     let gift = serde_json::json!({"amount": "25.5", "currency": "gbp", "date": "2024-03-01",
         "payment_method": "Direct_Debit", "gift_aid": true});
-    let parsed = schema.parse_object(RecordKind::Gift, gift.as_object().unwrap()).unwrap();
+    let parsed = schema
+        .parse_object(RecordKind::Gift, gift.as_object().unwrap())
+        .unwrap();
     for (_, value) in &parsed {
         assert_eq!(&Value::decode(&value.encode()).unwrap(), value);
     }
@@ -123,8 +179,13 @@ fn bad_input_names_the_field_and_never_the_value() {
     let err = schema
         .parse_object(RecordKind::Subject, input.as_object().unwrap())
         .unwrap_err();
-    let Error::Fields(errors) = &err else { panic!("expected field errors") };
-    let mut codes: Vec<(String, &str)> = errors.iter().map(|e| (e.field.clone(), e.problem.code())).collect();
+    let Error::Fields(errors) = &err else {
+        panic!("expected field errors")
+    };
+    let mut codes: Vec<(String, &str)> = errors
+        .iter()
+        .map(|e| (e.field.clone(), e.problem.code()))
+        .collect();
     codes.sort();
     assert_eq!(
         codes,
@@ -152,14 +213,34 @@ fn debug_output_redacts_personal_values() {
 #[test]
 fn schema_rules_are_enforced() {
     let dup = "version = 1\n[[field]]\nid = 1\nname = \"a\"\ntype = \"text\"\ncategory = \"x\"\ngroup = \"identity\"\n[[field]]\nid = 1\nname = \"b\"\ntype = \"text\"\ncategory = \"x\"\ngroup = \"identity\"\n";
-    assert!(Schema::from_toml(dup).unwrap_err().to_string().contains("id 1 appears twice"));
+    assert!(Schema::from_toml(dup)
+        .unwrap_err()
+        .to_string()
+        .contains("id 1 appears twice"));
     let special = "version = 1\n[[field]]\nid = 1\nname = \"a\"\ntype = \"text\"\ncategory = \"x\"\ngroup = \"contact\"\nspecial = true\n";
-    assert!(Schema::from_toml(special).unwrap_err().to_string().contains("special"));
+    assert!(Schema::from_toml(special)
+        .unwrap_err()
+        .to_string()
+        .contains("special"));
     let ty = "version = 1\n[[field]]\nid = 1\nname = \"a\"\ntype = \"blob\"\ncategory = \"x\"\ngroup = \"contact\"\n";
-    assert!(Schema::from_toml(ty).unwrap_err().to_string().contains("unknown type"));
+    assert!(Schema::from_toml(ty)
+        .unwrap_err()
+        .to_string()
+        .contains("unknown type"));
     let s = schema();
     assert!(s.fields(RecordKind::Subject).any(|f| f.special));
-    for name in ["given_name", "family_name", "email", "phone", "birth_date", "street", "city", "postal_code", "country", "notes"] {
+    for name in [
+        "given_name",
+        "family_name",
+        "email",
+        "phone",
+        "birth_date",
+        "street",
+        "city",
+        "postal_code",
+        "country",
+        "notes",
+    ] {
         assert!(s.field(RecordKind::Subject, name).is_some(), "{name}");
     }
 }

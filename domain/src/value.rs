@@ -31,7 +31,12 @@ macro_rules! redacted_string {
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}(<redacted, {} bytes>)", stringify!($name), self.0.len())
+                write!(
+                    f,
+                    "{}(<redacted, {} bytes>)",
+                    stringify!($name),
+                    self.0.len()
+                )
             }
         }
 
@@ -43,7 +48,10 @@ macro_rules! redacted_string {
     };
 }
 
-redacted_string!(Text, "A piece of personal text (a name, an address line, a note).");
+redacted_string!(
+    Text,
+    "A piece of personal text (a name, an address line, a note)."
+);
 redacted_string!(Email, "A normalised email address.");
 redacted_string!(Phone, "A phone number in E.164.");
 
@@ -91,8 +99,7 @@ impl Money {
         if whole.is_empty() && frac.is_empty() {
             return Err("not an amount");
         }
-        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return Err("an amount is digits with an optional point, as in 25.00");
         }
         if frac.len() > 2 {
@@ -256,7 +263,10 @@ impl Value {
                 let mut rest = body;
                 while !rest.is_empty() {
                     let len = u16::from_le_bytes(
-                        rest.get(..2).ok_or(DecodeError)?.try_into().map_err(|_| DecodeError)?,
+                        rest.get(..2)
+                            .ok_or(DecodeError)?
+                            .try_into()
+                            .map_err(|_| DecodeError)?,
                     ) as usize;
                     let s = rest.get(2..2 + len).ok_or(DecodeError)?;
                     tags.push(Text(
@@ -319,7 +329,9 @@ impl Value {
                     .map(|v| v.as_str().map(str::to_string))
                     .collect::<Option<_>>()
                     .ok_or_else(|| wrong_type(name, "a list of text labels"))?,
-                serde_json::Value::String(s) => s.split([',', ';', '|']).map(str::to_string).collect(),
+                serde_json::Value::String(s) => {
+                    s.split([',', ';', '|']).map(str::to_string).collect()
+                }
                 _ => return Err(wrong_type(name, "a list of text labels")),
             };
             let mut tags: Vec<Text> = Vec::new();
@@ -329,7 +341,10 @@ impl Value {
                     continue;
                 }
                 if t.len() > 200 {
-                    return Err(FieldError::invalid(name, "a tag is longer than 200 characters"));
+                    return Err(FieldError::invalid(
+                        name,
+                        "a tag is longer than 200 characters",
+                    ));
                 }
                 let t = Text(t.to_string());
                 if !tags.contains(&t) {
@@ -353,7 +368,12 @@ impl Value {
         let owned;
         let s: &str = match json {
             serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) if matches!(def.ty, FieldType::Money | FieldType::ExternalId | FieldType::Text) => {
+            serde_json::Value::Number(n)
+                if matches!(
+                    def.ty,
+                    FieldType::Money | FieldType::ExternalId | FieldType::Text
+                ) =>
+            {
                 owned = n.to_string();
                 &owned
             }
@@ -373,7 +393,9 @@ impl Value {
                 Value::Text(Text(n))
             }
             FieldType::Email => Value::Email(Email::parse(s).map_err(invalid)?),
-            FieldType::Phone => Value::Phone(Phone::parse(s, &schema.default_region).map_err(invalid)?),
+            FieldType::Phone => {
+                Value::Phone(Phone::parse(s, &schema.default_region).map_err(invalid)?)
+            }
             FieldType::Date => {
                 let parsed = parse_date(s, schema.date_order).map_err(invalid)?;
                 if parsed.ambiguous {
@@ -385,18 +407,28 @@ impl Value {
             FieldType::Currency => {
                 let c = s.trim().to_ascii_uppercase();
                 if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(invalid("a currency is a three-letter ISO 4217 code, as in GBP"));
+                    return Err(invalid(
+                        "a currency is a three-letter ISO 4217 code, as in GBP",
+                    ));
                 }
                 Value::Text(Text(c))
             }
-            FieldType::Country => Value::Text(Text(country_code(s).ok_or_else(|| {
-                invalid("a country is a two-letter ISO 3166 code, as in GB")
-            })?)),
+            FieldType::Country => {
+                Value::Text(Text(country_code(s).ok_or_else(|| {
+                    invalid("a country is a two-letter ISO 3166 code, as in GB")
+                })?))
+            }
             FieldType::Language => {
                 let l = s.trim();
                 let ok = (2..=35).contains(&l.len())
-                    && l.split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_alphanumeric()))
-                    && l.split('-').next().is_some_and(|p| p.bytes().all(|b| b.is_ascii_alphabetic()));
+                    && l.split('-').all(|p| {
+                        !p.is_empty()
+                            && p.len() <= 8
+                            && p.bytes().all(|b| b.is_ascii_alphanumeric())
+                    })
+                    && l.split('-')
+                        .next()
+                        .is_some_and(|p| p.bytes().all(|b| b.is_ascii_alphabetic()));
                 if !ok {
                     return Err(invalid("a language is a BCP 47 tag, as in en-GB"));
                 }
@@ -414,7 +446,11 @@ impl Value {
             }
             FieldType::Postcode => {
                 let region = schema.default_region.as_str();
-                let country = if region == "GB" || region == "US" { None } else { Some(region) };
+                let country = if region == "GB" || region == "US" {
+                    None
+                } else {
+                    Some(region)
+                };
                 Value::Text(Text(normalise_postcode(s, country).map_err(invalid)?))
             }
             FieldType::SubjectRef => Value::Ref(
@@ -429,9 +465,7 @@ impl Value {
                     .ok_or_else(|| invalid(&format!("expected one of: {}", values.join(", "))))?;
                 Value::Text(Text(canonical.clone()))
             }
-            FieldType::ExternalId => {
-                Value::Text(Text(normalise_external_id(s).map_err(invalid)?))
-            }
+            FieldType::ExternalId => Value::Text(Text(normalise_external_id(s).map_err(invalid)?)),
             FieldType::Tags | FieldType::Bool => unreachable!("handled above"),
         })
     }

@@ -10,7 +10,12 @@ use crate::{Action, Actor, Hub};
 
 impl Hub {
     /// Adds a user; returns it with its token (shown once).
-    pub fn add_user(&self, actor: &Actor, name: &str, role: Role) -> Result<(Principal, String), Error> {
+    pub fn add_user(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+    ) -> Result<(Principal, String), Error> {
         self.require(actor, "users", Action::Admin)?;
         Ok(self.principals.add(name, role)?)
     }
@@ -40,7 +45,11 @@ impl Hub {
     }
 
     /// Rotates the key-encryption key (or resumes an interrupted rotation).
-    pub fn rotate_keys(&self, actor: &Actor, options: &RotationOptions) -> Result<RotationReport, Error> {
+    pub fn rotate_keys(
+        &self,
+        actor: &Actor,
+        options: &RotationOptions,
+    ) -> Result<RotationReport, Error> {
         self.require(actor, "keys", Action::Admin)?;
         Ok(self.vault.rotate(options)?)
     }

@@ -82,7 +82,9 @@ impl Error {
                 access_control::Error::Unauthenticated => "unauthenticated",
                 access_control::Error::UnknownUser(_) => "not_found",
                 access_control::Error::NameTaken(_) => "conflict",
-                access_control::Error::BadName | access_control::Error::UnknownRole(_) => "bad_request",
+                access_control::Error::BadName | access_control::Error::UnknownRole(_) => {
+                    "bad_request"
+                }
                 access_control::Error::BuiltIn => "forbidden",
                 access_control::Error::Vault(_) | access_control::Error::Random => "internal",
             },

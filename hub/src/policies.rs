@@ -15,10 +15,8 @@ use crate::error::Error;
 pub const DIR: &str = "policies";
 
 /// The policy files shipped with Steward (the repository's `policies/` folder).
-pub const DEFAULT_POLICIES: &[(&str, &str)] = &[(
-    "schema.toml",
-    include_str!("../../policies/schema.toml"),
-)];
+pub const DEFAULT_POLICIES: &[(&str, &str)] =
+    &[("schema.toml", include_str!("../../policies/schema.toml"))];
 
 /// A set of policy files in memory.
 #[derive(Debug, Clone)]

@@ -75,9 +75,7 @@ impl NewSubjectInput {
         let kind = match fields.remove("kind") {
             None | Some(Json::Null) => SubjectKind::Individual,
             Some(Json::String(s)) => SubjectKind::parse(&s).ok_or_else(|| {
-                Error::BadRequest(
-                    "`kind` must be individual, household or organisation".into(),
-                )
+                Error::BadRequest("`kind` must be individual, household or organisation".into())
             })?,
             Some(_) => return Err(Error::BadRequest("`kind` must be a string".into())),
         };
@@ -229,7 +227,11 @@ impl Hub {
     }
 
     /// Creates one subject.
-    pub fn create_subject(&self, actor: &Actor, input: NewSubjectInput) -> Result<SubjectId, Error> {
+    pub fn create_subject(
+        &self,
+        actor: &Actor,
+        input: NewSubjectInput,
+    ) -> Result<SubjectId, Error> {
         Ok(self.create_subjects(actor, vec![input])?[0])
     }
 

@@ -43,7 +43,9 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            JsonRejection::BytesRejection(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            JsonRejection::BytesRejection(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             _ => (StatusCode::BAD_REQUEST, "malformed_json"),
         };
         // The rejection text describes the JSON syntax position, not the content.
@@ -86,7 +88,8 @@ impl IntoResponse for ApiError {
                     let mut err = json!({"error": {"code": e.code(), "message": e.to_string()}});
                     match &e {
                         hub::Error::Invalid { item, errors } => {
-                            err["error"]["fields"] = serde_json::to_value(errors).unwrap_or_default();
+                            err["error"]["fields"] =
+                                serde_json::to_value(errors).unwrap_or_default();
                             if let Some(i) = item {
                                 err["error"]["item"] = json!(i);
                             }

@@ -104,19 +104,23 @@ where
     F: FnOnce() -> Result<T, hub::Error> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(error = %e, "blocking task failed");
-        ApiError::Request {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: "internal error; the server log has the details".into(),
-        }
-    })?
-    .map_err(ApiError::from)
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "blocking task failed");
+            ApiError::Request {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                message: "internal error; the server log has the details".into(),
+            }
+        })?
+        .map_err(ApiError::from)
 }
 
 fn valid_request_id(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -70,17 +70,26 @@ async fn create_batch(
         Value::Array(items) => items,
         Value::Object(mut m) => match m.remove("subjects") {
             Some(Value::Array(items)) => items,
-            _ => return Err(ApiError::bad_param("subjects", "expected a list of subjects")),
+            _ => {
+                return Err(ApiError::bad_param(
+                    "subjects",
+                    "expected a list of subjects",
+                ))
+            }
         },
-        _ => return Err(ApiError::bad_param("subjects", "expected a list of subjects")),
+        _ => {
+            return Err(ApiError::bad_param(
+                "subjects",
+                "expected a list of subjects",
+            ))
+        }
     };
     let inputs = items
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            NewSubjectInput::from_json(v).map_err(|e| {
-                ApiError::Hub(hub::Error::BadRequest(format!("item {i}: {e}")))
-            })
+            NewSubjectInput::from_json(v)
+                .map_err(|e| ApiError::Hub(hub::Error::BadRequest(format!("item {i}: {e}"))))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let hub = state.hub.clone();
@@ -107,7 +116,9 @@ async fn list_subjects(
     }
     let hub = state.hub.clone();
     let ids = blocking(move || hub.list_subjects(&actor, after.as_ref(), limit)).await?;
-    let next = (ids.len() == limit).then(|| ids.last().map(|i| i.to_string())).flatten();
+    let next = (ids.len() == limit)
+        .then(|| ids.last().map(|i| i.to_string()))
+        .flatten();
     Ok(Json(json!({"items": ids, "next": next})))
 }
 
@@ -117,17 +128,28 @@ async fn lookup(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Value::Object(m) = json_body(body)? else {
-        return Err(ApiError::bad_param("body", "expected {\"email\": ...}, {\"phone\": ...} or {\"external_id\": ...}"));
+        return Err(ApiError::bad_param(
+            "body",
+            "expected {\"email\": ...}, {\"phone\": ...} or {\"external_id\": ...}",
+        ));
     };
     if m.len() != 1 {
-        return Err(ApiError::bad_param("body", "give exactly one of email, phone, external_id"));
+        return Err(ApiError::bad_param(
+            "body",
+            "give exactly one of email, phone, external_id",
+        ));
     }
     let (key, value) = m.into_iter().next().expect("one entry");
     let lookup = match key.as_str() {
         "email" => Lookup::Email,
         "phone" => Lookup::Phone,
         "external_id" => Lookup::ExternalId,
-        other => return Err(ApiError::bad_param(other, "lookups are by email, phone or external_id")),
+        other => {
+            return Err(ApiError::bad_param(
+                other,
+                "lookups are by email, phone or external_id",
+            ))
+        }
     };
     let Value::String(term) = value else {
         return Err(ApiError::bad_param(&key, "expected a string"));
@@ -162,11 +184,16 @@ async fn update_subject(
                 .ok()
                 .map(|s| s.trim().trim_matches('"'))
                 .and_then(|s| s.parse::<u32>().ok())
-                .ok_or_else(|| ApiError::bad_param("If-Match", "expected the subject's version number"))?,
+                .ok_or_else(|| {
+                    ApiError::bad_param("If-Match", "expected the subject's version number")
+                })?,
         ),
     };
     let Value::Object(patch) = json_body(body)? else {
-        return Err(ApiError::bad_param("body", "expected a JSON object of field names and values"));
+        return Err(ApiError::bad_param(
+            "body",
+            "expected a JSON object of field names and values",
+        ));
     };
     let hub = state.hub.clone();
     let version = blocking(move || hub.update_subject(&actor, &id, patch, if_version)).await?;
@@ -197,10 +224,18 @@ async fn add_gifts(
             .into_iter()
             .map(|v| match v {
                 Value::Object(m) => Ok(m),
-                _ => Err(ApiError::bad_param("body", "each gift must be a JSON object")),
+                _ => Err(ApiError::bad_param(
+                    "body",
+                    "each gift must be a JSON object",
+                )),
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(ApiError::bad_param("body", "expected a gift object or a list of them")),
+        _ => {
+            return Err(ApiError::bad_param(
+                "body",
+                "expected a gift object or a list of them",
+            ))
+        }
     };
     let hub = state.hub.clone();
     let ids = blocking(move || hub.add_gifts(&actor, &id, gifts)).await?;
@@ -219,7 +254,10 @@ async fn list_gifts(
 }
 
 /// Streams an encrypted backup. The snapshot is produced on the blocking pool into a pipe.
-async fn backup(State(state): State<AppState>, Caller(actor): Caller) -> Result<Response, ApiError> {
+async fn backup(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Response, ApiError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     let hub = state.hub.clone();
     // Check permission before starting the stream, so a refusal is a proper 403.

@@ -55,20 +55,93 @@ const GIVEN: &[&str] = &[
 ];
 
 const FAMILY: &[&str] = &[
-    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel",
-    "Robinson", "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall",
-    "Thomas", "Clarke", "Jackson", "Wood", "Harris", "Edwards", "Turner", "Martin", "Cooper",
-    "Hill", "Ward", "Hughes", "Moore", "Clark", "King", "Harrison", "Lewis", "Baker", "Lee",
-    "Allen", "Morris", "Khan", "Scott", "Watson", "Davis", "Parker", "James", "Bennett",
-    "Young", "Phillips", "Richardson", "Mitchell", "Campbell", "O'Brien", "MacDonald",
-    "Kowalski", "Okafor", "Nguyen", "Singh", "Ahmed", "Murphy", "Kelly",
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "Patel",
+    "Robinson",
+    "Wright",
+    "Thompson",
+    "Evans",
+    "Walker",
+    "White",
+    "Roberts",
+    "Green",
+    "Hall",
+    "Thomas",
+    "Clarke",
+    "Jackson",
+    "Wood",
+    "Harris",
+    "Edwards",
+    "Turner",
+    "Martin",
+    "Cooper",
+    "Hill",
+    "Ward",
+    "Hughes",
+    "Moore",
+    "Clark",
+    "King",
+    "Harrison",
+    "Lewis",
+    "Baker",
+    "Lee",
+    "Allen",
+    "Morris",
+    "Khan",
+    "Scott",
+    "Watson",
+    "Davis",
+    "Parker",
+    "James",
+    "Bennett",
+    "Young",
+    "Phillips",
+    "Richardson",
+    "Mitchell",
+    "Campbell",
+    "O'Brien",
+    "MacDonald",
+    "Kowalski",
+    "Okafor",
+    "Nguyen",
+    "Singh",
+    "Ahmed",
+    "Murphy",
+    "Kelly",
 ];
 
 const STREETS: &[&str] = &[
-    "High Street", "Station Road", "Church Lane", "Victoria Road", "Green Lane", "Manor Road",
-    "Park Avenue", "Kings Road", "Queens Road", "Mill Lane", "The Crescent", "School Lane",
-    "New Road", "Grange Road", "Springfield Road", "Albert Road", "York Road", "Windsor Close",
-    "Chestnut Grove", "Meadow View", "Orchard Way", "Beech Drive", "Elm Close", "Riverside",
+    "High Street",
+    "Station Road",
+    "Church Lane",
+    "Victoria Road",
+    "Green Lane",
+    "Manor Road",
+    "Park Avenue",
+    "Kings Road",
+    "Queens Road",
+    "Mill Lane",
+    "The Crescent",
+    "School Lane",
+    "New Road",
+    "Grange Road",
+    "Springfield Road",
+    "Albert Road",
+    "York Road",
+    "Windsor Close",
+    "Chestnut Grove",
+    "Meadow View",
+    "Orchard Way",
+    "Beech Drive",
+    "Elm Close",
+    "Riverside",
 ];
 
 /// Town, county, postcode area, and an Ofcom drama-range phone prefix (three random digits
@@ -91,19 +164,60 @@ const TOWNS: &[(&str, &str, &str, &str)] = &[
 
 const TITLES: &[&str] = &["Mr", "Mrs", "Ms", "Miss", "Dr", "Revd", "Mx"];
 const TAGS: &[&str] = &[
-    "monthly donor", "major donor prospect", "volunteer", "event attendee", "legacy pledger",
-    "newsletter", "trustee", "corporate contact", "lapsed", "community fundraiser",
+    "monthly donor",
+    "major donor prospect",
+    "volunteer",
+    "event attendee",
+    "legacy pledger",
+    "newsletter",
+    "trustee",
+    "corporate contact",
+    "lapsed",
+    "community fundraiser",
 ];
-const FUNDS: &[&str] = &["General", "Emergency Appeal", "Education Fund", "Building Fund"];
+const FUNDS: &[&str] = &[
+    "General",
+    "Emergency Appeal",
+    "Education Fund",
+    "Building Fund",
+];
 const CAMPAIGNS: &[&str] = &[
-    "Spring Appeal", "Christmas Appeal", "Fun Run", "Giving Tuesday", "Legacy Week", "Raffle",
+    "Spring Appeal",
+    "Christmas Appeal",
+    "Fun Run",
+    "Giving Tuesday",
+    "Legacy Week",
+    "Raffle",
 ];
-const METHODS: &[&str] = &["card", "direct_debit", "cheque", "cash", "online", "standing_order"];
+const METHODS: &[&str] = &[
+    "card",
+    "direct_debit",
+    "cheque",
+    "cash",
+    "online",
+    "standing_order",
+];
 const OCCUPATIONS: &[&str] = &[
-    "Teacher", "Nurse", "Retired", "Engineer", "Accountant", "Student", "Shop manager",
-    "Solicitor", "Civil servant", "Self-employed",
+    "Teacher",
+    "Nurse",
+    "Retired",
+    "Engineer",
+    "Accountant",
+    "Student",
+    "Shop manager",
+    "Solicitor",
+    "Civil servant",
+    "Self-employed",
 ];
-const RELIGIONS: &[&str] = &["Christian", "Muslim", "Jewish", "Hindu", "Sikh", "Buddhist", "None"];
+const RELIGIONS: &[&str] = &[
+    "Christian",
+    "Muslim",
+    "Jewish",
+    "Hindu",
+    "Sikh",
+    "Buddhist",
+    "None",
+];
 const LETTERS: &[u8] = b"ABDEFGHJLNPQRSTUWXYZ";
 
 /// One synthetic constituent, in the JSON form Steward's API takes.
@@ -198,7 +312,9 @@ impl Generator {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
             .collect();
-        let domain = self.rng.pick(&["example.org", "example.com", "example.net"]);
+        let domain = self
+            .rng
+            .pick(&["example.org", "example.com", "example.net"]);
         f.insert("email".into(), json!(format!("{local}@{domain}")));
         if self.rng.chance(0.85) {
             let tail = self.rng.below(1000);
@@ -206,17 +322,27 @@ impl Generator {
         }
         f.insert(
             "street".into(),
-            json!(format!("{} {}", 1 + self.rng.below(180), self.rng.pick(STREETS))),
+            json!(format!(
+                "{} {}",
+                1 + self.rng.below(180),
+                self.rng.pick(STREETS)
+            )),
         );
         if self.rng.chance(0.15) {
-            f.insert("street2".into(), json!(format!("Flat {}", 1 + self.rng.below(40))));
+            f.insert(
+                "street2".into(),
+                json!(format!("Flat {}", 1 + self.rng.below(40))),
+            );
         }
         f.insert("city".into(), json!(town));
         f.insert("region".into(), json!(county));
         let pc = self.postcode(area);
         f.insert("postal_code".into(), json!(pc));
         f.insert("country".into(), json!("GB"));
-        f.insert("preferred_language".into(), json!(if self.rng.chance(0.9) { "en-GB" } else { "cy" }));
+        f.insert(
+            "preferred_language".into(),
+            json!(if self.rng.chance(0.9) { "en-GB" } else { "cy" }),
+        );
         if self.rng.chance(0.5) {
             f.insert("occupation".into(), json!(self.rng.pick(OCCUPATIONS)));
         }
@@ -228,7 +354,11 @@ impl Generator {
         if self.rng.chance(0.3) {
             f.insert(
                 "notes".into(),
-                json!(format!("Met at the {} in {}; prefers contact by post.", self.rng.pick(CAMPAIGNS), town)),
+                json!(format!(
+                    "Met at the {} in {}; prefers contact by post.",
+                    self.rng.pick(CAMPAIGNS),
+                    town
+                )),
             );
         }
         let gift_aid = self.rng.chance(0.45);
@@ -241,7 +371,10 @@ impl Generator {
             f.insert("religion".into(), json!(self.rng.pick(RELIGIONS)));
         }
         if self.rng.chance(0.03) {
-            f.insert("health_notes".into(), json!("Step-free access needed at events"));
+            f.insert(
+                "health_notes".into(),
+                json!("Step-free access needed at events"),
+            );
         }
         let n_gifts = self.rng.below(self.max_gifts + 1);
         let gifts = (0..n_gifts)

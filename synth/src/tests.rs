@@ -11,8 +11,7 @@ fn the_same_seed_gives_the_same_people() {
 
 #[test]
 fn every_generated_constituent_is_valid_against_the_default_schema() {
-    let schema =
-        domain::Schema::from_toml(include_str!("../../policies/schema.toml")).unwrap();
+    let schema = domain::Schema::from_toml(include_str!("../../policies/schema.toml")).unwrap();
     let mut fields = 0;
     for c in Generator::new(1).take(2000) {
         let parsed = schema
@@ -25,5 +24,9 @@ fn every_generated_constituent_is_valid_against_the_default_schema() {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
     }
-    assert!(fields / 2000 >= 15, "about 20 fields each, got {}", fields / 2000);
+    assert!(
+        fields / 2000 >= 15,
+        "about 20 fields each, got {}",
+        fields / 2000
+    );
 }

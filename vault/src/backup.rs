@@ -17,12 +17,12 @@
 //! already encrypted under its subject's data key: an erased subject stays unreadable in any
 //! backup because its key was shredded, not copied.
 
-use std::fs;
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::keys::{KeyRing, KEY_LEN};
@@ -139,7 +139,10 @@ impl<R: Read> ChunkReader<R> {
             .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "the backup is truncated"))?;
         let len = u32::from_le_bytes(len) as usize;
         if !(16..=CHUNK + 16).contains(&len) {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the backup is damaged"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the backup is damaged",
+            ));
         }
         let mut ct = vec![0u8; len];
         self.input
@@ -147,7 +150,10 @@ impl<R: Read> ChunkReader<R> {
             .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "the backup is truncated"))?;
         for (ad, last) in [(&b"more"[..], false), (&b"last"[..], true)] {
             let mut attempt = ct.clone();
-            if let Ok(p) = self.key.open_in_place(chunk_nonce(self.counter), Aad::from(ad), &mut attempt) {
+            if let Ok(p) =
+                self.key
+                    .open_in_place(chunk_nonce(self.counter), Aad::from(ad), &mut attempt)
+            {
                 let n = p.len();
                 attempt.truncate(n);
                 self.buf = attempt;
@@ -157,7 +163,10 @@ impl<R: Read> ChunkReader<R> {
                 return Ok(true);
             }
         }
-        Err(io::Error::new(io::ErrorKind::InvalidData, "the backup is damaged or was altered"))
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the backup is damaged or was altered",
+        ))
     }
 
     fn fill(&mut self, out: &mut [u8]) -> io::Result<()> {
@@ -165,7 +174,10 @@ impl<R: Read> ChunkReader<R> {
         while filled < out.len() {
             if self.pos == self.buf.len() {
                 if self.done {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the backup ends early"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the backup ends early",
+                    ));
                 }
                 self.next_chunk()?;
                 continue;
@@ -208,7 +220,9 @@ fn extra_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).map_err(|e| Error::io(format!("reading {}", d.display()), e))? {
+        for entry in
+            fs::read_dir(&d).map_err(|e| Error::io(format!("reading {}", d.display()), e))?
+        {
             let entry = entry.map_err(|e| Error::io(format!("reading {}", d.display()), e))?;
             let path = entry.path();
             let rel = path.strip_prefix(dir).expect("under dir").to_path_buf();
@@ -219,7 +233,9 @@ fn extra_files(dir: &Path) -> Result<Vec<PathBuf>> {
             if skip {
                 continue;
             }
-            let ft = entry.file_type().map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let ft = entry
+                .file_type()
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
             if ft.is_dir() {
                 stack.push(path);
             } else if ft.is_file() {
@@ -238,7 +254,9 @@ impl Vault {
         let _exclusive = self.gate_exclusive();
         self.flush()?;
         let mut salt = [0u8; 16];
-        SystemRandom::new().fill(&mut salt).map_err(|_| Error::Random)?;
+        SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| Error::Random)?;
         let header = BackupHeader {
             format: 1,
             created: time::OffsetDateTime::now_utc()
@@ -251,9 +269,11 @@ impl Vault {
         let sealed = self.sealed_master()?;
         let io_err = |e: io::Error| Error::io("writing the backup", e);
         out.write_all(MAGIC).map_err(io_err)?;
-        out.write_all(&(header_json.len() as u32).to_le_bytes()).map_err(io_err)?;
+        out.write_all(&(header_json.len() as u32).to_le_bytes())
+            .map_err(io_err)?;
         out.write_all(&header_json).map_err(io_err)?;
-        out.write_all(&(sealed.len() as u32).to_le_bytes()).map_err(io_err)?;
+        out.write_all(&(sealed.len() as u32).to_le_bytes())
+            .map_err(io_err)?;
         out.write_all(&sealed).map_err(io_err)?;
         let mut w = ChunkWriter {
             out,
@@ -262,14 +282,21 @@ impl Vault {
             counter: 0,
             written: 0,
         };
-        let mut report = BackupReport { entries: 0, key_slots: 0, files: 0, bytes: 0 };
+        let mut report = BackupReport {
+            entries: 0,
+            key_slots: 0,
+            files: 0,
+            bytes: 0,
+        };
         for ks in keyspaces::ALL {
             for entry in self.store().scan_prefix(*ks, &[]) {
                 let (k, v) = entry?;
                 w.write_all(&[ITEM_ENTRY, ks.id()]).map_err(io_err)?;
-                w.write_all(&(k.len() as u32).to_le_bytes()).map_err(io_err)?;
+                w.write_all(&(k.len() as u32).to_le_bytes())
+                    .map_err(io_err)?;
                 w.write_all(&k).map_err(io_err)?;
-                w.write_all(&(v.len() as u32).to_le_bytes()).map_err(io_err)?;
+                w.write_all(&(v.len() as u32).to_le_bytes())
+                    .map_err(io_err)?;
                 w.write_all(&v).map_err(io_err)?;
                 report.entries += 1;
             }
@@ -281,7 +308,8 @@ impl Vault {
             let count = per_piece.min(n_slots - first);
             let run = self.slots().read_run(first, count)?;
             w.write_all(&[ITEM_SLOTS]).map_err(io_err)?;
-            w.write_all(&(run.len() as u32).to_le_bytes()).map_err(io_err)?;
+            w.write_all(&(run.len() as u32).to_le_bytes())
+                .map_err(io_err)?;
             w.write_all(&run).map_err(io_err)?;
             first += count;
         }
@@ -291,9 +319,11 @@ impl Vault {
                 .map_err(|e| Error::io(format!("reading {}", rel.display()), e))?;
             let name = rel.to_string_lossy().into_owned();
             w.write_all(&[ITEM_FILE]).map_err(io_err)?;
-            w.write_all(&(name.len() as u16).to_le_bytes()).map_err(io_err)?;
+            w.write_all(&(name.len() as u16).to_le_bytes())
+                .map_err(io_err)?;
             w.write_all(name.as_bytes()).map_err(io_err)?;
-            w.write_all(&(bytes.len() as u32).to_le_bytes()).map_err(io_err)?;
+            w.write_all(&(bytes.len() as u32).to_le_bytes())
+                .map_err(io_err)?;
             w.write_all(&bytes).map_err(io_err)?;
             report.files += 1;
         }
@@ -325,18 +355,29 @@ impl Vault {
 fn restore_into(input: &mut dyn Read, dir: &Path, unlock: &Unlock) -> Result<BackupReport> {
     let bad = |what: &str| Error::Backup(what.to_string());
     let mut magic = vec![0u8; MAGIC.len()];
-    input.read_exact(&mut magic).map_err(|_| bad("not a Steward backup file"))?;
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| bad("not a Steward backup file"))?;
     if magic != MAGIC {
         return Err(bad("not a Steward backup file"));
     }
     let mut len = [0u8; 4];
-    input.read_exact(&mut len).map_err(|_| bad("the backup is truncated"))?;
+    input
+        .read_exact(&mut len)
+        .map_err(|_| bad("the backup is truncated"))?;
     let mut header = vec![0u8; u32::from_le_bytes(len) as usize];
-    input.read_exact(&mut header).map_err(|_| bad("the backup is truncated"))?;
-    let header: BackupHeader = serde_json::from_slice(&header).map_err(|_| bad("the backup header is damaged"))?;
-    input.read_exact(&mut len).map_err(|_| bad("the backup is truncated"))?;
+    input
+        .read_exact(&mut header)
+        .map_err(|_| bad("the backup is truncated"))?;
+    let header: BackupHeader =
+        serde_json::from_slice(&header).map_err(|_| bad("the backup header is damaged"))?;
+    input
+        .read_exact(&mut len)
+        .map_err(|_| bad("the backup is truncated"))?;
     let mut sealed = vec![0u8; u32::from_le_bytes(len) as usize];
-    input.read_exact(&mut sealed).map_err(|_| bad("the backup is truncated"))?;
+    input
+        .read_exact(&mut sealed)
+        .map_err(|_| bad("the backup is truncated"))?;
     let master = seal::unseal(&sealed, unlock)?;
     let keys = KeyRing::new(&master);
     let mut r = ChunkReader {
@@ -347,20 +388,29 @@ fn restore_into(input: &mut dyn Read, dir: &Path, unlock: &Unlock) -> Result<Bac
         counter: 0,
         done: false,
     };
-    fs::create_dir_all(dir.join("keys")).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    fs::create_dir_all(dir.join("keys"))
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     seal::write_private(&dir.join(layout::MASTER), &sealed)?;
-    let seal_toml = toml::to_string(&header.seal).map_err(|e| Error::Corrupt { what: e.to_string() })?;
+    let seal_toml = toml::to_string(&header.seal).map_err(|e| Error::Corrupt {
+        what: e.to_string(),
+    })?;
     seal::write_private(&dir.join(layout::SEAL), seal_toml.as_bytes())?;
     let store = SledStore::open(&dir.join(layout::STORE), &SledOptions::default())?;
     let mut slots_file = fs::File::create(dir.join(layout::SLOTS))
         .map_err(|e| Error::io("creating the data-key slot file", e))?;
-    let mut report = BackupReport { entries: 0, key_slots: 0, files: 0, bytes: 0 };
+    let mut report = BackupReport {
+        entries: 0,
+        key_slots: 0,
+        files: 0,
+        bytes: 0,
+    };
     let mut batch = Batch::new();
     let rd = |e: io::Error| Error::Backup(e.to_string());
     loop {
         match r.u8().map_err(rd)? {
             ITEM_ENTRY => {
-                let ks = keyspaces::by_id(r.u8().map_err(rd)?).ok_or_else(|| bad("unknown keyspace in backup"))?;
+                let ks = keyspaces::by_id(r.u8().map_err(rd)?)
+                    .ok_or_else(|| bad("unknown keyspace in backup"))?;
                 let klen = r.u32().map_err(rd)? as usize;
                 let k = r.bytes(klen).map_err(rd)?;
                 let vlen = r.u32().map_err(rd)? as usize;
@@ -374,23 +424,34 @@ fn restore_into(input: &mut dyn Read, dir: &Path, unlock: &Unlock) -> Result<Bac
             ITEM_SLOTS => {
                 let n = r.u32().map_err(rd)? as usize;
                 let bytes = r.bytes(n).map_err(rd)?;
-                slots_file.write_all(&bytes).map_err(|e| Error::io("writing data-key slots", e))?;
+                slots_file
+                    .write_all(&bytes)
+                    .map_err(|e| Error::io("writing data-key slots", e))?;
                 report.key_slots += (n / crate::slots::SLOT) as u64;
             }
             ITEM_FILE => {
                 let plen = r.u16().map_err(rd)? as usize;
-                let name = String::from_utf8(r.bytes(plen).map_err(rd)?).map_err(|_| bad("bad file name in backup"))?;
+                let name = String::from_utf8(r.bytes(plen).map_err(rd)?)
+                    .map_err(|_| bad("bad file name in backup"))?;
                 let rel = PathBuf::from(&name);
-                if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                    return Err(bad("a file in the backup points outside the data directory"));
+                if rel.is_absolute()
+                    || rel
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    return Err(bad(
+                        "a file in the backup points outside the data directory",
+                    ));
                 }
                 let n = r.u32().map_err(rd)? as usize;
                 let bytes = r.bytes(n).map_err(rd)?;
                 let path = dir.join(&rel);
                 if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                    fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
                 }
-                fs::write(&path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+                fs::write(&path, bytes)
+                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
                 report.files += 1;
             }
             ITEM_END => break,
@@ -406,6 +467,8 @@ fn restore_into(input: &mut dyn Read, dir: &Path, unlock: &Unlock) -> Result<Bac
     }
     store.apply(batch)?;
     store.flush()?;
-    slots_file.sync_all().map_err(|e| Error::io("syncing data-key slots", e))?;
+    slots_file
+        .sync_all()
+        .map_err(|e| Error::io("syncing data-key slots", e))?;
     Ok(report)
 }

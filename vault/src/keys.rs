@@ -29,9 +29,9 @@ impl MasterSecret {
 
     /// Wraps bytes just unsealed.
     pub fn from_bytes(bytes: &[u8]) -> Result<MasterSecret, Error> {
-        let arr: [u8; KEY_LEN] = bytes
-            .try_into()
-            .map_err(|_| Error::CannotUnseal("the sealed master secret has the wrong length".into()))?;
+        let arr: [u8; KEY_LEN] = bytes.try_into().map_err(|_| {
+            Error::CannotUnseal("the sealed master secret has the wrong length".into())
+        })?;
         Ok(MasterSecret(Zeroizing::new(arr)))
     }
 
@@ -82,7 +82,8 @@ impl KeyRing {
             .prk
             .expand(&info, Len(len))
             .expect("HKDF output length within limits");
-        okm.fill(&mut out).expect("HKDF fill of the requested length");
+        okm.fill(&mut out)
+            .expect("HKDF fill of the requested length");
         out
     }
 
@@ -104,10 +105,18 @@ impl KeyRing {
 
     /// The blind-index key of one field.
     pub fn index_key(&self, field: FieldId) -> Arc<hmac::Key> {
-        if let Some(k) = self.index_keys.read().expect("index key cache").get(&field.0) {
+        if let Some(k) = self
+            .index_keys
+            .read()
+            .expect("index key cache")
+            .get(&field.0)
+        {
             return k.clone();
         }
-        let bytes = self.derive_bytes(&format!("steward/v1/blind-index/field/{}", field.0), KEY_LEN);
+        let bytes = self.derive_bytes(
+            &format!("steward/v1/blind-index/field/{}", field.0),
+            KEY_LEN,
+        );
         let key = Arc::new(hmac::Key::new(hmac::HMAC_SHA256, &bytes));
         self.index_keys
             .write()

@@ -86,7 +86,11 @@ pub(crate) fn seal(
         value.encode_into(&mut plain);
         let ad = aad(subject, record, *field, header.version);
         let tag = dek
-            .seal_in_place_separate_tag(nonce_for(&header.nonce_base, i as u32), Aad::from(&ad), &mut plain)
+            .seal_in_place_separate_tag(
+                nonce_for(&header.nonce_base, i as u32),
+                Aad::from(&ad),
+                &mut plain,
+            )
             .expect("AES-GCM seal of a bounded buffer");
         put_varint(&mut out, u64::from(field.0));
         put_varint(&mut out, (plain.len() + TAG_LEN) as u64);
@@ -106,7 +110,8 @@ pub(crate) fn header(bytes: &[u8]) -> Result<(Header, usize)> {
     }
     let mut pos = 2;
     let slot = get_varint(bytes, &mut pos).ok_or_else(corrupt)?;
-    let version = u32::try_from(get_varint(bytes, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    let version =
+        u32::try_from(get_varint(bytes, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
     let nonce_base: [u8; NONCE_LEN] = bytes
         .get(pos..pos + NONCE_LEN)
         .ok_or_else(corrupt)?
@@ -141,7 +146,10 @@ pub(crate) fn open(
     let mut i: u32 = 0;
     let mut buf = Zeroizing::new(Vec::with_capacity(64));
     while pos < bytes.len() {
-        let field = FieldId(u16::try_from(get_varint(bytes, &mut pos).ok_or_else(corrupt)?).map_err(|_| corrupt())?);
+        let field = FieldId(
+            u16::try_from(get_varint(bytes, &mut pos).ok_or_else(corrupt)?)
+                .map_err(|_| corrupt())?,
+        );
         let len = get_varint(bytes, &mut pos).ok_or_else(corrupt)? as usize;
         let ct = bytes.get(pos..pos + len).ok_or_else(corrupt)?;
         pos += len;

@@ -177,7 +177,9 @@ pub(crate) fn unseal(sealed: &[u8], unlock: &Unlock) -> Result<MasterSecret> {
             identity.set_max_work_factor(22);
             age::decrypt(&identity, sealed).map_err(|e| match e {
                 age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
-                    Error::CannotUnseal("wrong passphrase, or the directory is sealed to an identity file".into())
+                    Error::CannotUnseal(
+                        "wrong passphrase, or the directory is sealed to an identity file".into(),
+                    )
                 }
                 other => Error::CannotUnseal(other.to_string()),
             })?

@@ -192,18 +192,32 @@ fn prefixed(ks: Keyspace, key: &[u8]) -> Vec<u8> {
 
 impl SledStore {
     /// Opens (or creates) a sled store in `path`.
+    ///
+    /// sled releases its file lock from a background thread some moments after the last handle
+    /// is dropped, so reopening in the same process can briefly find it held. The data
+    /// directory's own lock (taken before this) already keeps other processes out, so a held
+    /// sled lock here is waited out for up to two seconds.
     pub fn open(path: &Path, options: &SledOptions) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_bytes)
-            .flush_every_ms(options.flush_every_ms)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.to_string().contains("lock") => StoreError::Locked,
-                other => backend(other),
-            })?;
-        Ok(SledStore { db })
+        let mut waited = 0;
+        loop {
+            let result = sled::Config::new()
+                .path(path)
+                .cache_capacity(options.cache_bytes)
+                .flush_every_ms(options.flush_every_ms)
+                .mode(sled::Mode::HighThroughput)
+                .open();
+            match result {
+                Ok(db) => return Ok(SledStore { db }),
+                Err(sled::Error::Io(ref io)) if io.to_string().contains("lock") => {
+                    if waited >= 2000 {
+                        return Err(StoreError::Locked);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    waited += 20;
+                }
+                Err(other) => return Err(backend(other)),
+            }
+        }
     }
 
     fn iter_to_entries(iter: sled::Iter) -> EntryIter<'static> {

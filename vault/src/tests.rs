@@ -45,7 +45,9 @@ fn person(schema: &Schema, n: usize) -> NewSubject {
         .parse_object(RecordKind::Subject, json.as_object().unwrap())
         .unwrap();
     let gift = serde_json::json!({"amount": "10.00", "currency": "GBP", "date": "2024-01-02"});
-    let gift = schema.parse_object(RecordKind::Gift, gift.as_object().unwrap()).unwrap();
+    let gift = schema
+        .parse_object(RecordKind::Gift, gift.as_object().unwrap())
+        .unwrap();
     NewSubject {
         kind: SubjectKind::Individual,
         fields,
@@ -58,11 +60,18 @@ fn field(schema: &Schema, name: &str) -> FieldId {
 }
 
 fn raw_get(vault: &Vault, id: &SubjectId) -> Vec<u8> {
-    vault.store().get(keyspaces::SUBJECTS, id.as_bytes()).unwrap().unwrap()
+    vault
+        .store()
+        .get(keyspaces::SUBJECTS, id.as_bytes())
+        .unwrap()
+        .unwrap()
 }
 
 fn raw_put(vault: &Vault, id: &SubjectId, bytes: &[u8]) {
-    vault.store().put(keyspaces::SUBJECTS, id.as_bytes(), bytes).unwrap();
+    vault
+        .store()
+        .put(keyspaces::SUBJECTS, id.as_bytes(), bytes)
+        .unwrap();
 }
 
 #[test]
@@ -108,7 +117,9 @@ fn ciphertext_moved_to_another_subject_is_rejected() {
     let f = fixture();
     let vault = open(&f);
     let s = vault.schema().clone();
-    let ids = vault.create_subjects(&[person(&s, 1), person(&s, 2)]).unwrap();
+    let ids = vault
+        .create_subjects(&[person(&s, 1), person(&s, 2)])
+        .unwrap();
     // Give subject B the record of subject A, with B's own slot reference so the key unwraps.
     let a = raw_get(&vault, &ids[0]);
     let b = raw_get(&vault, &ids[1]);
@@ -125,7 +136,10 @@ fn ciphertext_moved_to_another_subject_is_rejected() {
     // And a record pointing at another subject's key slot fails on the key itself.
     raw_put(&vault, &ids[1], &a);
     let err = vault.read_subject(&ids[1], &|_| true).unwrap_err();
-    assert!(matches!(err, Error::Tampered { ref what, .. } if what == "data key"), "{err}");
+    assert!(
+        matches!(err, Error::Tampered { ref what, .. } if what == "data key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -152,7 +166,10 @@ fn ciphertext_moved_to_another_field_is_rejected() {
     assert!(relabelled);
     raw_put(&vault, &ids[0], &moved);
     let err = vault.read_subject(&ids[0], &|_| true).unwrap_err();
-    assert!(matches!(err, Error::Tampered { ref what, .. } if what.starts_with("field")), "{err}");
+    assert!(
+        matches!(err, Error::Tampered { ref what, .. } if what.starts_with("field")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -160,19 +177,52 @@ fn blind_index_finds_by_normalised_email_and_phone() {
     let f = fixture();
     let vault = open(&f);
     let s = vault.schema().clone();
-    let ids = vault.create_subjects(&[person(&s, 7), person(&s, 8)]).unwrap();
-    assert_eq!(vault.lookup(IndexKind::Email, "person7@example.org").unwrap(), vec![ids[0]]);
-    assert_eq!(vault.lookup(IndexKind::Phone, "+442079460008").unwrap(), vec![ids[1]]);
-    assert!(vault.lookup(IndexKind::Email, "nobody@example.org").unwrap().is_empty());
+    let ids = vault
+        .create_subjects(&[person(&s, 7), person(&s, 8)])
+        .unwrap();
+    assert_eq!(
+        vault
+            .lookup(IndexKind::Email, "person7@example.org")
+            .unwrap(),
+        vec![ids[0]]
+    );
+    assert_eq!(
+        vault.lookup(IndexKind::Phone, "+442079460008").unwrap(),
+        vec![ids[1]]
+    );
+    assert!(vault
+        .lookup(IndexKind::Email, "nobody@example.org")
+        .unwrap()
+        .is_empty());
     // Updating the email moves the index entry.
     let email = field(&s, "email");
     let new = Value::Email(domain::Email::parse("moved@example.org").unwrap());
-    assert_eq!(vault.update_subject(&ids[0], &[(email, Some(new))], Some(1)).unwrap(), 2);
-    assert!(vault.lookup(IndexKind::Email, "person7@example.org").unwrap().is_empty());
-    assert_eq!(vault.lookup(IndexKind::Email, "moved@example.org").unwrap(), vec![ids[0]]);
+    assert_eq!(
+        vault
+            .update_subject(&ids[0], &[(email, Some(new))], Some(1))
+            .unwrap(),
+        2
+    );
+    assert!(vault
+        .lookup(IndexKind::Email, "person7@example.org")
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        vault.lookup(IndexKind::Email, "moved@example.org").unwrap(),
+        vec![ids[0]]
+    );
     // A stale version is refused.
-    let err = vault.update_subject(&ids[0], &[(email, None)], Some(1)).unwrap_err();
-    assert!(matches!(err, Error::Conflict { expected: 1, found: 2, .. }));
+    let err = vault
+        .update_subject(&ids[0], &[(email, None)], Some(1))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Conflict {
+            expected: 1,
+            found: 2,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -180,7 +230,9 @@ fn erased_subject_cannot_be_read_found_or_decrypted_from_the_files() {
     let f = fixture();
     let vault = open(&f);
     let s = vault.schema().clone();
-    let ids = vault.create_subjects(&[person(&s, 1), person(&s, 2)]).unwrap();
+    let ids = vault
+        .create_subjects(&[person(&s, 1), person(&s, 2)])
+        .unwrap();
     let slot_before = {
         let (h, _) = record::header(&raw_get(&vault, &ids[0])).unwrap();
         h.slot
@@ -188,17 +240,29 @@ fn erased_subject_cannot_be_read_found_or_decrypted_from_the_files() {
     // Keep the ciphertext as an attacker with an old copy of the store would.
     let old_record = raw_get(&vault, &ids[0]);
     vault.erase_subject(&ids[0]).unwrap();
-    assert!(matches!(vault.read_subject(&ids[0], &|_| true), Err(Error::Erased(_))));
-    assert!(vault.lookup(IndexKind::Email, "person1@example.org").unwrap().is_empty());
+    assert!(matches!(
+        vault.read_subject(&ids[0], &|_| true),
+        Err(Error::Erased(_))
+    ));
+    assert!(vault
+        .lookup(IndexKind::Email, "person1@example.org")
+        .unwrap()
+        .is_empty());
     assert!(matches!(vault.list_gifts(&ids[0]), Err(Error::Erased(_))));
     // The data key is gone from the slot file: the old ciphertext no longer opens.
     let slot = vault.slots().read(slot_before).unwrap();
     assert!(slot.iter().all(|&b| b == 0));
     assert!(vault.unwrap_slot(&ids[0], &slot).is_none());
     raw_put(&vault, &ids[0], &old_record);
-    assert!(matches!(vault.read_subject(&ids[0], &|_| true), Err(Error::Erased(_))));
+    assert!(matches!(
+        vault.read_subject(&ids[0], &|_| true),
+        Err(Error::Erased(_))
+    ));
     // The neighbour is untouched.
-    assert_eq!(vault.read_subject(&ids[1], &|_| true).unwrap().fields.len(), 8);
+    assert_eq!(
+        vault.read_subject(&ids[1], &|_| true).unwrap().fields.len(),
+        8
+    );
 }
 
 #[test]
@@ -220,7 +284,10 @@ fn rotation_interrupted_at_a_random_batch_resumes_and_every_subject_reads() {
     {
         let vault = open(&f);
         let report = vault
-            .rotate(&RotationOptions { batch_size: 50, max_batches: Some(stop_after) })
+            .rotate(&RotationOptions {
+                batch_size: 50,
+                max_batches: Some(stop_after),
+            })
             .unwrap();
         assert!(!report.complete, "stopped after {stop_after} batches");
         assert_eq!(report.target_version, 2);
@@ -229,16 +296,24 @@ fn rotation_interrupted_at_a_random_batch_resumes_and_every_subject_reads() {
     let vault = open(&f);
     for (i, id) in ids.iter().enumerate() {
         if i != 3 {
-            vault.read_subject(id, &|_| true).unwrap_or_else(|e| panic!("subject {i}: {e}"));
+            vault
+                .read_subject(id, &|_| true)
+                .unwrap_or_else(|e| panic!("subject {i}: {e}"));
         }
     }
-    let report = vault.rotate(&RotationOptions { batch_size: 50, max_batches: None }).unwrap();
+    let report = vault
+        .rotate(&RotationOptions {
+            batch_size: 50,
+            max_batches: None,
+        })
+        .unwrap();
     assert!(report.resumed && report.complete);
     assert_eq!(report.target_version, 2);
     assert_eq!(vault.stats().unwrap().kek_version, 2);
     for i in 0..vault.slots().len() {
         let slot = vault.slots().read(i).unwrap();
-        let Some(subject) = SubjectId::from_slice(&slot[..16]).filter(|s| s.as_bytes() != &[0; 16]) else {
+        let Some(subject) = SubjectId::from_slice(&slot[..16]).filter(|s| s.as_bytes() != &[0; 16])
+        else {
             continue;
         };
         let (v, _, _) = vault.unwrap_slot(&subject, &slot).unwrap();
@@ -267,18 +342,32 @@ fn backup_restores_every_subject_identically() {
     let report = vault.backup(&mut buf).unwrap();
     assert!(report.entries >= 300 * 2);
     assert_eq!(report.key_slots, 300);
-    assert!(!buf.windows(10).any(|w| w == b"person1@ex"), "backup holds a plaintext email");
+    assert!(
+        !buf.windows(10).any(|w| w == b"person1@ex"),
+        "backup holds a plaintext email"
+    );
     let target = f._tmp.path().join("restored");
     Vault::restore(&mut buf.as_slice(), &target, &f.unlock).unwrap();
-    assert_eq!(std::fs::read_to_string(target.join("policies/schema.toml")).unwrap(), "# copy");
+    assert_eq!(
+        std::fs::read_to_string(target.join("policies/schema.toml")).unwrap(),
+        "# copy"
+    );
     let restored = Vault::open(&target, &f.unlock, s.clone()).unwrap();
     for id in &ids {
         let a = vault.read_subject(id, &|_| true).unwrap();
         let b = restored.read_subject(id, &|_| true).unwrap();
         assert_eq!(a.fields, b.fields);
-        assert_eq!(vault.list_gifts(id).unwrap().len(), restored.list_gifts(id).unwrap().len());
+        assert_eq!(
+            vault.list_gifts(id).unwrap().len(),
+            restored.list_gifts(id).unwrap().len()
+        );
     }
-    assert_eq!(restored.lookup(IndexKind::Email, "person5@example.org").unwrap(), vec![ids[5]]);
+    assert_eq!(
+        restored
+            .lookup(IndexKind::Email, "person5@example.org")
+            .unwrap(),
+        vec![ids[5]]
+    );
 
     // A damaged or truncated backup is refused and leaves no directory behind.
     let mut damaged = buf.clone();
@@ -304,7 +393,9 @@ fn wrong_identity_cannot_unseal_and_writes_nothing() {
     let tmp2 = f._tmp.path().join("other-data");
     Vault::init(&tmp2, &SealTo::Identity(other.clone())).unwrap();
     let before = std::fs::read_dir(&f.dir).unwrap().count();
-    let err = Vault::open(&f.dir, &Unlock::Identity(other), schema()).err().unwrap();
+    let err = Vault::open(&f.dir, &Unlock::Identity(other), schema())
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::CannotUnseal(_)), "{err}");
     assert!(err.to_string().contains("cannot unseal"));
     assert_eq!(std::fs::read_dir(&f.dir).unwrap().count(), before);
@@ -331,7 +422,9 @@ fn passphrase_sealed_directory_opens_with_the_passphrase_only() {
     vault.read_subject(&ids[0], &|_| true).unwrap();
     drop(vault);
     let wrong = SecretString::from("wrong".to_string());
-    let err = Vault::open(&dir, &Unlock::Passphrase(wrong), schema()).err().unwrap();
+    let err = Vault::open(&dir, &Unlock::Passphrase(wrong), schema())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("wrong passphrase"), "{err}");
 }
 
@@ -339,7 +432,9 @@ fn passphrase_sealed_directory_opens_with_the_passphrase_only() {
 fn a_second_opener_is_told_who_holds_the_directory() {
     let f = fixture();
     let vault = open(&f);
-    vault.set_owner_note("a running Steward server at http://127.0.0.1:8080").unwrap();
+    vault
+        .set_owner_note("a running Steward server at http://127.0.0.1:8080")
+        .unwrap();
     let err = Vault::open(&f.dir, &f.unlock, schema()).err().unwrap();
     assert!(matches!(err, Error::InUse { .. }), "{err}");
     assert!(err.to_string().contains("http://127.0.0.1:8080"));

@@ -199,8 +199,10 @@ impl Vault {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
         if let SealTo::Identity(identity) = seal_to {
-            let abs_dir = std::path::absolute(dir).map_err(|e| Error::io("resolving the data directory", e))?;
-            let abs_id = std::path::absolute(identity).map_err(|e| Error::io("resolving the identity path", e))?;
+            let abs_dir = std::path::absolute(dir)
+                .map_err(|e| Error::io("resolving the data directory", e))?;
+            let abs_id = std::path::absolute(identity)
+                .map_err(|e| Error::io("resolving the identity path", e))?;
             if abs_id.starts_with(&abs_dir) {
                 return Err(Error::CannotUnseal(
                     "the identity file must not live inside the data directory: whoever copies the directory would hold its key".into(),
@@ -215,7 +217,9 @@ impl Vault {
             fs::create_dir_all(dir.join("keys"))
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
             seal::write_private(&dir.join(layout::MASTER), &sealed)?;
-            let toml = toml::to_string(&info).map_err(|e| Error::Corrupt { what: e.to_string() })?;
+            let toml = toml::to_string(&info).map_err(|e| Error::Corrupt {
+                what: e.to_string(),
+            })?;
             seal::write_private(&dir.join(layout::SEAL), toml.as_bytes())?;
             let store = SledStore::open(&dir.join(layout::STORE), &SledOptions::default())?;
             store.put(ks::META, META_KEK, &1u32.to_le_bytes())?;
@@ -271,7 +275,9 @@ impl Vault {
                         .filter(|s| !s.is_empty())
                         .unwrap_or_else(|| "another Steward process".into()),
                 },
-                fs::TryLockError::Error(e) => Error::io(format!("locking {}", lock_path.display()), e),
+                fs::TryLockError::Error(e) => {
+                    Error::io(format!("locking {}", lock_path.display()), e)
+                }
             });
         }
         let store = SledStore::open(&dir.join(layout::STORE), options).map_err(|e| match e {
@@ -369,7 +375,11 @@ impl Vault {
         half
     }
 
-    fn unwrap_half(&self, subject: &SubjectId, half: &[u8]) -> Option<(u32, Zeroizing<[u8; KEY_LEN]>)> {
+    fn unwrap_half(
+        &self,
+        subject: &SubjectId,
+        half: &[u8],
+    ) -> Option<(u32, Zeroizing<[u8; KEY_LEN]>)> {
         let version = u32::from_le_bytes(half[..4].try_into().ok()?);
         if version == 0 {
             return None;
@@ -387,7 +397,11 @@ impl Vault {
     }
 
     /// Unwraps a slot's data key, preferring the half with the newer KEK version.
-    pub(crate) fn unwrap_slot(&self, subject: &SubjectId, slot: &[u8; SLOT]) -> Option<(u32, usize, Zeroizing<[u8; KEY_LEN]>)> {
+    pub(crate) fn unwrap_slot(
+        &self,
+        subject: &SubjectId,
+        slot: &[u8; SLOT],
+    ) -> Option<(u32, usize, Zeroizing<[u8; KEY_LEN]>)> {
         if &slot[..16] != subject.as_bytes() {
             return None;
         }
@@ -411,10 +425,12 @@ impl Vault {
         if bytes.iter().all(|&b| b == 0) {
             return Err(Error::Erased(*subject));
         }
-        let (_, _, dek) = self.unwrap_slot(subject, &bytes).ok_or_else(|| Error::Tampered {
-            subject: *subject,
-            what: "data key".into(),
-        })?;
+        let (_, _, dek) = self
+            .unwrap_slot(subject, &bytes)
+            .ok_or_else(|| Error::Tampered {
+                subject: *subject,
+                what: "data key".into(),
+            })?;
         Ok(LessSafeKey::new(
             UnboundKey::new(&aead::AES_256_GCM, dek.as_ref()).expect("32-byte key"),
         ))
@@ -474,7 +490,9 @@ impl Vault {
             slot_bytes.extend_from_slice(id.as_bytes());
             slot_bytes.extend_from_slice(&half);
             slot_bytes.extend_from_slice(&[0u8; HALF]);
-            deks.push(LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, dek).expect("32-byte key")));
+            deks.push(LessSafeKey::new(
+                UnboundKey::new(&aead::AES_256_GCM, dek).expect("32-byte key"),
+            ));
             ids.push(id);
         }
         // Data keys are durable before any record that needs them.
@@ -492,7 +510,11 @@ impl Vault {
                 version: 1,
                 nonce_base: r[22 + KEY_LEN..].try_into().expect("12 bytes"),
             };
-            batch.put(ks::SUBJECTS, id.as_bytes().to_vec(), record::seal(&deks[i], &header, id, &ZERO_ID, &fields));
+            batch.put(
+                ks::SUBJECTS,
+                id.as_bytes().to_vec(),
+                record::seal(&deks[i], &header, id, &ZERO_ID, &fields),
+            );
             for key in self.index_entries(id, &fields) {
                 batch.put(ks::INDEX, key, Vec::new());
             }
@@ -500,7 +522,15 @@ impl Vault {
                 let (r, rest) = gift_random.split_at(10 + NONCE_LEN);
                 gift_random = rest;
                 let gid = self.new_gift_id(ms, r);
-                self.put_gift(&mut batch, &deks[i], id, header.slot, gid, r[10..].try_into().expect("12 bytes"), gift);
+                self.put_gift(
+                    &mut batch,
+                    &deks[i],
+                    id,
+                    header.slot,
+                    gid,
+                    r[10..].try_into().expect("12 bytes"),
+                    gift,
+                );
             }
         }
         self.store.apply(batch)?;
@@ -530,7 +560,11 @@ impl Vault {
         let mut key = Vec::with_capacity(32);
         key.extend_from_slice(subject.as_bytes());
         key.extend_from_slice(gift.as_bytes());
-        batch.put(ks::GIFTS, key, record::seal(dek, &header, subject, gift.as_bytes(), &fields));
+        batch.put(
+            ks::GIFTS,
+            key,
+            record::seal(dek, &header, subject, gift.as_bytes(), &fields),
+        );
     }
 
     fn missing(&self, id: &SubjectId) -> Result<Error> {
@@ -542,7 +576,11 @@ impl Vault {
     }
 
     /// Reads a subject, decrypting only the fields `wanted` accepts.
-    pub fn read_subject(&self, id: &SubjectId, wanted: &dyn Fn(FieldId) -> bool) -> Result<SubjectRecord> {
+    pub fn read_subject(
+        &self,
+        id: &SubjectId,
+        wanted: &dyn Fn(FieldId) -> bool,
+    ) -> Result<SubjectRecord> {
         let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
             return Err(self.missing(id)?);
         };
@@ -609,7 +647,11 @@ impl Vault {
             nonce_base: nonce.as_slice().try_into().expect("12 bytes"),
         };
         let mut batch = Batch::new();
-        batch.put(ks::SUBJECTS, id.as_bytes().to_vec(), record::seal(&dek, &header, id, &ZERO_ID, &fields));
+        batch.put(
+            ks::SUBJECTS,
+            id.as_bytes().to_vec(),
+            record::seal(&dek, &header, id, &ZERO_ID, &fields),
+        );
         for gone in old_index.difference(&new_index) {
             batch.delete(ks::INDEX, gone.clone());
         }
@@ -622,7 +664,11 @@ impl Vault {
     }
 
     /// Adds gifts to an existing subject; returns their ids.
-    pub fn add_gifts(&self, id: &SubjectId, gifts: &[Vec<(FieldId, Value)>]) -> Result<Vec<GiftId>> {
+    pub fn add_gifts(
+        &self,
+        id: &SubjectId,
+        gifts: &[Vec<(FieldId, Value)>],
+    ) -> Result<Vec<GiftId>> {
         let _gate = self.gate.read().expect("write gate");
         let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
             return Err(self.missing(id)?);
@@ -635,7 +681,15 @@ impl Vault {
         let mut out = Vec::with_capacity(gifts.len());
         for (gift, r) in gifts.iter().zip(random.chunks(10 + NONCE_LEN)) {
             let gid = self.new_gift_id(ms, r);
-            self.put_gift(&mut batch, &dek, id, h.slot, gid, r[10..].try_into().expect("12 bytes"), gift);
+            self.put_gift(
+                &mut batch,
+                &dek,
+                id,
+                h.slot,
+                gid,
+                r[10..].try_into().expect("12 bytes"),
+                gift,
+            );
             out.push(gid);
         }
         self.store.apply(batch)?;
@@ -653,7 +707,9 @@ impl Vault {
         let mut out = Vec::new();
         for entry in self.store.scan_prefix(ks::GIFTS, id.as_bytes()) {
             let (key, value) = entry?;
-            let gid = GiftId::from_slice(&key[16..]).ok_or_else(|| Error::Corrupt { what: "gift key".into() })?;
+            let gid = GiftId::from_slice(&key[16..]).ok_or_else(|| Error::Corrupt {
+                what: "gift key".into(),
+            })?;
             let (_, fields) = record::open(&dek, &value, id, gid.as_bytes(), &|_| true)?;
             out.push(GiftRecord { id: gid, fields });
         }
@@ -700,7 +756,11 @@ impl Vault {
             let (k, _) = entry?;
             batch.delete(ks::GIFTS, k);
         }
-        batch.put(ks::ERASED, id.as_bytes().to_vec(), now_ms().to_le_bytes().to_vec());
+        batch.put(
+            ks::ERASED,
+            id.as_bytes().to_vec(),
+            now_ms().to_le_bytes().to_vec(),
+        );
         self.store.apply(batch)?;
         self.store.flush()?;
         Ok(())
@@ -730,7 +790,9 @@ impl Vault {
         let mut out = Vec::with_capacity(limit.min(1024));
         for entry in self.store.scan_from(ks::SUBJECTS, &start) {
             let (k, _) = entry?;
-            let id = SubjectId::from_slice(&k).ok_or_else(|| Error::Corrupt { what: "subject key".into() })?;
+            let id = SubjectId::from_slice(&k).ok_or_else(|| Error::Corrupt {
+                what: "subject key".into(),
+            })?;
             if Some(&id) == after {
                 continue;
             }
@@ -771,9 +833,16 @@ impl Vault {
             ),
             None => {
                 let target = self.kek_version.load(Ordering::SeqCst) + 1;
-                let state = RotationState { target, next_slot: 0 };
+                let state = RotationState {
+                    target,
+                    next_slot: 0,
+                };
                 let mut b = Batch::new();
-                b.put(ks::META, META_ROTATION, serde_json::to_vec(&state).expect("json"));
+                b.put(
+                    ks::META,
+                    META_ROTATION,
+                    serde_json::to_vec(&state).expect("json"),
+                );
                 b.put(ks::META, META_KEK, target.to_le_bytes().to_vec());
                 self.store.apply(b)?;
                 self.store.flush()?;
@@ -799,8 +868,11 @@ impl Vault {
             let run = self.slots.read_run(state.next_slot, count)?;
             let nonces = self.random(count as usize * NONCE_LEN)?;
             for i in 0..count as usize {
-                let slot: &[u8; SLOT] = run[i * SLOT..(i + 1) * SLOT].try_into().expect("slot size");
-                let Some(subject) = SubjectId::from_slice(&slot[..16]).filter(|s| s.as_bytes() != &ZERO_ID) else {
+                let slot: &[u8; SLOT] =
+                    run[i * SLOT..(i + 1) * SLOT].try_into().expect("slot size");
+                let Some(subject) =
+                    SubjectId::from_slice(&slot[..16]).filter(|s| s.as_bytes() != &ZERO_ID)
+                else {
                     report.skipped += 1;
                     continue;
                 };
@@ -809,18 +881,26 @@ impl Vault {
                     Some((_, half, dek)) => {
                         let nonce = &nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN];
                         let new_half = self.wrap_dek(&subject, dek.as_ref(), nonce, state.target);
-                        self.slots.write_half(state.next_slot + i as u64, 1 - half, &new_half)?;
+                        self.slots
+                            .write_half(state.next_slot + i as u64, 1 - half, &new_half)?;
                         report.rewrapped += 1;
                     }
                     None => {
-                        tracing::warn!(slot = state.next_slot + i as u64, "data-key slot unreadable during rotation; left as is");
+                        tracing::warn!(
+                            slot = state.next_slot + i as u64,
+                            "data-key slot unreadable during rotation; left as is"
+                        );
                         report.skipped += 1;
                     }
                 }
             }
             self.slots.sync()?;
             state.next_slot += count;
-            self.store.put(ks::META, META_ROTATION, &serde_json::to_vec(&state).expect("json"))?;
+            self.store.put(
+                ks::META,
+                META_ROTATION,
+                &serde_json::to_vec(&state).expect("json"),
+            )?;
             self.store.flush()?;
             batches += 1;
         }
@@ -845,7 +925,8 @@ impl Vault {
     }
 
     pub(crate) fn sealed_master(&self) -> Result<Vec<u8>> {
-        fs::read(self.dir.join(layout::MASTER)).map_err(|e| Error::io("reading the sealed master secret", e))
+        fs::read(self.dir.join(layout::MASTER))
+            .map_err(|e| Error::io("reading the sealed master secret", e))
     }
 }
 

@@ -1,0 +1,5 @@
+//! End-to-end tests: they run the real `steward` binary on real data directories and talk to
+//! the real server over HTTP with curl.
+
+mod foundation;
+mod support;
