@@ -25,7 +25,7 @@ pub use error::{Error, FieldError, FieldProblem};
 pub use id::{GiftId, IdParseError, SubjectId};
 pub use normalise::{
     normalise_email, normalise_external_id, normalise_name, normalise_phone, normalise_postcode,
-    parse_date, DateOrder, ParsedDate,
+    parse_date, phone_is_assigned, DateOrder, ParsedDate,
 };
 pub use schema::{
     AccessGroup, FieldDef, FieldId, FieldType, IndexKind, RecordKind, Schema, SubjectKind,

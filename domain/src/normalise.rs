@@ -63,17 +63,37 @@ pub fn normalise_email(input: &str) -> Result<String, &'static str> {
 
 /// Parses a phone number and returns it in E.164 (`+447700900123`). Numbers without a
 /// country code are read in `default_region` (ISO 3166 alpha-2).
+///
+/// The check is deliberately about shape (a known country code and 4 to 14 national digits),
+/// not about whether libphonenumber's metadata lists the number range as assigned: a CRM
+/// must keep a supporter's number even when the metadata is older than the range. Use
+/// [`phone_is_assigned`] to report numbers outside the known ranges.
 pub fn normalise_phone(input: &str, default_region: &str) -> Result<String, &'static str> {
     let s = input.trim();
     if s.is_empty() {
         return Err("the phone number is empty");
     }
+    if s.chars().any(|c| c.is_alphabetic()) && !s.to_ascii_lowercase().contains("ext") {
+        return Err("not a phone number");
+    }
     let region: Option<phonenumber::country::Id> = default_region.parse().ok();
     let number = phonenumber::parse(region, s).map_err(|_| "not a phone number")?;
-    if !phonenumber::is_valid(&number) {
-        return Err("not a valid phone number for its country");
+    let national = number.national().value().to_string();
+    if !(4..=14).contains(&national.len()) {
+        return Err("a phone number has 4 to 14 digits after the country code");
     }
-    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    if e164.len() > 16 {
+        return Err("longer than the 15 digits E.164 allows");
+    }
+    Ok(e164)
+}
+
+/// True when libphonenumber's metadata lists the number's range as valid for its country.
+pub fn phone_is_assigned(e164: &str) -> bool {
+    phonenumber::parse(None, e164)
+        .map(|n| phonenumber::is_valid(&n))
+        .unwrap_or(false)
 }
 
 /// Reads a date written as `YYYY-MM-DD`, `YYYYMMDD`, `DD/MM/YYYY` or `MM/DD/YYYY` (also with
