@@ -1,0 +1,255 @@
+//! `steward-bench`: benchmark runners. Each measurement runs in a child process of its own so
+//! that its peak RSS is its own.
+//!
+//! ```text
+//! steward-bench vault-suite [--sizes 100000,1000000] [--batch 1000]   # the table in BENCHMARKS.md
+//! steward-bench vault --n N --mode encrypted|plain [--batch B]        # one run, one JSON line
+//! ```
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use domain::{FieldId, IndexKind, RecordKind, Schema, SubjectId, SubjectKind, Value};
+use serde_json::{json, Value as Json};
+use vault::{keyspaces, Batch, NewSubject, SealTo, SledOptions, SledStore, Store, Unlock, Vault};
+
+const SEED: u64 = 20_261_122;
+const READ_FIELDS: [&str; 5] = ["given_name", "family_name", "email", "phone", "postal_code"];
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("vault") => {
+            let n: usize = arg(&args, "--n").and_then(|v| v.parse().ok()).unwrap_or(100_000);
+            let batch: usize = arg(&args, "--batch").and_then(|v| v.parse().ok()).unwrap_or(1000);
+            let mode = arg(&args, "--mode").unwrap_or_else(|| "encrypted".into());
+            let result = run_vault(n, batch, &mode);
+            println!("{result}");
+        }
+        Some("vault-suite") => {
+            let sizes: Vec<usize> = arg(&args, "--sizes")
+                .unwrap_or_else(|| "100000,1000000".into())
+                .split(',')
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            let batch = arg(&args, "--batch").unwrap_or_else(|| "1000".into());
+            vault_suite(&sizes, &batch);
+        }
+        _ => {
+            eprintln!("usage: steward-bench vault-suite [--sizes 100000,1000000] [--batch 1000]\n       steward-bench vault --n N --mode encrypted|plain [--batch B]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn vault_suite(sizes: &[usize], batch: &str) {
+    let exe = std::env::current_exe().expect("own path");
+    println!("| N | mode | write subjects/s | read+decrypt 5 fields subjects/s (2 threads) | bytes on disk / subject | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|");
+    for &n in sizes {
+        let mut rates = Vec::new();
+        for mode in ["plain", "encrypted"] {
+            let out = Command::new(&exe)
+                .args(["vault", "--n", &n.to_string(), "--mode", mode, "--batch", batch])
+                .output()
+                .expect("run child");
+            let line = String::from_utf8_lossy(&out.stdout);
+            let v: Json = serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
+            println!(
+                "| {n} | {mode} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                v["write_per_s"].as_f64().unwrap_or(0.0),
+                v["read_per_s"].as_f64().unwrap_or(0.0),
+                v["bytes_per_subject"].as_f64().unwrap_or(0.0),
+                v["peak_rss_mib"].as_f64().unwrap_or(0.0)
+            );
+            rates.push(v);
+        }
+        let w = rates[1]["write_per_s"].as_f64().unwrap_or(0.0) / rates[0]["write_per_s"].as_f64().unwrap_or(1.0);
+        let r = rates[1]["read_per_s"].as_f64().unwrap_or(0.0) / rates[0]["read_per_s"].as_f64().unwrap_or(1.0);
+        println!("| {n} | encrypted ÷ plain | {w:.2} | {r:.2} | | |");
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(m) = p.metadata() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// One synthetic batch, parsed against the schema (outside the timed section).
+fn make_batch(schema: &Schema, generator: &mut synth::Generator, n: usize) -> Vec<NewSubject> {
+    (0..n)
+        .map(|_| {
+            let c = generator.next_constituent();
+            NewSubject {
+                kind: SubjectKind::Individual,
+                fields: schema.parse_object(RecordKind::Subject, &c.fields).expect("valid synthetic data"),
+                gifts: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut rng = synth::Rng::new(seed);
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
+    }
+}
+
+fn run_vault(n: usize, batch: usize, mode: &str) -> Json {
+    let schema = Arc::new(Schema::from_toml(include_str!("../../policies/schema.toml")).expect("schema"));
+    let read_ids: Vec<FieldId> = READ_FIELDS
+        .iter()
+        .map(|f| schema.field(RecordKind::Subject, f).expect("field").id)
+        .collect();
+    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut generator = synth::Generator::new(SEED);
+    let mut write_secs = 0.0;
+    let mut n_fields = 0usize;
+    let (ids, read_secs, size) = if mode == "encrypted" {
+        let identity = tmp.path().join("id.txt");
+        Vault::init(&dir, &SealTo::Identity(identity.clone())).expect("init");
+        let vault = Vault::open(&dir, &Unlock::Identity(identity), schema.clone()).expect("open");
+        let mut ids = Vec::with_capacity(n);
+        let mut done = 0;
+        while done < n {
+            let items = make_batch(&schema, &mut generator, batch.min(n - done));
+            n_fields += items.iter().map(|s| s.fields.len()).sum::<usize>();
+            let t = Instant::now();
+            ids.extend(vault.create_subjects(&items).expect("write"));
+            write_secs += t.elapsed().as_secs_f64();
+            done += items.len();
+        }
+        vault.flush().expect("flush");
+        let mut order = ids.clone();
+        shuffle(&mut order, 7);
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for chunk in order.chunks(order.len().div_ceil(2)) {
+                let vault = &vault;
+                let read_ids = &read_ids;
+                s.spawn(move || {
+                    for id in chunk {
+                        let r = vault.read_subject(id, &|f| read_ids.contains(&f)).expect("read");
+                        assert!(r.fields.len() >= 3);
+                    }
+                });
+            }
+        });
+        let read_secs = t.elapsed().as_secs_f64();
+        drop(vault);
+        (ids, read_secs, dir_bytes(&dir))
+    } else {
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = SledStore::open(&dir.join("store"), &SledOptions::default()).expect("store");
+        let mut ids = Vec::with_capacity(n);
+        let mut done = 0u64;
+        let mut rng = synth::Rng::new(99);
+        while (done as usize) < n {
+            let items = make_batch(&schema, &mut generator, batch.min(n - done as usize));
+            n_fields += items.iter().map(|s| s.fields.len()).sum::<usize>();
+            let t = Instant::now();
+            // The same serialised content as the vault writes, without encryption: id-keyed
+            // records of (field id, length, encoded value) and the same index entries, with
+            // the normalised value in place of the keyed hash.
+            let mut b = Batch::new();
+            for item in &items {
+                let mut r = [0u8; 10];
+                r[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+                let id = SubjectId::from_parts(done, r);
+                done += 1;
+                let mut rec = vec![1u8, item.kind.code()];
+                for (f, v) in &item.fields {
+                    let enc = v.encode();
+                    rec.extend_from_slice(&f.0.to_le_bytes());
+                    rec.extend_from_slice(&(enc.len() as u16).to_le_bytes());
+                    rec.extend_from_slice(&enc);
+                    let def = schema.field_by_id(RecordKind::Subject, *f).expect("field");
+                    if def.index != IndexKind::None {
+                        let mut k = f.0.to_be_bytes().to_vec();
+                        k.extend_from_slice(v.index_term().unwrap_or_default().as_bytes());
+                        k.extend_from_slice(id.as_bytes());
+                        b.put(keyspaces::INDEX, k, Vec::new());
+                    }
+                }
+                b.put(keyspaces::SUBJECTS, id.as_bytes().to_vec(), rec);
+                ids.push(id);
+            }
+            store.apply(b).expect("write");
+            store.flush().expect("flush");
+            write_secs += t.elapsed().as_secs_f64();
+        }
+        let mut order = ids.clone();
+        shuffle(&mut order, 7);
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for chunk in order.chunks(order.len().div_ceil(2)) {
+                let store = &store;
+                let read_ids = &read_ids;
+                s.spawn(move || {
+                    for id in chunk {
+                        let rec = store.get(keyspaces::SUBJECTS, id.as_bytes()).expect("get").expect("present");
+                        let mut pos = 2;
+                        let mut found = 0;
+                        while pos < rec.len() {
+                            let f = u16::from_le_bytes([rec[pos], rec[pos + 1]]);
+                            let len = u16::from_le_bytes([rec[pos + 2], rec[pos + 3]]) as usize;
+                            if read_ids.contains(&FieldId(f)) {
+                                Value::decode(&rec[pos + 4..pos + 4 + len]).expect("decode");
+                                found += 1;
+                            }
+                            pos += 4 + len;
+                        }
+                        assert!(found >= 3);
+                    }
+                });
+            }
+        });
+        let read_secs = t.elapsed().as_secs_f64();
+        drop(store);
+        (ids, read_secs, dir_bytes(&dir))
+    };
+    json!({
+        "mode": mode,
+        "n": ids.len(),
+        "batch": batch,
+        "fields_per_subject": n_fields as f64 / n as f64,
+        "write_secs": write_secs,
+        "write_per_s": n as f64 / write_secs,
+        "read_secs": read_secs,
+        "read_per_s": n as f64 / read_secs,
+        "bytes_per_subject": size as f64 / n as f64,
+        "peak_rss_mib": peak_rss_mib(),
+    })
+}
