@@ -39,7 +39,8 @@ fn main() {
                 .filter_map(|s| s.parse().ok())
                 .collect();
             let batch = arg(&args, "--batch").unwrap_or_else(|| "1000".into());
-            vault_suite(&sizes, &batch);
+            let repeat: usize = arg(&args, "--repeat").and_then(|v| v.parse().ok()).unwrap_or(1);
+            vault_suite(&sizes, &batch, repeat);
         }
         _ => {
             eprintln!("usage: steward-bench vault-suite [--sizes 100000,1000000] [--batch 1000]\n       steward-bench vault --n N --mode encrypted|plain [--batch B]");
@@ -48,19 +49,40 @@ fn main() {
     }
 }
 
-fn vault_suite(sizes: &[usize], batch: &str) {
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn vault_suite(sizes: &[usize], batch: &str, repeat: usize) {
     let exe = std::env::current_exe().expect("own path");
+    println!("Medians of {repeat} run(s) per row; plain and encrypted alternate within each repetition.\n");
     println!("| N | mode | write subjects/s | read+decrypt 5 fields subjects/s (2 threads) | bytes on disk / subject | peak RSS MiB |");
     println!("|---|---|---|---|---|---|");
     for &n in sizes {
+        let mut runs: Vec<Vec<Json>> = vec![Vec::new(), Vec::new()];
+        for _ in 0..repeat.max(1) {
+            for (m, mode) in ["plain", "encrypted"].into_iter().enumerate() {
+                let out = Command::new(&exe)
+                    .args(["vault", "--n", &n.to_string(), "--mode", mode, "--batch", batch])
+                    .output()
+                    .expect("run child");
+                let line = String::from_utf8_lossy(&out.stdout);
+                let v: Json = serde_json::from_str(line.trim()).unwrap_or_else(|_| {
+                    panic!("child failed: {}", String::from_utf8_lossy(&out.stderr))
+                });
+                runs[m].push(v);
+            }
+        }
         let mut rates = Vec::new();
-        for mode in ["plain", "encrypted"] {
-            let out = Command::new(&exe)
-                .args(["vault", "--n", &n.to_string(), "--mode", mode, "--batch", batch])
-                .output()
-                .expect("run child");
-            let line = String::from_utf8_lossy(&out.stdout);
-            let v: Json = serde_json::from_str(line.trim()).unwrap_or_else(|_| panic!("child failed: {}", String::from_utf8_lossy(&out.stderr)));
+        for (m, mode) in ["plain", "encrypted"].into_iter().enumerate() {
+            let med = |k: &str| median(runs[m].iter().map(|v| v[k].as_f64().unwrap_or(0.0)).collect());
+            let v = json!({
+                "write_per_s": med("write_per_s"),
+                "read_per_s": med("read_per_s"),
+                "bytes_per_subject": med("bytes_per_subject"),
+                "peak_rss_mib": med("peak_rss_mib"),
+            });
             println!(
                 "| {n} | {mode} | {:.0} | {:.0} | {:.0} | {:.0} |",
                 v["write_per_s"].as_f64().unwrap_or(0.0),

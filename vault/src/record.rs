@@ -129,20 +129,28 @@ pub(crate) fn header(bytes: &[u8]) -> Result<(Header, usize)> {
     ))
 }
 
-/// Decrypts the fields `wanted` accepts. A field that fails authentication is an error, never
-/// skipped: silent loss would hide tampering.
+/// A decrypted record: its header, the fields asked for, and the ids of the others.
+pub(crate) struct Opened {
+    pub(crate) header: Header,
+    pub(crate) fields: Vec<(FieldId, Value)>,
+    pub(crate) skipped: Vec<FieldId>,
+}
+
+/// Decrypts the fields `wanted` accepts, in one pass that also lists the others. A field that
+/// fails authentication is an error, never skipped: silent loss would hide tampering.
 pub(crate) fn open(
     dek: &LessSafeKey,
     bytes: &[u8],
     subject: &SubjectId,
     record: &[u8; 16],
     wanted: &dyn Fn(FieldId) -> bool,
-) -> Result<(Header, Vec<(FieldId, Value)>)> {
+) -> Result<Opened> {
     let (h, mut pos) = header(bytes)?;
     let corrupt = || Error::Corrupt {
         what: format!("record of subject {subject}"),
     };
     let mut fields = Vec::new();
+    let mut skipped = Vec::new();
     let mut i: u32 = 0;
     let mut buf = Zeroizing::new(Vec::with_capacity(64));
     while pos < bytes.len() {
@@ -167,24 +175,14 @@ pub(crate) fn open(
                 what: format!("value of field {} of subject {subject}", field.0),
             })?;
             fields.push((field, value));
+        } else {
+            skipped.push(field);
         }
         i += 1;
     }
-    Ok((h, fields))
-}
-
-/// Field ids present in a record, without decrypting anything.
-pub(crate) fn field_ids(bytes: &[u8]) -> Result<Vec<FieldId>> {
-    let (_, mut pos) = header(bytes)?;
-    let corrupt = || Error::Corrupt {
-        what: "record".into(),
-    };
-    let mut ids = Vec::new();
-    while pos < bytes.len() {
-        let field = get_varint(bytes, &mut pos).ok_or_else(corrupt)?;
-        let len = get_varint(bytes, &mut pos).ok_or_else(corrupt)? as usize;
-        pos += len;
-        ids.push(FieldId(u16::try_from(field).map_err(|_| corrupt())?));
-    }
-    Ok(ids)
+    Ok(Opened {
+        header: h,
+        fields,
+        skipped,
+    })
 }

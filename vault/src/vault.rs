@@ -586,9 +586,11 @@ impl Vault {
         };
         let (h, _) = record::header(&bytes)?;
         let dek = self.dek_for(id, h.slot)?;
-        let (h, fields) = record::open(&dek, &bytes, id, &ZERO_ID, wanted)?;
-        let present = record::field_ids(&bytes)?;
-        let other_fields = present.into_iter().filter(|f| !wanted(*f)).collect();
+        let record::Opened {
+            header: h,
+            fields,
+            skipped: other_fields,
+        } = record::open(&dek, &bytes, id, &ZERO_ID, wanted)?;
         Ok(SubjectRecord {
             id: *id,
             kind: SubjectKind::from_code(h.kind).ok_or_else(|| Error::Corrupt {
@@ -620,7 +622,11 @@ impl Vault {
         };
         let (h, _) = record::header(&bytes)?;
         let dek = self.dek_for(id, h.slot)?;
-        let (h, mut fields) = record::open(&dek, &bytes, id, &ZERO_ID, &|_| true)?;
+        let record::Opened {
+            header: h,
+            mut fields,
+            ..
+        } = record::open(&dek, &bytes, id, &ZERO_ID, &|_| true)?;
         if let Some(expected) = expected_version {
             if expected != h.version {
                 return Err(Error::Conflict {
@@ -710,8 +716,11 @@ impl Vault {
             let gid = GiftId::from_slice(&key[16..]).ok_or_else(|| Error::Corrupt {
                 what: "gift key".into(),
             })?;
-            let (_, fields) = record::open(&dek, &value, id, gid.as_bytes(), &|_| true)?;
-            out.push(GiftRecord { id: gid, fields });
+            let opened = record::open(&dek, &value, id, gid.as_bytes(), &|_| true)?;
+            out.push(GiftRecord {
+                id: gid,
+                fields: opened.fields,
+            });
         }
         Ok(out)
     }
@@ -730,7 +739,7 @@ impl Vault {
             .dek_for(id, h.slot)
             .and_then(|dek| record::open(&dek, &bytes, id, &ZERO_ID, &|_| true))
         {
-            Ok((_, fields)) => self.index_entries(id, &fields),
+            Ok(opened) => self.index_entries(id, &opened.fields),
             // Unreadable record (already shredded, or damaged): find its index entries the
             // slow way, by the subject id at the end of every index key.
             Err(_) => self
