@@ -87,3 +87,68 @@ fn names_are_unique_and_roles_checked() {
     assert!(matches!(p.revoke(LOCAL_ADMIN), Err(Error::BuiltIn)));
     assert_eq!(p.list().unwrap().len(), 2);
 }
+
+const MODEL: &str = include_str!("../../policies/model.conf");
+const POLICY: &str = include_str!("../../policies/policy.csv");
+
+#[test]
+fn the_default_policy_denies_by_default_and_matches_the_charity_rules() {
+    let p = Policy::load(MODEL, POLICY).unwrap();
+    let groups = [
+        "subject:identity",
+        "subject:contact",
+        "subject:financial",
+        "subject:special",
+        "subject:profile",
+    ];
+    for g in groups {
+        assert!(p.allows(Role::Admin, g, Action::Read));
+        assert!(
+            !p.allows(Role::Auditor, g, Action::Read),
+            "auditor reads {g}"
+        );
+        assert!(!p.allows(Role::Volunteer, g, Action::Write));
+    }
+    assert!(p.allows(Role::Volunteer, "subject:identity", Action::Read));
+    assert!(p.allows(Role::Volunteer, "subject:contact", Action::Read));
+    assert!(!p.allows(Role::Volunteer, "subject:financial", Action::Read));
+    assert!(!p.allows(Role::Volunteer, "subject:special", Action::Read));
+    assert!(p.allows(Role::Fundraiser, "subject:financial", Action::Write));
+    assert!(!p.allows(Role::Fundraiser, "subject:special", Action::Read));
+    assert!(p.allows(Role::DataManager, "imports", Action::Import));
+    assert!(p.allows(Role::DataManager, "subject", Action::Merge));
+    assert!(p.allows(Role::Dpo, "subject", Action::Erase));
+    assert!(p.allows(Role::Dpo, "requests", Action::Write));
+    assert!(p.allows(Role::Auditor, "audit", Action::Read));
+    for role in Role::ALL {
+        let only_admin = role == Role::Admin;
+        assert_eq!(p.allows(role, "users", Action::Admin), only_admin, "{role}");
+        assert_eq!(p.allows(role, "keys", Action::Admin), only_admin, "{role}");
+    }
+    assert!(!p.allows(Role::Admin, "no-such-object", Action::Read));
+}
+
+#[test]
+fn rules_can_be_changed_as_data_and_bad_lines_are_named() {
+    let p = Policy::load(MODEL, "p, volunteer, subject:financial, read\n").unwrap();
+    assert!(p.allows(Role::Volunteer, "subject:financial", Action::Read));
+    assert!(!p.allows(Role::Volunteer, "subject:identity", Action::Read));
+    // Inheritance: a fundraiser gets the volunteer's rules.
+    let p = Policy::load(
+        MODEL,
+        "p, volunteer, subject:contact, read\ng, fundraiser, volunteer\n",
+    )
+    .unwrap();
+    assert!(p.allows(Role::Fundraiser, "subject:contact", Action::Read));
+    let err = Policy::load(MODEL, "# c\n\np, wizard, subject:contact, read\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "policy.csv line 3: unknown role \"wizard\""
+    );
+    let err = Policy::load(MODEL, "p, admin, subject:phone, read\n").unwrap_err();
+    assert!(err.to_string().contains("unknown object \"subject:phone\""));
+    let err = Policy::load(MODEL, "p, admin, keys, fly\n").unwrap_err();
+    assert!(err.to_string().contains("unknown action"));
+    let err = Policy::load("[broken", "p, admin, keys, admin\n").unwrap_err();
+    assert!(err.to_string().contains("casbin"));
+}

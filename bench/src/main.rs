@@ -19,15 +19,21 @@ const SEED: u64 = 20_261_122;
 const READ_FIELDS: [&str; 5] = ["given_name", "family_name", "email", "phone", "postal_code"];
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("vault") => {
-            let n: usize = arg(&args, "--n").and_then(|v| v.parse().ok()).unwrap_or(100_000);
-            let batch: usize = arg(&args, "--batch").and_then(|v| v.parse().ok()).unwrap_or(1000);
+            let n: usize = arg(&args, "--n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100_000);
+            let batch: usize = arg(&args, "--batch")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
             let mode = arg(&args, "--mode").unwrap_or_else(|| "encrypted".into());
             let result = run_vault(n, batch, &mode);
             println!("{result}");
@@ -39,7 +45,9 @@ fn main() {
                 .filter_map(|s| s.parse().ok())
                 .collect();
             let batch = arg(&args, "--batch").unwrap_or_else(|| "1000".into());
-            let repeat: usize = arg(&args, "--repeat").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let repeat: usize = arg(&args, "--repeat")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
             vault_suite(&sizes, &batch, repeat);
         }
         _ => {
@@ -64,7 +72,15 @@ fn vault_suite(sizes: &[usize], batch: &str, repeat: usize) {
         for _ in 0..repeat.max(1) {
             for (m, mode) in ["plain", "encrypted"].into_iter().enumerate() {
                 let out = Command::new(&exe)
-                    .args(["vault", "--n", &n.to_string(), "--mode", mode, "--batch", batch])
+                    .args([
+                        "vault",
+                        "--n",
+                        &n.to_string(),
+                        "--mode",
+                        mode,
+                        "--batch",
+                        batch,
+                    ])
                     .output()
                     .expect("run child");
                 let line = String::from_utf8_lossy(&out.stdout);
@@ -76,7 +92,14 @@ fn vault_suite(sizes: &[usize], batch: &str, repeat: usize) {
         }
         let mut rates = Vec::new();
         for (m, mode) in ["plain", "encrypted"].into_iter().enumerate() {
-            let med = |k: &str| median(runs[m].iter().map(|v| v[k].as_f64().unwrap_or(0.0)).collect());
+            let med = |k: &str| {
+                median(
+                    runs[m]
+                        .iter()
+                        .map(|v| v[k].as_f64().unwrap_or(0.0))
+                        .collect(),
+                )
+            };
             let v = json!({
                 "write_per_s": med("write_per_s"),
                 "read_per_s": med("read_per_s"),
@@ -92,8 +115,10 @@ fn vault_suite(sizes: &[usize], batch: &str, repeat: usize) {
             );
             rates.push(v);
         }
-        let w = rates[1]["write_per_s"].as_f64().unwrap_or(0.0) / rates[0]["write_per_s"].as_f64().unwrap_or(1.0);
-        let r = rates[1]["read_per_s"].as_f64().unwrap_or(0.0) / rates[0]["read_per_s"].as_f64().unwrap_or(1.0);
+        let w = rates[1]["write_per_s"].as_f64().unwrap_or(0.0)
+            / rates[0]["write_per_s"].as_f64().unwrap_or(1.0);
+        let r = rates[1]["read_per_s"].as_f64().unwrap_or(0.0)
+            / rates[0]["read_per_s"].as_f64().unwrap_or(1.0);
         println!("| {n} | encrypted ÷ plain | {w:.2} | {r:.2} | | |");
     }
 }
@@ -102,9 +127,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -133,7 +160,9 @@ fn make_batch(schema: &Schema, generator: &mut synth::Generator, n: usize) -> Ve
             let c = generator.next_constituent();
             NewSubject {
                 kind: SubjectKind::Individual,
-                fields: schema.parse_object(RecordKind::Subject, &c.fields).expect("valid synthetic data"),
+                fields: schema
+                    .parse_object(RecordKind::Subject, &c.fields)
+                    .expect("valid synthetic data"),
                 gifts: Vec::new(),
             }
         })
@@ -149,12 +178,14 @@ fn shuffle<T>(items: &mut [T], seed: u64) {
 }
 
 fn run_vault(n: usize, batch: usize, mode: &str) -> Json {
-    let schema = Arc::new(Schema::from_toml(include_str!("../../policies/schema.toml")).expect("schema"));
+    let schema =
+        Arc::new(Schema::from_toml(include_str!("../../policies/schema.toml")).expect("schema"));
     let read_ids: Vec<FieldId> = READ_FIELDS
         .iter()
         .map(|f| schema.field(RecordKind::Subject, f).expect("field").id)
         .collect();
-    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).expect("tempdir");
+    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .expect("tempdir");
     let dir = tmp.path().join("data");
     let mut generator = synth::Generator::new(SEED);
     let mut write_secs = 0.0;
@@ -183,7 +214,9 @@ fn run_vault(n: usize, batch: usize, mode: &str) -> Json {
                 let read_ids = &read_ids;
                 s.spawn(move || {
                     for id in chunk {
-                        let r = vault.read_subject(id, &|f| read_ids.contains(&f)).expect("read");
+                        let r = vault
+                            .read_subject(id, &|f| read_ids.contains(&f))
+                            .expect("read");
                         assert!(r.fields.len() >= 3);
                     }
                 });
@@ -241,7 +274,10 @@ fn run_vault(n: usize, batch: usize, mode: &str) -> Json {
                 let read_ids = &read_ids;
                 s.spawn(move || {
                     for id in chunk {
-                        let rec = store.get(keyspaces::SUBJECTS, id.as_bytes()).expect("get").expect("present");
+                        let rec = store
+                            .get(keyspaces::SUBJECTS, id.as_bytes())
+                            .expect("get")
+                            .expect("present");
                         let mut pos = 2;
                         let mut found = 0;
                         while pos < rec.len() {

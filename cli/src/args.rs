@@ -77,6 +77,34 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "STEWARD_ADDR")]
     pub addr: SocketAddr,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits of the HTTP server.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Requests per second allowed per API token (0 = no limit).
+    #[arg(long, default_value_t = 100, env = "STEWARD_RATE_LIMIT")]
+    pub rate_limit: u32,
+    /// Requests a token may make in a burst above the steady rate.
+    #[arg(long, default_value_t = 200, env = "STEWARD_RATE_BURST")]
+    pub rate_burst: u32,
+    /// Largest request body in MiB.
+    #[arg(long, default_value_t = 32, env = "STEWARD_BODY_LIMIT_MIB")]
+    pub body_limit_mib: usize,
+}
+
+impl LimitArgs {
+    /// The server configuration these options describe.
+    pub fn config(&self) -> server::ServerConfig {
+        server::ServerConfig {
+            body_limit: self.body_limit_mib * 1024 * 1024,
+            rate_per_second: self.rate_limit,
+            rate_burst: self.rate_burst,
+            ..server::ServerConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +118,8 @@ pub struct DemoArgs {
     /// Load the data and exit without serving (for scripts and tests).
     #[arg(long)]
     pub no_serve: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Debug, Subcommand)]

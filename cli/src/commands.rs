@@ -21,7 +21,7 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             crate::init_logging("info");
-            crate::serve::serve(g, args.addr, out)
+            crate::serve::serve(g, &args, out)
         }
         Command::Demo(args) => {
             crate::init_logging("info");
@@ -71,15 +71,45 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             };
             let files = PolicyFiles::load(&dir)?;
             let schema = files.schema()?;
+            let policy = files.policy()?;
             let n = schema.fields(domain::RecordKind::Subject).count();
             let n_gift = schema.fields(domain::RecordKind::Gift).count();
+            let table: Vec<Value> = policy
+                .table()
+                .into_iter()
+                .map(|(role, objects)| {
+                    let allowed: serde_json::Map<String, Value> = objects
+                        .into_iter()
+                        .map(|(o, acts)| {
+                            (
+                                o.to_string(),
+                                json!(acts.iter().map(|a| a.as_str()).collect::<Vec<_>>()),
+                            )
+                        })
+                        .collect();
+                    json!({"role": role, "allowed": allowed})
+                })
+                .collect();
             out.emit(
-                &json!({"ok": true, "dir": dir, "subject_fields": n, "gift_fields": n_gift}),
+                &json!({"ok": true, "dir": dir, "subject_fields": n, "gift_fields": n_gift,
+                        "rules": policy.rule_count(), "decisions": table}),
                 || {
-                    format!(
-                        "{}: valid ({n} subject fields, {n_gift} gift fields)",
-                        dir.display()
-                    )
+                    let mut s = format!(
+                        "{}: valid ({n} subject fields, {n_gift} gift fields, {} rules; anything not listed is denied)\n",
+                        dir.display(),
+                        policy.rule_count()
+                    );
+                    for (role, objects) in policy.table() {
+                        s.push_str(&format!("\n{role}\n"));
+                        if objects.is_empty() {
+                            s.push_str("  (nothing)\n");
+                        }
+                        for (o, acts) in objects {
+                            let acts: Vec<&str> = acts.iter().map(|a| a.as_str()).collect();
+                            s.push_str(&format!("  {o:<18} {}\n", acts.join(", ")));
+                        }
+                    }
+                    s
                 },
             );
             Ok(())

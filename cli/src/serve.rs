@@ -7,7 +7,7 @@ use hub::{Hub, NewSubjectInput, PolicyFiles};
 use serde_json::json;
 use vault::{SealTo, Unlock};
 
-use crate::args::{DemoArgs, Global};
+use crate::args::{DemoArgs, Global, ServeArgs};
 use crate::commands::default_identity_path;
 use crate::output::Output;
 
@@ -34,6 +34,26 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
+/// Reloads the policy files on SIGHUP; a bad edit is logged and the old rules stay.
+fn spawn_policy_reloader(hub: Arc<Hub>) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let hub = hub.clone();
+            match tokio::task::spawn_blocking(move || hub.reload_policies()).await {
+                Ok(Ok(rules)) => tracing::info!(rules, "policy files reloaded"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "policy reload refused; the previous rules stay in force")
+                }
+                Err(e) => tracing::error!(error = %e, "policy reload failed"),
+            }
+        }
+    });
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -41,7 +61,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Serves `hub` on `addr` until a shutdown signal; `ready` is called with the bound address.
-fn run_server(hub: Hub, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+fn run_server(
+    hub: Hub,
+    addr: SocketAddr,
+    config: server::ServerConfig,
+    ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let hub = Arc::new(hub);
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -53,7 +78,8 @@ fn run_server(hub: Hub, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> any
             std::process::id()
         ))?;
         ready(local);
-        let router = server::router(server::AppState { hub: hub.clone() }, &server::ServerConfig::default());
+        spawn_policy_reloader(hub.clone());
+        let router = server::router(server::AppState::new(hub.clone(), &config), &config);
         let result = server::serve(listener, router, shutdown_signal()).await;
         hub.clear_owner_note();
         result?;
@@ -61,10 +87,10 @@ fn run_server(hub: Hub, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> any
     })
 }
 
-pub(crate) fn serve(g: &Global, addr: SocketAddr, out: Output) -> anyhow::Result<()> {
+pub(crate) fn serve(g: &Global, args: &ServeArgs, out: Output) -> anyhow::Result<()> {
     let hub = crate::open_hub(g)?;
     let dir = hub.data_dir();
-    run_server(hub, addr, |local| {
+    run_server(hub, args.addr, args.limits.config(), |local| {
         out.emit(
             &json!({"url": format!("http://{local}"), "data": dir}),
             || {
@@ -149,7 +175,7 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
         );
         return Ok(());
     }
-    run_server(hub, args.addr, |local| {
+    run_server(hub, args.addr, args.limits.config(), |local| {
         out.emit(
             &json!({"url": format!("http://{local}"), "data": dir, "subjects": subjects, "token": token}),
             || {

@@ -70,7 +70,10 @@ fn phones_become_e164_in_the_default_region() {
     );
     assert!(normalise_phone("12", "GB").is_err());
     // Kept although the metadata does not list the range; reported by `phone_is_assigned`.
-    assert_eq!(normalise_phone("+4420794600001", "GB").unwrap(), "+4420794600001");
+    assert_eq!(
+        normalise_phone("+4420794600001", "GB").unwrap(),
+        "+4420794600001"
+    );
     assert!(!phone_is_assigned("+4420794600001"));
     assert!(phone_is_assigned("+442079460001"));
     assert!(normalise_phone("call me", "GB").is_err());

@@ -22,7 +22,10 @@ mod subjects;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use access_control::{Principal, Principals, Role};
+use std::sync::RwLock;
+
+pub use access_control::Action;
+use access_control::{Policy, Principal, Principals, Role};
 use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};
 
@@ -50,56 +53,12 @@ pub struct Actor {
     pub request_id: Option<String>,
 }
 
-/// An action a principal may be allowed on an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Read.
-    Read,
-    /// Create or change.
-    Write,
-    /// Erase (crypto-shred).
-    Erase,
-    /// Administer (users, keys, backups).
-    Admin,
-}
-
-impl Action {
-    /// The action's name in policies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Read => "read",
-            Action::Write => "write",
-            Action::Erase => "erase",
-            Action::Admin => "admin",
-        }
-    }
-}
-
-/// Decides whether a role may take an action on an object.
-///
-/// Until the casbin policy files land, only `admin` is allowed anything: deny by default.
-#[derive(Debug, Clone, Default)]
-pub struct Authorizer;
-
-impl Authorizer {
-    /// True when `role` may do `action` on `object` (`subject:contact`, `users`, ...).
-    pub fn allows(&self, role: Role, object: &str, action: Action) -> bool {
-        let _ = (object, action);
-        role == Role::Admin
-    }
-
-    /// Whether a role may do `action` on fields of this group.
-    pub fn allows_group(&self, role: Role, group: AccessGroup, action: Action) -> bool {
-        self.allows(role, group.object(), action)
-    }
-}
-
 /// The hub of one data directory.
 pub struct Hub {
     vault: Arc<Vault>,
     schema: Arc<Schema>,
     principals: Principals,
-    authorizer: Authorizer,
+    policy: RwLock<Arc<Policy>>,
     local_admin: Principal,
 }
 
@@ -119,6 +78,7 @@ impl Hub {
     pub fn init(dir: &Path, seal_to: &SealTo, policies: &PolicyFiles) -> Result<InitReport, Error> {
         // Validate the policies before anything is created.
         let schema = Arc::new(policies.schema()?);
+        policies.policy()?;
         let report = Vault::init(dir, seal_to)?;
         let result = (|| {
             policies.write_to(&dir.join(policies::DIR))?;
@@ -150,6 +110,7 @@ impl Hub {
             other => other,
         })?;
         let schema = Arc::new(policies.schema()?);
+        let policy = policies.policy()?;
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
@@ -157,7 +118,7 @@ impl Hub {
             vault,
             schema,
             principals,
-            authorizer: Authorizer,
+            policy: RwLock::new(Arc::new(policy)),
             local_admin,
         })
     }
@@ -201,8 +162,35 @@ impl Hub {
         self.vault.clear_owner_note();
     }
 
+    /// Re-reads `model.conf` and `policy.csv` from the data directory and swaps the decision
+    /// table in; on error the old table stays. Returns the number of rules.
+    pub fn reload_policies(&self) -> Result<usize, Error> {
+        let files = PolicyFiles::load(&self.vault.dir().join(policies::DIR))?;
+        let policy = files.policy()?;
+        let n = policy.rule_count();
+        *self.policy.write().expect("policy lock") = Arc::new(policy);
+        Ok(n)
+    }
+
+    /// The decision table now in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().expect("policy lock").clone()
+    }
+
+    /// Whether a role may do `action` on `object`.
+    pub fn allows(&self, role: Role, object: &str, action: Action) -> bool {
+        self.policy
+            .read()
+            .expect("policy lock")
+            .allows(role, object, action)
+    }
+
+    fn allows_group(&self, role: Role, group: AccessGroup, action: Action) -> bool {
+        self.allows(role, group.object(), action)
+    }
+
     fn require(&self, actor: &Actor, object: &str, action: Action) -> Result<(), Error> {
-        if self.authorizer.allows(actor.principal.role, object, action) {
+        if self.allows(actor.principal.role, object, action) {
             Ok(())
         } else {
             tracing::info!(

@@ -15,8 +15,12 @@ use crate::error::Error;
 pub const DIR: &str = "policies";
 
 /// The policy files shipped with Steward (the repository's `policies/` folder).
-pub const DEFAULT_POLICIES: &[(&str, &str)] =
-    &[("schema.toml", include_str!("../../policies/schema.toml"))];
+pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
+    ("schema.toml", include_str!("../../policies/schema.toml")),
+    ("model.conf", include_str!("../../policies/model.conf")),
+    ("policy.csv", include_str!("../../policies/policy.csv")),
+    ("README.md", include_str!("../../policies/README.md")),
+];
 
 /// A set of policy files in memory.
 #[derive(Debug, Clone)]
@@ -40,7 +44,7 @@ impl PolicyFiles {
     /// Reads the policy files from a folder; every file the defaults have must be there.
     pub fn load(dir: &Path) -> Result<PolicyFiles, Error> {
         let mut files = Vec::new();
-        for (name, _) in DEFAULT_POLICIES {
+        for (name, _) in DEFAULT_POLICIES.iter().filter(|(n, _)| *n != "README.md") {
             let path = dir.join(name);
             let text = fs::read_to_string(&path).map_err(|e| {
                 Error::BadRequest(format!("cannot read policy file {}: {e}", path.display()))
@@ -70,6 +74,12 @@ impl PolicyFiles {
     pub fn schema(&self) -> Result<Schema, Error> {
         Schema::from_toml(self.text("schema.toml"))
             .map_err(|e| Error::Policy(format!("{}/schema.toml: {e}", self.origin)))
+    }
+
+    /// Parses the casbin model and rules and computes the decision table.
+    pub fn policy(&self) -> Result<access_control::Policy, Error> {
+        access_control::Policy::load(self.text("model.conf"), self.text("policy.csv"))
+            .map_err(|e| Error::Policy(format!("{}: {e}", self.origin)))
     }
 
     /// Writes the files into a folder.

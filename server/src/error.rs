@@ -9,6 +9,11 @@ use serde_json::json;
 pub enum ApiError {
     /// An error from a hub operation.
     Hub(hub::Error),
+    /// Too many requests for this token.
+    RateLimited {
+        /// Seconds until a request will be accepted again.
+        retry_after: u64,
+    },
     /// A request the API itself rejects (bad JSON, bad parameter, unknown route).
     Request {
         /// HTTP status.
@@ -107,6 +112,18 @@ impl IntoResponse for ApiError {
                 code,
                 message,
             } => (status, json!({"error": {"code": code, "message": message}})),
+            ApiError::RateLimited { retry_after } => {
+                let mut resp = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({"error": {"code": "rate_limited", "message": format!("too many requests for this token; retry after {retry_after} s")}})),
+                )
+                    .into_response();
+                if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+                    resp.headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
+                }
+                return resp;
+            }
         };
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {

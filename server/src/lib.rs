@@ -8,10 +8,16 @@
 //!
 //! Layout:
 //! - `error`: [`ApiError`], the one mapping from errors to status codes and JSON bodies.
-//! - `routes`: the handlers.
+//! - `dto`: the wire shapes, with their OpenAPI schemas.
+//! - `routes`: the handlers, each registered with its OpenAPI description (utoipa-axum), so
+//!   `/openapi.json` is generated from the code and cannot drift from it.
+//! - `limits`: per-token rate limiting; `metrics`: the Prometheus counters.
 //! - this file: [`AppState`], [`router`], [`serve`], authentication and request ids.
 
+mod dto;
 mod error;
+mod limits;
+mod metrics;
 mod routes;
 
 use std::future::Future;
@@ -36,6 +42,10 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Time after which a request is answered 408.
     pub request_timeout: Duration,
+    /// Requests per second allowed per API token; 0 turns the limit off.
+    pub rate_per_second: u32,
+    /// Requests a token may make in a burst above the steady rate.
+    pub rate_burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +53,8 @@ impl Default for ServerConfig {
         ServerConfig {
             body_limit: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
+            rate_per_second: 100,
+            rate_burst: 200,
         }
     }
 }
@@ -52,6 +64,22 @@ impl Default for ServerConfig {
 pub struct AppState {
     /// The hub of the data directory being served.
     pub hub: Arc<Hub>,
+    limiter: Arc<limits::RateLimiter>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    /// State for serving `hub` under `config`'s limits.
+    pub fn new(hub: Arc<Hub>, config: &ServerConfig) -> AppState {
+        AppState {
+            hub,
+            limiter: Arc::new(limits::RateLimiter::new(
+                config.rate_per_second,
+                config.rate_burst,
+            )),
+            metrics: Arc::new(metrics::Metrics::default()),
+        }
+    }
 }
 
 /// The request id of the current request, set by the request-id middleware.
@@ -89,6 +117,9 @@ impl FromRequestParts<AppState> for Caller {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
+        if let Err(retry_after) = state.limiter.check(principal.id) {
+            return Err(ApiError::RateLimited { retry_after });
+        }
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         Ok(Caller(Actor {
             principal,
@@ -128,7 +159,10 @@ static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 /// Takes the caller's `x-request-id` when it is a plain token, or makes one; echoes it in the
 /// response and records it, with the route and status, in one log line per request.
 async fn request_id(
-    axum::extract::State(timeout): axum::extract::State<Duration>,
+    axum::extract::State((timeout, metrics)): axum::extract::State<(
+        Duration,
+        Arc<metrics::Metrics>,
+    )>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -162,6 +196,12 @@ async fn request_id(
             message: format!("the request took longer than {} s", timeout.as_secs()),
         }),
     };
+    metrics.record(
+        &route,
+        method.as_str(),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     tracing::info!(
         request_id = %id,
         method = %method,
@@ -176,16 +216,57 @@ async fn request_id(
     resp
 }
 
-/// The whole API as a router. Pure: no IO until served.
+/// The OpenAPI document of the whole API, generated from the route declarations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = routes::routes().split_for_parts();
+    with_info(doc)
+}
+
+fn with_info(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    doc.info.title = "Steward API".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.info.description = Some(
+        "Privacy-first constituent data hub. Every /v1 call takes `Authorization: Bearer TOKEN`. \
+         Errors have one shape: {\"error\": {\"code\", \"message\"}}."
+            .into(),
+    );
+    doc.info.license = None;
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    doc
+}
+
+/// The whole API as a router, with `/openapi.json`. Pure: no IO until served.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
-    routes::routes()
-        .route_layer(axum::middleware::from_fn_with_state(
-            config.request_timeout,
-            request_id,
-        ))
-        .fallback(routes::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
-        .with_state(state)
+    let (api, doc) = routes::routes().split_for_parts();
+    let doc = Arc::new(
+        with_info(doc)
+            .to_json()
+            .expect("the OpenAPI document serialises"),
+    );
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    doc.as_str().to_owned(),
+                )
+            }
+        }),
+    )
+    .route_layer(axum::middleware::from_fn_with_state(
+        (config.request_timeout, state.metrics.clone()),
+        request_id,
+    ))
+    .fallback(routes::not_found)
+    .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
+    .with_state(state)
 }
 
 /// Serves the router on a bound listener until `shutdown` completes, then lets in-flight

@@ -1,32 +1,35 @@
-//! The handlers. Each authenticates (the [`Caller`] extractor), runs the hub call off the
-//! executor and shapes the answer.
+//! The handlers, each documented for the OpenAPI document with `#[utoipa::path]` and
+//! registered through `utoipa_axum::routes!`, so a route cannot exist without its documentation.
 
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use domain::SubjectId;
 use hub::{Lookup, NewSubjectInput};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::dto::*;
 use crate::{blocking, ApiError, AppState, Caller};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/v1/subjects", post(create_subject).get(list_subjects))
-        .route("/v1/subjects/batch", post(create_batch))
-        .route("/v1/subjects/lookup", post(lookup))
-        .route(
-            "/v1/subjects/{id}",
-            get(get_subject).patch(update_subject).delete(erase_subject),
-        )
-        .route("/v1/subjects/{id}/gifts", post(add_gifts).get(list_gifts))
-        .route("/v1/admin/backup", get(backup))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(create_subject, list_subjects))
+        .routes(routes!(create_batch))
+        .routes(routes!(lookup))
+        .routes(routes!(get_subject, update_subject, erase_subject))
+        .routes(routes!(add_gifts, list_gifts))
+        .routes(routes!(list_users, add_user))
+        .routes(routes!(revoke_user, change_role))
+        .routes(routes!(backup))
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -37,8 +40,32 @@ pub(crate) async fn not_found() -> ApiError {
     }
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness: answers while the server runs.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "The server is up", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Prometheus metrics: requests by route and status, latency histogram, vault sizes.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let hub = state.hub.clone();
+    let stats = tokio::task::spawn_blocking(move || hub.stats().ok())
+        .await
+        .ok()
+        .flatten();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(stats.as_ref()),
+    )
+        .into_response()
 }
 
 fn subject_id(raw: &str) -> Result<SubjectId, ApiError> {
@@ -50,6 +77,19 @@ fn json_body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError
     Ok(body?.0)
 }
 
+/// Creates one subject with its gifts.
+#[utoipa::path(post, path = "/v1/subjects", tag = "subjects", request_body = NewSubject,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not write a field named (listed in `fields`)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid (listed in `fields`)", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
+    ))]
 async fn create_subject(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -58,16 +98,28 @@ async fn create_subject(
     let input = NewSubjectInput::from_json(json_body(body)?)?;
     let hub = state.hub.clone();
     let id = blocking(move || hub.create_subject(&actor, input)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+    Ok((StatusCode::CREATED, Json(Created { id: id.to_string() })).into_response())
 }
 
+/// Creates up to 10,000 subjects atomically: all or none.
+#[utoipa::path(post, path = "/v1/subjects/batch", tag = "subjects", request_body = NewSubjectBatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "All created, ids in request order", body = CreatedMany),
+        (status = 400, description = "Malformed request or too many items", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not write a field named", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "An item is invalid (`item` and `fields` say where)", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn create_batch(
     State(state): State<AppState>,
     Caller(actor): Caller,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let items = match json_body(body)? {
-        Value::Array(items) => items,
         Value::Object(mut m) => match m.remove("subjects") {
             Some(Value::Array(items)) => items,
             _ => {
@@ -80,7 +132,7 @@ async fn create_batch(
         _ => {
             return Err(ApiError::bad_param(
                 "subjects",
-                "expected a list of subjects",
+                "expected {\"subjects\": [...]}",
             ))
         }
     };
@@ -94,22 +146,45 @@ async fn create_batch(
         .collect::<Result<Vec<_>, _>>()?;
     let hub = state.hub.clone();
     let ids = blocking(move || hub.create_subjects(&actor, inputs)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"ids": ids}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedMany {
+            ids: ids.iter().map(|i| i.to_string()).collect(),
+        }),
+    )
+        .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Cursor: the last id of the previous page.
     after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
+/// Lists subject ids in creation order, a page at a time.
+#[utoipa::path(get, path = "/v1/subjects", tag = "subjects", params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of ids", body = IdPage),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not read subjects", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn list_subjects(
     State(state): State<AppState>,
     Caller(actor): Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_param("limit", &e.body_text()))?;
-    let after = q.after.as_deref().map(subject_id).transpose()?;
+) -> Result<Json<IdPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_param("query", &e.body_text()))?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| subject_id(a).map_err(|_| ApiError::bad_param("after", "not a subject id")))
+        .transpose()?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_param("limit", "must be between 1 and 1000"));
@@ -119,27 +194,45 @@ async fn list_subjects(
     let next = (ids.len() == limit)
         .then(|| ids.last().map(|i| i.to_string()))
         .flatten();
-    Ok(Json(json!({"items": ids, "next": next})))
+    Ok(Json(IdPage {
+        items: ids.iter().map(|i| i.to_string()).collect(),
+        next,
+    }))
 }
 
+/// Finds subjects by exact, normalised email, phone or external id. A POST, so that search
+/// terms never appear in URLs, proxies or access logs.
+#[utoipa::path(post, path = "/v1/subjects/lookup", tag = "subjects", request_body = LookupRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Matching ids (possibly none)", body = IdList),
+        (status = 400, description = "Not exactly one of email, phone, external_id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not read that field group", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "The search term is not a valid email or phone", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn lookup(
     State(state): State<AppState>,
     Caller(actor): Caller,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IdList>, ApiError> {
     let Value::Object(m) = json_body(body)? else {
         return Err(ApiError::bad_param(
             "body",
             "expected {\"email\": ...}, {\"phone\": ...} or {\"external_id\": ...}",
         ));
     };
-    if m.len() != 1 {
+    let given: Vec<(String, Value)> = m.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    if given.len() != 1 {
         return Err(ApiError::bad_param(
             "body",
             "give exactly one of email, phone, external_id",
         ));
     }
-    let (key, value) = m.into_iter().next().expect("one entry");
+    let (key, value) = given.into_iter().next().expect("one entry");
     let lookup = match key.as_str() {
         "email" => Lookup::Email,
         "phone" => Lookup::Phone,
@@ -156,26 +249,61 @@ async fn lookup(
     };
     let hub = state.hub.clone();
     let ids = blocking(move || hub.find(&actor, lookup, &term)).await?;
-    Ok(Json(json!({"ids": ids})))
+    Ok(Json(IdList {
+        ids: ids.iter().map(|i| i.to_string()).collect(),
+    }))
 }
 
+/// Reads a subject: the fields the caller's role may read, and the names of the others.
+#[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects",
+    params(("id" = String, Path, description = "Subject id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The readable fields and the withheld names", body = SubjectView),
+        (status = 400, description = "Not a subject id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role reads no personal data", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 410, description = "The subject was erased", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn get_subject(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-) -> Result<Json<hub::SubjectView>, ApiError> {
+) -> Result<Json<SubjectView>, ApiError> {
     let id = subject_id(&id)?;
     let hub = state.hub.clone();
-    Ok(Json(blocking(move || hub.get_subject(&actor, &id)).await?))
+    Ok(Json(
+        blocking(move || hub.get_subject(&actor, &id)).await?.into(),
+    ))
 }
 
+/// Updates fields (null removes one). All or nothing. `If-Match: VERSION` refuses a stale write.
+#[utoipa::path(patch, path = "/v1/subjects/{id}", tag = "subjects", request_body = Patch,
+    params(("id" = String, Path, description = "Subject id"),
+           ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = Updated),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not write a field named", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 409, description = "The subject changed since that version", body = ErrorBody),
+        (status = 410, description = "The subject was erased", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn update_subject(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Updated>, ApiError> {
     let id = subject_id(&id)?;
     let if_version = match headers.get(axum::http::header::IF_MATCH) {
         None => None,
@@ -197,20 +325,55 @@ async fn update_subject(
     };
     let hub = state.hub.clone();
     let version = blocking(move || hub.update_subject(&actor, &id, patch, if_version)).await?;
-    Ok(Json(json!({"id": id, "version": version})))
+    Ok(Json(Updated {
+        id: id.to_string(),
+        version,
+    }))
 }
 
+/// Erases a subject by destroying its data key; later reads answer 410.
+#[utoipa::path(delete, path = "/v1/subjects/{id}", tag = "subjects",
+    params(("id" = String, Path, description = "Subject id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Erased", body = Erased),
+        (status = 400, description = "Not a subject id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not erase", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 410, description = "Already erased", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn erase_subject(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Erased>, ApiError> {
     let id = subject_id(&id)?;
     let hub = state.hub.clone();
     blocking(move || hub.erase_subject(&actor, &id)).await?;
-    Ok(Json(json!({"id": id, "erased": true})))
+    Ok(Json(Erased {
+        id: id.to_string(),
+        erased: true,
+    }))
 }
 
+/// Adds one gift or a list of gifts to a subject.
+#[utoipa::path(post, path = "/v1/subjects/{id}/gifts", tag = "gifts", request_body = Vec<NewGift>,
+    params(("id" = String, Path, description = "Subject id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedMany),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not write financial data", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 410, description = "The subject was erased", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn add_gifts(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -239,21 +402,175 @@ async fn add_gifts(
     };
     let hub = state.hub.clone();
     let ids = blocking(move || hub.add_gifts(&actor, &id, gifts)).await?;
-    Ok((StatusCode::CREATED, Json(json!({"ids": ids}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedMany {
+            ids: ids.iter().map(|i| i.to_string()).collect(),
+        }),
+    )
+        .into_response())
 }
 
+/// A subject's gifts, oldest first.
+#[utoipa::path(get, path = "/v1/subjects/{id}/gifts", tag = "gifts",
+    params(("id" = String, Path, description = "Subject id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The gifts", body = GiftList),
+        (status = 400, description = "Not a subject id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not read financial data", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 410, description = "The subject was erased", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn list_gifts(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GiftList>, ApiError> {
     let id = subject_id(&id)?;
     let hub = state.hub.clone();
     let gifts = blocking(move || hub.list_gifts(&actor, &id)).await?;
-    Ok(Json(json!({"items": gifts})))
+    Ok(Json(GiftList {
+        items: gifts
+            .into_iter()
+            .map(|g| Gift {
+                id: g.id.to_string(),
+                fields: g.fields,
+            })
+            .collect(),
+    }))
 }
 
-/// Streams an encrypted backup. The snapshot is produced on the blocking pool into a pipe.
+/// Lists users (admin only).
+#[utoipa::path(get, path = "/v1/users", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Users", body = UserList),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn list_users(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<UserList>, ApiError> {
+    let hub = state.hub.clone();
+    let users = blocking(move || hub.list_users(&actor)).await?;
+    Ok(Json(UserList {
+        items: users.into_iter().map(User::from).collect(),
+    }))
+}
+
+fn role(raw: &str) -> Result<access_control::Role, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_param(
+            "role",
+            "one of admin, fundraiser, volunteer, data-manager, dpo, auditor",
+        )
+    })
+}
+
+/// Adds a user; the answer holds its API token, shown this once (admin only).
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = NewUser,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created, with the token", body = NewUserToken),
+        (status = 400, description = "Bad name or role", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn add_user(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req: NewUser = serde_json::from_value(json_body(body)?)
+        .map_err(|_| ApiError::bad_param("body", "expected {\"name\": ..., \"role\": ...}"))?;
+    let role = role(&req.role)?;
+    let hub = state.hub.clone();
+    let (p, token) = blocking(move || hub.add_user(&actor, &req.name, role)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewUserToken {
+            id: p.id.to_string(),
+            name: p.name,
+            role: p.role.to_string(),
+            token,
+        }),
+    )
+        .into_response())
+}
+
+/// Revokes a user: its token stops working at once (admin only).
+#[utoipa::path(delete, path = "/v1/users/{name}", tag = "users",
+    params(("name" = String, Path, description = "User name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = User),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins only; the local admin cannot be revoked", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn revoke_user(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    let hub = state.hub.clone();
+    Ok(Json(
+        blocking(move || hub.revoke_user(&actor, &name))
+            .await?
+            .into(),
+    ))
+}
+
+/// Changes a user's role (admin only).
+#[utoipa::path(patch, path = "/v1/users/{name}", tag = "users", request_body = RoleChange,
+    params(("name" = String, Path, description = "User name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed", body = User),
+        (status = 400, description = "Bad role", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn change_role(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    let req: RoleChange = serde_json::from_value(json_body(body)?)
+        .map_err(|_| ApiError::bad_param("body", "expected {\"role\": ...}"))?;
+    let role = role(&req.role)?;
+    let hub = state.hub.clone();
+    Ok(Json(
+        blocking(move || hub.set_user_role(&actor, &name, role))
+            .await?
+            .into(),
+    ))
+}
+
+/// Streams an encrypted, consistent backup of the data directory (admin only).
+#[utoipa::path(get, path = "/v1/admin/backup", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The backup file", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
 async fn backup(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -269,10 +586,9 @@ async fn backup(
             let _ = tx.blocking_send(Err(std::io::Error::other("backup failed")));
         }
     });
-    let stream = RxStream(rx);
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        Body::from_stream(stream),
+        Body::from_stream(RxStream(rx)),
     )
         .into_response())
 }

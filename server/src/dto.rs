@@ -1,0 +1,230 @@
+//! Request and response shapes as the OpenAPI document describes them. The hub's own types
+//! stay free of HTTP and schema concerns; these mirror them for the wire.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// The one error shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Stable machine code, e.g. `invalid_input`, `forbidden`, `rate_limited`.
+    pub(crate) code: String,
+    /// What is wrong and how to fix it; never contains a personal value.
+    pub(crate) message: String,
+    /// The fields concerned (invalid or refused), when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) fields: Option<Value>,
+    /// Position in a batch, when the request was a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) item: Option<usize>,
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok` when the server answers.
+    pub(crate) status: String,
+}
+
+/// A new subject: `kind`, optional `gifts`, and field names from the catalogue with values.
+// Schema only: handlers read the raw JSON so that each problem is reported by field.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"kind": "individual", "given_name": "Ada", "family_name": "Lovelace", "email": "ada@example.org", "gifts": [{"amount": "25.00", "currency": "GBP", "date": "2024-05-01"}]}))]
+pub(crate) struct NewSubject {
+    /// individual (default), household or organisation.
+    #[serde(default)]
+    pub(crate) kind: Option<String>,
+    /// Gifts to create with the subject.
+    #[serde(default)]
+    pub(crate) gifts: Option<Vec<BTreeMap<String, Value>>>,
+    /// Field name → value, as in `policies/schema.toml`.
+    #[serde(flatten)]
+    #[schema(value_type = Object, additional_properties = true)]
+    pub(crate) fields: BTreeMap<String, Value>,
+}
+
+/// A batch of new subjects, created all or none.
+// Schema only: handlers read the raw JSON so that each problem is reported by field.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct NewSubjectBatch {
+    /// Up to 10,000 subjects.
+    pub(crate) subjects: Vec<NewSubject>,
+}
+
+/// The id of what was created.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Created {
+    /// Opaque id (26 characters of Crockford base32).
+    pub(crate) id: String,
+}
+
+/// The ids of what was created, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CreatedMany {
+    pub(crate) ids: Vec<String>,
+}
+
+/// A page of ids.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IdPage {
+    /// Subject ids in creation order.
+    pub(crate) items: Vec<String>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub(crate) next: Option<String>,
+}
+
+/// Exactly one of the three.
+// Schema only: handlers read the raw JSON so that each problem is reported by field.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"email": "ada@example.org"}))]
+pub(crate) struct LookupRequest {
+    pub(crate) email: Option<String>,
+    pub(crate) phone: Option<String>,
+    pub(crate) external_id: Option<String>,
+}
+
+/// Matching subject ids.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IdList {
+    pub(crate) ids: Vec<String>,
+}
+
+/// A subject as the caller may see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SubjectView {
+    pub(crate) id: String,
+    /// individual, household or organisation.
+    pub(crate) kind: String,
+    /// Incremented on every update; send it as `If-Match` to update safely.
+    pub(crate) version: u32,
+    /// The fields the caller's role may read.
+    #[schema(value_type = Object, additional_properties = true)]
+    pub(crate) fields: BTreeMap<String, Value>,
+    /// Names of fields present but held back from this caller (never their values).
+    pub(crate) withheld: Vec<String>,
+}
+
+/// Field name → new value; null removes the field.
+// Schema only: handlers read the raw JSON so that each problem is reported by field.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"city": "Leeds", "notes": null}))]
+pub(crate) struct Patch {
+    #[serde(flatten)]
+    #[schema(value_type = Object, additional_properties = true)]
+    pub(crate) fields: BTreeMap<String, Value>,
+}
+
+/// The subject's new version.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Updated {
+    pub(crate) id: String,
+    pub(crate) version: u32,
+}
+
+/// Confirmation of an erasure.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Erased {
+    pub(crate) id: String,
+    pub(crate) erased: bool,
+}
+
+/// A gift.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Gift {
+    pub(crate) id: String,
+    #[schema(value_type = Object, additional_properties = true)]
+    pub(crate) fields: BTreeMap<String, Value>,
+}
+
+/// A subject's gifts.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct GiftList {
+    pub(crate) items: Vec<Gift>,
+}
+
+/// A gift: field name → value (a single object is accepted too).
+// Schema only: handlers read the raw JSON so that each problem is reported by field.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"amount": "25.00", "currency": "GBP", "date": "2024-05-01", "campaign": "Spring Appeal"}))]
+pub(crate) struct NewGift {
+    #[serde(flatten)]
+    #[schema(value_type = Object, additional_properties = true)]
+    pub(crate) fields: BTreeMap<String, Value>,
+}
+
+/// A user (principal). Tokens are never shown again after creation.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct User {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    /// admin, fundraiser, volunteer, data-manager, dpo or auditor.
+    pub(crate) role: String,
+    pub(crate) created: String,
+    pub(crate) revoked: bool,
+}
+
+/// Users.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserList {
+    pub(crate) items: Vec<User>,
+}
+
+/// A user to create.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct NewUser {
+    pub(crate) name: String,
+    pub(crate) role: String,
+}
+
+/// A role change.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct RoleChange {
+    pub(crate) role: String,
+}
+
+/// A new user with its token (shown this once).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct NewUserToken {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
+    pub(crate) token: String,
+}
+
+impl From<access_control::Principal> for User {
+    fn from(p: access_control::Principal) -> Self {
+        User {
+            id: p.id.to_string(),
+            name: p.name,
+            role: p.role.to_string(),
+            created: p.created,
+            revoked: p.revoked,
+        }
+    }
+}
+
+impl From<hub::SubjectView> for SubjectView {
+    fn from(v: hub::SubjectView) -> Self {
+        SubjectView {
+            id: v.id.to_string(),
+            kind: v.kind.as_str().to_string(),
+            version: v.version,
+            fields: v.fields,
+            withheld: v.withheld,
+        }
+    }
+}
