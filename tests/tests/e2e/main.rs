@@ -1,5 +1,6 @@
 //! End-to-end tests: they run the real `steward` binary on real data directories and talk to
 //! the real server over HTTP with curl.
 
+mod access;
 mod foundation;
 mod support;

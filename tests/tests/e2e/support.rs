@@ -103,12 +103,17 @@ impl Env {
 
     /// Starts `steward serve` on a free port, logging at `log_level` into a file.
     pub(crate) fn serve(&self, log_level: &str) -> Server {
-        let log = self
-            .tmp
-            .path()
-            .join(format!("server-{}.log", std::process::id()));
+        self.serve_with(log_level, &[])
+    }
+
+    /// [`Env::serve`] with extra options (limits).
+    pub(crate) fn serve_with(&self, log_level: &str, extra: &[&str]) -> Server {
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.tmp.path().join(format!("server-{n}.log"));
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--json"];
+        args.extend_from_slice(extra);
         let mut child = self
-            .cmd(&["serve", "--addr", "127.0.0.1:0", "--json"])
+            .cmd(&args)
             .env("STEWARD_LOG", log_level)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -137,6 +142,8 @@ impl Env {
         }
     }
 }
+
+static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A running server.
 pub(crate) struct Server {
@@ -172,7 +179,23 @@ pub(crate) fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String, Value) {
+    http_with(method, url, token, body, &[])
+}
+
+/// [`http`] with extra request headers.
+pub(crate) fn http_with(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[&str],
+) -> (u16, String, Value) {
     let mut c = Command::new("curl");
+    // No `Expect: 100-continue` dance for large bodies: one status line per answer.
+    c.args(["-H", "Expect:"]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
     c.args([
         "-s",
         "-D",

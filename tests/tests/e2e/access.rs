@@ -1,0 +1,585 @@
+//! Access control through real HTTP against the real `policies/` files: the authorisation
+//! matrix, the error statuses, the OpenAPI document and policy reloads.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const ROLES: [&str; 6] = [
+    "admin",
+    "fundraiser",
+    "volunteer",
+    "data-manager",
+    "dpo",
+    "auditor",
+];
+
+/// A representative field of each group, with a value.
+fn field_of(category: &str) -> (&'static str, Value) {
+    match category {
+        "identity" => ("given_name", json!("Vic")),
+        "contact" => ("city", json!("Leeds")),
+        "financial" => ("gift_aid_declared", json!(true)),
+        "special" => ("religion", json!("Quaker")),
+        "profile" => ("notes", json!("likes walks")),
+        other => panic!("unknown category {other}"),
+    }
+}
+
+struct Row {
+    role: String,
+    method: String,
+    route: String,
+    category: String,
+    allow: bool,
+}
+
+fn matrix() -> Vec<Row> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/authz_matrix.csv"
+    ))
+    .unwrap();
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')).skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        assert_eq!(c.len(), 5, "{line}");
+        assert!(c[4] == "allow" || c[4] == "deny", "{line}");
+        rows.push(Row {
+            role: c[0].into(),
+            method: c[1].into(),
+            route: c[2].into(),
+            category: c[3].into(),
+            allow: c[4] == "allow",
+        });
+    }
+    rows
+}
+
+fn tokens(env: &Env) -> BTreeMap<String, String> {
+    ROLES
+        .iter()
+        .map(|r| {
+            let v = env.json(&["users", "add", &format!("u-{r}"), "--role", r], None);
+            (r.to_string(), v["token"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+fn assert_error_shape(v: &Value, code: &str) {
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+}
+
+#[test]
+fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let admin = tokens["admin"].clone();
+    let server = env.serve_with("warn", &["--rate-limit", "0"]);
+    let u = |p: &str| format!("{}{p}", server.url);
+    let base = json!({"given_name": "Vic", "email": "vic@example.org", "external_id": "EXT-1",
+        "city": "Leeds", "gift_aid_declared": true, "religion": "Quaker", "notes": "likes walks",
+        "gifts": [{"amount": "5.00"}]});
+    let (s, _, v) = http(
+        "POST",
+        &u("/v1/subjects"),
+        Some(&admin),
+        Some(&base.to_string()),
+    );
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let admin_view =
+        |id: &str| http("GET", &u(&format!("/v1/subjects/{id}")), Some(&admin), None).2;
+
+    // Every route of the OpenAPI document has rows for every role, and every row names a
+    // documented route.
+    let (_, _, doc) = http("GET", &u("/openapi.json"), None, None);
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let rows = matrix();
+    let mut missing = Vec::new();
+    for (method, path) in &documented {
+        for role in ROLES {
+            if !rows
+                .iter()
+                .any(|r| &r.method == method && &r.route == path && r.role == role)
+            {
+                missing.push(format!("{role} {method} {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "routes without rows in tests/data/authz_matrix.csv: {missing:?}"
+    );
+    for r in &rows {
+        assert!(
+            documented.contains(&(r.method.clone(), r.route.clone())),
+            "row for an undocumented route: {} {}",
+            r.method,
+            r.route
+        );
+    }
+
+    let mut checked = 0;
+    for (n, row) in rows.iter().enumerate() {
+        let token = tokens[&row.role].as_str();
+        let ctx = format!(
+            "{} {} {} [{}] expected {}",
+            row.role,
+            row.method,
+            row.route,
+            row.category,
+            if row.allow { "allow" } else { "deny" }
+        );
+        let deny_403 = |s: u16, v: &Value| {
+            assert_eq!(s, 403, "{ctx}: {v}");
+            assert_error_shape(v, "forbidden");
+        };
+        match (row.method.as_str(), row.route.as_str()) {
+            ("GET", "/healthz") | ("GET", "/metrics") => {
+                let (s, _, _) = http("GET", &u(&row.route), None, None);
+                assert_eq!(s == 200, row.allow, "{ctx}");
+            }
+            ("GET", "/v1/subjects/{id}") => {
+                let (name, _) = field_of(&row.category);
+                let (s, _, v) = http("GET", &u(&format!("/v1/subjects/{id}")), Some(token), None);
+                if s == 403 {
+                    assert!(!row.allow, "{ctx}: 403");
+                    assert_error_shape(&v, "forbidden");
+                } else {
+                    assert_eq!(s, 200, "{ctx}");
+                    let shown = v["fields"].get(name).is_some();
+                    let withheld = v["withheld"].as_array().unwrap().iter().any(|w| w == name);
+                    assert_eq!(shown, row.allow, "{ctx}: {v}");
+                    assert_eq!(withheld, !row.allow, "{ctx}: {v}");
+                }
+            }
+            ("PATCH", "/v1/subjects/{id}") => {
+                let (name, value) = field_of(&row.category);
+                let before = admin_view(&id);
+                // Allowed: write the same value back; denied: try to change it.
+                let body = if row.allow {
+                    json!({ name: value })
+                } else {
+                    json!({ name: if name == "gift_aid_declared" { json!(false) } else { json!("Changed") } })
+                };
+                let (s, _, v) = http(
+                    "PATCH",
+                    &u(&format!("/v1/subjects/{id}")),
+                    Some(token),
+                    Some(&body.to_string()),
+                );
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                    assert_eq!(v["error"]["fields"], json!([name]), "{ctx}");
+                    let after = admin_view(&id);
+                    assert_eq!(
+                        after["fields"], before["fields"],
+                        "{ctx}: a refused write changed data"
+                    );
+                    assert_eq!(after["version"], before["version"], "{ctx}");
+                }
+            }
+            ("POST", "/v1/subjects") | ("POST", "/v1/subjects/batch") => {
+                let (name, value) = field_of(&row.category);
+                let one = json!({ name: value });
+                let body = if row.route.ends_with("batch") {
+                    json!({"subjects": [one]})
+                } else {
+                    one
+                };
+                let (s, _, v) = http("POST", &u(&row.route), Some(token), Some(&body.to_string()));
+                if row.allow {
+                    assert_eq!(s, 201, "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                }
+            }
+            ("POST", "/v1/subjects/lookup") => {
+                let body = if row.category == "contact" {
+                    json!({"email": "vic@example.org"})
+                } else {
+                    json!({"external_id": "EXT-1"})
+                };
+                let (s, _, v) = http("POST", &u(&row.route), Some(token), Some(&body.to_string()));
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}");
+                    assert!(
+                        v["ids"].as_array().unwrap().iter().any(|x| x == &json!(id)),
+                        "{ctx}"
+                    );
+                } else {
+                    deny_403(s, &v);
+                }
+            }
+            ("GET", "/v1/subjects") => {
+                let (s, _, v) = http("GET", &u("/v1/subjects?limit=2"), Some(token), None);
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}")
+                } else {
+                    deny_403(s, &v)
+                }
+            }
+            ("DELETE", "/v1/subjects/{id}") => {
+                let (_, _, v) = http(
+                    "POST",
+                    &u("/v1/subjects"),
+                    Some(&admin),
+                    Some(r#"{"given_name":"Temp"}"#),
+                );
+                let victim = v["id"].as_str().unwrap().to_string();
+                let (s, _, v) = http(
+                    "DELETE",
+                    &u(&format!("/v1/subjects/{victim}")),
+                    Some(token),
+                    None,
+                );
+                let (after, _, _) = http(
+                    "GET",
+                    &u(&format!("/v1/subjects/{victim}")),
+                    Some(&admin),
+                    None,
+                );
+                if row.allow {
+                    assert_eq!((s, after), (200, 410), "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                    assert_eq!(after, 200, "{ctx}: a refused erase erased");
+                }
+            }
+            ("POST", "/v1/subjects/{id}/gifts") => {
+                let (s, _, v) = http(
+                    "POST",
+                    &u(&format!("/v1/subjects/{id}/gifts")),
+                    Some(token),
+                    Some(r#"{"amount":"1.00"}"#),
+                );
+                if row.allow {
+                    assert_eq!(s, 201, "{ctx}: {v}")
+                } else {
+                    deny_403(s, &v)
+                }
+            }
+            ("GET", "/v1/subjects/{id}/gifts") => {
+                let (s, _, v) = http(
+                    "GET",
+                    &u(&format!("/v1/subjects/{id}/gifts")),
+                    Some(token),
+                    None,
+                );
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}")
+                } else {
+                    deny_403(s, &v)
+                }
+            }
+            ("GET", "/v1/users") => {
+                let (s, _, v) = http("GET", &u("/v1/users"), Some(token), None);
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}");
+                    assert!(
+                        !v.to_string().contains("token_hash"),
+                        "token hashes are never served"
+                    );
+                } else {
+                    deny_403(s, &v);
+                }
+            }
+            ("POST", "/v1/users") => {
+                let body = json!({"name": format!("new-{n}"), "role": "volunteer"});
+                let (s, _, v) = http(
+                    "POST",
+                    &u("/v1/users"),
+                    Some(token),
+                    Some(&body.to_string()),
+                );
+                if row.allow {
+                    assert_eq!(s, 201, "{ctx}: {v}");
+                    assert!(v["token"].as_str().unwrap().starts_with("stw_"));
+                } else {
+                    deny_403(s, &v);
+                }
+            }
+            ("DELETE", "/v1/users/{name}") | ("PATCH", "/v1/users/{name}") => {
+                let victim = format!("victim-{n}");
+                let (s, _, _) = http(
+                    "POST",
+                    &u("/v1/users"),
+                    Some(&admin),
+                    Some(&json!({"name": victim, "role": "volunteer"}).to_string()),
+                );
+                assert_eq!(s, 201);
+                let body = (row.method == "PATCH").then(|| r#"{"role":"auditor"}"#);
+                let (s, _, v) = http(
+                    &row.method,
+                    &u(&format!("/v1/users/{victim}")),
+                    Some(token),
+                    body,
+                );
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}")
+                } else {
+                    deny_403(s, &v)
+                }
+            }
+            ("GET", "/v1/admin/backup") => {
+                let (s, _, v) = http("GET", &u("/v1/admin/backup"), Some(token), None);
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}")
+                } else {
+                    deny_403(s, &v)
+                }
+            }
+            (m, r) => panic!("the test does not know how to exercise {m} {r}: add it here"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, rows.len());
+    assert!(server.stop().success());
+}
+
+#[test]
+fn each_error_status_comes_with_the_error_body() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let admin = tokens["admin"].clone();
+    let server = env.serve_with("warn", &["--rate-limit", "0", "--body-limit-mib", "1"]);
+    let u = |p: &str| format!("{}{p}", server.url);
+    let (_, _, v) = http(
+        "POST",
+        &u("/v1/subjects"),
+        Some(&admin),
+        Some(r#"{"given_name":"Ann","email":"ann@example.org"}"#),
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+
+    // 401: unknown, malformed and missing tokens alike, with no hint which.
+    for t in [Some("stw_0000"), Some("nonsense"), None] {
+        let (s, head, v) = http("GET", &u(&format!("/v1/subjects/{id}")), t, None);
+        assert_eq!(s, 401);
+        assert_error_shape(&v, "unauthenticated");
+        assert!(head
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer"));
+    }
+    // A revoked token is 401 too.
+    let (s, _, v) = http(
+        "POST",
+        &u("/v1/users"),
+        Some(&admin),
+        Some(r#"{"name":"gone","role":"admin"}"#),
+    );
+    assert_eq!(s, 201);
+    let gone = v["token"].as_str().unwrap().to_string();
+    assert_eq!(http("GET", &u("/v1/users"), Some(&gone), None).0, 200);
+    assert_eq!(
+        http("DELETE", &u("/v1/users/gone"), Some(&admin), None).0,
+        200
+    );
+    let (s, _, v) = http("GET", &u("/v1/users"), Some(&gone), None);
+    assert_eq!(s, 401);
+    assert_error_shape(&v, "unauthenticated");
+    // 403.
+    let (s, _, v) = http(
+        "PATCH",
+        &u(&format!("/v1/subjects/{id}")),
+        Some(&tokens["volunteer"]),
+        Some(r#"{"given_name":"X"}"#),
+    );
+    assert_eq!(s, 403);
+    assert_error_shape(&v, "forbidden");
+    // 404: unknown subject, unknown user, unknown route.
+    let (s, _, v) = http(
+        "GET",
+        &u("/v1/subjects/01M822MXWA053813Q00TW23TP9"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(s, 404);
+    assert_error_shape(&v, "not_found");
+    let (s, _, v) = http("DELETE", &u("/v1/users/nobody"), Some(&admin), None);
+    assert_eq!(s, 404);
+    assert_error_shape(&v, "not_found");
+    let (s, _, v) = http("GET", &u("/v2/anything"), Some(&admin), None);
+    assert_eq!(s, 404);
+    assert_error_shape(&v, "no_such_route");
+    // 409: stale If-Match; taken user name.
+    let (s, _, v) = http_with(
+        "PATCH",
+        &u(&format!("/v1/subjects/{id}")),
+        Some(&admin),
+        Some(r#"{"city":"York"}"#),
+        &["If-Match: 7"],
+    );
+    assert_eq!(s, 409);
+    assert_error_shape(&v, "conflict");
+    let (s, _, v) = http(
+        "POST",
+        &u("/v1/users"),
+        Some(&admin),
+        Some(r#"{"name":"u-admin","role":"admin"}"#),
+    );
+    assert_eq!(s, 409);
+    assert_error_shape(&v, "conflict");
+    // 413: over the 1 MiB body limit.
+    let big = json!({"notes": "x".repeat(1_200_000)}).to_string();
+    let (s, _, v) = http("POST", &u("/v1/subjects"), Some(&admin), Some(&big));
+    assert_eq!(s, 413);
+    assert_error_shape(&v, "payload_too_large");
+    // 422: invalid field, named.
+    let (s, _, v) = http(
+        "POST",
+        &u("/v1/subjects"),
+        Some(&admin),
+        Some(r#"{"email":"not-an-email"}"#),
+    );
+    assert_eq!(s, 422);
+    assert_error_shape(&v, "invalid_input");
+    assert_eq!(v["error"]["fields"][0]["field"], "email");
+    // 400: malformed JSON, same shape.
+    let (s, _, v) = http("POST", &u("/v1/subjects"), Some(&admin), Some("{"));
+    assert_eq!(s, 400);
+    assert_error_shape(&v, "malformed_json");
+    drop(server);
+
+    // 429 with Retry-After, per token: another token is not affected.
+    let server = env.serve_with("warn", &["--rate-limit", "1", "--rate-burst", "3"]);
+    let u = |p: &str| format!("{}{p}", server.url);
+    let mut statuses = Vec::new();
+    let mut limited_head = String::new();
+    let mut limited_body = Value::Null;
+    for _ in 0..6 {
+        let (s, head, v) = http("GET", &u(&format!("/v1/subjects/{id}")), Some(&admin), None);
+        if s == 429 {
+            limited_head = head;
+            limited_body = v;
+        }
+        statuses.push(s);
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    assert_error_shape(&limited_body, "rate_limited");
+    assert!(
+        limited_head.to_ascii_lowercase().contains("retry-after: "),
+        "{limited_head}"
+    );
+    let (s, _, _) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{id}")),
+        Some(&tokens["dpo"]),
+        None,
+    );
+    assert_eq!(s, 200, "another token has its own bucket");
+}
+
+#[test]
+fn openapi_metrics_and_policy_reload_on_sighup() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let server = env.serve_with("info", &["--rate-limit", "0"]);
+    let u = |p: &str| format!("{}{p}", server.url);
+    let (s, _, doc) = http("GET", &u("/openapi.json"), None, None);
+    assert_eq!(s, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/v1/subjects/{id}"]["get"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    let (_, _, v) = http(
+        "POST",
+        &u("/v1/subjects"),
+        Some(&tokens["admin"]),
+        Some(r#"{"given_name":"Ann","gift_aid_declared":true}"#),
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{id}")),
+        Some(&tokens["volunteer"]),
+        None,
+    );
+    assert_eq!(v["withheld"], json!(["gift_aid_declared"]));
+
+    let out = std::process::Command::new("curl")
+        .args(["-s", &u("/metrics")])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.contains(
+            r#"steward_http_requests_total{route="/v1/subjects/{id}",method="GET",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("steward_http_request_duration_seconds_bucket"));
+    assert!(metrics.contains("steward_vault_key_slots 1"));
+
+    // Let volunteers read financial data, reload with SIGHUP, and see the field appear.
+    let policy = env.data.join("policies/policy.csv");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("p, volunteer, subject:financial, read\n");
+    std::fs::write(&policy, &text).unwrap();
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    };
+    hup();
+    let (_, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{id}")),
+        Some(&tokens["volunteer"]),
+        None,
+    );
+    assert_eq!(v["fields"]["gift_aid_declared"], true, "{v}");
+    // A broken edit is refused and the rules in force stay.
+    std::fs::write(
+        &policy,
+        format!("{text}p, volunteer, subject:nonsense, read\n"),
+    )
+    .unwrap();
+    hup();
+    let (_, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{id}")),
+        Some(&tokens["volunteer"]),
+        None,
+    );
+    assert_eq!(v["fields"]["gift_aid_declared"], true, "{v}");
+    let log = server.log.clone();
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        log.contains("policy files reloaded") && log.contains("policy reload refused"),
+        "{log}"
+    );
+    // The CLI check names the bad line.
+    let out = env.run(&["policy", "check"], None);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("unknown object \"subject:nonsense\""),
+        "{}",
+        stderr(&out)
+    );
+}
