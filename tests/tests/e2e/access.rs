@@ -329,7 +329,7 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     Some(&json!({"name": victim, "role": "volunteer"}).to_string()),
                 );
                 assert_eq!(s, 201);
-                let body = (row.method == "PATCH").then(|| r#"{"role":"auditor"}"#);
+                let body = (row.method == "PATCH").then_some(r#"{"role":"auditor"}"#);
                 let (s, _, v) = http(
                     &row.method,
                     &u(&format!("/v1/users/{victim}")),
