@@ -126,8 +126,27 @@ pub struct Principal {
     /// Revoked principals cannot authenticate.
     pub revoked: bool,
     /// Keyed hash of the current token (hex), if it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ///
+    /// Never serialised with the principal: what is shown (CLI, API) cannot leak it; the
+    /// store writes it through [`Stored`].
+    #[serde(skip)]
     token_hash: Option<String>,
+}
+
+/// A principal as stored: the public record plus its token hash.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    principal: Principal,
+    #[serde(default)]
+    token_hash: Option<String>,
+}
+
+fn decode(bytes: &[u8]) -> Option<Principal> {
+    let stored: Stored = serde_json::from_slice(bytes).ok()?;
+    let mut p = stored.principal;
+    p.token_hash = stored.token_hash;
+    Some(p)
 }
 
 /// The principal store, kept in the vault's store (keyspaces `principals` and `tokens`).
@@ -171,7 +190,11 @@ impl Principals {
         batch.put(
             ks::PRINCIPALS,
             p.id.0.as_bytes().to_vec(),
-            serde_json::to_vec(p).expect("principal serialises"),
+            serde_json::to_vec(&Stored {
+                principal: p.clone(),
+                token_hash: p.token_hash.clone(),
+            })
+            .expect("principal serialises"),
         );
     }
 
@@ -180,7 +203,7 @@ impl Principals {
         let mut out = Vec::new();
         for entry in self.vault.store().scan_prefix(ks::PRINCIPALS, &[]) {
             let (_, v) = entry.map_err(vault::Error::from)?;
-            let p: Principal = serde_json::from_slice(&v).map_err(|_| vault::Error::Corrupt {
+            let p: Principal = decode(&v).ok_or_else(|| vault::Error::Corrupt {
                 what: "principal record".into(),
             })?;
             out.push(p);
@@ -336,7 +359,7 @@ impl Principals {
         else {
             return Err(Error::Unauthenticated);
         };
-        let p: Principal = serde_json::from_slice(&bytes).map_err(|_| Error::Unauthenticated)?;
+        let p: Principal = decode(&bytes).ok_or(Error::Unauthenticated)?;
         let stored = p.token_hash.as_deref().and_then(unhex).unwrap_or_default();
         let matches = self
             .vault

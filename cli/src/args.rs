@@ -35,6 +35,9 @@ pub struct Global {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Act as the user this API token belongs to (default: the built-in local admin).
+    #[arg(long, global = true, env = "STEWARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,12 +195,8 @@ pub enum KeysCmd {
 #[derive(Debug, Subcommand)]
 pub enum BackupCmd {
     /// Write an encrypted snapshot of the data directory (through the server if one runs).
-    Create {
-        file: PathBuf,
-        /// API token of an admin, when a server holds the directory.
-        #[arg(long, env = "STEWARD_TOKEN")]
-        token: Option<String>,
-    },
+    /// With a server holding the directory, give an admin's API token with --token.
+    Create { file: PathBuf },
     /// Restore a snapshot into an empty directory given by --data.
     Restore { file: PathBuf },
 }

@@ -10,7 +10,7 @@ use vault::{RotationOptions, SealTo};
 
 use crate::args::{BackupCmd, Cli, Command, InitArgs, KeysCmd, PolicyCmd, SubjectCmd, UsersCmd};
 use crate::output::Output;
-use crate::{data_dir, open_hub, unlock_for, usage};
+use crate::{actor_for, data_dir, open_hub, unlock_for, usage};
 
 pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
     let g = &cli.global;
@@ -39,7 +39,7 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             crate::init_logging("warn");
             let hub = open_hub(g)?;
             let report = hub.rotate_keys(
-                &hub.local_actor(),
+                &actor_for(&hub, g)?,
                 &RotationOptions {
                     batch_size,
                     max_batches: None,
@@ -218,13 +218,13 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
             }
             let input = NewSubjectInput::from_json(value)?;
             let hub = open_hub(g)?;
-            let id = hub.create_subject(&hub.local_actor(), input)?;
+            let id = hub.create_subject(&actor_for(&hub, g)?, input)?;
             out.emit(&json!({"id": id}), || id.to_string());
         }
         SubjectCmd::Show { id } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;
-            let view = hub.get_subject(&hub.local_actor(), &id)?;
+            let view = hub.get_subject(&actor_for(&hub, g)?, &id)?;
             out.emit(&json!(view), || {
                 let mut s = format!(
                     "{} ({}, version {})",
@@ -262,7 +262,7 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                 }
             };
             let hub = open_hub(g)?;
-            let ids = hub.find(&hub.local_actor(), lookup, &term)?;
+            let ids = hub.find(&actor_for(&hub, g)?, lookup, &term)?;
             out.emit(&json!({"ids": ids}), || {
                 if ids.is_empty() {
                     "no subject found".into()
@@ -283,7 +283,7 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                 ));
             };
             let hub = open_hub(g)?;
-            let version = hub.update_subject(&hub.local_actor(), &id, patch, if_version)?;
+            let version = hub.update_subject(&actor_for(&hub, g)?, &id, patch, if_version)?;
             out.emit(&json!({"id": id, "version": version}), || {
                 format!("{id} updated to version {version}")
             });
@@ -291,7 +291,7 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
         SubjectCmd::Erase { id } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;
-            hub.erase_subject(&hub.local_actor(), &id)?;
+            hub.erase_subject(&actor_for(&hub, g)?, &id)?;
             out.emit(&json!({"id": id, "erased": true}), || {
                 format!(
                     "{id} erased: its data key was destroyed; no copy of its data can be decrypted"
@@ -301,7 +301,7 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
         SubjectCmd::List { after, limit } => {
             let after = after.as_deref().map(parse_id).transpose()?;
             let hub = open_hub(g)?;
-            let ids = hub.list_subjects(&hub.local_actor(), after.as_ref(), limit)?;
+            let ids = hub.list_subjects(&actor_for(&hub, g)?, after.as_ref(), limit)?;
             let next = (ids.len() == limit).then(|| ids.last().copied()).flatten();
             out.emit(&json!({"items": ids, "next": next}), || {
                 ids.iter()
@@ -313,7 +313,7 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
         SubjectCmd::Gifts { id } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;
-            let gifts = hub.list_gifts(&hub.local_actor(), &id)?;
+            let gifts = hub.list_gifts(&actor_for(&hub, g)?, &id)?;
             out.emit(&json!({"items": gifts}), || {
                 gifts
                     .iter()
@@ -344,7 +344,7 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
 
 fn users(g: &crate::args::Global, cmd: UsersCmd, out: Output) -> anyhow::Result<()> {
     let hub = open_hub(g)?;
-    let actor = hub.local_actor();
+    let actor = actor_for(&hub, g)?;
     let role = |r: &str| r.parse::<access_control::Role>().map_err(hub::Error::from);
     match cmd {
         UsersCmd::Add { name, role: r } => {
@@ -402,7 +402,7 @@ fn users(g: &crate::args::Global, cmd: UsersCmd, out: Output) -> anyhow::Result<
 
 fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Result<()> {
     match cmd {
-        BackupCmd::Create { file, token } => {
+        BackupCmd::Create { file } => {
             let dir = data_dir(g)?;
             let tmp = file.with_extension("partial");
             let result = (|| -> anyhow::Result<Value> {
@@ -410,13 +410,13 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
                     .with_context(|| format!("creating {}", tmp.display()))?;
                 match open_hub(g) {
                     Ok(hub) => {
-                        let report = hub.backup(&hub.local_actor(), &mut f)?;
+                        let report = hub.backup(&actor_for(&hub, g)?, &mut f)?;
                         Ok(json!(report))
                     }
                     Err(e) if matches!(e.downcast_ref::<hub::Error>(), Some(h) if h.code() == "data_dir_in_use") =>
                     {
                         let url = owner_url(&dir).ok_or(e)?;
-                        let token = token.ok_or_else(|| {
+                        let token = g.token.clone().ok_or_else(|| {
                             usage("token_required", format!(
                                 "a server at {url} holds {}; give --token (an admin's API token) to back up through it",
                                 dir.display()

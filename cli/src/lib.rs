@@ -144,6 +144,19 @@ pub(crate) fn open_hub(global: &args::Global) -> anyhow::Result<Hub> {
     Ok(Hub::open(&dir, &unlock)?)
 }
 
+/// Who the command acts as: the user of `--token` / `STEWARD_TOKEN`, or the built-in local
+/// admin (whoever can unseal the directory holds every key anyway).
+pub(crate) fn actor_for(hub: &Hub, global: &args::Global) -> anyhow::Result<hub::Actor> {
+    match &global.token {
+        None => Ok(hub.local_actor()),
+        Some(token) => Ok(hub::Actor {
+            principal: hub.authenticate(token)?,
+            channel: hub::Channel::Cli,
+            request_id: None,
+        }),
+    }
+}
+
 /// Sets up logging to stderr. `STEWARD_LOG` (or `RUST_LOG`) overrides the default level.
 pub(crate) fn init_logging(default: &str) {
     let filter = std::env::var("STEWARD_LOG")

@@ -583,3 +583,42 @@ fn openapi_metrics_and_policy_reload_on_sighup() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_cli_goes_through_the_same_door_as_a_principal() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let id = env.add(&json!({"given_name": "Ann", "email": "ann@example.org", "religion": "r"}));
+    // With a volunteer's token the CLI sees what a volunteer sees over HTTP.
+    let v = env.json(
+        &["subject", "show", &id, "--token", &tokens["volunteer"]],
+        None,
+    );
+    assert_eq!(
+        v["fields"],
+        json!({"given_name": "Ann", "email": "ann@example.org"})
+    );
+    assert_eq!(v["withheld"], json!(["religion"]));
+    let out = env.run(
+        &["subject", "erase", &id, "--token", &tokens["volunteer"]],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).contains("may not erase"), "{}", stderr(&out));
+    let out = env.run(
+        &["subject", "show", &id, "--token", &tokens["auditor"]],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let out = env.run(&["subject", "show", &id, "--token", "stw_bogus"], None);
+    assert_eq!(out.status.code(), Some(6));
+    // Without a token it is the local admin.
+    assert_eq!(
+        env.json(&["subject", "show", &id], None)["withheld"],
+        json!([])
+    );
+    // Users: list shows roles, never tokens or hashes.
+    let list = env.json(&["users", "list"], None);
+    assert!(!list.to_string().contains("stw_") && !list.to_string().contains("token_hash"));
+    assert_eq!(list["items"].as_array().unwrap().len(), 7);
+}
