@@ -4,6 +4,7 @@
 //! ```text
 //! steward-bench vault-suite [--sizes 100000,1000000] [--batch 1000]   # the table in BENCHMARKS.md
 //! steward-bench vault --n N --mode encrypted|plain [--batch B]        # one run, one JSON line
+//! steward-bench batch-json N                                          # a POST /v1/subjects/batch body
 //! ```
 
 use std::path::Path;
@@ -37,6 +38,20 @@ fn main() {
             let mode = arg(&args, "--mode").unwrap_or_else(|| "encrypted".into());
             let result = run_vault(n, batch, &mode);
             println!("{result}");
+        }
+        Some("batch-json") => {
+            let n: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1000);
+            let subjects: Vec<Json> = synth::Generator::new(SEED ^ 0xba7c)
+                .take(n)
+                .map(|c| {
+                    let mut v = c.to_json();
+                    if let Some(m) = v.as_object_mut() {
+                        m.remove("gifts");
+                    }
+                    v
+                })
+                .collect();
+            println!("{}", json!({ "subjects": subjects }));
         }
         Some("vault-suite") => {
             let sizes: Vec<usize> = arg(&args, "--sizes")

@@ -60,6 +60,7 @@ pub struct KeyRing {
     prk: hkdf::Prk,
     keks: RwLock<HashMap<u32, Arc<LessSafeKey>>>,
     index_keys: RwLock<HashMap<u16, Arc<hmac::Key>>>,
+    hash_keys: RwLock<HashMap<String, Arc<hmac::Key>>>,
 }
 
 impl KeyRing {
@@ -70,6 +71,7 @@ impl KeyRing {
             prk: salt.extract(master.expose()),
             keks: RwLock::new(HashMap::new()),
             index_keys: RwLock::new(HashMap::new()),
+            hash_keys: RwLock::new(HashMap::new()),
         }
     }
 
@@ -125,9 +127,17 @@ impl KeyRing {
         key
     }
 
-    fn keyed_hash_key(&self, label: &str) -> hmac::Key {
+    fn keyed_hash_key(&self, label: &str) -> Arc<hmac::Key> {
+        if let Some(k) = self.hash_keys.read().expect("hash key cache").get(label) {
+            return k.clone();
+        }
         let bytes = self.derive_bytes(&format!("steward/v1/keyed-hash/{label}"), KEY_LEN);
-        hmac::Key::new(hmac::HMAC_SHA256, &bytes)
+        let key = Arc::new(hmac::Key::new(hmac::HMAC_SHA256, &bytes));
+        self.hash_keys
+            .write()
+            .expect("hash key cache")
+            .insert(label.to_string(), key.clone());
+        key
     }
 
     /// Checks `expected` against the keyed hash of `data`, in constant time.

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# API benchmark (issue 3): a server holding N subjects, loaded by wrk on loopback.
+#   GET /v1/subjects/{id} (token check + casbin decision + decrypt of the allowed fields)
+#   GET /healthz, in the same run, and the ratio;
+#   POST /v1/subjects/batch with 1,000 subjects per request.
+# Client and server share this machine's 2 cores (wrk runs one thread).
+# Usage: bash bench/api.sh        (N=100000 DURATION=15s CONNECTIONS=32 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-100000}
+DURATION=${DURATION:-15s}
+CONNECTIONS=${CONNECTIONS:-32}
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+cargo build --release -q -p cli -p bench
+B=target/release/steward
+W=${BENCH_DIR:-/tmp}/steward-api-bench-$N
+# The loaded directory is kept between runs (loading takes a while); each run works on a
+# fresh copy, so the batch-create phase of one run does not grow the next run's data.
+if [ ! -f "$W/ready" ]; then
+  rm -rf "$W"; mkdir -p "$W"
+  "$B" init --data "$W/base" --identity "$W/id.txt" --json >/dev/null
+  "$B" demo --no-serve --size "$N" --data "$W/base" --json >/dev/null
+  touch "$W/ready"
+fi
+rm -rf "$W/d"; cp -r "$W/base" "$W/d"; rm -f "$W/d/steward.lock" "$W/d/steward.owner"
+if "$B" users list --data "$W/d" --json | grep -q '"name": "bench"'; then
+  TOKEN=$("$B" users token bench --data "$W/d" --json)
+else
+  TOKEN=$("$B" users add bench --role fundraiser --data "$W/d" --json)
+fi
+TOKEN=$(echo "$TOKEN" | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"])')
+export TOKEN
+if "$B" users list --data "$W/d" --json | grep -q '"name": "bench-admin"'; then
+  ADMIN=$("$B" users token bench-admin --data "$W/d" --json)
+else
+  ADMIN=$("$B" users add bench-admin --role admin --data "$W/d" --json)
+fi
+ADMIN=$(echo "$ADMIN" | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"])')
+rm -f "$W/ids.txt"; after=""
+for _ in $(seq 20); do
+  page=$("$B" subject list --limit 1000 ${after:+--after "$after"} --data "$W/d" --json)
+  echo "$page" | python3 -c 'import sys, json; print("\n".join(json.load(sys.stdin)["items"]))' >> "$W/ids.txt"
+  after=$(echo "$page" | python3 -c 'import sys, json; print(json.load(sys.stdin)["next"] or "")')
+  [ -n "$after" ] || break
+done
+export IDS_FILE="$W/ids.txt"
+./target/release/steward-bench batch-json 1000 > "$W/batch.json"
+export BATCH_FILE="$W/batch.json"
+PORT=$((30000 + RANDOM % 20000))
+"$B" serve --data "$W/d" --addr "127.0.0.1:$PORT" --rate-limit 0 >/dev/null 2>"$W/server.log" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+URL="http://127.0.0.1:$PORT"
+run() { wrk -t1 -c"$1" -d"$DURATION" --latency -s "$2" "$3"; }
+echo "== GET /v1/subjects/{id} (fundraiser token; $N subjects; $(wc -l < "$IDS_FILE") distinct ids at random)"
+run "$CONNECTIONS" bench/wrk/get_subject.lua "$URL" | tee "$W/get.txt"
+echo "== GET /healthz"
+run "$CONNECTIONS" bench/wrk/healthz.lua "$URL/healthz" | tee "$W/healthz.txt"
+echo "== POST /v1/subjects/batch (1,000 subjects per request)"
+TOKEN="$ADMIN" run 2 bench/wrk/post_batch.lua "$URL/v1/subjects/batch" | tee "$W/batch.txt"
+python3 - "$W" <<'PY'
+import re, sys
+w = sys.argv[1]
+def parse(name):
+    t = open(f"{w}/{name}.txt").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", t, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+    return rps, lat, int(non2xx.group(1)) if non2xx else 0
+g, h, b = parse("get"), parse("healthz"), parse("batch")
+print()
+print("| request | requests/s | p50 | p99 | non-2xx |")
+print("|---|---|---|---|---|")
+print(f"| GET /v1/subjects/{{id}} | {g[0]:.0f} | {g[1].get('50')} | {g[1].get('99')} | {g[2]} |")
+print(f"| GET /healthz | {h[0]:.0f} | {h[1].get('50')} | {h[1].get('99')} | {h[2]} |")
+print(f"| POST /v1/subjects/batch (x1000) | {b[0]:.1f} ({b[0]*1000:.0f} subjects/s) | {b[1].get('50')} | {b[1].get('99')} | {b[2]} |")
+print(f"\nsubject reads / healthz = {g[0]/h[0]:.2f}")
+PY
