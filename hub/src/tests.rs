@@ -161,3 +161,16 @@ fn roles_see_only_their_field_groups_and_forbidden_writes_change_nothing() {
     assert!(hub.get_subject(&dpo, &id).unwrap().withheld.is_empty());
     hub.erase_subject(&dpo, &id).unwrap();
 }
+
+#[test]
+fn a_batch_holds_at_most_ten_thousand_subjects() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let too_many: Vec<NewSubjectInput> = (0..MAX_BATCH + 1)
+        .map(|_| input(json!({"given_name": "X"})))
+        .collect();
+    let err = hub.create_subjects(&admin, too_many).unwrap_err();
+    assert_eq!(err.code(), "bad_request");
+    assert!(err.to_string().contains("at most 10000"), "{err}");
+    assert!(hub.list_subjects(&admin, None, 10).unwrap().is_empty());
+}

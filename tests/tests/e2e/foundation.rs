@@ -484,3 +484,72 @@ fn the_http_api_creates_reads_updates_and_erases() {
     assert_eq!(v["error"]["code"], "erased");
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_passphrase_sealed_directory_works_with_the_passphrase_file_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let pass = tmp.path().join("pass.txt");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut c = std::process::Command::new(binary());
+        c.args(args)
+            .arg("--data")
+            .arg(&data)
+            .env_remove("STEWARD_IDENTITY")
+            .env_remove("STEWARD_PASSPHRASE_FILE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(s) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    let p = pass.to_str().unwrap();
+    assert!(run(&["init", "--passphrase-file", p], None)
+        .status
+        .success());
+    let out = run(
+        &["subject", "add", "--passphrase-file", p, "--json"],
+        Some(r#"{"given_name":"Pat"}"#),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = id["id"].as_str().unwrap();
+    // Without the passphrase it says how to give it.
+    let out = run(&["subject", "show", id], None);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        stderr(&out).contains("--passphrase-file"),
+        "{}",
+        stderr(&out)
+    );
+    let wrong = tmp.path().join("wrong.txt");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let out = run(
+        &[
+            "subject",
+            "show",
+            id,
+            "--passphrase-file",
+            wrong.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        stderr(&out).contains("wrong passphrase"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &["subject", "show", id, "--passphrase-file", p, "--json"],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Pat"));
+}
