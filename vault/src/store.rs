@@ -48,9 +48,23 @@ pub mod keyspaces {
     pub const PRINCIPALS: Keyspace = Keyspace::new(6, "principals");
     /// Token hash → principal id.
     pub const TOKENS: Keyspace = Keyspace::new(7, "tokens");
+    /// Audit log blocks: block number → events with their chain hashes.
+    pub const AUDIT: Keyspace = Keyspace::new(8, "audit");
+    /// Signed audit checkpoints: log size → checkpoint.
+    pub const AUDIT_CHECKPOINTS: Keyspace = Keyspace::new(9, "audit_checkpoints");
 
     /// All keyspaces, for backups and diagnostics.
-    pub const ALL: &[Keyspace] = &[SUBJECTS, GIFTS, INDEX, META, ERASED, PRINCIPALS, TOKENS];
+    pub const ALL: &[Keyspace] = &[
+        SUBJECTS,
+        GIFTS,
+        INDEX,
+        META,
+        ERASED,
+        PRINCIPALS,
+        TOKENS,
+        AUDIT,
+        AUDIT_CHECKPOINTS,
+    ];
 
     /// Looks a keyspace up by id (backup restore).
     pub fn by_id(id: u8) -> Option<Keyspace> {
