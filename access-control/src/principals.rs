@@ -256,8 +256,9 @@ impl Principals {
         Ok(p)
     }
 
-    /// Adds a principal and returns it with its token, which is shown only this once.
-    pub fn add(&self, name: &str, role: Role) -> Result<(Principal, String), Error> {
+    /// Adds a principal and returns it with its token, which is shown only this once. `extra`
+    /// writes (the audit event) go in the same atomic batch; so for the other changes below.
+    pub fn add(&self, name: &str, role: Role, extra: Batch) -> Result<(Principal, String), Error> {
         if !valid_name(name) {
             return Err(Error::BadName);
         }
@@ -277,13 +278,14 @@ impl Principals {
         let mut b = Batch::new();
         self.save(&mut b, &p);
         b.put(ks::TOKENS, hash.to_vec(), p.id.0.as_bytes().to_vec());
+        b.extend(extra);
         self.vault.store().apply(b).map_err(vault::Error::from)?;
         self.vault.flush()?;
         Ok((p, token))
     }
 
     /// Issues a new token for an existing principal; the old one stops working.
-    pub fn reissue(&self, name: &str) -> Result<(Principal, String), Error> {
+    pub fn reissue(&self, name: &str, extra: Batch) -> Result<(Principal, String), Error> {
         let mut p = self.by_name(name)?;
         if p.name == LOCAL_ADMIN {
             return Err(Error::BuiltIn);
@@ -298,13 +300,14 @@ impl Principals {
         p.revoked = false;
         self.save(&mut b, &p);
         b.put(ks::TOKENS, hash.to_vec(), p.id.0.as_bytes().to_vec());
+        b.extend(extra);
         self.vault.store().apply(b).map_err(vault::Error::from)?;
         self.vault.flush()?;
         Ok((p, token))
     }
 
     /// Revokes a principal: its token stops working at once.
-    pub fn revoke(&self, name: &str) -> Result<Principal, Error> {
+    pub fn revoke(&self, name: &str, extra: Batch) -> Result<Principal, Error> {
         let mut p = self.by_name(name)?;
         if p.name == LOCAL_ADMIN {
             return Err(Error::BuiltIn);
@@ -316,13 +319,14 @@ impl Principals {
         p.revoked = true;
         p.token_hash = None;
         self.save(&mut b, &p);
+        b.extend(extra);
         self.vault.store().apply(b).map_err(vault::Error::from)?;
         self.vault.flush()?;
         Ok(p)
     }
 
     /// Changes a principal's role.
-    pub fn set_role(&self, name: &str, role: Role) -> Result<Principal, Error> {
+    pub fn set_role(&self, name: &str, role: Role, extra: Batch) -> Result<Principal, Error> {
         let mut p = self.by_name(name)?;
         if p.name == LOCAL_ADMIN {
             return Err(Error::BuiltIn);
@@ -330,6 +334,7 @@ impl Principals {
         p.role = role;
         let mut b = Batch::new();
         self.save(&mut b, &p);
+        b.extend(extra);
         self.vault.store().apply(b).map_err(vault::Error::from)?;
         self.vault.flush()?;
         Ok(p)

@@ -16,7 +16,7 @@ fn principals() -> (tempfile::TempDir, Principals) {
 #[test]
 fn a_token_authenticates_until_revoked_and_is_never_stored() {
     let (tmp, p) = principals();
-    let (vera, token) = p.add("vera", Role::Volunteer).unwrap();
+    let (vera, token) = p.add("vera", Role::Volunteer, vault::Batch::new()).unwrap();
     assert_eq!(token.len(), 4 + 64);
     assert_eq!(p.authenticate(&token).unwrap().id, vera.id);
     assert!(matches!(
@@ -30,13 +30,13 @@ fn a_token_authenticates_until_revoked_and_is_never_stored() {
         Err(Error::Unauthenticated)
     ));
     // Reissue: the old token stops working.
-    let (_, token2) = p.reissue("vera").unwrap();
+    let (_, token2) = p.reissue("vera", vault::Batch::new()).unwrap();
     assert!(matches!(
         p.authenticate(&token),
         Err(Error::Unauthenticated)
     ));
     assert!(p.authenticate(&token2).is_ok());
-    p.revoke("vera").unwrap();
+    p.revoke("vera", vault::Batch::new()).unwrap();
     assert!(matches!(
         p.authenticate(&token2),
         Err(Error::Unauthenticated)
@@ -72,19 +72,30 @@ fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
 #[test]
 fn names_are_unique_and_roles_checked() {
     let (_tmp, p) = principals();
-    p.add("ada", Role::Admin).unwrap();
-    assert!(matches!(p.add("ada", Role::Dpo), Err(Error::NameTaken(_))));
-    assert!(matches!(p.add("bad name!", Role::Dpo), Err(Error::BadName)));
+    p.add("ada", Role::Admin, vault::Batch::new()).unwrap();
+    assert!(matches!(
+        p.add("ada", Role::Dpo, vault::Batch::new()),
+        Err(Error::NameTaken(_))
+    ));
+    assert!(matches!(
+        p.add("bad name!", Role::Dpo, vault::Batch::new()),
+        Err(Error::BadName)
+    ));
     assert!(matches!(
         "wizard".parse::<Role>(),
         Err(Error::UnknownRole(_))
     ));
     assert_eq!(
-        p.set_role("ada", Role::Auditor).unwrap().role,
+        p.set_role("ada", Role::Auditor, vault::Batch::new())
+            .unwrap()
+            .role,
         Role::Auditor
     );
     p.ensure_local_admin().unwrap();
-    assert!(matches!(p.revoke(LOCAL_ADMIN), Err(Error::BuiltIn)));
+    assert!(matches!(
+        p.revoke(LOCAL_ADMIN, vault::Batch::new()),
+        Err(Error::BuiltIn)
+    ));
     assert_eq!(p.list().unwrap().len(), 2);
 }
 

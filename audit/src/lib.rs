@@ -20,9 +20,7 @@ mod event;
 mod log;
 
 pub use event::{chain_hash, hex, unhex, Event, NewEvent, Outcome};
-pub use log::{
-    AuditConfig, AuditLog, Checkpoint, Error, Query, Verification, VerifyProblem,
-};
+pub use log::{AuditConfig, AuditLog, Checkpoint, Error, Query, Verification, VerifyProblem};
 
 #[cfg(test)]
 mod tests;

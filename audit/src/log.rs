@@ -79,7 +79,11 @@ impl Checkpoint {
 
     /// Checks the signature against the key the checkpoint names.
     pub fn signature_valid(&self) -> bool {
-        let (Some(pk), Some(sig), Some(head)) = (unhex(&self.public_key), unhex(&self.signature), unhex(&self.head)) else {
+        let (Some(pk), Some(sig), Some(head)) = (
+            unhex(&self.public_key),
+            unhex(&self.signature),
+            unhex(&self.head),
+        ) else {
             return false;
         };
         let Ok(head) = <[u8; 32]>::try_from(head.as_slice()) else {
@@ -266,9 +270,14 @@ fn seq_of(canonical: &[u8]) -> Option<u64> {
 
 impl AuditLog {
     /// Opens the log kept in `store`, with its signing key derived from the master secret.
-    pub fn open(store: Arc<dyn Store>, keys: &KeyRing, config: AuditConfig) -> Result<AuditLog, Error> {
+    pub fn open(
+        store: Arc<dyn Store>,
+        keys: &KeyRing,
+        config: AuditConfig,
+    ) -> Result<AuditLog, Error> {
         let seed = keys.derive_bytes("steward/v1/audit/ed25519-seed", 32);
-        let key = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| Error::Read("cannot derive the signing key".into()))?;
+        let key = Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|_| Error::Read("cannot derive the signing key".into()))?;
         let recorded: Option<Head> = store
             .get(ks::META, META_HEAD)
             .map_err(|e| Error::Read(e.to_string()))?
@@ -279,7 +288,11 @@ impl AuditLog {
             .last_with_prefix(ks::AUDIT, &[])
             .map_err(|e| Error::Read(e.to_string()))?
         {
-            next_block = u64::from_be_bytes(k.as_slice().try_into().map_err(|_| Error::Read("bad block key".into()))?) + 1;
+            next_block = u64::from_be_bytes(
+                k.as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Read("bad block key".into()))?,
+            ) + 1;
             if let Ok(events) = split_block(&v) {
                 if let Some((body, hash)) = events.last() {
                     next_seq = seq_of(body).map(|s| s + 1).unwrap_or(0);
@@ -360,7 +373,12 @@ impl AuditLog {
 
     /// Builds the block for `events` on top of `state` into `batch`; returns the new state
     /// values (next seq, head, whether a checkpoint was written).
-    fn build(&self, state: &State, events: Vec<NewEvent>, batch: &mut Batch) -> Result<(u64, [u8; 32], bool), Error> {
+    fn build(
+        &self,
+        state: &State,
+        events: Vec<NewEvent>,
+        batch: &mut Batch,
+    ) -> Result<(u64, [u8; 32], bool), Error> {
         if let Some((expected, found)) = state.truncated {
             return Err(Error::Truncated { expected, found });
         }
@@ -382,14 +400,22 @@ impl AuditLog {
             || state.last_checkpoint_at.elapsed().as_secs() >= self.config.checkpoint_seconds;
         if checkpoint {
             let cp = self.checkpoint_for(seq, &head);
-            batch.put(ks::AUDIT_CHECKPOINTS, seq.to_be_bytes().to_vec(), serde_json::to_vec(&cp).expect("json"));
+            batch.put(
+                ks::AUDIT_CHECKPOINTS,
+                seq.to_be_bytes().to_vec(),
+                serde_json::to_vec(&cp).expect("json"),
+            );
         }
         let recorded = Head {
             next_seq: seq,
             head: hex(&head),
             next_block: state.next_block + 1,
         };
-        batch.put(ks::META, META_HEAD, serde_json::to_vec(&recorded).expect("json"));
+        batch.put(
+            ks::META,
+            META_HEAD,
+            serde_json::to_vec(&recorded).expect("json"),
+        );
         Ok((seq, head, checkpoint))
     }
 
@@ -472,8 +498,14 @@ impl AuditLog {
         let mut state = self.state.lock().expect("audit state");
         let cp = self.checkpoint_for(state.next_seq, &state.head);
         let mut batch = Batch::new();
-        batch.put(ks::AUDIT_CHECKPOINTS, state.next_seq.to_be_bytes().to_vec(), serde_json::to_vec(&cp).expect("json"));
-        self.store().apply(batch).map_err(|e| Error::Append(e.to_string()))?;
+        batch.put(
+            ks::AUDIT_CHECKPOINTS,
+            state.next_seq.to_be_bytes().to_vec(),
+            serde_json::to_vec(&cp).expect("json"),
+        );
+        self.store()
+            .apply(batch)
+            .map_err(|e| Error::Append(e.to_string()))?;
         state.last_checkpoint_size = state.next_seq;
         state.last_checkpoint_at = Instant::now();
         Ok(cp)
@@ -494,12 +526,18 @@ impl AuditLog {
         let mut out = Vec::new();
         for entry in self.store().scan_prefix(ks::AUDIT, &[]) {
             let (_, block) = entry.map_err(|e| Error::Read(e.to_string()))?;
-            let events = split_block(&block).map_err(|_| Error::Read("a block is malformed; run `steward audit verify`".into()))?;
+            let events = split_block(&block).map_err(|_| {
+                Error::Read("a block is malformed; run `steward audit verify`".into())
+            })?;
             for (body, _) in events {
-                if q.after.is_some_and(|a| seq_of(body).is_some_and(|s| s <= a)) {
+                if q.after
+                    .is_some_and(|a| seq_of(body).is_some_and(|s| s <= a))
+                {
                     continue;
                 }
-                let e: Event = serde_json::from_slice(body).map_err(|_| Error::Read("an event is malformed; run `steward audit verify`".into()))?;
+                let e: Event = serde_json::from_slice(body).map_err(|_| {
+                    Error::Read("an event is malformed; run `steward audit verify`".into())
+                })?;
                 if q.matches(&e) {
                     out.push(e);
                     if out.len() == limit {
@@ -533,7 +571,8 @@ impl AuditLog {
                 }
             }
         }
-        let mut wanted: HashMap<u64, Option<[u8; 32]>> = checkpoints.iter().map(|c| (c.size, None)).collect();
+        let mut wanted: HashMap<u64, Option<[u8; 32]>> =
+            checkpoints.iter().map(|c| (c.size, None)).collect();
         if let Some(a) = against {
             wanted.insert(a.size, None);
         }
@@ -548,22 +587,40 @@ impl AuditLog {
             let (_, block) = entry.map_err(|e| Error::Read(e.to_string()))?;
             for item in events_of(&block) {
                 let Some((body, stored)) = item else {
-                    problems.push(VerifyProblem { seq: expected, kind: "malformed".into(), detail: format!("event {expected} cannot be read: its framing is damaged") });
+                    problems.push(VerifyProblem {
+                        seq: expected,
+                        kind: "malformed".into(),
+                        detail: format!("event {expected} cannot be read: its framing is damaged"),
+                    });
                     chain_broken = true;
                     break 'blocks;
                 };
                 let Some(seq) = seq_of(body) else {
-                    problems.push(VerifyProblem { seq: expected, kind: "malformed".into(), detail: format!("event {expected} cannot be read") });
+                    problems.push(VerifyProblem {
+                        seq: expected,
+                        kind: "malformed".into(),
+                        detail: format!("event {expected} cannot be read"),
+                    });
                     chain_broken = true;
                     break 'blocks;
                 };
                 if seq != expected {
                     let (kind, detail) = if seq > expected {
-                        ("gap", format!("event {expected} is missing (found {seq} in its place)"))
+                        (
+                            "gap",
+                            format!("event {expected} is missing (found {seq} in its place)"),
+                        )
                     } else {
-                        ("out_of_order", format!("event {seq} appears where {expected} belongs"))
+                        (
+                            "out_of_order",
+                            format!("event {seq} appears where {expected} belongs"),
+                        )
                     };
-                    problems.push(VerifyProblem { seq: expected, kind: kind.into(), detail });
+                    problems.push(VerifyProblem {
+                        seq: expected,
+                        kind: kind.into(),
+                        detail,
+                    });
                     chain_broken = true;
                     break 'blocks;
                 }
@@ -592,7 +649,10 @@ impl AuditLog {
                     problems.push(VerifyProblem {
                         seq: cp.size.saturating_sub(1),
                         kind: "bad_signature".into(),
-                        detail: format!("the checkpoint at size {} is not signed by this log's key", cp.size),
+                        detail: format!(
+                            "the checkpoint at size {} is not signed by this log's key",
+                            cp.size
+                        ),
                     });
                     continue;
                 }
@@ -600,12 +660,18 @@ impl AuditLog {
                     None => problems.push(VerifyProblem {
                         seq: events,
                         kind: "truncated".into(),
-                        detail: format!("a checkpoint covers {} events but the log ends at {events}", cp.size),
+                        detail: format!(
+                            "a checkpoint covers {} events but the log ends at {events}",
+                            cp.size
+                        ),
                     }),
                     Some(h) if hex(&h) != cp.head => problems.push(VerifyProblem {
                         seq: cp.size.saturating_sub(1),
                         kind: "checkpoint_mismatch".into(),
-                        detail: format!("the log's hash at size {} differs from its signed checkpoint", cp.size),
+                        detail: format!(
+                            "the log's hash at size {} differs from its signed checkpoint",
+                            cp.size
+                        ),
                     }),
                     Some(_) => {}
                 }
@@ -619,7 +685,10 @@ impl AuditLog {
                     problems.push(VerifyProblem {
                         seq: events,
                         kind: "truncated".into(),
-                        detail: format!("the log's head records {} events but only {events} are stored", r.next_seq),
+                        detail: format!(
+                            "the log's head records {} events but only {events} are stored",
+                            r.next_seq
+                        ),
                     });
                 }
             }

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use vault::{keyspaces as ks, Batch, SealTo, Store, StoreError, Unlock, Vault};
+use vault::{keyspaces as ks, SealTo, Store, Unlock, Vault};
 
 use super::*;
 
@@ -14,7 +14,8 @@ fn fixture() -> Fixture {
     let dir = tmp.path().join("d");
     let id = tmp.path().join("id.txt");
     Vault::init(&dir, &SealTo::Identity(id.clone())).unwrap();
-    let schema = Arc::new(domain::Schema::from_toml(include_str!("../../policies/schema.toml")).unwrap());
+    let schema =
+        Arc::new(domain::Schema::from_toml(include_str!("../../policies/schema.toml")).unwrap());
     let vault = Vault::open(&dir, &Unlock::Identity(id), schema).unwrap();
     Fixture { _tmp: tmp, vault }
 }
@@ -23,7 +24,10 @@ fn log(f: &Fixture, every: u64) -> AuditLog {
     AuditLog::open(
         f.vault.store().clone(),
         f.vault.keys(),
-        AuditConfig { checkpoint_every: every, checkpoint_seconds: 3600 },
+        AuditConfig {
+            checkpoint_every: every,
+            checkpoint_seconds: 3600,
+        },
     )
     .unwrap()
 }
@@ -33,7 +37,11 @@ fn event(i: u64) -> NewEvent {
         actor: format!("actor-{}", i % 7),
         actor_name: format!("user{}", i % 7),
         role: "fundraiser".into(),
-        action: if i % 3 == 0 { "subject.read".into() } else { "subject.update".into() },
+        action: if i % 3 == 0 {
+            "subject.read".into()
+        } else {
+            "subject.update".into()
+        },
         subjects: vec![format!("S{:024}", i % 50)],
         fields: vec!["given_name".into()],
         purpose: None,
@@ -49,16 +57,23 @@ fn build(log: &AuditLog, n: u64, seed: u64) {
     let mut rng = seed;
     let mut i = 0;
     while i < n {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let k = (1 + (rng >> 33) % 9).min(n - i);
         let events: Vec<NewEvent> = (i..i + k).map(event).collect();
-        log.append_with(events, |b| log.store().apply(b)).unwrap().unwrap();
+        log.append_with(events, |b| log.store().apply(b))
+            .unwrap()
+            .unwrap();
         i += k;
     }
 }
 
 fn blocks(store: &Arc<dyn Store>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    store.scan_prefix(ks::AUDIT, &[]).map(|e| e.unwrap()).collect()
+    store
+        .scan_prefix(ks::AUDIT, &[])
+        .map(|e| e.unwrap())
+        .collect()
 }
 
 /// (block index, offset of the event in the block, event length incl. framing) per event.
@@ -105,7 +120,10 @@ fn every_single_byte_flip_deletion_swap_and_truncation_is_found_at_the_damaged_e
             store.put(ks::AUDIT, k, v).unwrap();
         }
     };
-    let mut rng: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut rng: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let mut next = || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -123,7 +141,14 @@ fn every_single_byte_flip_deletion_swap_and_truncation_is_found_at_the_damaged_e
         let r = log.verify(None).unwrap();
         assert!(!r.ok, "flip at event {seq} byte {} not detected", at - off);
         let p = r.problem.unwrap();
-        assert_eq!(p.seq, seq as u64, "flip at event {seq} (byte {} of {len}) reported at {}: {}", at - off, p.seq, p.detail);
+        assert_eq!(
+            p.seq,
+            seq as u64,
+            "flip at event {seq} (byte {} of {len}) reported at {}: {}",
+            at - off,
+            p.seq,
+            p.detail
+        );
         restore();
     }
     // Deleting one event.
@@ -137,8 +162,17 @@ fn every_single_byte_flip_deletion_swap_and_truncation_is_found_at_the_damaged_e
         } else {
             store.put(ks::AUDIT, &original[b].0, &v).unwrap();
         }
-        let p = log.verify(None).unwrap().problem.expect("deletion detected");
-        assert_eq!((p.seq, p.kind.as_str()), (seq as u64, "gap"), "{}", p.detail);
+        let p = log
+            .verify(None)
+            .unwrap()
+            .problem
+            .expect("deletion detected");
+        assert_eq!(
+            (p.seq, p.kind.as_str()),
+            (seq as u64, "gap"),
+            "{}",
+            p.detail
+        );
         restore();
     }
     // Swapping two events within a block.
@@ -168,8 +202,17 @@ fn every_single_byte_flip_deletion_swap_and_truncation_is_found_at_the_damaged_e
             store.delete(ks::AUDIT, k).unwrap();
         }
         let first_missing = lay.iter().position(|(b, _, _)| *b >= keep_blocks).unwrap() as u64;
-        let p = log.verify(None).unwrap().problem.expect("truncation detected");
-        assert_eq!((p.seq, p.kind.as_str()), (first_missing, "truncated"), "{}", p.detail);
+        let p = log
+            .verify(None)
+            .unwrap()
+            .problem
+            .expect("truncation detected");
+        assert_eq!(
+            (p.seq, p.kind.as_str()),
+            (first_missing, "truncated"),
+            "{}",
+            p.detail
+        );
         restore();
     }
     assert!(log.verify(None).unwrap().ok);
@@ -202,42 +245,26 @@ fn a_rollback_of_the_whole_log_is_found_against_a_later_exported_checkpoint() {
     }
     store.put(ks::META, b"audit.head", &head).unwrap();
     let log2 = log(&f, 1_000_000);
-    assert!(log2.verify(None).unwrap().ok, "the rolled-back copy is self-consistent");
+    assert!(
+        log2.verify(None).unwrap().ok,
+        "the rolled-back copy is self-consistent"
+    );
     let against = Checkpoint::from_json(&text).unwrap();
-    let p = log2.verify(Some(&against)).unwrap().problem.expect("rollback detected");
+    let p = log2
+        .verify(Some(&against))
+        .unwrap()
+        .problem
+        .expect("rollback detected");
     assert_eq!((p.seq, p.kind.as_str()), (500, "rollback"), "{}", p.detail);
     // A checkpoint from another log is refused as such.
     let other = fixture();
     let log3 = log(&other, 10);
     build(&log3, 20, 1);
     let foreign = log3.checkpoint().unwrap();
-    assert_eq!(log2.verify(Some(&foreign)).unwrap().problem.unwrap().kind, "bad_signature");
-}
-
-struct Failing;
-
-impl Store for Failing {
-    fn get(&self, _: vault::Keyspace, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Err(StoreError::Backend("disk gone".into()))
-    }
-    fn scan_prefix(&self, _: vault::Keyspace, _: &[u8]) -> vault::EntryIter<'_> {
-        Box::new(std::iter::once(Err(StoreError::Backend("disk gone".into()))))
-    }
-    fn scan_from(&self, _: vault::Keyspace, _: &[u8]) -> vault::EntryIter<'_> {
-        Box::new(std::iter::once(Err(StoreError::Backend("disk gone".into()))))
-    }
-    fn last_with_prefix(&self, _: vault::Keyspace, _: &[u8]) -> Result<Option<vault::Entry>, StoreError> {
-        Err(StoreError::Backend("disk gone".into()))
-    }
-    fn apply(&self, _: Batch) -> Result<(), StoreError> {
-        Err(StoreError::Backend("disk gone".into()))
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        Err(StoreError::Backend("disk gone".into()))
-    }
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(0)
-    }
+    assert_eq!(
+        log2.verify(Some(&foreign)).unwrap().problem.unwrap().kind,
+        "bad_signature"
+    );
 }
 
 #[test]
@@ -258,11 +285,15 @@ fn group_commit_numbers_concurrent_appends_without_gaps_and_failures_leave_no_tr
     let v = log.verify(None).unwrap();
     assert!(v.ok && v.events == 2000, "{v:?}");
     let real = f.vault.store().clone();
-    log.set_store(Arc::new(Failing));
+    log.set_store(Arc::new(vault::FailingStore));
     let err = log.append(event(1)).unwrap_err();
     assert!(err.to_string().contains("not carried out"), "{err}");
     log.set_store(real);
-    assert_eq!(log.append(event(2)).unwrap(), 2000, "the failed append used no number");
+    assert_eq!(
+        log.append(event(2)).unwrap(),
+        2000,
+        "the failed append used no number"
+    );
     assert!(log.verify(None).unwrap().ok);
 }
 
@@ -271,19 +302,46 @@ fn queries_filter_by_subject_actor_action_outcome_and_time_with_paging() {
     let f = fixture();
     let log = log(&f, 1000);
     build(&log, 700, 9);
-    let q = Query { subject: Some(format!("S{:024}", 3)), action: Some("read".into()), limit: 1000, ..Query::default() };
+    let q = Query {
+        subject: Some(format!("S{:024}", 3)),
+        action: Some("read".into()),
+        limit: 1000,
+        ..Query::default()
+    };
     let (events, next) = log.query(&q).unwrap();
     let expected: Vec<u64> = (0..700).filter(|i| i % 50 == 3 && i % 3 == 0).collect();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
     assert!(next.is_none());
-    let q = Query { actor: Some("user2".into()), limit: 10, ..Query::default() };
+    let q = Query {
+        actor: Some("user2".into()),
+        limit: 10,
+        ..Query::default()
+    };
     let (page1, next) = log.query(&q).unwrap();
     assert_eq!(page1.len(), 10);
-    let (page2, _) = log.query(&Query { after: next, ..q.clone() }).unwrap();
+    let (page2, _) = log
+        .query(&Query {
+            after: next,
+            ..q.clone()
+        })
+        .unwrap();
     assert!(page2[0].seq > page1[9].seq);
     assert!(page1.iter().chain(&page2).all(|e| e.actor_name == "user2"));
-    let (none, _) = log.query(&Query { from: Some("2999-01-01".into()), limit: 10, ..Query::default() }).unwrap();
+    let (none, _) = log
+        .query(&Query {
+            from: Some("2999-01-01".into()),
+            limit: 10,
+            ..Query::default()
+        })
+        .unwrap();
     assert!(none.is_empty());
-    let (all, _) = log.query(&Query { from: Some("2000-01-01".into()), to: Some("2999-01-01".into()), limit: 10_000, ..Query::default() }).unwrap();
+    let (all, _) = log
+        .query(&Query {
+            from: Some("2000-01-01".into()),
+            to: Some("2999-01-01".into()),
+            limit: 10_000,
+            ..Query::default()
+        })
+        .unwrap();
     assert_eq!(all.len(), 700);
 }

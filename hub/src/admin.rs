@@ -1,8 +1,9 @@
-//! Administration: users, key rotation, backups. Admin role only.
+//! Administration (users, key rotation, backups; admin only) and the audit log (auditors).
 
 use std::io::Write;
 
 use access_control::{Principal, Role};
+use audit::{Checkpoint, Event, Query, Verification};
 use vault::{BackupReport, RotationOptions, RotationReport};
 
 use crate::error::Error;
@@ -16,32 +17,56 @@ impl Hub {
         name: &str,
         role: Role,
     ) -> Result<(Principal, String), Error> {
-        self.require(actor, "users", Action::Admin)?;
-        Ok(self.principals.add(name, role)?)
+        self.audited(actor, "create.user", |trail| {
+            trail.subject(format!("user:{name}"));
+            trail.fields(["role"]);
+            self.require(actor, "users", Action::Admin)?;
+            self.commit_audited(actor, "create.user", trail, |batch| {
+                Ok(self.principals.add(name, role, batch)?)
+            })
+        })
     }
 
     /// Issues a fresh token for a user, revoking the old one.
     pub fn reissue_token(&self, actor: &Actor, name: &str) -> Result<(Principal, String), Error> {
-        self.require(actor, "users", Action::Admin)?;
-        Ok(self.principals.reissue(name)?)
+        self.audited(actor, "reissue.token", |trail| {
+            trail.subject(format!("user:{name}"));
+            self.require(actor, "users", Action::Admin)?;
+            self.commit_audited(actor, "reissue.token", trail, |batch| {
+                Ok(self.principals.reissue(name, batch)?)
+            })
+        })
     }
 
     /// Lists users.
     pub fn list_users(&self, actor: &Actor) -> Result<Vec<Principal>, Error> {
-        self.require(actor, "users", Action::Admin)?;
-        Ok(self.principals.list()?)
+        self.audited(actor, "list.user", |_| {
+            self.require(actor, "users", Action::Admin)?;
+            Ok(self.principals.list()?)
+        })
     }
 
     /// Revokes a user.
     pub fn revoke_user(&self, actor: &Actor, name: &str) -> Result<Principal, Error> {
-        self.require(actor, "users", Action::Admin)?;
-        Ok(self.principals.revoke(name)?)
+        self.audited(actor, "revoke.user", |trail| {
+            trail.subject(format!("user:{name}"));
+            self.require(actor, "users", Action::Admin)?;
+            self.commit_audited(actor, "revoke.user", trail, |batch| {
+                Ok(self.principals.revoke(name, batch)?)
+            })
+        })
     }
 
     /// Changes a user's role.
     pub fn set_user_role(&self, actor: &Actor, name: &str, role: Role) -> Result<Principal, Error> {
-        self.require(actor, "users", Action::Admin)?;
-        Ok(self.principals.set_role(name, role)?)
+        self.audited(actor, "update.user", |trail| {
+            trail.subject(format!("user:{name}"));
+            trail.fields(["role"]);
+            self.require(actor, "users", Action::Admin)?;
+            self.commit_audited(actor, "update.user", trail, |batch| {
+                Ok(self.principals.set_role(name, role, batch)?)
+            })
+        })
     }
 
     /// Rotates the key-encryption key (or resumes an interrupted rotation).
@@ -50,23 +75,70 @@ impl Hub {
         actor: &Actor,
         options: &RotationOptions,
     ) -> Result<RotationReport, Error> {
-        self.require(actor, "keys", Action::Admin)?;
-        Ok(self.vault.rotate(options)?)
+        self.audited(actor, "rotate.keys", |_| {
+            self.require(actor, "keys", Action::Admin)?;
+            Ok(self.vault.rotate(options)?)
+        })
     }
 
     /// Checks, without doing anything, that the actor may take backups.
     pub fn authorise_backup(&self, actor: &Actor) -> Result<(), Error> {
-        self.require(actor, "keys", Action::Admin)
+        if self.allows(actor.principal.role, "keys", Action::Admin) {
+            return Ok(());
+        }
+        self.audited(actor, "create.backup", |_| {
+            self.require(actor, "keys", Action::Admin)
+        })
     }
 
     /// Writes an encrypted, consistent snapshot of the data directory.
     pub fn backup(&self, actor: &Actor, out: &mut dyn Write) -> Result<BackupReport, Error> {
-        self.require(actor, "keys", Action::Admin)?;
-        Ok(self.vault.backup(out)?)
+        self.audited(actor, "create.backup", |_| {
+            self.require(actor, "keys", Action::Admin)?;
+            Ok(self.vault.backup(out)?)
+        })
     }
 
     /// Diagnostics.
     pub fn stats(&self) -> Result<vault::VaultStats, Error> {
         Ok(self.vault.stats()?)
+    }
+
+    /// Audit events matching the query, and the cursor of the next page.
+    pub fn audit_query(
+        &self,
+        actor: &Actor,
+        query: &Query,
+    ) -> Result<(Vec<Event>, Option<u64>), Error> {
+        self.audited(actor, "read.audit", |_| {
+            self.require(actor, "audit", Action::Read)?;
+            self.audit
+                .query(query)
+                .map_err(|e| Error::BadRequest(e.to_string()))
+        })
+    }
+
+    /// Verifies the audit log (optionally against a checkpoint kept elsewhere).
+    pub fn audit_verify(
+        &self,
+        actor: &Actor,
+        against: Option<&Checkpoint>,
+    ) -> Result<Verification, Error> {
+        self.audited(actor, "verify.audit", |_| {
+            self.require(actor, "audit", Action::Read)?;
+            self.audit
+                .verify(against)
+                .map_err(|e| Error::BadRequest(e.to_string()))
+        })
+    }
+
+    /// Signs and returns a checkpoint of the log as it is now, for keeping off the host.
+    pub fn audit_checkpoint(&self, actor: &Actor) -> Result<Checkpoint, Error> {
+        self.audited(actor, "export.checkpoint", |_| {
+            self.require(actor, "audit", Action::Read)?;
+            self.audit
+                .checkpoint()
+                .map_err(|e| Error::Audit(e.to_string()))
+        })
     }
 }

@@ -43,6 +43,9 @@ pub enum Error {
     /// The policy files are invalid.
     #[error("{0}")]
     Policy(String),
+    /// The audit log could not record the operation, so it was not carried out.
+    #[error("{0}")]
+    Audit(String),
     /// The vault failed (IO, storage, integrity, sealing).
     #[error(transparent)]
     Vault(vault::Error),
@@ -89,6 +92,7 @@ impl Error {
                 access_control::Error::Vault(_) | access_control::Error::Random => "internal",
             },
             Error::Policy(_) => "policy_invalid",
+            Error::Audit(_) => "audit_failure",
             Error::Vault(e) => match e {
                 vault::Error::NotInitialised(_) => "not_initialised",
                 vault::Error::AlreadyExists(_) => "already_exists",

@@ -1,9 +1,11 @@
 //! The one door: every use case of Steward, for the CLI and the HTTP server alike.
 //!
 //! Each operation takes an [`Actor`] (who, by which channel, under which request id) and does,
-//! in order: authorise the principal down to field groups → act on the vault, decrypting only
-//! the fields allowed → report. (Consent checks and audit events join this sequence as their
-//! crates land; see ARCHITECTURE.md.)
+//! in order: authorise the principal down to field groups (casbin's decisions from the data
+//! directory's `policies/`) → act on the vault, decrypting only the fields allowed → append
+//! one audit event (in the same atomic batch as a write; before any data is returned for a
+//! read; refusals and failures too). If the audit append fails, the operation fails. (Consent
+//! checks join this sequence with the consent issue.)
 //!
 //! It must never format a personal value into an error or a log line, and never bypass the
 //! authorisation step, not even for the CLI: the CLI acts as the built-in local admin.
@@ -18,6 +20,7 @@ mod admin;
 mod error;
 mod policies;
 mod subjects;
+mod trail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +59,7 @@ pub struct Actor {
 /// The hub of one data directory.
 pub struct Hub {
     vault: Arc<Vault>,
+    audit: Arc<audit::AuditLog>,
     schema: Arc<Schema>,
     principals: Principals,
     policy: RwLock<Arc<Policy>>,
@@ -114,8 +118,17 @@ impl Hub {
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
+        let audit = Arc::new(
+            audit::AuditLog::open(
+                vault.store().clone(),
+                vault.keys(),
+                audit::AuditConfig::default(),
+            )
+            .map_err(|e| Error::Audit(e.to_string()))?,
+        );
         Ok(Hub {
             vault,
+            audit,
             schema,
             principals,
             policy: RwLock::new(Arc::new(policy)),
@@ -132,9 +145,15 @@ impl Hub {
         }
     }
 
-    /// Resolves an API token.
+    /// Resolves an API token. Failures are not audited here: the caller knows the source
+    /// (see [`Hub::audit_auth_failure`]).
     pub fn authenticate(&self, token: &str) -> Result<Principal, Error> {
         self.principals.authenticate(token).map_err(Error::from)
+    }
+
+    /// The audit log (for tests that make its store fail, and for diagnostics).
+    pub fn audit_log(&self) -> &Arc<audit::AuditLog> {
+        &self.audit
     }
 
     /// The field catalogue.

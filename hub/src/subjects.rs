@@ -175,50 +175,60 @@ impl Hub {
             .map_err(|e| invalid(e, item))
     }
 
-    /// Creates subjects in one atomic batch (all or none). Returns their ids in order.
+    /// Creates subjects in one atomic batch (all or none), with its audit event. Returns
+    /// their ids in order.
     pub fn create_subjects(
         &self,
         actor: &Actor,
         inputs: Vec<NewSubjectInput>,
     ) -> Result<Vec<SubjectId>, Error> {
-        if inputs.is_empty() {
-            return Err(Error::BadRequest("the batch is empty".into()));
-        }
-        if inputs.len() > MAX_BATCH {
-            return Err(Error::BadRequest(format!(
-                "a batch holds at most {MAX_BATCH} subjects; this one has {}",
-                inputs.len()
-            )));
-        }
-        let batch = inputs.len() > 1;
-        let mut items = Vec::with_capacity(inputs.len());
-        for (i, input) in inputs.iter().enumerate() {
-            self.check_writable(actor, RecordKind::Subject, input.fields.keys())?;
-            for gift in &input.gifts {
-                self.check_writable(actor, RecordKind::Gift, gift.keys())?;
+        self.audited(actor, "create.subject", |trail| {
+            for input in &inputs {
+                trail.fields(input.fields.keys());
             }
-            let item = batch.then_some(i);
-            let fields = self.parse(RecordKind::Subject, &input.fields, item)?;
-            if fields.is_empty() {
+            if inputs.is_empty() {
+                return Err(Error::BadRequest("the batch is empty".into()));
+            }
+            if inputs.len() > MAX_BATCH {
                 return Err(Error::BadRequest(format!(
-                    "{}a subject needs at least one field",
-                    item.map(|i| format!("item {i}: ")).unwrap_or_default()
+                    "a batch holds at most {MAX_BATCH} subjects; this one has {}",
+                    inputs.len()
                 )));
             }
-            let gifts = input
-                .gifts
-                .iter()
-                .map(|g| self.parse(RecordKind::Gift, g, item))
-                .collect::<Result<Vec<_>, _>>()?;
-            items.push(NewSubject {
-                kind: input.kind,
-                fields,
-                gifts,
-            });
-        }
-        let ids = self.vault.create_subjects(&items)?;
-        tracing::debug!(count = ids.len(), principal = %actor.principal.id, "subjects created");
-        Ok(ids)
+            let batch = inputs.len() > 1;
+            let mut items = Vec::with_capacity(inputs.len());
+            for (i, input) in inputs.iter().enumerate() {
+                self.check_writable(actor, RecordKind::Subject, input.fields.keys())?;
+                for gift in &input.gifts {
+                    self.check_writable(actor, RecordKind::Gift, gift.keys())?;
+                }
+                let item = batch.then_some(i);
+                let fields = self.parse(RecordKind::Subject, &input.fields, item)?;
+                if fields.is_empty() {
+                    return Err(Error::BadRequest(format!(
+                        "{}a subject needs at least one field",
+                        item.map(|i| format!("item {i}: ")).unwrap_or_default()
+                    )));
+                }
+                let gifts = input
+                    .gifts
+                    .iter()
+                    .map(|g| self.parse(RecordKind::Gift, g, item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                items.push(NewSubject {
+                    kind: input.kind,
+                    fields,
+                    gifts,
+                });
+            }
+            let ids = self.vault.new_subject_ids(items.len())?;
+            for id in &ids {
+                trail.subject(id);
+            }
+            self.commit_audited(actor, "create.subject", trail, |batch| {
+                Ok(self.vault.create_subjects_with(&items, Some(&ids), batch)?)
+            })
+        })
     }
 
     /// Creates one subject.
@@ -243,43 +253,52 @@ impl Hub {
         .collect()
     }
 
+    fn field_name(&self, record: RecordKind, f: FieldId) -> String {
+        self.schema
+            .field_by_id(record, f)
+            .map(|d| d.name.clone())
+            .unwrap_or_else(|| format!("field_{}", f.0))
+    }
+
     /// Reads a subject, decrypting only the fields the actor's role may read; the others are
-    /// named in `withheld`.
+    /// named in `withheld`. The read is audited before anything is returned.
     pub fn get_subject(&self, actor: &Actor, id: &SubjectId) -> Result<SubjectView, Error> {
-        let groups = self.readable_groups(actor);
-        if groups.is_empty() {
-            return Err(Error::Forbidden {
-                action: "read",
-                object: "subject".into(),
-                fields: Vec::new(),
-            });
-        }
-        let schema = &self.schema;
-        let wanted = |f: FieldId| {
-            schema
-                .field_by_id(RecordKind::Subject, f)
-                .is_some_and(|d| groups.contains(&d.group))
-        };
-        let record = self.vault.read_subject(id, &wanted)?;
-        let name = |f: FieldId| {
-            schema
-                .field_by_id(RecordKind::Subject, f)
-                .map(|d| d.name.clone())
-                .unwrap_or_else(|| format!("field_{}", f.0))
-        };
-        let fields = record
-            .fields
-            .iter()
-            .map(|(f, v)| (name(*f), v.to_json()))
-            .collect();
-        let mut withheld: Vec<String> = record.other_fields.iter().map(|f| name(*f)).collect();
-        withheld.sort();
-        Ok(SubjectView {
-            id: record.id,
-            kind: record.kind,
-            version: record.version,
-            fields,
-            withheld,
+        self.audited(actor, "read.subject", |trail| {
+            trail.subject(id);
+            let groups = self.readable_groups(actor);
+            if groups.is_empty() {
+                return Err(Error::Forbidden {
+                    action: "read",
+                    object: "subject".into(),
+                    fields: Vec::new(),
+                });
+            }
+            let schema = &self.schema;
+            let wanted = |f: FieldId| {
+                schema
+                    .field_by_id(RecordKind::Subject, f)
+                    .is_some_and(|d| groups.contains(&d.group))
+            };
+            let record = self.vault.read_subject(id, &wanted)?;
+            let fields: BTreeMap<String, Json> = record
+                .fields
+                .iter()
+                .map(|(f, v)| (self.field_name(RecordKind::Subject, *f), v.to_json()))
+                .collect();
+            trail.fields(fields.keys());
+            let mut withheld: Vec<String> = record
+                .other_fields
+                .iter()
+                .map(|f| self.field_name(RecordKind::Subject, *f))
+                .collect();
+            withheld.sort();
+            Ok(SubjectView {
+                id: record.id,
+                kind: record.kind,
+                version: record.version,
+                fields,
+                withheld,
+            })
         })
     }
 
@@ -292,51 +311,71 @@ impl Hub {
         patch: Map<String, Json>,
         if_version: Option<u32>,
     ) -> Result<u32, Error> {
-        if patch.is_empty() {
-            return Err(Error::BadRequest("the patch names no field".into()));
-        }
-        for reserved in RESERVED_NAMES {
-            if patch.contains_key(*reserved) {
-                return Err(Error::BadRequest(format!(
-                    "`{reserved}` cannot be changed; it is managed by Steward"
-                )));
+        self.audited(actor, "update.subject", |trail| {
+            trail.subject(id);
+            trail.fields(patch.keys());
+            if patch.is_empty() {
+                return Err(Error::BadRequest("the patch names no field".into()));
             }
-        }
-        self.check_writable(actor, RecordKind::Subject, patch.keys())?;
-        let parsed = self
-            .schema
-            .parse_patch(RecordKind::Subject, &patch)
-            .map_err(|e| invalid(e, None))?;
-        Ok(self.vault.update_subject(id, &parsed, if_version)?)
+            for reserved in RESERVED_NAMES {
+                if patch.contains_key(*reserved) {
+                    return Err(Error::BadRequest(format!(
+                        "`{reserved}` cannot be changed; it is managed by Steward"
+                    )));
+                }
+            }
+            self.check_writable(actor, RecordKind::Subject, patch.keys())?;
+            let parsed = self
+                .schema
+                .parse_patch(RecordKind::Subject, &patch)
+                .map_err(|e| invalid(e, None))?;
+            self.commit_audited(actor, "update.subject", trail, |batch| {
+                Ok(self
+                    .vault
+                    .update_subject_with(id, &parsed, if_version, batch)?)
+            })
+        })
     }
 
     /// Erases a subject: its data key is destroyed, so every copy of its data (store, backups)
     /// becomes unreadable.
     pub fn erase_subject(&self, actor: &Actor, id: &SubjectId) -> Result<(), Error> {
-        self.require(actor, "subject", Action::Erase)?;
-        self.vault.erase_subject(id)?;
-        tracing::info!(subject = %id, principal = %actor.principal.id, "subject erased");
-        Ok(())
+        self.audited(actor, "erase.subject", |trail| {
+            trail.subject(id);
+            self.require(actor, "subject", Action::Erase)?;
+            self.commit_audited(actor, "erase.subject", trail, |batch| {
+                Ok(self.vault.erase_subject_with(id, batch)?)
+            })?;
+            tracing::info!(subject = %id, principal = %actor.principal.id, "subject erased");
+            Ok(())
+        })
     }
 
     /// Finds subjects by exact email, phone or external id (normalised first).
     pub fn find(&self, actor: &Actor, lookup: Lookup, term: &str) -> Result<Vec<SubjectId>, Error> {
-        self.require(actor, lookup.group().object(), Action::Read)?;
-        let normalised = match lookup {
-            Lookup::Email => normalise_email(term),
-            Lookup::Phone => normalise_phone(term, &self.schema.default_region),
-            Lookup::ExternalId => normalise_external_id(term),
-        }
-        .map_err(|reason| Error::Invalid {
-            item: None,
-            errors: vec![FieldError {
-                field: lookup.param().to_string(),
-                problem: domain::FieldProblem::Invalid {
-                    reason: reason.to_string(),
-                },
-            }],
-        })?;
-        Ok(self.vault.lookup(lookup.index(), &normalised)?)
+        self.audited(actor, "search.subject", |trail| {
+            trail.fields([lookup.param()]);
+            self.require(actor, lookup.group().object(), Action::Read)?;
+            let normalised = match lookup {
+                Lookup::Email => normalise_email(term),
+                Lookup::Phone => normalise_phone(term, &self.schema.default_region),
+                Lookup::ExternalId => normalise_external_id(term),
+            }
+            .map_err(|reason| Error::Invalid {
+                item: None,
+                errors: vec![FieldError {
+                    field: lookup.param().to_string(),
+                    problem: domain::FieldProblem::Invalid {
+                        reason: reason.to_string(),
+                    },
+                }],
+            })?;
+            let ids = self.vault.lookup(lookup.index(), &normalised)?;
+            for id in &ids {
+                trail.subject(id);
+            }
+            Ok(ids)
+        })
     }
 
     /// Subject ids in creation order, after the cursor.
@@ -346,8 +385,10 @@ impl Hub {
         after: Option<&SubjectId>,
         limit: usize,
     ) -> Result<Vec<SubjectId>, Error> {
-        self.require(actor, AccessGroup::Identity.object(), Action::Read)?;
-        Ok(self.vault.list_subjects(after, limit.clamp(1, 1000))?)
+        self.audited(actor, "list.subject", |_| {
+            self.require(actor, AccessGroup::Identity.object(), Action::Read)?;
+            Ok(self.vault.list_subjects(after, limit.clamp(1, 1000))?)
+        })
     }
 
     /// Adds gifts to a subject.
@@ -357,40 +398,48 @@ impl Hub {
         id: &SubjectId,
         gifts: Vec<Map<String, Json>>,
     ) -> Result<Vec<GiftId>, Error> {
-        self.require(actor, AccessGroup::Financial.object(), Action::Write)?;
-        if gifts.is_empty() {
-            return Err(Error::BadRequest("no gift given".into()));
-        }
-        let parsed = gifts
-            .iter()
-            .enumerate()
-            .map(|(i, g)| self.parse(RecordKind::Gift, g, (gifts.len() > 1).then_some(i)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.vault.add_gifts(id, &parsed)?)
+        self.audited(actor, "create.gift", |trail| {
+            trail.subject(id);
+            for g in &gifts {
+                trail.fields(g.keys());
+            }
+            self.require(actor, AccessGroup::Financial.object(), Action::Write)?;
+            if gifts.is_empty() {
+                return Err(Error::BadRequest("no gift given".into()));
+            }
+            let parsed = gifts
+                .iter()
+                .enumerate()
+                .map(|(i, g)| self.parse(RecordKind::Gift, g, (gifts.len() > 1).then_some(i)))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.commit_audited(actor, "create.gift", trail, |batch| {
+                Ok(self.vault.add_gifts_with(id, &parsed, batch)?)
+            })
+        })
     }
 
     /// A subject's gifts.
     pub fn list_gifts(&self, actor: &Actor, id: &SubjectId) -> Result<Vec<GiftView>, Error> {
-        self.require(actor, AccessGroup::Financial.object(), Action::Read)?;
-        let gifts = self.vault.list_gifts(id)?;
-        Ok(gifts
-            .into_iter()
-            .map(|g| GiftView {
-                id: g.id,
-                fields: g
-                    .fields
-                    .iter()
-                    .map(|(f, v)| {
-                        let name = self
-                            .schema
-                            .field_by_id(RecordKind::Gift, *f)
-                            .map(|d| d.name.clone())
-                            .unwrap_or_else(|| format!("field_{}", f.0));
-                        (name, v.to_json())
-                    })
-                    .collect(),
-            })
-            .collect())
+        self.audited(actor, "read.gift", |trail| {
+            trail.subject(id);
+            self.require(actor, AccessGroup::Financial.object(), Action::Read)?;
+            let gifts = self.vault.list_gifts(id)?;
+            let views: Vec<GiftView> = gifts
+                .into_iter()
+                .map(|g| GiftView {
+                    id: g.id,
+                    fields: g
+                        .fields
+                        .iter()
+                        .map(|(f, v)| (self.field_name(RecordKind::Gift, *f), v.to_json()))
+                        .collect(),
+                })
+                .collect();
+            for v in &views {
+                trail.fields(v.fields.keys());
+            }
+            Ok(views)
+        })
     }
 }
 

@@ -174,3 +174,158 @@ fn a_batch_holds_at_most_ten_thousand_subjects() {
     assert!(err.to_string().contains("at most 10000"), "{err}");
     assert!(hub.list_subjects(&admin, None, 10).unwrap().is_empty());
 }
+
+#[test]
+fn with_the_audit_store_failing_reads_return_nothing() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let id = hub
+        .create_subject(&admin, input(json!({"given_name": "Ann"})))
+        .unwrap();
+    let real = hub.vault().store().clone();
+    hub.audit_log()
+        .set_store(std::sync::Arc::new(vault::FailingStore));
+    let err = hub.get_subject(&admin, &id).unwrap_err();
+    assert_eq!(err.code(), "audit_failure", "{err}");
+    assert_eq!(
+        hub.find(&admin, Lookup::Email, "ann@example.org")
+            .unwrap_err()
+            .code(),
+        "audit_failure"
+    );
+    hub.audit_log().set_store(real);
+    let view = hub.get_subject(&admin, &id).unwrap();
+    assert_eq!(view.fields["given_name"], "Ann");
+    assert!(hub.audit_verify(&admin, None).unwrap().ok);
+}
+
+#[test]
+fn a_write_and_its_event_are_stored_together_or_not_at_all() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let id = hub
+        .create_subject(&admin, input(json!({"given_name": "Ann"})))
+        .unwrap();
+    let before = hub.audit_log().len();
+    // The vault refuses the write (stale version) inside the batch: no `ok` event is kept,
+    // an `error` event records the attempt instead.
+    let patch = json!({"given_name": "Changed"})
+        .as_object()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        hub.update_subject(&admin, &id, patch.clone(), Some(9))
+            .unwrap_err()
+            .code(),
+        "conflict"
+    );
+    let events = hub
+        .audit_log()
+        .query(&audit::Query {
+            after: Some(before - 1),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].action.as_str(), events[0].outcome),
+        ("update.subject", audit::Outcome::Error)
+    );
+    assert_eq!(events[0].reason.as_deref(), Some("conflict"));
+    // A successful write leaves exactly one `ok` event, in the same batch.
+    hub.update_subject(&admin, &id, patch, Some(1)).unwrap();
+    let events = hub
+        .audit_log()
+        .query(&audit::Query {
+            after: Some(before),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].outcome, audit::Outcome::Ok);
+    assert!(hub.audit_log().verify(None).unwrap().ok);
+}
+
+#[test]
+fn every_operation_leaves_an_event_and_auditors_can_answer_their_questions() {
+    use access_control::Role;
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let fred = as_role(&hub, "fred", Role::Fundraiser);
+    let olga = as_role(&hub, "olga", Role::Auditor);
+    let a = hub
+        .create_subject(&admin, input(json!({"given_name": "Ann", "religion": "r"})))
+        .unwrap();
+    let b = hub
+        .create_subject(&admin, input(json!({"given_name": "Bob"})))
+        .unwrap();
+    hub.get_subject(&fred, &a).unwrap();
+    hub.get_subject(&fred, &a).unwrap();
+    hub.get_subject(&fred, &b).unwrap();
+    let _ = hub.update_subject(
+        &fred,
+        &a,
+        json!({"religion": "x"}).as_object().unwrap().clone(),
+        None,
+    );
+    assert_eq!(hub.get_subject(&olga, &a).unwrap_err().code(), "forbidden");
+    // Who read Ann's record?
+    let q = audit::Query {
+        subject: Some(a.to_string()),
+        action: Some("read".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let (events, _) = hub.audit_query(&olga, &q).unwrap();
+    let readers: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.actor_name.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        readers,
+        [("fred", "ok"), ("fred", "ok"), ("olga", "denied")]
+    );
+    // Field names are recorded, values never.
+    assert_eq!(events[0].fields, ["given_name"]);
+    let (denied, _) = hub
+        .audit_query(
+            &olga,
+            &audit::Query {
+                actor: Some("fred".into()),
+                outcome: Some(audit::Outcome::Denied),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(
+        (denied[0].action.as_str(), denied[0].fields.clone()),
+        ("update.subject", vec!["religion".to_string()])
+    );
+    assert_eq!(denied[0].reason.as_deref(), Some("forbidden"));
+    // A fundraiser may not read the log; the auditor may verify it.
+    assert_eq!(hub.audit_query(&fred, &q).unwrap_err().code(), "forbidden");
+    let v = hub.audit_verify(&olga, None).unwrap();
+    assert!(v.ok, "{v:?}");
+    let all = hub
+        .audit_log()
+        .query(&audit::Query {
+            limit: 1000,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    let text = serde_json::to_string(&all).unwrap();
+    assert!(
+        !text.contains("Ann") && !text.contains("Bob"),
+        "values in the audit log: {text}"
+    );
+    // The erased subject's id stays; the log still verifies.
+    hub.erase_subject(&admin, &a).unwrap();
+    assert!(hub.audit_verify(&olga, None).unwrap().ok);
+}

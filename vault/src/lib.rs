@@ -32,7 +32,8 @@ pub use error::{Error, Result};
 pub use keys::{blind_token, KeyRing, MasterSecret};
 pub use seal::{read_passphrase_file, SealInfo, SealTo, Unlock};
 pub use store::{
-    keyspaces, Batch, Entry, EntryIter, Keyspace, Op, SledOptions, SledStore, Store, StoreError,
+    keyspaces, Batch, Entry, EntryIter, FailingStore, Keyspace, Op, SledOptions, SledStore, Store,
+    StoreError,
 };
 pub use vault::{
     layout, read_seal_info, GiftRecord, InitReport, NewSubject, RotationOptions, RotationReport,

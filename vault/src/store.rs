@@ -108,6 +108,11 @@ impl Batch {
         self.ops.push((ks, key.into(), None));
     }
 
+    /// Appends every write of `other`, after this batch's own.
+    pub fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+
     /// Number of writes.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -292,5 +297,38 @@ impl Store for SledStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(backend)
+    }
+}
+
+/// A store on which every operation fails, as when its disk is gone. Tests use it to show
+/// that what must be written (the audit log) fails closed.
+#[derive(Debug, Default)]
+pub struct FailingStore;
+
+fn gone() -> StoreError {
+    StoreError::Backend("the storage device failed (simulated)".into())
+}
+
+impl Store for FailingStore {
+    fn get(&self, _: Keyspace, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(gone())
+    }
+    fn scan_prefix(&self, _: Keyspace, _: &[u8]) -> EntryIter<'_> {
+        Box::new(std::iter::once(Err(gone())))
+    }
+    fn scan_from(&self, _: Keyspace, _: &[u8]) -> EntryIter<'_> {
+        Box::new(std::iter::once(Err(gone())))
+    }
+    fn last_with_prefix(&self, _: Keyspace, _: &[u8]) -> Result<Option<Entry>, StoreError> {
+        Err(gone())
+    }
+    fn apply(&self, _: Batch) -> Result<(), StoreError> {
+        Err(gone())
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Err(gone())
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Err(gone())
     }
 }

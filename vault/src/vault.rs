@@ -466,8 +466,35 @@ impl Vault {
 
     /// Creates subjects (with their gifts) in one atomic batch and returns their ids, in order.
     pub fn create_subjects(&self, items: &[NewSubject]) -> Result<Vec<SubjectId>> {
+        self.create_subjects_with(items, None, Batch::new())
+    }
+
+    /// Fresh subject ids, for callers that must name subjects before creating them (the
+    /// audit event of a creation is written in the same batch as the records).
+    pub fn new_subject_ids(&self, n: usize) -> Result<Vec<SubjectId>> {
+        let random = self.random(n * 10)?;
+        let ms = now_ms();
+        Ok(random
+            .chunks(10)
+            .map(|r| SubjectId::from_parts(ms, r.try_into().expect("10 bytes")))
+            .collect())
+    }
+
+    /// [`Vault::create_subjects`] with ids chosen by the caller (from
+    /// [`Vault::new_subject_ids`]) and `extra` writes applied in the same atomic batch.
+    pub fn create_subjects_with(
+        &self,
+        items: &[NewSubject],
+        given_ids: Option<&[SubjectId]>,
+        extra: Batch,
+    ) -> Result<Vec<SubjectId>> {
         if items.is_empty() {
             return Ok(Vec::new());
+        }
+        if given_ids.is_some_and(|g| g.len() != items.len()) {
+            return Err(Error::Corrupt {
+                what: "one id per new subject".into(),
+            });
         }
         let _gate = self.gate.read().expect("write gate");
         let version = self.kek_version.load(Ordering::SeqCst);
@@ -484,7 +511,10 @@ impl Vault {
             let r = &random[i * per_subject..(i + 1) * per_subject];
             let mut idr = [0u8; 10];
             idr.copy_from_slice(&r[..10]);
-            let id = SubjectId::from_parts(ms, idr);
+            let id = match given_ids {
+                Some(given) => given[i],
+                None => SubjectId::from_parts(ms, idr),
+            };
             let dek = &r[10..10 + KEY_LEN];
             let half = self.wrap_dek(&id, dek, &r[10 + KEY_LEN..22 + KEY_LEN], version);
             slot_bytes.extend_from_slice(id.as_bytes());
@@ -533,6 +563,7 @@ impl Vault {
                 );
             }
         }
+        batch.extend(extra);
         self.store.apply(batch)?;
         self.store.flush()?;
         Ok(ids)
@@ -615,6 +646,17 @@ impl Vault {
         patch: &[(FieldId, Option<Value>)],
         expected_version: Option<u32>,
     ) -> Result<u32> {
+        self.update_subject_with(id, patch, expected_version, Batch::new())
+    }
+
+    /// [`Vault::update_subject`] with `extra` writes in the same atomic batch.
+    pub fn update_subject_with(
+        &self,
+        id: &SubjectId,
+        patch: &[(FieldId, Option<Value>)],
+        expected_version: Option<u32>,
+        extra: Batch,
+    ) -> Result<u32> {
         let _gate = self.gate.read().expect("write gate");
         let _rmw = self.rmw.lock().expect("rmw lock");
         let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
@@ -664,6 +706,7 @@ impl Vault {
         for added in new_index.difference(&old_index) {
             batch.put(ks::INDEX, added.clone(), Vec::new());
         }
+        batch.extend(extra);
         self.store.apply(batch)?;
         self.store.flush()?;
         Ok(header.version)
@@ -674,6 +717,16 @@ impl Vault {
         &self,
         id: &SubjectId,
         gifts: &[Vec<(FieldId, Value)>],
+    ) -> Result<Vec<GiftId>> {
+        self.add_gifts_with(id, gifts, Batch::new())
+    }
+
+    /// [`Vault::add_gifts`] with `extra` writes in the same atomic batch.
+    pub fn add_gifts_with(
+        &self,
+        id: &SubjectId,
+        gifts: &[Vec<(FieldId, Value)>],
+        extra: Batch,
     ) -> Result<Vec<GiftId>> {
         let _gate = self.gate.read().expect("write gate");
         let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
@@ -698,6 +751,7 @@ impl Vault {
             );
             out.push(gid);
         }
+        batch.extend(extra);
         self.store.apply(batch)?;
         self.store.flush()?;
         Ok(out)
@@ -729,6 +783,11 @@ impl Vault {
     /// wherever the ciphertext lingers), then deletes its records and index entries and leaves
     /// a tombstone holding only the id and the time.
     pub fn erase_subject(&self, id: &SubjectId) -> Result<()> {
+        self.erase_subject_with(id, Batch::new())
+    }
+
+    /// [`Vault::erase_subject`] with `extra` writes in the same atomic batch as the deletions.
+    pub fn erase_subject_with(&self, id: &SubjectId, extra: Batch) -> Result<()> {
         let _gate = self.gate.read().expect("write gate");
         let _rmw = self.rmw.lock().expect("rmw lock");
         let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
@@ -770,6 +829,7 @@ impl Vault {
             id.as_bytes().to_vec(),
             now_ms().to_le_bytes().to_vec(),
         );
+        batch.extend(extra);
         self.store.apply(batch)?;
         self.store.flush()?;
         Ok(())

@@ -1,0 +1,137 @@
+//! Auditing every operation: the wrapper each use case runs in.
+//!
+//! Reads append their event after acting and before returning anything: if the append fails
+//! the data is dropped and the caller gets an error. Writes put their event in the same atomic
+//! store batch as the change ([`Hub::commit_audited`]): both are stored, or neither. Refusals
+//! and failures are recorded too (outcome `denied` or `error` with the error's code).
+
+use audit::{NewEvent, Outcome};
+use vault::Batch;
+
+use crate::error::Error;
+use crate::{Actor, Channel, Hub};
+
+/// What an operation touched, filled in as it runs.
+#[derive(Debug, Default)]
+pub(crate) struct Trail {
+    pub(crate) subjects: Vec<String>,
+    pub(crate) fields: Vec<String>,
+    /// Set once the operation's own event went into its write batch.
+    recorded: bool,
+}
+
+impl Trail {
+    pub(crate) fn subject(&mut self, id: impl ToString) {
+        self.subjects.push(id.to_string());
+    }
+
+    pub(crate) fn fields<I: IntoIterator<Item = S>, S: ToString>(&mut self, names: I) {
+        self.fields.extend(names.into_iter().map(|n| n.to_string()));
+    }
+}
+
+impl Hub {
+    pub(crate) fn new_event(
+        &self,
+        actor: &Actor,
+        action: &str,
+        trail: &Trail,
+        outcome: Outcome,
+        reason: Option<&str>,
+    ) -> NewEvent {
+        let mut fields = trail.fields.clone();
+        fields.sort();
+        fields.dedup();
+        NewEvent {
+            actor: actor.principal.id.to_string(),
+            actor_name: actor.principal.name.clone(),
+            role: actor.principal.role.to_string(),
+            action: action.to_string(),
+            subjects: trail.subjects.clone(),
+            fields,
+            purpose: None,
+            request_id: actor.request_id.clone(),
+            outcome,
+            reason: reason.map(str::to_string),
+            source: match &actor.channel {
+                Channel::Cli => "cli".into(),
+                Channel::Http(addr) => addr.clone(),
+            },
+        }
+    }
+
+    /// Runs `op` and records its event: `ok` with what it touched, or `denied`/`error` with
+    /// the error's code. If the event cannot be written the result is replaced by an error.
+    pub(crate) fn audited<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        op: impl FnOnce(&mut Trail) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut trail = Trail::default();
+        let result = op(&mut trail);
+        if trail.recorded && result.is_ok() {
+            return result;
+        }
+        let (outcome, reason) = match &result {
+            Ok(_) => (Outcome::Ok, None),
+            Err(Error::Audit(_)) => return result,
+            Err(e) if matches!(e.code(), "forbidden" | "unauthenticated") => {
+                (Outcome::Denied, Some(e.code()))
+            }
+            Err(e) => (Outcome::Error, Some(e.code())),
+        };
+        let event = self.new_event(actor, action, &trail, outcome, reason);
+        match self.audit.append(event) {
+            Ok(_) => result,
+            Err(e) => {
+                tracing::error!(error = %e, action, "audit append failed; operation refused");
+                Err(Error::Audit(e.to_string()))
+            }
+        }
+    }
+
+    /// Applies a write together with its `ok` event in one atomic batch: `write` gets the
+    /// audit entries and must include them in the batch it applies.
+    pub(crate) fn commit_audited<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        trail: &mut Trail,
+        write: impl FnOnce(Batch) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let event = self.new_event(actor, action, trail, Outcome::Ok, None);
+        match self.audit.append_with(vec![event], write) {
+            Err(e) => {
+                tracing::error!(error = %e, action, "audit append failed; write not applied");
+                Err(Error::Audit(e.to_string()))
+            }
+            Ok(Ok(v)) => {
+                trail.recorded = true;
+                Ok(v)
+            }
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// Records a failed authentication (no principal is known).
+    pub fn audit_auth_failure(&self, source: &str, request_id: Option<&str>) -> Result<(), Error> {
+        let event = NewEvent {
+            actor: "-".into(),
+            actor_name: "-".into(),
+            role: "-".into(),
+            action: "authenticate".into(),
+            subjects: Vec::new(),
+            fields: Vec::new(),
+            purpose: None,
+            request_id: request_id.map(str::to_string),
+            outcome: Outcome::Denied,
+            reason: Some("unauthenticated".into()),
+            source: source.to_string(),
+        };
+        self.audit
+            .append(event)
+            .map(|_| ())
+            .map_err(|e| Error::Audit(e.to_string()))
+    }
+}
