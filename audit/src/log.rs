@@ -227,9 +227,12 @@ pub(crate) fn now_rfc3339() -> String {
     )
 }
 
+/// One stored event: its canonical bytes and its chain hash.
+type Stored<'a> = (&'a [u8], &'a [u8]);
+
 /// The events of a block, as (canonical bytes, stored hash) pairs, in order; the last item
 /// is `None` when the framing breaks there (the events before it are still returned).
-fn events_of(block: &[u8]) -> Vec<Option<(&[u8], &[u8])>> {
+fn events_of(block: &[u8]) -> Vec<Option<Stored<'_>>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < block.len() {
@@ -254,8 +257,8 @@ fn events_of(block: &[u8]) -> Vec<Option<(&[u8], &[u8])>> {
 }
 
 /// [`events_of`], failing on broken framing.
-fn split_block(block: &[u8]) -> Result<Vec<(&[u8], &[u8])>, ()> {
-    events_of(block).into_iter().map(|e| e.ok_or(())).collect()
+fn split_block(block: &[u8]) -> Option<Vec<Stored<'_>>> {
+    events_of(block).into_iter().collect()
 }
 
 /// The `seq` of canonical bytes, read without a full parse (`{"seq":N,...`).
@@ -293,7 +296,7 @@ impl AuditLog {
                     .try_into()
                     .map_err(|_| Error::Read("bad block key".into()))?,
             ) + 1;
-            if let Ok(events) = split_block(&v) {
+            if let Some(events) = split_block(&v) {
                 if let Some((body, hash)) = events.last() {
                     next_seq = seq_of(body).map(|s| s + 1).unwrap_or(0);
                     head.copy_from_slice(&hash[..32]);
@@ -526,7 +529,7 @@ impl AuditLog {
         let mut out = Vec::new();
         for entry in self.store().scan_prefix(ks::AUDIT, &[]) {
             let (_, block) = entry.map_err(|e| Error::Read(e.to_string()))?;
-            let events = split_block(&block).map_err(|_| {
+            let events = split_block(&block).ok_or_else(|| {
                 Error::Read("a block is malformed; run `steward audit verify`".into())
             })?;
             for (body, _) in events {

@@ -37,7 +37,7 @@ fn event(i: u64) -> NewEvent {
         actor: format!("actor-{}", i % 7),
         actor_name: format!("user{}", i % 7),
         role: "fundraiser".into(),
-        action: if i % 3 == 0 {
+        action: if i.is_multiple_of(3) {
             "subject.read".into()
         } else {
             "subject.update".into()
@@ -309,7 +309,7 @@ fn queries_filter_by_subject_actor_action_outcome_and_time_with_paging() {
         ..Query::default()
     };
     let (events, next) = log.query(&q).unwrap();
-    let expected: Vec<u64> = (0..700).filter(|i| i % 50 == 3 && i % 3 == 0).collect();
+    let expected: Vec<u64> = (0..700u64).filter(|i| i % 50 == 3 && i.is_multiple_of(3)).collect();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
     assert!(next.is_none());
     let q = Query {

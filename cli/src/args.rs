@@ -63,6 +63,76 @@ pub enum Command {
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// The tamper-evident audit log: verify, query, export, checkpoints.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+/// Filters shared by `audit query` and `audit export`.
+#[derive(Debug, Args)]
+pub struct AuditFilter {
+    /// Events about this subject id.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Events by this user (name or principal id).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// An action (`read.subject`), or its verb (`read`, `export`) or object (`subject`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// ok, denied or error.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// At or after this time (YYYY-MM-DD or RFC 3339, UTC).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Before this time (YYYY-MM-DD or RFC 3339, UTC).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Recompute the hash chain and check every checkpoint; exit 0 when intact, 1 otherwise.
+    Verify {
+        /// Also check against a checkpoint exported earlier (detects truncation and rollback).
+        #[arg(long, value_name = "CHECKPOINT.json")]
+        against: Option<PathBuf>,
+    },
+    /// Events, filtered, a page at a time.
+    Query {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Events after this sequence number (paging).
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Every matching event, as JSON Lines or CSV.
+    Export {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Signed checkpoints.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCmd {
+    /// Sign a checkpoint of the log as it is now and write it (JSON) for off-host keeping.
+    Export {
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

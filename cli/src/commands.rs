@@ -60,6 +60,10 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::Audit(cmd) => {
+            crate::init_logging("warn");
+            crate::audit_cmd::run(g, cmd, out)
+        }
         Command::Backup(cmd) => {
             crate::init_logging("warn");
             backup(g, cmd, out)

@@ -9,6 +9,7 @@
 //! - `client`: the small HTTP client used when a server holds the directory.
 
 mod args;
+mod audit_cmd;
 mod client;
 mod commands;
 mod output;
@@ -149,11 +150,17 @@ pub(crate) fn open_hub(global: &args::Global) -> anyhow::Result<Hub> {
 pub(crate) fn actor_for(hub: &Hub, global: &args::Global) -> anyhow::Result<hub::Actor> {
     match &global.token {
         None => Ok(hub.local_actor()),
-        Some(token) => Ok(hub::Actor {
-            principal: hub.authenticate(token)?,
-            channel: hub::Channel::Cli,
-            request_id: None,
-        }),
+        Some(token) => match hub.authenticate(token) {
+            Ok(principal) => Ok(hub::Actor {
+                principal,
+                channel: hub::Channel::Cli,
+                request_id: None,
+            }),
+            Err(e) => {
+                hub.audit_auth_failure("cli", None)?;
+                Err(e.into())
+            }
+        },
     }
 }
 

@@ -228,3 +228,117 @@ impl From<hub::SubjectView> for SubjectView {
         }
     }
 }
+
+/// One audit event: ids, field names and codes only.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditEvent {
+    pub(crate) seq: u64,
+    /// UTC, RFC 3339.
+    pub(crate) time: String,
+    /// Principal id (`-` when unauthenticated).
+    pub(crate) actor: String,
+    pub(crate) actor_name: String,
+    pub(crate) role: String,
+    /// verb.object, e.g. `read.subject`, `create.subject`, `erase.subject`, `authenticate`.
+    pub(crate) action: String,
+    pub(crate) subjects: Vec<String>,
+    /// Names of the fields touched; never values.
+    pub(crate) fields: Vec<String>,
+    pub(crate) purpose: Option<String>,
+    pub(crate) request_id: Option<String>,
+    /// ok, denied or error.
+    pub(crate) outcome: String,
+    pub(crate) reason: Option<String>,
+    /// `cli` or the client's address.
+    pub(crate) source: String,
+}
+
+impl From<audit::Event> for AuditEvent {
+    fn from(e: audit::Event) -> Self {
+        AuditEvent {
+            seq: e.seq,
+            time: e.time,
+            actor: e.actor,
+            actor_name: e.actor_name,
+            role: e.role,
+            action: e.action,
+            subjects: e.subjects,
+            fields: e.fields,
+            purpose: e.purpose,
+            request_id: e.request_id,
+            outcome: e.outcome.as_str().to_string(),
+            reason: e.reason,
+            source: e.source,
+        }
+    }
+}
+
+/// A page of audit events.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditPage {
+    pub(crate) items: Vec<AuditEvent>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub(crate) next: Option<u64>,
+}
+
+/// The result of verifying the audit log.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditVerification {
+    /// True when the chain, every checkpoint and the recorded head agree.
+    pub(crate) ok: bool,
+    pub(crate) events: u64,
+    pub(crate) checkpoints: u64,
+    /// Chain hash after the last event (hex).
+    pub(crate) head: String,
+    /// The first problem found, by sequence number.
+    pub(crate) problem: Option<AuditProblem>,
+}
+
+/// What is wrong, and where.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditProblem {
+    /// The first bad sequence number.
+    pub(crate) seq: u64,
+    /// hash_mismatch, gap, out_of_order, malformed, bad_signature, checkpoint_mismatch,
+    /// truncated or rollback.
+    pub(crate) kind: String,
+    pub(crate) detail: String,
+}
+
+impl From<audit::Verification> for AuditVerification {
+    fn from(v: audit::Verification) -> Self {
+        AuditVerification {
+            ok: v.ok,
+            events: v.events,
+            checkpoints: v.checkpoints,
+            head: v.head,
+            problem: v.problem.map(|p| AuditProblem {
+                seq: p.seq,
+                kind: p.kind,
+                detail: p.detail,
+            }),
+        }
+    }
+}
+
+/// A signed checkpoint of the audit log, to keep off the host.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditCheckpoint {
+    pub(crate) size: u64,
+    pub(crate) head: String,
+    pub(crate) time: String,
+    pub(crate) public_key: String,
+    pub(crate) signature: String,
+}
+
+impl From<audit::Checkpoint> for AuditCheckpoint {
+    fn from(c: audit::Checkpoint) -> Self {
+        AuditCheckpoint {
+            size: c.size,
+            head: c.head,
+            time: c.time,
+            public_key: c.public_key,
+            signature: c.signature,
+        }
+    }
+}

@@ -97,25 +97,39 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(unauthenticated)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(unauthenticated)?
-            .trim()
-            .to_string();
-        // Inline, not on the blocking pool: two point reads of tiny, always-cached records and
-        // one HMAC. Moving it off the executor cost more than it saved (see BENCHMARKS.md).
-        let principal = state.hub.authenticate(&token)?;
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(|t| t.trim().to_string());
+        // Inline, not on the blocking pool: two point reads of tiny, always-cached records and
+        // one HMAC. Moving it off the executor cost more than it saved (see BENCHMARKS.md).
+        let principal = match token.map(|t| state.hub.authenticate(&t)) {
+            Some(Ok(p)) => p,
+            _ => {
+                let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+                let hub = state.hub.clone();
+                let source = peer.clone();
+                // Failed authentications are audited (who tried from where), off the executor.
+                let audited = tokio::task::spawn_blocking(move || {
+                    hub.audit_auth_failure(&source, request_id.as_deref())
+                })
+                .await;
+                if let Ok(Err(e)) | Err(e) = audited.map_err(|e| hub::Error::Audit(e.to_string())) {
+                    tracing::error!(error = %e, "could not audit a failed authentication");
+                }
+                return Err(unauthenticated());
+            }
+        };
         if let Err(retry_after) = state.limiter.check(principal.id) {
             return Err(ApiError::RateLimited { retry_after });
         }

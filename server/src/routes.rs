@@ -30,6 +30,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_users, add_user))
         .routes(routes!(revoke_user, change_role))
         .routes(routes!(backup))
+        .routes(routes!(audit_events))
+        .routes(routes!(audit_verify))
+        .routes(routes!(audit_checkpoint))
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -619,4 +622,110 @@ impl futures_core::Stream for RxStream {
     ) -> std::task::Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
     }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    /// Events about this subject id.
+    subject: Option<String>,
+    /// Events by this actor (principal id or user name).
+    actor: Option<String>,
+    /// Action, or its verb or object (`read.subject`, `read`, `subject`).
+    action: Option<String>,
+    /// ok, denied or error.
+    outcome: Option<String>,
+    /// At or after this time (RFC 3339 or YYYY-MM-DD).
+    from: Option<String>,
+    /// Before this time (RFC 3339 or YYYY-MM-DD).
+    to: Option<String>,
+    /// Cursor: events after this sequence number.
+    after: Option<u64>,
+    /// Page size, 1 to 10000 (default 100).
+    limit: Option<usize>,
+}
+
+/// Audit events, filtered and paged (auditor and admin).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = AuditPage),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Auditors and admins only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn audit_events(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_param("query", &e.body_text()))?;
+    let outcome = match q.outcome.as_deref() {
+        None => None,
+        Some("ok") => Some(audit::Outcome::Ok),
+        Some("denied") => Some(audit::Outcome::Denied),
+        Some("error") => Some(audit::Outcome::Error),
+        Some(_) => return Err(ApiError::bad_param("outcome", "one of ok, denied, error")),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_param("limit", "must be between 1 and 10000"));
+    }
+    let query = audit::Query {
+        subject: q.subject,
+        actor: q.actor,
+        action: q.action,
+        outcome,
+        from: q.from,
+        to: q.to,
+        after: q.after,
+        limit,
+    };
+    let hub = state.hub.clone();
+    let (events, next) = blocking(move || hub.audit_query(&actor, &query)).await?;
+    Ok(Json(AuditPage {
+        items: events.into_iter().map(AuditEvent::from).collect(),
+        next,
+    }))
+}
+
+/// Recomputes the hash chain and checks every signed checkpoint (auditor and admin).
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The verification result (ok, or the first bad event)", body = AuditVerification),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Auditors and admins only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn audit_verify(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<AuditVerification>, ApiError> {
+    let hub = state.hub.clone();
+    Ok(Json(
+        blocking(move || hub.audit_verify(&actor, None))
+            .await?
+            .into(),
+    ))
+}
+
+/// Signs a checkpoint of the log as it is now, for keeping off the host (auditor and admin).
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed checkpoint", body = AuditCheckpoint),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Auditors and admins only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn audit_checkpoint(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<AuditCheckpoint>, ApiError> {
+    let hub = state.hub.clone();
+    Ok(Json(
+        blocking(move || hub.audit_checkpoint(&actor)).await?.into(),
+    ))
 }

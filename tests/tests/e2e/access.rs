@@ -350,6 +350,19 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     deny_403(s, &v)
                 }
             }
+            ("GET", "/v1/audit")
+            | ("GET", "/v1/audit/verify")
+            | ("GET", "/v1/audit/checkpoint") => {
+                let (s, _, v) = http("GET", &u(&row.route), Some(token), None);
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}");
+                    if row.route == "/v1/audit/verify" {
+                        assert_eq!(v["ok"], true, "{ctx}: {v}");
+                    }
+                } else {
+                    deny_403(s, &v);
+                }
+            }
             (m, r) => panic!("the test does not know how to exercise {m} {r}: add it here"),
         }
         checked += 1;

@@ -2,5 +2,6 @@
 //! the real server over HTTP with curl.
 
 mod access;
+mod audit;
 mod foundation;
 mod support;

@@ -1,0 +1,193 @@
+//! `steward audit ...`.
+
+use std::io::Write;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::args::{AuditCmd, AuditFilter, CheckpointCmd, Global};
+use crate::output::Output;
+use crate::{actor_for, open_hub, usage};
+
+fn query(filter: &AuditFilter, after: Option<u64>, limit: usize) -> anyhow::Result<audit::Query> {
+    let outcome = match filter.outcome.as_deref() {
+        None => None,
+        Some("ok") => Some(audit::Outcome::Ok),
+        Some("denied") => Some(audit::Outcome::Denied),
+        Some("error") => Some(audit::Outcome::Error),
+        Some(_) => return Err(usage("bad_outcome", "--outcome is ok, denied or error")),
+    };
+    Ok(audit::Query {
+        subject: filter.subject.clone(),
+        actor: filter.actor.clone(),
+        action: filter.action.clone(),
+        outcome,
+        from: filter.from.clone(),
+        to: filter.to.clone(),
+        after,
+        limit,
+    })
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn event_line(e: &audit::Event) -> String {
+    format!(
+        "{:>6}  {}  {:<18} {:<16} {:<7} {}{}{}",
+        e.seq,
+        e.time,
+        e.actor_name,
+        e.action,
+        e.outcome.as_str(),
+        e.subjects.join(" "),
+        if e.fields.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", e.fields.join(", "))
+        },
+        e.reason
+            .as_deref()
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default()
+    )
+}
+
+pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> {
+    let hub = open_hub(g)?;
+    let actor = actor_for(&hub, g)?;
+    match cmd {
+        AuditCmd::Verify { against } => {
+            let against = against
+                .map(|p| {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    audit::Checkpoint::from_json(&text)
+                        .map_err(|e| usage("bad_checkpoint", e.to_string()))
+                })
+                .transpose()?;
+            let v = hub.audit_verify(&actor, against.as_ref())?;
+            out.emit(&json!(v), || match &v.problem {
+                None => format!(
+                    "audit log intact: {} events, {} checkpoints verified, head {}",
+                    v.events, v.checkpoints, v.head
+                ),
+                Some(p) => format!(
+                    "audit log damaged at event {}: {} ({})",
+                    p.seq, p.detail, p.kind
+                ),
+            });
+            if !v.ok {
+                // Flush the store (the verification itself was audited) before leaving.
+                drop(hub);
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        AuditCmd::Query {
+            filter,
+            after,
+            limit,
+        } => {
+            let (events, next) = hub.audit_query(&actor, &query(&filter, after, limit)?)?;
+            out.emit(&json!({"items": events, "next": next}), || {
+                let mut s: Vec<String> = events.iter().map(event_line).collect();
+                if let Some(n) = next {
+                    s.push(format!("(more: --after {n})"));
+                }
+                s.join("\n")
+            });
+            Ok(())
+        }
+        AuditCmd::Export {
+            filter,
+            format,
+            out: path,
+        } => {
+            if format != "jsonl" && format != "csv" {
+                return Err(usage("bad_format", "--format is jsonl or csv"));
+            }
+            let mut sink: Box<dyn Write> = match &path {
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            if format == "csv" {
+                writeln!(sink, "seq,time,actor,actor_name,role,action,subjects,fields,purpose,request_id,outcome,reason,source")?;
+            }
+            let mut after = None;
+            let mut n = 0u64;
+            loop {
+                let (events, next) = hub.audit_query(&actor, &query(&filter, after, 10_000)?)?;
+                for e in &events {
+                    if format == "jsonl" {
+                        writeln!(sink, "{}", serde_json::to_string(e)?)?;
+                    } else {
+                        let cells = [
+                            e.seq.to_string(),
+                            e.time.clone(),
+                            e.actor.clone(),
+                            e.actor_name.clone(),
+                            e.role.clone(),
+                            e.action.clone(),
+                            e.subjects.join(" "),
+                            e.fields.join(" "),
+                            e.purpose.clone().unwrap_or_default(),
+                            e.request_id.clone().unwrap_or_default(),
+                            e.outcome.as_str().to_string(),
+                            e.reason.clone().unwrap_or_default(),
+                            e.source.clone(),
+                        ];
+                        writeln!(
+                            sink,
+                            "{}",
+                            cells
+                                .iter()
+                                .map(|c| csv_cell(c))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        )?;
+                    }
+                    n += 1;
+                }
+                match next {
+                    Some(s) => after = Some(s),
+                    None => break,
+                }
+            }
+            sink.flush()?;
+            if let Some(p) = path {
+                out.emit(&json!({"events": n, "file": p}), || {
+                    format!("{n} events written to {}", p.display())
+                });
+            }
+            Ok(())
+        }
+        AuditCmd::Checkpoint(CheckpointCmd::Export { out: path }) => {
+            let cp = hub.audit_checkpoint(&actor)?;
+            let text = serde_json::to_string_pretty(&cp)?;
+            match path {
+                Some(p) => {
+                    std::fs::write(&p, format!("{text}\n"))
+                        .with_context(|| format!("writing {}", p.display()))?;
+                    out.emit(&json!(cp), || {
+                        format!(
+                            "checkpoint of {} events written to {}",
+                            cp.size,
+                            p.display()
+                        )
+                    });
+                }
+                None => out.emit(&json!(cp), || text.clone()),
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The audit log from the outside: verification, checkpoints kept elsewhere, queries, exports.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+#[test]
+fn a_whole_data_directory_rolled_back_is_caught_by_a_checkpoint_kept_elsewhere() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Ann"}));
+    for _ in 0..3 {
+        env.json(&["subject", "show", &id], None);
+    }
+    assert_eq!(env.json(&["audit", "verify"], None)["ok"], true);
+    // A copy of the directory as it is now (what an attacker with disk access could keep).
+    let old = env.tmp.path().join("old-copy");
+    assert!(std::process::Command::new("cp")
+        .args(["-r", env.data.to_str().unwrap(), old.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
+    // More happens, and an auditor exports a checkpoint off the host.
+    env.json(&["subject", "erase", &id], None);
+    let cp = env.tmp.path().join("checkpoint.json");
+    env.json(
+        &[
+            "audit",
+            "checkpoint",
+            "export",
+            "--out",
+            cp.to_str().unwrap(),
+        ],
+        None,
+    );
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert!(exported["signature"].as_str().unwrap().len() == 128);
+    let out = env.run(
+        &["audit", "verify", "--against", cp.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The directory is rolled back to the old copy: on its own it still verifies...
+    std::fs::remove_dir_all(&env.data).unwrap();
+    std::fs::rename(&old, &env.data).unwrap();
+    let out = env.run(&["audit", "verify"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // ...but not against the checkpoint kept elsewhere, which names where it breaks.
+    let out = env.run(
+        &[
+            "audit",
+            "verify",
+            "--against",
+            cp.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["problem"]["kind"], "rollback");
+    assert!(v["problem"]["seq"].as_u64().is_some());
+}
+
+#[test]
+fn auditors_query_and_export_without_ever_seeing_a_value() {
+    let env = Env::init();
+    let fred = env.json(&["users", "add", "fred", "--role", "fundraiser"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let olga = env.json(&["users", "add", "olga", "--role", "auditor"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = env.add(&json!({"given_name": "Qcanaryaudit", "email": "canary.audit@example.org", "religion": "Zcanaryrel"}));
+    for _ in 0..2 {
+        env.json(&["subject", "show", &id, "--token", &fred], None);
+    }
+    let out = env.run(&["subject", "show", &id, "--token", &olga], None);
+    assert_eq!(out.status.code(), Some(7));
+    let out = env.run(&["subject", "show", &id, "--token", "stw_wrong"], None);
+    assert_eq!(out.status.code(), Some(6));
+    // Who read this donor's record (this year)?
+    let year = &env.json(&["audit", "query", "--limit", "1", "--token", &olga], None)["items"][0]
+        ["time"]
+        .as_str()
+        .unwrap()[..4]
+        .to_string();
+    let v = env.json(
+        &[
+            "audit",
+            "query",
+            "--subject",
+            &id,
+            "--action",
+            "read",
+            "--from",
+            &format!("{year}-01-01"),
+            "--token",
+            &olga,
+        ],
+        None,
+    );
+    let who: Vec<(String, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor_name"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("fred".to_string(), "ok".to_string()),
+            ("fred".into(), "ok".into()),
+            ("olga".into(), "denied".into())
+        ]
+    );
+    // The failed authentication is there too.
+    let v = env.json(
+        &[
+            "audit",
+            "query",
+            "--action",
+            "authenticate",
+            "--token",
+            &olga,
+        ],
+        None,
+    );
+    assert_eq!(v["items"][0]["outcome"], "denied");
+    assert_eq!(v["items"][0]["source"], "cli");
+    // Nothing before the year began.
+    let v = env.json(
+        &[
+            "audit",
+            "query",
+            "--to",
+            &format!("{year}-01-01"),
+            "--token",
+            &olga,
+        ],
+        None,
+    );
+    assert_eq!(v["items"], json!([]));
+    // Exports: JSON Lines and CSV, every event, no value anywhere.
+    let jsonl = env.tmp.path().join("audit.jsonl");
+    let csv = env.tmp.path().join("audit.csv");
+    env.json(
+        &[
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "--out",
+            jsonl.to_str().unwrap(),
+            "--token",
+            &olga,
+        ],
+        None,
+    );
+    env.json(
+        &[
+            "audit",
+            "export",
+            "--format",
+            "csv",
+            "--out",
+            csv.to_str().unwrap(),
+            "--token",
+            &olga,
+        ],
+        None,
+    );
+    let jsonl_text = std::fs::read_to_string(&jsonl).unwrap();
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert!(jsonl_text.lines().count() >= 8, "{jsonl_text}");
+    // The CSV export came second, so it also holds the event of the first export.
+    assert_eq!(csv_text.lines().count(), jsonl_text.lines().count() + 2);
+    assert!(csv_text.starts_with("seq,time,actor"));
+    for text in [&jsonl_text, &csv_text] {
+        let lower = text.to_lowercase();
+        assert!(!lower.contains("canary"), "a value in the audit export");
+    }
+    let hits = find_markers(&env.data, &[], &["canary"]);
+    assert!(hits.is_empty(), "{hits:?}");
+    // A fundraiser may not read the log.
+    let out = env.run(&["audit", "query", "--token", &fred], None);
+    assert_eq!(out.status.code(), Some(7));
+}
