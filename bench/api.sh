@@ -47,18 +47,32 @@ export IDS_FILE="$W/ids.txt"
 ./target/release/steward-bench batch-json 1000 > "$W/batch.json"
 export BATCH_FILE="$W/batch.json"
 PORT=$((30000 + RANDOM % 20000))
-"$B" serve --data "$W/d" --addr "127.0.0.1:$PORT" --rate-limit 0 >/dev/null 2>"$W/server.log" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 URL="http://127.0.0.1:$PORT"
+SERVER=""
+trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; wait 2>/dev/null || true' EXIT
+start() {
+  "$@" >/dev/null 2>"$W/server.log" &
+  SERVER=$!
+  for _ in $(seq 200); do curl -sf "$URL/healthz" >/dev/null && return; sleep 0.1; done
+  echo "server did not start"; cat "$W/server.log"; exit 1
+}
+stop() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""; }
 run() { wrk -t1 -c"$1" -d"$DURATION" --latency -s "$2" "$3"; }
+
+start "$B" serve --data "$W/d" --addr "127.0.0.1:$PORT" --rate-limit 0
 echo "== GET /v1/subjects/{id} (fundraiser token; $N subjects; $(wc -l < "$IDS_FILE") distinct ids at random)"
 run "$CONNECTIONS" bench/wrk/get_subject.lua "$URL" | tee "$W/get.txt"
 echo "== GET /healthz"
 run "$CONNECTIONS" bench/wrk/healthz.lua "$URL/healthz" | tee "$W/healthz.txt"
 echo "== POST /v1/subjects/batch (1,000 subjects per request)"
 TOKEN="$ADMIN" run 2 bench/wrk/post_batch.lua "$URL/v1/subjects/batch" | tee "$W/batch.txt"
+stop
+# The same reads on the same router and data, with the audit log's store writes discarded
+# (bench binary only), to measure what the audit append costs an HTTP read.
+start ./target/release/steward-bench serve --data "$W/d" --identity "$W/id.txt" --addr "127.0.0.1:$PORT" --discard-audit
+echo "== GET /v1/subjects/{id} without the audit store write"
+run "$CONNECTIONS" bench/wrk/get_subject.lua "$URL" | tee "$W/get-noaudit.txt"
+stop
 python3 - "$W" <<'PY'
 import re, sys
 w = sys.argv[1]
@@ -68,12 +82,13 @@ def parse(name):
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", t, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
     return rps, lat, int(non2xx.group(1)) if non2xx else 0
-g, h, b = parse("get"), parse("healthz"), parse("batch")
+g, h, b, n = parse("get"), parse("healthz"), parse("batch"), parse("get-noaudit")
 print()
 print("| request | requests/s | p50 | p99 | non-2xx |")
 print("|---|---|---|---|---|")
 print(f"| GET /v1/subjects/{{id}} | {g[0]:.0f} | {g[1].get('50')} | {g[1].get('99')} | {g[2]} |")
 print(f"| GET /healthz | {h[0]:.0f} | {h[1].get('50')} | {h[1].get('99')} | {h[2]} |")
 print(f"| POST /v1/subjects/batch (x1000) | {b[0]:.1f} ({b[0]*1000:.0f} subjects/s) | {b[1].get('50')} | {b[1].get('99')} | {b[2]} |")
-print(f"\nsubject reads / healthz = {g[0]/h[0]:.2f}")
+print(f"| GET /v1/subjects/{{id}}, audit store write discarded | {n[0]:.0f} | {n[1].get('50')} | {n[1].get('99')} | {n[2]} |")
+print(f"\nsubject reads / healthz = {g[0]/h[0]:.2f}; cost of the audit append on reads = {(1 - g[0]/n[0])*100:.1f}%")
 PY

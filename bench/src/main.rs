@@ -5,6 +5,9 @@
 //! steward-bench vault-suite [--sizes 100000,1000000] [--batch 1000]   # the table in BENCHMARKS.md
 //! steward-bench vault --n N --mode encrypted|plain [--batch B]        # one run, one JSON line
 //! steward-bench batch-json N                                          # a POST /v1/subjects/batch body
+//! steward-bench audit-suite [--events 1000000] [--threads 8]          # audit append, verify, read cost
+//! steward-bench serve --data D --identity I --addr A [--discard-audit] # the real router, for
+//!     measuring the audit append's share of an HTTP read (bench only: the product has no such switch)
 //! ```
 
 use std::path::Path;
@@ -15,6 +18,8 @@ use std::time::Instant;
 use domain::{FieldId, IndexKind, RecordKind, Schema, SubjectId, SubjectKind, Value};
 use serde_json::{json, Value as Json};
 use vault::{keyspaces, Batch, NewSubject, SealTo, SledOptions, SledStore, Store, Unlock, Vault};
+
+mod audit_bench;
 
 const SEED: u64 = 20_261_122;
 const READ_FIELDS: [&str; 5] = ["given_name", "family_name", "email", "phone", "postal_code"];
@@ -52,6 +57,19 @@ fn main() {
                 })
                 .collect();
             println!("{}", json!({ "subjects": subjects }));
+        }
+        Some("serve") => {
+            let data = arg(&args, "--data").expect("--data DIR");
+            let identity = arg(&args, "--identity").expect("--identity FILE");
+            let addr = arg(&args, "--addr").unwrap_or_else(|| "127.0.0.1:0".into());
+            audit_bench::serve(&data, &identity, &addr, args.iter().any(|a| a == "--discard-audit"));
+        }
+        Some("audit-suite") => {
+            let n: u64 = arg(&args, "--events").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+            let threads: usize = arg(&args, "--threads").and_then(|v| v.parse().ok()).unwrap_or(8);
+            let subjects: usize = arg(&args, "--subjects").and_then(|v| v.parse().ok()).unwrap_or(100_000);
+            let reads: usize = arg(&args, "--reads").and_then(|v| v.parse().ok()).unwrap_or(200_000);
+            audit_bench::suite(n, threads, subjects, reads);
         }
         Some("vault-suite") => {
             let sizes: Vec<usize> = arg(&args, "--sizes")
