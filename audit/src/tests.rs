@@ -309,7 +309,9 @@ fn queries_filter_by_subject_actor_action_outcome_and_time_with_paging() {
         ..Query::default()
     };
     let (events, next) = log.query(&q).unwrap();
-    let expected: Vec<u64> = (0..700u64).filter(|i| i % 50 == 3 && i.is_multiple_of(3)).collect();
+    let expected: Vec<u64> = (0..700u64)
+        .filter(|i| i % 50 == 3 && i.is_multiple_of(3))
+        .collect();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
     assert!(next.is_none());
     let q = Query {

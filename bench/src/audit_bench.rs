@@ -15,7 +15,12 @@ fn event(i: u64) -> audit::NewEvent {
         role: "fundraiser".into(),
         action: "read.subject".into(),
         subjects: vec![format!("01M8{:022}", i % 100_000)],
-        fields: vec!["email".into(), "family_name".into(), "given_name".into(), "phone".into()],
+        fields: vec![
+            "email".into(),
+            "family_name".into(),
+            "given_name".into(),
+            "phone".into(),
+        ],
         purpose: None,
         request_id: Some(format!("req-{i:x}")),
         outcome: audit::Outcome::Ok,
@@ -25,10 +30,16 @@ fn event(i: u64) -> audit::NewEvent {
 }
 
 pub(crate) fn suite(n: u64, threads: usize, subjects: usize, reads: usize) {
-    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).expect("tempdir");
+    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .expect("tempdir");
     let dir = tmp.path().join("d");
     let identity = tmp.path().join("id.txt");
-    Hub::init(&dir, &SealTo::Identity(identity.clone()), &PolicyFiles::defaults()).expect("init");
+    Hub::init(
+        &dir,
+        &SealTo::Identity(identity.clone()),
+        &PolicyFiles::defaults(),
+    )
+    .expect("init");
     let hub = Arc::new(Hub::open(&dir, &Unlock::Identity(identity)).expect("open"));
     let log = hub.audit_log().clone();
 
@@ -47,7 +58,11 @@ pub(crate) fn suite(n: u64, threads: usize, subjects: usize, reads: usize) {
     });
     let append_secs = t.elapsed().as_secs_f64();
     let total = log.len();
-    let blocks = hub.vault().store().scan_prefix(vault::keyspaces::AUDIT, &[]).count();
+    let blocks = hub
+        .vault()
+        .store()
+        .scan_prefix(vault::keyspaces::AUDIT, &[])
+        .count();
     hub.vault().flush().expect("flush");
 
     // 2. Full verification.
@@ -72,24 +87,48 @@ pub(crate) fn suite(n: u64, threads: usize, subjects: usize, reads: usize) {
             .collect();
         ids.extend(hub.create_subjects(&admin, batch).expect("create"));
     }
-    let (fundraiser, _) = hub.add_user(&admin, "bench-fundraiser", access_control::Role::Fundraiser).expect("user");
-    let actor = hub::Actor { principal: fundraiser, channel: hub::Channel::Http("127.0.0.1".into()), request_id: Some("bench".into()) };
+    let (fundraiser, _) = hub
+        .add_user(&admin, "bench-fundraiser", access_control::Role::Fundraiser)
+        .expect("user");
+    let actor = hub::Actor {
+        principal: fundraiser,
+        channel: hub::Channel::Http("127.0.0.1".into()),
+        request_id: Some("bench".into()),
+    };
     let order: Vec<_> = (0..reads).map(|i| ids[(i * 7919) % ids.len()]).collect();
     let schema = hub.schema().clone();
     let policy = hub.policy();
     let role = actor.principal.role;
     let plain = |chunk: &[domain::SubjectId]| {
         for id in chunk {
-            let groups: Vec<AccessGroup> = [AccessGroup::Identity, AccessGroup::Contact, AccessGroup::Financial, AccessGroup::Special, AccessGroup::Profile]
-                .into_iter()
-                .filter(|g| policy.allows(role, g.object(), access_control::Action::Read))
-                .collect();
-            let wanted = |f: FieldId| schema.field_by_id(RecordKind::Subject, f).is_some_and(|d| groups.contains(&d.group));
+            let groups: Vec<AccessGroup> = [
+                AccessGroup::Identity,
+                AccessGroup::Contact,
+                AccessGroup::Financial,
+                AccessGroup::Special,
+                AccessGroup::Profile,
+            ]
+            .into_iter()
+            .filter(|g| policy.allows(role, g.object(), access_control::Action::Read))
+            .collect();
+            let wanted = |f: FieldId| {
+                schema
+                    .field_by_id(RecordKind::Subject, f)
+                    .is_some_and(|d| groups.contains(&d.group))
+            };
             let r = hub.vault().read_subject(id, &wanted).expect("read");
             let json: std::collections::BTreeMap<String, serde_json::Value> = r
                 .fields
                 .iter()
-                .map(|(f, v)| (schema.field_by_id(RecordKind::Subject, *f).map(|d| d.name.clone()).unwrap_or_default(), v.to_json()))
+                .map(|(f, v)| {
+                    (
+                        schema
+                            .field_by_id(RecordKind::Subject, *f)
+                            .map(|d| d.name.clone())
+                            .unwrap_or_default(),
+                        v.to_json(),
+                    )
+                })
                 .collect();
             std::hint::black_box(json);
         }
@@ -121,10 +160,22 @@ pub(crate) fn suite(n: u64, threads: usize, subjects: usize, reads: usize) {
     println!("| measurement | figure |");
     println!("|---|---|");
     println!("| appends ({threads} threads, group commit) | {:.0} events/s ({total} events in {append_secs:.2} s, {:.1} events per block) |", total as f64 / append_secs, total as f64 / blocks as f64);
-    println!("| full verification | {:.0} events/s ({} events, {} checkpoints, {verify_secs:.2} s) |", v.events as f64 / verify_secs, v.events, v.checkpoints);
-    println!("| subject reads without the audit append (2 threads, median of 3) | {wo:.0} reads/s |");
-    println!("| subject reads through the hub, audited (2 threads, median of 3) | {w:.0} reads/s |");
-    println!("| cost of auditing on reads | {:.1}% |", (1.0 - w / wo) * 100.0);
+    println!(
+        "| full verification | {:.0} events/s ({} events, {} checkpoints, {verify_secs:.2} s) |",
+        v.events as f64 / verify_secs,
+        v.events,
+        v.checkpoints
+    );
+    println!(
+        "| subject reads without the audit append (2 threads, median of 3) | {wo:.0} reads/s |"
+    );
+    println!(
+        "| subject reads through the hub, audited (2 threads, median of 3) | {w:.0} reads/s |"
+    );
+    println!(
+        "| cost of auditing on reads | {:.1}% |",
+        (1.0 - w / wo) * 100.0
+    );
 }
 
 /// A store that accepts every write and keeps nothing: the audit log's writes cost nothing.
@@ -140,7 +191,11 @@ impl vault::Store for Discard {
     fn scan_from(&self, _: vault::Keyspace, _: &[u8]) -> vault::EntryIter<'_> {
         Box::new(std::iter::empty())
     }
-    fn last_with_prefix(&self, _: vault::Keyspace, _: &[u8]) -> Result<Option<vault::Entry>, vault::StoreError> {
+    fn last_with_prefix(
+        &self,
+        _: vault::Keyspace,
+        _: &[u8],
+    ) -> Result<Option<vault::Entry>, vault::StoreError> {
         Ok(None)
     }
     fn apply(&self, _: vault::Batch) -> Result<(), vault::StoreError> {
@@ -157,12 +212,24 @@ impl vault::Store for Discard {
 /// Serves the real router; with `discard_audit` the audit log still builds, hashes and
 /// group-commits every event, but its store write is thrown away.
 pub(crate) fn serve(data: &str, identity: &str, addr: &str, discard_audit: bool) {
-    let hub = Arc::new(Hub::open(std::path::Path::new(data), &Unlock::Identity(identity.into())).expect("open"));
+    let hub = Arc::new(
+        Hub::open(
+            std::path::Path::new(data),
+            &Unlock::Identity(identity.into()),
+        )
+        .expect("open"),
+    );
     if discard_audit {
         hub.audit_log().set_store(Arc::new(Discard));
     }
-    let config = server::ServerConfig { rate_per_second: 0, ..server::ServerConfig::default() };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let config = server::ServerConfig {
+        rate_per_second: 0,
+        ..server::ServerConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         println!("http://{}", listener.local_addr().expect("addr"));
@@ -171,7 +238,9 @@ pub(crate) fn serve(data: &str, identity: &str, addr: &str, discard_audit: bool)
             let _ = tokio::signal::ctrl_c().await;
         };
         let term = async {
-            if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 s.recv().await;
             }
         };

@@ -62,13 +62,26 @@ fn main() {
             let data = arg(&args, "--data").expect("--data DIR");
             let identity = arg(&args, "--identity").expect("--identity FILE");
             let addr = arg(&args, "--addr").unwrap_or_else(|| "127.0.0.1:0".into());
-            audit_bench::serve(&data, &identity, &addr, args.iter().any(|a| a == "--discard-audit"));
+            audit_bench::serve(
+                &data,
+                &identity,
+                &addr,
+                args.iter().any(|a| a == "--discard-audit"),
+            );
         }
         Some("audit-suite") => {
-            let n: u64 = arg(&args, "--events").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-            let threads: usize = arg(&args, "--threads").and_then(|v| v.parse().ok()).unwrap_or(8);
-            let subjects: usize = arg(&args, "--subjects").and_then(|v| v.parse().ok()).unwrap_or(100_000);
-            let reads: usize = arg(&args, "--reads").and_then(|v| v.parse().ok()).unwrap_or(200_000);
+            let n: u64 = arg(&args, "--events")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000);
+            let threads: usize = arg(&args, "--threads")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(8);
+            let subjects: usize = arg(&args, "--subjects")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100_000);
+            let reads: usize = arg(&args, "--reads")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200_000);
             audit_bench::suite(n, threads, subjects, reads);
         }
         Some("vault-suite") => {

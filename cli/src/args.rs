@@ -166,9 +166,23 @@ pub struct LimitArgs {
     /// Largest request body in MiB.
     #[arg(long, default_value_t = 32, env = "STEWARD_BODY_LIMIT_MIB")]
     pub body_limit_mib: usize,
+    /// Sign an audit checkpoint every this many events...
+    #[arg(long, default_value_t = 1000, env = "STEWARD_AUDIT_CHECKPOINT_EVERY")]
+    pub checkpoint_every: u64,
+    /// ...or when this many seconds have passed since the last one (checked as events arrive).
+    #[arg(long, default_value_t = 60, env = "STEWARD_AUDIT_CHECKPOINT_SECONDS")]
+    pub checkpoint_seconds: u64,
 }
 
 impl LimitArgs {
+    /// The audit checkpoint schedule these options describe.
+    pub fn audit(&self) -> audit::AuditConfig {
+        audit::AuditConfig {
+            checkpoint_every: self.checkpoint_every.max(1),
+            checkpoint_seconds: self.checkpoint_seconds,
+        }
+    }
+
     /// The server configuration these options describe.
     pub fn config(&self) -> server::ServerConfig {
         server::ServerConfig {

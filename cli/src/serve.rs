@@ -88,7 +88,8 @@ fn run_server(
 }
 
 pub(crate) fn serve(g: &Global, args: &ServeArgs, out: Output) -> anyhow::Result<()> {
-    let hub = crate::open_hub(g)?;
+    let dir = crate::data_dir(g)?;
+    let hub = Hub::open_with(&dir, &crate::unlock_for(&dir, g)?, args.limits.audit())?;
     let dir = hub.data_dir();
     run_server(hub, args.addr, args.limits.config(), |local| {
         out.emit(

@@ -106,6 +106,15 @@ impl Hub {
 
     /// Opens a data directory.
     pub fn open(dir: &Path, unlock: &Unlock) -> Result<Hub, Error> {
+        Hub::open_with(dir, unlock, audit::AuditConfig::default())
+    }
+
+    /// [`Hub::open`] with the audit log's checkpoint schedule.
+    pub fn open_with(
+        dir: &Path,
+        unlock: &Unlock,
+        audit_config: audit::AuditConfig,
+    ) -> Result<Hub, Error> {
         let policies = PolicyFiles::load(&dir.join(policies::DIR)).map_err(|e| match e {
             Error::BadRequest(m) if !dir.join(vault::layout::SEAL).exists() => {
                 let _ = m;
@@ -119,12 +128,8 @@ impl Hub {
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
         let audit = Arc::new(
-            audit::AuditLog::open(
-                vault.store().clone(),
-                vault.keys(),
-                audit::AuditConfig::default(),
-            )
-            .map_err(|e| Error::Audit(e.to_string()))?,
+            audit::AuditLog::open(vault.store().clone(), vault.keys(), audit_config)
+                .map_err(|e| Error::Audit(e.to_string()))?,
         );
         Ok(Hub {
             vault,
