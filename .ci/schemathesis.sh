@@ -20,8 +20,12 @@ TOKEN=$("$B" users add schemathesis-admin-7f3a --role admin --data "$T/d" --json
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$T"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+# DELETE/PATCH /v1/users/{name} are left out: generated names can revoke or demote the run's
+# own admin, after which every later case is a 401 (the end-to-end authorisation matrix
+# covers both operations).
 schemathesis run "http://127.0.0.1:$PORT/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
+  --exclude-path "/v1/users/{name}" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
   --seed 20261122 \
