@@ -52,6 +52,8 @@ pub mod keyspaces {
     pub const AUDIT: Keyspace = Keyspace::new(8, "audit");
     /// Signed audit checkpoints: log size → checkpoint.
     pub const AUDIT_CHECKPOINTS: Keyspace = Keyspace::new(9, "audit_checkpoints");
+    /// Consent ledger: subject id + seq → event. Codes, times and references only.
+    pub const CONSENT: Keyspace = Keyspace::new(10, "consent");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -64,6 +66,7 @@ pub mod keyspaces {
         TOKENS,
         AUDIT,
         AUDIT_CHECKPOINTS,
+        CONSENT,
     ];
 
     /// Looks a keyspace up by id (backup restore).

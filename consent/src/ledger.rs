@@ -1,0 +1,320 @@
+use std::sync::Arc;
+
+use domain::SubjectId;
+use serde::{Deserialize, Serialize};
+use vault::{keyspaces as ks, Batch, Store};
+
+use crate::purposes::{Basis, Purposes};
+use crate::Error;
+
+/// What happened to a subject's consent or objection for a purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Consent given.
+    Given,
+    /// Consent asked for and refused.
+    Refused,
+    /// Consent withdrawn.
+    Withdrawn,
+    /// Consent lapsed.
+    Expired,
+    /// The subject objected (Art. 21); to direct marketing it is absolute.
+    Objected,
+    /// Consent renewed (also lifts an earlier objection to this purpose).
+    Renewed,
+    /// Processing restricted (Art. 18): storage only, for every purpose.
+    Restricted,
+    /// The restriction lifted.
+    Unrestricted,
+}
+
+impl EventKind {
+    /// Parses the CLI/API spelling.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    /// The spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Given => "given",
+            EventKind::Refused => "refused",
+            EventKind::Withdrawn => "withdrawn",
+            EventKind::Expired => "expired",
+            EventKind::Objected => "objected",
+            EventKind::Renewed => "renewed",
+            EventKind::Restricted => "restricted",
+            EventKind::Unrestricted => "unrestricted",
+        }
+    }
+}
+
+/// One ledger event (field names after ISO/IEC TS 27560 and the Kantara consent receipt where
+/// they overlap). Times are UTC RFC 3339 with microseconds, so they compare as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentEvent {
+    /// Position in the subject's ledger, in recording order.
+    pub seq: u64,
+    /// The subject.
+    pub subject: SubjectId,
+    /// The purpose.
+    pub purpose: String,
+    /// What happened.
+    pub event: EventKind,
+    /// When it took effect.
+    pub time: String,
+    /// When Steward recorded it.
+    pub recorded_at: String,
+    /// The purpose's lawful basis at the time.
+    pub lawful_basis: Basis,
+    /// gdpr, uk-gdpr, ccpa, us-state...
+    pub jurisdiction: String,
+    /// How it was collected: form, phone, paper, email-link, import, api, gpc...
+    pub collection_method: String,
+    /// Where: a form name, a campaign code, `import:FILE#ROW`.
+    pub source: String,
+    /// The privacy notice or consent wording shown (version).
+    pub notice_version: Option<String>,
+    /// Hash of that wording.
+    pub notice_hash: Option<String>,
+    /// Principal id of whoever recorded it.
+    pub recorded_by: String,
+    /// A reference to evidence kept elsewhere (a document id), never the content.
+    pub evidence: Option<String>,
+    /// When the consent stops counting.
+    pub expires: Option<String>,
+    /// The contact point (field name, e.g. `email`) for channel purposes.
+    pub contact_point: Option<String>,
+    /// For email/SMS: consent, soft_opt_in or charitable_soft_opt_in.
+    pub pecr_basis: Option<String>,
+    /// The conditions recorded for a soft opt-in.
+    pub pecr_conditions: Vec<String>,
+}
+
+/// An event to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewConsent {
+    /// Purpose name.
+    pub purpose: String,
+    /// Event kind (`given`, `withdrawn`...).
+    pub event: String,
+    /// Effective time (RFC 3339); now when absent.
+    pub at: Option<String>,
+    /// Jurisdiction; `uk-gdpr` when absent.
+    pub jurisdiction: Option<String>,
+    /// Collection method; `api` when absent.
+    pub method: Option<String>,
+    /// Source reference (required).
+    pub source: String,
+    /// Notice version.
+    pub notice_version: Option<String>,
+    /// Notice hash.
+    pub notice_hash: Option<String>,
+    /// Evidence reference.
+    pub evidence: Option<String>,
+    /// Expiry (RFC 3339).
+    pub expires: Option<String>,
+    /// Contact point field.
+    pub contact_point: Option<String>,
+    /// PECR basis.
+    pub pecr_basis: Option<String>,
+    /// PECR conditions.
+    pub pecr_conditions: Vec<String>,
+}
+
+/// The conditions a charitable soft opt-in needs, all of them (PECR, from 5 February 2026).
+pub const CHARITABLE_SOFT_OPT_IN: [&str; 5] = [
+    "registered_charity",
+    "obtained_directly",
+    "interest_shown",
+    "opt_out_offered",
+    "charity_purposes_only",
+];
+
+/// Parses RFC 3339 (or a date) and returns it in the ledger's UTC form.
+pub fn normalise_time(s: &str) -> Option<String> {
+    let t = if s.len() == 10 {
+        let d = time::Date::parse(s, &time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+        d.midnight().assume_utc()
+    } else {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?
+    };
+    Some(utc(t))
+}
+
+fn utc(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// A reference: short, no `@`, no line breaks; so that no email or note lands in the ledger.
+fn reference(what: &str, s: &str) -> Result<String, Error> {
+    let t = s.trim();
+    let ok = !t.is_empty()
+        && t.len() <= 200
+        && !t.contains('@')
+        && t.chars().all(|c| c.is_ascii_alphanumeric() || " ._:/#-+=".contains(c));
+    if ok {
+        Ok(t.to_string())
+    } else {
+        Err(Error::Invalid(format!(
+            "{what} must be a short reference (letters, digits, spaces and ._:/#-+=, no @), not content"
+        )))
+    }
+}
+
+/// The ledger, in the vault's store: `subject id || seq` → event.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Arc<dyn Store>,
+}
+
+impl Ledger {
+    /// The ledger over a store.
+    pub fn new(store: Arc<dyn Store>) -> Ledger {
+        Ledger { store }
+    }
+
+    /// Validates an event and puts it into `batch` (the caller applies the batch, with its
+    /// audit event). Returns the event.
+    pub fn prepare(
+        &self,
+        purposes: &Purposes,
+        subject: &SubjectId,
+        new: &NewConsent,
+        recorded_by: &str,
+        batch: &mut Batch,
+    ) -> Result<ConsentEvent, Error> {
+        let purpose = purposes.get(&new.purpose)?;
+        let kind = EventKind::parse(&new.event).ok_or_else(|| {
+            Error::Invalid(format!(
+                "event \"{}\" is not one of given, refused, withdrawn, expired, objected, renewed, restricted, unrestricted",
+                new.event
+            ))
+        })?;
+        if kind == EventKind::Objected && !purpose.opt_out {
+            return Err(Error::Invalid(format!(
+                "the subject cannot object to \"{}\": it rests on {:?} and has no opt-out",
+                purpose.name, purpose.basis
+            )));
+        }
+        let now = utc(time::OffsetDateTime::now_utc());
+        let at = match &new.at {
+            Some(t) => normalise_time(t).ok_or_else(|| Error::Invalid("`at` is not an RFC 3339 time".into()))?,
+            None => now.clone(),
+        };
+        let expires = new
+            .expires
+            .as_deref()
+            .map(|t| normalise_time(t).ok_or_else(|| Error::Invalid("`expires` is not an RFC 3339 time".into())))
+            .transpose()?;
+        if let Some(cp) = &new.contact_point {
+            if !purpose.fields.contains(cp) {
+                return Err(Error::Invalid(format!("contact point \"{cp}\" is not a field of \"{}\"", purpose.name)));
+            }
+        }
+        let pecr_basis = match (&purpose.channel, &new.pecr_basis) {
+            (_, Some(b)) if !["consent", "soft_opt_in", "charitable_soft_opt_in"].contains(&b.as_str()) => {
+                return Err(Error::Invalid("pecr_basis is consent, soft_opt_in or charitable_soft_opt_in".into()))
+            }
+            (Some(c), b) if (c == "email" || c == "sms") && matches!(kind, EventKind::Given | EventKind::Renewed) => {
+                Some(b.clone().unwrap_or_else(|| "consent".into()))
+            }
+            (_, b) => b.clone(),
+        };
+        if pecr_basis.as_deref() == Some("charitable_soft_opt_in") {
+            let missing: Vec<&str> = CHARITABLE_SOFT_OPT_IN
+                .iter()
+                .copied()
+                .filter(|c| !new.pecr_conditions.iter().any(|x| x == c))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "a charitable soft opt-in needs every condition recorded; missing: {}",
+                    missing.join(", ")
+                )));
+            }
+        }
+        let seq = self.next_seq(subject)?;
+        let event = ConsentEvent {
+            seq,
+            subject: *subject,
+            purpose: purpose.name.clone(),
+            event: kind,
+            time: at,
+            recorded_at: now,
+            lawful_basis: purpose.basis,
+            jurisdiction: reference("jurisdiction", new.jurisdiction.as_deref().unwrap_or("uk-gdpr"))?,
+            collection_method: reference("method", new.method.as_deref().unwrap_or("api"))?,
+            source: reference("source", &new.source)?,
+            notice_version: new.notice_version.as_deref().map(|v| reference("notice version", v)).transpose()?,
+            notice_hash: new.notice_hash.as_deref().map(|v| reference("notice hash", v)).transpose()?,
+            recorded_by: recorded_by.to_string(),
+            evidence: new.evidence.as_deref().map(|v| reference("evidence", v)).transpose()?,
+            expires,
+            contact_point: new.contact_point.clone(),
+            pecr_basis,
+            pecr_conditions: new
+                .pecr_conditions
+                .iter()
+                .map(|c| reference("PECR condition", c))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut key = subject.as_bytes().to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        batch.put(ks::CONSENT, key, serde_json::to_vec(&event).expect("event serialises"));
+        Ok(event)
+    }
+
+    fn next_seq(&self, subject: &SubjectId) -> Result<u64, Error> {
+        Ok(match self.store.last_with_prefix(ks::CONSENT, subject.as_bytes())? {
+            Some((k, _)) => u64::from_be_bytes(k[16..24].try_into().unwrap_or([0; 8])) + 1,
+            None => 0,
+        })
+    }
+
+    /// A subject's whole history, in recording order.
+    pub fn history(&self, subject: &SubjectId) -> Result<Vec<ConsentEvent>, Error> {
+        let mut out = Vec::new();
+        for entry in self.store.scan_prefix(ks::CONSENT, subject.as_bytes()) {
+            let (_, v) = entry?;
+            if let Ok(e) = serde_json::from_slice(&v) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every subject's history, grouped by subject, in subject-id order (one pass over the
+    /// ledger; segments merge it with the subjects, which are in the same order).
+    pub fn scan(&self) -> impl Iterator<Item = Result<(SubjectId, Vec<ConsentEvent>), Error>> + '_ {
+        let mut iter = self.store.scan_prefix(ks::CONSENT, &[]).peekable();
+        std::iter::from_fn(move || {
+            let first = match iter.next()? {
+                Ok((k, v)) => (k, v),
+                Err(e) => return Some(Err(e.into())),
+            };
+            let subject = SubjectId::from_slice(&first.0)?;
+            let mut events: Vec<ConsentEvent> = serde_json::from_slice(&first.1).into_iter().collect();
+            while let Some(Ok((k, _))) = iter.peek() {
+                if &k[..16] != subject.as_bytes() {
+                    break;
+                }
+                if let Some(Ok((_, v))) = iter.next() {
+                    events.extend(serde_json::from_slice::<ConsentEvent>(&v));
+                }
+            }
+            Some(Ok((subject, events)))
+        })
+    }
+}
