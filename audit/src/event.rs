@@ -58,6 +58,9 @@ pub struct Event {
     pub reason: Option<String>,
     /// `cli`, or the peer address of an HTTP request.
     pub source: String,
+    /// How many records the operation covered, for exports and segments.
+    #[serde(default)]
+    pub count: Option<u64>,
 }
 
 /// An event before the log gives it a position and a time.
@@ -85,6 +88,8 @@ pub struct NewEvent {
     pub reason: Option<String>,
     /// Source.
     pub source: String,
+    /// Records covered (exports).
+    pub count: Option<u64>,
 }
 
 impl NewEvent {
@@ -103,6 +108,7 @@ impl NewEvent {
             outcome: self.outcome,
             reason: self.reason,
             source: self.source,
+            count: self.count,
         }
     }
 }

@@ -49,6 +49,7 @@ fn event(i: u64) -> NewEvent {
         outcome: Outcome::Ok,
         reason: None,
         source: "127.0.0.1".into(),
+        count: None,
     }
 }
 

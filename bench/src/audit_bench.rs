@@ -26,6 +26,7 @@ fn event(i: u64) -> audit::NewEvent {
         outcome: audit::Outcome::Ok,
         reason: None,
         source: "127.0.0.1".into(),
+        count: None,
     }
 }
 

@@ -132,6 +132,11 @@ pub const CHARITABLE_SOFT_OPT_IN: [&str; 5] = [
     "charity_purposes_only",
 ];
 
+/// The current time in the ledger's UTC form.
+pub fn now() -> String {
+    utc(time::OffsetDateTime::now_utc())
+}
+
 /// Parses RFC 3339 (or a date) and returns it in the ledger's UTC form.
 pub fn normalise_time(s: &str) -> Option<String> {
     let t = if s.len() == 10 {

@@ -17,6 +17,7 @@
 //! - `admin`: users, key rotation, backups.
 
 mod admin;
+mod consent_ops;
 mod error;
 mod policies;
 mod subjects;
@@ -34,6 +35,7 @@ use vault::{SealTo, Unlock, Vault};
 
 pub use error::Error;
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
+pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
 
 /// How an actor reached Steward.
@@ -58,6 +60,8 @@ pub struct Actor {
 
 /// The hub of one data directory.
 pub struct Hub {
+    ledger: consent::Ledger,
+    purposes: Arc<consent::Purposes>,
     vault: Arc<Vault>,
     audit: Arc<audit::AuditLog>,
     schema: Arc<Schema>,
@@ -83,6 +87,7 @@ impl Hub {
         // Validate the policies before anything is created.
         let schema = Arc::new(policies.schema()?);
         policies.policy()?;
+        policies.purposes(&schema)?;
         let report = Vault::init(dir, seal_to)?;
         let result = (|| {
             policies.write_to(&dir.join(policies::DIR))?;
@@ -124,6 +129,7 @@ impl Hub {
         })?;
         let schema = Arc::new(policies.schema()?);
         let policy = policies.policy()?;
+        let purposes = Arc::new(policies.purposes(&schema)?);
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
@@ -131,7 +137,10 @@ impl Hub {
             audit::AuditLog::open(vault.store().clone(), vault.keys(), audit_config)
                 .map_err(|e| Error::Audit(e.to_string()))?,
         );
+        let ledger = consent::Ledger::new(vault.store().clone());
         Ok(Hub {
+            ledger,
+            purposes,
             vault,
             audit,
             schema,

@@ -19,6 +19,7 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
     ("schema.toml", include_str!("../../policies/schema.toml")),
     ("model.conf", include_str!("../../policies/model.conf")),
     ("policy.csv", include_str!("../../policies/policy.csv")),
+    ("purposes.toml", include_str!("../../policies/purposes.toml")),
     ("README.md", include_str!("../../policies/README.md")),
 ];
 
@@ -74,6 +75,12 @@ impl PolicyFiles {
     pub fn schema(&self) -> Result<Schema, Error> {
         Schema::from_toml(self.text("schema.toml"))
             .map_err(|e| Error::Policy(format!("{}/schema.toml: {e}", self.origin)))
+    }
+
+    /// Parses and validates `purposes.toml` against the schema.
+    pub fn purposes(&self, schema: &Schema) -> Result<consent::Purposes, Error> {
+        consent::Purposes::from_toml(self.text("purposes.toml"), schema)
+            .map_err(|e| Error::Policy(format!("{}/{e}", self.origin)))
     }
 
     /// Parses the casbin model and rules and computes the decision table.

@@ -16,6 +16,10 @@ use crate::{Actor, Channel, Hub};
 pub(crate) struct Trail {
     pub(crate) subjects: Vec<String>,
     pub(crate) fields: Vec<String>,
+    /// The processing purpose, for purpose-scoped operations.
+    pub(crate) purpose: Option<String>,
+    /// Records covered, for exports.
+    pub(crate) count: Option<u64>,
     /// Set once the operation's own event went into its write batch.
     recorded: bool,
 }
@@ -49,7 +53,7 @@ impl Hub {
             action: action.to_string(),
             subjects: trail.subjects.clone(),
             fields,
-            purpose: None,
+            purpose: trail.purpose.clone(),
             request_id: actor.request_id.clone(),
             outcome,
             reason: reason.map(str::to_string),
@@ -57,6 +61,7 @@ impl Hub {
                 Channel::Cli => "cli".into(),
                 Channel::Http(addr) => addr.clone(),
             },
+            count: trail.count,
         }
     }
 
@@ -128,6 +133,7 @@ impl Hub {
             outcome: Outcome::Denied,
             reason: Some("unauthenticated".into()),
             source: source.to_string(),
+            count: None,
         };
         self.audit
             .append(event)

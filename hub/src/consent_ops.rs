@@ -1,0 +1,249 @@
+//! Consent: recording events, current state, explanations, and purpose-scoped segments.
+
+use std::collections::BTreeMap;
+
+use consent::{decide, ConsentEvent, Decision, NewConsent, Purpose};
+use domain::{FieldId, RecordKind, SubjectId};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::error::Error;
+use crate::{Action, Actor, Hub};
+
+/// A subject's consent state: one decision per purpose.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentState {
+    /// The subject.
+    pub subject: SubjectId,
+    /// When the state was computed for (UTC).
+    pub at: String,
+    /// Purpose name → decision.
+    pub purposes: BTreeMap<String, Decision>,
+}
+
+/// Why a purpose may or may not process a subject.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// The purpose.
+    pub purpose: String,
+    /// Its lawful basis.
+    pub basis: consent::Basis,
+    /// The decision, with the deciding event.
+    pub decision: Decision,
+    /// Every event of the subject's ledger, for context.
+    pub history: Vec<ConsentEvent>,
+}
+
+/// One subject of a segment: its id and the purpose's fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentRow {
+    /// The subject.
+    pub id: SubjectId,
+    /// The purpose's fields that the subject has (and the caller may read).
+    #[serde(flatten)]
+    pub fields: BTreeMap<String, Json>,
+}
+
+use consent::now;
+
+fn at_or_now(at: Option<&str>) -> Result<String, Error> {
+    match at {
+        None => Ok(now()),
+        Some(t) => consent::normalise_time(t)
+            .ok_or_else(|| Error::BadRequest("`at` is not an RFC 3339 time or a date".into())),
+    }
+}
+
+fn consent_error(e: consent::Error) -> Error {
+    match e {
+        consent::Error::Store(s) => Error::Vault(vault::Error::Store(s)),
+        other => Error::BadRequest(other.to_string()),
+    }
+}
+
+impl Hub {
+    fn marketing(&self) -> impl Fn(&str) -> bool + '_ {
+        |name: &str| self.purposes.get(name).map(|p| p.marketing).unwrap_or(false)
+    }
+
+    fn purpose(&self, name: &str) -> Result<&Purpose, Error> {
+        self.purposes.get(name).map_err(consent_error)
+    }
+
+    /// The processing purposes.
+    pub fn purposes(&self) -> &consent::Purposes {
+        &self.purposes
+    }
+
+    /// Records a consent event (given, withdrawn, objected, restricted...) for a subject.
+    /// Withdrawing is the same call as giving, with another event name.
+    pub fn record_consent(&self, actor: &Actor, subject: &SubjectId, new: NewConsent) -> Result<ConsentEvent, Error> {
+        self.audited(actor, "update.consent", |trail| {
+            trail.subject(subject);
+            trail.purpose = Some(new.purpose.clone());
+            self.require(actor, "consent", Action::Write)?;
+            if !self.vault.exists(subject)? {
+                return Err(if self.vault.is_erased(subject)? { Error::Erased(*subject) } else { Error::NotFound(*subject) });
+            }
+            let mut batch = vault::Batch::new();
+            let event = self
+                .ledger
+                .prepare(&self.purposes, subject, &new, &actor.principal.id.to_string(), &mut batch)
+                .map_err(consent_error)?;
+            self.commit_audited(actor, "update.consent", trail, |audit| {
+                batch.extend(audit);
+                self.vault.store().apply(batch).map_err(vault::Error::from)?;
+                self.vault.flush()?;
+                Ok(event)
+            })
+        })
+    }
+
+    /// Records an opt-out of sale/sharing from a Global Privacy Control signal, unless the
+    /// subject is already opted out.
+    pub fn record_gpc(&self, actor: &Actor, subject: &SubjectId) -> Result<(), Error> {
+        let Ok(purpose) = self.purposes.get("data-sharing") else {
+            return Ok(());
+        };
+        let history = self.ledger.history(subject).map_err(consent_error)?;
+        let d = decide(purpose, &history, false, &now(), &self.marketing());
+        if d.reason == "consent_withdrawn" || d.reason == "no_consent" && history.iter().any(|e| e.collection_method == "gpc") {
+            return Ok(());
+        }
+        let new = NewConsent {
+            purpose: "data-sharing".into(),
+            event: "withdrawn".into(),
+            method: Some("gpc".into()),
+            source: "sec-gpc-header".into(),
+            ..Default::default()
+        };
+        self.record_consent(actor, subject, new).map(|_| ())
+    }
+
+    /// A subject's whole ledger.
+    pub fn consent_history(&self, actor: &Actor, subject: &SubjectId) -> Result<Vec<ConsentEvent>, Error> {
+        self.audited(actor, "read.consent", |trail| {
+            trail.subject(subject);
+            self.require(actor, "consent", Action::Read)?;
+            self.ledger.history(subject).map_err(consent_error)
+        })
+    }
+
+    /// The decision of every purpose for a subject at a time (now by default).
+    pub fn consent_state(&self, actor: &Actor, subject: &SubjectId, at: Option<&str>) -> Result<ConsentState, Error> {
+        self.audited(actor, "read.consent", |trail| {
+            trail.subject(subject);
+            self.require(actor, "consent", Action::Read)?;
+            let at = at_or_now(at)?;
+            let erased = self.vault.is_erased(subject)?;
+            if !erased && !self.vault.exists(subject)? {
+                return Err(Error::NotFound(*subject));
+            }
+            let history = self.ledger.history(subject).map_err(consent_error)?;
+            let purposes = self
+                .purposes
+                .all()
+                .iter()
+                .map(|p| (p.name.clone(), decide(p, &history, erased, &at, &self.marketing())))
+                .collect();
+            Ok(ConsentState { subject: *subject, at, purposes })
+        })
+    }
+
+    /// Why `purpose` may or may not process `subject`: the decision and the deciding event.
+    pub fn consent_explain(&self, actor: &Actor, subject: &SubjectId, purpose: &str, at: Option<&str>) -> Result<Explanation, Error> {
+        self.audited(actor, "read.consent", |trail| {
+            trail.subject(subject);
+            trail.purpose = Some(purpose.to_string());
+            self.require(actor, "consent", Action::Read)?;
+            let p = self.purpose(purpose)?;
+            let at = at_or_now(at)?;
+            let erased = self.vault.is_erased(subject)?;
+            if !erased && !self.vault.exists(subject)? {
+                return Err(Error::NotFound(*subject));
+            }
+            let history = self.ledger.history(subject).map_err(consent_error)?;
+            Ok(Explanation {
+                purpose: p.name.clone(),
+                basis: p.basis,
+                decision: decide(p, &history, erased, &at, &self.marketing()),
+                history,
+            })
+        })
+    }
+
+    /// Every subject the purpose may process at `at` (now by default), with the purpose's
+    /// fields only (and only those the caller's role may read), passed to `sink` one by one.
+    /// One audit event records the purpose, the fields and the number of subjects.
+    pub fn segment(
+        &self,
+        actor: &Actor,
+        purpose: &str,
+        at: Option<&str>,
+        sink: &mut dyn FnMut(SegmentRow) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        self.audited(actor, "export.segment", |trail| {
+            trail.purpose = Some(purpose.to_string());
+            self.require(actor, "exports", Action::Export)?;
+            let p = self.purpose(purpose)?;
+            let at = at_or_now(at)?;
+            let role = actor.principal.role;
+            let fields: Vec<FieldId> = p
+                .fields
+                .iter()
+                .filter_map(|name| self.schema.field(RecordKind::Subject, name))
+                .filter(|d| self.allows(role, d.group.object(), Action::Read))
+                .map(|d| d.id)
+                .collect();
+            trail.fields(fields.iter().map(|f| self.field_name_of(*f)));
+            let marketing = self.marketing();
+            let mut ledger = self.ledger.scan().peekable();
+            let mut after: Option<SubjectId> = None;
+            let mut count = 0u64;
+            loop {
+                let page = self.vault.list_subjects(after.as_ref(), 1000)?;
+                for id in &page {
+                    // Merge: the ledger is in subject-id order, like the subjects.
+                    while let Some(Ok((s, _))) = ledger.peek() {
+                        if s >= id {
+                            break;
+                        }
+                        ledger.next();
+                    }
+                    let events: Vec<ConsentEvent> = match ledger.peek() {
+                        Some(Ok((s, ev))) if s == id => ev.clone(),
+                        Some(Err(_)) => return Err(ledger.next().and_then(|r| r.err()).map(consent_error).unwrap_or_else(|| Error::BadRequest("ledger".into()))),
+                        _ => Vec::new(),
+                    };
+                    if !decide(p, &events, false, &at, &marketing).allowed {
+                        continue;
+                    }
+                    let record = self.vault.read_subject(id, &|f| fields.contains(&f))?;
+                    let row = SegmentRow {
+                        id: *id,
+                        fields: record
+                            .fields
+                            .iter()
+                            .map(|(f, v)| (self.field_name_of(*f), v.to_json()))
+                            .collect(),
+                    };
+                    sink(row)?;
+                    count += 1;
+                }
+                match page.last() {
+                    Some(last) if page.len() == 1000 => after = Some(*last),
+                    _ => break,
+                }
+            }
+            trail.count = Some(count);
+            Ok(count)
+        })
+    }
+
+    fn field_name_of(&self, f: FieldId) -> String {
+        self.schema
+            .field_by_id(RecordKind::Subject, f)
+            .map(|d| d.name.clone())
+            .unwrap_or_else(|| format!("field_{}", f.0))
+    }
+}
