@@ -66,6 +66,103 @@ pub enum Command {
     /// The tamper-evident audit log: verify, query, export, checkpoints.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The consent ledger: record, withdraw, state, history, explain.
+    #[command(subcommand)]
+    Consent(ConsentCmd),
+    /// Export the subjects a purpose may process, with that purpose's fields only.
+    Export(ExportArgs),
+}
+
+/// What to record in the consent ledger.
+#[derive(Debug, Args)]
+pub struct ConsentEventArgs {
+    #[arg(long)]
+    pub subject: String,
+    /// The purpose, from policies/purposes.toml.
+    #[arg(long)]
+    pub purpose: String,
+    /// Where it came from: a form name, a campaign code, `email-link`...
+    #[arg(long)]
+    pub source: String,
+    /// When it took effect (RFC 3339; default now).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// form, phone, paper, email-link, import, api... (default api).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// gdpr, uk-gdpr, ccpa, us-state (default uk-gdpr).
+    #[arg(long)]
+    pub jurisdiction: Option<String>,
+    #[arg(long)]
+    pub notice_version: Option<String>,
+    #[arg(long)]
+    pub notice_hash: Option<String>,
+    /// A reference to evidence kept elsewhere (document id), never its content.
+    #[arg(long)]
+    pub evidence: Option<String>,
+    /// When the consent stops counting (RFC 3339).
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// The field used to contact, for channel purposes (e.g. email).
+    #[arg(long)]
+    pub contact_point: Option<String>,
+    /// consent, soft_opt_in or charitable_soft_opt_in (email and SMS).
+    #[arg(long)]
+    pub pecr_basis: Option<String>,
+    /// A condition of a soft opt-in (repeat for each).
+    #[arg(long)]
+    pub pecr_condition: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCmd {
+    /// Record an event: given, refused, withdrawn, expired, objected, renewed, restricted, unrestricted.
+    Record {
+        #[arg(long)]
+        event: String,
+        #[command(flatten)]
+        what: ConsentEventArgs,
+    },
+    /// Record a withdrawal (the same as `record --event withdrawn`).
+    Withdraw {
+        #[command(flatten)]
+        what: ConsentEventArgs,
+    },
+    /// What every purpose may do with a subject now (or --at).
+    State {
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// A subject's whole ledger.
+    History {
+        #[arg(long)]
+        subject: String,
+    },
+    /// Why a purpose may or may not process a subject, with the deciding event.
+    Explain {
+        subject: String,
+        purpose: String,
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The purpose whose segment to export.
+    #[arg(long)]
+    pub purpose: String,
+    /// jsonl or csv.
+    #[arg(long, default_value = "jsonl")]
+    pub format: String,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Decide as of this time (default now).
+    #[arg(long)]
+    pub at: Option<String>,
 }
 
 /// Filters shared by `audit query` and `audit export`.

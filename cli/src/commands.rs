@@ -60,6 +60,14 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::Consent(cmd) => {
+            crate::init_logging("warn");
+            crate::consent_cmd::run(g, cmd, out)
+        }
+        Command::Export(args) => {
+            crate::init_logging("warn");
+            crate::consent_cmd::export(g, &args, out)
+        }
         Command::Audit(cmd) => {
             crate::init_logging("warn");
             crate::audit_cmd::run(g, cmd, out)
@@ -76,6 +84,8 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             let files = PolicyFiles::load(&dir)?;
             let schema = files.schema()?;
             let policy = files.policy()?;
+            let purposes = files.purposes(&schema)?;
+            let n_purposes = purposes.all().len();
             let n = schema.fields(domain::RecordKind::Subject).count();
             let n_gift = schema.fields(domain::RecordKind::Gift).count();
             let table: Vec<Value> = policy
@@ -95,11 +105,11 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
                 })
                 .collect();
             out.emit(
-                &json!({"ok": true, "dir": dir, "subject_fields": n, "gift_fields": n_gift,
+                &json!({"ok": true, "dir": dir, "subject_fields": n, "gift_fields": n_gift, "purposes": n_purposes,
                         "rules": policy.rule_count(), "decisions": table}),
                 || {
                     let mut s = format!(
-                        "{}: valid ({n} subject fields, {n_gift} gift fields, {} rules; anything not listed is denied)\n",
+                        "{}: valid ({n} subject fields, {n_gift} gift fields, {n_purposes} purposes, {} rules; anything not listed is denied)\n",
                         dir.display(),
                         policy.rule_count()
                     );

@@ -12,6 +12,7 @@ mod args;
 mod audit_cmd;
 mod client;
 mod commands;
+mod consent_cmd;
 mod output;
 mod serve;
 
