@@ -10,8 +10,12 @@ use crate::output::Output;
 use crate::{actor_for, open_hub, usage};
 
 fn parse_id(raw: &str) -> anyhow::Result<domain::SubjectId> {
-    raw.parse()
-        .map_err(|_| usage("bad_id", format!("`{raw}` is not a subject id (26 characters of base32)")))
+    raw.parse().map_err(|_| {
+        usage(
+            "bad_id",
+            format!("`{raw}` is not a subject id (26 characters of base32)"),
+        )
+    })
 }
 
 fn new_consent(event: &str, a: &ConsentEventArgs) -> consent::NewConsent {
@@ -44,7 +48,13 @@ pub(crate) fn run(g: &Global, cmd: ConsentCmd, out: Output) -> anyhow::Result<()
                 state
                     .purposes
                     .iter()
-                    .map(|(p, d)| format!("{p:<24} {:<8} {}", if d.allowed { "allowed" } else { "no" }, d.reason))
+                    .map(|(p, d)| {
+                        format!(
+                            "{p:<24} {:<8} {}",
+                            if d.allowed { "allowed" } else { "no" },
+                            d.reason
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -55,26 +65,49 @@ pub(crate) fn run(g: &Global, cmd: ConsentCmd, out: Output) -> anyhow::Result<()
             out.emit(&json!({"items": events}), || {
                 events
                     .iter()
-                    .map(|e| format!("{:>4}  {}  {:<24} {:<12} {} ({})", e.seq, e.time, e.purpose, e.event.as_str(), e.source, e.collection_method))
+                    .map(|e| {
+                        format!(
+                            "{:>4}  {}  {:<24} {:<12} {} ({})",
+                            e.seq,
+                            e.time,
+                            e.purpose,
+                            e.event.as_str(),
+                            e.source,
+                            e.collection_method
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
             Ok(())
         }
-        ConsentCmd::Explain { subject, purpose, at } => {
+        ConsentCmd::Explain {
+            subject,
+            purpose,
+            at,
+        } => {
             let x = hub.consent_explain(&actor, &parse_id(&subject)?, &purpose, at.as_deref())?;
             out.emit(&json!(x), || {
                 let mut s = format!(
                     "{}: {} ({}; lawful basis {:?})",
                     x.purpose,
-                    if x.decision.allowed { "may process" } else { "may not process" },
+                    if x.decision.allowed {
+                        "may process"
+                    } else {
+                        "may not process"
+                    },
                     x.decision.reason,
                     x.basis
                 );
                 match &x.decision.deciding_event {
                     Some(e) => s.push_str(&format!(
                         "\ndecided by event {}: {} for {} at {} (source {}, method {})",
-                        e.seq, e.event.as_str(), e.purpose, e.time, e.source, e.collection_method
+                        e.seq,
+                        e.event.as_str(),
+                        e.purpose,
+                        e.time,
+                        e.source,
+                        e.collection_method
                     )),
                     None => s.push_str("\nno ledger event decided it (the lawful basis did)"),
                 }
@@ -85,16 +118,34 @@ pub(crate) fn run(g: &Global, cmd: ConsentCmd, out: Output) -> anyhow::Result<()
     }
 }
 
-fn record(hub: &hub::Hub, actor: &hub::Actor, event: &str, what: &ConsentEventArgs, out: Output) -> anyhow::Result<()> {
+fn record(
+    hub: &hub::Hub,
+    actor: &hub::Actor,
+    event: &str,
+    what: &ConsentEventArgs,
+    out: Output,
+) -> anyhow::Result<()> {
     let subject = parse_id(&what.subject)?;
     let e = hub.record_consent(actor, &subject, new_consent(event, what))?;
-    out.emit(&json!(e), || format!("recorded: {} {} for {} (event {})", e.purpose, e.event.as_str(), e.subject, e.seq));
+    out.emit(&json!(e), || {
+        format!(
+            "recorded: {} {} for {} (event {})",
+            e.purpose,
+            e.event.as_str(),
+            e.subject,
+            e.seq
+        )
+    });
     Ok(())
 }
 
 fn csv_cell(s: &str) -> String {
     // Formula injection: a cell starting with = + - @ tab or CR is neutralised with a quote.
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -108,9 +159,15 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
     }
     let hub = open_hub(g)?;
     let actor = actor_for(&hub, g)?;
-    let purpose = hub.purposes().get(&args.purpose).map_err(|e| usage("unknown_purpose", e.to_string()))?.clone();
+    let purpose = hub
+        .purposes()
+        .get(&args.purpose)
+        .map_err(|e| usage("unknown_purpose", e.to_string()))?
+        .clone();
     let mut sink: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     if args.format == "csv" {
@@ -126,7 +183,12 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
                 cells.push(match row.fields.get(f) {
                     None => String::new(),
                     Some(serde_json::Value::String(s)) => csv_cell(s),
-                    Some(serde_json::Value::Array(a)) => csv_cell(&a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join("; ")),
+                    Some(serde_json::Value::Array(a)) => csv_cell(
+                        &a.iter()
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
                     Some(v) => csv_cell(&v.to_string()),
                 });
             }
@@ -144,9 +206,16 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
     let n = n?;
     sink.flush()?;
     if let Some(p) = &args.out {
-        out.emit(&json!({"purpose": args.purpose, "subjects": n, "file": p}), || {
-            format!("{n} subjects exported for {} to {}", args.purpose, p.display())
-        });
+        out.emit(
+            &json!({"purpose": args.purpose, "subjects": n, "file": p}),
+            || {
+                format!(
+                    "{n} subjects exported for {} to {}",
+                    args.purpose,
+                    p.display()
+                )
+            },
+        );
     } else {
         out.note(&format!("{n} subjects exported for {}", args.purpose));
     }

@@ -36,21 +36,31 @@ fn decision(allowed: bool, reason: &str, event: Option<&ConsentEvent>) -> Decisi
 /// given / renewed / refused / withdrawn / expired to be given or renewed and not past its
 /// expiry; legitimate interests allow unless the subject opted out (withdrawn or refused);
 /// the other bases allow.
-pub fn decide(purpose: &Purpose, events: &[ConsentEvent], erased: bool, at: &str, marketing: &dyn Fn(&str) -> bool) -> Decision {
+pub fn decide(
+    purpose: &Purpose,
+    events: &[ConsentEvent],
+    erased: bool,
+    at: &str,
+    marketing: &dyn Fn(&str) -> bool,
+) -> Decision {
     if erased {
         return decision(false, "erased", None);
     }
-    let mut effective: Vec<&ConsentEvent> = events.iter().filter(|e| e.time.as_str() <= at).collect();
+    let mut effective: Vec<&ConsentEvent> =
+        events.iter().filter(|e| e.time.as_str() <= at).collect();
     effective.sort_by(|a, b| a.time.cmp(&b.time).then(a.seq.cmp(&b.seq)));
-    let latest = |pred: &dyn Fn(&ConsentEvent) -> bool| effective.iter().rev().copied().find(|e| pred(e));
+    let latest =
+        |pred: &dyn Fn(&ConsentEvent) -> bool| effective.iter().rev().copied().find(|e| pred(e));
 
-    if let Some(e) = latest(&|e| matches!(e.event, EventKind::Restricted | EventKind::Unrestricted)) {
+    if let Some(e) = latest(&|e| matches!(e.event, EventKind::Restricted | EventKind::Unrestricted))
+    {
         if e.event == EventKind::Restricted {
             return decision(false, "restricted", Some(e));
         }
     }
     let objection = latest(&|e| {
-        e.event == EventKind::Objected && (e.purpose == purpose.name || (purpose.marketing && marketing(&e.purpose)))
+        e.event == EventKind::Objected
+            && (e.purpose == purpose.name || (purpose.marketing && marketing(&e.purpose)))
     });
     if let Some(obj) = objection {
         let lifted = effective.iter().any(|e| {
@@ -66,7 +76,11 @@ pub fn decide(purpose: &Purpose, events: &[ConsentEvent], erased: bool, at: &str
         e.purpose == purpose.name
             && matches!(
                 e.event,
-                EventKind::Given | EventKind::Renewed | EventKind::Refused | EventKind::Withdrawn | EventKind::Expired
+                EventKind::Given
+                    | EventKind::Renewed
+                    | EventKind::Refused
+                    | EventKind::Withdrawn
+                    | EventKind::Expired
             )
     });
     match purpose.basis {
@@ -86,7 +100,10 @@ pub fn decide(purpose: &Purpose, events: &[ConsentEvent], erased: bool, at: &str
             },
         },
         Basis::LegitimateInterests => match state {
-            Some(e) if matches!(e.event, EventKind::Withdrawn | EventKind::Refused) && purpose.opt_out => {
+            Some(e)
+                if matches!(e.event, EventKind::Withdrawn | EventKind::Refused)
+                    && purpose.opt_out =>
+            {
                 decision(false, "opted_out", Some(e))
             }
             _ => decision(true, "legitimate_interests", None),

@@ -140,7 +140,11 @@ pub fn now() -> String {
 /// Parses RFC 3339 (or a date) and returns it in the ledger's UTC form.
 pub fn normalise_time(s: &str) -> Option<String> {
     let t = if s.len() == 10 {
-        let d = time::Date::parse(s, &time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+        let d = time::Date::parse(
+            s,
+            &time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .ok()?;
         d.midnight().assume_utc()
     } else {
         time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?
@@ -168,7 +172,8 @@ fn reference(what: &str, s: &str) -> Result<String, Error> {
     let ok = !t.is_empty()
         && t.len() <= 200
         && !t.contains('@')
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || " ._:/#-+=".contains(c));
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " ._:/#-+=".contains(c));
     if ok {
         Ok(t.to_string())
     } else {
@@ -215,24 +220,38 @@ impl Ledger {
         }
         let now = utc(time::OffsetDateTime::now_utc());
         let at = match &new.at {
-            Some(t) => normalise_time(t).ok_or_else(|| Error::Invalid("`at` is not an RFC 3339 time".into()))?,
+            Some(t) => normalise_time(t)
+                .ok_or_else(|| Error::Invalid("`at` is not an RFC 3339 time".into()))?,
             None => now.clone(),
         };
         let expires = new
             .expires
             .as_deref()
-            .map(|t| normalise_time(t).ok_or_else(|| Error::Invalid("`expires` is not an RFC 3339 time".into())))
+            .map(|t| {
+                normalise_time(t)
+                    .ok_or_else(|| Error::Invalid("`expires` is not an RFC 3339 time".into()))
+            })
             .transpose()?;
         if let Some(cp) = &new.contact_point {
             if !purpose.fields.contains(cp) {
-                return Err(Error::Invalid(format!("contact point \"{cp}\" is not a field of \"{}\"", purpose.name)));
+                return Err(Error::Invalid(format!(
+                    "contact point \"{cp}\" is not a field of \"{}\"",
+                    purpose.name
+                )));
             }
         }
         let pecr_basis = match (&purpose.channel, &new.pecr_basis) {
-            (_, Some(b)) if !["consent", "soft_opt_in", "charitable_soft_opt_in"].contains(&b.as_str()) => {
-                return Err(Error::Invalid("pecr_basis is consent, soft_opt_in or charitable_soft_opt_in".into()))
+            (_, Some(b))
+                if !["consent", "soft_opt_in", "charitable_soft_opt_in"].contains(&b.as_str()) =>
+            {
+                return Err(Error::Invalid(
+                    "pecr_basis is consent, soft_opt_in or charitable_soft_opt_in".into(),
+                ))
             }
-            (Some(c), b) if (c == "email" || c == "sms") && matches!(kind, EventKind::Given | EventKind::Renewed) => {
+            (Some(c), b)
+                if (c == "email" || c == "sms")
+                    && matches!(kind, EventKind::Given | EventKind::Renewed) =>
+            {
                 Some(b.clone().unwrap_or_else(|| "consent".into()))
             }
             (_, b) => b.clone(),
@@ -259,13 +278,28 @@ impl Ledger {
             time: at,
             recorded_at: now,
             lawful_basis: purpose.basis,
-            jurisdiction: reference("jurisdiction", new.jurisdiction.as_deref().unwrap_or("uk-gdpr"))?,
+            jurisdiction: reference(
+                "jurisdiction",
+                new.jurisdiction.as_deref().unwrap_or("uk-gdpr"),
+            )?,
             collection_method: reference("method", new.method.as_deref().unwrap_or("api"))?,
             source: reference("source", &new.source)?,
-            notice_version: new.notice_version.as_deref().map(|v| reference("notice version", v)).transpose()?,
-            notice_hash: new.notice_hash.as_deref().map(|v| reference("notice hash", v)).transpose()?,
+            notice_version: new
+                .notice_version
+                .as_deref()
+                .map(|v| reference("notice version", v))
+                .transpose()?,
+            notice_hash: new
+                .notice_hash
+                .as_deref()
+                .map(|v| reference("notice hash", v))
+                .transpose()?,
             recorded_by: recorded_by.to_string(),
-            evidence: new.evidence.as_deref().map(|v| reference("evidence", v)).transpose()?,
+            evidence: new
+                .evidence
+                .as_deref()
+                .map(|v| reference("evidence", v))
+                .transpose()?,
             expires,
             contact_point: new.contact_point.clone(),
             pecr_basis,
@@ -277,15 +311,24 @@ impl Ledger {
         };
         let mut key = subject.as_bytes().to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
-        batch.put(ks::CONSENT, key, serde_json::to_vec(&event).expect("event serialises"));
+        batch.put(
+            ks::CONSENT,
+            key,
+            serde_json::to_vec(&event).expect("event serialises"),
+        );
         Ok(event)
     }
 
     fn next_seq(&self, subject: &SubjectId) -> Result<u64, Error> {
-        Ok(match self.store.last_with_prefix(ks::CONSENT, subject.as_bytes())? {
-            Some((k, _)) => u64::from_be_bytes(k[16..24].try_into().unwrap_or([0; 8])) + 1,
-            None => 0,
-        })
+        Ok(
+            match self
+                .store
+                .last_with_prefix(ks::CONSENT, subject.as_bytes())?
+            {
+                Some((k, _)) => u64::from_be_bytes(k[16..24].try_into().unwrap_or([0; 8])) + 1,
+                None => 0,
+            },
+        )
     }
 
     /// A subject's whole history, in recording order.
@@ -310,7 +353,8 @@ impl Ledger {
                 Err(e) => return Some(Err(e.into())),
             };
             let subject = SubjectId::from_slice(&first.0)?;
-            let mut events: Vec<ConsentEvent> = serde_json::from_slice(&first.1).into_iter().collect();
+            let mut events: Vec<ConsentEvent> =
+                serde_json::from_slice(&first.1).into_iter().collect();
             while let Some(Ok((k, _))) = iter.peek() {
                 if &k[..16] != subject.as_bytes() {
                     break;

@@ -20,7 +20,9 @@ mod ledger;
 mod purposes;
 
 pub use gate::{decide, Decision};
-pub use ledger::{now, normalise_time, ConsentEvent, EventKind, Ledger, NewConsent, CHARITABLE_SOFT_OPT_IN};
+pub use ledger::{
+    normalise_time, now, ConsentEvent, EventKind, Ledger, NewConsent, CHARITABLE_SOFT_OPT_IN,
+};
 pub use purposes::{Basis, Purpose, Purposes};
 
 /// Errors of the consent crate; messages name purposes, fields and codes, never values.

@@ -72,27 +72,50 @@ impl Purposes {
     pub fn from_toml(text: &str, schema: &domain::Schema) -> Result<Purposes, Error> {
         let raw: RawPurposes = toml::from_str(text).map_err(|e| Error::Purposes(e.to_string()))?;
         if raw.version != 1 {
-            return Err(Error::Purposes(format!("version {} is not supported", raw.version)));
+            return Err(Error::Purposes(format!(
+                "version {} is not supported",
+                raw.version
+            )));
         }
         let mut seen = std::collections::HashSet::new();
         for p in &raw.purposes {
             if !seen.insert(p.name.clone()) {
-                return Err(Error::Purposes(format!("purpose \"{}\" appears twice", p.name)));
+                return Err(Error::Purposes(format!(
+                    "purpose \"{}\" appears twice",
+                    p.name
+                )));
             }
-            if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                return Err(Error::Purposes(format!("purpose \"{}\": names are lower-case letters, digits and hyphens", p.name)));
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                return Err(Error::Purposes(format!(
+                    "purpose \"{}\": names are lower-case letters, digits and hyphens",
+                    p.name
+                )));
             }
             if let Some(c) = &p.channel {
                 if !["email", "sms", "phone", "post"].contains(&c.as_str()) {
-                    return Err(Error::Purposes(format!("purpose \"{}\": channel \"{c}\" is not email, sms, phone or post", p.name)));
+                    return Err(Error::Purposes(format!(
+                        "purpose \"{}\": channel \"{c}\" is not email, sms, phone or post",
+                        p.name
+                    )));
                 }
             }
             if p.fields.is_empty() {
-                return Err(Error::Purposes(format!("purpose \"{}\" names no field", p.name)));
+                return Err(Error::Purposes(format!(
+                    "purpose \"{}\" names no field",
+                    p.name
+                )));
             }
             for f in &p.fields {
                 if schema.field(domain::RecordKind::Subject, f).is_none() {
-                    return Err(Error::Purposes(format!("purpose \"{}\" names the unknown field \"{f}\"", p.name)));
+                    return Err(Error::Purposes(format!(
+                        "purpose \"{}\" names the unknown field \"{f}\"",
+                        p.name
+                    )));
                 }
             }
             if p.basis == Basis::Consent && !p.opt_out {

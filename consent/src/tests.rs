@@ -49,7 +49,12 @@ fn ev(seq: u64, purpose: &str, kind: EventKind, t: u32, expires: Option<u32>) ->
 
 /// The reference: walk the events in time order and keep a few flags. Written separately from
 /// the gate, in the plainest way, to check it.
-fn reference(p: &Purpose, all: &Purposes, events: &[ConsentEvent], at: &str) -> (bool, &'static str) {
+fn reference(
+    p: &Purpose,
+    all: &Purposes,
+    events: &[ConsentEvent],
+    at: &str,
+) -> (bool, &'static str) {
     let mut sorted: Vec<&ConsentEvent> = events.iter().filter(|e| e.time.as_str() <= at).collect();
     sorted.sort_by(|a, b| (a.time.as_str(), a.seq).cmp(&(b.time.as_str(), b.seq)));
     let mut restricted = false;
@@ -98,7 +103,12 @@ fn reference(p: &Purpose, all: &Purposes, events: &[ConsentEvent], at: &str) -> 
             Some(_) => (false, "consent_withdrawn"),
         },
         Basis::LegitimateInterests => match consent {
-            Some(e) if (e.event == EventKind::Withdrawn || e.event == EventKind::Refused) && p.opt_out => (false, "opted_out"),
+            Some(e)
+                if (e.event == EventKind::Withdrawn || e.event == EventKind::Refused)
+                    && p.opt_out =>
+            {
+                (false, "opted_out")
+            }
             _ => (true, "legitimate_interests"),
         },
         Basis::Contract => (true, "contract"),
@@ -111,8 +121,19 @@ fn reference(p: &Purpose, all: &Purposes, events: &[ConsentEvent], at: &str) -> 
 #[test]
 fn the_gate_agrees_with_a_plain_reference_fold_on_random_histories() {
     let all = purposes();
-    let names = ["newsletter-email", "fundraising-post", "gift-aid-claim", "wealth-screening", "donor-stewardship", "volunteer-coordination"];
-    let mut rng: u64 = 0x2545F4914F6CDD1D ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let names = [
+        "newsletter-email",
+        "fundraising-post",
+        "gift-aid-claim",
+        "wealth-screening",
+        "donor-stewardship",
+        "volunteer-coordination",
+    ];
+    let mut rng: u64 = 0x2545F4914F6CDD1D
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
     let mut next = move |n: u64| {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -126,7 +147,13 @@ fn the_gate_agrees_with_a_plain_reference_fold_on_random_histories() {
             .map(|i| {
                 let t = next(40) as u32;
                 let expires = (next(4) == 0).then(|| t + next(20) as u32);
-                ev(i as u64, names[next(names.len() as u64) as usize], KINDS[next(8) as usize], t, expires)
+                ev(
+                    i as u64,
+                    names[next(names.len() as u64) as usize],
+                    KINDS[next(8) as usize],
+                    t,
+                    expires,
+                )
             })
             .collect();
         for name in names {
@@ -135,7 +162,11 @@ fn the_gate_agrees_with_a_plain_reference_fold_on_random_histories() {
                 let at = format!("2030-01-01T00:00:{q:02}.000000Z");
                 let d = decide(p, &events, false, &at, &marketing);
                 let (allowed, reason) = reference(p, &all, &events, &at);
-                assert_eq!((d.allowed, d.reason.as_str()), (allowed, reason), "case {case}, purpose {name}, at {q}, events {events:#?}");
+                assert_eq!(
+                    (d.allowed, d.reason.as_str()),
+                    (allowed, reason),
+                    "case {case}, purpose {name}, at {q}, events {events:#?}"
+                );
             }
             assert!(!decide(p, &events, true, "2030-02-01T00:00:00.000000Z", &marketing).allowed);
         }
@@ -151,20 +182,49 @@ fn objection_to_marketing_is_absolute_restriction_blocks_all_and_expiry_stops_co
     let gift_aid = all.get("gift-aid-claim").unwrap();
     let at = "2030-01-01T00:00:50.000000Z";
     let given = ev(0, "newsletter-email", EventKind::Given, 1, Some(30));
-    assert!(decide(news, std::slice::from_ref(&given), false, "2030-01-01T00:00:29.999999Z", &marketing).allowed);
-    let d = decide(news, std::slice::from_ref(&given), false, "2030-01-01T00:00:30.000000Z", &marketing);
+    assert!(
+        decide(
+            news,
+            std::slice::from_ref(&given),
+            false,
+            "2030-01-01T00:00:29.999999Z",
+            &marketing
+        )
+        .allowed
+    );
+    let d = decide(
+        news,
+        std::slice::from_ref(&given),
+        false,
+        "2030-01-01T00:00:30.000000Z",
+        &marketing,
+    );
     assert_eq!((d.allowed, d.reason.as_str()), (false, "consent_expired"));
     // An objection on post covers email marketing too, but not a legal obligation.
-    let events = vec![ev(0, "newsletter-email", EventKind::Given, 1, None), ev(1, "fundraising-post", EventKind::Objected, 2, None)];
+    let events = vec![
+        ev(0, "newsletter-email", EventKind::Given, 1, None),
+        ev(1, "fundraising-post", EventKind::Objected, 2, None),
+    ];
     let d = decide(news, &events, false, at, &marketing);
     assert_eq!((d.allowed, d.reason.as_str()), (false, "objected"));
-    assert_eq!(d.deciding_event.unwrap().seq, 1, "explain names the deciding event");
+    assert_eq!(
+        d.deciding_event.unwrap().seq,
+        1,
+        "explain names the deciding event"
+    );
     assert!(!decide(post, &events, false, at, &marketing).allowed);
     assert!(decide(gift_aid, &events, false, at, &marketing).allowed);
     // A restriction blocks every purpose, legal obligations included, until lifted.
-    let mut events = vec![ev(0, "newsletter-email", EventKind::Given, 1, None), ev(1, "gift-aid-claim", EventKind::Restricted, 2, None)];
+    let mut events = vec![
+        ev(0, "newsletter-email", EventKind::Given, 1, None),
+        ev(1, "gift-aid-claim", EventKind::Restricted, 2, None),
+    ];
     for p in all.all() {
-        assert!(!decide(p, &events, false, at, &marketing).allowed, "{}", p.name);
+        assert!(
+            !decide(p, &events, false, at, &marketing).allowed,
+            "{}",
+            p.name
+        );
     }
     events.push(ev(2, "gift-aid-claim", EventKind::Unrestricted, 3, None));
     assert!(decide(news, &events, false, at, &marketing).allowed);
@@ -173,9 +233,13 @@ fn objection_to_marketing_is_absolute_restriction_blocks_all_and_expiry_stops_co
 #[test]
 fn purposes_are_checked_against_the_schema() {
     let s = schema();
-    let bad = include_str!("../../policies/purposes.toml").replace("\"preferred_language\"]", "\"shoe_size\"]");
+    let bad = include_str!("../../policies/purposes.toml")
+        .replace("\"preferred_language\"]", "\"shoe_size\"]");
     let err = Purposes::from_toml(&bad, &s).unwrap_err();
-    assert!(err.to_string().contains("unknown field \"shoe_size\""), "{err}");
+    assert!(
+        err.to_string().contains("unknown field \"shoe_size\""),
+        "{err}"
+    );
     assert_eq!(purposes().all().len(), 10);
 }
 
@@ -207,12 +271,21 @@ fn events_round_trip_history_is_kept_and_no_content_is_accepted() {
         expires: Some("2032-03-01".into()),
         contact_point: Some("email".into()),
         pecr_basis: Some("charitable_soft_opt_in".into()),
-        pecr_conditions: CHARITABLE_SOFT_OPT_IN.iter().map(|s| s.to_string()).collect(),
+        pecr_conditions: CHARITABLE_SOFT_OPT_IN
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         jurisdiction: Some("uk-gdpr".into()),
     })
     .unwrap();
     assert_eq!(given.time, "2030-03-01T09:00:00.000000Z");
-    let withdrawn = record(NewConsent { purpose: "newsletter-email".into(), event: "withdrawn".into(), source: "unsubscribe-link".into(), ..Default::default() }).unwrap();
+    let withdrawn = record(NewConsent {
+        purpose: "newsletter-email".into(),
+        event: "withdrawn".into(),
+        source: "unsubscribe-link".into(),
+        ..Default::default()
+    })
+    .unwrap();
     let history = ledger.history(&subject).unwrap();
     assert_eq!(history, vec![given.clone(), withdrawn]);
     let scanned: Vec<_> = ledger.scan().map(|r| r.unwrap()).collect();
@@ -221,13 +294,44 @@ fn events_round_trip_history_is_kept_and_no_content_is_accepted() {
     // Content is refused: an email as evidence, an incomplete soft opt-in, an objection to a
     // legal obligation, an unknown purpose.
     for bad in [
-        NewConsent { purpose: "newsletter-email".into(), event: "given".into(), source: "form".into(), evidence: Some("from ann@example.org".into()), ..Default::default() },
-        NewConsent { purpose: "newsletter-email".into(), event: "given".into(), source: "form".into(), pecr_basis: Some("charitable_soft_opt_in".into()), ..Default::default() },
-        NewConsent { purpose: "gift-aid-claim".into(), event: "objected".into(), source: "letter".into(), ..Default::default() },
-        NewConsent { purpose: "nope".into(), event: "given".into(), source: "form".into(), ..Default::default() },
-        NewConsent { purpose: "newsletter-email".into(), event: "maybe".into(), source: "form".into(), ..Default::default() },
+        NewConsent {
+            purpose: "newsletter-email".into(),
+            event: "given".into(),
+            source: "form".into(),
+            evidence: Some("from ann@example.org".into()),
+            ..Default::default()
+        },
+        NewConsent {
+            purpose: "newsletter-email".into(),
+            event: "given".into(),
+            source: "form".into(),
+            pecr_basis: Some("charitable_soft_opt_in".into()),
+            ..Default::default()
+        },
+        NewConsent {
+            purpose: "gift-aid-claim".into(),
+            event: "objected".into(),
+            source: "letter".into(),
+            ..Default::default()
+        },
+        NewConsent {
+            purpose: "nope".into(),
+            event: "given".into(),
+            source: "form".into(),
+            ..Default::default()
+        },
+        NewConsent {
+            purpose: "newsletter-email".into(),
+            event: "maybe".into(),
+            source: "form".into(),
+            ..Default::default()
+        },
     ] {
         assert!(record(bad).is_err());
     }
-    assert_eq!(ledger.history(&subject).unwrap().len(), 2, "nothing half-written");
+    assert_eq!(
+        ledger.history(&subject).unwrap().len(),
+        2,
+        "nothing half-written"
+    );
 }

@@ -63,7 +63,12 @@ fn consent_error(e: consent::Error) -> Error {
 
 impl Hub {
     fn marketing(&self) -> impl Fn(&str) -> bool + '_ {
-        |name: &str| self.purposes.get(name).map(|p| p.marketing).unwrap_or(false)
+        |name: &str| {
+            self.purposes
+                .get(name)
+                .map(|p| p.marketing)
+                .unwrap_or(false)
+        }
     }
 
     fn purpose(&self, name: &str) -> Result<&Purpose, Error> {
@@ -77,22 +82,54 @@ impl Hub {
 
     /// Records a consent event (given, withdrawn, objected, restricted...) for a subject.
     /// Withdrawing is the same call as giving, with another event name.
-    pub fn record_consent(&self, actor: &Actor, subject: &SubjectId, new: NewConsent) -> Result<ConsentEvent, Error> {
+    pub fn record_consent(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        new: NewConsent,
+    ) -> Result<ConsentEvent, Error> {
+        self.record_consent_as(actor, subject, new, true)
+    }
+
+    /// Records a consent event; `check` is false only for opt-outs the subject signals
+    /// directly (Global Privacy Control), which any caller relays.
+    fn record_consent_as(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        new: NewConsent,
+        check: bool,
+    ) -> Result<ConsentEvent, Error> {
         self.audited(actor, "update.consent", |trail| {
             trail.subject(subject);
             trail.purpose = Some(new.purpose.clone());
-            self.require(actor, "consent", Action::Write)?;
+            if check {
+                self.require(actor, "consent", Action::Write)?;
+            }
             if !self.vault.exists(subject)? {
-                return Err(if self.vault.is_erased(subject)? { Error::Erased(*subject) } else { Error::NotFound(*subject) });
+                return Err(if self.vault.is_erased(subject)? {
+                    Error::Erased(*subject)
+                } else {
+                    Error::NotFound(*subject)
+                });
             }
             let mut batch = vault::Batch::new();
             let event = self
                 .ledger
-                .prepare(&self.purposes, subject, &new, &actor.principal.id.to_string(), &mut batch)
+                .prepare(
+                    &self.purposes,
+                    subject,
+                    &new,
+                    &actor.principal.id.to_string(),
+                    &mut batch,
+                )
                 .map_err(consent_error)?;
             self.commit_audited(actor, "update.consent", trail, |audit| {
                 batch.extend(audit);
-                self.vault.store().apply(batch).map_err(vault::Error::from)?;
+                self.vault
+                    .store()
+                    .apply(batch)
+                    .map_err(vault::Error::from)?;
                 self.vault.flush()?;
                 Ok(event)
             })
@@ -107,7 +144,9 @@ impl Hub {
         };
         let history = self.ledger.history(subject).map_err(consent_error)?;
         let d = decide(purpose, &history, false, &now(), &self.marketing());
-        if d.reason == "consent_withdrawn" || d.reason == "no_consent" && history.iter().any(|e| e.collection_method == "gpc") {
+        if d.reason == "consent_withdrawn"
+            || (d.reason == "no_consent" && history.iter().any(|e| e.collection_method == "gpc"))
+        {
             return Ok(());
         }
         let new = NewConsent {
@@ -117,11 +156,16 @@ impl Hub {
             source: "sec-gpc-header".into(),
             ..Default::default()
         };
-        self.record_consent(actor, subject, new).map(|_| ())
+        self.record_consent_as(actor, subject, new, false)
+            .map(|_| ())
     }
 
     /// A subject's whole ledger.
-    pub fn consent_history(&self, actor: &Actor, subject: &SubjectId) -> Result<Vec<ConsentEvent>, Error> {
+    pub fn consent_history(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+    ) -> Result<Vec<ConsentEvent>, Error> {
         self.audited(actor, "read.consent", |trail| {
             trail.subject(subject);
             self.require(actor, "consent", Action::Read)?;
@@ -130,7 +174,12 @@ impl Hub {
     }
 
     /// The decision of every purpose for a subject at a time (now by default).
-    pub fn consent_state(&self, actor: &Actor, subject: &SubjectId, at: Option<&str>) -> Result<ConsentState, Error> {
+    pub fn consent_state(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        at: Option<&str>,
+    ) -> Result<ConsentState, Error> {
         self.audited(actor, "read.consent", |trail| {
             trail.subject(subject);
             self.require(actor, "consent", Action::Read)?;
@@ -144,14 +193,29 @@ impl Hub {
                 .purposes
                 .all()
                 .iter()
-                .map(|p| (p.name.clone(), decide(p, &history, erased, &at, &self.marketing())))
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        decide(p, &history, erased, &at, &self.marketing()),
+                    )
+                })
                 .collect();
-            Ok(ConsentState { subject: *subject, at, purposes })
+            Ok(ConsentState {
+                subject: *subject,
+                at,
+                purposes,
+            })
         })
     }
 
     /// Why `purpose` may or may not process `subject`: the decision and the deciding event.
-    pub fn consent_explain(&self, actor: &Actor, subject: &SubjectId, purpose: &str, at: Option<&str>) -> Result<Explanation, Error> {
+    pub fn consent_explain(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+        purpose: &str,
+        at: Option<&str>,
+    ) -> Result<Explanation, Error> {
         self.audited(actor, "read.consent", |trail| {
             trail.subject(subject);
             trail.purpose = Some(purpose.to_string());
@@ -212,7 +276,13 @@ impl Hub {
                     }
                     let events: Vec<ConsentEvent> = match ledger.peek() {
                         Some(Ok((s, ev))) if s == id => ev.clone(),
-                        Some(Err(_)) => return Err(ledger.next().and_then(|r| r.err()).map(consent_error).unwrap_or_else(|| Error::BadRequest("ledger".into()))),
+                        Some(Err(_)) => {
+                            return Err(ledger
+                                .next()
+                                .and_then(|r| r.err())
+                                .map(consent_error)
+                                .unwrap_or_else(|| Error::BadRequest("ledger".into())))
+                        }
                         _ => Vec::new(),
                     };
                     if !decide(p, &events, false, &at, &marketing).allowed {

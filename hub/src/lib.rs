@@ -33,9 +33,9 @@ use access_control::{Policy, Principal, Principals, Role};
 use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};
 
+pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::Error;
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
-pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
 
 /// How an actor reached Steward.

@@ -19,7 +19,10 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
     ("schema.toml", include_str!("../../policies/schema.toml")),
     ("model.conf", include_str!("../../policies/model.conf")),
     ("policy.csv", include_str!("../../policies/policy.csv")),
-    ("purposes.toml", include_str!("../../policies/purposes.toml")),
+    (
+        "purposes.toml",
+        include_str!("../../policies/purposes.toml"),
+    ),
     ("README.md", include_str!("../../policies/README.md")),
 ];
 

@@ -331,7 +331,12 @@ fn every_operation_leaves_an_event_and_auditors_can_answer_their_questions() {
 }
 
 fn consent(hub: &Hub, id: &domain::SubjectId, purpose: &str, event: &str) {
-    let new = consent::NewConsent { purpose: purpose.into(), event: event.into(), source: "test-form".into(), ..Default::default() };
+    let new = consent::NewConsent {
+        purpose: purpose.into(),
+        event: event.into(),
+        source: "test-form".into(),
+        ..Default::default()
+    };
     hub.record_consent(&hub.local_actor(), id, new).unwrap();
 }
 
@@ -339,7 +344,9 @@ fn consent(hub: &Hub, id: &domain::SubjectId, purpose: &str, event: &str) {
 fn segments_hold_only_allowed_subjects_and_only_the_purposes_fields() {
     let (_tmp, hub) = hub();
     let admin = hub.local_actor();
-    let mk = |n: &str| hub.create_subject(&admin, input(json!({"given_name": n, "email": format!("{n}@example.org"), "notes": "x", "birth_date": "1970-01-01"}))).unwrap();
+    let mk = |n: &str| {
+        hub.create_subject(&admin, input(json!({"given_name": n, "email": format!("{n}@example.org"), "notes": "x", "birth_date": "1970-01-01"}))).unwrap()
+    };
     let (a, b, c, d, e) = (mk("a"), mk("b"), mk("c"), mk("d"), mk("e"));
     for s in [&a, &b, &c, &d] {
         consent(&hub, s, "newsletter-email", "given");
@@ -348,23 +355,63 @@ fn segments_hold_only_allowed_subjects_and_only_the_purposes_fields() {
     consent(&hub, &c, "fundraising-post", "objected");
     consent(&hub, &d, "gift-aid-claim", "restricted");
     let mut rows = Vec::new();
-    let n = hub.segment(&admin, "newsletter-email", None, &mut |r| { rows.push(r); Ok(()) }).unwrap();
+    let n = hub
+        .segment(&admin, "newsletter-email", None, &mut |r| {
+            rows.push(r);
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(n, 1);
     assert_eq!(rows[0].id, a);
-    assert_eq!(rows[0].fields.keys().collect::<Vec<_>>(), ["email", "given_name"]);
+    assert_eq!(
+        rows[0].fields.keys().collect::<Vec<_>>(),
+        ["email", "given_name"]
+    );
     // Legitimate interests: everyone but the objector and the restricted one.
     let mut ids = Vec::new();
-    hub.segment(&admin, "fundraising-post", None, &mut |r| { ids.push(r.id); Ok(()) }).unwrap();
+    hub.segment(&admin, "fundraising-post", None, &mut |r| {
+        ids.push(r.id);
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(ids, vec![a, b, e]);
     // The explanation names the deciding event; the export is audited with its count.
-    let x = hub.consent_explain(&admin, &c, "newsletter-email", None).unwrap();
+    let x = hub
+        .consent_explain(&admin, &c, "newsletter-email", None)
+        .unwrap();
     assert_eq!(x.decision.reason, "objected");
-    assert_eq!(x.decision.deciding_event.unwrap().purpose, "fundraising-post");
-    let (events, _) = hub.audit_query(&admin, &audit::Query { action: Some("export.segment".into()), limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(
+        x.decision.deciding_event.unwrap().purpose,
+        "fundraising-post"
+    );
+    let (events, _) = hub
+        .audit_query(
+            &admin,
+            &audit::Query {
+                action: Some("export.segment".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(events[0].purpose.as_deref(), Some("newsletter-email"));
     assert_eq!(events[0].count, Some(1));
-    assert_eq!(events[0].fields, ["email", "family_name", "given_name", "preferred_language", "title"]);
+    assert_eq!(
+        events[0].fields,
+        [
+            "email",
+            "family_name",
+            "given_name",
+            "preferred_language",
+            "title"
+        ]
+    );
     // A volunteer may not export segments.
     let vera = as_role(&hub, "vera", access_control::Role::Volunteer);
-    assert_eq!(hub.segment(&vera, "newsletter-email", None, &mut |_| Ok(())).unwrap_err().code(), "forbidden");
+    assert_eq!(
+        hub.segment(&vera, "newsletter-email", None, &mut |_| Ok(()))
+            .unwrap_err()
+            .code(),
+        "forbidden"
+    );
 }

@@ -342,3 +342,62 @@ impl From<audit::Checkpoint> for AuditCheckpoint {
         }
     }
 }
+
+/// A consent event to record. Withdrawing is the same call with `"event": "withdrawn"`.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"purpose": "newsletter-email", "event": "given", "source": "signup-form", "method": "form", "notice_version": "v3"}))]
+pub(crate) struct NewConsentBody {
+    pub(crate) purpose: String,
+    /// given, refused, withdrawn, expired, objected, renewed, restricted, unrestricted.
+    pub(crate) event: String,
+    /// A reference: form name, campaign code, `email-link`.
+    pub(crate) source: String,
+    /// RFC 3339; default now.
+    pub(crate) at: Option<String>,
+    pub(crate) method: Option<String>,
+    pub(crate) jurisdiction: Option<String>,
+    pub(crate) notice_version: Option<String>,
+    pub(crate) notice_hash: Option<String>,
+    pub(crate) evidence: Option<String>,
+    pub(crate) expires: Option<String>,
+    pub(crate) contact_point: Option<String>,
+    pub(crate) pecr_basis: Option<String>,
+    pub(crate) pecr_conditions: Option<Vec<String>>,
+}
+
+/// A recorded ledger event (ids, codes, times and references only).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ConsentEventView {
+    #[schema(value_type = Object, additional_properties = true)]
+    #[serde(flatten)]
+    pub(crate) event: Value,
+}
+
+/// A subject's consent: the decision of every purpose, and the ledger.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ConsentView {
+    pub(crate) subject: String,
+    pub(crate) at: String,
+    /// Purpose → {allowed, reason, deciding_event}.
+    #[schema(value_type = Object, additional_properties = true)]
+    pub(crate) purposes: Value,
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) history: Value,
+}
+
+/// Why a purpose may or may not process the subject.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ExplainView {
+    #[schema(value_type = Object, additional_properties = true)]
+    #[serde(flatten)]
+    pub(crate) explanation: Value,
+}
+
+/// The Global Privacy Control support statement.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct GpcSupport {
+    pub(crate) gpc: bool,
+    #[serde(rename = "lastUpdate")]
+    pub(crate) last_update: String,
+}

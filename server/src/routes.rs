@@ -30,6 +30,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_users, add_user))
         .routes(routes!(revoke_user, change_role))
         .routes(routes!(backup))
+        .routes(routes!(record_consent, consent_state))
+        .routes(routes!(consent_explain))
+        .routes(routes!(segment))
+        .routes(routes!(gpc_json))
         .routes(routes!(audit_events))
         .routes(routes!(audit_verify))
         .routes(routes!(audit_checkpoint))
@@ -259,7 +263,8 @@ async fn lookup(
 
 /// Reads a subject: the fields the caller's role may read, and the names of the others.
 #[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects",
-    params(("id" = String, Path, description = "Subject id")),
+    params(("id" = String, Path, description = "Subject id"),
+           ("Sec-GPC" = Option<String>, Header, description = "1: the subject opts out of sale/sharing (recorded in the consent ledger)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The readable fields and the withheld names", body = SubjectView),
@@ -274,8 +279,10 @@ async fn get_subject(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<SubjectView>, ApiError> {
     let id = subject_id(&id)?;
+    honour_gpc(&state, &actor, &headers, id).await?;
     let hub = state.hub.clone();
     Ok(Json(
         blocking(move || hub.get_subject(&actor, &id)).await?.into(),
@@ -285,7 +292,8 @@ async fn get_subject(
 /// Updates fields (null removes one). All or nothing. `If-Match: VERSION` refuses a stale write.
 #[utoipa::path(patch, path = "/v1/subjects/{id}", tag = "subjects", request_body = Patch,
     params(("id" = String, Path, description = "Subject id"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is based on")),
+           ("If-Match" = Option<String>, Header, description = "The version the change is based on"),
+           ("Sec-GPC" = Option<String>, Header, description = "1: the subject opts out of sale/sharing")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = Updated),
@@ -308,6 +316,7 @@ async fn update_subject(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Updated>, ApiError> {
     let id = subject_id(&id)?;
+    honour_gpc(&state, &actor, &headers, id).await?;
     let if_version = match headers.get(axum::http::header::IF_MATCH) {
         None => None,
         Some(v) => Some(
@@ -728,4 +737,220 @@ async fn audit_checkpoint(
     Ok(Json(
         blocking(move || hub.audit_checkpoint(&actor)).await?.into(),
     ))
+}
+
+fn gpc(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-gpc")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        == Some("1")
+}
+
+/// Honours a Global Privacy Control signal about a subject: records an opt-out of sale/sharing.
+pub(crate) async fn honour_gpc(
+    state: &AppState,
+    actor: &hub::Actor,
+    headers: &HeaderMap,
+    id: SubjectId,
+) -> Result<(), ApiError> {
+    if !gpc(headers) {
+        return Ok(());
+    }
+    let hub = state.hub.clone();
+    let actor = actor.clone();
+    blocking(move || hub.record_gpc(&actor, &id)).await
+}
+
+/// Records a consent event for a subject (given, withdrawn, objected, restricted...).
+#[utoipa::path(post, path = "/v1/subjects/{id}/consent", tag = "consent", request_body = NewConsentBody,
+    params(("id" = String, Path, description = "Subject id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Recorded", body = ConsentEventView),
+        (status = 400, description = "Unknown purpose or event, bad time, content where a reference belongs", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not record consent", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 410, description = "The subject was erased", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn record_consent(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = subject_id(&id)?;
+    let v = json_body(body)?;
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let need = |k: &str| text(k).ok_or_else(|| ApiError::bad_param(k, "required, a string"));
+    let new = consent::NewConsent {
+        purpose: need("purpose")?,
+        event: need("event")?,
+        source: need("source")?,
+        at: text("at"),
+        method: text("method"),
+        jurisdiction: text("jurisdiction"),
+        notice_version: text("notice_version"),
+        notice_hash: text("notice_hash"),
+        evidence: text("evidence"),
+        expires: text("expires"),
+        contact_point: text("contact_point"),
+        pecr_basis: text("pecr_basis"),
+        pecr_conditions: v
+            .get("pecr_conditions")
+            .and_then(|x| x.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let hub = state.hub.clone();
+    let event = blocking(move || hub.record_consent(&actor, &id, new)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ConsentEventView {
+            event: serde_json::to_value(event).unwrap_or_default(),
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AtQuery {
+    /// Decide as of this time (RFC 3339 or YYYY-MM-DD; default now).
+    at: Option<String>,
+}
+
+/// A subject's consent: every purpose's decision now (or `at`), and the full ledger.
+#[utoipa::path(get, path = "/v1/subjects/{id}/consent", tag = "consent", params(("id" = String, Path, description = "Subject id"), AtQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "State and history", body = ConsentView),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not read consent", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn consent_state(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<AtQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ConsentView>, ApiError> {
+    let id = subject_id(&id)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_param("at", &e.body_text()))?;
+    let hub = state.hub.clone();
+    let (st, history) = blocking(move || {
+        let st = hub.consent_state(&actor, &id, q.at.as_deref())?;
+        let history = hub.consent_history(&actor, &id)?;
+        Ok((st, history))
+    })
+    .await?;
+    Ok(Json(ConsentView {
+        subject: st.subject.to_string(),
+        at: st.at,
+        purposes: serde_json::to_value(st.purposes).unwrap_or_default(),
+        history: serde_json::to_value(history).unwrap_or_default(),
+    }))
+}
+
+/// Why a purpose may or may not process a subject, with the deciding ledger event.
+#[utoipa::path(get, path = "/v1/subjects/{id}/consent/{purpose}", tag = "consent",
+    params(("id" = String, Path, description = "Subject id"), ("purpose" = String, Path, description = "Purpose name"), AtQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The decision and its deciding event", body = ExplainView),
+        (status = 400, description = "Unknown purpose or bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not read consent", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn consent_explain(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path((id, purpose)): Path<(String, String)>,
+    query: Result<Query<AtQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ExplainView>, ApiError> {
+    let id = subject_id(&id)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_param("at", &e.body_text()))?;
+    let hub = state.hub.clone();
+    let x = blocking(move || hub.consent_explain(&actor, &id, &purpose, q.at.as_deref())).await?;
+    Ok(Json(ExplainView {
+        explanation: serde_json::to_value(x).unwrap_or_default(),
+    }))
+}
+
+/// The subjects a purpose may process, with that purpose's fields only, as JSON Lines.
+#[utoipa::path(get, path = "/v1/segments/{purpose}", tag = "consent",
+    params(("purpose" = String, Path, description = "Purpose name"), AtQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One JSON object per allowed subject: `id` and the purpose's fields", body = String, content_type = "application/x-ndjson"),
+        (status = 400, description = "Unknown purpose or bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not export", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn segment(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(purpose): Path<String>,
+    query: Result<Query<AtQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_param("at", &e.body_text()))?;
+    if state.hub.purposes().get(&purpose).is_err() {
+        return Err(ApiError::bad_param(
+            "purpose",
+            "not a purpose in policies/purposes.toml",
+        ));
+    }
+    if !state
+        .hub
+        .allows(actor.principal.role, "exports", hub::Action::Export)
+    {
+        return Err(ApiError::Hub(hub::Error::Forbidden {
+            action: "export",
+            object: "exports".into(),
+            fields: Vec::new(),
+        }));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    let hub = state.hub.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = hub.segment(&actor, &purpose, q.at.as_deref(), &mut |row| {
+            let mut line = serde_json::to_vec(&row).unwrap_or_default();
+            line.push(b'\n');
+            tx.blocking_send(Ok(line))
+                .map_err(|_| hub::Error::BadRequest("client went away".into()))
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "segment stream failed");
+            let _ = tx.blocking_send(Err(std::io::Error::other("segment failed")));
+        }
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(RxStream(rx)),
+    )
+        .into_response())
+}
+
+/// Global Privacy Control support (`Sec-GPC: 1` on a request about a subject records an
+/// opt-out of sale/sharing).
+#[utoipa::path(get, path = "/.well-known/gpc.json", tag = "consent",
+    responses((status = 200, description = "GPC is honoured", body = GpcSupport)))]
+async fn gpc_json() -> Json<GpcSupport> {
+    Json(GpcSupport {
+        gpc: true,
+        last_update: "2026-11-22".into(),
+    })
 }

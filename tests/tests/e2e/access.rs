@@ -363,6 +363,50 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     deny_403(s, &v);
                 }
             }
+            ("POST", "/v1/subjects/{id}/consent") => {
+                let body = json!({"purpose": "newsletter-email", "event": "given", "source": "matrix-test"});
+                let (s, _, v) = http(
+                    "POST",
+                    &u(&format!("/v1/subjects/{id}/consent")),
+                    Some(token),
+                    Some(&body.to_string()),
+                );
+                if row.allow {
+                    assert_eq!(s, 201, "{ctx}: {v}")
+                } else {
+                    deny_403(s, &v)
+                }
+            }
+            ("GET", "/v1/subjects/{id}/consent")
+            | ("GET", "/v1/subjects/{id}/consent/{purpose}") => {
+                let path = row
+                    .route
+                    .replace("{id}", &id)
+                    .replace("{purpose}", "newsletter-email");
+                let (s, _, v) = http("GET", &u(&path), Some(token), None);
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}")
+                } else {
+                    deny_403(s, &v)
+                }
+            }
+            ("GET", "/v1/segments/{purpose}") => {
+                let (s, _, v) = http(
+                    "GET",
+                    &u("/v1/segments/fundraising-post"),
+                    Some(token),
+                    None,
+                );
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}")
+                } else {
+                    deny_403(s, &v)
+                }
+            }
+            ("GET", "/.well-known/gpc.json") => {
+                let (s, _, v) = http("GET", &u(&row.route), None, None);
+                assert_eq!((s, &v["gpc"]), (200, &json!(true)), "{ctx}");
+            }
             (m, r) => panic!("the test does not know how to exercise {m} {r}: add it here"),
         }
         checked += 1;

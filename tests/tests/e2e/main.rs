@@ -3,5 +3,6 @@
 
 mod access;
 mod audit;
+mod consent;
 mod foundation;
 mod support;

@@ -1,0 +1,205 @@
+//! Consent over HTTP and the CLI: withdrawing is as easy as giving, segments honour the gate,
+//! GPC signals are recorded, and the ledger holds no personal value.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+#[test]
+fn withdrawal_takes_the_same_call_as_consent_and_segments_follow_the_gate() {
+    let env = Env::init();
+    let admin = env.json(&["users", "add", "ada", "--role", "admin"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = env.serve_with("warn", &["--rate-limit", "0"]);
+    let u = |p: &str| format!("{}{p}", server.url);
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let body = json!({"given_name": format!("Qcanary{n}"), "email": format!("cnrynote{n}@example.org"), "notes": "private", "birth_date": "1950-05-05"});
+        let (s, _, v) = http(
+            "POST",
+            &u("/v1/subjects"),
+            Some(&admin),
+            Some(&body.to_string()),
+        );
+        assert_eq!(s, 201);
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let record = |id: &str, event: &str| {
+        let body = json!({"purpose": "newsletter-email", "event": event, "source": "web-form", "method": "form", "notice_version": "v2"});
+        http(
+            "POST",
+            &u(&format!("/v1/subjects/{id}/consent")),
+            Some(&admin),
+            Some(&body.to_string()),
+        )
+    };
+    for id in &ids[..3] {
+        assert_eq!(record(id, "given").0, 201);
+    }
+    // Withdrawing: the same endpoint, one step.
+    let (s, _, v) = record(&ids[1], "withdrawn");
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["event"], "withdrawn");
+    let (s, _, v) = http(
+        "POST",
+        &u(&format!("/v1/subjects/{}/consent", ids[2])),
+        Some(&admin),
+        Some(
+            &json!({"purpose": "fundraising-post", "event": "objected", "source": "phone-call"})
+                .to_string(),
+        ),
+    );
+    assert_eq!(s, 201, "{v}");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            &format!("Authorization: Bearer {admin}"),
+            &u("/v1/segments/newsletter-email"),
+        ])
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["id"], ids[0].as_str());
+    assert!(lines[0].get("notes").is_none() && lines[0].get("birth_date").is_none());
+    // State and explanation.
+    let (_, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{}/consent", ids[2])),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(v["purposes"]["newsletter-email"]["reason"], "objected");
+    assert_eq!(v["purposes"]["gift-aid-claim"]["allowed"], true);
+    assert_eq!(v["history"].as_array().unwrap().len(), 2);
+    let (_, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{}/consent/newsletter-email", ids[1])),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(v["decision"]["reason"], "consent_withdrawn");
+    assert_eq!(v["decision"]["deciding_event"]["source"], "web-form");
+    // A read carrying Sec-GPC: 1 records an opt-out of sale/sharing, once.
+    for _ in 0..2 {
+        let (s, _, _) = http_with(
+            "GET",
+            &u(&format!("/v1/subjects/{}", ids[3])),
+            Some(&admin),
+            None,
+            &["Sec-GPC: 1"],
+        );
+        assert_eq!(s, 200);
+    }
+    let (_, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{}/consent", ids[3])),
+        Some(&admin),
+        None,
+    );
+    let gpc: Vec<&Value> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["collection_method"] == "gpc")
+        .collect();
+    assert_eq!(gpc.len(), 1, "{v}");
+    assert_eq!(gpc[0]["purpose"], "data-sharing");
+    assert_eq!(gpc[0]["event"], "withdrawn");
+    // Content is refused where a reference belongs.
+    let (s, _, v) = http("POST", &u(&format!("/v1/subjects/{}/consent", ids[0])), Some(&admin), Some(&json!({"purpose": "newsletter-email", "event": "given", "source": "form", "evidence": "email from cnrynote0@example.org"}).to_string()));
+    assert_eq!(s, 400, "{v}");
+    assert!(server.stop().success());
+    // The CLI reads the same ledger; the explanation names the deciding event.
+    let x = env.json(&["consent", "explain", &ids[2], "newsletter-email"], None);
+    assert_eq!(x["decision"]["reason"], "objected");
+    assert_eq!(
+        x["decision"]["deciding_event"]["purpose"],
+        "fundraising-post"
+    );
+    let out = env.run(
+        &[
+            "consent",
+            "withdraw",
+            "--subject",
+            &ids[0],
+            "--purpose",
+            "newsletter-email",
+            "--source",
+            "cli",
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = env.tmp.path().join("seg.csv");
+    env.json(
+        &[
+            "export",
+            "--purpose",
+            "newsletter-email",
+            "--format",
+            "csv",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        std::fs::read_to_string(&csv).unwrap().lines().count(),
+        1,
+        "header only: nobody left"
+    );
+    // No personal value in the ledger or anywhere in the data directory.
+    let hits = find_markers(&env.data, &[], &["canary", "cnrynote"]);
+    assert!(hits.is_empty(), "{hits:?}");
+}
+
+#[test]
+fn exported_csv_cells_cannot_run_as_formulas() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "=cmd|' /C calc'!A0", "family_name": "+SUM(A1)", "email": "x@example.org"}));
+    env.json(
+        &[
+            "consent",
+            "record",
+            "--subject",
+            &id,
+            "--purpose",
+            "newsletter-email",
+            "--event",
+            "given",
+            "--source",
+            "form",
+        ],
+        None,
+    );
+    let csv = env.tmp.path().join("seg.csv");
+    env.json(
+        &[
+            "export",
+            "--purpose",
+            "newsletter-email",
+            "--format",
+            "csv",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+        None,
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.contains("'=cmd|"), "{row}");
+    assert!(row.to_lowercase().contains("'+sum(a1)"), "{row}");
+    assert!(
+        !row.split(',')
+            .any(|c| c.starts_with('=') || c.starts_with('+')),
+        "{row}"
+    );
+}
