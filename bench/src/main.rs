@@ -6,6 +6,7 @@
 //! steward-bench vault --n N --mode encrypted|plain [--batch B]        # one run, one JSON line
 //! steward-bench batch-json N                                          # a POST /v1/subjects/batch body
 //! steward-bench audit-suite [--events 1000000] [--threads 8]          # audit append, verify, read cost
+//! steward-bench consent-suite [--subjects 1000000]                    # segment vs plain scan
 //! steward-bench serve --data D --identity I --addr A [--discard-audit] # the real router, for
 //!     measuring the audit append's share of an HTTP read (bench only: the product has no such switch)
 //! ```
@@ -20,6 +21,7 @@ use serde_json::{json, Value as Json};
 use vault::{keyspaces, Batch, NewSubject, SealTo, SledOptions, SledStore, Store, Unlock, Vault};
 
 mod audit_bench;
+mod consent_bench;
 
 const SEED: u64 = 20_261_122;
 const READ_FIELDS: [&str; 5] = ["given_name", "family_name", "email", "phone", "postal_code"];
@@ -68,6 +70,10 @@ fn main() {
                 &addr,
                 args.iter().any(|a| a == "--discard-audit"),
             );
+        }
+        Some("consent-suite") => {
+            let n: usize = arg(&args, "--subjects").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+            consent_bench::suite(n);
         }
         Some("audit-suite") => {
             let n: u64 = arg(&args, "--events")
