@@ -9,10 +9,16 @@ use hub::{Hub, PolicyFiles};
 use vault::{SealTo, Unlock};
 
 pub(crate) fn suite(n: usize) {
-    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).expect("tempdir");
+    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .expect("tempdir");
     let dir = tmp.path().join("d");
     let identity = tmp.path().join("id.txt");
-    Hub::init(&dir, &SealTo::Identity(identity.clone()), &PolicyFiles::defaults()).expect("init");
+    Hub::init(
+        &dir,
+        &SealTo::Identity(identity.clone()),
+        &PolicyFiles::defaults(),
+    )
+    .expect("init");
     let hub = Arc::new(Hub::open(&dir, &Unlock::Identity(identity)).expect("open"));
     let schema = hub.schema().clone();
     let vault = hub.vault().clone();
@@ -28,7 +34,9 @@ pub(crate) fn suite(n: usize) {
             .take(k)
             .map(|c| vault::NewSubject {
                 kind: domain::SubjectKind::Individual,
-                fields: schema.parse_object(RecordKind::Subject, &c.fields).expect("valid"),
+                fields: schema
+                    .parse_object(RecordKind::Subject, &c.fields)
+                    .expect("valid"),
                 gifts: Vec::new(),
             })
             .collect();
@@ -46,7 +54,9 @@ pub(crate) fn suite(n: usize) {
                 // Each event is applied before the next is prepared: the ledger numbers a
                 // subject's events from what is already stored.
                 let mut b = vault::Batch::new();
-                ledger.prepare(hub.purposes(), id, &new, "bench", &mut b).expect("event");
+                ledger
+                    .prepare(hub.purposes(), id, &new, "bench", &mut b)
+                    .expect("event");
                 vault.store().apply(b).expect("apply");
             };
             if rng.chance(0.55) {
@@ -72,7 +82,11 @@ pub(crate) fn suite(n: usize) {
     vault.flush().expect("flush");
     let load_secs = t.elapsed().as_secs_f64();
     let admin = hub.local_actor();
-    let purpose = hub.purposes().get("newsletter-email").expect("purpose").clone();
+    let purpose = hub
+        .purposes()
+        .get("newsletter-email")
+        .expect("purpose")
+        .clone();
     let fields: Vec<FieldId> = purpose
         .fields
         .iter()
@@ -89,7 +103,11 @@ pub(crate) fn suite(n: usize) {
         loop {
             let page = vault.list_subjects(after.as_ref(), 1000).expect("list");
             for id in &page {
-                std::hint::black_box(vault.read_subject(id, &|f| fields.contains(&f)).expect("read"));
+                std::hint::black_box(
+                    vault
+                        .read_subject(id, &|f| fields.contains(&f))
+                        .expect("read"),
+                );
                 scanned += 1;
             }
             match page.last() {

@@ -72,7 +72,9 @@ fn main() {
             );
         }
         Some("consent-suite") => {
-            let n: usize = arg(&args, "--subjects").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+            let n: usize = arg(&args, "--subjects")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000);
             consent_bench::suite(n);
         }
         Some("audit-suite") => {

@@ -315,7 +315,12 @@ pub enum SubjectCmd {
         kind: Option<String>,
     },
     /// Show a subject's fields.
-    Show { id: String },
+    Show {
+        id: String,
+        /// Only if the consent gate allows this purpose, and only its fields.
+        #[arg(long)]
+        purpose: Option<String>,
+    },
     /// Find subjects by exact email, phone or external id.
     Find {
         #[arg(long, group = "by")]

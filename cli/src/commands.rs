@@ -235,10 +235,10 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
             let id = hub.create_subject(&actor_for(&hub, g)?, input)?;
             out.emit(&json!({"id": id}), || id.to_string());
         }
-        SubjectCmd::Show { id } => {
+        SubjectCmd::Show { id, purpose } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;
-            let view = hub.get_subject(&actor_for(&hub, g)?, &id)?;
+            let view = hub.get_subject_for(&actor_for(&hub, g)?, &id, purpose.as_deref())?;
             out.emit(&json!(view), || {
                 let mut s = format!(
                     "{} ({}, version {})",

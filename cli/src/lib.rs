@@ -77,7 +77,7 @@ fn classify(err: &anyhow::Error) -> (&'static str, u8) {
             "invalid_input" | "bad_request" | "policy_invalid" => exit::INVALID,
             "data_dir_in_use" => exit::IN_USE,
             "cannot_unseal" | "not_initialised" | "unauthenticated" => exit::KEYS,
-            "forbidden" => exit::FORBIDDEN,
+            "forbidden" | "consent_required" => exit::FORBIDDEN,
             "conflict" | "already_exists" => exit::CONFLICT,
             _ => exit::FAILURE,
         };

@@ -75,6 +75,19 @@ impl Hub {
         self.purposes.get(name).map_err(consent_error)
     }
 
+    /// The gate's decision for one subject and purpose, now.
+    pub(crate) fn gate(&self, subject: &SubjectId, purpose: &str) -> Result<Decision, Error> {
+        let p = self.purpose(purpose)?;
+        let history = self.ledger.history(subject).map_err(consent_error)?;
+        Ok(decide(
+            p,
+            &history,
+            self.vault.is_erased(subject)?,
+            &now(),
+            &self.marketing(),
+        ))
+    }
+
     /// The processing purposes.
     pub fn purposes(&self) -> &consent::Purposes {
         &self.purposes

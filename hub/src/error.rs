@@ -43,6 +43,14 @@ pub enum Error {
     /// The policy files are invalid.
     #[error("{0}")]
     Policy(String),
+    /// The consent gate does not allow this purpose for this subject.
+    #[error("the purpose \"{purpose}\" may not process this subject ({reason})")]
+    ConsentRequired {
+        /// The purpose asked for.
+        purpose: String,
+        /// The gate's reason code (no_consent, consent_withdrawn, objected, restricted...).
+        reason: String,
+    },
     /// The audit log could not record the operation, so it was not carried out.
     #[error("{0}")]
     Audit(String),
@@ -93,6 +101,7 @@ impl Error {
             },
             Error::Policy(_) => "policy_invalid",
             Error::Audit(_) => "audit_failure",
+            Error::ConsentRequired { .. } => "consent_required",
             Error::Vault(e) => match e {
                 vault::Error::NotInitialised(_) => "not_initialised",
                 vault::Error::AlreadyExists(_) => "already_exists",

@@ -263,8 +263,20 @@ impl Hub {
     /// Reads a subject, decrypting only the fields the actor's role may read; the others are
     /// named in `withheld`. The read is audited before anything is returned.
     pub fn get_subject(&self, actor: &Actor, id: &SubjectId) -> Result<SubjectView, Error> {
+        self.get_subject_for(actor, id, None)
+    }
+
+    /// Reads a subject for a processing purpose: only if the consent gate allows that purpose
+    /// now (else `consent_required`), and only the purpose's fields (that the role may read).
+    pub fn get_subject_for(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+        purpose: Option<&str>,
+    ) -> Result<SubjectView, Error> {
         self.audited(actor, "read.subject", |trail| {
             trail.subject(id);
+            trail.purpose = purpose.map(str::to_string);
             let groups = self.readable_groups(actor);
             if groups.is_empty() {
                 return Err(Error::Forbidden {
@@ -273,11 +285,32 @@ impl Hub {
                     fields: Vec::new(),
                 });
             }
+            let purpose_fields: Option<Vec<String>> = match purpose {
+                None => None,
+                Some(p) => {
+                    let decision = self.gate(id, p)?;
+                    if !decision.allowed {
+                        return Err(Error::ConsentRequired {
+                            purpose: p.to_string(),
+                            reason: decision.reason,
+                        });
+                    }
+                    Some(
+                        self.purposes
+                            .get(p)
+                            .map(|x| x.fields.clone())
+                            .unwrap_or_default(),
+                    )
+                }
+            };
             let schema = &self.schema;
             let wanted = |f: FieldId| {
-                schema
-                    .field_by_id(RecordKind::Subject, f)
-                    .is_some_and(|d| groups.contains(&d.group))
+                schema.field_by_id(RecordKind::Subject, f).is_some_and(|d| {
+                    groups.contains(&d.group)
+                        && purpose_fields
+                            .as_ref()
+                            .is_none_or(|pf| pf.contains(&d.name))
+                })
             };
             let record = self.vault.read_subject(id, &wanted)?;
             let fields: BTreeMap<String, Json> = record

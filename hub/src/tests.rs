@@ -415,3 +415,58 @@ fn segments_hold_only_allowed_subjects_and_only_the_purposes_fields() {
         "forbidden"
     );
 }
+
+#[test]
+fn a_purpose_scoped_read_goes_through_the_gate_and_returns_only_the_purposes_fields() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let id = hub.create_subject(&admin, input(json!({"given_name": "Ann", "email": "ann@example.org", "notes": "n", "city": "Leeds"}))).unwrap();
+    let err = hub
+        .get_subject_for(&admin, &id, Some("newsletter-email"))
+        .unwrap_err();
+    assert_eq!(err.code(), "consent_required");
+    assert!(err.to_string().contains("no_consent"), "{err}");
+    consent(&hub, &id, "newsletter-email", "given");
+    let view = hub
+        .get_subject_for(&admin, &id, Some("newsletter-email"))
+        .unwrap();
+    assert_eq!(
+        view.fields.keys().collect::<Vec<_>>(),
+        ["email", "given_name"]
+    );
+    consent(&hub, &id, "newsletter-email", "withdrawn");
+    assert_eq!(
+        hub.get_subject_for(&admin, &id, Some("newsletter-email"))
+            .unwrap_err()
+            .code(),
+        "consent_required"
+    );
+    // Legitimate interests: readable for post until the subject objects.
+    assert_eq!(
+        hub.get_subject_for(&admin, &id, Some("fundraising-post"))
+            .unwrap()
+            .fields
+            .keys()
+            .collect::<Vec<_>>(),
+        ["city", "given_name"]
+    );
+    consent(&hub, &id, "fundraising-post", "objected");
+    assert_eq!(
+        hub.get_subject_for(&admin, &id, Some("fundraising-post"))
+            .unwrap_err()
+            .code(),
+        "consent_required"
+    );
+    let (events, _) = hub
+        .audit_query(
+            &admin,
+            &audit::Query {
+                subject: Some(id.to_string()),
+                action: Some("read.subject".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(events.iter().all(|e| e.purpose.is_some()));
+}

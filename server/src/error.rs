@@ -65,7 +65,7 @@ impl From<JsonRejection> for ApiError {
 fn status_of(e: &hub::Error) -> StatusCode {
     match e.code() {
         "unauthenticated" => StatusCode::UNAUTHORIZED,
-        "forbidden" => StatusCode::FORBIDDEN,
+        "forbidden" | "consent_required" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,
         "erased" => StatusCode::GONE,
         "invalid_input" => StatusCode::UNPROCESSABLE_ENTITY,

@@ -262,15 +262,22 @@ async fn lookup(
 }
 
 /// Reads a subject: the fields the caller's role may read, and the names of the others.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PurposeQuery {
+    /// Read for this processing purpose: only if the consent gate allows it, and only its fields.
+    purpose: Option<String>,
+}
+
 #[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects",
-    params(("id" = String, Path, description = "Subject id"),
+    params(("id" = String, Path, description = "Subject id"), PurposeQuery,
            ("Sec-GPC" = Option<String>, Header, description = "1: the subject opts out of sale/sharing (recorded in the consent ledger)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The readable fields and the withheld names", body = SubjectView),
         (status = 400, description = "Not a subject id", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "The role reads no personal data", body = ErrorBody),
+        (status = 403, description = "The role reads no personal data, or the purpose may not process this subject (`consent_required`)", body = ErrorBody),
         (status = 404, description = "No such subject", body = ErrorBody),
         (status = 410, description = "The subject was erased", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
@@ -280,12 +287,16 @@ async fn get_subject(
     Caller(actor): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
+    query: Result<Query<PurposeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SubjectView>, ApiError> {
     let id = subject_id(&id)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_param("purpose", &e.body_text()))?;
     honour_gpc(&state, &actor, &headers, id).await?;
     let hub = state.hub.clone();
     Ok(Json(
-        blocking(move || hub.get_subject(&actor, &id)).await?.into(),
+        blocking(move || hub.get_subject_for(&actor, &id, q.purpose.as_deref()))
+            .await?
+            .into(),
     ))
 }
 
