@@ -595,12 +595,24 @@ fn openapi_metrics_and_policy_reload_on_sighup() {
     let mut text = std::fs::read_to_string(&policy).unwrap();
     text.push_str("p, volunteer, subject:financial, read\n");
     std::fs::write(&policy, &text).unwrap();
+    // Each SIGHUP leaves one log line ("reloaded" or "refused"); wait for it, not for a time.
+    let reloads = || {
+        std::fs::read_to_string(&server.log)
+            .unwrap_or_default()
+            .matches("policy")
+            .count()
+    };
     let hup = || {
+        let before = reloads();
         std::process::Command::new("kill")
             .args(["-HUP", &server.child.id().to_string()])
             .status()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400));
+        let started = std::time::Instant::now();
+        while reloads() == before && started.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(reloads() > before, "the server did not react to SIGHUP");
     };
     hup();
     let (_, _, v) = http(
