@@ -14,7 +14,9 @@
 //! - `schema`: the field catalogue, parsed and validated from TOML.
 //! - `value`: typed values, their compact binary encoding and their JSON form.
 //! - `normalise`: email, phone, date, postcode and name normalisers.
+//! - `deadline`: legal clocks for subject requests (calendar months, working days, holidays).
 
+pub mod deadline;
 mod error;
 mod id;
 mod normalise;

@@ -251,3 +251,63 @@ fn schema_rules_are_enforced() {
         assert!(s.field(RecordKind::Subject, name).is_some(), "{name}");
     }
 }
+
+mod deadlines {
+    use crate::deadline::*;
+    use time::macros::date;
+
+    fn uk() -> Calendar {
+        Calendar::england_wales(2020..=2035, &[])
+    }
+
+    #[test]
+    fn one_calendar_month_clamps_to_month_end_and_skips_weekends_and_bank_holidays() {
+        let cases = [
+            (date!(2028 - 01 - 31), 0, 0, date!(2028 - 02 - 29)), // leap year, a Tuesday
+            (date!(2027 - 01 - 31), 0, 0, date!(2027 - 03 - 01)), // 28 Feb 2027 is a Sunday
+            (date!(2026 - 01 - 31), 0, 0, date!(2026 - 03 - 02)), // 28 Feb 2026 is a Saturday
+            (date!(2026 - 03 - 15), 0, 0, date!(2026 - 04 - 15)),
+            (date!(2026 - 03 - 03), 0, 0, date!(2026 - 04 - 07)), // 3 Apr Good Friday, 6 Apr Easter Monday
+            (date!(2026 - 11 - 25), 0, 0, date!(2026 - 12 - 29)), // 25 Dec Fri, 26 Sat → 28 Mon substitute
+            (date!(2026 - 04 - 30), 0, 0, date!(2026 - 06 - 01)), // 30 May Sat, 31 Sun → Mon 1 Jun
+            (date!(2026 - 01 - 31), 2, 0, date!(2026 - 04 - 30)), // extended by two months
+            (date!(2028 - 01 - 31), 0, 10, date!(2028 - 03 - 10)), // paused ten days
+            (date!(2027 - 12 - 01), 0, 0, date!(2028 - 01 - 04)), // 1 Jan 2028 Sat → 3 Jan substitute
+        ];
+        for (received, ext, paused, expected) in cases {
+            assert_eq!(gdpr_due(received, ext, paused, &uk()), expected, "received {received}, +{ext} months, paused {paused}");
+        }
+    }
+
+    #[test]
+    fn bank_holidays_follow_the_standing_rules() {
+        assert_eq!(
+            england_wales_bank_holidays(2026),
+            vec![
+                date!(2026 - 01 - 01),
+                date!(2026 - 04 - 03),
+                date!(2026 - 04 - 06),
+                date!(2026 - 05 - 04),
+                date!(2026 - 05 - 25),
+                date!(2026 - 08 - 31),
+                date!(2026 - 12 - 25),
+                date!(2026 - 12 - 28),
+            ]
+        );
+        // Christmas on a Sunday: Boxing Day Monday, Christmas substitute Tuesday.
+        let h2022 = england_wales_bank_holidays(2022);
+        assert!(h2022.contains(&date!(2022 - 12 - 26)) && h2022.contains(&date!(2022 - 12 - 27)));
+        assert!(england_wales_bank_holidays(2019).contains(&date!(2019 - 04 - 19)), "Good Friday 2019");
+    }
+
+    #[test]
+    fn us_state_clocks_count_business_days_and_calendar_days() {
+        let cal = Calendar::weekends_only(&[]);
+        let (ack, due) = us_state_due(date!(2026 - 11 - 20), false, 0, &cal); // a Friday
+        assert_eq!(ack, date!(2026 - 12 - 04));
+        assert_eq!(due, date!(2027 - 01 - 04));
+        let (_, extended) = us_state_due(date!(2026 - 11 - 20), true, 0, &cal);
+        assert_eq!(extended, date!(2027 - 02 - 18));
+        assert_eq!(add_months(date!(2024 - 02 - 29), 12), date!(2025 - 02 - 28));
+    }
+}
