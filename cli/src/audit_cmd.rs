@@ -29,13 +29,6 @@ fn query(filter: &AuditFilter, after: Option<u64>, limit: usize) -> anyhow::Resu
     })
 }
 
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
 
 fn event_line(e: &audit::Event) -> String {
     format!(
@@ -150,7 +143,7 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
                             "{}",
                             cells
                                 .iter()
-                                .map(|c| csv_cell(c))
+                                .map(|c| exporters::csv_cell(c))
                                 .collect::<Vec<_>>()
                                 .join(",")
                         )?;

@@ -139,19 +139,6 @@ fn record(
     Ok(())
 }
 
-fn csv_cell(s: &str) -> String {
-    // Formula injection: a cell starting with = + - @ tab or CR is neutralised with a quote.
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
 
 pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Result<()> {
     if args.format != "jsonl" && args.format != "csv" {
@@ -182,14 +169,14 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
             for f in &purpose.fields {
                 cells.push(match row.fields.get(f) {
                     None => String::new(),
-                    Some(serde_json::Value::String(s)) => csv_cell(s),
-                    Some(serde_json::Value::Array(a)) => csv_cell(
+                    Some(serde_json::Value::String(s)) => exporters::csv_cell(s),
+                    Some(serde_json::Value::Array(a)) => exporters::csv_cell(
                         &a.iter()
                             .filter_map(|v| v.as_str())
                             .collect::<Vec<_>>()
                             .join("; "),
                     ),
-                    Some(v) => csv_cell(&v.to_string()),
+                    Some(v) => exporters::csv_cell(&v.to_string()),
                 });
             }
             cells.join(",")

@@ -1,0 +1,115 @@
+//! The subject-access package (GDPR Art. 15): the data, and items (a) to (h).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{csv_cell, html_escape, write_tar, Error};
+
+/// Everything an access package holds. The hub fills it from what the subject's record, the
+/// ledger, the audit log and the policy files say.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessPackage {
+    /// The request this answers.
+    pub request_id: String,
+    /// The subject.
+    pub subject_id: String,
+    /// When it was generated (UTC).
+    pub generated_at: String,
+    /// The controller, as the policy files name it.
+    pub controller: String,
+    /// The personal data held: field name → value.
+    pub data: BTreeMap<String, Value>,
+    /// Gifts.
+    pub gifts: Vec<BTreeMap<String, Value>>,
+    /// (a) Purposes of the processing, with their lawful basis and whether they apply now.
+    pub purposes: Vec<Value>,
+    /// (b) Categories of personal data concerned.
+    pub categories: Vec<String>,
+    /// (c) Recipients or categories of recipients.
+    pub recipients: Vec<String>,
+    /// (d) Retention periods or the criteria used.
+    pub retention: Vec<Value>,
+    /// (e) The rights to rectification, erasure, restriction and objection.
+    pub rights: Vec<String>,
+    /// (f) The right to complain to a supervisory authority.
+    pub complaint: String,
+    /// (g) The source of data not collected from the subject.
+    pub source: Vec<String>,
+    /// (h) Automated decision-making, including profiling.
+    pub automated_decisions: String,
+    /// The consent ledger of the subject.
+    pub consent_history: Vec<Value>,
+    /// Who accessed the subject's data, and when (from the audit log).
+    pub access_history: Vec<Value>,
+}
+
+fn files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
+    let json = serde_json::to_vec_pretty(p).unwrap_or_default();
+    let mut csv = String::from("field,value\n");
+    for (k, v) in &p.data {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "),
+            other => other.to_string(),
+        };
+        csv.push_str(&format!("{},{}\n", csv_cell(k), csv_cell(&text)));
+    }
+    let mut html = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your personal data</title></head><body>\n");
+    html.push_str(&format!("<h1>The personal data {} holds about you</h1>\n", html_escape(&p.controller)));
+    html.push_str(&format!("<p>Request {} — generated {}</p>\n<h2>Your data</h2>\n<table>\n", html_escape(&p.request_id), html_escape(&p.generated_at)));
+    for (k, v) in &p.data {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        html.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", html_escape(k), html_escape(&text)));
+    }
+    html.push_str("</table>\n");
+    html.push_str(&format!("<h2>Gifts</h2>\n<p>{} gift(s); see package.json.</p>\n", p.gifts.len()));
+    let list = |title: &str, items: &[String]| {
+        let mut s = format!("<h2>{}</h2>\n<ul>\n", html_escape(title));
+        for i in items {
+            s.push_str(&format!("<li>{}</li>\n", html_escape(i)));
+        }
+        s.push_str("</ul>\n");
+        s
+    };
+    let purposes: Vec<String> = p.purposes.iter().map(|v| v["summary"].as_str().unwrap_or_default().to_string()).collect();
+    html.push_str(&list("Why we process it (purposes)", &purposes));
+    html.push_str(&list("Categories of data", &p.categories));
+    html.push_str(&list("Who receives it", &p.recipients));
+    let retention: Vec<String> = p.retention.iter().map(|v| v["summary"].as_str().unwrap_or_default().to_string()).collect();
+    html.push_str(&list("How long we keep it", &retention));
+    html.push_str(&list("Your rights", &p.rights));
+    html.push_str(&format!("<h2>Complaints</h2>\n<p>{}</p>\n", html_escape(&p.complaint)));
+    html.push_str(&list("Where the data came from", &p.source));
+    html.push_str(&format!("<h2>Automated decisions</h2>\n<p>{}</p>\n", html_escape(&p.automated_decisions)));
+    html.push_str(&format!(
+        "<h2>Your consent history and who accessed your data</h2>\n<p>{} consent event(s) and {} access(es) are listed in package.json.</p>\n</body></html>\n",
+        p.consent_history.len(),
+        p.access_history.len()
+    ));
+    vec![
+        ("package.json".into(), json),
+        ("data.csv".into(), csv.into_bytes()),
+        ("index.html".into(), html.into_bytes()),
+    ]
+}
+
+/// Writes the package as a tar archive (package.json, data.csv, index.html).
+pub fn write_package_tar(p: &AccessPackage, out: &mut dyn Write) -> Result<(), Error> {
+    write_tar(out, &files(p))
+}
+
+/// Writes the package as a folder.
+pub fn write_package_dir(p: &AccessPackage, dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)?;
+    for (name, body) in files(p) {
+        std::fs::write(dir.join(name), body)?;
+    }
+    Ok(())
+}
