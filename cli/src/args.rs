@@ -71,6 +71,54 @@ pub enum Command {
     Consent(ConsentCmd),
     /// Export the subjects a purpose may process, with that purpose's fields only.
     Export(ExportArgs),
+    /// Subject-rights requests: open, list, move along, fulfil.
+    #[command(subcommand)]
+    Request(RequestCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCmd {
+    /// Open a request; prints its id and deadline.
+    Open {
+        /// access, erasure, rectification, restriction, objection, portability, opt-out.
+        #[arg(long = "type")]
+        kind: String,
+        #[arg(long)]
+        subject: String,
+        /// gdpr, uk-gdpr or ccpa.
+        #[arg(long)]
+        jurisdiction: String,
+        /// Day of receipt, YYYY-MM-DD (default today).
+        #[arg(long)]
+        received: Option<String>,
+    },
+    /// Open requests, soonest deadline first.
+    List {
+        /// Only those due within this many days, as in 7d.
+        #[arg(long)]
+        due_within: Option<String>,
+    },
+    /// One request with its history.
+    Show { id: String },
+    /// Move a request along: verify, start, extend, pause, resume, complete, refuse.
+    Update {
+        id: String,
+        #[arg(long)]
+        action: String,
+        /// Required to extend or refuse: what the subject is told.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Write the access package of an access or portability request.
+    Fulfil {
+        id: String,
+        /// A folder, or a file with --encrypt-to.
+        #[arg(long)]
+        out: PathBuf,
+        /// Encrypt to this age recipient (age1...): one file the stock age tool opens.
+        #[arg(long)]
+        encrypt_to: Option<String>,
+    },
 }
 
 /// What to record in the consent ledger.

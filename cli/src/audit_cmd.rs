@@ -29,7 +29,6 @@ fn query(filter: &AuditFilter, after: Option<u64>, limit: usize) -> anyhow::Resu
     })
 }
 
-
 fn event_line(e: &audit::Event) -> String {
     format!(
         "{:>6}  {}  {:<18} {:<16} {:<7} {}{}{}",

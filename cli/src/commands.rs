@@ -64,6 +64,10 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             crate::init_logging("warn");
             crate::consent_cmd::run(g, cmd, out)
         }
+        Command::Request(cmd) => {
+            crate::init_logging("warn");
+            crate::request_cmd::run(g, cmd, out)
+        }
         Command::Export(args) => {
             crate::init_logging("warn");
             crate::consent_cmd::export(g, &args, out)

@@ -139,7 +139,6 @@ fn record(
     Ok(())
 }
 
-
 pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Result<()> {
     if args.format != "jsonl" && args.format != "csv" {
         return Err(usage("bad_format", "--format is jsonl or csv"));

@@ -33,7 +33,12 @@ fn easter_sunday(year: i32) -> Date {
     let m = (a + 11 * h + 22 * l) / 451;
     let month = (h + l - 7 * m + 114) / 31;
     let day = (h + l - 7 * m + 114) % 31 + 1;
-    Date::from_calendar_date(year, Month::try_from(month as u8).expect("March or April"), day as u8).expect("a valid date")
+    Date::from_calendar_date(
+        year,
+        Month::try_from(month as u8).expect("March or April"),
+        day as u8,
+    )
+    .expect("a valid date")
 }
 
 fn is_weekend(d: Date) -> bool {
@@ -49,7 +54,8 @@ fn first_weekday_on_or_after(d: Date, w: Weekday) -> Date {
 }
 
 fn last_weekday_of(year: i32, month: Month, w: Weekday) -> Date {
-    let mut x = Date::from_calendar_date(year, month, time::util::days_in_month(month, year)).expect("valid");
+    let mut x = Date::from_calendar_date(year, month, time::util::days_in_month(month, year))
+        .expect("valid");
     while x.weekday() != w {
         x = x.previous_day().expect("in range");
     }
@@ -71,7 +77,10 @@ pub fn england_wales_bank_holidays(year: i32) -> Vec<Date> {
     let easter = easter_sunday(year);
     out.push(easter - Duration::days(2));
     out.push(easter + Duration::days(1));
-    out.push(first_weekday_on_or_after(ymd(Month::May, 1), Weekday::Monday));
+    out.push(first_weekday_on_or_after(
+        ymd(Month::May, 1),
+        Weekday::Monday,
+    ));
     out.push(last_weekday_of(year, Month::May, Weekday::Monday));
     out.push(last_weekday_of(year, Month::August, Weekday::Monday));
     let christmas = ymd(Month::December, 25);
@@ -105,7 +114,9 @@ impl Calendar {
 
     /// Weekends only (and `extra` dates).
     pub fn weekends_only(extra: &[Date]) -> Calendar {
-        Calendar { holidays: extra.to_vec() }
+        Calendar {
+            holidays: extra.to_vec(),
+        }
     }
 
     /// True on a Saturday, a Sunday or a listed holiday.
@@ -138,14 +149,24 @@ impl Calendar {
 
 /// GDPR / UK GDPR answer deadline: `1 + extension_months` calendar months from receipt, plus
 /// the days the clock was paused, moved to the next working day.
-pub fn gdpr_due(received: Date, extension_months: u32, paused_days: u32, calendar: &Calendar) -> Date {
+pub fn gdpr_due(
+    received: Date,
+    extension_months: u32,
+    paused_days: u32,
+    calendar: &Calendar,
+) -> Date {
     let raw = add_months(received, 1 + extension_months) + Duration::days(i64::from(paused_days));
     calendar.next_working_day(raw)
 }
 
 /// US state laws: (acknowledge by, answer by) — 10 business days; 45 calendar days (+45 when
 /// extended), plus paused days.
-pub fn us_state_due(received: Date, extended: bool, paused_days: u32, calendar: &Calendar) -> (Date, Date) {
+pub fn us_state_due(
+    received: Date,
+    extended: bool,
+    paused_days: u32,
+    calendar: &Calendar,
+) -> (Date, Date) {
     let ack = calendar.add_working_days(received, 10);
     let days = if extended { 90 } else { 45 } + i64::from(paused_days);
     (ack, received + Duration::days(days))

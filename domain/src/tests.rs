@@ -275,7 +275,11 @@ mod deadlines {
             (date!(2027 - 12 - 01), 0, 0, date!(2028 - 01 - 04)), // 1 Jan 2028 Sat → 3 Jan substitute
         ];
         for (received, ext, paused, expected) in cases {
-            assert_eq!(gdpr_due(received, ext, paused, &uk()), expected, "received {received}, +{ext} months, paused {paused}");
+            assert_eq!(
+                gdpr_due(received, ext, paused, &uk()),
+                expected,
+                "received {received}, +{ext} months, paused {paused}"
+            );
         }
     }
 
@@ -297,7 +301,10 @@ mod deadlines {
         // Christmas on a Sunday: Boxing Day Monday, Christmas substitute Tuesday.
         let h2022 = england_wales_bank_holidays(2022);
         assert!(h2022.contains(&date!(2022 - 12 - 26)) && h2022.contains(&date!(2022 - 12 - 27)));
-        assert!(england_wales_bank_holidays(2019).contains(&date!(2019 - 04 - 19)), "Good Friday 2019");
+        assert!(
+            england_wales_bank_holidays(2019).contains(&date!(2019 - 04 - 19)),
+            "Good Friday 2019"
+        );
     }
 
     #[test]

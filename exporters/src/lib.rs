@@ -80,7 +80,8 @@ pub fn write_tar(out: &mut dyn Write, files: &[(String, Vec<u8>)]) -> Result<(),
 
 /// Encrypts `plain` to an age X25519 recipient (`age1...`), as the stock `age` tool reads it.
 pub fn age_encrypt(recipient: &str, plain: &[u8]) -> Result<Vec<u8>, Error> {
-    let r = age::x25519::Recipient::from_str(recipient.trim()).map_err(|e| Error::Recipient(e.to_string()))?;
+    let r = age::x25519::Recipient::from_str(recipient.trim())
+        .map_err(|e| Error::Recipient(e.to_string()))?;
     age::encrypt(&r, plain).map_err(|e| Error::Encrypt(e.to_string()))
 }
 

@@ -53,23 +53,41 @@ fn files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
     for (k, v) in &p.data {
         let text = match v {
             Value::String(s) => s.clone(),
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
             other => other.to_string(),
         };
         csv.push_str(&format!("{},{}\n", csv_cell(k), csv_cell(&text)));
     }
     let mut html = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your personal data</title></head><body>\n");
-    html.push_str(&format!("<h1>The personal data {} holds about you</h1>\n", html_escape(&p.controller)));
-    html.push_str(&format!("<p>Request {} — generated {}</p>\n<h2>Your data</h2>\n<table>\n", html_escape(&p.request_id), html_escape(&p.generated_at)));
+    html.push_str(&format!(
+        "<h1>The personal data {} holds about you</h1>\n",
+        html_escape(&p.controller)
+    ));
+    html.push_str(&format!(
+        "<p>Request {} — generated {}</p>\n<h2>Your data</h2>\n<table>\n",
+        html_escape(&p.request_id),
+        html_escape(&p.generated_at)
+    ));
     for (k, v) in &p.data {
         let text = match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        html.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", html_escape(k), html_escape(&text)));
+        html.push_str(&format!(
+            "<tr><th>{}</th><td>{}</td></tr>\n",
+            html_escape(k),
+            html_escape(&text)
+        ));
     }
     html.push_str("</table>\n");
-    html.push_str(&format!("<h2>Gifts</h2>\n<p>{} gift(s); see package.json.</p>\n", p.gifts.len()));
+    html.push_str(&format!(
+        "<h2>Gifts</h2>\n<p>{} gift(s); see package.json.</p>\n",
+        p.gifts.len()
+    ));
     let list = |title: &str, items: &[String]| {
         let mut s = format!("<h2>{}</h2>\n<ul>\n", html_escape(title));
         for i in items {
@@ -78,16 +96,30 @@ fn files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
         s.push_str("</ul>\n");
         s
     };
-    let purposes: Vec<String> = p.purposes.iter().map(|v| v["summary"].as_str().unwrap_or_default().to_string()).collect();
+    let purposes: Vec<String> = p
+        .purposes
+        .iter()
+        .map(|v| v["summary"].as_str().unwrap_or_default().to_string())
+        .collect();
     html.push_str(&list("Why we process it (purposes)", &purposes));
     html.push_str(&list("Categories of data", &p.categories));
     html.push_str(&list("Who receives it", &p.recipients));
-    let retention: Vec<String> = p.retention.iter().map(|v| v["summary"].as_str().unwrap_or_default().to_string()).collect();
+    let retention: Vec<String> = p
+        .retention
+        .iter()
+        .map(|v| v["summary"].as_str().unwrap_or_default().to_string())
+        .collect();
     html.push_str(&list("How long we keep it", &retention));
     html.push_str(&list("Your rights", &p.rights));
-    html.push_str(&format!("<h2>Complaints</h2>\n<p>{}</p>\n", html_escape(&p.complaint)));
+    html.push_str(&format!(
+        "<h2>Complaints</h2>\n<p>{}</p>\n",
+        html_escape(&p.complaint)
+    ));
     html.push_str(&list("Where the data came from", &p.source));
-    html.push_str(&format!("<h2>Automated decisions</h2>\n<p>{}</p>\n", html_escape(&p.automated_decisions)));
+    html.push_str(&format!(
+        "<h2>Automated decisions</h2>\n<p>{}</p>\n",
+        html_escape(&p.automated_decisions)
+    ));
     html.push_str(&format!(
         "<h2>Your consent history and who accessed your data</h2>\n<p>{} consent event(s) and {} access(es) are listed in package.json.</p>\n</body></html>\n",
         p.consent_history.len(),

@@ -20,6 +20,7 @@ mod admin;
 mod consent_ops;
 mod error;
 mod policies;
+mod requests;
 mod subjects;
 mod trail;
 
@@ -36,6 +37,7 @@ use vault::{SealTo, Unlock, Vault};
 pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::Error;
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
+pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
 pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
 
 /// How an actor reached Steward.

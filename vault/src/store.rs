@@ -54,6 +54,8 @@ pub mod keyspaces {
     pub const AUDIT_CHECKPOINTS: Keyspace = Keyspace::new(9, "audit_checkpoints");
     /// Consent ledger: subject id + seq → event. Codes, times and references only.
     pub const CONSENT: Keyspace = Keyspace::new(10, "consent");
+    /// Subject-rights requests: request id → record (ids, dates, states, reason references).
+    pub const REQUESTS: Keyspace = Keyspace::new(11, "requests");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -67,6 +69,7 @@ pub mod keyspaces {
         AUDIT,
         AUDIT_CHECKPOINTS,
         CONSENT,
+        REQUESTS,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -407,6 +407,46 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                 let (s, _, v) = http("GET", &u(&row.route), None, None);
                 assert_eq!((s, &v["gpc"]), (200, &json!(true)), "{ctx}");
             }
+            ("POST", "/v1/requests")
+            | ("GET", "/v1/requests")
+            | ("GET", "/v1/requests/{id}")
+            | ("POST", "/v1/requests/{id}/steps") => {
+                // A request opened by the admin for the row to act on.
+                let body = json!({"type": "access", "subject": id, "jurisdiction": "uk-gdpr"});
+                let (s, _, v) = http(
+                    "POST",
+                    &u("/v1/requests"),
+                    Some(&admin),
+                    Some(&body.to_string()),
+                );
+                assert_eq!(s, 201, "{v}");
+                let rid = v["id"].as_str().unwrap().to_string();
+                let (s, _, v) = match (row.method.as_str(), row.route.as_str()) {
+                    ("POST", "/v1/requests") => http(
+                        "POST",
+                        &u("/v1/requests"),
+                        Some(token),
+                        Some(&body.to_string()),
+                    ),
+                    ("GET", "/v1/requests") => {
+                        http("GET", &u("/v1/requests?due_within=40d"), Some(token), None)
+                    }
+                    ("GET", _) => {
+                        http("GET", &u(&format!("/v1/requests/{rid}")), Some(token), None)
+                    }
+                    _ => http(
+                        "POST",
+                        &u(&format!("/v1/requests/{rid}/steps")),
+                        Some(token),
+                        Some(r#"{"action":"verify"}"#),
+                    ),
+                };
+                if row.allow {
+                    assert!(s == 200 || s == 201, "{ctx}: {s} {v}");
+                } else {
+                    deny_403(s, &v);
+                }
+            }
             (m, r) => panic!("the test does not know how to exercise {m} {r}: add it here"),
         }
         checked += 1;

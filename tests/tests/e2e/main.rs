@@ -5,4 +5,5 @@ mod access;
 mod audit;
 mod consent;
 mod foundation;
+mod requests;
 mod support;

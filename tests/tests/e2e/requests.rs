@@ -1,0 +1,261 @@
+//! Subject-rights requests through the binary, and access packages the stock `age` opens.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn age_keys(env: &Env) -> (std::path::PathBuf, String) {
+    let key = env.tmp.path().join("recipient.key");
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .expect("the stock age tool is installed (.ci/run installs it)");
+    assert!(out.status.success());
+    let out = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap();
+    (key, String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn deadlines_follow_the_law_and_the_workflow_records_every_step() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Sar"}));
+    let open = |received: &str, jurisdiction: &str| {
+        env.json(
+            &[
+                "request",
+                "open",
+                "--type",
+                "access",
+                "--subject",
+                &id,
+                "--jurisdiction",
+                jurisdiction,
+                "--received",
+                received,
+            ],
+            None,
+        )
+    };
+    assert_eq!(open("2028-01-31", "gdpr")["due"], "2028-02-29");
+    assert_eq!(open("2027-01-31", "uk-gdpr")["due"], "2027-03-01");
+    let ccpa = open("2026-11-20", "ccpa");
+    assert_eq!(
+        (ccpa["acknowledge_by"].as_str(), ccpa["due"].as_str()),
+        (Some("2026-12-04"), Some("2027-01-04"))
+    );
+    let r = open("2026-12-01", "uk-gdpr");
+    let rid = r["id"].as_str().unwrap();
+    assert_eq!(r["due"], "2027-01-04"); // 1 Jan 2027 is a Friday bank holiday; 2 and 3 a weekend
+    let step = |action: &str, reason: Option<&str>| {
+        let mut args = vec!["request", "update", rid, "--action", action];
+        if let Some(r) = reason {
+            args.extend(["--reason", r]);
+        }
+        env.run(&[args, vec!["--json"]].concat(), None)
+    };
+    assert!(step("verify", None).status.success());
+    let out = step("extend", None);
+    assert_eq!(out.status.code(), Some(4), "an extension needs a reason");
+    let out = step("extend", Some("complex: several systems to search"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["due"].as_str()),
+        (Some("extended"), Some("2027-03-01"))
+    );
+    assert!(step("start", None).status.success());
+    assert!(step("complete", None).status.success());
+    assert_eq!(
+        step("refuse", Some("too late")).status.code(),
+        Some(8),
+        "closed requests stay closed"
+    );
+    let v = env.json(&["request", "show", rid], None);
+    let actions: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["open", "verify", "extend", "start", "complete"]);
+    // Due soon: one received 40 days ago is overdue and listed; the others are not yet due.
+    let days_ago = |n: u32| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "+%F", "-d", &format!("{n} days ago")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let overdue = open(&days_ago(40), "uk-gdpr");
+    let due = env.json(&["request", "list", "--due-within", "7d"], None);
+    let listed: Vec<&str> = due["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [overdue["id"].as_str().unwrap()]);
+    let all = env.json(&["request", "list"], None);
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        4,
+        "every open request"
+    );
+    let bad = env.run(
+        &[
+            "request",
+            "open",
+            "--type",
+            "access",
+            "--subject",
+            &id,
+            "--jurisdiction",
+            "mars",
+        ],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(4));
+}
+
+#[test]
+fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Sar", "family_name": "Subject", "email": "sar@example.org", "gifts": [{"amount": "12.00"}]}));
+    env.json(
+        &[
+            "consent",
+            "record",
+            "--subject",
+            &id,
+            "--purpose",
+            "newsletter-email",
+            "--event",
+            "given",
+            "--source",
+            "signup-form",
+        ],
+        None,
+    );
+    env.json(&["subject", "show", &id], None);
+    let r = env.json(
+        &[
+            "request",
+            "open",
+            "--type",
+            "access",
+            "--subject",
+            &id,
+            "--jurisdiction",
+            "uk-gdpr",
+        ],
+        None,
+    );
+    let (key, recipient) = age_keys(&env);
+    let sealed = env.tmp.path().join("package.age");
+    env.json(
+        &[
+            "request",
+            "fulfil",
+            r["id"].as_str().unwrap(),
+            "--out",
+            sealed.to_str().unwrap(),
+            "--encrypt-to",
+            &recipient,
+        ],
+        None,
+    );
+    let bytes = std::fs::read(&sealed).unwrap();
+    assert!(
+        !bytes.windows(15).any(|w| w == b"sar@example.org"),
+        "the file is encrypted"
+    );
+    let tar = env.tmp.path().join("package.tar");
+    let out = std::process::Command::new("age")
+        .args([
+            "-d",
+            "-i",
+            key.to_str().unwrap(),
+            "-o",
+            tar.to_str().unwrap(),
+            sealed.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stock age could not decrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = env.tmp.path().join("unpacked");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new("tar")
+        .args(["xf", tar.to_str().unwrap(), "-C", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+    assert_eq!(p["data"]["email"], "sar@example.org");
+    assert_eq!(p["gifts"][0]["amount"], "12.00");
+    for item in [
+        "purposes",
+        "categories",
+        "recipients",
+        "retention",
+        "rights",
+        "complaint",
+        "source",
+        "automated_decisions",
+        "consent_history",
+        "access_history",
+    ] {
+        assert!(!p[item].is_null(), "item {item} missing");
+    }
+    assert!(p["purposes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["purpose"] == "newsletter-email" && x["applies_now"] == true));
+    assert!(p["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "user.contact.email"));
+    assert!(p["rights"].as_array().unwrap().len() >= 4);
+    assert!(p["complaint"]
+        .as_str()
+        .unwrap()
+        .contains("Information Commissioner"));
+    assert_eq!(p["consent_history"][0]["purpose"], "newsletter-email");
+    assert!(p["access_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "read.subject" && e["who"] == "local-admin"));
+    let csv = std::fs::read_to_string(dir.join("data.csv")).unwrap();
+    assert!(csv.contains("email,sar@example.org"));
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("sar@example.org") && html.contains("Your rights"));
+    // Without --encrypt-to: a folder.
+    let folder = env.tmp.path().join("plain");
+    env.json(
+        &[
+            "request",
+            "fulfil",
+            r["id"].as_str().unwrap(),
+            "--out",
+            folder.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(folder.join("package.json").exists());
+}
