@@ -432,7 +432,13 @@ pub enum BackupCmd {
     /// With a server holding the directory, give an admin's API token with --token.
     Create { file: PathBuf },
     /// Restore a snapshot into an empty directory given by --data.
-    Restore { file: PathBuf },
+    Restore {
+        file: PathBuf,
+        /// The live directory's erasure journal (DIR/erasures.journal): erasures made after
+        /// the backup are applied again before the restored directory serves anything.
+        #[arg(long, value_name = "FILE")]
+        journal: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -460,7 +460,7 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
                 }
             }
         }
-        BackupCmd::Restore { file } => {
+        BackupCmd::Restore { file, journal } => {
             let dir = data_dir(g)?;
             let mut f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
@@ -477,7 +477,16 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
             let mut reader = std::io::BufReader::new(&mut f);
             let report =
                 vault::Vault::restore(&mut reader, &dir, &unlock).map_err(hub::Error::from)?;
-            // Check it opens and record where its identity is.
+            if let Some(j) = &journal {
+                let later = std::fs::read_to_string(j)
+                    .with_context(|| format!("reading {}", j.display()))?;
+                let target = dir.join(vault::layout::JOURNAL);
+                let mut text = std::fs::read_to_string(&target).unwrap_or_default();
+                text.push_str(&later);
+                std::fs::write(&target, text)
+                    .with_context(|| format!("writing {}", target.display()))?;
+            }
+            // Opening it replays the journal's erasures and checks it unseals.
             drop(Hub::open(&dir, &unlock_for(&dir, g)?)?);
             out.emit(&json!(report), || {
                 format!(

@@ -173,6 +173,32 @@ impl Hub {
             .map(|_| ())
     }
 
+    /// Records an objection to direct marketing for a subject whose contact points belong to
+    /// someone erased at their request (the suppression list).
+    pub(crate) fn suppress_marketing(
+        &self,
+        actor: &Actor,
+        subject: &SubjectId,
+    ) -> Result<(), Error> {
+        let Some(p) = self
+            .purposes
+            .all()
+            .iter()
+            .find(|p| p.marketing && p.opt_out)
+        else {
+            return Ok(());
+        };
+        let new = NewConsent {
+            purpose: p.name.clone(),
+            event: "objected".into(),
+            method: Some("system".into()),
+            source: "suppression-list".into(),
+            ..Default::default()
+        };
+        self.record_consent_as(actor, subject, new, false)
+            .map(|_| ())
+    }
+
     /// A subject's whole ledger.
     pub fn consent_history(
         &self,

@@ -140,6 +140,32 @@ impl Hub {
                 .map_err(|e| Error::Audit(e.to_string()))?,
         );
         let ledger = consent::Ledger::new(vault.store().clone());
+        // Erasures made after the backup this directory may have been restored from are
+        // applied again before anything is served.
+        let replayed = vault.replay_erasures()?;
+        if replayed > 0 {
+            tracing::warn!(
+                replayed,
+                "erasures from the journal applied again (restored from an older backup)"
+            );
+            let event = audit::NewEvent {
+                actor: local_admin.id.to_string(),
+                actor_name: local_admin.name.clone(),
+                role: local_admin.role.to_string(),
+                action: "replay.erasure".into(),
+                subjects: Vec::new(),
+                fields: Vec::new(),
+                purpose: None,
+                request_id: None,
+                outcome: audit::Outcome::Ok,
+                reason: None,
+                source: "startup".into(),
+                count: Some(replayed),
+            };
+            audit
+                .append(event)
+                .map_err(|e| Error::Audit(e.to_string()))?;
+        }
         Ok(Hub {
             ledger,
             purposes,

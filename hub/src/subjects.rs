@@ -225,9 +225,29 @@ impl Hub {
             for id in &ids {
                 trail.subject(id);
             }
-            self.commit_audited(actor, "create.subject", trail, |batch| {
+            let ids = self.commit_audited(actor, "create.subject", trail, |batch| {
                 Ok(self.vault.create_subjects_with(&items, Some(&ids), batch)?)
-            })
+            })?;
+            // People who were erased at their request are not re-added to marketing: a new
+            // record with their email or phone gets an objection to direct marketing.
+            for (id, item) in ids.iter().zip(&items) {
+                let suppressed = item.fields.iter().any(|(f, v)| {
+                    let kind = self
+                        .schema
+                        .field_by_id(RecordKind::Subject, *f)
+                        .map(|d| d.index);
+                    match (kind, v.index_term()) {
+                        (Some(k @ (IndexKind::Email | IndexKind::Phone)), Some(term)) => {
+                            self.vault.is_suppressed(k, term).unwrap_or(false)
+                        }
+                        _ => false,
+                    }
+                });
+                if suppressed {
+                    self.suppress_marketing(actor, id)?;
+                }
+            }
+            Ok(ids)
         })
     }
 

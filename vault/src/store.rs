@@ -56,6 +56,8 @@ pub mod keyspaces {
     pub const CONSENT: Keyspace = Keyspace::new(10, "consent");
     /// Subject-rights requests: request id → record (ids, dates, states, reason references).
     pub const REQUESTS: Keyspace = Keyspace::new(11, "requests");
+    /// Keyed hashes of erased people's emails and phones: never re-added to marketing.
+    pub const SUPPRESSION: Keyspace = Keyspace::new(12, "suppression");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -70,6 +72,7 @@ pub mod keyspaces {
         AUDIT_CHECKPOINTS,
         CONSENT,
         REQUESTS,
+        SUPPRESSION,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -38,6 +38,8 @@ pub mod layout {
     pub const LOCK: &str = "steward.lock";
     /// Who holds the lock, written by that process.
     pub const OWNER: &str = "steward.owner";
+    /// Every erasure, one line each (time, subject id): replayed after a restore.
+    pub const JOURNAL: &str = "erasures.journal";
 }
 
 /// What `init` did.
@@ -794,11 +796,27 @@ impl Vault {
             return Err(self.missing(id)?);
         };
         let (h, _) = record::header(&bytes)?;
+        let mut suppress: Vec<Vec<u8>> = Vec::new();
         let index_keys: Vec<Vec<u8>> = match self
             .dek_for(id, h.slot)
             .and_then(|dek| record::open(&dek, &bytes, id, &ZERO_ID, &|_| true))
         {
-            Ok(opened) => self.index_entries(id, &opened.fields),
+            Ok(opened) => {
+                // Keyed hashes of the contact points, so the person is not re-added to
+                // marketing by a later import; no value is kept.
+                for (f, v) in &opened.fields {
+                    let kind = self
+                        .schema
+                        .field_by_id(RecordKind::Subject, *f)
+                        .map(|d| d.index);
+                    if let (Some(kind @ (IndexKind::Email | IndexKind::Phone)), Some(term)) =
+                        (kind, v.index_term())
+                    {
+                        suppress.push(self.suppression_key(kind, term).to_vec());
+                    }
+                }
+                self.index_entries(id, &opened.fields)
+            }
             // Unreadable record (already shredded, or damaged): find its index entries the
             // slow way, by the subject id at the end of every index key.
             Err(_) => self
@@ -815,7 +833,11 @@ impl Vault {
                 self.slots.shred(h.slot)?;
             }
         }
+        self.journal_erasure(id)?;
         let mut batch = Batch::new();
+        for key in suppress {
+            batch.put(ks::SUPPRESSION, key, Vec::new());
+        }
         batch.delete(ks::SUBJECTS, id.as_bytes().to_vec());
         for k in index_keys {
             batch.delete(ks::INDEX, k);
@@ -833,6 +855,64 @@ impl Vault {
         self.store.apply(batch)?;
         self.store.flush()?;
         Ok(())
+    }
+
+    fn suppression_key(&self, kind: IndexKind, term: &str) -> [u8; 32] {
+        self.keys.keyed_hash(
+            "suppression",
+            format!("{}:{term}", kind.as_str()).as_bytes(),
+        )
+    }
+
+    /// True when an erased subject had this normalised email or phone: the person asked to be
+    /// forgotten and must not be re-added to marketing.
+    pub fn is_suppressed(&self, kind: IndexKind, term: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .get(ks::SUPPRESSION, &self.suppression_key(kind, term))?
+            .is_some())
+    }
+
+    /// Appends an erasure to the journal (`erasures.journal`: time and id per line, nothing
+    /// personal) and syncs it. The journal is what lets erasures made after a backup be
+    /// applied again when that backup is restored.
+    fn journal_erasure(&self, id: &SubjectId) -> Result<()> {
+        use std::io::Write;
+        let path = self.dir.join(layout::JOURNAL);
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        writeln!(f, "{} {id}", now_ms())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    /// Erases every subject the journal lists that is still present (after a restore from a
+    /// backup older than some erasures). Returns how many were erased again.
+    pub fn replay_erasures(&self) -> Result<u64> {
+        let path = self.dir.join(layout::JOURNAL);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let mut n = 0;
+        for line in text.lines() {
+            let Some(id) = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<SubjectId>().ok())
+            else {
+                continue;
+            };
+            if self.exists(&id)? {
+                self.erase_subject(&id)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Subjects whose indexed fields of this kind hold `term` (already normalised).

@@ -259,3 +259,97 @@ fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
     );
     assert!(folder.join("package.json").exists());
 }
+
+#[test]
+fn an_erasure_made_after_a_backup_survives_its_restore() {
+    let env = Env::init();
+    let a = env.add(&json!({"given_name": "Ann", "email": "ann@example.org"}));
+    let b = env.add(&json!({"given_name": "Bob"}));
+    let backup = env.tmp.path().join("before.stb");
+    env.json(&["backup", "create", backup.to_str().unwrap()], None);
+    env.json(&["subject", "erase", &a], None);
+    let restore = |name: &str, journal: bool| {
+        let target = env.tmp.path().join(name);
+        let journal_path = env.data.join("erasures.journal");
+        let mut args = vec![
+            "backup",
+            "restore",
+            backup.to_str().unwrap(),
+            "--data",
+            target.to_str().unwrap(),
+            "--identity",
+            env.identity.to_str().unwrap(),
+        ];
+        if journal {
+            args.extend(["--journal", journal_path.to_str().unwrap()]);
+        }
+        let out = std::process::Command::new(binary())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        target
+    };
+    let show = |dir: &std::path::Path, id: &str| {
+        std::process::Command::new(binary())
+            .args(["subject", "show", id, "--data", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // With the live journal, the erasure is applied again before anything is served.
+    let restored = restore("restored", true);
+    let out = show(&restored, &a);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("erased"));
+    assert!(show(&restored, &b).status.success());
+    let out = std::process::Command::new(binary())
+        .args([
+            "audit",
+            "query",
+            "--action",
+            "replay.erasure",
+            "--json",
+            "--data",
+            restored.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["items"][0]["count"], 1);
+    // Without it, the old backup alone would bring Ann back: that is what the journal is for.
+    let bare = restore("bare", false);
+    assert!(show(&bare, &a).status.success());
+}
+
+#[test]
+fn an_erased_persons_email_does_not_come_back_into_marketing() {
+    let env = Env::init();
+    let a = env.add(&json!({"given_name": "Ann", "email": "Ann@Example.org"}));
+    env.json(&["subject", "erase", &a], None);
+    let again = env.add(&json!({"given_name": "Ann", "email": "ann@example.org"}));
+    let other = env.add(&json!({"given_name": "Bob", "email": "bob@example.org"}));
+    let out = env.run(
+        &[
+            "export",
+            "--purpose",
+            "fundraising-post",
+            "--format",
+            "jsonl",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains(&other), "{text}");
+    assert!(
+        !text.contains(&again),
+        "the erased person is back in a marketing segment: {text}"
+    );
+    let x = env.json(&["consent", "explain", &again, "fundraising-post"], None);
+    assert_eq!(x["decision"]["reason"], "objected");
+    assert_eq!(
+        x["decision"]["deciding_event"]["source"],
+        "suppression-list"
+    );
+    // The suppression list holds keyed hashes only.
+    assert!(find_markers(&env.data, &[], &["ann@example"]).is_empty());
+}
