@@ -211,6 +211,9 @@ pub struct ExportArgs {
     /// Decide as of this time (default now).
     #[arg(long)]
     pub at: Option<String>,
+    /// Encrypt the file to this age recipient (age1...); needs --out.
+    #[arg(long, requires = "out")]
+    pub encrypt_to: Option<String>,
 }
 
 /// Filters shared by `audit query` and `audit export`.

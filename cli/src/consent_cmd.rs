@@ -150,11 +150,14 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
         .get(&args.purpose)
         .map_err(|e| usage("unknown_purpose", e.to_string()))?
         .clone();
-    let mut sink: Box<dyn Write> = match &args.out {
-        Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
+    // With --encrypt-to the export is built in memory and only its age ciphertext is written.
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut sink: Box<dyn Write + '_> = match (&args.out, &args.encrypt_to) {
+        (Some(_), Some(_)) => Box::new(&mut buffer),
+        (Some(p), None) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        ),
+        (None, _) => Box::new(std::io::stdout().lock()),
     };
     if args.format == "csv" {
         writeln!(sink, "id,{}", purpose.fields.join(","))?;
@@ -191,6 +194,12 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
     }
     let n = n?;
     sink.flush()?;
+    drop(sink);
+    if let (Some(p), Some(recipient)) = (&args.out, &args.encrypt_to) {
+        let sealed = exporters::age_encrypt(recipient, &buffer)
+            .map_err(|e| usage("bad_recipient", e.to_string()))?;
+        std::fs::write(p, sealed).with_context(|| format!("writing {}", p.display()))?;
+    }
     if let Some(p) = &args.out {
         out.emit(
             &json!({"purpose": args.purpose, "subjects": n, "file": p}),
