@@ -74,6 +74,25 @@ pub enum Command {
     /// Subject-rights requests: open, list, move along, fulfil.
     #[command(subcommand)]
     Request(RequestCmd),
+    /// Records of processing activities (GDPR Art. 30), from the policy files.
+    #[command(subcommand)]
+    Ropa(RopaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RopaCmd {
+    /// Write the records of processing as Markdown or JSON.
+    Export {
+        /// markdown or json.
+        #[arg(long, default_value = "markdown")]
+        format: String,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use the policy files in this folder instead of the data directory's.
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -64,6 +64,33 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             crate::init_logging("warn");
             crate::consent_cmd::run(g, cmd, out)
         }
+        Command::Ropa(crate::args::RopaCmd::Export {
+            format,
+            out: path,
+            policies,
+        }) => {
+            let dir = match policies {
+                Some(d) => d,
+                None => data_dir(g)?.join(hub::POLICY_DIR),
+            };
+            let (doc, md) = hub::ropa(&PolicyFiles::load(&dir)?)?;
+            let text = match format.as_str() {
+                "markdown" | "md" => md,
+                "json" => serde_json::to_string_pretty(&doc)?,
+                _ => return Err(usage("bad_format", "--format is markdown or json")),
+            };
+            match path {
+                Some(p) => {
+                    std::fs::write(&p, &text)
+                        .with_context(|| format!("writing {}", p.display()))?;
+                    out.emit(&json!({"file": p}), || {
+                        format!("records of processing written to {}", p.display())
+                    });
+                }
+                None => out.emit(&doc, || text.clone()),
+            }
+            Ok(())
+        }
         Command::Request(cmd) => {
             crate::init_logging("warn");
             crate::request_cmd::run(g, cmd, out)
@@ -90,6 +117,8 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             let policy = files.policy()?;
             let purposes = files.purposes(&schema)?;
             let n_purposes = purposes.all().len();
+            // organisation.toml and retention.toml parse as the records of processing use them.
+            hub::ropa(&files)?;
             let n = schema.fields(domain::RecordKind::Subject).count();
             let n_gift = schema.fields(domain::RecordKind::Gift).count();
             let table: Vec<Value> = policy

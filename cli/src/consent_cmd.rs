@@ -154,9 +154,9 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
     let mut buffer: Vec<u8> = Vec::new();
     let mut sink: Box<dyn Write + '_> = match (&args.out, &args.encrypt_to) {
         (Some(_), Some(_)) => Box::new(&mut buffer),
-        (Some(p), None) => Box::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        ),
+        (Some(p), None) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         (None, _) => Box::new(std::io::stdout().lock()),
     };
     if args.format == "csv" {

@@ -21,6 +21,7 @@ mod consent_ops;
 mod error;
 mod policies;
 mod requests;
+mod ropa;
 mod subjects;
 mod trail;
 
@@ -38,6 +39,7 @@ pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::Error;
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
 pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
+pub use ropa::ropa;
 pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
 
 /// How an actor reached Steward.

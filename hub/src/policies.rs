@@ -23,6 +23,14 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
         "purposes.toml",
         include_str!("../../policies/purposes.toml"),
     ),
+    (
+        "retention.toml",
+        include_str!("../../policies/retention.toml"),
+    ),
+    (
+        "organisation.toml",
+        include_str!("../../policies/organisation.toml"),
+    ),
     ("README.md", include_str!("../../policies/README.md")),
 ];
 
@@ -84,6 +92,11 @@ impl PolicyFiles {
     pub fn purposes(&self, schema: &Schema) -> Result<consent::Purposes, Error> {
         consent::Purposes::from_toml(self.text("purposes.toml"), schema)
             .map_err(|e| Error::Policy(format!("{}/{e}", self.origin)))
+    }
+
+    /// The text of one policy file (organisation.toml, retention.toml).
+    pub fn text_of(&self, name: &str) -> &str {
+        self.text(name)
     }
 
     /// Parses the casbin model and rules and computes the decision table.

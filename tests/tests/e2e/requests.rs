@@ -358,21 +358,105 @@ fn an_erased_persons_email_does_not_come_back_into_marketing() {
 fn an_encrypted_export_opens_with_stock_age_and_matches_the_plain_one() {
     let env = Env::init();
     for n in 0..3 {
-        let id = env.add(&json!({"given_name": format!("P{n}"), "email": format!("p{n}@example.org")}));
-        env.json(&["consent", "record", "--subject", &id, "--purpose", "newsletter-email", "--event", "given", "--source", "form"], None);
+        let id =
+            env.add(&json!({"given_name": format!("P{n}"), "email": format!("p{n}@example.org")}));
+        env.json(
+            &[
+                "consent",
+                "record",
+                "--subject",
+                &id,
+                "--purpose",
+                "newsletter-email",
+                "--event",
+                "given",
+                "--source",
+                "form",
+            ],
+            None,
+        );
     }
     let plain = env.tmp.path().join("seg.jsonl");
     let sealed = env.tmp.path().join("seg.jsonl.age");
     let (key, recipient) = age_keys(&env);
-    env.json(&["export", "--purpose", "newsletter-email", "--out", plain.to_str().unwrap()], None);
-    env.json(&["export", "--purpose", "newsletter-email", "--out", sealed.to_str().unwrap(), "--encrypt-to", &recipient], None);
-    let out = std::process::Command::new("age").args(["-d", "-i", key.to_str().unwrap(), sealed.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), std::fs::read_to_string(&plain).unwrap());
+    env.json(
+        &[
+            "export",
+            "--purpose",
+            "newsletter-email",
+            "--out",
+            plain.to_str().unwrap(),
+        ],
+        None,
+    );
+    env.json(
+        &[
+            "export",
+            "--purpose",
+            "newsletter-email",
+            "--out",
+            sealed.to_str().unwrap(),
+            "--encrypt-to",
+            &recipient,
+        ],
+        None,
+    );
+    let out = std::process::Command::new("age")
+        .args(["-d", "-i", key.to_str().unwrap(), sealed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(&plain).unwrap()
+    );
     assert_eq!(std::fs::read_to_string(&plain).unwrap().lines().count(), 3);
     // Both exports are in the audit log with the purpose and the count.
     let v = env.json(&["audit", "query", "--action", "export.segment"], None);
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
-    assert!(items.iter().all(|e| e["purpose"] == "newsletter-email" && e["count"] == 3));
+    assert!(items
+        .iter()
+        .all(|e| e["purpose"] == "newsletter-email" && e["count"] == 3));
+}
+
+#[test]
+fn the_records_of_processing_are_built_from_the_policy_files() {
+    let env = Env::init();
+    let doc = env.json(&["ropa", "export", "--format", "json"], None);
+    for key in [
+        "controller",
+        "dpo",
+        "purposes",
+        "categories_of_subjects",
+        "categories_of_data",
+        "recipients",
+        "transfers",
+        "retention",
+        "security_measures",
+    ] {
+        assert!(!doc[key].is_null(), "{key} missing");
+    }
+    assert_eq!(doc["purposes"].as_array().unwrap().len(), 10);
+    let gift_aid = doc["purposes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gift-aid-claim")
+        .unwrap();
+    assert_eq!(gift_aid["lawful_basis"], "legal_obligation");
+    assert!(doc["categories_of_data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["special"] == true));
+    let md = env.tmp.path().join("ropa.md");
+    env.json(&["ropa", "export", "--out", md.to_str().unwrap()], None);
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.starts_with("# Records of processing activities"));
+    assert!(text.contains("| gift-aid-claim"));
 }

@@ -1,0 +1,153 @@
+//! Records of processing activities (GDPR Art. 30), built from the policy files.
+
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+use crate::error::Error;
+use crate::policies::PolicyFiles;
+
+#[derive(Deserialize)]
+struct Party {
+    name: String,
+    #[serde(default)]
+    address: String,
+    contact: String,
+}
+
+#[derive(Deserialize)]
+struct Organisation {
+    controller: Party,
+    dpo: Party,
+    #[serde(default)]
+    subjects: Vec<String>,
+    #[serde(default)]
+    recipients: Vec<String>,
+    #[serde(default)]
+    transfers: Vec<String>,
+    #[serde(default)]
+    security: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RetentionClass {
+    name: String,
+    description: String,
+    rule: String,
+}
+
+#[derive(Deserialize)]
+struct Retention {
+    #[serde(rename = "class")]
+    classes: Vec<RetentionClass>,
+}
+
+/// The records of processing as JSON (and Markdown, from the same data).
+pub fn ropa(files: &PolicyFiles) -> Result<(Json, String), Error> {
+    let schema = files.schema()?;
+    let purposes = files.purposes(&schema)?;
+    let org: Organisation = toml::from_str(files.text_of("organisation.toml"))
+        .map_err(|e| Error::Policy(format!("organisation.toml: {e}")))?;
+    let retention: Retention = toml::from_str(files.text_of("retention.toml"))
+        .map_err(|e| Error::Policy(format!("retention.toml: {e}")))?;
+    let category = |field: &str| {
+        schema
+            .field(domain::RecordKind::Subject, field)
+            .map(|d| (d.category.clone(), d.special))
+    };
+    let purposes_json: Vec<Json> = purposes
+        .all()
+        .iter()
+        .map(|p| {
+            let mut cats: Vec<String> = p.fields.iter().filter_map(|f| category(f).map(|c| c.0)).collect();
+            cats.sort();
+            cats.dedup();
+            let special: Vec<&String> = p.fields.iter().filter(|f| category(f).is_some_and(|c| c.1)).collect();
+            json!({"name": p.name, "description": p.description, "lawful_basis": p.basis, "channel": p.channel,
+                   "direct_marketing": p.marketing, "profiling": p.profiling, "data_categories": cats,
+                   "special_category_fields": special, "retention": p.retention})
+        })
+        .collect();
+    let mut data_categories: Vec<(String, bool)> = schema
+        .fields(domain::RecordKind::Subject)
+        .chain(schema.fields(domain::RecordKind::Gift))
+        .map(|d| (d.category.clone(), d.special))
+        .collect();
+    data_categories.sort();
+    data_categories.dedup();
+    let classes: Vec<Json> = retention
+        .classes
+        .iter()
+        .map(|c| json!({"class": c.name, "description": c.description, "rule": c.rule}))
+        .collect();
+    let doc = json!({
+        "controller": {"name": org.controller.name, "address": org.controller.address, "contact": org.controller.contact},
+        "dpo": {"name": org.dpo.name, "contact": org.dpo.contact},
+        "purposes": purposes_json,
+        "categories_of_subjects": org.subjects,
+        "categories_of_data": data_categories.iter().map(|(c, s)| json!({"category": c, "special": s})).collect::<Vec<_>>(),
+        "recipients": org.recipients,
+        "transfers": org.transfers,
+        "retention": classes,
+        "security_measures": org.security,
+    });
+    let mut md = String::from("# Records of processing activities (GDPR Art. 30)\n\n");
+    md.push_str(&format!(
+        "**Controller:** {} — {} — {}  \n**Data protection officer:** {} — {}\n\n",
+        org.controller.name,
+        org.controller.address,
+        org.controller.contact,
+        org.dpo.name,
+        org.dpo.contact
+    ));
+    md.push_str("## Purposes\n\n| purpose | lawful basis | data categories | retention |\n|---|---|---|---|\n");
+    for p in doc["purposes"].as_array().into_iter().flatten() {
+        md.push_str(&format!(
+            "| {} — {} | {} | {} | {} |\n",
+            p["name"].as_str().unwrap_or_default(),
+            p["description"].as_str().unwrap_or_default(),
+            p["lawful_basis"].as_str().unwrap_or_default(),
+            p["data_categories"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+            p["retention"].as_str().unwrap_or_default()
+        ));
+    }
+    let list = |title: &str, items: &[String]| {
+        let mut s = format!("\n## {title}\n\n");
+        for i in items {
+            s.push_str(&format!("- {i}\n"));
+        }
+        s
+    };
+    md.push_str(&list("Categories of data subjects", &org.subjects));
+    md.push_str(&list(
+        "Categories of personal data",
+        &data_categories
+            .iter()
+            .map(|(c, s)| {
+                if *s {
+                    format!("{c} (special category, Art. 9)")
+                } else {
+                    c.clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    md.push_str(&list("Recipients", &org.recipients));
+    md.push_str(&list("Transfers to third countries", &org.transfers));
+    md.push_str(&list(
+        "Erasure time limits",
+        &retention
+            .classes
+            .iter()
+            .map(|c| format!("{} ({}): {}", c.description, c.name, c.rule))
+            .collect::<Vec<_>>(),
+    ));
+    md.push_str(&list("Security measures", &org.security));
+    Ok((doc, md))
+}
