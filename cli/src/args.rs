@@ -74,9 +74,25 @@ pub enum Command {
     /// Subject-rights requests: open, list, move along, fulfil.
     #[command(subcommand)]
     Request(RequestCmd),
+    /// Retention: end legal holds past their date, purge old request records.
+    #[command(subcommand)]
+    Retention(RetentionCmd),
     /// Records of processing activities (GDPR Art. 30), from the policy files.
     #[command(subcommand)]
     Ropa(RopaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCmd {
+    /// Run the retention sweep now.
+    Run {
+        /// Report what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Judge as of this day (YYYY-MM-DD) instead of today.
+        #[arg(long)]
+        now: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -418,6 +434,8 @@ pub enum SubjectCmd {
     },
     /// List a subject's gifts.
     Gifts { id: String },
+    /// What a legal hold keeps of an erased subject, and until when.
+    Held { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -91,6 +91,21 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Retention(crate::args::RetentionCmd::Run { dry_run, now }) => {
+            crate::init_logging("warn");
+            let hub = open_hub(g)?;
+            let report = hub.retention_run(&actor_for(&hub, g)?, dry_run, now.as_deref())?;
+            out.emit(&json!(report), || {
+                format!(
+                    "{}as of {}: {} legal hold(s) ended and shredded, {} closed request record(s) purged",
+                    if report.dry_run { "dry run, nothing changed; " } else { "" },
+                    report.as_of,
+                    report.holds_ended.len(),
+                    report.requests_purged
+                )
+            });
+            Ok(())
+        }
         Command::Request(cmd) => {
             crate::init_logging("warn");
             crate::request_cmd::run(g, cmd, out)
@@ -338,12 +353,11 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
         SubjectCmd::Erase { id } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;
-            hub.erase_subject(&actor_for(&hub, g)?, &id)?;
-            out.emit(&json!({"id": id, "erased": true}), || {
-                format!(
-                    "{id} erased: its data key was destroyed; no copy of its data can be decrypted"
-                )
-            });
+            let certificate = hub.erase_subject(&actor_for(&hub, g)?, &id)?;
+            out.emit(
+                &json!({"id": id, "erased": true, "certificate": certificate}),
+                || certificate.statement.clone(),
+            );
         }
         SubjectCmd::List { after, limit } => {
             let after = after.as_deref().map(parse_id).transpose()?;
@@ -355,6 +369,20 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                     .map(|i| i.to_string())
                     .collect::<Vec<_>>()
                     .join("\n")
+            });
+        }
+        SubjectCmd::Held { id } => {
+            let id = parse_id(&id)?;
+            let hub = open_hub(g)?;
+            let (info, data) = hub.held_data(&actor_for(&hub, g)?, &id)?;
+            out.emit(&json!({"hold": info, "data": data}), || {
+                format!(
+                    "held under {} until {} ({})\n{}",
+                    info.hold,
+                    info.until,
+                    info.reason,
+                    serde_json::to_string_pretty(&data).unwrap_or_default()
+                )
             });
         }
         SubjectCmd::Gifts { id } => {

@@ -21,6 +21,7 @@ mod consent_ops;
 mod error;
 mod policies;
 mod requests;
+mod retention;
 mod ropa;
 mod subjects;
 mod trail;
@@ -39,6 +40,7 @@ pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::Error;
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
 pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
+pub use retention::{ErasureCertificate, RetentionReport};
 pub use ropa::ropa;
 pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
 
@@ -64,6 +66,7 @@ pub struct Actor {
 
 /// The hub of one data directory.
 pub struct Hub {
+    holds: Vec<retention::HoldRule>,
     ledger: consent::Ledger,
     purposes: Arc<consent::Purposes>,
     vault: Arc<Vault>,
@@ -134,6 +137,7 @@ impl Hub {
         let schema = Arc::new(policies.schema()?);
         let policy = policies.policy()?;
         let purposes = Arc::new(policies.purposes(&schema)?);
+        let holds = retention::hold_rules(&policies, &schema)?;
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
@@ -142,33 +146,8 @@ impl Hub {
                 .map_err(|e| Error::Audit(e.to_string()))?,
         );
         let ledger = consent::Ledger::new(vault.store().clone());
-        // Erasures made after the backup this directory may have been restored from are
-        // applied again before anything is served.
-        let replayed = vault.replay_erasures()?;
-        if replayed > 0 {
-            tracing::warn!(
-                replayed,
-                "erasures from the journal applied again (restored from an older backup)"
-            );
-            let event = audit::NewEvent {
-                actor: local_admin.id.to_string(),
-                actor_name: local_admin.name.clone(),
-                role: local_admin.role.to_string(),
-                action: "replay.erasure".into(),
-                subjects: Vec::new(),
-                fields: Vec::new(),
-                purpose: None,
-                request_id: None,
-                outcome: audit::Outcome::Ok,
-                reason: None,
-                source: "startup".into(),
-                count: Some(replayed),
-            };
-            audit
-                .append(event)
-                .map_err(|e| Error::Audit(e.to_string()))?;
-        }
-        Ok(Hub {
+        let hub = Hub {
+            holds,
             ledger,
             purposes,
             vault,
@@ -177,7 +156,24 @@ impl Hub {
             principals,
             policy: RwLock::new(Arc::new(policy)),
             local_admin,
-        })
+        };
+        // Erasures made after the backup this directory may have been restored from are
+        // applied again (holds included) before anything is served.
+        let pending = hub.vault.pending_erasures()?;
+        if !pending.is_empty() {
+            tracing::warn!(
+                count = pending.len(),
+                "erasures from the journal applied again (restored from an older backup)"
+            );
+            let actor = hub.local_actor();
+            for id in &pending {
+                hub.audited(&actor, "replay.erasure", |trail| {
+                    trail.subject(id);
+                    hub.erase_with_rules(id, vault::Batch::new()).map(|_| ())
+                })?;
+            }
+        }
+        Ok(hub)
     }
 
     /// The actor the CLI uses when it opened the data directory itself.

@@ -392,15 +392,17 @@ impl Hub {
 
     /// Erases a subject: its data key is destroyed, so every copy of its data (store, backups)
     /// becomes unreadable.
-    pub fn erase_subject(&self, actor: &Actor, id: &SubjectId) -> Result<(), Error> {
+    pub fn erase_subject(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+    ) -> Result<crate::ErasureCertificate, Error> {
         self.audited(actor, "erase.subject", |trail| {
             trail.subject(id);
             self.require(actor, "subject", Action::Erase)?;
-            self.commit_audited(actor, "erase.subject", trail, |batch| {
-                Ok(self.vault.erase_subject_with(id, batch)?)
-            })?;
-            tracing::info!(subject = %id, principal = %actor.principal.id, "subject erased");
-            Ok(())
+            let certificate = self.commit_audited(actor, "erase.subject", trail, |batch| self.erase_with_rules(id, batch))?;
+            tracing::info!(subject = %id, principal = %actor.principal.id, held = certificate.held.is_some(), "subject erased");
+            Ok(certificate)
         })
     }
 

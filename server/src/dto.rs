@@ -139,6 +139,10 @@ pub(crate) struct Updated {
 pub(crate) struct Erased {
     pub(crate) id: String,
     pub(crate) erased: bool,
+    /// The erasure certificate in words: what was erased, what a legal hold keeps and until when.
+    pub(crate) statement: String,
+    /// The day a legal hold ends, when one keeps part of the data.
+    pub(crate) held_until: Option<String>,
 }
 
 /// A gift.

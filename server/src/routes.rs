@@ -377,10 +377,12 @@ async fn erase_subject(
 ) -> Result<Json<Erased>, ApiError> {
     let id = subject_id(&id)?;
     let hub = state.hub.clone();
-    blocking(move || hub.erase_subject(&actor, &id)).await?;
+    let certificate = blocking(move || hub.erase_subject(&actor, &id)).await?;
     Ok(Json(Erased {
         id: id.to_string(),
         erased: true,
+        statement: certificate.statement,
+        held_until: certificate.held.map(|h| h.until),
     }))
 }
 

@@ -20,6 +20,7 @@
 
 mod backup;
 mod error;
+mod holds;
 mod keys;
 mod record;
 mod seal;
@@ -29,6 +30,7 @@ mod vault;
 
 pub use backup::BackupReport;
 pub use error::{Error, Result};
+pub use holds::{HeldData, HoldInfo, HoldRequest};
 pub use keys::{blind_token, KeyRing, MasterSecret};
 pub use seal::{read_passphrase_file, SealInfo, SealTo, Unlock};
 pub use store::{

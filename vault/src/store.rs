@@ -58,6 +58,10 @@ pub mod keyspaces {
     pub const REQUESTS: Keyspace = Keyspace::new(11, "requests");
     /// Keyed hashes of erased people's emails and phones: never re-added to marketing.
     pub const SUPPRESSION: Keyspace = Keyspace::new(12, "suppression");
+    /// Legal holds: subject id + record id → the held minimum, under its own hold key.
+    pub const HOLDS: Keyspace = Keyspace::new(13, "holds");
+    /// Legal holds: subject id → what is held, why and until when.
+    pub const HOLD_INFO: Keyspace = Keyspace::new(14, "hold_info");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -73,6 +77,8 @@ pub mod keyspaces {
         CONSENT,
         REQUESTS,
         SUPPRESSION,
+        HOLDS,
+        HOLD_INFO,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::holds::{HoldInfo, HoldRequest};
 use crate::keys::{blind_token, KeyRing, MasterSecret, KEY_LEN};
 use crate::record::{self, Header, TAG_LEN};
 use crate::seal::{self, SealInfo, SealTo, Unlock};
@@ -889,16 +890,16 @@ impl Vault {
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 
-    /// Erases every subject the journal lists that is still present (after a restore from a
-    /// backup older than some erasures). Returns how many were erased again.
-    pub fn replay_erasures(&self) -> Result<u64> {
+    /// Subjects the journal lists as erased that are present again (after a restore from a
+    /// backup older than some erasures): the hub erases them again, holds included.
+    pub fn pending_erasures(&self) -> Result<Vec<SubjectId>> {
         let path = self.dir.join(layout::JOURNAL);
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
-        let mut n = 0;
+        let mut out = Vec::new();
         for line in text.lines() {
             let Some(id) = line
                 .split_whitespace()
@@ -907,12 +908,60 @@ impl Vault {
             else {
                 continue;
             };
-            if self.exists(&id)? {
-                self.erase_subject(&id)?;
-                n += 1;
+            if self.exists(&id)? && !out.contains(&id) {
+                out.push(id);
             }
         }
-        Ok(n)
+        Ok(out)
+    }
+
+    pub(crate) fn random_bytes(&self, n: usize) -> Result<Zeroizing<Vec<u8>>> {
+        self.random(n)
+    }
+
+    pub(crate) fn wrap_dek_pub(&self, subject: &SubjectId, dek: &[u8], nonce: &[u8]) -> [u8; HALF] {
+        self.wrap_dek(subject, dek, nonce, self.kek_version.load(Ordering::SeqCst))
+    }
+
+    pub(crate) fn slots_ref(&self) -> &Slots {
+        &self.slots
+    }
+
+    pub(crate) fn hold_dek(&self, subject: &SubjectId, slot: u64) -> Result<LessSafeKey> {
+        self.dek_for(subject, slot)
+    }
+
+    pub(crate) fn shred_slot_of(&self, subject: &SubjectId, slot: u64) -> Result<()> {
+        if slot < self.slots.len() {
+            let bytes = self.slots.read(slot)?;
+            if &bytes[..16] == subject.as_bytes() {
+                self.slots.shred(slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Erases a subject, keeping under a legal hold the minimum `hold` names (profile fields,
+    /// and the gifts `keep_gift` accepts), re-encrypted under a fresh hold key, in the same
+    /// batch as the erasure. Returns what is held.
+    pub fn erase_subject_with_hold(
+        &self,
+        id: &SubjectId,
+        hold: &HoldRequest,
+        keep_gift: &dyn Fn(&[(FieldId, Value)]) -> bool,
+        extra: Batch,
+    ) -> Result<HoldInfo> {
+        let record = self.read_subject(id, &|_| true)?;
+        let gifts: Vec<(GiftId, Vec<(FieldId, Value)>)> = self
+            .list_gifts(id)?
+            .into_iter()
+            .map(|g| (g.id, g.fields))
+            .collect();
+        let mut batch = Batch::new();
+        let info = self.place_hold(id, &record.fields, &gifts, hold, keep_gift, &mut batch)?;
+        batch.extend(extra);
+        self.erase_subject_with(id, batch)?;
+        Ok(info)
     }
 
     /// Subjects whose indexed fields of this kind hold `term` (already normalised).

@@ -460,3 +460,83 @@ fn the_records_of_processing_are_built_from_the_policy_files() {
     assert!(text.starts_with("# Records of processing activities"));
     assert!(text.contains("| gift-aid-claim"));
 }
+
+#[test]
+fn a_gift_aid_donors_erasure_keeps_only_the_held_minimum_until_its_date() {
+    let env = Env::init();
+    let id = env.add(&json!({
+        "title": "Mrs", "given_name": "Gail", "family_name": "Aid", "street": "1 High Street", "postal_code": "LS1 4AP",
+        "email": "gail@example.org", "phone": "0113 496 0555", "notes": "Qcanaryheldnote",
+        "gift_aid_declared": true, "gift_aid_declaration_date": "2019-05-01",
+        "gifts": [
+            {"amount": "50.00", "currency": "GBP", "date": "2024-06-10", "gift_aid": true, "campaign": "Spring Appeal"},
+            {"amount": "5.00", "currency": "GBP", "date": "2024-09-01", "gift_aid": false}
+        ]
+    }));
+    let old_store = env.tmp.path().join("old-store");
+    assert!(std::process::Command::new("cp")
+        .args([
+            "-r",
+            env.data.join("store").to_str().unwrap(),
+            old_store.to_str().unwrap()
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let v = env.json(&["subject", "erase", &id], None);
+    let cert = &v["certificate"];
+    // Last covered gift 10 June 2024 → accounting period ends 31 March 2025 → + 6 years.
+    assert_eq!(cert["held"]["until"], "2031-03-31", "{cert}");
+    assert_eq!(cert["held"]["hold"], "gift-aid");
+    assert_eq!(cert["held"]["gifts"], 1);
+    assert!(cert["statement"].as_str().unwrap().contains("2031-03-31"));
+    assert_eq!(
+        env.run(&["subject", "show", &id], None).status.code(),
+        Some(3)
+    );
+    // The held minimum is readable (by the DPO/admin), nothing else.
+    let held = env.json(&["subject", "held", &id], None);
+    let fields = held["data"]["fields"].as_object().unwrap();
+    for kept in [
+        "given_name",
+        "family_name",
+        "street",
+        "postal_code",
+        "gift_aid_declared",
+        "gift_aid_declaration_date",
+    ] {
+        assert!(fields.contains_key(kept), "{kept} not held: {held}");
+    }
+    for gone in ["email", "phone", "notes"] {
+        assert!(!fields.contains_key(gone), "{gone} held: {held}");
+    }
+    assert_eq!(held["data"]["gifts"].as_array().unwrap().len(), 1);
+    assert_eq!(held["data"]["gifts"][0]["amount"], "50.00");
+    assert!(held["data"]["gifts"][0].get("campaign").is_none());
+    // The original record, put back from an old copy of the store, does not decrypt.
+    std::fs::rename(env.data.join("store"), env.tmp.path().join("new-store")).unwrap();
+    std::fs::rename(&old_store, env.data.join("store")).unwrap();
+    let out = env.run(&["subject", "show", &id], None);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    std::fs::remove_dir_all(env.data.join("store")).unwrap();
+    std::fs::rename(env.tmp.path().join("new-store"), env.data.join("store")).unwrap();
+    // Before the date the sweep keeps it; after, it shreds it.
+    let r = env.json(&["retention", "run", "--now", "2031-03-31"], None);
+    assert_eq!(r["holds_ended"], json!([]));
+    let r = env.json(
+        &["retention", "run", "--now", "2031-04-01", "--dry-run"],
+        None,
+    );
+    assert_eq!(r["holds_ended"], json!([id]));
+    assert!(
+        env.run(&["subject", "held", &id], None).status.success(),
+        "a dry run changes nothing"
+    );
+    let r = env.json(&["retention", "run", "--now", "2031-04-01"], None);
+    assert_eq!(r["holds_ended"], json!([id]));
+    assert_eq!(
+        env.run(&["subject", "held", &id], None).status.code(),
+        Some(3)
+    );
+    assert!(find_markers(&env.data, &[], &["canaryheld", "gail@example"]).is_empty());
+}

@@ -1,0 +1,350 @@
+//! Erasure with legal holds, erasure certificates, and the retention sweep.
+
+use domain::{FieldId, IndexKind, RecordKind, SubjectId, Value};
+use serde::{Deserialize, Serialize};
+use time::Date;
+use vault::{keyspaces as ks, HoldRequest};
+
+use crate::error::Error;
+use crate::policies::PolicyFiles;
+use crate::{Action, Actor, Hub};
+
+/// One hold rule from retention.toml.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct HoldRule {
+    name: String,
+    reason: String,
+    applies_when: String,
+    fields: Vec<String>,
+    gift_when: String,
+    gift_fields: Vec<String>,
+    years_after_period_end: i32,
+    accounting_year_end: String,
+}
+
+#[derive(Deserialize)]
+struct RetentionFile {
+    #[serde(default, rename = "hold")]
+    holds: Vec<HoldRule>,
+}
+
+/// Parses the hold rules of retention.toml, checking their fields against the schema.
+pub(crate) fn hold_rules(
+    files: &PolicyFiles,
+    schema: &domain::Schema,
+) -> Result<Vec<HoldRule>, Error> {
+    let file: RetentionFile = toml::from_str(files.text_of("retention.toml"))
+        .map_err(|e| Error::Policy(format!("retention.toml: {e}")))?;
+    for h in &file.holds {
+        let check = |kind, name: &str| {
+            schema.field(kind, name).map(|_| ()).ok_or_else(|| {
+                Error::Policy(format!(
+                    "retention.toml: hold \"{}\" names the unknown field \"{name}\"",
+                    h.name
+                ))
+            })
+        };
+        check(RecordKind::Subject, &h.applies_when)?;
+        check(RecordKind::Gift, &h.gift_when)?;
+        for f in &h.fields {
+            check(RecordKind::Subject, f)?;
+        }
+        for f in &h.gift_fields {
+            check(RecordKind::Gift, f)?;
+        }
+        period_end(&h.accounting_year_end, 2000).ok_or_else(|| {
+            Error::Policy(format!(
+                "retention.toml: hold \"{}\": accounting_year_end is MM-DD",
+                h.name
+            ))
+        })?;
+    }
+    Ok(file.holds)
+}
+
+fn period_end(mm_dd: &str, year: i32) -> Option<Date> {
+    let (m, d) = mm_dd.split_once('-')?;
+    Date::from_calendar_date(
+        year,
+        time::Month::try_from(m.parse::<u8>().ok()?).ok()?,
+        d.parse().ok()?,
+    )
+    .ok()
+}
+
+/// The end of the accounting period that contains `d`, plus `years`.
+fn hold_until(d: Date, year_end: &str, years: i32) -> Date {
+    let end_this = period_end(year_end, d.year()).expect("validated");
+    let end = if d <= end_this {
+        end_this
+    } else {
+        period_end(year_end, d.year() + 1).expect("validated")
+    };
+    domain::deadline::add_months(end, (years * 12) as u32)
+}
+
+fn day(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// What an erasure did, for the DPO.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErasureCertificate {
+    /// The subject.
+    pub subject: SubjectId,
+    /// When (UTC).
+    pub erased_at: String,
+    /// Names of the fields that were erased (their data key was destroyed).
+    pub erased_fields: Vec<String>,
+    /// Number of gifts erased.
+    pub erased_gifts: usize,
+    /// What a legal hold keeps, why, and until when.
+    pub held: Option<vault::HoldInfo>,
+    /// In words.
+    pub statement: String,
+}
+
+/// What a retention run did (or would do, dry).
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionReport {
+    /// True when nothing was changed.
+    pub dry_run: bool,
+    /// The day the run judged by.
+    pub as_of: String,
+    /// Subjects whose held data reached its date and was shredded.
+    pub holds_ended: Vec<SubjectId>,
+    /// Closed request records older than 24 months, purged.
+    pub requests_purged: u64,
+}
+
+impl Hub {
+    /// Erases a subject; where a legal hold applies, keeps its minimum until the computed
+    /// date. Returns the certificate.
+    pub(crate) fn erase_with_rules(
+        &self,
+        id: &SubjectId,
+        extra: vault::Batch,
+    ) -> Result<ErasureCertificate, Error> {
+        let record = self.vault.read_subject(id, &|_| true)?;
+        let gifts = self.vault.list_gifts(id)?;
+        let name = |f: FieldId| {
+            self.schema
+                .field_by_id(RecordKind::Subject, f)
+                .map(|d| d.name.clone())
+                .unwrap_or_default()
+        };
+        let truthy = |fields: &[(FieldId, Value)], fid: Option<FieldId>| {
+            fields
+                .iter()
+                .any(|(f, v)| Some(*f) == fid && *v == Value::Bool(true))
+        };
+        let rule = self.holds.iter().find(|h| {
+            truthy(
+                &record.fields,
+                self.schema
+                    .field(RecordKind::Subject, &h.applies_when)
+                    .map(|d| d.id),
+            )
+        });
+        let erased_fields: Vec<String> = record.fields.iter().map(|(f, _)| name(*f)).collect();
+        let held = match rule {
+            None => {
+                self.vault.erase_subject_with(id, extra)?;
+                None
+            }
+            Some(h) => {
+                let gift_when = self
+                    .schema
+                    .field(RecordKind::Gift, &h.gift_when)
+                    .map(|d| d.id);
+                let date_field = self.schema.field(RecordKind::Gift, "date").map(|d| d.id);
+                let last_gift = gifts
+                    .iter()
+                    .filter(|g| truthy(&g.fields, gift_when))
+                    .filter_map(|g| {
+                        g.fields
+                            .iter()
+                            .find(|(f, _)| Some(*f) == date_field)
+                            .and_then(|(_, v)| v.as_date())
+                    })
+                    .max();
+                let declared = record
+                    .fields
+                    .iter()
+                    .find(|(f, _)| {
+                        Some(*f)
+                            == self
+                                .schema
+                                .field(RecordKind::Subject, "gift_aid_declaration_date")
+                                .map(|d| d.id)
+                    })
+                    .and_then(|(_, v)| v.as_date());
+                let basis = last_gift
+                    .or(declared)
+                    .unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+                let until = hold_until(basis, &h.accounting_year_end, h.years_after_period_end);
+                let ids = |names: &[String], kind| {
+                    names
+                        .iter()
+                        .filter_map(|n| self.schema.field(kind, n).map(|d| d.id))
+                        .collect::<Vec<_>>()
+                };
+                let request = HoldRequest {
+                    hold: h.name.clone(),
+                    reason: h.reason.clone(),
+                    until: day(until),
+                    fields: ids(&h.fields, RecordKind::Subject),
+                    gift_fields: ids(&h.gift_fields, RecordKind::Gift),
+                    field_names: h
+                        .fields
+                        .iter()
+                        .filter(|n| erased_fields.contains(n))
+                        .cloned()
+                        .collect(),
+                };
+                let keep = |g: &[(FieldId, Value)]| truthy(g, gift_when);
+                Some(
+                    self.vault
+                        .erase_subject_with_hold(id, &request, &keep, extra)?,
+                )
+            }
+        };
+        let statement = match &held {
+            None => format!(
+                "Subject {id} was erased: its data key was destroyed, so none of its {} fields and {} gifts can be decrypted from any copy.",
+                erased_fields.len(),
+                gifts.len()
+            ),
+            Some(h) => format!(
+                "Subject {id} was erased: its data key was destroyed. A legal hold ({}) keeps {} fields and {} gifts, re-encrypted under a separate key, until {}, because: {}. The retention sweep destroys them after that date.",
+                h.hold,
+                h.fields.len(),
+                h.gifts,
+                h.until,
+                h.reason
+            ),
+        };
+        Ok(ErasureCertificate {
+            subject: *id,
+            erased_at: consent::now(),
+            erased_fields,
+            erased_gifts: gifts.len(),
+            held,
+            statement,
+        })
+    }
+
+    /// The data a legal hold keeps for an erased subject (DPO, admin).
+    pub fn held_data(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+    ) -> Result<(vault::HoldInfo, serde_json::Value), Error> {
+        self.audited(actor, "read.hold", |trail| {
+            trail.subject(id);
+            self.require(actor, "subject", Action::Erase)?;
+            let held = self.vault.read_hold(id)?.ok_or(Error::NotFound(*id))?;
+            let fields: serde_json::Map<String, serde_json::Value> = held
+                .fields
+                .iter()
+                .filter_map(|(f, v)| {
+                    self.schema
+                        .field_by_id(RecordKind::Subject, *f)
+                        .map(|d| (d.name.clone(), v.to_json()))
+                })
+                .collect();
+            trail.fields(fields.keys());
+            let gifts: Vec<serde_json::Value> = held
+                .gifts
+                .iter()
+                .map(|(_, g)| {
+                    serde_json::Value::Object(
+                        g.iter()
+                            .filter_map(|(f, v)| {
+                                self.schema
+                                    .field_by_id(RecordKind::Gift, *f)
+                                    .map(|d| (d.name.clone(), v.to_json()))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            Ok((
+                held.info,
+                serde_json::json!({"fields": fields, "gifts": gifts}),
+            ))
+        })
+    }
+
+    /// The retention sweep: ends legal holds past their date (shredding their key) and purges
+    /// request records closed more than 24 months ago. `today` defaults to the current date.
+    pub fn retention_run(
+        &self,
+        actor: &Actor,
+        dry_run: bool,
+        today: Option<&str>,
+    ) -> Result<RetentionReport, Error> {
+        self.audited(actor, "run.retention", |trail| {
+            self.require(actor, "keys", Action::Admin)
+                .or_else(|_| self.require(actor, "subject", Action::Erase))?;
+            let today = match today {
+                Some(t) => Date::parse(
+                    t,
+                    &time::macros::format_description!("[year]-[month]-[day]"),
+                )
+                .map_err(|_| Error::BadRequest("`now` must be a date as YYYY-MM-DD".into()))?,
+                None => time::OffsetDateTime::now_utc().date(),
+            };
+            let as_of = day(today);
+            let mut holds_ended = Vec::new();
+            for (id, info) in self.vault.holds()? {
+                if info.until.as_str() < as_of.as_str() {
+                    if !dry_run {
+                        self.vault.end_hold(&id)?;
+                    }
+                    holds_ended.push(id);
+                }
+            }
+            let cutoff = day(domain::deadline::add_months(today, 0) - time::Duration::days(730));
+            let mut purge = vault::Batch::new();
+            let mut requests_purged = 0;
+            for entry in self.vault.store().scan_prefix(ks::REQUESTS, &[]) {
+                let (k, v) = entry.map_err(vault::Error::from)?;
+                let Ok(r) = serde_json::from_slice::<crate::SubjectRequest>(&v) else {
+                    continue;
+                };
+                let closed_at = r
+                    .history
+                    .last()
+                    .filter(|s| s.state == "completed" || s.state == "refused")
+                    .map(|s| s.at[..10].to_string());
+                if closed_at.is_some_and(|c| c < cutoff) {
+                    purge.delete(ks::REQUESTS, k);
+                    requests_purged += 1;
+                }
+            }
+            if !dry_run && !purge.is_empty() {
+                self.vault
+                    .store()
+                    .apply(purge)
+                    .map_err(vault::Error::from)?;
+                self.vault.flush()?;
+            }
+            for id in &holds_ended {
+                trail.subject(id);
+            }
+            trail.count = Some(holds_ended.len() as u64 + requests_purged);
+            Ok(RetentionReport {
+                dry_run,
+                as_of,
+                holds_ended,
+                requests_purged,
+            })
+        })
+    }
+
+    /// True when an erased person's email or phone is on the suppression list.
+    pub fn is_suppressed(&self, kind: IndexKind, term: &str) -> Result<bool, Error> {
+        Ok(self.vault.is_suppressed(kind, term)?)
+    }
+}
