@@ -46,6 +46,9 @@ pub struct HeldData {
     pub gifts: Vec<(GiftId, Vec<(FieldId, Value)>)>,
 }
 
+/// Chooses the gifts a hold covers, from their fields.
+pub type KeepGift = dyn Fn(&[(FieldId, Value)]) -> bool;
+
 /// A hold to place at erasure.
 #[derive(Debug, Clone)]
 pub struct HoldRequest {
@@ -72,7 +75,7 @@ impl Vault {
         fields: &[(FieldId, Value)],
         gifts: &[(GiftId, Vec<(FieldId, Value)>)],
         hold: &HoldRequest,
-        keep_gift: &dyn Fn(&[(FieldId, Value)]) -> bool,
+        keep_gift: &KeepGift,
         batch: &mut Batch,
     ) -> Result<HoldInfo> {
         let random = self.random_bytes(32 + 12 + NONCE_LEN * (1 + gifts.len()))?;

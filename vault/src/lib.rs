@@ -30,7 +30,7 @@ mod vault;
 
 pub use backup::BackupReport;
 pub use error::{Error, Result};
-pub use holds::{HeldData, HoldInfo, HoldRequest};
+pub use holds::{HeldData, HoldInfo, HoldRequest, KeepGift};
 pub use keys::{blind_token, KeyRing, MasterSecret};
 pub use seal::{read_passphrase_file, SealInfo, SealTo, Unlock};
 pub use store::{

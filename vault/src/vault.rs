@@ -948,7 +948,7 @@ impl Vault {
         &self,
         id: &SubjectId,
         hold: &HoldRequest,
-        keep_gift: &dyn Fn(&[(FieldId, Value)]) -> bool,
+        keep_gift: &crate::holds::KeepGift,
         extra: Batch,
     ) -> Result<HoldInfo> {
         let record = self.read_subject(id, &|_| true)?;
