@@ -47,7 +47,7 @@ pub struct HeldData {
 }
 
 /// Chooses the gifts a hold covers, from their fields.
-pub type KeepGift = dyn Fn(&[(FieldId, Value)]) -> bool;
+pub type KeepGift<'a> = dyn Fn(&[(FieldId, Value)]) -> bool + 'a;
 
 /// A hold to place at erasure.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ impl Vault {
         fields: &[(FieldId, Value)],
         gifts: &[(GiftId, Vec<(FieldId, Value)>)],
         hold: &HoldRequest,
-        keep_gift: &KeepGift,
+        keep_gift: &KeepGift<'_>,
         batch: &mut Batch,
     ) -> Result<HoldInfo> {
         let random = self.random_bytes(32 + 12 + NONCE_LEN * (1 + gifts.len()))?;

@@ -948,7 +948,7 @@ impl Vault {
         &self,
         id: &SubjectId,
         hold: &HoldRequest,
-        keep_gift: &crate::holds::KeepGift,
+        keep_gift: &crate::holds::KeepGift<'_>,
         extra: Batch,
     ) -> Result<HoldInfo> {
         let record = self.read_subject(id, &|_| true)?;
