@@ -125,7 +125,23 @@ impl Hub {
         id: &SubjectId,
         extra: vault::Batch,
     ) -> Result<ErasureCertificate, Error> {
-        let record = self.vault.read_subject(id, &|_| true)?;
+        let record = match self.vault.read_subject(id, &|_| true) {
+            Ok(r) => r,
+            // Its data key is already gone (a record brought back from an old copy of the
+            // store): nothing is readable to hold; finish the erasure.
+            Err(vault::Error::Erased(_)) => {
+                self.vault.erase_subject_with(id, extra)?;
+                return Ok(ErasureCertificate {
+                    subject: *id,
+                    erased_at: consent::now(),
+                    erased_fields: Vec::new(),
+                    erased_gifts: 0,
+                    held: None,
+                    statement: format!("Subject {id} was already erased (its data key was destroyed); its leftover records were removed."),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let gifts = self.vault.list_gifts(id)?;
         let name = |f: FieldId| {
             self.schema
