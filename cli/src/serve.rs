@@ -54,6 +54,33 @@ fn spawn_policy_reloader(hub: Arc<Hub>) {
     });
 }
 
+/// Runs the retention sweep a minute after start and then once a day, as the local admin.
+fn spawn_retention_schedule(hub: Arc<Hub>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(24 * 3600),
+        );
+        loop {
+            tick.tick().await;
+            let hub = hub.clone();
+            match tokio::task::spawn_blocking(move || {
+                hub.retention_run(&hub.local_actor(), false, None)
+            })
+            .await
+            {
+                Ok(Ok(r)) => tracing::info!(
+                    holds_ended = r.holds_ended.len(),
+                    requests_purged = r.requests_purged,
+                    "retention sweep"
+                ),
+                Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+            }
+        }
+    });
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -79,6 +106,7 @@ fn run_server(
         ))?;
         ready(local);
         spawn_policy_reloader(hub.clone());
+        spawn_retention_schedule(hub.clone());
         let router = server::router(server::AppState::new(hub.clone(), &config), &config);
         let result = server::serve(listener, router, shutdown_signal()).await;
         hub.clear_owner_note();

@@ -1,0 +1,73 @@
+//! Requests benchmarks (issue 7): the access package of a subject with many gifts and audit
+//! events, and erasure throughput.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hub::{Hub, NewSubjectInput, PolicyFiles};
+use serde_json::json;
+use vault::{SealTo, Unlock};
+
+pub(crate) fn suite(erasures: usize) {
+    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .expect("tempdir");
+    let dir = tmp.path().join("d");
+    let identity = tmp.path().join("id.txt");
+    Hub::init(
+        &dir,
+        &SealTo::Identity(identity.clone()),
+        &PolicyFiles::defaults(),
+    )
+    .expect("init");
+    let hub = Arc::new(Hub::open(&dir, &Unlock::Identity(identity)).expect("open"));
+    let admin = hub.local_actor();
+    // One subject with 1,000 gifts and 500 audit events about it.
+    let gifts: Vec<serde_json::Value> = (0..1000)
+        .map(|i| json!({"amount": format!("{}.00", 5 + i % 50), "currency": "GBP", "date": format!("20{:02}-0{}-1{}", 15 + i % 10, 1 + i % 9, i % 10), "campaign": "Appeal", "gift_aid": i % 2 == 0}))
+        .collect();
+    let input = NewSubjectInput::from_json(json!({"given_name": "Major", "family_name": "Donor", "email": "major@example.org", "gifts": gifts})).expect("input");
+    let id = hub.create_subject(&admin, input).expect("create");
+    for _ in 0..500 {
+        hub.get_subject(&admin, &id).expect("read");
+    }
+    let request = hub
+        .open_request(&admin, &id, "access", "uk-gdpr", None)
+        .expect("request");
+    let mut times = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        let package = hub.access_package(&admin, &request.id).expect("package");
+        let mut tar = Vec::new();
+        exporters::write_package_tar(&package, &mut tar).expect("tar");
+        std::hint::black_box(tar);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    // Erasures: subjects created in batches, then erased one by one through the hub (each
+    // one audited, its key shredded and synced).
+    let mut generator = synth::Generator::new(3);
+    let mut ids = Vec::with_capacity(erasures);
+    while ids.len() < erasures {
+        let batch = (&mut generator)
+            .take(1000.min(erasures - ids.len()))
+            .map(|c| {
+                let mut v = c.to_json();
+                v.as_object_mut().expect("object").remove("gifts");
+                v.as_object_mut()
+                    .expect("object")
+                    .insert("gift_aid_declared".into(), json!(false));
+                NewSubjectInput::from_json(v).expect("input")
+            })
+            .collect();
+        ids.extend(hub.create_subjects(&admin, batch).expect("create"));
+    }
+    let t = Instant::now();
+    for id in &ids {
+        hub.erase_subject(&admin, id).expect("erase");
+    }
+    let erase_secs = t.elapsed().as_secs_f64();
+    println!("| measurement | figure |");
+    println!("|---|---|");
+    println!("| access package, 1,000 gifts and 500+ audit events (median of 11) | {:.1} ms (min {:.1}, max {:.1}) |", times[5], times[0], times[10]);
+    println!("| erasures through the hub, one at a time | {:.0} subjects/s ({erasures} in {erase_secs:.2} s) |", erasures as f64 / erase_secs);
+}
