@@ -2,6 +2,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use domain::{hex, unhex};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use vault::{keyspaces as ks, Batch, Vault};
@@ -154,10 +155,6 @@ fn decode(bytes: &[u8]) -> Option<Principal> {
 pub struct Principals {
     vault: Arc<Vault>,
     rng: Arc<SystemRandom>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now() -> String {
@@ -375,14 +372,4 @@ impl Principals {
         }
         Ok(p)
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }

@@ -214,17 +214,7 @@ pub struct AuditLog {
 
 /// Current UTC time, RFC 3339 with microseconds and `Z`.
 pub(crate) fn now_rfc3339() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    domain::format_utc(time::OffsetDateTime::now_utc())
 }
 
 /// One stored event: its canonical bytes and its chain hash.

@@ -153,17 +153,7 @@ pub fn normalise_time(s: &str) -> Option<String> {
 }
 
 fn utc(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    domain::format_utc(t)
 }
 
 /// A reference: short, no `@`, no line breaks; so that no email or note lands in the ledger.

@@ -21,6 +21,7 @@ mod error;
 mod id;
 mod normalise;
 mod schema;
+mod text;
 mod value;
 
 pub use error::{Error, FieldError, FieldProblem};
@@ -33,6 +34,7 @@ pub use schema::{
     AccessGroup, FieldDef, FieldId, FieldType, IndexKind, RecordKind, Schema, SubjectKind,
     RESERVED_NAMES,
 };
+pub use text::{format_utc, hex, unhex};
 pub use value::{Email, Money, Phone, Text, Value};
 
 #[cfg(test)]

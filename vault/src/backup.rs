@@ -17,6 +17,7 @@
 //! already encrypted under its subject's data key: an erased subject stays unreadable in any
 //! backup because its key was shredded, not copied.
 
+use domain::hex;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
@@ -56,10 +57,6 @@ pub struct BackupReport {
     pub files: u64,
     /// Bytes written or read.
     pub bytes: u64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn body_key(keys: &KeyRing, salt_hex: &str) -> LessSafeKey {
