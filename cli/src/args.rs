@@ -423,8 +423,11 @@ pub enum SubjectCmd {
         #[arg(long)]
         if_version: Option<u32>,
     },
-    /// Erase a subject by destroying its data key.
-    Erase { id: String },
+    /// Erase subjects by destroying their data keys (several ids: one batch).
+    Erase {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// List subject ids in creation order.
     List {
         #[arg(long)]

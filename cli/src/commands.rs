@@ -350,14 +350,32 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                 format!("{id} updated to version {version}")
             });
         }
-        SubjectCmd::Erase { id } => {
-            let id = parse_id(&id)?;
+        SubjectCmd::Erase { ids } => {
+            let ids = ids
+                .iter()
+                .map(|i| parse_id(i))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let hub = open_hub(g)?;
-            let certificate = hub.erase_subject(&actor_for(&hub, g)?, &id)?;
-            out.emit(
-                &json!({"id": id, "erased": true, "certificate": certificate}),
-                || certificate.statement.clone(),
-            );
+            let actor = actor_for(&hub, g)?;
+            if let [id] = ids.as_slice() {
+                let certificate = hub.erase_subject(&actor, id)?;
+                out.emit(
+                    &json!({"id": id, "erased": true, "certificate": certificate}),
+                    || certificate.statement.clone(),
+                );
+            } else {
+                let certificates = hub.erase_subjects(&actor, &ids)?;
+                out.emit(
+                    &json!({"erased": ids.len(), "certificates": certificates}),
+                    || {
+                        certificates
+                            .iter()
+                            .map(|c| c.statement.clone())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    },
+                );
+            }
         }
         SubjectCmd::List { after, limit } => {
             let after = after.as_deref().map(parse_id).transpose()?;

@@ -250,6 +250,70 @@ impl Hub {
         })
     }
 
+    /// Erases many subjects at once (one sync per file for all of them); subjects a legal hold
+    /// applies to are erased one by one with their hold. One audit event lists them all.
+    pub fn erase_subjects(
+        &self,
+        actor: &Actor,
+        ids: &[SubjectId],
+    ) -> Result<Vec<ErasureCertificate>, Error> {
+        self.audited(actor, "erase.subject", |trail| {
+            for id in ids {
+                trail.subject(id);
+            }
+            trail.count = Some(ids.len() as u64);
+            self.require(actor, "subject", Action::Erase)?;
+            let mut plain = Vec::new();
+            let mut certificates = Vec::new();
+            let mut held = Vec::new();
+            for id in ids {
+                let record = self.vault.read_subject(id, &|_| true)?;
+                let applies = self.holds.iter().any(|h| {
+                    let fid = self.schema.field(RecordKind::Subject, &h.applies_when).map(|d| d.id);
+                    record.fields.iter().any(|(f, v)| Some(*f) == fid && *v == Value::Bool(true))
+                });
+                if applies {
+                    held.push(*id);
+                    continue;
+                }
+                let names: Vec<String> = record
+                    .fields
+                    .iter()
+                    .filter_map(|(f, _)| self.schema.field_by_id(RecordKind::Subject, *f).map(|d| d.name.clone()))
+                    .collect();
+                let n_gifts = self.vault.list_gifts(id)?.len();
+                certificates.push(ErasureCertificate {
+                    subject: *id,
+                    erased_at: consent::now(),
+                    statement: format!(
+                        "Subject {id} was erased: its data key was destroyed, so none of its {} fields and {n_gifts} gifts can be decrypted from any copy.",
+                        names.len()
+                    ),
+                    erased_fields: names,
+                    erased_gifts: n_gifts,
+                    held: None,
+                });
+                plain.push(*id);
+            }
+            self.commit_audited(actor, "erase.subject", trail, |batch| {
+                let mut batch = batch;
+                // Held subjects first, each with its hold, in their own batches; the audit
+                // event goes with the batch of the others.
+                for id in &held {
+                    certificates.push(self.erase_with_rules(id, vault::Batch::new())?);
+                }
+                if plain.is_empty() {
+                    self.vault.store().apply(std::mem::take(&mut batch)).map_err(vault::Error::from)?;
+                    self.vault.flush()?;
+                } else {
+                    self.vault.erase_subjects_with(&plain, batch)?;
+                }
+                Ok(())
+            })?;
+            Ok(certificates)
+        })
+    }
+
     /// The data a legal hold keeps for an erased subject (DPO, admin).
     pub fn held_data(
         &self,

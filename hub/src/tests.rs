@@ -473,3 +473,45 @@ fn a_purpose_scoped_read_goes_through_the_gate_and_returns_only_the_purposes_fie
         .unwrap();
     assert!(events.iter().all(|e| e.purpose.is_some()));
 }
+
+#[test]
+fn a_batch_erasure_erases_all_keeps_holds_and_leaves_one_event() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let a = hub
+        .create_subject(
+            &admin,
+            input(json!({"given_name": "A", "email": "a@example.org"})),
+        )
+        .unwrap();
+    let b = hub
+        .create_subject(&admin, input(json!({"given_name": "B"})))
+        .unwrap();
+    let c = hub
+        .create_subject(&admin, input(json!({"given_name": "C", "gift_aid_declared": true, "gifts": [{"amount": "10", "date": "2024-05-01", "gift_aid": true}]})))
+        .unwrap();
+    let before = hub.audit_log().len();
+    let certs = hub.erase_subjects(&admin, &[a, b, c]).unwrap();
+    assert_eq!(certs.len(), 3);
+    assert_eq!(certs.iter().filter(|c| c.held.is_some()).count(), 1);
+    for id in [a, b, c] {
+        assert_eq!(hub.get_subject(&admin, &id).unwrap_err().code(), "erased");
+    }
+    assert!(hub.held_data(&admin, &c).is_ok());
+    assert!(hub
+        .is_suppressed(domain::IndexKind::Email, "a@example.org")
+        .unwrap());
+    let erase_events: Vec<_> = hub
+        .audit_log()
+        .query(&audit::Query {
+            after: Some(before - 1),
+            action: Some("erase.subject".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert_eq!(erase_events.len(), 1);
+    assert_eq!(erase_events[0].count, Some(3));
+    assert!(hub.audit_log().verify(None).unwrap().ok);
+}

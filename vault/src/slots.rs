@@ -102,6 +102,16 @@ impl Slots {
             .map_err(|e| Error::io(format!("shredding data-key slot {slot}"), e))
     }
 
+    /// Overwrites several slots with zeros and syncs once.
+    pub(crate) fn shred_all(&self, slots: &[u64]) -> Result<()> {
+        for &slot in slots {
+            self.file
+                .write_all_at(&[0u8; SLOT], slot * SLOT as u64)
+                .map_err(|e| Error::io(format!("shredding data-key slot {slot}"), e))?;
+        }
+        self.sync()
+    }
+
     /// Makes earlier writes durable.
     pub(crate) fn sync(&self) -> Result<()> {
         self.file

@@ -791,67 +791,75 @@ impl Vault {
 
     /// [`Vault::erase_subject`] with `extra` writes in the same atomic batch as the deletions.
     pub fn erase_subject_with(&self, id: &SubjectId, extra: Batch) -> Result<()> {
+        self.erase_subjects_with(std::slice::from_ref(id), extra)
+    }
+
+    /// Erases several subjects with one sync of the slot file, one of the journal and one
+    /// store batch: the same guarantees as one by one, at a fraction of the syncs.
+    pub fn erase_subjects_with(&self, ids: &[SubjectId], extra: Batch) -> Result<()> {
         let _gate = self.gate.read().expect("write gate");
         let _rmw = self.rmw.lock().expect("rmw lock");
-        let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
-            return Err(self.missing(id)?);
-        };
-        let (h, _) = record::header(&bytes)?;
-        let mut suppress: Vec<Vec<u8>> = Vec::new();
-        let index_keys: Vec<Vec<u8>> = match self
-            .dek_for(id, h.slot)
-            .and_then(|dek| record::open(&dek, &bytes, id, &ZERO_ID, &|_| true))
-        {
-            Ok(opened) => {
-                // Keyed hashes of the contact points, so the person is not re-added to
-                // marketing by a later import; no value is kept.
-                for (f, v) in &opened.fields {
-                    let kind = self
-                        .schema
-                        .field_by_id(RecordKind::Subject, *f)
-                        .map(|d| d.index);
-                    if let (Some(kind @ (IndexKind::Email | IndexKind::Phone)), Some(term)) =
-                        (kind, v.index_term())
-                    {
-                        suppress.push(self.suppression_key(kind, term).to_vec());
-                    }
-                }
-                self.index_entries(id, &opened.fields)
-            }
-            // Unreadable record (already shredded, or damaged): find its index entries the
-            // slow way, by the subject id at the end of every index key.
-            Err(_) => self
-                .store
-                .scan_prefix(ks::INDEX, &[])
-                .filter_map(|e| e.ok())
-                .filter(|(k, _)| k.ends_with(id.as_bytes()))
-                .map(|(k, _)| k)
-                .collect(),
-        };
-        if h.slot < self.slots.len() {
-            let slot = self.slots.read(h.slot)?;
-            if &slot[..16] == id.as_bytes() {
-                self.slots.shred(h.slot)?;
-            }
-        }
-        self.journal_erasure(id)?;
         let mut batch = Batch::new();
-        for key in suppress {
-            batch.put(ks::SUPPRESSION, key, Vec::new());
+        let mut to_shred = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
+                return Err(self.missing(id)?);
+            };
+            let (h, _) = record::header(&bytes)?;
+            let index_keys: Vec<Vec<u8>> = match self
+                .dek_for(id, h.slot)
+                .and_then(|dek| record::open(&dek, &bytes, id, &ZERO_ID, &|_| true))
+            {
+                Ok(opened) => {
+                    // Keyed hashes of the contact points, so the person is not re-added to
+                    // marketing by a later import; no value is kept.
+                    for (f, v) in &opened.fields {
+                        let kind = self
+                            .schema
+                            .field_by_id(RecordKind::Subject, *f)
+                            .map(|d| d.index);
+                        if let (Some(kind @ (IndexKind::Email | IndexKind::Phone)), Some(term)) =
+                            (kind, v.index_term())
+                        {
+                            batch.put(
+                                ks::SUPPRESSION,
+                                self.suppression_key(kind, term).to_vec(),
+                                Vec::new(),
+                            );
+                        }
+                    }
+                    self.index_entries(id, &opened.fields)
+                }
+                // Unreadable record (already shredded, or damaged): find its index entries the
+                // slow way, by the subject id at the end of every index key.
+                Err(_) => self
+                    .store
+                    .scan_prefix(ks::INDEX, &[])
+                    .filter_map(|e| e.ok())
+                    .filter(|(k, _)| k.ends_with(id.as_bytes()))
+                    .map(|(k, _)| k)
+                    .collect(),
+            };
+            if h.slot < self.slots.len() && &self.slots.read(h.slot)?[..16] == id.as_bytes() {
+                to_shred.push(h.slot);
+            }
+            batch.delete(ks::SUBJECTS, id.as_bytes().to_vec());
+            for k in index_keys {
+                batch.delete(ks::INDEX, k);
+            }
+            for entry in self.store.scan_prefix(ks::GIFTS, id.as_bytes()) {
+                let (k, _) = entry?;
+                batch.delete(ks::GIFTS, k);
+            }
+            batch.put(
+                ks::ERASED,
+                id.as_bytes().to_vec(),
+                now_ms().to_le_bytes().to_vec(),
+            );
         }
-        batch.delete(ks::SUBJECTS, id.as_bytes().to_vec());
-        for k in index_keys {
-            batch.delete(ks::INDEX, k);
-        }
-        for entry in self.store.scan_prefix(ks::GIFTS, id.as_bytes()) {
-            let (k, _) = entry?;
-            batch.delete(ks::GIFTS, k);
-        }
-        batch.put(
-            ks::ERASED,
-            id.as_bytes().to_vec(),
-            now_ms().to_le_bytes().to_vec(),
-        );
+        // The keys go first, synced: from here on no copy of these subjects' data decrypts.
+        self.slots.shred_all(&to_shred)?;
+        self.journal_erasures(ids)?;
         batch.extend(extra);
         self.store.apply(batch)?;
         self.store.flush()?;
@@ -877,7 +885,7 @@ impl Vault {
     /// Appends an erasure to the journal (`erasures.journal`: time and id per line, nothing
     /// personal) and syncs it. The journal is what lets erasures made after a backup be
     /// applied again when that backup is restored.
-    fn journal_erasure(&self, id: &SubjectId) -> Result<()> {
+    fn journal_erasures(&self, ids: &[SubjectId]) -> Result<()> {
         use std::io::Write;
         let path = self.dir.join(layout::JOURNAL);
         let mut f = fs::OpenOptions::new()
@@ -885,7 +893,9 @@ impl Vault {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        writeln!(f, "{} {id}", now_ms())
+        let ms = now_ms();
+        let text: String = ids.iter().map(|id| format!("{ms} {id}\n")).collect();
+        f.write_all(text.as_bytes())
             .and_then(|_| f.sync_data())
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
