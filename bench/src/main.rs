@@ -8,6 +8,7 @@
 //! steward-bench audit-suite [--events 1000000] [--threads 8]          # audit append, verify, read cost
 //! steward-bench consent-suite [--subjects 1000000]                    # segment vs plain scan
 //! steward-bench requests-suite [--erasures 10000]                     # access package, erasures
+//! steward-bench retention-suite [--subjects 1000000]                  # retention sweep
 //! steward-bench serve --data D --identity I --addr A [--discard-audit] # the real router, for
 //!     measuring the audit append's share of an HTTP read (bench only: the product has no such switch)
 //! ```
@@ -24,6 +25,7 @@ use vault::{keyspaces, Batch, NewSubject, SealTo, SledOptions, SledStore, Store,
 mod audit_bench;
 mod consent_bench;
 mod requests_bench;
+mod retention_bench;
 
 const SEED: u64 = 20_261_122;
 const READ_FIELDS: [&str; 5] = ["given_name", "family_name", "email", "phone", "postal_code"];
@@ -72,6 +74,12 @@ fn main() {
                 &addr,
                 args.iter().any(|a| a == "--discard-audit"),
             );
+        }
+        Some("retention-suite") => {
+            let n: usize = arg(&args, "--subjects")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000);
+            retention_bench::suite(n);
         }
         Some("requests-suite") => {
             let n: usize = arg(&args, "--erasures")

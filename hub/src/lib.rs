@@ -67,6 +67,7 @@ pub struct Actor {
 /// The hub of one data directory.
 pub struct Hub {
     holds: Vec<retention::HoldRule>,
+    lapsed: Option<(i32, bool)>,
     ledger: consent::Ledger,
     purposes: Arc<consent::Purposes>,
     vault: Arc<Vault>,
@@ -138,6 +139,7 @@ impl Hub {
         let policy = policies.policy()?;
         let purposes = Arc::new(policies.purposes(&schema)?);
         let holds = retention::hold_rules(&policies, &schema)?;
+        let lapsed = retention::lapsed_rule(&policies)?;
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
@@ -148,6 +150,7 @@ impl Hub {
         let ledger = consent::Ledger::new(vault.store().clone());
         let hub = Hub {
             holds,
+            lapsed,
             ledger,
             purposes,
             vault,

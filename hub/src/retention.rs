@@ -87,6 +87,59 @@ fn day(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// Records today as the subject's last activity (in the caller's batch).
+pub(crate) fn touch(batch: &mut vault::Batch, id: &SubjectId) {
+    let day = (time::OffsetDateTime::now_utc().date()
+        - Date::from_calendar_date(1970, time::Month::January, 1).expect("epoch"))
+    .whole_days() as u32;
+    batch.put(
+        ks::ACTIVITY,
+        id.as_bytes().to_vec(),
+        day.to_le_bytes().to_vec(),
+    );
+}
+
+fn epoch_day(d: Date) -> u32 {
+    (d - Date::from_calendar_date(1970, time::Month::January, 1).expect("epoch"))
+        .whole_days()
+        .max(0) as u32
+}
+
+#[derive(Deserialize)]
+struct ClassRule {
+    name: String,
+    #[serde(default)]
+    years: i32,
+    /// `review` (list the lapsed subjects) or `erase` (erase them); absent: not swept.
+    #[serde(default)]
+    lapsed: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ClassFile {
+    #[serde(default, rename = "class")]
+    classes: Vec<ClassRule>,
+}
+
+/// The `supporter` class's rule for lapsed supporters: (years, erase?).
+pub(crate) fn lapsed_rule(files: &PolicyFiles) -> Result<Option<(i32, bool)>, Error> {
+    let file: ClassFile = toml::from_str(files.text_of("retention.toml"))
+        .map_err(|e| Error::Policy(format!("retention.toml: {e}")))?;
+    for c in file.classes {
+        if c.name == "supporter" {
+            return match c.lapsed.as_deref() {
+                None => Ok(None),
+                Some("review") => Ok(Some((c.years, false))),
+                Some("erase") => Ok(Some((c.years, true))),
+                Some(other) => Err(Error::Policy(format!(
+                    "retention.toml: class supporter: lapsed = \"{other}\" is review or erase"
+                ))),
+            };
+        }
+    }
+    Ok(None)
+}
+
 /// What an erasure did, for the DPO.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErasureCertificate {
@@ -115,6 +168,15 @@ pub struct RetentionReport {
     pub holds_ended: Vec<SubjectId>,
     /// Closed request records older than 24 months, purged.
     pub requests_purged: u64,
+    /// Subjects checked against the lapsed-supporter rule.
+    pub subjects_checked: u64,
+    /// Supporters with no activity for the class's years: listed for review (or erased,
+    /// when retention.toml says `lapsed = "erase"`).
+    pub lapsed: u64,
+    /// Up to 100 of them.
+    pub lapsed_sample: Vec<SubjectId>,
+    /// Lapsed subjects erased by this run.
+    pub lapsed_erased: u64,
 }
 
 impl Hub {
@@ -410,15 +472,51 @@ impl Hub {
                     .map_err(vault::Error::from)?;
                 self.vault.flush()?;
             }
+            // Lapsed supporters: one pass over the activity index (dates only, no decryption).
+            let (mut subjects_checked, mut lapsed_ids) = (0u64, Vec::new());
+            if let Some((years, _)) = self.lapsed {
+                let years = years.max(0) as u32;
+                let cutoff = epoch_day(today).saturating_sub(years * 365 + years / 4);
+                for entry in self.vault.store().scan_prefix(ks::ACTIVITY, &[]) {
+                    let (k, v) = entry.map_err(vault::Error::from)?;
+                    subjects_checked += 1;
+                    let day = v
+                        .get(..4)
+                        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+                        .unwrap_or(u32::MAX);
+                    if day < cutoff {
+                        if let Some(id) = SubjectId::from_slice(&k) {
+                            lapsed_ids.push(id);
+                        }
+                    }
+                }
+            }
+            let lapsed = lapsed_ids.len() as u64;
+            let mut lapsed_erased = 0;
+            if !dry_run && self.lapsed.is_some_and(|(_, erase)| erase) {
+                let present: Vec<SubjectId> = lapsed_ids
+                    .iter()
+                    .copied()
+                    .filter(|id| self.vault.exists(id).unwrap_or(false))
+                    .collect();
+                for chunk in present.chunks(1000) {
+                    lapsed_erased += self.erase_subjects(actor, chunk)?.len() as u64;
+                }
+            }
             for id in &holds_ended {
                 trail.subject(id);
             }
-            trail.count = Some(holds_ended.len() as u64 + requests_purged);
+            trail.count = Some(holds_ended.len() as u64 + requests_purged + lapsed_erased);
+            lapsed_ids.truncate(100);
             Ok(RetentionReport {
                 dry_run,
                 as_of,
                 holds_ended,
                 requests_purged,
+                subjects_checked,
+                lapsed,
+                lapsed_sample: lapsed_ids,
+                lapsed_erased,
             })
         })
     }

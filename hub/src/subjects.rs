@@ -225,7 +225,10 @@ impl Hub {
             for id in &ids {
                 trail.subject(id);
             }
-            let ids = self.commit_audited(actor, "create.subject", trail, |batch| {
+            let ids = self.commit_audited(actor, "create.subject", trail, |mut batch| {
+                for id in &ids {
+                    crate::retention::touch(&mut batch, id);
+                }
                 Ok(self.vault.create_subjects_with(&items, Some(&ids), batch)?)
             })?;
             // People who were erased at their request are not re-added to marketing: a new
@@ -382,7 +385,8 @@ impl Hub {
                 .schema
                 .parse_patch(RecordKind::Subject, &patch)
                 .map_err(|e| invalid(e, None))?;
-            self.commit_audited(actor, "update.subject", trail, |batch| {
+            self.commit_audited(actor, "update.subject", trail, |mut batch| {
+                crate::retention::touch(&mut batch, id);
                 Ok(self
                     .vault
                     .update_subject_with(id, &parsed, if_version, batch)?)
@@ -468,6 +472,8 @@ impl Hub {
                 .map(|(i, g)| self.parse(RecordKind::Gift, g, (gifts.len() > 1).then_some(i)))
                 .collect::<Result<Vec<_>, _>>()?;
             self.commit_audited(actor, "create.gift", trail, |batch| {
+                let mut batch = batch;
+                crate::retention::touch(&mut batch, id);
                 Ok(self.vault.add_gifts_with(id, &parsed, batch)?)
             })
         })

@@ -62,6 +62,9 @@ pub mod keyspaces {
     pub const HOLDS: Keyspace = Keyspace::new(13, "holds");
     /// Legal holds: subject id → what is held, why and until when.
     pub const HOLD_INFO: Keyspace = Keyspace::new(14, "hold_info");
+    /// Last activity of each subject: subject id → day (u32, days since 1970-01-01), for
+    /// retention classes such as lapsed supporters. A date, no personal value.
+    pub const ACTIVITY: Keyspace = Keyspace::new(15, "activity");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -79,6 +82,7 @@ pub mod keyspaces {
         SUPPRESSION,
         HOLDS,
         HOLD_INFO,
+        ACTIVITY,
     ];
 
     /// Looks a keyspace up by id (backup restore).

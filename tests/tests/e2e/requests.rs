@@ -541,3 +541,31 @@ fn a_gift_aid_donors_erasure_keeps_only_the_held_minimum_until_its_date() {
     );
     assert!(find_markers(&env.data, &[], &["canaryheld", "gail@example"]).is_empty());
 }
+
+#[test]
+fn the_retention_sweep_lists_supporters_without_activity_for_review() {
+    let env = Env::init();
+    let a = env.add(&json!({"given_name": "Old"}));
+    env.add(&json!({"given_name": "Also old"}));
+    let r = env.json(
+        &["retention", "run", "--dry-run", "--now", "2027-06-01"],
+        None,
+    );
+    assert_eq!(
+        (r["subjects_checked"].as_u64(), r["lapsed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    // Seven years on, both are lapsed (the default rule reviews after 6 years; lists only).
+    let r = env.json(&["retention", "run", "--now", "2033-12-01"], None);
+    assert_eq!(r["lapsed"], 2);
+    assert_eq!(r["lapsed_erased"], 0);
+    assert!(r["lapsed_sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == a.as_str()));
+    assert!(
+        env.run(&["subject", "show", &a], None).status.success(),
+        "review only: nothing erased"
+    );
+}
