@@ -439,6 +439,16 @@ pub enum SubjectCmd {
     Gifts { id: String },
     /// What a legal hold keeps of an erased subject, and until when.
     Held { id: String },
+    /// Recipients a subject's data was disclosed to (Art. 19 notices); --add records one.
+    Recipients {
+        id: String,
+        /// An organisation the data was disclosed to.
+        #[arg(long)]
+        add: Option<String>,
+        /// Why (a purpose name).
+        #[arg(long, requires = "add")]
+        purpose: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -392,6 +392,31 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                     .join("\n")
             });
         }
+        SubjectCmd::Recipients { id, add, purpose } => {
+            let id = parse_id(&id)?;
+            let hub = open_hub(g)?;
+            let actor = actor_for(&hub, g)?;
+            let list = match add {
+                Some(name) => hub.add_recipient(&actor, &id, &name, purpose.as_deref())?,
+                None => hub.recipients(&actor, &id)?,
+            };
+            out.emit(&json!({"items": list}), || {
+                list.iter()
+                    .map(|r| {
+                        format!(
+                            "{}  since {}{}",
+                            r.recipient,
+                            r.since,
+                            r.purpose
+                                .as_deref()
+                                .map(|p| format!("  ({p})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
         SubjectCmd::Held { id } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;

@@ -40,7 +40,7 @@ pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::Error;
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
 pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
-pub use retention::{ErasureCertificate, RetentionReport};
+pub use retention::{ErasureCertificate, Recipient, RetentionReport};
 pub use ropa::ropa;
 pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
 

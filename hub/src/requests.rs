@@ -416,7 +416,16 @@ impl Hub {
                 gifts,
                 purposes,
                 categories: categories.into_iter().collect(),
-                recipients: vec!["No recipients outside the organisation are recorded for your data.".into()],
+                recipients: {
+                    let list = self.recipients_of(&id)?;
+                    if list.is_empty() {
+                        vec!["No recipients outside the organisation are recorded for your data.".into()]
+                    } else {
+                        list.iter()
+                            .map(|r| format!("{}{} (since {})", r.recipient, r.purpose.as_deref().map(|p| format!(", for {p}")).unwrap_or_default(), r.since))
+                            .collect()
+                    }
+                },
                 retention,
                 rights: vec![
                     "Rectification: ask us to correct inaccurate data (Art. 16).".into(),

@@ -87,6 +87,17 @@ fn day(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// A recipient a subject's data was disclosed to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recipient {
+    /// The organisation (a name, not a person).
+    pub recipient: String,
+    /// Why it received the data.
+    pub purpose: Option<String>,
+    /// Since when (YYYY-MM-DD).
+    pub since: String,
+}
+
 /// Records today as the subject's last activity (in the caller's batch).
 pub(crate) fn touch(batch: &mut vault::Batch, id: &SubjectId) {
     let day = (time::OffsetDateTime::now_utc().date()
@@ -153,6 +164,8 @@ pub struct ErasureCertificate {
     pub erased_gifts: usize,
     /// What a legal hold keeps, why, and until when.
     pub held: Option<vault::HoldInfo>,
+    /// Recipients the data was disclosed to, to be told of the erasure (Art. 19).
+    pub notify: Vec<Recipient>,
     /// In words.
     pub statement: String,
 }
@@ -199,6 +212,7 @@ impl Hub {
                     erased_fields: Vec::new(),
                     erased_gifts: 0,
                     held: None,
+                    notify: Vec::new(),
                     statement: format!("Subject {id} was already erased (its data key was destroyed); its leftover records were removed."),
                 });
             }
@@ -308,6 +322,7 @@ impl Hub {
             erased_fields,
             erased_gifts: gifts.len(),
             held,
+            notify: self.recipients_of(id)?,
             statement,
         })
     }
@@ -354,6 +369,7 @@ impl Hub {
                     erased_fields: names,
                     erased_gifts: n_gifts,
                     held: None,
+                    notify: self.recipients_of(id)?,
                 });
                 plain.push(*id);
             }
@@ -373,6 +389,73 @@ impl Hub {
                 Ok(())
             })?;
             Ok(certificates)
+        })
+    }
+
+    pub(crate) fn recipients_of(&self, id: &SubjectId) -> Result<Vec<Recipient>, Error> {
+        Ok(self
+            .vault
+            .store()
+            .get(ks::RECIPIENTS, id.as_bytes())
+            .map_err(vault::Error::from)?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default())
+    }
+
+    /// Records that a subject's data was disclosed to a recipient (an organisation), so the
+    /// DPO can tell it of rectification, erasure or restriction (Art. 19).
+    pub fn add_recipient(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+        recipient: &str,
+        purpose: Option<&str>,
+    ) -> Result<Vec<Recipient>, Error> {
+        self.audited(actor, "update.recipients", |trail| {
+            trail.subject(id);
+            self.require(actor, "exports", Action::Export)?;
+            let name = recipient.trim();
+            if name.is_empty() || name.len() > 200 || name.contains('@') || name.contains('\n') {
+                return Err(Error::BadRequest(
+                    "a recipient is an organisation's name, one line, without email addresses"
+                        .into(),
+                ));
+            }
+            if !self.vault.exists(id)? {
+                return Err(Error::NotFound(*id));
+            }
+            let mut list = self.recipients_of(id)?;
+            if !list
+                .iter()
+                .any(|r| r.recipient == name && r.purpose.as_deref() == purpose)
+            {
+                list.push(Recipient {
+                    recipient: name.to_string(),
+                    purpose: purpose.map(str::to_string),
+                    since: consent::now()[..10].to_string(),
+                });
+            }
+            let bytes = serde_json::to_vec(&list).expect("json");
+            self.commit_audited(actor, "update.recipients", trail, |mut batch| {
+                batch.put(ks::RECIPIENTS, id.as_bytes().to_vec(), bytes);
+                self.vault
+                    .store()
+                    .apply(batch)
+                    .map_err(vault::Error::from)?;
+                self.vault.flush()?;
+                Ok(())
+            })?;
+            Ok(list)
+        })
+    }
+
+    /// The recipients recorded for a subject.
+    pub fn recipients(&self, actor: &Actor, id: &SubjectId) -> Result<Vec<Recipient>, Error> {
+        self.audited(actor, "read.recipients", |trail| {
+            trail.subject(id);
+            self.require(actor, "requests", Action::Read)
+                .or_else(|_| self.require(actor, "exports", Action::Export))?;
+            self.recipients_of(id)
         })
     }
 

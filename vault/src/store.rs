@@ -65,6 +65,8 @@ pub mod keyspaces {
     /// Last activity of each subject: subject id → day (u32, days since 1970-01-01), for
     /// retention classes such as lapsed supporters. A date, no personal value.
     pub const ACTIVITY: Keyspace = Keyspace::new(15, "activity");
+    /// Recipients a subject's data was disclosed to (organisation names), for Art. 19 notices.
+    pub const RECIPIENTS: Keyspace = Keyspace::new(16, "recipients");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -83,6 +85,7 @@ pub mod keyspaces {
         HOLDS,
         HOLD_INFO,
         ACTIVITY,
+        RECIPIENTS,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -569,3 +569,73 @@ fn the_retention_sweep_lists_supporters_without_activity_for_review() {
         "review only: nothing erased"
     );
 }
+
+#[test]
+fn recipients_are_recorded_listed_in_the_package_and_named_for_notice_at_erasure() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Rae", "email": "rae@example.org"}));
+    let v = env.json(
+        &[
+            "subject",
+            "recipients",
+            &id,
+            "--add",
+            "Mailing House Ltd",
+            "--purpose",
+            "fundraising-post",
+        ],
+        None,
+    );
+    assert_eq!(v["items"][0]["recipient"], "Mailing House Ltd");
+    let out = env.run(
+        &[
+            "subject",
+            "recipients",
+            &id,
+            "--add",
+            "jo@mailinghouse.example",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a person's email is not a recipient"
+    );
+    let r = env.json(
+        &[
+            "request",
+            "open",
+            "--type",
+            "access",
+            "--subject",
+            &id,
+            "--jurisdiction",
+            "gdpr",
+        ],
+        None,
+    );
+    let folder = env.tmp.path().join("pkg");
+    env.json(
+        &[
+            "request",
+            "fulfil",
+            r["id"].as_str().unwrap(),
+            "--out",
+            folder.to_str().unwrap(),
+        ],
+        None,
+    );
+    let p: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("package.json")).unwrap())
+            .unwrap();
+    assert!(p["recipients"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("Mailing House Ltd, for fundraising-post"));
+    let v = env.json(&["subject", "erase", &id], None);
+    assert_eq!(
+        v["certificate"]["notify"][0]["recipient"],
+        "Mailing House Ltd"
+    );
+}
