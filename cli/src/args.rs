@@ -153,6 +153,9 @@ pub enum RequestCmd {
         /// Encrypt to this age recipient (age1...): one file the stock age tool opens.
         #[arg(long)]
         encrypt_to: Option<String>,
+        /// Encrypt with the passphrase in this file instead (age scrypt).
+        #[arg(long = "encrypt-passphrase-file", conflicts_with = "encrypt_to")]
+        encrypt_passphrase_file: Option<PathBuf>,
     },
 }
 
@@ -249,6 +252,13 @@ pub struct ExportArgs {
     /// Encrypt the file to this age recipient (age1...); needs --out.
     #[arg(long, requires = "out")]
     pub encrypt_to: Option<String>,
+    /// Encrypt the file with the passphrase in this file (age scrypt); needs --out.
+    #[arg(
+        long = "encrypt-passphrase-file",
+        requires = "out",
+        conflicts_with = "encrypt_to"
+    )]
+    pub encrypt_passphrase_file: Option<PathBuf>,
 }
 
 /// Filters shared by `audit query` and `audit export`.

@@ -152,9 +152,10 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
         .clone();
     // With --encrypt-to the export is built in memory and only its age ciphertext is written.
     let mut buffer: Vec<u8> = Vec::new();
-    let mut sink: Box<dyn Write + '_> = match (&args.out, &args.encrypt_to) {
-        (Some(_), Some(_)) => Box::new(&mut buffer),
-        (Some(p), None) => {
+    let encrypt = args.encrypt_to.is_some() || args.encrypt_passphrase_file.is_some();
+    let mut sink: Box<dyn Write + '_> = match (&args.out, encrypt) {
+        (Some(_), true) => Box::new(&mut buffer),
+        (Some(p), false) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
         }
         (None, _) => Box::new(std::io::stdout().lock()),
@@ -195,9 +196,12 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
     let n = n?;
     sink.flush()?;
     drop(sink);
-    if let (Some(p), Some(recipient)) = (&args.out, &args.encrypt_to) {
-        let sealed = exporters::age_encrypt(recipient, &buffer)
-            .map_err(|e| usage("bad_recipient", e.to_string()))?;
+    if let (Some(p), true) = (&args.out, encrypt) {
+        let sealed = crate::request_cmd::seal(
+            args.encrypt_to.as_deref(),
+            args.encrypt_passphrase_file.as_deref(),
+            &buffer,
+        )?;
         std::fs::write(p, sealed).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &args.out {

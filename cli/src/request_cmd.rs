@@ -16,6 +16,32 @@ fn parse_id(raw: &str) -> anyhow::Result<domain::SubjectId> {
     })
 }
 
+/// Encrypts an export with age: to a recipient, or with the passphrase in a file.
+pub(crate) fn seal(
+    recipient: Option<&str>,
+    passphrase_file: Option<&std::path::Path>,
+    plain: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    match (recipient, passphrase_file) {
+        (Some(r), _) => {
+            exporters::age_encrypt(r, plain).map_err(|e| usage("bad_recipient", e.to_string()))
+        }
+        (None, Some(f)) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let pass = text.lines().next().unwrap_or_default();
+            if pass.len() < 12 {
+                return Err(usage(
+                    "weak_passphrase",
+                    "the export passphrase must be at least 12 characters",
+                ));
+            }
+            Ok(exporters::age_encrypt_passphrase(pass, plain)?)
+        }
+        (None, None) => Ok(plain.to_vec()),
+    }
+}
+
 fn line(r: &hub::SubjectRequest) -> String {
     format!(
         "{}  {:<13} {:<8} {:<17} due {}  subject {}",
@@ -84,18 +110,21 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
             id,
             out: path,
             encrypt_to,
+            encrypt_passphrase_file,
         } => {
             let package = hub.access_package(&actor, &parse_id(&id)?)?;
-            match encrypt_to {
-                Some(recipient) => {
-                    let mut tar = Vec::new();
-                    exporters::write_package_tar(&package, &mut tar)?;
-                    let sealed = exporters::age_encrypt(&recipient, &tar)
-                        .map_err(|e| usage("bad_recipient", e.to_string()))?;
-                    std::fs::write(&path, sealed)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                }
-                None => exporters::write_package_dir(&package, &path)?,
+            if encrypt_to.is_some() || encrypt_passphrase_file.is_some() {
+                let mut tar = Vec::new();
+                exporters::write_package_tar(&package, &mut tar)?;
+                let sealed = seal(
+                    encrypt_to.as_deref(),
+                    encrypt_passphrase_file.as_deref(),
+                    &tar,
+                )?;
+                std::fs::write(&path, sealed)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            } else {
+                exporters::write_package_dir(&package, &path)?;
             }
             out.emit(
                 &json!({"request": id, "out": path, "encrypted": path.is_file()}),

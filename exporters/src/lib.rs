@@ -85,6 +85,13 @@ pub fn age_encrypt(recipient: &str, plain: &[u8]) -> Result<Vec<u8>, Error> {
     age::encrypt(&r, plain).map_err(|e| Error::Encrypt(e.to_string()))
 }
 
+/// Encrypts `plain` with a passphrase (age scrypt); the stock `age -d` asks for it.
+pub fn age_encrypt_passphrase(passphrase: &str, plain: &[u8]) -> Result<Vec<u8>, Error> {
+    let recipient =
+        age::scrypt::Recipient::new(age::secrecy::SecretString::from(passphrase.to_string()));
+    age::encrypt(&recipient, plain).map_err(|e| Error::Encrypt(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +105,23 @@ mod tests {
         assert_eq!(csv_cell("\tx"), "'\tx");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
         assert_eq!(csv_cell("plain"), "plain");
+    }
+
+    #[test]
+    fn passphrase_encryption_round_trips_and_a_wrong_passphrase_fails() {
+        let sealed = age_encrypt_passphrase("a long passphrase", b"segment").unwrap();
+        assert!(sealed.starts_with(b"age-encryption.org/v1"));
+        let ok = age::scrypt::Identity::new(age::secrecy::SecretString::from(
+            "a long passphrase".to_string(),
+        ));
+        assert_eq!(age::decrypt(&ok, &sealed).unwrap(), b"segment");
+        let wrong =
+            age::scrypt::Identity::new(age::secrecy::SecretString::from("nope".to_string()));
+        assert!(age::decrypt(&wrong, &sealed).is_err());
+        assert!(matches!(
+            age_encrypt("age1notarecipient", b"x"),
+            Err(Error::Recipient(_))
+        ));
     }
 
     #[test]
