@@ -66,6 +66,7 @@ pub struct Actor {
 
 /// The hub of one data directory.
 pub struct Hub {
+    holidays: requests::HolidayRules,
     holds: Vec<retention::HoldRule>,
     lapsed: Option<(i32, bool)>,
     ledger: consent::Ledger,
@@ -140,6 +141,7 @@ impl Hub {
         let purposes = Arc::new(policies.purposes(&schema)?);
         let holds = retention::hold_rules(&policies, &schema)?;
         let lapsed = retention::lapsed_rule(&policies)?;
+        let holidays = requests::holiday_rules(&policies)?;
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
@@ -149,6 +151,7 @@ impl Hub {
         );
         let ledger = consent::Ledger::new(vault.store().clone());
         let hub = Hub {
+            holidays,
             holds,
             lapsed,
             ledger,

@@ -28,6 +28,10 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
         include_str!("../../policies/retention.toml"),
     ),
     (
+        "holidays.toml",
+        include_str!("../../policies/holidays.toml"),
+    ),
+    (
         "organisation.toml",
         include_str!("../../policies/organisation.toml"),
     ),

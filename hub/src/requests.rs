@@ -121,15 +121,58 @@ impl SubjectRequest {
     }
 }
 
+#[derive(Deserialize)]
+pub(crate) struct HolidayRule {
+    calendar: String,
+    #[serde(default)]
+    extra: Vec<String>,
+}
+
+/// Per jurisdiction: (England and Wales bank holidays?, extra dates).
+pub(crate) type HolidayRules = std::collections::HashMap<String, (bool, Vec<Date>)>;
+
+/// Parses holidays.toml: one calendar per jurisdiction.
+pub(crate) fn holiday_rules(files: &crate::PolicyFiles) -> Result<HolidayRules, Error> {
+    let raw: std::collections::HashMap<String, HolidayRule> =
+        toml::from_str(files.text_of("holidays.toml"))
+            .map_err(|e| Error::Policy(format!("holidays.toml: {e}")))?;
+    let mut out = HolidayRules::new();
+    for (j, rule) in raw {
+        let england_wales = match rule.calendar.as_str() {
+            "england-wales" => true,
+            "weekends" => false,
+            other => {
+                return Err(Error::Policy(format!(
+                    "holidays.toml: [{j}] calendar \"{other}\" is england-wales or weekends"
+                )))
+            }
+        };
+        let extra = rule
+            .extra
+            .iter()
+            .map(|d| {
+                parse_day(d, "extra").map_err(|_| {
+                    Error::Policy(format!(
+                        "holidays.toml: [{j}] extra date {d} is not YYYY-MM-DD"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.insert(j, (england_wales, extra));
+    }
+    Ok(out)
+}
+
 impl Hub {
     fn calendar(&self, jurisdiction: &str) -> Calendar {
         let y = today().year();
-        if jurisdiction == "ccpa" {
-            Calendar::weekends_only(&[])
-        } else {
-            // England and Wales bank holidays are the UK default; the same calendar serves
-            // GDPR until a jurisdiction's own holidays are configured.
-            Calendar::england_wales(y - 3..=y + 3, &[])
+        match self.holidays.get(jurisdiction) {
+            Some((true, extra)) => Calendar::england_wales(y - 5..=y + 5, extra),
+            Some((false, extra)) => Calendar::weekends_only(extra),
+            // No calendar configured: weekends only for US state laws, and England and Wales
+            // bank holidays (the UK default) otherwise.
+            None if jurisdiction == "ccpa" => Calendar::weekends_only(&[]),
+            None => Calendar::england_wales(y - 5..=y + 5, &[]),
         }
     }
 
@@ -264,6 +307,7 @@ impl Hub {
             trail.subject(r.subject);
             let reason = reason_ref(reason)?;
             let from = r.state.clone();
+            let mut complaint = false;
             let next = match (step, from.as_str()) {
                 (_, "completed" | "refused") => return Err(Error::Conflict(format!("request {id} is closed ({from})"))),
                 ("verify", "received" | "paused") => "identity-verified",
@@ -298,6 +342,7 @@ impl Hub {
                     if reason.is_none() {
                         return Err(Error::BadRequest("a refusal needs its reasons (the subject is told them, and of the right to complain)".into()));
                     }
+                    complaint = true;
                     "refused"
                 }
                 (s, f) => {
@@ -311,7 +356,13 @@ impl Hub {
                 action: step.to_string(),
                 state: next,
                 by: actor.principal.id.to_string(),
-                reason,
+                reason: if complaint {
+                    reason.map(|r| {
+                        format!("{r} — the subject was told of the right to complain to the supervisory authority")
+                    })
+                } else {
+                    reason
+                },
             });
             let cal = self.calendar(&r.jurisdiction);
             r.compute_due(&cal)?;

@@ -75,6 +75,29 @@ fn deadlines_follow_the_law_and_the_workflow_records_every_step() {
         Some(8),
         "closed requests stay closed"
     );
+    // A refusal records its reasons and that the subject was told of the right to complain.
+    let other = open("2026-11-02", "uk-gdpr");
+    let oid = other["id"].as_str().unwrap();
+    let out = env.run(
+        &[
+            "request",
+            "update",
+            oid,
+            "--action",
+            "refuse",
+            "--reason",
+            "manifestly unfounded",
+            "--json",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "refused");
+    assert!(v["history"][1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("right to complain"));
+
     let v = env.json(&["request", "show", rid], None);
     let actions: Vec<&str> = v["history"]
         .as_array()
@@ -106,6 +129,8 @@ fn deadlines_follow_the_law_and_the_workflow_records_every_step() {
         4,
         "every open request"
     );
+    // One-off holidays come from holidays.toml: 8 May 2023 (the coronation) moves a deadline.
+    assert_eq!(open("2023-04-08", "uk-gdpr")["due"], "2023-05-09");
     let bad = env.run(
         &[
             "request",
