@@ -1,0 +1,18 @@
+//! Importers: reading and cleansing legacy CRM exports.
+//!
+//! This crate works on `impl Read` and plain data, never on the vault: the hub turns what it
+//! produces into subjects, consent events and merges. Bad rows come back as data (row number,
+//! column, code), never as an early error, and never with the offending value.
+//!
+//! Layout:
+//! - `reader`: [`Reader`] — dialect sniffing (delimiter, encoding, BOM, header row after a
+//!   preamble) and streaming rows with ragged rows reported, not fatal.
+//!
+//! Profiles, normalisation, matching and merges are the rest of the importers issue.
+
+mod reader;
+
+pub use reader::{sniff, Dialect, Encoding, Reader, Row, RowError};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! Streaming CSV with the quirks of real exports: any of four delimiters, a UTF-8 byte-order
+//! mark, Windows-1252 files, quoted fields with line breaks, preamble lines before the header,
+//! and rows with too few or too many cells.
+
+use std::io::{BufRead, BufReader, Read};
+
+/// How the file's text is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// UTF-8 (with or without a byte-order mark).
+    Utf8,
+    /// Windows-1252, the superset of Latin-1 that old Windows exports use.
+    Windows1252,
+}
+
+/// What sniffing found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Dialect {
+    /// `,` `;` tab or `|`.
+    pub delimiter: u8,
+    /// Text encoding.
+    pub encoding: Encoding,
+    /// A UTF-8 byte-order mark was present (and is skipped).
+    pub bom: bool,
+    /// Number of lines before the header row (instructions in some templates).
+    pub preamble_rows: usize,
+}
+
+/// A problem with one row: its number (1-based, counting every row of the file as a
+/// spreadsheet does, preamble and header included; a cell with line breaks is still one row),
+/// the column when known, and a stable code. Never the value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[error("row {row}: {code}{}", .column.as_ref().map(|c| format!(" (column {c})")).unwrap_or_default())]
+pub struct RowError {
+    /// Row number.
+    pub row: u64,
+    /// Column name, when one column is at fault.
+    pub column: Option<String>,
+    /// `ragged_row`, `invalid_text`, `malformed_csv`, `field_too_long`.
+    pub code: String,
+}
+
+/// One data row: its number and its cells, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Row number, as a spreadsheet shows it (1-based, header and preamble counted).
+    pub number: u64,
+    /// The cells, as many as the header has.
+    pub cells: Vec<String>,
+}
+
+const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+/// Longest cell accepted; longer ones are a row error, not an allocation.
+const MAX_CELL: usize = 1024 * 1024;
+
+fn decode(bytes: &[u8], encoding: Encoding) -> Option<String> {
+    match encoding {
+        Encoding::Utf8 => std::str::from_utf8(bytes).ok().map(str::to_string),
+        Encoding::Windows1252 => Some(
+            encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(bytes)
+                .0
+                .into_owned(),
+        ),
+    }
+}
+
+/// Guesses the dialect from the first bytes of a file.
+pub fn sniff(sample: &[u8]) -> Dialect {
+    let bom = sample.starts_with(&[0xEF, 0xBB, 0xBF]);
+    let body = if bom { &sample[3..] } else { sample };
+    // A sample cut in the middle of a UTF-8 sequence is still UTF-8.
+    let utf8 = match std::str::from_utf8(body) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > body.len(),
+    };
+    let encoding = if bom || utf8 {
+        Encoding::Utf8
+    } else {
+        Encoding::Windows1252
+    };
+    let text = decode_lossy(body);
+    let lines: Vec<&str> = text.lines().take(50).collect();
+    // The delimiter that splits most lines into the same number of cells (outside quotes).
+    let mut best = (b',', 0usize, 0usize);
+    for d in DELIMITERS {
+        let counts: Vec<usize> = lines
+            .iter()
+            .map(|l| count_outside_quotes(l, d as char))
+            .collect();
+        let mut freq = std::collections::HashMap::new();
+        for &c in counts.iter().filter(|&&c| c > 0) {
+            *freq.entry(c).or_insert(0usize) += 1;
+        }
+        if let Some((&cells, &lines_with)) = freq.iter().max_by_key(|(c, n)| (**n, **c)) {
+            if (lines_with, cells) > (best.1, best.2) {
+                best = (d, lines_with, cells);
+            }
+        }
+    }
+    let delimiter = best.0;
+    // The header is the first row (a record: quoted line breaks included) most of whose cells
+    // are filled and short.
+    let preamble_rows = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body)
+        .byte_records()
+        .take(50)
+        .position(|r| {
+            r.ok().is_some_and(|rec| {
+                let cells: Vec<String> = rec.iter().map(decode_lossy).collect();
+                looks_like_header(&cells)
+            })
+        })
+        .unwrap_or(0);
+    Dialect {
+        delimiter,
+        encoding,
+        bom,
+        preamble_rows,
+    }
+}
+
+fn decode_lossy(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned(),
+    }
+}
+
+fn count_outside_quotes(line: &str, d: char) -> usize {
+    let mut inside = false;
+    line.chars()
+        .filter(|&c| {
+            if c == '"' {
+                inside = !inside;
+            }
+            c == d && !inside
+        })
+        .count()
+}
+
+fn looks_like_header(cells: &[String]) -> bool {
+    if cells.len() < 2 {
+        return false;
+    }
+    let filled = cells.iter().filter(|c| !c.trim().is_empty()).count();
+    filled * 10 >= cells.len() * 6 && cells.iter().all(|c| c.len() <= 100)
+}
+
+/// Reads a CSV export row by row with bounded memory.
+pub struct Reader<R: Read> {
+    csv: csv::Reader<BufReader<R>>,
+    dialect: Dialect,
+    header: Vec<String>,
+    record: csv::ByteRecord,
+}
+
+impl<R: Read> Reader<R> {
+    /// Sniffs the dialect (unless given), skips the preamble and reads the header.
+    pub fn new(input: R, dialect: Option<Dialect>) -> Result<Reader<R>, RowError> {
+        let mut buf = BufReader::with_capacity(64 * 1024, input);
+        let sample = buf
+            .fill_buf()
+            .map_err(|_| error(1, None, "unreadable"))?
+            .to_vec();
+        let dialect = dialect.unwrap_or_else(|| sniff(&sample));
+        if dialect.bom {
+            buf.consume(3);
+        }
+        let mut csv = csv::ReaderBuilder::new()
+            .delimiter(dialect.delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(buf);
+        let mut record = csv::ByteRecord::new();
+        let mut header = Vec::new();
+        let mut skipped = 0;
+        while csv
+            .read_byte_record(&mut record)
+            .map_err(|_| error(1, None, "malformed_csv"))?
+        {
+            if skipped < dialect.preamble_rows {
+                skipped += 1;
+                continue;
+            }
+            header = record
+                .iter()
+                .map(|c| {
+                    decode(c, dialect.encoding)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string()
+                })
+                .collect();
+            break;
+        }
+        if header.is_empty() || header.iter().all(String::is_empty) {
+            return Err(error(1, None, "no_header"));
+        }
+        Ok(Reader {
+            csv,
+            dialect,
+            header,
+            record,
+        })
+    }
+
+    /// The header row's names, trimmed.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// The dialect in use.
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    /// Names that appear more than once in the header.
+    pub fn duplicate_columns(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut dup: Vec<String> = self
+            .header
+            .iter()
+            .filter(|h| !h.is_empty() && !seen.insert(h.as_str()))
+            .cloned()
+            .collect();
+        dup.dedup();
+        dup
+    }
+}
+
+fn error(row: u64, column: Option<&str>, code: &str) -> RowError {
+    RowError {
+        row,
+        column: column.map(str::to_string),
+        code: code.to_string(),
+    }
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Result<Row, RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = self.csv.position().record() + 1;
+            match self.csv.read_byte_record(&mut self.record) {
+                Ok(false) => return None,
+                Err(e) => {
+                    let line = e.position().map(|p| p.record() + 1).unwrap_or(line);
+                    // Skip to the next line and carry on: one bad row is not the file.
+                    return Some(Err(error(line, None, "malformed_csv")));
+                }
+                Ok(true) => {
+                    let number = self
+                        .record
+                        .position()
+                        .map(|p| p.record() + 1)
+                        .unwrap_or(line);
+                    if self.record.len() == 1 && self.record.get(0).is_some_and(|c| c.is_empty()) {
+                        continue; // blank line
+                    }
+                    if self.record.len() != self.header.len() {
+                        return Some(Err(error(number, None, "ragged_row")));
+                    }
+                    let mut cells = Vec::with_capacity(self.record.len());
+                    for (i, c) in self.record.iter().enumerate() {
+                        if c.len() > MAX_CELL {
+                            return Some(Err(error(
+                                number,
+                                self.header.get(i).map(String::as_str),
+                                "field_too_long",
+                            )));
+                        }
+                        match decode(c, self.dialect.encoding) {
+                            Some(s) => cells.push(s),
+                            None => {
+                                return Some(Err(error(
+                                    number,
+                                    self.header.get(i).map(String::as_str),
+                                    "invalid_text",
+                                )))
+                            }
+                        }
+                    }
+                    return Some(Ok(Row { number, cells }));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+use std::path::PathBuf;
+
+use super::*;
+
+fn fixture(name: &str) -> std::fs::File {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "data", name]
+        .iter()
+        .collect();
+    std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn read_all(name: &str) -> (Reader<std::fs::File>, Vec<Result<Row, RowError>>) {
+    let mut r = Reader::new(fixture(name), None).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let rows: Vec<_> = (&mut r).collect();
+    (r, rows)
+}
+
+fn check(name: &str, delimiter: u8, encoding: Encoding, header: &[&str], rows: &[&[&str]]) {
+    let (r, got) = read_all(name);
+    assert_eq!(r.dialect().delimiter, delimiter, "{name}");
+    assert_eq!(r.dialect().encoding, encoding, "{name}");
+    assert_eq!(r.header(), header, "{name}");
+    let cells: Vec<Vec<String>> = got.into_iter().map(|r| r.unwrap().cells).collect();
+    assert_eq!(
+        cells,
+        rows.iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        "{name}"
+    );
+}
+
+#[test]
+fn every_dialect_of_real_exports_is_read() {
+    check(
+        "comma_utf8_bom.csv",
+        b',',
+        Encoding::Utf8,
+        &["First Name", "Last Name", "Email"],
+        &[
+            &["Ann", "Lee", "ann@example.org"],
+            &["Bo, Jr", "Tan", "bo@example.org"],
+        ],
+    );
+    check(
+        "civicrm_semicolon.csv",
+        b';',
+        Encoding::Utf8,
+        &["Contact ID", "First Name", "Last Name", "Do Not Email"],
+        &[&["1", "Ann", "Lee", "1"], &["2", "Bob", "Tan", "0"]],
+    );
+    check(
+        "mailchimp_tab.tsv",
+        b'\t',
+        Encoding::Utf8,
+        &["Email Address", "First Name", "Last Name", "OPTIN_TIME"],
+        &[&["ann@example.org", "Ann", "Lee", "2020-01-02 10:00:00"]],
+    );
+    check(
+        "bloomerang_pipe.csv",
+        b'|',
+        Encoding::Utf8,
+        &[
+            "Account Number",
+            "First Name",
+            "Last Name",
+            "Communication Restrictions",
+        ],
+        &[
+            &["1001", "Ann", "Lee", "DoNotMail"],
+            &["1002", "Bob", "Tan", ""],
+        ],
+    );
+    check(
+        "donorperfect_windows1252.csv",
+        b',',
+        Encoding::Windows1252,
+        &["donor_id", "first_name", "last_name", "city"],
+        &[&["7", "Renée", "Dupré", "Orléans"]],
+    );
+    check(
+        "quoted_newlines.csv",
+        b',',
+        Encoding::Utf8,
+        &["id", "notes"],
+        &[&["1", "first line\nsecond line"], &["2", "plain"]],
+    );
+}
+
+#[test]
+fn the_npsp_template_header_is_found_after_its_preamble() {
+    let r = Reader::new(fixture("npsp_template.csv"), None).unwrap();
+    assert_eq!(r.dialect().preamble_rows, 4);
+    assert_eq!(r.header()[1], "Contact1 First Name");
+    let rows: Vec<_> = r.collect();
+    // Line 6 (the API names) is the first "data" row of a label-headed file.
+    let first = rows[0].as_ref().unwrap();
+    assert_eq!(first.number, 6);
+    assert!(
+        first.cells[1]
+            .to_ascii_uppercase()
+            .contains("CONTACT1_FIRSTNAME"),
+        "{:?}",
+        first.cells[1]
+    );
+}
+
+#[test]
+fn bad_rows_are_reported_with_their_number_and_the_good_rows_read() {
+    let (_, rows) = read_all("fail_ragged.csv");
+    let summary: Vec<Result<u64, (u64, String)>> = rows
+        .into_iter()
+        .map(|r| r.map(|r| r.number).map_err(|e| (e.row, e.code)))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            Ok(2),
+            Err((3, "ragged_row".into())),
+            Ok(4),
+            Err((5, "ragged_row".into()))
+        ]
+    );
+    // Unbalanced quotes swallow the rest of the file into one cell: the row count tells.
+    let (_, rows) = read_all("fail_unbalanced_quotes.csv");
+    assert_eq!(rows.len(), 1);
+    let (_, rows) = read_all("fail_header_only.csv");
+    assert!(rows.is_empty());
+    let err = Reader::new(fixture("fail_empty.csv"), None).err().unwrap();
+    assert_eq!(err.code, "no_header");
+    let (r, rows) = read_all("fail_duplicated_header.csv");
+    assert_eq!(r.duplicate_columns(), ["Email"]);
+    assert_eq!(rows.len(), 1);
+}
+
+#[test]
+fn a_ten_megabyte_field_is_an_error_for_its_row_only() {
+    let mut text = String::from("id,notes\n1,\"");
+    text.push_str(&"x".repeat(10 * 1024 * 1024));
+    text.push_str("\"\n2,short\n");
+    let rows: Vec<_> = Reader::new(text.as_bytes(), None).unwrap().collect();
+    assert_eq!(rows.len(), 2);
+    let e = rows[0].as_ref().unwrap_err();
+    assert_eq!(
+        (e.row, e.code.as_str(), e.column.as_deref()),
+        (2, "field_too_long", Some("notes"))
+    );
+    assert!(!e.to_string().contains("xxx"));
+    assert_eq!(rows[1].as_ref().unwrap().cells, ["2", "short"]);
+}
