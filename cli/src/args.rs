@@ -77,9 +77,30 @@ pub enum Command {
     /// Retention: end legal holds past their date, purge old request records.
     #[command(subcommand)]
     Retention(RetentionCmd),
+    /// Importing legacy CRM exports (so far: inspecting a file).
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Records of processing activities (GDPR Art. 30), from the policy files.
     #[command(subcommand)]
     Ropa(RopaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCmd {
+    /// Show how a file would be read: dialect, encoding, profile, column mapping, and whether
+    /// the first rows' values are valid (never the values). Writes nothing.
+    Inspect {
+        file: PathBuf,
+        /// generic, civicrm, npsp, mailchimp, bloomerang or donorperfect (default: detected).
+        #[arg(long)]
+        profile: Option<String>,
+        /// A mapping file (TOML) that overrides or extends the profile.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Rows to check.
+        #[arg(long, default_value_t = 5)]
+        rows: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -109,6 +109,14 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             });
             Ok(())
         }
+        Command::Import(crate::args::ImportCmd::Inspect {
+            file,
+            profile,
+            mapping,
+            rows,
+        }) => {
+            crate::import_cmd::inspect(g, &file, profile.as_deref(), mapping.as_deref(), rows, out)
+        }
         Command::Request(cmd) => {
             crate::init_logging("warn");
             crate::request_cmd::run(g, cmd, out)

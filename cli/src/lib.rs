@@ -13,6 +13,7 @@ mod audit_cmd;
 mod client;
 mod commands;
 mod consent_cmd;
+mod import_cmd;
 mod output;
 mod request_cmd;
 mod serve;

@@ -7,11 +7,15 @@
 //! Layout:
 //! - `reader`: [`Reader`] — dialect sniffing (delimiter, encoding, BOM, header row after a
 //!   preamble) and streaming rows with ragged rows reported, not fatal.
+//! - `profile`: [`Profile`] — the columns of CiviCRM, NPSP (labels and API names), Mailchimp,
+//!   Bloomerang and DonorPerfect exports, a generic guesser, and [`MappingFile`]s.
 //!
 //! Profiles, normalisation, matching and merges are the rest of the importers issue.
 
+mod profile;
 mod reader;
 
+pub use profile::{restriction, triggers, MappingEntry, MappingFile, Profile, Target};
 pub use reader::{sniff, Dialect, Encoding, Reader, Row, RowError};
 
 #[cfg(test)]

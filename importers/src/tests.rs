@@ -148,3 +148,123 @@ fn a_ten_megabyte_field_is_an_error_for_its_row_only() {
     assert!(!e.to_string().contains("xxx"));
     assert_eq!(rows[1].as_ref().unwrap().cells, ["2", "short"]);
 }
+
+fn targets(name: &str, profile: Option<Profile>) -> (Profile, Vec<Option<Target>>) {
+    let r = Reader::new(fixture(name), None).unwrap();
+    let p = profile.unwrap_or_else(|| Profile::detect(r.header()));
+    (p, p.map(r.header()))
+}
+
+fn field(f: &str) -> Option<Target> {
+    Some(Target::Field { field: f.into() })
+}
+
+#[test]
+fn each_systems_export_is_recognised_and_mapped() {
+    let (p, t) = targets("civicrm_semicolon.csv", None);
+    assert_eq!(p, Profile::Civicrm);
+    assert_eq!(t[0], field("external_id"));
+    assert_eq!(
+        t[3],
+        Some(Target::Consent {
+            purpose: "newsletter-email".into(),
+            event: "objected".into(),
+            when: vec![
+                "1".into(),
+                "y".into(),
+                "yes".into(),
+                "true".into(),
+                "x".into()
+            ]
+        })
+    );
+    let (p, t) = targets("mailchimp_tab.tsv", None);
+    assert_eq!(p, Profile::Mailchimp);
+    assert_eq!(t[0], field("email"));
+    assert!(
+        matches!(&t[3], Some(Target::Consent { event, when, .. }) if event == "given" && when.is_empty())
+    );
+    let (p, t) = targets("bloomerang_pipe.csv", None);
+    assert_eq!(p, Profile::Bloomerang);
+    assert_eq!(t[3], Some(Target::Restrictions));
+    let (p, _) = targets("donorperfect_windows1252.csv", None);
+    assert_eq!(p, Profile::Donorperfect);
+    let (p, t) = targets("comma_utf8_bom.csv", None);
+    assert_eq!(
+        p,
+        Profile::Civicrm,
+        "First Name, Last Name and Email are CiviCRM's three"
+    );
+    assert_eq!(t[2], field("email"));
+    let (_, t) = targets("comma_utf8_bom.csv", Some(Profile::Generic));
+    assert_eq!(
+        t,
+        vec![field("given_name"), field("family_name"), field("email")]
+    );
+}
+
+#[test]
+fn both_npsp_header_rows_map_to_the_same_targets() {
+    let r = Reader::new(fixture("npsp_template.csv"), None).unwrap();
+    let labels = r.header().to_vec();
+    let api_names: Vec<String> = r.into_iter().next().unwrap().unwrap().cells;
+    assert_eq!(Profile::detect(&labels), Profile::Npsp);
+    assert_eq!(Profile::detect(&api_names), Profile::Npsp);
+    let by_label = Profile::Npsp.map(&labels);
+    let by_api = Profile::Npsp.map(&api_names);
+    for (i, (a, b)) in by_label.iter().zip(&by_api).enumerate() {
+        if a.is_some() && b.is_some() {
+            assert_eq!(a, b, "column {i}: {} vs {}", labels[i], api_names[i]);
+        }
+    }
+    let mapped = |t: &[Option<Target>], f: &str| t.iter().any(|x| x == &field(f));
+    for f in ["given_name", "family_name", "street", "postal_code"] {
+        assert!(mapped(&by_label, f) && mapped(&by_api, f), "{f}");
+    }
+    assert!(by_label.iter().any(|x| x
+        == &Some(Target::Contact2 {
+            field: "given_name".into()
+        })));
+    assert!(by_label.iter().any(|x| x
+        == &Some(Target::Gift {
+            field: "amount".into()
+        })));
+}
+
+#[test]
+fn mapping_files_override_and_extend_a_profile() {
+    let m = MappingFile::from_toml(
+        r#"
+[columns]
+"Surname" = "family_name"
+"Notes" = "ignore"
+"Opted in" = { to = "consent", purpose = "newsletter-email", event = "given", when = ["Y"] }
+
+[constants]
+country = "GB"
+"#,
+    )
+    .unwrap();
+    let header: Vec<String> = ["Surname", "Notes", "Opted in", "Email"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let base = Profile::Generic.map(&header);
+    let t = m.map(&header, &base);
+    assert_eq!(t[0], field("family_name"));
+    assert_eq!(t[1], Some(Target::Ignore));
+    assert!(
+        matches!(&t[2], Some(Target::Consent { purpose, .. }) if purpose == "newsletter-email")
+    );
+    assert_eq!(t[3], field("email"));
+    assert_eq!(m.constants["country"], "GB");
+    assert!(MappingFile::from_toml("[columns]\nx = { to = \"nowhere\" }").is_err());
+    assert!(
+        triggers(&["Y".into()], "y") && !triggers(&["Y".into()], "") && triggers(&[], "2020-01-01")
+    );
+    assert_eq!(
+        restriction("Do Not Mail"),
+        Some(("fundraising-post", "objected"))
+    );
+    assert_eq!(restriction("whatever"), None);
+}

@@ -5,5 +5,6 @@ mod access;
 mod audit;
 mod consent;
 mod foundation;
+mod importers;
 mod requests;
 mod support;

@@ -1,0 +1,454 @@
+//! Profiles: how the columns of each legacy system's export map onto Steward's fields, gifts
+//! and consent events; a generic profile that guesses from header names; mapping files.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a column's values go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "to")]
+pub enum Target {
+    /// A subject field of the schema.
+    Field {
+        /// Field name.
+        field: String,
+    },
+    /// A field of the row's gift.
+    Gift {
+        /// Gift field name.
+        field: String,
+    },
+    /// The second person of a household row (NPSP Contact2).
+    Contact2 {
+        /// Field name.
+        field: String,
+    },
+    /// A consent event when the cell holds one of `when` (e.g. "1", "Y", "yes").
+    Consent {
+        /// Purpose.
+        purpose: String,
+        /// Event kind (objected, withdrawn, given...).
+        event: String,
+        /// Cell values that trigger it (case-insensitive); empty: any non-empty cell, whose
+        /// value is then the event's time.
+        #[serde(default)]
+        when: Vec<String>,
+    },
+    /// Restrictions listed in one cell (Bloomerang): each known word becomes an objection.
+    Restrictions,
+    /// Read, and deliberately not imported (free text that may hold anything).
+    Ignore,
+}
+
+/// The legacy systems Steward knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Guess from the header names.
+    Generic,
+    /// CiviCRM contact and contribution exports.
+    Civicrm,
+    /// Salesforce NPSP data import template (labels or API names).
+    Npsp,
+    /// Mailchimp audience exports (subscribed, unsubscribed).
+    Mailchimp,
+    /// Bloomerang constituent exports.
+    Bloomerang,
+    /// DonorPerfect donor and gift exports.
+    Donorperfect,
+}
+
+impl Profile {
+    /// Parses a profile name.
+    pub fn parse(s: &str) -> Option<Profile> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "generic" => Profile::Generic,
+            "civicrm" => Profile::Civicrm,
+            "npsp" => Profile::Npsp,
+            "mailchimp" => Profile::Mailchimp,
+            "bloomerang" => Profile::Bloomerang,
+            "donorperfect" => Profile::Donorperfect,
+            _ => return None,
+        })
+    }
+
+    fn table(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Generic => GENERIC,
+            Profile::Civicrm => CIVICRM,
+            Profile::Npsp => NPSP,
+            Profile::Mailchimp => MAILCHIMP,
+            Profile::Bloomerang => BLOOMERANG,
+            Profile::Donorperfect => DONORPERFECT,
+        }
+    }
+
+    /// The profile whose known headers match most columns of this header row (generic when
+    /// none matches at least three columns and a fifth of them).
+    pub fn detect(header: &[String]) -> Profile {
+        let mut best = (Profile::Generic, 0usize);
+        for p in [
+            Profile::Npsp,
+            Profile::Civicrm,
+            Profile::Mailchimp,
+            Profile::Bloomerang,
+            Profile::Donorperfect,
+        ] {
+            let hits = header
+                .iter()
+                .filter(|h| lookup(p.table(), h).is_some())
+                .count();
+            if hits > best.1 {
+                best = (p, hits);
+            }
+        }
+        let columns = header.iter().filter(|h| !h.is_empty()).count();
+        if best.1 >= 3 && best.1 * 5 >= columns {
+            best.0
+        } else {
+            Profile::Generic
+        }
+    }
+
+    /// The mapping of a header row under this profile; unknown columns are `None`.
+    pub fn map(self, header: &[String]) -> Vec<Option<Target>> {
+        header
+            .iter()
+            .map(|h| lookup(self.table(), h).map(parse_target))
+            .collect()
+    }
+}
+
+fn norm(h: &str) -> String {
+    h.trim()
+        .to_ascii_lowercase()
+        .replace(['_', '-'], " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn lookup(table: &[(&str, &'static str)], header: &str) -> Option<&'static str> {
+    let h = norm(header);
+    table.iter().find(|(k, _)| norm(k) == h).map(|(_, t)| *t)
+}
+
+/// Targets in the tables: `field`, `gift:field`, `c2:field`, `consent:purpose:event:v1|v2`,
+/// `restrictions`, `ignore`.
+fn parse_target(t: &str) -> Target {
+    let parts: Vec<&str> = t.split(':').collect();
+    match parts.as_slice() {
+        ["gift", f] => Target::Gift {
+            field: f.to_string(),
+        },
+        ["c2", f] => Target::Contact2 {
+            field: f.to_string(),
+        },
+        ["consent", p, e] => Target::Consent {
+            purpose: p.to_string(),
+            event: e.to_string(),
+            when: Vec::new(),
+        },
+        ["consent", p, e, w] => Target::Consent {
+            purpose: p.to_string(),
+            event: e.to_string(),
+            when: w.split('|').map(str::to_string).collect(),
+        },
+        ["restrictions"] => Target::Restrictions,
+        ["ignore"] => Target::Ignore,
+        [f] => Target::Field {
+            field: f.to_string(),
+        },
+        _ => Target::Ignore,
+    }
+}
+
+const CIVICRM: &[(&str, &str)] = &[
+    ("Contact ID", "external_id"),
+    ("Contact Type", "ignore"),
+    ("First Name", "given_name"),
+    ("Middle Name", "middle_name"),
+    ("Last Name", "family_name"),
+    ("Individual Prefix", "title"),
+    ("Birth Date", "birth_date"),
+    ("Street Address", "street"),
+    ("City", "city"),
+    ("Postal Code", "postal_code"),
+    ("Country", "country"),
+    ("Phone", "phone"),
+    ("Phone Type", "ignore"),
+    ("Email", "email"),
+    (
+        "Do Not Email",
+        "consent:newsletter-email:objected:1|y|yes|true|x",
+    ),
+    (
+        "Do Not Phone",
+        "consent:fundraising-phone:objected:1|y|yes|true|x",
+    ),
+    (
+        "Do Not Mail",
+        "consent:fundraising-post:objected:1|y|yes|true|x",
+    ),
+    (
+        "Do Not Sms",
+        "consent:fundraising-sms:objected:1|y|yes|true|x",
+    ),
+    (
+        "No Bulk Emails (User Opt Out)",
+        "consent:newsletter-email:withdrawn:1|y|yes|true|x",
+    ),
+    ("External Identifier", "ignore"),
+    ("Household Name", "ignore"),
+    ("Organization Name", "organisation_name"),
+    ("Group(s)", "tags"),
+    ("Tag(s)", "tags"),
+    ("Financial Type", "gift:fund"),
+    ("Date Received", "gift:date"),
+    ("Total Amount", "gift:amount"),
+    ("Payment Methods", "gift:payment_method"),
+    ("Transaction ID", "gift:transaction_id"),
+    ("Contribution Status", "gift:status"),
+    ("Soft Credit For", "ignore"),
+    ("Soft Credit Amount", "ignore"),
+];
+
+const NPSP: &[(&str, &str)] = &[
+    ("Contact1 Salutation", "title"),
+    ("Contact1 First Name", "given_name"),
+    ("Contact1 Last Name", "family_name"),
+    ("Contact1 Birthdate", "birth_date"),
+    ("Contact1 Title", "occupation"),
+    ("Contact1 Personal Email", "email"),
+    ("Contact1 Work Email", "email_secondary"),
+    ("Contact1 Home Phone", "phone"),
+    ("Contact1 Mobile Phone", "mobile"),
+    ("Contact2 Salutation", "c2:title"),
+    ("Contact2 First Name", "c2:given_name"),
+    ("Contact2 Last Name", "c2:family_name"),
+    ("Contact2 Birthdate", "c2:birth_date"),
+    ("Contact2 Personal Email", "c2:email"),
+    ("Contact2 Home Phone", "c2:phone"),
+    ("Contact2 Mobile Phone", "c2:mobile"),
+    ("Home Street", "street"),
+    ("Home City", "city"),
+    ("Home State/Province", "region"),
+    ("Home Zip/Postal Code", "postal_code"),
+    ("Home Country", "country"),
+    ("Donation Amount", "gift:amount"),
+    ("Donation Date", "gift:date"),
+    ("Donation Record Type Name", "ignore"),
+    ("Campaign Name", "gift:campaign"),
+    ("Payment Method", "gift:payment_method"),
+    ("Payment Check/Reference Number", "gift:transaction_id"),
+    ("NPSP__CONTACT1_SALUTATION__C", "title"),
+    ("NPSP__CONTACT1_FIRSTNAME__C", "given_name"),
+    ("NPSP__CONTACT1_LASTNAME__C", "family_name"),
+    ("NPSP__CONTACT1_BIRTHDATE__C", "birth_date"),
+    ("NPSP__CONTACT1_TITLE__C", "occupation"),
+    ("NPSP__CONTACT1_PERSONAL_EMAIL__C", "email"),
+    ("NPSP__CONTACT1_WORK_EMAIL__C", "email_secondary"),
+    ("NPSP__CONTACT1_HOME_PHONE__C", "phone"),
+    ("NPSP__CONTACT1_MOBILE_PHONE__C", "mobile"),
+    ("NPSP__CONTACT2_SALUTATION__C", "c2:title"),
+    ("NPSP__CONTACT2_FIRSTNAME__C", "c2:given_name"),
+    ("NPSP__CONTACT2_LASTNAME__C", "c2:family_name"),
+    ("NPSP__CONTACT2_BIRTHDATE__C", "c2:birth_date"),
+    ("NPSP__CONTACT2_PERSONAL_EMAIL__C", "c2:email"),
+    ("NPSP__CONTACT2_HOME_PHONE__C", "c2:phone"),
+    ("NPSP__CONTACT2_MOBILE_PHONE__C", "c2:mobile"),
+    ("NPSP__HOME_STREET__C", "street"),
+    ("NPSP__HOME_CITY__C", "city"),
+    ("NPSP__HOME_STATE_PROVINCE__C", "region"),
+    ("NPSP__HOME_ZIP_POSTAL_CODE__C", "postal_code"),
+    ("NPSP__HOME_COUNTRY__C", "country"),
+    ("NPSP__DONATION_AMOUNT__C", "gift:amount"),
+    ("NPSP__DONATION_DATE__C", "gift:date"),
+    ("NPSP__CAMPAIGN_NAME__C", "gift:campaign"),
+    ("NPSP__PAYMENT_METHOD__C", "gift:payment_method"),
+];
+
+const MAILCHIMP: &[(&str, &str)] = &[
+    ("Email Address", "email"),
+    ("First Name", "given_name"),
+    ("Last Name", "family_name"),
+    ("Address", "street"),
+    ("Phone Number", "phone"),
+    ("Birthday", "ignore"),
+    ("MEMBER_RATING", "ignore"),
+    ("OPTIN_TIME", "consent:newsletter-email:given"),
+    ("OPTIN_IP", "ignore"),
+    ("CONFIRM_TIME", "ignore"),
+    ("CONFIRM_IP", "ignore"),
+    ("LAST_CHANGED", "ignore"),
+    ("LEID", "external_id"),
+    ("EUID", "ignore"),
+    ("NOTES", "notes"),
+    ("TAGS", "tags"),
+    ("UNSUB_TIME", "consent:newsletter-email:withdrawn"),
+    ("UNSUB_CAMPAIGN_TITLE", "ignore"),
+    ("UNSUB_REASON", "ignore"),
+];
+
+const BLOOMERANG: &[(&str, &str)] = &[
+    ("Account Number", "external_id"),
+    ("First Name", "given_name"),
+    ("Middle Name", "middle_name"),
+    ("Last Name", "family_name"),
+    ("Birthdate", "birth_date"),
+    ("Communication Restrictions", "restrictions"),
+    ("Employer", "occupation"),
+    ("Household Name", "ignore"),
+    ("Groups", "tags"),
+];
+
+const DONORPERFECT: &[(&str, &str)] = &[
+    ("donor_id", "external_id"),
+    ("first_name", "given_name"),
+    ("last_name", "family_name"),
+    ("address", "street"),
+    ("address2", "street2"),
+    ("city", "city"),
+    ("state", "region"),
+    ("zip", "postal_code"),
+    ("country", "country"),
+    ("home_phone", "phone"),
+    ("mobile_phone", "mobile"),
+    ("email", "email"),
+    ("nomail", "consent:fundraising-post:objected:1|y|yes|true|x"),
+    ("nomail_reason", "ignore"),
+    ("gift_id", "gift:transaction_id"),
+    ("gift_date", "gift:date"),
+    ("amount", "gift:amount"),
+    ("gl_code", "gift:fund"),
+    ("solicit_code", "gift:appeal"),
+    ("campaign", "gift:campaign"),
+    ("gift_type", "ignore"),
+];
+
+/// Header names the generic profile recognises (common spreadsheet spellings).
+const GENERIC: &[(&str, &str)] = &[
+    ("title", "title"),
+    ("salutation", "title"),
+    ("first name", "given_name"),
+    ("firstname", "given_name"),
+    ("given name", "given_name"),
+    ("forename", "given_name"),
+    ("middle name", "middle_name"),
+    ("last name", "family_name"),
+    ("lastname", "family_name"),
+    ("surname", "family_name"),
+    ("family name", "family_name"),
+    ("email", "email"),
+    ("e-mail", "email"),
+    ("email address", "email"),
+    ("phone", "phone"),
+    ("telephone", "phone"),
+    ("tel", "phone"),
+    ("phone number", "phone"),
+    ("mobile", "mobile"),
+    ("cell", "mobile"),
+    ("address", "street"),
+    ("address 1", "street"),
+    ("address1", "street"),
+    ("street", "street"),
+    ("address 2", "street2"),
+    ("address2", "street2"),
+    ("town", "city"),
+    ("city", "city"),
+    ("suburb", "city"),
+    ("county", "region"),
+    ("state", "region"),
+    ("region", "region"),
+    ("postcode", "postal_code"),
+    ("post code", "postal_code"),
+    ("postal code", "postal_code"),
+    ("zip", "postal_code"),
+    ("country", "country"),
+    ("dob", "birth_date"),
+    ("date of birth", "birth_date"),
+    ("birthdate", "birth_date"),
+    ("birth date", "birth_date"),
+    ("id", "external_id"),
+    ("external id", "external_id"),
+    ("notes", "notes"),
+    ("tags", "tags"),
+];
+
+/// A mapping file (`--mapping FILE.toml`): `[columns]` header → field name, or a table with
+/// `to = "field"|"gift"|"contact2"|"consent"|"ignore"` and its keys; `[constants]` field →
+/// value set on every row.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MappingFile {
+    /// Column → target.
+    #[serde(default)]
+    pub columns: BTreeMap<String, MappingEntry>,
+    /// Field → a value every imported row gets.
+    #[serde(default)]
+    pub constants: BTreeMap<String, String>,
+}
+
+/// One column of a mapping file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MappingEntry {
+    /// Just a field name.
+    Field(String),
+    /// A full target.
+    Target(Target),
+}
+
+impl MappingFile {
+    /// Parses a mapping file.
+    pub fn from_toml(text: &str) -> Result<MappingFile, String> {
+        toml_parse(text)
+    }
+
+    /// The targets for a header row; columns the file does not name fall back to `base`.
+    pub fn map(&self, header: &[String], base: &[Option<Target>]) -> Vec<Option<Target>> {
+        header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let entry = self
+                    .columns
+                    .iter()
+                    .find(|(k, _)| norm(k) == norm(h))
+                    .map(|(_, v)| v);
+                match entry {
+                    Some(MappingEntry::Field(f)) if f == "ignore" => Some(Target::Ignore),
+                    Some(MappingEntry::Field(f)) => Some(Target::Field { field: f.clone() }),
+                    Some(MappingEntry::Target(t)) => Some(t.clone()),
+                    None => base.get(i).cloned().flatten(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn toml_parse(text: &str) -> Result<MappingFile, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Bloomerang restriction words → (purpose, event).
+pub fn restriction(word: &str) -> Option<(&'static str, &'static str)> {
+    match word.trim().to_ascii_lowercase().replace(' ', "").as_str() {
+        "donotmail" | "nomail" => Some(("fundraising-post", "objected")),
+        "donotcall" | "donotphone" | "nocall" => Some(("fundraising-phone", "objected")),
+        "donotemail" | "noemail" => Some(("newsletter-email", "objected")),
+        "donottext" | "donotsms" | "nosms" => Some(("fundraising-sms", "objected")),
+        "donotcontact" | "nocontact" => Some(("fundraising-post", "objected")),
+        _ => None,
+    }
+}
+
+/// True when a consent column's cell triggers its event.
+pub fn triggers(when: &[String], cell: &str) -> bool {
+    let c = cell.trim();
+    if c.is_empty() {
+        return false;
+    }
+    when.is_empty() || when.iter().any(|w| w.eq_ignore_ascii_case(c))
+}
