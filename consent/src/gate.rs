@@ -1,6 +1,6 @@
 //! The purpose gate: a fold over one subject's ledger.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ledger::{ConsentEvent, EventKind};
 use crate::purposes::{Basis, Purpose};
@@ -11,18 +11,72 @@ pub struct Decision {
     /// May the purpose process the subject?
     pub allowed: bool,
     /// A stable code: `consent_given`, `no_consent`, `consent_withdrawn`, `consent_refused`,
-    /// `consent_expired`, `objected`, `restricted`, `erased`, `legitimate_interests`, or the
-    /// basis (`contract`, `legal_obligation`...).
+    /// `consent_expired`, `objected`, `opted_out`, `restricted`, `erased`,
+    /// `legitimate_interests`, or the basis (`contract`, `legal_obligation`...).
     pub reason: String,
     /// The ledger event that decided it, if one did.
     pub deciding_event: Option<ConsentEvent>,
 }
 
-fn decision(allowed: bool, reason: &str, event: Option<&ConsentEvent>) -> Decision {
-    Decision {
-        allowed,
-        reason: reason.to_string(),
-        deciding_event: event.cloned(),
+/// What the gate reads of an event. [`ConsentEvent`] has it all; [`GateEvent`] is the same
+/// few fields parsed without the rest, for passes over the whole ledger.
+pub trait GateFacts {
+    /// Recording order.
+    fn seq(&self) -> u64;
+    /// Purpose name.
+    fn purpose(&self) -> &str;
+    /// What happened.
+    fn kind(&self) -> EventKind;
+    /// Effective time (ledger UTC form).
+    fn time(&self) -> &str;
+    /// Expiry, if any.
+    fn expires(&self) -> Option<&str>;
+}
+
+impl GateFacts for ConsentEvent {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn purpose(&self) -> &str {
+        &self.purpose
+    }
+    fn kind(&self) -> EventKind {
+        self.event
+    }
+    fn time(&self) -> &str {
+        &self.time
+    }
+    fn expires(&self) -> Option<&str> {
+        self.expires.as_deref()
+    }
+}
+
+/// The fields of a ledger event the gate needs, read from its JSON without the others.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GateEvent {
+    seq: u64,
+    purpose: String,
+    event: EventKind,
+    time: String,
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+impl GateFacts for GateEvent {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn purpose(&self) -> &str {
+        &self.purpose
+    }
+    fn kind(&self) -> EventKind {
+        self.event
+    }
+    fn time(&self) -> &str {
+        &self.time
+    }
+    fn expires(&self) -> Option<&str> {
+        self.expires.as_deref()
     }
 }
 
@@ -43,39 +97,54 @@ pub fn decide(
     at: &str,
     marketing: &dyn Fn(&str) -> bool,
 ) -> Decision {
-    if erased {
-        return decision(false, "erased", None);
+    let (allowed, reason, deciding) = verdict(purpose, events, erased, at, marketing);
+    Decision {
+        allowed,
+        reason: reason.to_string(),
+        deciding_event: deciding.cloned(),
     }
-    let mut effective: Vec<&ConsentEvent> =
-        events.iter().filter(|e| e.time.as_str() <= at).collect();
-    effective.sort_by(|a, b| a.time.cmp(&b.time).then(a.seq.cmp(&b.seq)));
-    let latest =
-        |pred: &dyn Fn(&ConsentEvent) -> bool| effective.iter().rev().copied().find(|e| pred(e));
+}
 
-    if let Some(e) = latest(&|e| matches!(e.event, EventKind::Restricted | EventKind::Unrestricted))
+/// [`decide`] on any events: (allowed, reason code, deciding event).
+pub fn verdict<'e, E: GateFacts>(
+    purpose: &Purpose,
+    events: &'e [E],
+    erased: bool,
+    at: &str,
+    marketing: &dyn Fn(&str) -> bool,
+) -> (bool, &'static str, Option<&'e E>) {
+    if erased {
+        return (false, "erased", None);
+    }
+    let mut effective: Vec<&E> = events.iter().filter(|e| e.time() <= at).collect();
+    effective.sort_by(|a, b| a.time().cmp(b.time()).then(a.seq().cmp(&b.seq())));
+    let latest = |pred: &dyn Fn(&E) -> bool| effective.iter().rev().copied().find(|e| pred(e));
+
+    if let Some(e) =
+        latest(&|e| matches!(e.kind(), EventKind::Restricted | EventKind::Unrestricted))
     {
-        if e.event == EventKind::Restricted {
-            return decision(false, "restricted", Some(e));
+        if e.kind() == EventKind::Restricted {
+            return (false, "restricted", Some(e));
         }
     }
     let objection = latest(&|e| {
-        e.event == EventKind::Objected
-            && (e.purpose == purpose.name || (purpose.marketing && marketing(&e.purpose)))
+        e.kind() == EventKind::Objected
+            && (e.purpose() == purpose.name || (purpose.marketing && marketing(e.purpose())))
     });
     if let Some(obj) = objection {
         let lifted = effective.iter().any(|e| {
-            e.purpose == purpose.name
-                && matches!(e.event, EventKind::Given | EventKind::Renewed)
-                && (e.time.as_str(), e.seq) > (obj.time.as_str(), obj.seq)
+            e.purpose() == purpose.name
+                && matches!(e.kind(), EventKind::Given | EventKind::Renewed)
+                && (e.time(), e.seq()) > (obj.time(), obj.seq())
         });
         if !lifted {
-            return decision(false, "objected", Some(obj));
+            return (false, "objected", Some(obj));
         }
     }
     let state = latest(&|e| {
-        e.purpose == purpose.name
+        e.purpose() == purpose.name
             && matches!(
-                e.event,
+                e.kind(),
                 EventKind::Given
                     | EventKind::Renewed
                     | EventKind::Refused
@@ -85,32 +154,32 @@ pub fn decide(
     });
     match purpose.basis {
         Basis::Consent => match state {
-            None => decision(false, "no_consent", None),
-            Some(e) => match e.event {
+            None => (false, "no_consent", None),
+            Some(e) => match e.kind() {
                 EventKind::Given | EventKind::Renewed => {
-                    if e.expires.as_deref().is_some_and(|x| at >= x) {
-                        decision(false, "consent_expired", Some(e))
+                    if e.expires().is_some_and(|x| at >= x) {
+                        (false, "consent_expired", Some(e))
                     } else {
-                        decision(true, "consent_given", Some(e))
+                        (true, "consent_given", Some(e))
                     }
                 }
-                EventKind::Refused => decision(false, "consent_refused", Some(e)),
-                EventKind::Expired => decision(false, "consent_expired", Some(e)),
-                _ => decision(false, "consent_withdrawn", Some(e)),
+                EventKind::Refused => (false, "consent_refused", Some(e)),
+                EventKind::Expired => (false, "consent_expired", Some(e)),
+                _ => (false, "consent_withdrawn", Some(e)),
             },
         },
         Basis::LegitimateInterests => match state {
             Some(e)
-                if matches!(e.event, EventKind::Withdrawn | EventKind::Refused)
+                if matches!(e.kind(), EventKind::Withdrawn | EventKind::Refused)
                     && purpose.opt_out =>
             {
-                decision(false, "opted_out", Some(e))
+                (false, "opted_out", Some(e))
             }
-            _ => decision(true, "legitimate_interests", None),
+            _ => (true, "legitimate_interests", None),
         },
-        Basis::Contract => decision(true, "contract", None),
-        Basis::LegalObligation => decision(true, "legal_obligation", None),
-        Basis::VitalInterests => decision(true, "vital_interests", None),
-        Basis::PublicTask => decision(true, "public_task", None),
+        Basis::Contract => (true, "contract", None),
+        Basis::LegalObligation => (true, "legal_obligation", None),
+        Basis::VitalInterests => (true, "vital_interests", None),
+        Basis::PublicTask => (true, "public_task", None),
     }
 }

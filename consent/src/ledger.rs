@@ -334,8 +334,11 @@ impl Ledger {
     }
 
     /// Every subject's history, grouped by subject, in subject-id order (one pass over the
-    /// ledger; segments merge it with the subjects, which are in the same order).
-    pub fn scan(&self) -> impl Iterator<Item = Result<(SubjectId, Vec<ConsentEvent>), Error>> + '_ {
+    /// ledger; segments merge it with the subjects, which are in the same order). Only the
+    /// fields the gate reads are parsed.
+    pub fn scan(
+        &self,
+    ) -> impl Iterator<Item = Result<(SubjectId, Vec<crate::GateEvent>), Error>> + '_ {
         let mut iter = self.store.scan_prefix(ks::CONSENT, &[]).peekable();
         std::iter::from_fn(move || {
             let first = match iter.next()? {
@@ -343,14 +346,14 @@ impl Ledger {
                 Err(e) => return Some(Err(e.into())),
             };
             let subject = SubjectId::from_slice(&first.0)?;
-            let mut events: Vec<ConsentEvent> =
+            let mut events: Vec<crate::GateEvent> =
                 serde_json::from_slice(&first.1).into_iter().collect();
             while let Some(Ok((k, _))) = iter.peek() {
                 if &k[..16] != subject.as_bytes() {
                     break;
                 }
                 if let Some(Ok((_, v))) = iter.next() {
-                    events.extend(serde_json::from_slice::<ConsentEvent>(&v));
+                    events.extend(serde_json::from_slice::<crate::GateEvent>(&v));
                 }
             }
             Some(Ok((subject, events)))

@@ -19,7 +19,7 @@ mod gate;
 mod ledger;
 mod purposes;
 
-pub use gate::{decide, Decision};
+pub use gate::{decide, verdict, Decision, GateEvent, GateFacts};
 pub use ledger::{
     normalise_time, now, ConsentEvent, EventKind, Ledger, NewConsent, CHARITABLE_SOFT_OPT_IN,
 };

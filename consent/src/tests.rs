@@ -291,6 +291,24 @@ fn events_round_trip_history_is_kept_and_no_content_is_accepted() {
     let scanned: Vec<_> = ledger.scan().map(|r| r.unwrap()).collect();
     assert_eq!(scanned.len(), 1);
     assert_eq!(scanned[0].1.len(), 2);
+    // The gate reads the light form of the events the same way as the full one.
+    let marketing = |name: &str| all.get(name).map(|p| p.marketing).unwrap_or(false);
+    for p in all.all() {
+        for at in [
+            "2030-03-01T08:00:00.000000Z",
+            "2030-03-02T00:00:00.000000Z",
+            "2099-01-01T00:00:00.000000Z",
+        ] {
+            let full = decide(p, &history, false, at, &marketing);
+            let (allowed, reason, _) = verdict(p, &scanned[0].1, false, at, &marketing);
+            assert_eq!(
+                (full.allowed, full.reason.as_str()),
+                (allowed, reason),
+                "{} at {at}",
+                p.name
+            );
+        }
+    }
     // Content is refused: an email as evidence, an incomplete soft opt-in, an objection to a
     // legal obligation, an unknown purpose.
     for bad in [

@@ -313,7 +313,7 @@ impl Hub {
                         }
                         ledger.next();
                     }
-                    let events: Vec<ConsentEvent> = match ledger.peek() {
+                    let events: Vec<consent::GateEvent> = match ledger.peek() {
                         Some(Ok((s, ev))) if s == id => ev.clone(),
                         Some(Err(_)) => {
                             return Err(ledger
@@ -324,7 +324,7 @@ impl Hub {
                         }
                         _ => Vec::new(),
                     };
-                    if !decide(p, &events, false, &at, &marketing).allowed {
+                    if !consent::verdict(p, &events, false, &at, &marketing).0 {
                         continue;
                     }
                     let record = self.vault.read_subject(id, &|f| fields.contains(&f))?;
