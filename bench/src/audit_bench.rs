@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use domain::{AccessGroup, FieldId, RecordKind};
-use hub::{Hub, NewSubjectInput, PolicyFiles};
-use vault::{SealTo, Unlock};
+use hub::{Hub, NewSubjectInput};
+use vault::Unlock;
 
 fn event(i: u64) -> audit::NewEvent {
     audit::NewEvent {
@@ -31,17 +31,7 @@ fn event(i: u64) -> audit::NewEvent {
 }
 
 pub(crate) fn suite(n: u64, threads: usize, subjects: usize, reads: usize) {
-    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .expect("tempdir");
-    let dir = tmp.path().join("d");
-    let identity = tmp.path().join("id.txt");
-    Hub::init(
-        &dir,
-        &SealTo::Identity(identity.clone()),
-        &PolicyFiles::defaults(),
-    )
-    .expect("init");
-    let hub = Arc::new(Hub::open(&dir, &Unlock::Identity(identity)).expect("open"));
+    let (_tmp, hub) = crate::bench_hub();
     let log = hub.audit_log().clone();
 
     // 1. Appends from `threads` threads, as concurrent hub operations make them.

@@ -1,25 +1,12 @@
 //! Consent benchmark (issue 5): a purpose segment over N subjects with a realistic mix of
 //! consent histories, against a plain scan of the same subjects without the gate.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use domain::{FieldId, RecordKind};
-use hub::{Hub, PolicyFiles};
-use vault::{SealTo, Unlock};
 
 pub(crate) fn suite(n: usize) {
-    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .expect("tempdir");
-    let dir = tmp.path().join("d");
-    let identity = tmp.path().join("id.txt");
-    Hub::init(
-        &dir,
-        &SealTo::Identity(identity.clone()),
-        &PolicyFiles::defaults(),
-    )
-    .expect("init");
-    let hub = Arc::new(Hub::open(&dir, &Unlock::Identity(identity)).expect("open"));
+    let (_tmp, hub) = crate::bench_hub();
     let schema = hub.schema().clone();
     let vault = hub.vault().clone();
     let ledger = consent::Ledger::new(vault.store().clone());

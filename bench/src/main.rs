@@ -127,6 +127,22 @@ fn main() {
     }
 }
 
+/// A fresh data directory (under `BENCH_DIR`, default `.`) with the default policies, opened.
+pub(crate) fn bench_hub() -> (tempfile::TempDir, Arc<hub::Hub>) {
+    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .expect("tempdir");
+    let dir = tmp.path().join("d");
+    let identity = tmp.path().join("id.txt");
+    hub::Hub::init(
+        &dir,
+        &SealTo::Identity(identity.clone()),
+        &hub::PolicyFiles::defaults(),
+    )
+    .expect("init");
+    let hub = Arc::new(hub::Hub::open(&dir, &Unlock::Identity(identity)).expect("open"));
+    (tmp, hub)
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]

@@ -1,25 +1,13 @@
 //! Requests benchmarks (issue 7): the access package of a subject with many gifts and audit
 //! events, and erasure throughput.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use hub::{Hub, NewSubjectInput, PolicyFiles};
+use hub::NewSubjectInput;
 use serde_json::json;
-use vault::{SealTo, Unlock};
 
 pub(crate) fn suite(erasures: usize) {
-    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .expect("tempdir");
-    let dir = tmp.path().join("d");
-    let identity = tmp.path().join("id.txt");
-    Hub::init(
-        &dir,
-        &SealTo::Identity(identity.clone()),
-        &PolicyFiles::defaults(),
-    )
-    .expect("init");
-    let hub = Arc::new(Hub::open(&dir, &Unlock::Identity(identity)).expect("open"));
+    let (_tmp, hub) = crate::bench_hub();
     let admin = hub.local_actor();
     // One subject with 1,000 gifts and 500 audit events about it.
     let gifts: Vec<serde_json::Value> = (0..1000)

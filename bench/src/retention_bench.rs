@@ -1,24 +1,12 @@
 //! Retention sweep benchmark (issue 7): the lapsed-supporter pass over N subjects.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use domain::RecordKind;
-use hub::{Hub, PolicyFiles};
-use vault::{keyspaces as ks, SealTo, Unlock};
+use vault::keyspaces as ks;
 
 pub(crate) fn suite(n: usize) {
-    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .expect("tempdir");
-    let dir = tmp.path().join("d");
-    let identity = tmp.path().join("id.txt");
-    Hub::init(
-        &dir,
-        &SealTo::Identity(identity.clone()),
-        &PolicyFiles::defaults(),
-    )
-    .expect("init");
-    let hub = Arc::new(Hub::open(&dir, &Unlock::Identity(identity)).expect("open"));
+    let (_tmp, hub) = crate::bench_hub();
     let schema = hub.schema().clone();
     let vault = hub.vault().clone();
     let mut generator = synth::Generator::new(21);
