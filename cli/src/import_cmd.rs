@@ -91,7 +91,13 @@ pub(crate) fn inspect(
                     let mut obj = serde_json::Map::new();
                     obj.insert(field.clone(), json!(cell));
                     let verdict = match schema.parse_object(record, &obj) {
-                        Ok(_) => "ok".to_string(),
+                        Ok(parsed) => {
+                            let suspect = parsed.iter().any(|(_, v)| {
+                                matches!(v, domain::Value::Email(e)
+                                    if domain::email_domain_suspect(e.expose()))
+                            });
+                            if suspect { "email_domain_typo" } else { "ok" }.to_string()
+                        }
                         Err(domain::Error::Fields(errs)) => errs
                             .first()
                             .map(|e| e.problem.code().to_string())

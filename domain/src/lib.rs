@@ -27,8 +27,8 @@ mod value;
 pub use error::{Error, FieldError, FieldProblem};
 pub use id::{GiftId, IdParseError, SubjectId};
 pub use normalise::{
-    normalise_email, normalise_external_id, normalise_name, normalise_phone, normalise_postcode,
-    parse_date, phone_is_assigned, DateOrder, ParsedDate,
+    email_domain_suspect, normalise_email, normalise_external_id, normalise_name, normalise_phone,
+    normalise_postcode, parse_date, phone_is_assigned, DateOrder, ParsedDate,
 };
 pub use schema::{
     AccessGroup, FieldDef, FieldId, FieldType, IndexKind, RecordKind, Schema, SubjectKind,

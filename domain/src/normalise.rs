@@ -61,6 +61,70 @@ pub fn normalise_email(input: &str) -> Result<String, &'static str> {
     Ok(s)
 }
 
+/// Mail domains common enough among supporters that a near miss of one is more likely a typing
+/// slip than a real domain (`gmial.com`, `hotmail.co`, `yahooo.com`).
+const COMMON_MAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "outlook.com",
+    "live.com",
+    "live.co.uk",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "icloud.com",
+    "me.com",
+    "aol.com",
+    "btinternet.com",
+    "sky.com",
+    "virginmedia.com",
+    "protonmail.com",
+    "proton.me",
+    "comcast.net",
+    "gmx.de",
+    "web.de",
+    "orange.fr",
+    "free.fr",
+];
+
+/// True when the domain of an already normalised email address is one edit (insertion,
+/// deletion, substitution or swap of neighbours) away from a common mail provider's domain
+/// without being one. Such addresses are reported for a person to check, never corrected:
+/// `gmai.com` could be real, and a silent fix would send mail to someone else.
+pub fn email_domain_suspect(normalised: &str) -> bool {
+    let Some((_, domain)) = normalised.rsplit_once('@') else {
+        return false;
+    };
+    if COMMON_MAIL_DOMAINS.contains(&domain) {
+        return false;
+    }
+    COMMON_MAIL_DOMAINS
+        .iter()
+        .any(|known| within_one_edit(domain.as_bytes(), known.as_bytes()))
+}
+
+/// Optimal string alignment distance ≤ 1 between two byte strings, in one pass.
+fn within_one_edit(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    let prefix = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+    if short.len() == long.len() {
+        let rest_a = &short[prefix..];
+        let rest_b = &long[prefix..];
+        rest_a.is_empty()
+            || rest_a[1..] == rest_b[1..]
+            || (rest_a.len() >= 2
+                && rest_a[0] == rest_b[1]
+                && rest_a[1] == rest_b[0]
+                && rest_a[2..] == rest_b[2..])
+    } else {
+        short[prefix..] == long[prefix + 1..]
+    }
+}
+
 /// Parses a phone number and returns it in E.164 (`+447700900123`). Numbers without a
 /// country code are read in `default_region` (ISO 3166 alpha-2).
 ///

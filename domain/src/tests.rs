@@ -51,6 +51,34 @@ fn emails_are_normalised_or_rejected_with_a_reason() {
 }
 
 #[test]
+fn near_misses_of_common_mail_domains_are_reported_not_fixed() {
+    for typo in [
+        "ann@gmial.com",
+        "ann@gmail.co",
+        "ann@gmaill.com",
+        "ann@hotmial.co.uk",
+        "ann@yaho.com",
+        "ann@outlok.com",
+        "ann@icloud.con",
+    ] {
+        assert!(email_domain_suspect(typo), "{typo} should be flagged");
+    }
+    for fine in [
+        "ann@gmail.com",
+        "ann@hotmail.co.uk",
+        "ann@example.org",
+        "ann@yahoo.fr",
+        "ann@mac.com",
+        "ann@charity.org.uk",
+        "no-at-sign",
+    ] {
+        assert!(!email_domain_suspect(fine), "{fine} should pass");
+    }
+    // Normalising never rewrites the domain: the report is for a person to act on.
+    assert_eq!(normalise_email(" Ann@GMIAL.com ").unwrap(), "ann@gmial.com");
+}
+
+#[test]
 fn phones_become_e164_in_the_default_region() {
     assert_eq!(
         normalise_phone("020 7946 0018", "GB").unwrap(),

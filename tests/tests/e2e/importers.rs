@@ -73,3 +73,32 @@ fn inspect_shows_dialect_profile_and_mapping_but_never_a_value() {
         (Some("windows1252"), Some("donorperfect"))
     );
 }
+
+#[test]
+fn inspect_reports_likely_email_domain_typos_without_fixing_or_echoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("emails.csv");
+    std::fs::write(
+        &file,
+        "Email Address,First Name,Last Name\n\
+         ann@gmail.com,Ann,Lee\n\
+         bob@gmial.com,Bob,Ray\n\
+         cy@hotmail.co,Cy,Fox\n\
+         di@charity.org.uk,Di,Hall\n",
+    )
+    .unwrap();
+    let (v, text) = inspect(&[file.to_str().unwrap(), "--profile", "mailchimp"]);
+    let verdicts: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["fields"]["email"].as_str().unwrap_or("(missing)"))
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["ok", "email_domain_typo", "email_domain_typo", "ok"]
+    );
+    for value in ["gmial", "hotmail.co", "bob@", "Bob"] {
+        assert!(!text.contains(value), "value {value:?} echoed");
+    }
+}
