@@ -17,16 +17,7 @@ pub(crate) fn suite(n: usize) {
     let mut done = 0;
     while done < n {
         let k = 1000.min(n - done);
-        let items: Vec<vault::NewSubject> = (&mut generator)
-            .take(k)
-            .map(|c| vault::NewSubject {
-                kind: domain::SubjectKind::Individual,
-                fields: schema
-                    .parse_object(RecordKind::Subject, &c.fields)
-                    .expect("valid"),
-                gifts: Vec::new(),
-            })
-            .collect();
+        let items = crate::make_batch(&schema, &mut generator, k);
         let ids = vault.create_subjects(&items).expect("create");
         for id in &ids {
             let rec = |purpose: &str, event: &str, expires: Option<&str>| {

@@ -240,7 +240,11 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// One synthetic batch, parsed against the schema (outside the timed section).
-fn make_batch(schema: &Schema, generator: &mut synth::Generator, n: usize) -> Vec<NewSubject> {
+pub(crate) fn make_batch(
+    schema: &Schema,
+    generator: &mut synth::Generator,
+    n: usize,
+) -> Vec<NewSubject> {
     (0..n)
         .map(|_| {
             let c = generator.next_constituent();

@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use domain::RecordKind;
 use vault::keyspaces as ks;
 
 pub(crate) fn suite(n: usize) {
@@ -15,16 +14,7 @@ pub(crate) fn suite(n: usize) {
     let mut done = 0;
     while done < n {
         let k = 1000.min(n - done);
-        let items: Vec<vault::NewSubject> = (&mut generator)
-            .take(k)
-            .map(|c| vault::NewSubject {
-                kind: domain::SubjectKind::Individual,
-                fields: schema
-                    .parse_object(RecordKind::Subject, &c.fields)
-                    .expect("valid"),
-                gifts: Vec::new(),
-            })
-            .collect();
+        let items = crate::make_batch(&schema, &mut generator, k);
         let ids = vault.create_subjects(&items).expect("create");
         // Last activity spread over the past 12 years (days since 1970), as a charity's
         // supporter base is.

@@ -33,24 +33,6 @@ pub trait GateFacts {
     fn expires(&self) -> Option<&str>;
 }
 
-impl GateFacts for ConsentEvent {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn purpose(&self) -> &str {
-        &self.purpose
-    }
-    fn kind(&self) -> EventKind {
-        self.event
-    }
-    fn time(&self) -> &str {
-        &self.time
-    }
-    fn expires(&self) -> Option<&str> {
-        self.expires.as_deref()
-    }
-}
-
 /// The fields of a ledger event the gate needs, read from its JSON without the others.
 #[derive(Debug, Clone, Deserialize)]
 pub struct GateEvent {
@@ -62,23 +44,30 @@ pub struct GateEvent {
     expires: Option<String>,
 }
 
-impl GateFacts for GateEvent {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn purpose(&self) -> &str {
-        &self.purpose
-    }
-    fn kind(&self) -> EventKind {
-        self.event
-    }
-    fn time(&self) -> &str {
-        &self.time
-    }
-    fn expires(&self) -> Option<&str> {
-        self.expires.as_deref()
-    }
+/// Both event forms carry the gate's facts under the same field names.
+macro_rules! gate_facts {
+    ($($ty:ty),+) => {$(
+        impl GateFacts for $ty {
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+            fn purpose(&self) -> &str {
+                &self.purpose
+            }
+            fn kind(&self) -> EventKind {
+                self.event
+            }
+            fn time(&self) -> &str {
+                &self.time
+            }
+            fn expires(&self) -> Option<&str> {
+                self.expires.as_deref()
+            }
+        }
+    )+};
 }
+
+gate_facts!(ConsentEvent, GateEvent);
 
 /// Decides whether `purpose` may process a subject at time `at` (UTC RFC 3339, as the ledger
 /// writes it), from the subject's events (any order; only those effective at `at` count).

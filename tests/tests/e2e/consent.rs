@@ -165,21 +165,7 @@ fn withdrawal_takes_the_same_call_as_consent_and_segments_follow_the_gate() {
 fn exported_csv_cells_cannot_run_as_formulas() {
     let env = Env::init();
     let id = env.add(&json!({"given_name": "=cmd|' /C calc'!A0", "family_name": "+SUM(A1)", "email": "x@example.org"}));
-    env.json(
-        &[
-            "consent",
-            "record",
-            "--subject",
-            &id,
-            "--purpose",
-            "newsletter-email",
-            "--event",
-            "given",
-            "--source",
-            "form",
-        ],
-        None,
-    );
+    env.give_consent(&id, "newsletter-email", "form");
     let csv = env.tmp.path().join("seg.csv");
     env.json(
         &[

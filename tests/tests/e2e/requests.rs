@@ -151,21 +151,7 @@ fn deadlines_follow_the_law_and_the_workflow_records_every_step() {
 fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
     let env = Env::init();
     let id = env.add(&json!({"given_name": "Sar", "family_name": "Subject", "email": "sar@example.org", "gifts": [{"amount": "12.00"}]}));
-    env.json(
-        &[
-            "consent",
-            "record",
-            "--subject",
-            &id,
-            "--purpose",
-            "newsletter-email",
-            "--event",
-            "given",
-            "--source",
-            "signup-form",
-        ],
-        None,
-    );
+    env.give_consent(&id, "newsletter-email", "signup-form");
     env.json(&["subject", "show", &id], None);
     let r = env.json(
         &[
@@ -386,21 +372,7 @@ fn an_encrypted_export_opens_with_stock_age_and_matches_the_plain_one() {
     for n in 0..3 {
         let id =
             env.add(&json!({"given_name": format!("P{n}"), "email": format!("p{n}@example.org")}));
-        env.json(
-            &[
-                "consent",
-                "record",
-                "--subject",
-                &id,
-                "--purpose",
-                "newsletter-email",
-                "--event",
-                "given",
-                "--source",
-                "form",
-            ],
-            None,
-        );
+        env.give_consent(&id, "newsletter-email", "form");
     }
     let plain = env.tmp.path().join("seg.jsonl");
     let sealed = env.tmp.path().join("seg.jsonl.age");

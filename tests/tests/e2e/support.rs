@@ -101,6 +101,25 @@ impl Env {
         v["id"].as_str().unwrap().to_string()
     }
 
+    /// Records through the CLI that the subject gave consent to `purpose`, from `source`.
+    pub(crate) fn give_consent(&self, id: &str, purpose: &str, source: &str) {
+        self.json(
+            &[
+                "consent",
+                "record",
+                "--subject",
+                id,
+                "--purpose",
+                purpose,
+                "--event",
+                "given",
+                "--source",
+                source,
+            ],
+            None,
+        );
+    }
+
     /// Starts `steward serve` on a free port, logging at `log_level` into a file.
     pub(crate) fn serve(&self, log_level: &str) -> Server {
         self.serve_with(log_level, &[])
