@@ -248,8 +248,7 @@ impl Principals {
         };
         let mut b = Batch::new();
         self.save(&mut b, &p);
-        self.vault.store().apply(b).map_err(vault::Error::from)?;
-        self.vault.flush()?;
+        self.vault.apply_durably(b)?;
         Ok(p)
     }
 
@@ -276,8 +275,7 @@ impl Principals {
         self.save(&mut b, &p);
         b.put(ks::TOKENS, hash.to_vec(), p.id.0.as_bytes().to_vec());
         b.extend(extra);
-        self.vault.store().apply(b).map_err(vault::Error::from)?;
-        self.vault.flush()?;
+        self.vault.apply_durably(b)?;
         Ok((p, token))
     }
 
@@ -298,8 +296,7 @@ impl Principals {
         self.save(&mut b, &p);
         b.put(ks::TOKENS, hash.to_vec(), p.id.0.as_bytes().to_vec());
         b.extend(extra);
-        self.vault.store().apply(b).map_err(vault::Error::from)?;
-        self.vault.flush()?;
+        self.vault.apply_durably(b)?;
         Ok((p, token))
     }
 
@@ -317,8 +314,7 @@ impl Principals {
         p.token_hash = None;
         self.save(&mut b, &p);
         b.extend(extra);
-        self.vault.store().apply(b).map_err(vault::Error::from)?;
-        self.vault.flush()?;
+        self.vault.apply_durably(b)?;
         Ok(p)
     }
 
@@ -332,8 +328,7 @@ impl Principals {
         let mut b = Batch::new();
         self.save(&mut b, &p);
         b.extend(extra);
-        self.vault.store().apply(b).map_err(vault::Error::from)?;
-        self.vault.flush()?;
+        self.vault.apply_durably(b)?;
         Ok(p)
     }
 

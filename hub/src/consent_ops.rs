@@ -139,11 +139,7 @@ impl Hub {
                 .map_err(consent_error)?;
             self.commit_audited(actor, "update.consent", trail, |audit| {
                 batch.extend(audit);
-                self.vault
-                    .store()
-                    .apply(batch)
-                    .map_err(vault::Error::from)?;
-                self.vault.flush()?;
+                self.vault.apply_durably(batch)?;
                 Ok(event)
             })
         })

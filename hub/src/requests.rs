@@ -239,11 +239,7 @@ impl Hub {
                     r.id.as_bytes().to_vec(),
                     serde_json::to_vec(&r).expect("json"),
                 );
-                self.vault
-                    .store()
-                    .apply(batch)
-                    .map_err(vault::Error::from)?;
-                self.vault.flush()?;
+                self.vault.apply_durably(batch)?;
                 Ok(())
             })?;
             Ok(r)
@@ -368,8 +364,7 @@ impl Hub {
             r.compute_due(&cal)?;
             self.commit_audited(actor, "update.request", trail, |mut batch| {
                 batch.put(ks::REQUESTS, r.id.as_bytes().to_vec(), serde_json::to_vec(&r).expect("json"));
-                self.vault.store().apply(batch).map_err(vault::Error::from)?;
-                self.vault.flush()?;
+                self.vault.apply_durably(batch)?;
                 Ok(())
             })?;
             Ok(r)

@@ -381,8 +381,7 @@ impl Hub {
                     certificates.push(self.erase_with_rules(id, vault::Batch::new())?);
                 }
                 if plain.is_empty() {
-                    self.vault.store().apply(std::mem::take(&mut batch)).map_err(vault::Error::from)?;
-                    self.vault.flush()?;
+                    self.vault.apply_durably(std::mem::take(&mut batch))?;
                 } else {
                     self.vault.erase_subjects_with(&plain, batch)?;
                 }
@@ -438,11 +437,7 @@ impl Hub {
             let bytes = serde_json::to_vec(&list).expect("json");
             self.commit_audited(actor, "update.recipients", trail, |mut batch| {
                 batch.put(ks::RECIPIENTS, id.as_bytes().to_vec(), bytes);
-                self.vault
-                    .store()
-                    .apply(batch)
-                    .map_err(vault::Error::from)?;
-                self.vault.flush()?;
+                self.vault.apply_durably(batch)?;
                 Ok(())
             })?;
             Ok(list)
@@ -549,11 +544,7 @@ impl Hub {
                 }
             }
             if !dry_run && !purge.is_empty() {
-                self.vault
-                    .store()
-                    .apply(purge)
-                    .map_err(vault::Error::from)?;
-                self.vault.flush()?;
+                self.vault.apply_durably(purge)?;
             }
             // Lapsed supporters: one pass over the activity index (dates only, no decryption).
             let (mut subjects_checked, mut lapsed_ids) = (0u64, Vec::new());

@@ -601,6 +601,17 @@ impl Vault {
         );
     }
 
+    /// A live subject's stored record, its clear header and its unwrapped DEK; for a
+    /// missing subject, the error [`Vault::missing`] chooses.
+    fn load_subject(&self, id: &SubjectId) -> Result<(Vec<u8>, record::Header, LessSafeKey)> {
+        let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
+            return Err(self.missing(id)?);
+        };
+        let (h, _) = record::header(&bytes)?;
+        let dek = self.dek_for(id, h.slot)?;
+        Ok((bytes, h, dek))
+    }
+
     fn missing(&self, id: &SubjectId) -> Result<Error> {
         Ok(if self.store.get(ks::ERASED, id.as_bytes())?.is_some() {
             Error::Erased(*id)
@@ -615,11 +626,7 @@ impl Vault {
         id: &SubjectId,
         wanted: &dyn Fn(FieldId) -> bool,
     ) -> Result<SubjectRecord> {
-        let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
-            return Err(self.missing(id)?);
-        };
-        let (h, _) = record::header(&bytes)?;
-        let dek = self.dek_for(id, h.slot)?;
+        let (bytes, _, dek) = self.load_subject(id)?;
         let record::Opened {
             header: h,
             fields,
@@ -662,11 +669,7 @@ impl Vault {
     ) -> Result<u32> {
         let _gate = self.gate.read().expect("write gate");
         let _rmw = self.rmw.lock().expect("rmw lock");
-        let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
-            return Err(self.missing(id)?);
-        };
-        let (h, _) = record::header(&bytes)?;
-        let dek = self.dek_for(id, h.slot)?;
+        let (bytes, _, dek) = self.load_subject(id)?;
         let record::Opened {
             header: h,
             mut fields,
@@ -732,11 +735,7 @@ impl Vault {
         extra: Batch,
     ) -> Result<Vec<GiftId>> {
         let _gate = self.gate.read().expect("write gate");
-        let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
-            return Err(self.missing(id)?);
-        };
-        let (h, _) = record::header(&bytes)?;
-        let dek = self.dek_for(id, h.slot)?;
+        let (_, h, dek) = self.load_subject(id)?;
         let random = self.random(gifts.len() * (10 + NONCE_LEN))?;
         let ms = now_ms();
         let mut batch = Batch::new();
@@ -762,11 +761,7 @@ impl Vault {
 
     /// All gifts of a subject, oldest first.
     pub fn list_gifts(&self, id: &SubjectId) -> Result<Vec<GiftRecord>> {
-        let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
-            return Err(self.missing(id)?);
-        };
-        let (h, _) = record::header(&bytes)?;
-        let dek = self.dek_for(id, h.slot)?;
+        let (_, _, dek) = self.load_subject(id)?;
         let mut out = Vec::new();
         for entry in self.store.scan_prefix(ks::GIFTS, id.as_bytes()) {
             let (key, value) = entry?;
@@ -1116,6 +1111,14 @@ impl Vault {
         self.store.flush()?;
         report.complete = true;
         Ok(report)
+    }
+
+    /// Writes `batch` atomically and makes it durable before returning: the commit step of
+    /// every change that must survive a crash once acknowledged (users, requests, holds...).
+    pub fn apply_durably(&self, batch: Batch) -> Result<()> {
+        self.store.apply(batch)?;
+        self.store.flush()?;
+        Ok(())
     }
 
     /// Makes everything written so far durable.
