@@ -349,6 +349,25 @@ impl Vault {
     }
 }
 
+/// Largest clear header and sealed master a backup may declare: far above what `backup`
+/// writes, low enough that a damaged length cannot make restore allocate gigabytes.
+const MAX_HEADER: usize = 1 << 20;
+const MAX_SEALED: usize = 64 * 1024;
+
+/// Reads one length-prefixed frame (u32 little-endian length, then the bytes).
+fn read_frame(input: &mut dyn Read, max: usize) -> Result<Vec<u8>> {
+    let truncated = || Error::Backup("the backup is truncated".into());
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len).map_err(|_| truncated())?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(Error::Backup("the backup is damaged".into()));
+    }
+    let mut frame = vec![0u8; len];
+    input.read_exact(&mut frame).map_err(|_| truncated())?;
+    Ok(frame)
+}
+
 fn restore_into(input: &mut dyn Read, dir: &Path, unlock: &Unlock) -> Result<BackupReport> {
     let bad = |what: &str| Error::Backup(what.to_string());
     let mut magic = vec![0u8; MAGIC.len()];
@@ -358,23 +377,10 @@ fn restore_into(input: &mut dyn Read, dir: &Path, unlock: &Unlock) -> Result<Bac
     if magic != MAGIC {
         return Err(bad("not a Steward backup file"));
     }
-    let mut len = [0u8; 4];
-    input
-        .read_exact(&mut len)
-        .map_err(|_| bad("the backup is truncated"))?;
-    let mut header = vec![0u8; u32::from_le_bytes(len) as usize];
-    input
-        .read_exact(&mut header)
-        .map_err(|_| bad("the backup is truncated"))?;
+    let header = read_frame(input, MAX_HEADER)?;
     let header: BackupHeader =
         serde_json::from_slice(&header).map_err(|_| bad("the backup header is damaged"))?;
-    input
-        .read_exact(&mut len)
-        .map_err(|_| bad("the backup is truncated"))?;
-    let mut sealed = vec![0u8; u32::from_le_bytes(len) as usize];
-    input
-        .read_exact(&mut sealed)
-        .map_err(|_| bad("the backup is truncated"))?;
+    let sealed = read_frame(input, MAX_SEALED)?;
     let master = seal::unseal(&sealed, unlock)?;
     let keys = KeyRing::new(&master);
     let mut r = ChunkReader {

@@ -379,6 +379,15 @@ fn backup_restores_every_subject_identically() {
     let truncated = &buf[..buf.len() - 20];
     assert!(Vault::restore(&mut &truncated[..], &t2, &f.unlock).is_err());
     assert!(!t2.exists());
+    // A header length of 4 GiB is refused before anything is allocated for it.
+    let magic_len = b"STEWARD-BACKUP-1\n".len();
+    let mut absurd = buf[..magic_len].to_vec();
+    absurd.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        Vault::restore(&mut absurd.as_slice(), &t2, &f.unlock),
+        Err(Error::Backup(m)) if m.contains("damaged")
+    ));
+    assert!(!t2.exists());
     // Restoring into a non-empty directory is refused.
     assert!(matches!(
         Vault::restore(&mut buf.as_slice(), &target, &f.unlock),
