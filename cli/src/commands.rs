@@ -10,7 +10,7 @@ use vault::{RotationOptions, SealTo};
 
 use crate::args::{BackupCmd, Cli, Command, InitArgs, KeysCmd, PolicyCmd, SubjectCmd, UsersCmd};
 use crate::output::Output;
-use crate::{actor_for, data_dir, open_hub, unlock_for, usage};
+use crate::{actor_for, data_dir, open_hub, parse_id, unlock_for, usage};
 
 pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
     let g = &cli.global;
@@ -269,15 +269,6 @@ fn read_stdin_json() -> anyhow::Result<Value> {
                 e.line(),
                 e.column()
             ),
-        )
-    })
-}
-
-fn parse_id(raw: &str) -> anyhow::Result<domain::SubjectId> {
-    raw.parse().map_err(|_| {
-        usage(
-            "bad_id",
-            format!("`{raw}` is not a subject id (26 characters of base32)"),
         )
     })
 }

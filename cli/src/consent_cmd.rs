@@ -7,16 +7,7 @@ use serde_json::json;
 
 use crate::args::{ConsentCmd, ConsentEventArgs, ExportArgs, Global};
 use crate::output::Output;
-use crate::{actor_for, open_hub, usage};
-
-fn parse_id(raw: &str) -> anyhow::Result<domain::SubjectId> {
-    raw.parse().map_err(|_| {
-        usage(
-            "bad_id",
-            format!("`{raw}` is not a subject id (26 characters of base32)"),
-        )
-    })
-}
+use crate::{actor_for, open_hub, parse_id, usage};
 
 fn new_consent(event: &str, a: &ConsentEventArgs) -> consent::NewConsent {
     consent::NewConsent {

@@ -106,6 +106,18 @@ pub(crate) fn usage(code: &'static str, message: impl Into<String>) -> anyhow::E
     })
 }
 
+/// Parses a subject or request id given on the command line. The message does not repeat
+/// what was typed: a mistyped id is sometimes an email address or a name.
+pub(crate) fn parse_id(raw: &str) -> anyhow::Result<domain::SubjectId> {
+    raw.parse().map_err(|_| {
+        usage(
+            "bad_id",
+            "that is not a Steward id: ids are the 26 letters and digits Steward printed \
+             (for example by `subject add` or `request open`)",
+        )
+    })
+}
+
 /// The data directory from `--data` / `STEWARD_DATA`.
 pub(crate) fn data_dir(global: &args::Global) -> anyhow::Result<PathBuf> {
     global.data.clone().ok_or_else(|| {

@@ -5,16 +5,7 @@ use serde_json::json;
 
 use crate::args::{Global, RequestCmd};
 use crate::output::Output;
-use crate::{actor_for, open_hub, usage};
-
-fn parse_id(raw: &str) -> anyhow::Result<domain::SubjectId> {
-    raw.parse().map_err(|_| {
-        usage(
-            "bad_id",
-            format!("`{raw}` is not an id (26 characters of base32)"),
-        )
-    })
-}
+use crate::{actor_for, open_hub, parse_id, usage};
 
 /// Encrypts an export with age: to a recipient, or with the passphrase in a file.
 pub(crate) fn seal(

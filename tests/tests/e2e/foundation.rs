@@ -298,6 +298,20 @@ fn bad_input_is_refused_naming_the_field_and_nothing_is_written() {
     let out = env.run(&["subject", "add"], Some("{not json"));
     assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("not valid JSON"));
+    // An email typed where an id belongs is refused without being repeated.
+    for args in [
+        &["subject", "show", "zsecret@example.org"][..],
+        &["consent", "history", "--subject", "zsecret@example.org"][..],
+    ] {
+        let out = env.run(args, None);
+        assert_eq!(out.status.code(), Some(4), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("not a Steward id"), "{err}");
+        assert!(
+            !err.contains("zsecret"),
+            "the error echoes the input: {err}"
+        );
+    }
     assert_eq!(env.json(&["subject", "list"], None)["items"], json!([]));
 }
 
