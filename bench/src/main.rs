@@ -24,6 +24,7 @@ use vault::{keyspaces, Batch, NewSubject, SealTo, SledOptions, SledStore, Store,
 
 mod audit_bench;
 mod consent_bench;
+mod match_bench;
 mod requests_bench;
 mod retention_bench;
 
@@ -39,6 +40,11 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
+        Some("match-only") => {
+            match_bench::matcher_only(std::path::Path::new(
+                &args.get(2).cloned().unwrap_or_else(|| "../shared/data/febrl".into()),
+            ));
+        }
         Some("vault") => {
             let n: usize = arg(&args, "--n")
                 .and_then(|v| v.parse().ok())

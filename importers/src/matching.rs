@@ -1,0 +1,755 @@
+//! Record matching: blocking keys, field-by-field comparison, Fellegi-Sunter scoring with
+//! m/u probabilities estimated from the data, and clustering into three bands.
+//!
+//! Everything here works on [`MatchRecord`]s held in memory; callers decide where records
+//! come from (an import file, decrypted vault subjects) and where blocking keys are stored
+//! (the vault keeps them only as keyed hashes).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The fields the matcher compares, normalised for comparison (lower case, letters and digits
+/// only for names); an empty string is a missing value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchRecord {
+    /// Given name.
+    pub given: String,
+    /// Family name.
+    pub family: String,
+    /// Birth date as (year, month, day); 0 when missing.
+    pub birth: (u16, u8, u8),
+    /// Normalised email.
+    pub email: String,
+    /// E.164 phone (home or landline).
+    pub phone: String,
+    /// E.164 mobile.
+    pub mobile: String,
+    /// Street line without the house number.
+    pub street: String,
+    /// House number (the leading number of the street line).
+    pub house: String,
+    /// Second address line (locality, building).
+    pub street2: String,
+    /// Postcode without spaces.
+    pub postcode: String,
+    /// Town or suburb.
+    pub city: String,
+    /// State, county, region.
+    pub region: String,
+    /// Identifier from another system.
+    pub external_id: String,
+}
+
+fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_alphanumeric() {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.extend(c.to_lowercase());
+        } else {
+            space = true;
+        }
+    }
+    out
+}
+
+impl MatchRecord {
+    /// Builds a record from named values as the schema names them (`given_name`,
+    /// `family_name`, `birth_date` as `YYYY-MM-DD`, `email`, `phone`, `mobile`, `street`,
+    /// `street2`, `postal_code`, `city`, `region`, `external_id`); other names are ignored.
+    pub fn from_named<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> MatchRecord {
+        let mut r = MatchRecord::default();
+        for (name, value) in fields {
+            match name {
+                "given_name" => r.given = fold(value),
+                "family_name" => r.family = fold(value),
+                "birth_date" => {
+                    let mut it = value.split('-').map(|p| p.parse::<u32>().unwrap_or(0));
+                    let (y, m, d) = (
+                        it.next().unwrap_or(0),
+                        it.next().unwrap_or(0),
+                        it.next().unwrap_or(0),
+                    );
+                    r.birth = (y as u16, m as u8, d as u8);
+                }
+                "email" => r.email = value.trim().to_lowercase(),
+                "phone" => r.phone = value.trim().to_string(),
+                "mobile" => r.mobile = value.trim().to_string(),
+                "street" => {
+                    let f = fold(value);
+                    let (house, rest) = split_house(&f);
+                    r.house = house.to_string();
+                    r.street = rest.to_string();
+                }
+                "street2" => r.street2 = fold(value),
+                "postal_code" => r.postcode = value.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase(),
+                "city" => r.city = fold(value),
+                "region" => r.region = fold(value),
+                "external_id" => r.external_id = value.trim().to_string(),
+                _ => {}
+            }
+        }
+        r
+    }
+
+    fn birth_str(&self) -> Option<String> {
+        (self.birth.0 != 0).then(|| format!("{:04}{:02}{:02}", self.birth.0, self.birth.1, self.birth.2))
+    }
+
+    /// Blocking keys: two records are compared only when they share one. Each key starts
+    /// with its kind, so keys of different kinds never collide.
+    pub fn blocking_keys(&self) -> Vec<String> {
+        let mut keys = Vec::with_capacity(12);
+        let mut push = |k: String| {
+            if !keys.contains(&k) {
+                keys.push(k)
+            }
+        };
+        if !self.email.is_empty() {
+            push(format!("e:{}", self.email));
+        }
+        for p in [&self.phone, &self.mobile] {
+            if !p.is_empty() {
+                push(format!("p:{p}"));
+            }
+        }
+        if !self.external_id.is_empty() {
+            push(format!("x:{}", self.external_id));
+        }
+        let birth = self.birth_str();
+        let sg = soundex(&self.given);
+        let sf = soundex(&self.family);
+        if !self.family.is_empty() {
+            if self.birth.0 != 0 {
+                push(format!("fy:{sf}{}", self.birth.0));
+            }
+            if let Some(initial) = self.given.chars().next() {
+                push(format!("gf:{initial}{}", self.family));
+            }
+            if let Some(b) = &birth {
+                push(format!("fb:{}{b}", self.family));
+            }
+            if !self.given.is_empty() {
+                push(format!("ss:{sg}{sf}"));
+                let (a, b) = if self.given <= self.family {
+                    (&self.given, &self.family)
+                } else {
+                    (&self.family, &self.given)
+                };
+                push(format!("nn:{a}|{b}"));
+            }
+        }
+        if !self.given.is_empty() {
+            if let Some(b) = &birth {
+                push(format!("gb:{}{b}", self.given));
+            }
+            if !self.postcode.is_empty() {
+                push(format!("gp:{sg}{}", self.postcode));
+            }
+        }
+        if !self.postcode.is_empty() {
+            if !self.house.is_empty() {
+                push(format!("ph:{}|{}", self.postcode, self.house));
+            }
+            if let Some(b) = &birth {
+                push(format!("bp:{b}{}", self.postcode));
+            }
+        }
+        if !self.street.is_empty() && !self.house.is_empty() {
+            push(format!("st:{}|{}", self.street, self.house));
+        }
+        keys
+    }
+}
+
+fn split_house(s: &str) -> (&str, &str) {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    if end == 0 {
+        return ("", s);
+    }
+    (&s[..end], s[end..].trim_start())
+}
+
+/// American Soundex of the first word (letters only): a letter and three digits.
+pub fn soundex(s: &str) -> String {
+    fn code(c: char) -> u8 {
+        match c {
+            'b' | 'f' | 'p' | 'v' => b'1',
+            'c' | 'g' | 'j' | 'k' | 'q' | 's' | 'x' | 'z' => b'2',
+            'd' | 't' => b'3',
+            'l' => b'4',
+            'm' | 'n' => b'5',
+            'r' => b'6',
+            'h' | 'w' => b'h',
+            _ => b'0',
+        }
+    }
+    let mut letters = s.chars().filter(|c| c.is_ascii_alphabetic()).map(|c| c.to_ascii_lowercase());
+    let Some(first) = letters.next() else {
+        return String::new();
+    };
+    let mut out = vec![first.to_ascii_uppercase() as u8];
+    let mut last = code(first);
+    for c in letters {
+        let k = code(c);
+        if k == b'h' {
+            continue;
+        }
+        if k != b'0' && k != last {
+            out.push(k);
+            if out.len() == 4 {
+                break;
+            }
+        }
+        last = k;
+    }
+    while out.len() < 4 {
+        out.push(b'0');
+    }
+    String::from_utf8(out).expect("ascii")
+}
+
+/// Common English given-name variants, each group one person's possible spellings.
+const NICKNAMES: &[&[&str]] = &[
+    &["robert", "rob", "bob", "bobby", "robbie", "bert"],
+    &["william", "will", "bill", "billy", "willie", "liam"],
+    &["richard", "rick", "dick", "rich", "ricky"],
+    &["elizabeth", "liz", "beth", "betty", "eliza", "lizzie", "libby", "bess"],
+    &["margaret", "maggie", "meg", "peggy", "marge", "madge"],
+    &["katherine", "catherine", "kate", "kathy", "cathy", "katie", "kat", "kathryn"],
+    &["james", "jim", "jimmy", "jamie"],
+    &["john", "jack", "johnny", "jon"],
+    &["jonathan", "jon", "jonny"],
+    &["michael", "mike", "mick", "mikey"],
+    &["thomas", "tom", "tommy"],
+    &["christopher", "chris", "kit"],
+    &["christine", "chris", "christina", "tina"],
+    &["alexander", "alex", "sandy", "xander"],
+    &["alexandra", "alex", "sandra", "lexi"],
+    &["anthony", "tony", "ant"],
+    &["andrew", "andy", "drew"],
+    &["daniel", "dan", "danny"],
+    &["david", "dave", "davey"],
+    &["edward", "ed", "eddie", "ted", "ned"],
+    &["joseph", "joe", "joey"],
+    &["matthew", "matt"],
+    &["nicholas", "nick", "nicky"],
+    &["patricia", "pat", "patty", "trish"],
+    &["patrick", "pat", "paddy"],
+    &["peter", "pete"],
+    &["samuel", "sam", "sammy"],
+    &["samantha", "sam", "sammy"],
+    &["stephen", "steven", "steve"],
+    &["susan", "sue", "susie", "suzanne"],
+    &["timothy", "tim", "timmy"],
+    &["victoria", "vicky", "tori"],
+    &["jennifer", "jen", "jenny"],
+    &["rebecca", "becky", "becca"],
+    &["deborah", "debbie", "deb"],
+    &["benjamin", "ben", "benny"],
+    &["charles", "charlie", "chuck"],
+    &["frederick", "fred", "freddie"],
+    &["henry", "harry", "hal"],
+    &["lawrence", "larry", "laurie"],
+    &["gregory", "greg"],
+    &["jessica", "jess", "jessie"],
+    &["zachary", "zach", "zac"],
+    &["joshua", "josh"],
+    &["isabella", "isabel", "bella", "izzy"],
+    &["abigail", "abby", "gail"],
+    &["dorothy", "dot", "dotty"],
+    &["eleanor", "ellie", "nell", "nora"],
+];
+
+fn nicknames(a: &str, b: &str) -> bool {
+    NICKNAMES
+        .iter()
+        .any(|group| group.contains(&a) && group.contains(&b))
+}
+
+/// The fields compared, in the order of [`Params`] and of explanations.
+pub const FIELDS: &[&str] = &[
+    "given_name",
+    "family_name",
+    "birth_date",
+    "email",
+    "phone",
+    "external_id",
+    "street",
+    "house_number",
+    "street2",
+    "postal_code",
+    "city",
+    "region",
+];
+
+/// Number of levels per field (level 0, missing, excluded): exact, close, related, different.
+const LEVELS: usize = 4;
+
+/// The words for each level, for explanations.
+pub const LEVEL_NAMES: [&str; 5] = ["missing", "exact", "close", "similar", "different"];
+
+/// Comparison vector of a pair: per field a level 0 (missing) ..= 4 (different).
+pub type Gamma = [u8; 12];
+
+fn jw(a: &str, b: &str) -> f64 {
+    strsim::jaro_winkler(a, b)
+}
+
+fn name_level(a: &str, b: &str) -> u8 {
+    if a.is_empty() || b.is_empty() {
+        0
+    } else if a == b {
+        1
+    } else {
+        let s = jw(a, b);
+        if s >= 0.94 {
+            2
+        } else if s >= 0.85 || nicknames(a, b) || soundex(a) == soundex(b) {
+            3
+        } else {
+            4
+        }
+    }
+}
+
+fn text_level(a: &str, b: &str) -> u8 {
+    if a.is_empty() || b.is_empty() {
+        0
+    } else if a == b {
+        1
+    } else {
+        let s = jw(a, b);
+        if s >= 0.92 {
+            2
+        } else if s >= 0.8 {
+            3
+        } else {
+            4
+        }
+    }
+}
+
+fn exact_level(a: &str, b: &str) -> u8 {
+    if a.is_empty() || b.is_empty() {
+        0
+    } else if a == b {
+        1
+    } else {
+        4
+    }
+}
+
+/// Exact, one edit (Damerau), or different: for ids and postcodes.
+fn code_level(a: &str, b: &str) -> u8 {
+    if a.is_empty() || b.is_empty() {
+        0
+    } else if a == b {
+        1
+    } else if strsim::damerau_levenshtein(a, b) <= 1 {
+        2
+    } else {
+        4
+    }
+}
+
+fn digits_differ_by_one(a: u32, b: u32) -> bool {
+    let (sa, sb) = (a.to_string(), b.to_string());
+    sa.len() == sb.len() && strsim::damerau_levenshtein(&sa, &sb) <= 1
+}
+
+fn birth_level(a: (u16, u8, u8), b: (u16, u8, u8)) -> u8 {
+    if a.0 == 0 || b.0 == 0 {
+        return 0;
+    }
+    if a == b {
+        return 1;
+    }
+    let same = [a.0 == b.0, a.1 == b.1, a.2 == b.2];
+    let n_same = same.iter().filter(|s| **s).count();
+    if a.0 == b.0 && a.1 == b.2 && a.2 == b.1 {
+        return 2; // day and month swapped
+    }
+    if n_same == 2 {
+        let close = if !same[0] {
+            digits_differ_by_one(a.0 as u32, b.0 as u32)
+        } else if !same[1] {
+            digits_differ_by_one(a.1 as u32, b.1 as u32)
+        } else {
+            digits_differ_by_one(a.2 as u32, b.2 as u32)
+        };
+        return if close { 2 } else { 3 };
+    }
+    4
+}
+
+fn phone_level(a: &MatchRecord, b: &MatchRecord) -> u8 {
+    let pa = [&a.phone, &a.mobile];
+    let pb = [&b.phone, &b.mobile];
+    if pa.iter().all(|p| p.is_empty()) || pb.iter().all(|p| p.is_empty()) {
+        return 0;
+    }
+    for x in pa.iter().filter(|p| !p.is_empty()) {
+        for y in pb.iter().filter(|p| !p.is_empty()) {
+            if x == y {
+                return 1;
+            }
+        }
+    }
+    4
+}
+
+/// Compares two records field by field.
+pub fn compare(a: &MatchRecord, b: &MatchRecord) -> Gamma {
+    let mut given = name_level(&a.given, &b.given);
+    let mut family = name_level(&a.family, &b.family);
+    // Transposed names: given and family swapped between the two records.
+    if given > 2
+        && family > 2
+        && !a.given.is_empty()
+        && a.given == b.family
+        && a.family == b.given
+    {
+        given = 2;
+        family = 2;
+    }
+    [
+        given,
+        family,
+        birth_level(a.birth, b.birth),
+        exact_level(&a.email, &b.email),
+        phone_level(a, b),
+        code_level(&a.external_id, &b.external_id),
+        text_level(&a.street, &b.street),
+        exact_level(&a.house, &b.house),
+        text_level(&a.street2, &b.street2),
+        code_level(&a.postcode, &b.postcode),
+        text_level(&a.city, &b.city),
+        exact_level(&a.region, &b.region),
+    ]
+}
+
+/// m and u probabilities per field and level, and the share of candidate pairs that match.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Params {
+    /// P(level | match), per field, levels 1..=4.
+    pub m: Vec<[f64; LEVELS]>,
+    /// P(level | non-match), per field, levels 1..=4.
+    pub u: Vec<[f64; LEVELS]>,
+    /// Prior probability that a candidate pair is a match.
+    pub lambda: f64,
+    /// EM iterations run.
+    pub iterations: u32,
+}
+
+impl Default for Params {
+    /// Starting values (also used to explain a pair before any import has estimated them).
+    fn default() -> Self {
+        Params {
+            m: vec![[0.90, 0.05, 0.03, 0.02]; FIELDS.len()],
+            u: vec![[0.01, 0.01, 0.03, 0.95]; FIELDS.len()],
+            lambda: 0.1,
+            iterations: 0,
+        }
+    }
+}
+
+impl Params {
+    /// The match weight (log2 m/u) of each field of a comparison vector; 0 where missing.
+    pub fn weights(&self, g: &Gamma) -> [f64; 12] {
+        let mut w = [0.0; 12];
+        for (i, level) in g.iter().enumerate() {
+            if *level > 0 {
+                let l = *level as usize - 1;
+                w[i] = (self.m[i][l] / self.u[i][l]).log2();
+            }
+        }
+        w
+    }
+
+    /// Total match weight of a comparison vector.
+    pub fn score(&self, g: &Gamma) -> f64 {
+        self.weights(g).iter().sum()
+    }
+
+    /// Posterior match probability of a comparison vector.
+    pub fn probability(&self, g: &Gamma) -> f64 {
+        let prior = (self.lambda / (1.0 - self.lambda)).log2();
+        let w = self.score(g) + prior;
+        1.0 / (1.0 + (-w).exp2())
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for sampling pairs reproducibly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Estimates u from random pairs (almost all non-matches) and m and lambda by EM over the
+/// candidate pairs' comparison vectors, with u held fixed.
+pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
+    let mut p = Params::default();
+    // u: level frequencies among random pairs, with a pseudo-count so no level is 0.
+    let n = records.len();
+    if n >= 2 {
+        let samples = (n * 20).clamp(2_000, 300_000);
+        let mut counts = vec![[1.0f64; LEVELS]; FIELDS.len()];
+        let mut rng = Rng(0x5EED);
+        for _ in 0..samples {
+            let i = (rng.next() % n as u64) as usize;
+            let j = (rng.next() % n as u64) as usize;
+            if i == j {
+                continue;
+            }
+            let g = compare(&records[i], &records[j]);
+            for (f, level) in g.iter().enumerate() {
+                if *level > 0 {
+                    counts[f][*level as usize - 1] += 1.0;
+                }
+            }
+        }
+        for (f, c) in counts.iter().enumerate() {
+            let total: f64 = c.iter().sum();
+            for l in 0..LEVELS {
+                p.u[f][l] = c[l] / total;
+            }
+        }
+    }
+    // EM over distinct comparison vectors.
+    let mut patterns: HashMap<Gamma, f64> = HashMap::new();
+    for g in candidates {
+        *patterns.entry(*g).or_default() += 1.0;
+    }
+    let mut patterns: Vec<(Gamma, f64)> = patterns.into_iter().collect();
+    patterns.sort_by(|a, b| a.0.cmp(&b.0));
+    let total: f64 = patterns.iter().map(|(_, c)| c).sum();
+    if total == 0.0 {
+        return p;
+    }
+    for it in 0..60 {
+        let mut m_acc = vec![[0.0f64; LEVELS]; FIELDS.len()];
+        let mut matched = 0.0;
+        for (g, count) in &patterns {
+            let post = p.probability(g);
+            let w = post * count;
+            matched += w;
+            for (f, level) in g.iter().enumerate() {
+                if *level > 0 {
+                    m_acc[f][*level as usize - 1] += w;
+                }
+            }
+        }
+        let mut change = 0.0f64;
+        for f in 0..FIELDS.len() {
+            let sum: f64 = m_acc[f].iter().sum::<f64>() + LEVELS as f64 * 0.01;
+            for l in 0..LEVELS {
+                let v = (m_acc[f][l] + 0.01) / sum;
+                change = change.max((v - p.m[f][l]).abs());
+                p.m[f][l] = v;
+            }
+        }
+        let lambda = (matched / total).clamp(1e-6, 1.0 - 1e-6);
+        change = change.max((lambda - p.lambda).abs());
+        p.lambda = lambda;
+        p.iterations = it + 1;
+        if change < 1e-5 {
+            break;
+        }
+    }
+    p
+}
+
+/// Band thresholds on the posterior match probability.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Thresholds {
+    /// At or above: merge without asking.
+    pub auto_merge: f64,
+    /// At or above (and below `auto_merge`): ask a person.
+    pub review: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            auto_merge: 0.99,
+            review: 0.5,
+        }
+    }
+}
+
+/// A scored candidate pair (indices into the record list, `a < b`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// First record.
+    pub a: u32,
+    /// Second record.
+    pub b: u32,
+    /// Posterior match probability.
+    pub probability: f64,
+}
+
+/// Candidate pairs: every pair of records sharing a blocking key, each once, `a < b`. Blocks
+/// larger than `max_block` are skipped (a key that common says little). Pairs where both
+/// records are `existing` are left out: the import does not merge the vault with itself.
+pub fn candidate_pairs(keys: &[Vec<u64>], existing: &[bool], max_block: usize) -> Vec<(u32, u32)> {
+    let mut blocks: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (i, ks) in keys.iter().enumerate() {
+        for k in ks {
+            blocks.entry(*k).or_default().push(i as u32);
+        }
+    }
+    let mut pairs: Vec<u64> = Vec::new();
+    for members in blocks.values() {
+        if members.len() < 2 || members.len() > max_block {
+            continue;
+        }
+        for (x, &i) in members.iter().enumerate() {
+            for &j in &members[x + 1..] {
+                if existing[i as usize] && existing[j as usize] {
+                    continue;
+                }
+                let (a, b) = if i < j { (i, j) } else { (j, i) };
+                pairs.push(((a as u64) << 32) | b as u64);
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+        .into_iter()
+        .map(|p| ((p >> 32) as u32, p as u32))
+        .collect()
+}
+
+/// A 64-bit hash of a blocking key, for in-memory blocks.
+pub fn key_hash(key: &str) -> u64 {
+    // FNV-1a: fast, stable across runs (in-memory only; the vault stores keyed hashes).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Groups records: auto-merge pairs join clusters (best pairs first), never two clusters
+/// that each hold an existing subject. Returns each record's cluster representative (the
+/// smallest index of its cluster, or its existing record when it has one) and the
+/// review-band pairs between different clusters.
+pub fn cluster(
+    n: usize,
+    scored: &[Scored],
+    existing: &[bool],
+    thresholds: Thresholds,
+) -> (Vec<u32>, Vec<Scored>) {
+    let mut parent: Vec<u32> = (0..n as u32).collect();
+    // The existing record of each cluster root, if any.
+    let mut anchor: Vec<Option<u32>> = (0..n)
+        .map(|i| existing[i].then_some(i as u32))
+        .collect();
+    fn find(parent: &mut [u32], mut x: u32) -> u32 {
+        while parent[x as usize] != x {
+            let p = parent[parent[x as usize] as usize];
+            parent[x as usize] = p;
+            x = p;
+        }
+        x
+    }
+    let mut order: Vec<&Scored> = scored
+        .iter()
+        .filter(|s| s.probability >= thresholds.auto_merge)
+        .collect();
+    order.sort_by(|x, y| {
+        y.probability
+            .total_cmp(&x.probability)
+            .then(x.a.cmp(&y.a))
+            .then(x.b.cmp(&y.b))
+    });
+    let mut refused = Vec::new();
+    for s in order {
+        let (ra, rb) = (find(&mut parent, s.a), find(&mut parent, s.b));
+        if ra == rb {
+            continue;
+        }
+        if anchor[ra as usize].is_some() && anchor[rb as usize].is_some() {
+            refused.push(*s);
+            continue;
+        }
+        let (root, child) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        parent[child as usize] = root;
+        anchor[root as usize] = anchor[root as usize].or(anchor[child as usize]);
+    }
+    let reps: Vec<u32> = (0..n as u32)
+        .map(|i| {
+            let r = find(&mut parent, i);
+            anchor[r as usize].unwrap_or(r)
+        })
+        .collect();
+    let mut review: Vec<Scored> = scored
+        .iter()
+        .filter(|s| s.probability >= thresholds.review && s.probability < thresholds.auto_merge)
+        .chain(refused.iter())
+        .filter(|s| reps[s.a as usize] != reps[s.b as usize])
+        .copied()
+        .collect();
+    review.sort_by(|x, y| x.a.cmp(&y.a).then(x.b.cmp(&y.b)));
+    (reps, review)
+}
+
+/// The whole matcher over a set of records: blocking, u sampling, EM, scoring, clustering.
+pub struct Matched {
+    /// Estimated parameters.
+    pub params: Params,
+    /// Each record's cluster representative.
+    pub reps: Vec<u32>,
+    /// Review-band pairs between clusters.
+    pub review: Vec<Scored>,
+    /// Candidate pairs compared.
+    pub compared: usize,
+}
+
+/// Runs the matcher. `existing[i]` marks records already in the vault.
+pub fn run(records: &[MatchRecord], existing: &[bool], thresholds: Thresholds) -> Matched {
+    let keys: Vec<Vec<u64>> = records
+        .iter()
+        .map(|r| r.blocking_keys().iter().map(|k| key_hash(k)).collect())
+        .collect();
+    let pairs = candidate_pairs(&keys, existing, MAX_BLOCK);
+    let gammas: Vec<Gamma> = pairs
+        .iter()
+        .map(|(a, b)| compare(&records[*a as usize], &records[*b as usize]))
+        .collect();
+    let params = estimate(records, &gammas);
+    let scored: Vec<Scored> = pairs
+        .iter()
+        .zip(&gammas)
+        .map(|((a, b), g)| Scored {
+            a: *a,
+            b: *b,
+            probability: params.probability(g),
+        })
+        .collect();
+    let (reps, review) = cluster(records.len(), &scored, existing, thresholds);
+    Matched {
+        params,
+        reps,
+        review,
+        compared: pairs.len(),
+    }
+}
+
+/// Blocks larger than this are not compared pairwise.
+pub const MAX_BLOCK: usize = 200;
