@@ -42,8 +42,22 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("match-only") => {
             match_bench::matcher_only(std::path::Path::new(
-                &args.get(2).cloned().unwrap_or_else(|| "../shared/data/febrl".into()),
+                &args
+                    .get(2)
+                    .cloned()
+                    .unwrap_or_else(|| "../shared/data/febrl".into()),
             ));
+        }
+        Some("import-quality") => {
+            match_bench::import_quality(
+                std::path::Path::new(
+                    &arg(&args, "--febrl").unwrap_or_else(|| "../shared/data/febrl".into()),
+                ),
+                std::path::Path::new(
+                    &arg(&args, "--mapping")
+                        .unwrap_or_else(|| "importers/mappings/febrl.toml".into()),
+                ),
+            );
         }
         Some("vault") => {
             let n: usize = arg(&args, "--n")

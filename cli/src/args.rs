@@ -77,12 +77,47 @@ pub enum Command {
     /// Retention: end legal holds past their date, purge old request records.
     #[command(subcommand)]
     Retention(RetentionCmd),
-    /// Importing legacy CRM exports (so far: inspecting a file).
+    /// Import a legacy CRM export (`steward import FILE --profile P`), or inspect, list,
+    /// show and undo imports.
+    Import(ImportArgs),
+    /// The review queue of likely duplicates: list, accept (merge), reject.
     #[command(subcommand)]
-    Import(ImportCmd),
+    Review(ReviewCmd),
+    /// Merge subject B into subject A (`steward merge A B`), or undo a merge.
+    Merge(MergeArgs),
+    /// Record matching: explain how two subjects score.
+    #[command(subcommand)]
+    Match(MatchCmd),
     /// Records of processing activities (GDPR Art. 30), from the policy files.
     #[command(subcommand)]
     Ropa(RopaCmd),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub cmd: Option<ImportCmd>,
+    /// The file to import (CSV, any delimiter, UTF-8 or Windows-1252).
+    pub file: Option<PathBuf>,
+    /// generic, civicrm, npsp, mailchimp, bloomerang or donorperfect (default: detected).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// A mapping file (TOML) that overrides or extends the profile.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Work out and print what would happen; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write one line per input row here: row,outcome,subject_id,matched_subject_id,error_code.
+    #[arg(long, value_name = "REPORT.csv")]
+    pub report: Option<PathBuf>,
+    /// Merge without asking at or above this match probability.
+    #[arg(long, default_value_t = 0.99)]
+    pub auto_merge_above: f64,
+    /// Put in the review queue at or above this match probability.
+    #[arg(long, default_value_t = 0.5)]
+    pub review_above: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +136,53 @@ pub enum ImportCmd {
         #[arg(long, default_value_t = 5)]
         rows: usize,
     },
+    /// Undo an import: subjects it created go, subjects it changed get their prior record back.
+    Undo { id: String },
+    /// List imports.
+    List,
+    /// Show an import's summary (and write its report with --report).
+    Show {
+        id: String,
+        #[arg(long, value_name = "REPORT.csv")]
+        report: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCmd {
+    /// Open review items, most likely duplicates first.
+    List {
+        /// Include decided items.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The two subjects are one person: merge the second into the first.
+    Accept { id: String },
+    /// The two subjects are different people.
+    Reject { id: String },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MergeArgs {
+    #[command(subcommand)]
+    pub cmd: Option<MergeCmd>,
+    /// The subject to keep.
+    pub keep: Option<String>,
+    /// The subject merged into it.
+    pub gone: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MergeCmd {
+    /// Undo a merge: both subjects as they were.
+    Undo { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MatchCmd {
+    /// How two subjects score, field by field (levels and weights, never values).
+    Explain { a: String, b: String },
 }
 
 #[derive(Debug, Subcommand)]

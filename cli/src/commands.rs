@@ -109,13 +109,21 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Command::Import(crate::args::ImportCmd::Inspect {
-            file,
-            profile,
-            mapping,
-            rows,
-        }) => {
-            crate::import_cmd::inspect(g, &file, profile.as_deref(), mapping.as_deref(), rows, out)
+        Command::Import(args) => {
+            crate::init_logging("warn");
+            crate::import_cmd::run(g, args, out)
+        }
+        Command::Review(cmd) => {
+            crate::init_logging("warn");
+            crate::import_cmd::review(g, cmd, out)
+        }
+        Command::Merge(args) => {
+            crate::init_logging("warn");
+            crate::import_cmd::merge(g, args, out)
+        }
+        Command::Match(cmd) => {
+            crate::init_logging("warn");
+            crate::import_cmd::explain(g, cmd, out)
         }
         Command::Request(cmd) => {
             crate::init_logging("warn");

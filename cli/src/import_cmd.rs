@@ -1,16 +1,372 @@
-//! `steward import inspect`.
+//! `steward import`, `import inspect|list|show|undo`, `review`, `merge`, `match explain`.
 
+use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context;
 use domain::RecordKind;
-use hub::PolicyFiles;
+use hub::{ImportOptions, ImportRecord, PolicyFiles, Progress, RowReport};
+use importers::matching::Thresholds;
 use importers::{MappingFile, Profile, Reader, Target};
 use serde_json::{json, Value};
 
-use crate::args::Global;
+use crate::args::{Global, ImportArgs, ImportCmd, MatchCmd, MergeArgs, MergeCmd, ReviewCmd};
 use crate::output::Output;
-use crate::usage;
+use crate::{actor_for, open_hub, parse_id, usage};
+
+fn parse_profile(p: &str) -> anyhow::Result<Profile> {
+    Profile::parse(p).ok_or_else(|| {
+        usage(
+            "bad_profile",
+            "--profile is generic, civicrm, npsp, mailchimp, bloomerang or donorperfect",
+        )
+    })
+}
+
+fn read_mapping(m: &Path) -> anyhow::Result<(MappingFile, String)> {
+    let text = std::fs::read_to_string(m).with_context(|| format!("reading {}", m.display()))?;
+    let file = MappingFile::from_toml(&text)
+        .map_err(|e| usage("bad_mapping", format!("{}: {e}", m.display())))?;
+    Ok((file, text))
+}
+
+/// `steward import ...`.
+pub(crate) fn run(g: &Global, args: ImportArgs, out: Output) -> anyhow::Result<()> {
+    match args.cmd {
+        Some(ImportCmd::Inspect {
+            file,
+            profile,
+            mapping,
+            rows,
+        }) => inspect(g, &file, profile.as_deref(), mapping.as_deref(), rows, out),
+        Some(ImportCmd::Undo { id }) => {
+            let hub = open_hub(g)?;
+            let actor = actor_for(&hub, g)?;
+            let record = hub.undo_import(&actor, &id)?;
+            out.emit(&json!(record), || {
+                format!("import {id} undone: subjects it created are gone, subjects it changed are as they were")
+            });
+            Ok(())
+        }
+        Some(ImportCmd::List) => {
+            let hub = open_hub(g)?;
+            let actor = actor_for(&hub, g)?;
+            let list = hub.list_imports(&actor)?;
+            out.emit(&json!({ "imports": list }), || {
+                let mut s = String::new();
+                for r in &list {
+                    s.push_str(&format!(
+                        "{}  {:<9} {}  {} rows: {} new, {} merged, {} review, {} errors ({})\n",
+                        r.id,
+                        r.status,
+                        r.started,
+                        r.counts.rows_read,
+                        r.counts.new,
+                        r.counts.merged,
+                        r.counts.review,
+                        r.counts.errors,
+                        r.file
+                    ));
+                }
+                if s.is_empty() {
+                    s.push_str("no imports yet");
+                }
+                s
+            });
+            Ok(())
+        }
+        Some(ImportCmd::Show { id, report }) => {
+            let hub = open_hub(g)?;
+            let actor = actor_for(&hub, g)?;
+            let record = hub.import_record(&actor, &id)?;
+            if let Some(path) = &report {
+                write_report(path, &hub.import_report(&actor, &id)?)?;
+            }
+            out.emit(&summary_json(&record), || summary_text(&record));
+            Ok(())
+        }
+        None => {
+            let Some(file) = args.file.clone() else {
+                return Err(usage(
+                    "missing_file",
+                    "give the file to import: steward import FILE --profile P (or a subcommand: inspect, list, show, undo)",
+                ));
+            };
+            import(g, &file, &args, out)
+        }
+    }
+}
+
+fn write_report(path: &Path, rows: &[RowReport]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    writeln!(w, "row,outcome,subject_id,matched_subject_id,error_code")?;
+    for r in rows {
+        writeln!(
+            w,
+            "{},{},{},{},{}",
+            r.row,
+            r.outcome,
+            r.subject_id.map(|i| i.to_string()).unwrap_or_default(),
+            r.matched_subject_id
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+            r.error_code.as_deref().unwrap_or("")
+        )?;
+    }
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn summary_json(r: &ImportRecord) -> Value {
+    let mut v = json!(r);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("import_id".into(), json!(r.id));
+    }
+    v
+}
+
+fn summary_text(r: &ImportRecord) -> String {
+    let c = &r.counts;
+    let mut s = format!(
+        "import {} ({}): {}\n  rows read {}: {} new, {} merged, {} for review, {} unchanged, {} errors, {} with warnings\n",
+        r.id, r.profile, r.status, c.rows_read, c.new, c.merged, c.review, c.unchanged, c.errors, c.warnings
+    );
+    if r.already_imported {
+        s.push_str(
+            "  this file was imported before (same content, same options): nothing changed\n",
+        );
+    }
+    if r.resumed {
+        s.push_str("  an interrupted run of this import was finished\n");
+    }
+    for st in &r.stages {
+        s.push_str(&format!(
+            "  {:<6} {:>8.2} s  {:>10.0} rows/s\n",
+            st.stage, st.seconds, st.rows_per_second
+        ));
+    }
+    if !r.problems.is_empty() {
+        s.push_str(&format!("  problems ({} in all):\n", r.problems_total));
+        for p in r.problems.iter().take(20) {
+            s.push_str(&format!(
+                "    row {}{}: {} {} ({})\n",
+                p.row,
+                p.column
+                    .as_ref()
+                    .map(|c| format!(", column \"{c}\""))
+                    .unwrap_or_default(),
+                p.severity,
+                p.code,
+                p.message
+            ));
+        }
+    }
+    if !r.review_items.is_empty() {
+        s.push_str(&format!(
+            "  {} pair(s) wait in the review queue: steward review list\n",
+            r.review_items.len()
+        ));
+    }
+    if r.status != "dry_run" && !r.already_imported {
+        s.push_str(&format!("  undo with: steward import undo {}\n", r.id));
+    }
+    s
+}
+
+/// A one-line progress display on a terminal's stderr (rows/s and ETA).
+fn progress_line(start: Instant, enabled: bool) -> impl Fn(Progress) {
+    move |p: Progress| {
+        if !enabled {
+            return;
+        }
+        let secs = start.elapsed().as_secs_f64().max(1e-3);
+        let rate = p.done as f64 / secs;
+        let eta = match p.total {
+            Some(t) if rate > 0.0 && t >= p.done => {
+                format!(", ETA {:.0} s", (t - p.done) as f64 / rate)
+            }
+            _ => String::new(),
+        };
+        let total = p.total.map(|t| format!("/{t}")).unwrap_or_default();
+        let _ = write!(
+            std::io::stderr().lock(),
+            "\r{:<6} {}{} rows, {:.0} rows/s{}      ",
+            p.stage,
+            p.done,
+            total,
+            rate,
+            eta
+        );
+    }
+}
+
+fn import(g: &Global, file: &Path, args: &ImportArgs, out: Output) -> anyhow::Result<()> {
+    let profile = args.profile.as_deref().map(parse_profile).transpose()?;
+    let (mapping, mapping_text) = match &args.mapping {
+        Some(m) => {
+            let (f, t) = read_mapping(m)?;
+            (Some(f), t)
+        }
+        None => (None, String::new()),
+    };
+    for (name, v) in [
+        ("--auto-merge-above", args.auto_merge_above),
+        ("--review-above", args.review_above),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(usage(
+                "bad_threshold",
+                format!("{name} is a probability between 0 and 1"),
+            ));
+        }
+    }
+    if args.review_above > args.auto_merge_above {
+        return Err(usage(
+            "bad_threshold",
+            "--review-above must not be above --auto-merge-above",
+        ));
+    }
+    std::fs::metadata(file).with_context(|| format!("opening {}", file.display()))?;
+    let hub = open_hub(g)?;
+    let actor = actor_for(&hub, g)?;
+    let options = ImportOptions {
+        profile,
+        mapping,
+        mapping_text,
+        dry_run: args.dry_run,
+        thresholds: Thresholds {
+            auto_merge: args.auto_merge_above,
+            review: args.review_above,
+        },
+        name: file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+    };
+    let path = file.to_path_buf();
+    let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(&path)?,
+        )))
+    };
+    let show = !out.json && std::io::stderr().is_terminal();
+    let progress = progress_line(Instant::now(), show);
+    let (record, report) = hub.import(&actor, &source, &options, &progress)?;
+    if show {
+        let _ = writeln!(std::io::stderr().lock());
+    }
+    if let Some(path) = &args.report {
+        write_report(path, &report)?;
+    }
+    out.emit(&summary_json(&record), || summary_text(&record));
+    Ok(())
+}
+
+/// `steward review ...`.
+pub(crate) fn review(g: &Global, cmd: ReviewCmd, out: Output) -> anyhow::Result<()> {
+    let hub = open_hub(g)?;
+    let actor = actor_for(&hub, g)?;
+    match cmd {
+        ReviewCmd::List { all } => {
+            let items = hub.review_list(&actor, all)?;
+            out.emit(&json!({ "items": items }), || {
+                let mut s = String::new();
+                for i in &items {
+                    s.push_str(&format!(
+                        "{}  {:<8} p={:.3}  keep {}  merge {}\n",
+                        i.id, i.status, i.probability, i.a, i.b
+                    ));
+                }
+                if s.is_empty() {
+                    s.push_str("the review queue is empty");
+                }
+                s
+            });
+        }
+        ReviewCmd::Accept { id } => {
+            let m = hub.review_accept(&actor, &id)?;
+            out.emit(&json!(m), || {
+                format!(
+                    "merged {} into {} (merge {}; undo with: steward merge undo {})",
+                    m.gone, m.keep, m.id, m.id
+                )
+            });
+        }
+        ReviewCmd::Reject { id } => {
+            let item = hub.review_reject(&actor, &id)?;
+            out.emit(&json!(item), || {
+                format!(
+                    "review item {id} rejected: {} and {} stay apart",
+                    item.a, item.b
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `steward merge A B` and `steward merge undo ID`.
+pub(crate) fn merge(g: &Global, args: MergeArgs, out: Output) -> anyhow::Result<()> {
+    let hub = open_hub(g)?;
+    let actor = actor_for(&hub, g)?;
+    match args.cmd {
+        Some(MergeCmd::Undo { id }) => {
+            let m = hub.undo_merge(&actor, &id)?;
+            out.emit(&json!(m), || {
+                format!(
+                    "merge {id} undone: {} and {} are as they were",
+                    m.keep, m.gone
+                )
+            });
+        }
+        None => {
+            let (Some(a), Some(b)) = (args.keep, args.gone) else {
+                return Err(usage(
+                    "missing_subject",
+                    "give two subject ids: steward merge KEEP GONE",
+                ));
+            };
+            let (a, b) = (parse_id(&a)?, parse_id(&b)?);
+            let m = hub.merge_subjects(&actor, &a, &b, None)?;
+            out.emit(&json!(m), || {
+                format!(
+                    "merged {} into {} (merge {}; undo with: steward merge undo {})",
+                    m.gone, m.keep, m.id, m.id
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `steward match explain A B`.
+pub(crate) fn explain(g: &Global, cmd: MatchCmd, out: Output) -> anyhow::Result<()> {
+    let MatchCmd::Explain { a, b } = cmd;
+    let (a, b) = (parse_id(&a)?, parse_id(&b)?);
+    let hub = open_hub(g)?;
+    let actor = actor_for(&hub, g)?;
+    let e = hub.explain_match(&actor, &a, &b)?;
+    out.emit(&json!(e), || {
+        let mut s = format!(
+            "{} vs {}: score {:.2}, probability {:.4} → {}\n(m/u: {})\n\n",
+            e.a, e.b, e.score, e.probability, e.band, e.parameters
+        );
+        for f in &e.fields {
+            s.push_str(&format!(
+                "  {:<14} {:<10} {:>+7.2}\n",
+                f.field, f.level, f.weight
+            ));
+        }
+        s
+    });
+    Ok(())
+}
 
 fn describe(t: &Option<Target>) -> String {
     match t {
@@ -24,7 +380,7 @@ fn describe(t: &Option<Target>) -> String {
     }
 }
 
-pub(crate) fn inspect(
+fn inspect(
     g: &Global,
     file: &Path,
     profile: Option<&str>,
@@ -42,21 +398,13 @@ pub(crate) fn inspect(
         .map_err(|e| usage("unreadable_file", format!("{}: {e}", file.display())))?;
     let header = reader.header().to_vec();
     let profile = match profile {
-        Some(p) => Profile::parse(p).ok_or_else(|| {
-            usage(
-                "bad_profile",
-                "--profile is generic, civicrm, npsp, mailchimp, bloomerang or donorperfect",
-            )
-        })?,
+        Some(p) => parse_profile(p)?,
         None => Profile::detect(&header),
     };
     let mut targets = profile.map(&header);
     let mut constants = serde_json::Map::new();
     if let Some(m) = mapping {
-        let text =
-            std::fs::read_to_string(m).with_context(|| format!("reading {}", m.display()))?;
-        let file = MappingFile::from_toml(&text)
-            .map_err(|e| usage("bad_mapping", format!("{}: {e}", m.display())))?;
+        let (file, _) = read_mapping(m)?;
         targets = file.map(&header, &targets);
         constants = file
             .constants

@@ -90,6 +90,10 @@ pub struct ConsentEvent {
     pub pecr_basis: Option<String>,
     /// The conditions recorded for a soft opt-in.
     pub pecr_conditions: Vec<String>,
+    /// Set on an event copied from another subject's ledger when that subject was merged into
+    /// this one: the evidence of both records is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<SubjectId>,
 }
 
 /// An event to record.
@@ -195,6 +199,21 @@ impl Ledger {
         recorded_by: &str,
         batch: &mut Batch,
     ) -> Result<ConsentEvent, Error> {
+        let seq = self.next_seq(subject)?;
+        self.prepare_seq(purposes, subject, new, recorded_by, seq, batch)
+    }
+
+    /// [`Ledger::prepare`] at a given position, for callers putting several events of one
+    /// subject into one batch (imports); they count on from [`Ledger::next_seq`].
+    pub fn prepare_seq(
+        &self,
+        purposes: &Purposes,
+        subject: &SubjectId,
+        new: &NewConsent,
+        recorded_by: &str,
+        seq: u64,
+        batch: &mut Batch,
+    ) -> Result<ConsentEvent, Error> {
         let purpose = purposes.get(&new.purpose)?;
         let kind = EventKind::parse(&new.event).ok_or_else(|| {
             Error::Invalid(format!(
@@ -259,7 +278,6 @@ impl Ledger {
                 )));
             }
         }
-        let seq = self.next_seq(subject)?;
         let event = ConsentEvent {
             seq,
             subject: *subject,
@@ -298,6 +316,7 @@ impl Ledger {
                 .iter()
                 .map(|c| reference("PECR condition", c))
                 .collect::<Result<_, _>>()?,
+            merged_from: None,
         };
         let mut key = subject.as_bytes().to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
@@ -309,7 +328,37 @@ impl Ledger {
         Ok(event)
     }
 
-    fn next_seq(&self, subject: &SubjectId) -> Result<u64, Error> {
+    /// Puts a copy of another subject's event into `to`'s ledger at `seq`, unchanged except
+    /// for its subject, position and `merged_from`; returns the key written.
+    pub fn copy_into(
+        &self,
+        event: &ConsentEvent,
+        to: &SubjectId,
+        seq: u64,
+        batch: &mut Batch,
+    ) -> Vec<u8> {
+        let mut copy = event.clone();
+        copy.merged_from = Some(event.merged_from.unwrap_or(event.subject));
+        copy.subject = *to;
+        copy.seq = seq;
+        let key = Self::key(to, seq);
+        batch.put(
+            ks::CONSENT,
+            key.clone(),
+            serde_json::to_vec(&copy).expect("event serialises"),
+        );
+        key
+    }
+
+    /// The store key of a subject's event.
+    pub fn key(subject: &SubjectId, seq: u64) -> Vec<u8> {
+        let mut key = subject.as_bytes().to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    /// The position the subject's next event takes.
+    pub fn next_seq(&self, subject: &SubjectId) -> Result<u64, Error> {
         Ok(
             match self
                 .store

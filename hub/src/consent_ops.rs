@@ -54,7 +54,7 @@ fn at_or_now(at: Option<&str>) -> Result<String, Error> {
     }
 }
 
-fn consent_error(e: consent::Error) -> Error {
+pub(crate) fn consent_error(e: consent::Error) -> Error {
     match e {
         consent::Error::Store(s) => Error::Vault(vault::Error::Store(s)),
         other => Error::BadRequest(other.to_string()),

@@ -20,6 +20,12 @@ pub enum Error {
     /// No such subject.
     #[error("no subject with id {0}")]
     NotFound(SubjectId),
+    /// No such thing (an import, a review item, a merge): the words say which.
+    #[error("no {0}")]
+    Missing(String),
+    /// Something Steward wrote is not as it left it.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The subject was erased.
     #[error("subject {0} was erased")]
     Erased(SubjectId),
@@ -84,7 +90,8 @@ impl Error {
         match self {
             Error::Unauthenticated => "unauthenticated",
             Error::Forbidden { .. } => "forbidden",
-            Error::NotFound(_) => "not_found",
+            Error::NotFound(_) | Error::Missing(_) => "not_found",
+            Error::Internal(_) => "internal",
             Error::Erased(_) => "erased",
             Error::Invalid { .. } => "invalid_input",
             Error::BadRequest(_) => "bad_request",
@@ -136,5 +143,11 @@ impl From<access_control::Error> for Error {
             access_control::Error::Vault(v) => Error::from(v),
             other => Error::Principal(other),
         }
+    }
+}
+
+impl From<vault::StoreError> for Error {
+    fn from(e: vault::StoreError) -> Self {
+        Error::Vault(vault::Error::from(e))
     }
 }

@@ -19,6 +19,8 @@
 mod admin;
 mod consent_ops;
 mod error;
+mod imports;
+mod merges;
 mod policies;
 mod requests;
 mod retention;
@@ -38,6 +40,11 @@ use vault::{SealTo, Unlock, Vault};
 
 pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::Error;
+pub use imports::{
+    default_rule, Counts, ImportOptions, ImportRecord, Problem, Progress, ReviewItem, RowReport,
+    Source, Stage, Survivorship, BATCH_ROWS,
+};
+pub use merges::{FieldContribution, MatchExplanation, MergeRecord};
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
 pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
 pub use retention::{ErasureCertificate, Recipient, RetentionReport};
@@ -143,6 +150,7 @@ impl Hub {
         let lapsed = retention::lapsed_rule(&policies)?;
         let holidays = requests::holiday_rules(&policies)?;
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
+        vault.set_match_keys(imports::match_keys(schema.clone()));
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
         let audit = Arc::new(

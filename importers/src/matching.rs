@@ -87,7 +87,13 @@ impl MatchRecord {
                     r.street = rest.to_string();
                 }
                 "street2" => r.street2 = fold(value),
-                "postal_code" => r.postcode = value.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase(),
+                "postal_code" => {
+                    r.postcode = value
+                        .chars()
+                        .filter(|c| !c.is_whitespace())
+                        .collect::<String>()
+                        .to_lowercase()
+                }
                 "city" => r.city = fold(value),
                 "region" => r.region = fold(value),
                 "external_id" => r.external_id = value.trim().to_string(),
@@ -98,7 +104,8 @@ impl MatchRecord {
     }
 
     fn birth_str(&self) -> Option<String> {
-        (self.birth.0 != 0).then(|| format!("{:04}{:02}{:02}", self.birth.0, self.birth.1, self.birth.2))
+        (self.birth.0 != 0)
+            .then(|| format!("{:04}{:02}{:02}", self.birth.0, self.birth.1, self.birth.2))
     }
 
     /// Blocking keys: two records are compared only when they share one. Each key starts
@@ -189,7 +196,10 @@ pub fn soundex(s: &str) -> String {
             _ => b'0',
         }
     }
-    let mut letters = s.chars().filter(|c| c.is_ascii_alphabetic()).map(|c| c.to_ascii_lowercase());
+    let mut letters = s
+        .chars()
+        .filter(|c| c.is_ascii_alphabetic())
+        .map(|c| c.to_ascii_lowercase());
     let Some(first) = letters.next() else {
         return String::new();
     };
@@ -219,9 +229,27 @@ const NICKNAMES: &[&[&str]] = &[
     &["robert", "rob", "bob", "bobby", "robbie", "bert"],
     &["william", "will", "bill", "billy", "willie", "liam"],
     &["richard", "rick", "dick", "rich", "ricky"],
-    &["elizabeth", "liz", "beth", "betty", "eliza", "lizzie", "libby", "bess"],
+    &[
+        "elizabeth",
+        "liz",
+        "beth",
+        "betty",
+        "eliza",
+        "lizzie",
+        "libby",
+        "bess",
+    ],
     &["margaret", "maggie", "meg", "peggy", "marge", "madge"],
-    &["katherine", "catherine", "kate", "kathy", "cathy", "katie", "kat", "kathryn"],
+    &[
+        "katherine",
+        "catherine",
+        "kate",
+        "kathy",
+        "cathy",
+        "katie",
+        "kat",
+        "kathryn",
+    ],
     &["james", "jim", "jimmy", "jamie"],
     &["john", "jack", "johnny", "jon"],
     &["jonathan", "jon", "jonny"],
@@ -409,11 +437,7 @@ pub fn compare(a: &MatchRecord, b: &MatchRecord) -> Gamma {
     let mut given = name_level(&a.given, &b.given);
     let mut family = name_level(&a.family, &b.family);
     // Transposed names: given and family swapped between the two records.
-    if given > 2
-        && family > 2
-        && !a.given.is_empty()
-        && a.given == b.family
-        && a.family == b.given
+    if given > 2 && family > 2 && !a.given.is_empty() && a.given == b.family && a.family == b.given
     {
         given = 2;
         family = 2;
@@ -657,9 +681,7 @@ pub fn cluster(
 ) -> (Vec<u32>, Vec<Scored>) {
     let mut parent: Vec<u32> = (0..n as u32).collect();
     // The existing record of each cluster root, if any.
-    let mut anchor: Vec<Option<u32>> = (0..n)
-        .map(|i| existing[i].then_some(i as u32))
-        .collect();
+    let mut anchor: Vec<Option<u32>> = (0..n).map(|i| existing[i].then_some(i as u32)).collect();
     fn find(parent: &mut [u32], mut x: u32) -> u32 {
         while parent[x as usize] != x {
             let p = parent[parent[x as usize] as usize];

@@ -388,6 +388,15 @@ pub struct MappingFile {
     /// Field → a value every imported row gets.
     #[serde(default)]
     pub constants: BTreeMap<String, String>,
+    /// Field → survivorship rule when a row merges into a subject: `most_recent`,
+    /// `most_complete`, `existing_first` (source priority: Steward's record first) or
+    /// `union`.
+    #[serde(default)]
+    pub survivorship: BTreeMap<String, String>,
+    /// Fields whose invalid values are left out (reported as warnings) instead of making the
+    /// whole row an error: for columns known to be noisy, such as legacy birth dates.
+    #[serde(default)]
+    pub drop_invalid: Vec<String>,
 }
 
 /// One column of a mapping file.

@@ -22,6 +22,7 @@ mod backup;
 mod error;
 mod holds;
 mod keys;
+mod merge;
 mod record;
 mod seal;
 mod slots;
@@ -32,14 +33,15 @@ pub use backup::BackupReport;
 pub use error::{Error, Result};
 pub use holds::{HeldData, HoldInfo, HoldRequest, KeepGift};
 pub use keys::{blind_token, KeyRing, MasterSecret};
+pub use merge::{Replace, Written};
 pub use seal::{read_passphrase_file, SealInfo, SealTo, Unlock};
 pub use store::{
     keyspaces, Batch, Entry, EntryIter, FailingStore, Keyspace, Op, SledOptions, SledStore, Store,
     StoreError,
 };
 pub use vault::{
-    layout, read_seal_info, GiftRecord, InitReport, NewSubject, RotationOptions, RotationReport,
-    SubjectRecord, Vault, VaultStats,
+    layout, read_seal_info, GiftRecord, InitReport, MatchKeys, NewSubject, RotationOptions,
+    RotationReport, SubjectRecord, Vault, VaultStats,
 };
 
 /// Re-exported so callers can hold passphrases without depending on age directly.

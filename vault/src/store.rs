@@ -67,6 +67,12 @@ pub mod keyspaces {
     pub const ACTIVITY: Keyspace = Keyspace::new(15, "activity");
     /// Recipients a subject's data was disclosed to (organisation names), for Art. 19 notices.
     pub const RECIPIENTS: Keyspace = Keyspace::new(16, "recipients");
+    /// Subjects merged into another: keep id + gone id → the gone subject's records, still
+    /// encrypted under its own key, until the merge is undone or the kept subject erased.
+    pub const MERGED: Keyspace = Keyspace::new(17, "merged");
+    /// Imports, merges and the review queue: plans, per-row outcomes, undo snapshots
+    /// (encrypted records), review pairs. Ids, codes and counts; no clear personal value.
+    pub const IMPORTS: Keyspace = Keyspace::new(18, "imports");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -86,6 +92,8 @@ pub mod keyspaces {
         HOLD_INFO,
         ACTIVITY,
         RECIPIENTS,
+        MERGED,
+        IMPORTS,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -21,7 +21,7 @@ use crate::seal::{self, SealInfo, SealTo, Unlock};
 use crate::slots::{Slots, HALF, SLOT};
 use crate::store::{keyspaces as ks, Batch, SledOptions, SledStore, Store, StoreError};
 
-const ZERO_ID: [u8; 16] = [0u8; 16];
+pub(crate) const ZERO_ID: [u8; 16] = [0u8; 16];
 const META_KEK: &[u8] = b"kek.current";
 const META_ROTATION: &[u8] = b"kek.rotation";
 
@@ -154,9 +154,18 @@ pub struct Vault {
     rmw: Mutex<()>,
     _lock: fs::File,
     seal: SealInfo,
+    /// Blocking keys of a subject's fields for record matching (set by the hub); stored as
+    /// keyed hashes beside the blind indexes, so they follow every create, update and erase.
+    match_keys: RwLock<Option<MatchKeys>>,
 }
 
-fn now_ms() -> u64 {
+/// Computes a subject's blocking keys (plain text, never stored) from its fields.
+pub type MatchKeys = Arc<dyn Fn(&[(FieldId, Value)]) -> Vec<String> + Send + Sync>;
+
+/// The index "field" under which blocking keys are stored.
+pub(crate) const MATCH_FIELD: FieldId = FieldId(0xFFFF);
+
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -319,6 +328,7 @@ impl Vault {
             rmw: Mutex::new(()),
             _lock: lock,
             seal,
+            match_keys: RwLock::new(None),
         })
     }
 
@@ -358,7 +368,7 @@ impl Vault {
         let _ = fs::remove_file(self.dir.join(layout::OWNER));
     }
 
-    fn random(&self, n: usize) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) fn random(&self, n: usize) -> Result<Zeroizing<Vec<u8>>> {
         let mut buf = Zeroizing::new(vec![0u8; n]);
         self.rng.fill(&mut buf).map_err(|_| Error::Random)?;
         Ok(buf)
@@ -417,7 +427,7 @@ impl Vault {
         })
     }
 
-    fn dek_for(&self, subject: &SubjectId, slot: u64) -> Result<LessSafeKey> {
+    pub(crate) fn dek_for(&self, subject: &SubjectId, slot: u64) -> Result<LessSafeKey> {
         if slot >= self.slots.len() {
             return Err(Error::Tampered {
                 subject: *subject,
@@ -448,8 +458,12 @@ impl Vault {
         k
     }
 
-    fn index_entries(&self, subject: &SubjectId, fields: &[(FieldId, Value)]) -> Vec<Vec<u8>> {
-        fields
+    pub(crate) fn index_entries(
+        &self,
+        subject: &SubjectId,
+        fields: &[(FieldId, Value)],
+    ) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = fields
             .iter()
             .filter_map(|(id, v)| {
                 let def = self.schema.field_by_id(RecordKind::Subject, *id)?;
@@ -458,10 +472,43 @@ impl Vault {
                 }
                 Some(self.index_key(*id, v.index_term()?, subject))
             })
-            .collect()
+            .collect();
+        if let Some(keys) = self.match_keys.read().expect("match keys").as_ref() {
+            for k in keys(fields) {
+                out.push(self.index_key(MATCH_FIELD, &k, subject));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
-    fn new_gift_id(&self, ms: u64, random: &[u8]) -> GiftId {
+    /// Sets how blocking keys are computed from a subject's fields (the hub's matcher).
+    pub fn set_match_keys(&self, keys: MatchKeys) {
+        *self.match_keys.write().expect("match keys") = Some(keys);
+    }
+
+    /// Subjects holding a blocking key (looked up by its keyed hash), at most `limit + 1` so
+    /// the caller can tell an over-full block.
+    pub fn match_candidates(&self, key: &str, limit: usize) -> Result<Vec<SubjectId>> {
+        let token = blind_token(&self.keys.index_key(MATCH_FIELD), key.as_bytes());
+        let mut prefix = Vec::with_capacity(18);
+        prefix.extend_from_slice(&MATCH_FIELD.0.to_be_bytes());
+        prefix.extend_from_slice(&token);
+        let mut out = Vec::new();
+        for entry in self.store.scan_prefix(ks::INDEX, &prefix) {
+            let (k, _) = entry?;
+            if let Some(id) = SubjectId::from_slice(&k[18..]) {
+                out.push(id);
+            }
+            if out.len() > limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn new_gift_id(&self, ms: u64, random: &[u8]) -> GiftId {
         let mut r = [0u8; 10];
         r.copy_from_slice(&random[..10]);
         GiftId::from_parts(ms, r)
@@ -500,6 +547,25 @@ impl Vault {
             });
         }
         let _gate = self.gate.read().expect("write gate");
+        let mut batch = Batch::new();
+        let ids = self.stage_creates(items, given_ids, &mut batch)?;
+        batch.extend(extra);
+        self.store.apply(batch)?;
+        self.store.flush()?;
+        Ok(ids)
+    }
+
+    /// Allocates (durably) the data keys of new subjects and puts their records, index
+    /// entries and gifts into `batch`. The caller holds the write gate and applies the batch.
+    pub(crate) fn stage_creates(
+        &self,
+        items: &[NewSubject],
+        given_ids: Option<&[SubjectId]>,
+        batch: &mut Batch,
+    ) -> Result<Vec<SubjectId>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let version = self.kek_version.load(Ordering::SeqCst);
         // One call to the system generator per batch: per subject an id (10), a data key
         // (32), a wrapping nonce (12) and a record nonce base (12); per gift 22.
@@ -530,7 +596,6 @@ impl Vault {
         }
         // Data keys are durable before any record that needs them.
         let first_slot = self.slots.append(&slot_bytes)?;
-        let mut batch = Batch::new();
         let mut gift_random = &random[items.len() * per_subject..];
         for (i, item) in items.iter().enumerate() {
             let id = &ids[i];
@@ -556,7 +621,7 @@ impl Vault {
                 gift_random = rest;
                 let gid = self.new_gift_id(ms, r);
                 self.put_gift(
-                    &mut batch,
+                    batch,
                     &deks[i],
                     id,
                     header.slot,
@@ -566,14 +631,11 @@ impl Vault {
                 );
             }
         }
-        batch.extend(extra);
-        self.store.apply(batch)?;
-        self.store.flush()?;
         Ok(ids)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn put_gift(
+    pub(crate) fn put_gift(
         &self,
         batch: &mut Batch,
         dek: &LessSafeKey,
@@ -603,7 +665,10 @@ impl Vault {
 
     /// A live subject's stored record, its clear header and its unwrapped DEK; for a
     /// missing subject, the error [`Vault::missing`] chooses.
-    fn load_subject(&self, id: &SubjectId) -> Result<(Vec<u8>, record::Header, LessSafeKey)> {
+    pub(crate) fn load_subject(
+        &self,
+        id: &SubjectId,
+    ) -> Result<(Vec<u8>, record::Header, LessSafeKey)> {
         let Some(bytes) = self.store.get(ks::SUBJECTS, id.as_bytes())? else {
             return Err(self.missing(id)?);
         };
@@ -684,27 +749,46 @@ impl Vault {
                 });
             }
         }
-        let old_index: BTreeSet<Vec<u8>> = self.index_entries(id, &fields).into_iter().collect();
+        let old_fields = fields.clone();
         for (field, value) in patch {
             fields.retain(|(f, _)| f != field);
             if let Some(v) = value {
                 fields.push((*field, v.clone()));
             }
         }
+        let mut batch = Batch::new();
+        let version = self.stage_record(id, &dek, &h, &old_fields, fields, &mut batch)?;
+        batch.extend(extra);
+        self.store.apply(batch)?;
+        self.store.flush()?;
+        Ok(version)
+    }
+
+    /// Puts a subject's new record (next version, fresh nonces) and the index entries that
+    /// changed between `old_fields` and `fields` into `batch`; returns the new version.
+    pub(crate) fn stage_record(
+        &self,
+        id: &SubjectId,
+        dek: &LessSafeKey,
+        old: &Header,
+        old_fields: &[(FieldId, Value)],
+        mut fields: Vec<(FieldId, Value)>,
+        batch: &mut Batch,
+    ) -> Result<u32> {
         fields.sort_by_key(|(f, _)| *f);
+        let old_index: BTreeSet<Vec<u8>> = self.index_entries(id, old_fields).into_iter().collect();
         let new_index: BTreeSet<Vec<u8>> = self.index_entries(id, &fields).into_iter().collect();
         let nonce = self.random(NONCE_LEN)?;
         let header = Header {
-            kind: h.kind,
-            slot: h.slot,
-            version: h.version + 1,
+            kind: old.kind,
+            slot: old.slot,
+            version: old.version + 1,
             nonce_base: nonce.as_slice().try_into().expect("12 bytes"),
         };
-        let mut batch = Batch::new();
         batch.put(
             ks::SUBJECTS,
             id.as_bytes().to_vec(),
-            record::seal(&dek, &header, id, &ZERO_ID, &fields),
+            record::seal(dek, &header, id, &ZERO_ID, &fields),
         );
         for gone in old_index.difference(&new_index) {
             batch.delete(ks::INDEX, gone.clone());
@@ -712,9 +796,6 @@ impl Vault {
         for added in new_index.difference(&old_index) {
             batch.put(ks::INDEX, added.clone(), Vec::new());
         }
-        batch.extend(extra);
-        self.store.apply(batch)?;
-        self.store.flush()?;
         Ok(header.version)
     }
 
@@ -837,6 +918,13 @@ impl Vault {
             };
             if h.slot < self.slots.len() && &self.slots.read(h.slot)?[..16] == id.as_bytes() {
                 to_shred.push(h.slot);
+            }
+            // Subjects merged into this one go with it.
+            for (slot, key) in self.absorbed(id)? {
+                if slot < self.slots.len() {
+                    to_shred.push(slot);
+                }
+                batch.delete(ks::MERGED, key);
             }
             batch.delete(ks::SUBJECTS, id.as_bytes().to_vec());
             for k in index_keys {
@@ -1125,6 +1213,14 @@ impl Vault {
     pub fn flush(&self) -> Result<()> {
         self.store.flush()?;
         Ok(())
+    }
+
+    pub(crate) fn gate_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().expect("write gate")
+    }
+
+    pub(crate) fn rmw_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.rmw.lock().expect("rmw lock")
     }
 
     pub(crate) fn gate_exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {

@@ -1,0 +1,1703 @@
+//! Imports: read a legacy export, normalise and validate each row, match the rows against
+//! each other and against the vault, then write new subjects and merges in durable batches,
+//! each with its journal entries, so that an import can be resumed after a crash and undone.
+//!
+//! The stages:
+//! 1. read: the file is streamed; every row is mapped (profile, mapping file) and parsed by
+//!    the schema. A row with any invalid cell is an error row (row, column, code) and is not
+//!    imported; nothing of it is kept.
+//! 2. match: blocking keys of every good row (and, through their keyed hashes, of vault
+//!    subjects sharing one), Fellegi-Sunter scores with m/u estimated on this data, clusters.
+//! 3. plan: each row's outcome and target subject, stored before anything is written.
+//! 4. write: the file is read again and the plan applied in batches of [`BATCH_ROWS`] rows;
+//!    each batch (records, gifts, consent events, undo snapshots, the batch's outcomes and
+//!    its audit event) is one atomic store batch. A re-run of an interrupted import loads
+//!    the plan and goes on from the first batch not written.
+//!
+//! Nothing here stores a clear personal value outside the vault's encrypted records: the
+//! journal keeps ids, codes, counts and encrypted snapshots.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Read;
+use std::time::Instant;
+
+use access_control::Action;
+use consent::NewConsent;
+use domain::{FieldId, RecordKind, SubjectId, SubjectKind, Value};
+use importers::matching::{self, MatchRecord, Params, Thresholds};
+use importers::{MappingFile, Profile, Reader, Target};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use vault::{keyspaces as ks, Batch, NewSubject, Replace};
+
+use crate::{Actor, Error, Hub};
+
+/// Rows per durable write batch.
+pub const BATCH_ROWS: usize = 4096;
+
+/// Opens the import's bytes (called twice: to read, then to write).
+pub type Source<'a> = &'a (dyn Fn() -> std::io::Result<Box<dyn Read>> + Sync);
+
+/// How to import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// The legacy system; detected from the header when absent.
+    pub profile: Option<Profile>,
+    /// A mapping file, over the profile.
+    pub mapping: Option<MappingFile>,
+    /// The mapping file's text (part of the import's fingerprint).
+    pub mapping_text: String,
+    /// Work out and report, write nothing.
+    pub dry_run: bool,
+    /// Band thresholds.
+    pub thresholds: Thresholds,
+    /// The file's name, for the record and for consent sources.
+    pub name: String,
+}
+
+/// A problem with one row: never the value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Problem {
+    /// Spreadsheet row number.
+    pub row: u64,
+    /// Column (header name) or field, when known.
+    pub column: Option<String>,
+    /// Stable code.
+    pub code: String,
+    /// What is wrong, in words.
+    pub message: String,
+    /// `error` (row not imported) or `warning` (imported, check it).
+    pub severity: String,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RowReport {
+    /// Spreadsheet row number.
+    pub row: u64,
+    /// new, merged, review, error or unchanged.
+    pub outcome: &'static str,
+    /// The subject the row now is (or would be, in a dry run of a merge).
+    pub subject_id: Option<SubjectId>,
+    /// The subject it was matched to (merged into, or put beside for review).
+    pub matched_subject_id: Option<SubjectId>,
+    /// For error rows: the first problem's code.
+    pub error_code: Option<String>,
+}
+
+/// Time and rate of one stage.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Stage {
+    /// read, match, write.
+    pub stage: String,
+    /// Seconds.
+    pub seconds: f64,
+    /// Rows per second.
+    pub rows_per_second: f64,
+}
+
+/// Counts of an import.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Counts {
+    /// Data rows read.
+    pub rows_read: u64,
+    /// Rows that created a subject.
+    pub new: u64,
+    /// Rows merged into a subject (existing or created by an earlier row).
+    pub merged: u64,
+    /// Rows put in the review queue beside a likely duplicate.
+    pub review: u64,
+    /// Rows not imported.
+    pub errors: u64,
+    /// Rows that changed nothing.
+    pub unchanged: u64,
+    /// Rows imported with a warning.
+    pub warnings: u64,
+}
+
+/// The stored record of an import (and the summary the CLI prints).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// Its id.
+    pub id: String,
+    /// planned, running, completed, undone; `dry_run` for a dry run (never stored).
+    pub status: String,
+    /// The file's name.
+    pub file: String,
+    /// Profile used.
+    pub profile: String,
+    /// Who ran it.
+    pub by: String,
+    /// When it started, when it finished.
+    pub started: String,
+    /// When it finished.
+    pub finished: Option<String>,
+    /// Counts.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Candidate pairs compared.
+    pub compared_pairs: u64,
+    /// Vault subjects considered as candidates.
+    pub vault_candidates: u64,
+    /// Estimated share of candidate pairs that match, and EM iterations.
+    pub lambda: f64,
+    /// EM iterations.
+    pub em_iterations: u32,
+    /// Write batches in the plan and how many are written.
+    pub batches: u32,
+    /// Batches written.
+    pub batches_done: u32,
+    /// Review items opened.
+    pub review_items: Vec<String>,
+    /// The first problems (all are in the report's error codes).
+    pub problems: Vec<Problem>,
+    /// Number of problems.
+    pub problems_total: u64,
+    /// Stage timings of the last run.
+    pub stages: Vec<Stage>,
+    /// True when this run went on from an interrupted one.
+    #[serde(default)]
+    pub resumed: bool,
+    /// True when the same file was imported before and nothing was done.
+    #[serde(default)]
+    pub already_imported: bool,
+    #[serde(default)]
+    fingerprint: String,
+    #[serde(default)]
+    codes: Vec<String>,
+    #[serde(default)]
+    header_targets: Vec<Option<Target>>,
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+/// Progress of a running stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// read, match, write.
+    pub stage: &'static str,
+    /// Rows done.
+    pub done: u64,
+    /// Rows in all, when known.
+    pub total: Option<u64>,
+}
+
+const MAX_PROBLEMS: usize = 1000;
+
+// Outcome codes in stored plans.
+const O_ERROR: u8 = 0;
+const O_NEW: u8 = 1;
+const O_MERGED: u8 = 2;
+const O_REVIEW: u8 = 3;
+const O_UNCHANGED: u8 = 4;
+
+fn outcome_name(o: u8) -> &'static str {
+    match o {
+        O_NEW => "new",
+        O_MERGED => "merged",
+        O_REVIEW => "review",
+        O_UNCHANGED => "unchanged",
+        _ => "error",
+    }
+}
+
+/// One row of a plan.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PlanRow {
+    row: u64,
+    outcome: u8,
+    target: Option<SubjectId>,
+    matched: Option<SubjectId>,
+    /// Contact2's subject (NPSP households) and whether the row creates it.
+    c2: Option<(SubjectId, bool)>,
+    /// Household subject created by this row.
+    household: Option<SubjectId>,
+    /// Index into the record's code table (errors), 0 = none.
+    code: u16,
+}
+
+const ZERO: [u8; 16] = [0; 16];
+
+fn put_id(out: &mut Vec<u8>, id: Option<SubjectId>) {
+    out.extend_from_slice(id.as_ref().map(|i| i.as_bytes()).unwrap_or(&ZERO));
+}
+
+fn get_id(b: &[u8]) -> Option<SubjectId> {
+    (b != ZERO).then(|| SubjectId::from_slice(b)).flatten()
+}
+
+fn encode_plan(rows: &[PlanRow], done: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + rows.len() * 78);
+    out.push(done as u8);
+    for r in rows {
+        out.extend_from_slice(&r.row.to_be_bytes());
+        out.push(r.outcome);
+        put_id(&mut out, r.target);
+        put_id(&mut out, r.matched);
+        put_id(&mut out, r.c2.map(|c| c.0));
+        out.push(r.c2.map(|c| c.1 as u8).unwrap_or(0));
+        put_id(&mut out, r.household);
+        out.extend_from_slice(&r.code.to_be_bytes());
+    }
+    out
+}
+
+fn decode_plan(b: &[u8]) -> Option<(bool, Vec<PlanRow>)> {
+    let done = *b.first()? == 1;
+    let mut rows = Vec::new();
+    for c in b[1..].chunks(8 + 1 + 16 * 4 + 1 + 2) {
+        if c.len() != 76 {
+            return None;
+        }
+        let c2 = get_id(&c[41..57]).map(|id| (id, c[57] == 1));
+        rows.push(PlanRow {
+            row: u64::from_be_bytes(c[..8].try_into().ok()?),
+            outcome: c[8],
+            target: get_id(&c[9..25]),
+            matched: get_id(&c[25..41]),
+            c2,
+            household: get_id(&c[58..74]),
+            code: u16::from_be_bytes(c[74..76].try_into().ok()?),
+        });
+    }
+    Some((done, rows))
+}
+
+fn key(kind: &str, import: &str, rest: &[u8]) -> Vec<u8> {
+    let mut k = format!("{kind}/{import}/").into_bytes();
+    k.extend_from_slice(rest);
+    k
+}
+
+/// A parsed good row.
+struct Parsed {
+    row: u64,
+    person: Vec<(FieldId, Value)>,
+    contact2: Option<Vec<(FieldId, Value)>>,
+    gift: Option<Vec<(FieldId, Value)>>,
+    consents: Vec<(String, String, Option<String>)>,
+    warnings: Vec<Problem>,
+}
+
+/// Field names whose values are shared by both people of an NPSP household row.
+const SHARED_ADDRESS: &[&str] = &[
+    "street",
+    "street2",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+];
+
+/// How a field's value survives when two records merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Survivorship {
+    /// The more recent record wins (the import over the vault, a later row over an earlier).
+    MostRecent,
+    /// The longer, more complete value wins (an initial gives way to a full name).
+    MostComplete,
+    /// Source priority: the record already in Steward wins; the other fills gaps only.
+    ExistingFirst,
+    /// Multi-valued: union.
+    Union,
+}
+
+/// The default rule of a field.
+pub fn default_rule(field: &str) -> Survivorship {
+    match field {
+        "given_name" | "middle_name" | "family_name" | "preferred_name" | "organisation_name"
+        | "suffix" | "title" => Survivorship::MostComplete,
+        "tags" => Survivorship::Union,
+        "email" | "email_secondary" | "phone" | "mobile" | "street" | "street2" | "city"
+        | "region" | "postal_code" | "country" | "preferred_language" | "employer"
+        | "occupation" => Survivorship::MostRecent,
+        _ => Survivorship::ExistingFirst,
+    }
+}
+
+/// The blocking keys the vault stores (as keyed hashes) for every subject, so imports find
+/// their candidates among the subjects already in Steward.
+pub(crate) fn match_keys(schema: std::sync::Arc<domain::Schema>) -> vault::MatchKeys {
+    std::sync::Arc::new(move |fields: &[(FieldId, Value)]| {
+        let named: Vec<(&str, String)> = fields
+            .iter()
+            .filter_map(|(f, v)| {
+                let name = schema.field_by_id(RecordKind::Subject, *f)?.name.as_str();
+                Some((name, text_of(v)?))
+            })
+            .collect();
+        MatchRecord::from_named(named.iter().map(|(k, v)| (*k, v.as_str()))).blocking_keys()
+    })
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Text(t) => Some(t.expose().to_string()),
+        Value::Email(e) => Some(e.expose().to_string()),
+        Value::Phone(p) => Some(p.expose().to_string()),
+        Value::Date(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+impl Hub {
+    fn name_of(&self, record: RecordKind, f: FieldId) -> &str {
+        self.schema
+            .field_by_id(record, f)
+            .map(|d| d.name.as_str())
+            .unwrap_or("")
+    }
+
+    /// The matcher's view of a subject's fields.
+    pub(crate) fn match_record(&self, fields: &[(FieldId, Value)]) -> MatchRecord {
+        let named: Vec<(&str, String)> = fields
+            .iter()
+            .filter_map(|(f, v)| Some((self.name_of(RecordKind::Subject, *f), text_of(v)?)))
+            .collect();
+        MatchRecord::from_named(named.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    /// Merges `incoming` into `base` by the survivorship rules; returns the fields after.
+    pub(crate) fn survive(
+        &self,
+        base: &[(FieldId, Value)],
+        incoming: &[(FieldId, Value)],
+        rules: &BTreeMap<String, Survivorship>,
+    ) -> Vec<(FieldId, Value)> {
+        let mut out: Vec<(FieldId, Value)> = base.to_vec();
+        // An address moves as a whole: parts of two addresses make no address.
+        let address_incoming = incoming.iter().any(|(f, _)| {
+            matches!(
+                self.name_of(RecordKind::Subject, *f),
+                "street" | "postal_code"
+            )
+        });
+        if address_incoming {
+            out.retain(|(f, _)| !SHARED_ADDRESS.contains(&self.name_of(RecordKind::Subject, *f)));
+        }
+        for (f, v) in incoming {
+            let name = self.name_of(RecordKind::Subject, *f);
+            let rule = rules
+                .get(name)
+                .copied()
+                .unwrap_or_else(|| default_rule(name));
+            let current = out.iter().position(|(g, _)| g == f);
+            let Some(i) = current else {
+                out.push((*f, v.clone()));
+                continue;
+            };
+            let replace = match rule {
+                Survivorship::MostRecent => true,
+                Survivorship::ExistingFirst => false,
+                Survivorship::MostComplete => {
+                    let old = text_of(&out[i].1).unwrap_or_default();
+                    let new = text_of(v).unwrap_or_default();
+                    let (o, n) = (old.trim_end_matches('.'), new.as_str());
+                    n.len() > old.len() && n.to_lowercase().starts_with(&o.to_lowercase())
+                }
+                Survivorship::Union => {
+                    if let (Value::Tags(a), Value::Tags(b)) = (&out[i].1, v) {
+                        let mut all = a.clone();
+                        for t in b {
+                            if !all.iter().any(|x| x.expose() == t.expose()) {
+                                all.push(t.clone());
+                            }
+                        }
+                        out[i].1 = Value::Tags(all);
+                    }
+                    false
+                }
+            };
+            if replace {
+                out[i].1 = v.clone();
+            }
+        }
+        out.sort_by_key(|(f, _)| *f);
+        out
+    }
+
+    fn parse_row(
+        &self,
+        row: u64,
+        header: &[String],
+        targets: &[Option<Target>],
+        mapping: Option<&MappingFile>,
+        cells: &[String],
+    ) -> Result<Parsed, Problem> {
+        let empty = BTreeMap::new();
+        let constants = mapping.map(|m| &m.constants).unwrap_or(&empty);
+        let lenient: &[String] = mapping.map(|m| m.drop_invalid.as_slice()).unwrap_or(&[]);
+        let mut warnings = Vec::new();
+        let problem = |column: Option<String>, code: &str, message: String| Problem {
+            row,
+            column,
+            code: code.to_string(),
+            message,
+            severity: "error".into(),
+        };
+        let mut person = Map::new();
+        let mut c2 = Map::new();
+        let mut gift = Map::new();
+        let mut columns: HashMap<(u8, String), String> = HashMap::new();
+        let mut consents = Vec::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let value = cell.trim();
+            let Some(Some(t)) = targets.get(i) else {
+                continue;
+            };
+            let column = header.get(i).cloned().unwrap_or_default();
+            let (map, which, field) = match t {
+                Target::Field { field } => (&mut person, 0u8, field),
+                Target::Contact2 { field } => (&mut c2, 1, field),
+                Target::Gift { field } => (&mut gift, 2, field),
+                Target::Consent {
+                    purpose,
+                    event,
+                    when,
+                } => {
+                    if importers::triggers(when, value) {
+                        let at = when.is_empty().then(|| value.to_string());
+                        if let Some(a) = &at {
+                            if consent::normalise_time(&a.replace(' ', "T").replace("TT", "T"))
+                                .or_else(|| {
+                                    consent::normalise_time(&format!("{}Z", a.replace(' ', "T")))
+                                })
+                                .is_none()
+                            {
+                                return Err(problem(
+                                    Some(column),
+                                    "invalid_value",
+                                    "the consent time is not a date and time".into(),
+                                ));
+                            }
+                        }
+                        consents.push((purpose.clone(), event.clone(), at));
+                    }
+                    continue;
+                }
+                Target::Restrictions => {
+                    for word in value.split([',', ';', '|']) {
+                        if let Some((p, e)) = importers::restriction(word) {
+                            consents.push((p.to_string(), e.to_string(), None));
+                        }
+                    }
+                    continue;
+                }
+                Target::Ignore => continue,
+            };
+            if value.is_empty() {
+                continue;
+            }
+            match map.get_mut(field.as_str()) {
+                Some(Json::String(s)) => {
+                    let sep = if field == "tags" { "," } else { " " };
+                    s.push_str(sep);
+                    s.push_str(value);
+                }
+                _ => {
+                    map.insert(field.clone(), Json::String(value.to_string()));
+                    columns.insert((which, field.clone()), column);
+                }
+            }
+        }
+        if person.is_empty() && c2.is_empty() && gift.is_empty() && consents.is_empty() {
+            return Err(problem(
+                None,
+                "empty_row",
+                "the row has no value in any mapped column".into(),
+            ));
+        }
+        for (k, v) in constants {
+            person
+                .entry(k.clone())
+                .or_insert_with(|| Json::String(v.clone()));
+        }
+        // Fields the mapping file lets go when invalid: dropped with a warning, the row stays.
+        let mut drop_invalid = |record: RecordKind, which: u8, map: &mut Map<String, Json>| {
+            if lenient.is_empty() {
+                return;
+            }
+            if let Err(domain::Error::Fields(errs)) = self.schema.parse_object(record, map) {
+                if errs.iter().all(|e| lenient.contains(&e.field)) {
+                    for e in errs {
+                        map.remove(&e.field);
+                        warnings.push(Problem {
+                            row,
+                            column: columns.get(&(which, e.field.clone())).cloned(),
+                            code: e.problem.code().to_string(),
+                            message: format!(
+                                "{}: not imported (the mapping file's drop_invalid lets the row in without it)",
+                                e.field
+                            ),
+                            severity: "warning".into(),
+                        });
+                    }
+                }
+            }
+        };
+        drop_invalid(RecordKind::Subject, 0, &mut person);
+        if !c2.is_empty() {
+            drop_invalid(RecordKind::Subject, 1, &mut c2);
+        }
+        let parse = |record: RecordKind, which: u8, map: &Map<String, Json>| {
+            self.schema.parse_object(record, map).map_err(|e| match e {
+                domain::Error::Fields(errs) => {
+                    let first = &errs[0];
+                    let column = columns
+                        .get(&(which, first.field.clone()))
+                        .cloned()
+                        .unwrap_or_else(|| first.field.clone());
+                    let message = match &first.problem {
+                        domain::FieldProblem::Invalid { reason } => {
+                            format!("{}: {reason}", first.field)
+                        }
+                        domain::FieldProblem::AmbiguousDate => format!(
+                            "{}: the date reads both day-first and month-first",
+                            first.field
+                        ),
+                        other => format!("{}: {}", first.field, other.code()),
+                    };
+                    problem(Some(column), first.problem.code(), message)
+                }
+                other => problem(None, "invalid_value", other.to_string()),
+            })
+        };
+        let mut c2_fields = None;
+        if !c2.is_empty() {
+            for name in SHARED_ADDRESS {
+                if let Some(v) = person.get(*name) {
+                    c2.entry(name.to_string()).or_insert_with(|| v.clone());
+                }
+            }
+            c2_fields = Some(parse(RecordKind::Subject, 1, &c2)?);
+        }
+        let person = parse(RecordKind::Subject, 0, &person)?;
+        let gift = if gift.is_empty() {
+            None
+        } else {
+            Some(parse(RecordKind::Gift, 2, &gift)?)
+        };
+        let has_identity = |fields: &[(FieldId, Value)]| {
+            fields.iter().any(|(f, _)| {
+                matches!(
+                    self.name_of(RecordKind::Subject, *f),
+                    "given_name"
+                        | "family_name"
+                        | "organisation_name"
+                        | "email"
+                        | "phone"
+                        | "mobile"
+                        | "external_id"
+                )
+            })
+        };
+        if !has_identity(&person) {
+            return Err(problem(
+                None,
+                "no_identity",
+                "the row has no name, email, phone or id to know the person by".into(),
+            ));
+        }
+        for (f, v) in &person {
+            if let Value::Email(e) = v {
+                if domain::email_domain_suspect(e.expose()) {
+                    warnings.push(Problem {
+                        row,
+                        column: columns
+                            .get(&(0, self.name_of(RecordKind::Subject, *f).to_string()))
+                            .cloned(),
+                        code: "email_domain_typo".into(),
+                        message: "the email's domain is one letter away from a common mail domain; imported as written, check it".into(),
+                        severity: "warning".into(),
+                    });
+                }
+            }
+        }
+        Ok(Parsed {
+            row,
+            person,
+            contact2: c2_fields.filter(|f| has_identity(f)),
+            gift,
+            consents,
+            warnings,
+        })
+    }
+
+    fn fingerprint(source: Source<'_>, options: &ImportOptions) -> Result<String, Error> {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut r =
+            source().map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+        }
+        ctx.update(format!("{:?}", options.profile).as_bytes());
+        ctx.update(options.mapping_text.as_bytes());
+        ctx.update(format!("{:?}", options.thresholds).as_bytes());
+        Ok(domain::hex(ctx.finish().as_ref()))
+    }
+
+    fn store_get_json<T: for<'de> Deserialize<'de>>(&self, k: &[u8]) -> Result<Option<T>, Error> {
+        Ok(match self.vault.store().get(ks::IMPORTS, k)? {
+            Some(v) => serde_json::from_slice(&v).ok(),
+            None => None,
+        })
+    }
+
+    /// An import's record.
+    pub fn import_record(&self, actor: &Actor, id: &str) -> Result<ImportRecord, Error> {
+        self.audited(actor, "read.import", |_| {
+            self.require(actor, "imports", Action::Read)?;
+            self.load_import(id)
+        })
+    }
+
+    fn load_import(&self, id: &str) -> Result<ImportRecord, Error> {
+        self.store_get_json(&key("i", id, b""))?
+            .ok_or_else(|| Error::Missing(format!("import {id}")))
+    }
+
+    /// All imports, newest first.
+    pub fn list_imports(&self, actor: &Actor) -> Result<Vec<ImportRecord>, Error> {
+        self.audited(actor, "read.import", |_| {
+            self.require(actor, "imports", Action::Read)?;
+            let mut out: Vec<ImportRecord> = Vec::new();
+            for entry in self.vault.store().scan_prefix(ks::IMPORTS, b"i/") {
+                let (_, v) = entry?;
+                if let Ok(r) = serde_json::from_slice(&v) {
+                    out.push(r);
+                }
+            }
+            out.sort_by(|a, b| b.started.cmp(&a.started));
+            Ok(out)
+        })
+    }
+
+    /// The per-row report of an import.
+    pub fn import_report(&self, actor: &Actor, id: &str) -> Result<Vec<RowReport>, Error> {
+        self.audited(actor, "read.import", |_| {
+            self.require(actor, "imports", Action::Read)?;
+            let record = self.load_import(id)?;
+            self.report_of(&record)
+        })
+    }
+
+    fn report_of(&self, record: &ImportRecord) -> Result<Vec<RowReport>, Error> {
+        let mut out = Vec::new();
+        for b in 0..record.batches {
+            for r in self.plan_chunk(&record.id, b)?.1 {
+                out.push(self.row_report(record, &r));
+            }
+        }
+        Ok(out)
+    }
+
+    fn row_report(&self, record: &ImportRecord, r: &PlanRow) -> RowReport {
+        RowReport {
+            row: r.row,
+            outcome: outcome_name(r.outcome),
+            subject_id: r.target,
+            matched_subject_id: r.matched,
+            error_code: (r.code > 0).then(|| {
+                record
+                    .codes
+                    .get(r.code as usize - 1)
+                    .cloned()
+                    .unwrap_or_default()
+            }),
+        }
+    }
+
+    fn plan_chunk(&self, id: &str, b: u32) -> Result<(bool, Vec<PlanRow>), Error> {
+        let k = key("p", id, &b.to_be_bytes());
+        let v = self
+            .vault
+            .store()
+            .get(ks::IMPORTS, &k)?
+            .ok_or_else(|| Error::Internal(format!("import {id}: plan batch {b} missing")))?;
+        decode_plan(&v)
+            .ok_or_else(|| Error::Internal(format!("import {id}: plan batch {b} damaged")))
+    }
+
+    /// Runs an import (or a dry run) from `source`; `progress` is called as rows go by.
+    /// Returns the record (the summary) and the per-row report.
+    pub fn import(
+        &self,
+        actor: &Actor,
+        source: Source<'_>,
+        options: &ImportOptions,
+        progress: &dyn Fn(Progress),
+    ) -> Result<(ImportRecord, Vec<RowReport>), Error> {
+        let action = if options.dry_run {
+            "import.dry_run"
+        } else {
+            "import"
+        };
+        self.audited(actor, action, |trail| {
+            self.require(actor, "imports", Action::Import)?;
+            let fingerprint = Self::fingerprint(source, options)?;
+            if !options.dry_run {
+                if let Some(prev) = self.store_get_json::<String>(&key("f", &fingerprint, b""))? {
+                    let mut record = self.load_import(&prev)?;
+                    match record.status.as_str() {
+                        "completed" => {
+                            // The same file again: nothing to do; every row is unchanged.
+                            let mut report = self.report_of(&record)?;
+                            let mut counts = Counts {
+                                rows_read: report.len() as u64,
+                                ..Default::default()
+                            };
+                            for r in &mut report {
+                                if r.outcome == "error" {
+                                    counts.errors += 1;
+                                } else {
+                                    r.outcome = "unchanged";
+                                    counts.unchanged += 1;
+                                }
+                            }
+                            record.counts = counts;
+                            record.already_imported = true;
+                            trail.count = Some(0);
+                            return Ok((record, report));
+                        }
+                        "running" => {
+                            trail.count = Some(record.counts.rows_read);
+                            return self
+                                .write_stage(actor, source, options, record, true, progress);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let (record, report) =
+                self.plan_import(actor, source, options, &fingerprint, progress)?;
+            trail.count = Some(record.counts.rows_read);
+            if options.dry_run {
+                return Ok((record, report));
+            }
+            self.write_stage(actor, source, options, record, false, progress)
+        })
+    }
+
+    fn plan_import(
+        &self,
+        actor: &Actor,
+        source: Source<'_>,
+        options: &ImportOptions,
+        fingerprint: &str,
+        progress: &dyn Fn(Progress),
+    ) -> Result<(ImportRecord, Vec<RowReport>), Error> {
+        let t0 = Instant::now();
+        let f = source().map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
+        let mut reader = Reader::new(f, None)
+            .map_err(|e| Error::BadRequest(format!("{}: {e}", options.name)))?;
+        let header = reader.header().to_vec();
+        let profile = options.profile.unwrap_or_else(|| Profile::detect(&header));
+        let mut targets = profile.map(&header);
+        if let Some(m) = &options.mapping {
+            targets = m.map(&header, &targets);
+        }
+        self.check_targets(&header, &targets)?;
+        let mut problems: Vec<Problem> = Vec::new();
+        let mut problems_total = 0u64;
+        let mut codes: Vec<String> = Vec::new();
+        // Per row: (row number, Ok(index of its person record) or Err(code index)).
+        let mut rows: Vec<(u64, Result<usize, u16>)> = Vec::new();
+        let mut records: Vec<MatchRecord> = Vec::new();
+        // Per record: (row position, is contact2).
+        let mut owner: Vec<(usize, bool)> = Vec::new();
+        let mut c2_of: HashMap<usize, usize> = HashMap::new();
+        let mut counts = Counts::default();
+        for dup in reader.duplicate_columns() {
+            problems_total += 1;
+            problems.push(Problem {
+                row: 1 + reader.dialect().preamble_rows as u64,
+                column: Some(dup.clone()),
+                code: "duplicated_column".into(),
+                message: "two columns have this name; the first one mapped is used, later ones are joined to it".into(),
+                severity: "warning".into(),
+            });
+        }
+        let code_index = |codes: &mut Vec<String>, code: &str| -> u16 {
+            match codes.iter().position(|c| c == code) {
+                Some(i) => i as u16 + 1,
+                None => {
+                    codes.push(code.to_string());
+                    codes.len() as u16
+                }
+            }
+        };
+        for item in &mut reader {
+            counts.rows_read += 1;
+            if counts.rows_read % 50_000 == 0 {
+                progress(Progress {
+                    stage: "read",
+                    done: counts.rows_read,
+                    total: None,
+                });
+            }
+            let parsed = match item {
+                Err(e) => Err(Problem {
+                    row: e.row,
+                    column: e.column.clone(),
+                    code: e.code.to_string(),
+                    message: row_error_message(&e.code),
+                    severity: "error".into(),
+                }),
+                Ok(row) => self.parse_row(
+                    row.number,
+                    &header,
+                    &targets,
+                    options.mapping.as_ref(),
+                    &row.cells,
+                ),
+            };
+            match parsed {
+                Err(p) => {
+                    counts.errors += 1;
+                    problems_total += 1;
+                    let c = code_index(&mut codes, &p.code);
+                    rows.push((p.row, Err(c)));
+                    if problems.len() < MAX_PROBLEMS {
+                        problems.push(p);
+                    }
+                }
+                Ok(p) => {
+                    if !p.warnings.is_empty() {
+                        counts.warnings += 1;
+                    }
+                    for w in p.warnings.iter().cloned() {
+                        problems_total += 1;
+                        if problems.len() < MAX_PROBLEMS {
+                            problems.push(w);
+                        }
+                    }
+                    let pos = rows.len();
+                    rows.push((p.row, Ok(records.len())));
+                    records.push(self.match_record(&p.person));
+                    owner.push((pos, false));
+                    if let Some(c2) = &p.contact2 {
+                        c2_of.insert(pos, records.len());
+                        records.push(self.match_record(c2));
+                        owner.push((pos, true));
+                    }
+                }
+            }
+        }
+        let read_s = t0.elapsed().as_secs_f64();
+        progress(Progress {
+            stage: "match",
+            done: 0,
+            total: Some(records.len() as u64),
+        });
+        // Vault subjects sharing a blocking key with a row.
+        let t1 = Instant::now();
+        let n_file = records.len();
+        let mut existing_ids: Vec<SubjectId> = Vec::new();
+        if !self.vault.list_subjects(None, 1)?.is_empty() {
+            let mut seen_keys = HashSet::new();
+            let mut seen_ids = HashSet::new();
+            for r in &records[..n_file] {
+                for k in r.blocking_keys() {
+                    if !seen_keys.insert(k.clone()) {
+                        continue;
+                    }
+                    let ids = self.vault.match_candidates(&k, matching::MAX_BLOCK)?;
+                    if ids.len() > matching::MAX_BLOCK {
+                        continue;
+                    }
+                    for id in ids {
+                        if seen_ids.insert(id) {
+                            existing_ids.push(id);
+                        }
+                    }
+                }
+            }
+            for id in &existing_ids {
+                let rec = self.vault.read_subject(id, &|_| true)?;
+                records.push(self.match_record(&rec.fields));
+            }
+        }
+        let mut existing = vec![false; n_file];
+        existing.resize(records.len(), true);
+        let matched = matching::run(&records, &existing, options.thresholds);
+        let match_s = t1.elapsed().as_secs_f64();
+        // Targets: existing subjects, or a new id per new cluster.
+        let new_clusters: BTreeSet<u32> = (0..n_file as u32)
+            .filter(|i| !existing[matched.reps[*i as usize] as usize])
+            .map(|i| matched.reps[i as usize])
+            .collect();
+        let fresh = if options.dry_run {
+            Vec::new()
+        } else {
+            self.vault.new_subject_ids(new_clusters.len())?
+        };
+        let cluster_id: HashMap<u32, Option<SubjectId>> = new_clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (*c, fresh.get(i).copied()))
+            .collect();
+        let target_of = |i: usize| -> Option<SubjectId> {
+            let rep = matched.reps[i];
+            if existing[rep as usize] {
+                Some(existing_ids[rep as usize - n_file])
+            } else {
+                cluster_id.get(&rep).copied().flatten()
+            }
+        };
+        let creates = |i: usize| -> bool {
+            let rep = matched.reps[i] as usize;
+            !existing[rep] && rep == i
+        };
+        // Review pairs: between the subjects two records end up in.
+        let mut review_rows: HashMap<usize, Option<SubjectId>> = HashMap::new();
+        let mut review_pairs: Vec<(Option<SubjectId>, Option<SubjectId>, f64, u32, u32)> =
+            Vec::new();
+        let mut pair_seen = HashSet::new();
+        for s in &matched.review {
+            let (a, b) = (s.a as usize, s.b as usize);
+            let (ta, tb) = (target_of(a), target_of(b));
+            if !pair_seen.insert((matched.reps[a], matched.reps[b])) {
+                continue;
+            }
+            // The row of the later record is flagged (b > a; b is a file record).
+            if b < n_file && !owner[b].1 {
+                review_rows.entry(owner[b].0).or_insert(ta);
+            }
+            review_pairs.push((ta, tb, s.probability, s.a, s.b));
+        }
+        let mut plan = Vec::with_capacity(rows.len());
+        for (pos, (row, res)) in rows.iter().enumerate() {
+            let p = match res {
+                Err(code) => PlanRow {
+                    row: *row,
+                    outcome: O_ERROR,
+                    target: None,
+                    matched: None,
+                    c2: None,
+                    household: None,
+                    code: *code,
+                },
+                Ok(i) => {
+                    let target = target_of(*i);
+                    let (mut outcome, mut matched_id) = if creates(*i) {
+                        (O_NEW, None)
+                    } else {
+                        let rep = matched.reps[*i] as usize;
+                        let m = if existing[rep] {
+                            Some(existing_ids[rep - n_file])
+                        } else {
+                            target
+                        };
+                        (O_MERGED, m)
+                    };
+                    if let Some(other) = review_rows.get(&pos) {
+                        if outcome == O_NEW {
+                            outcome = O_REVIEW;
+                            matched_id = *other;
+                        }
+                    }
+                    let c2 = c2_of.get(&pos).map(|j| (target_of(*j), creates(*j)));
+                    PlanRow {
+                        row: *row,
+                        outcome,
+                        target,
+                        matched: matched_id,
+                        c2: c2.and_then(|(t, c)| t.map(|t| (t, c))),
+                        household: None,
+                        code: 0,
+                    }
+                }
+            };
+            match p.outcome {
+                O_NEW => counts.new += 1,
+                O_MERGED => counts.merged += 1,
+                O_REVIEW => counts.review += 1,
+                _ => {}
+            }
+            plan.push(p);
+        }
+        // A household per NPSP row with two people (unless one already has one).
+        let households = plan.iter().filter(|p| p.c2.is_some()).count();
+        if !options.dry_run && households > 0 {
+            let ids = self.vault.new_subject_ids(households)?;
+            for (p, id) in plan.iter_mut().filter(|p| p.c2.is_some()).zip(ids) {
+                p.household = Some(id);
+            }
+        }
+        let id = domain::hex(&self.vault.new_subject_ids(1)?[0].as_bytes()[6..14]);
+        let record = ImportRecord {
+            id: id.clone(),
+            status: if options.dry_run {
+                "dry_run"
+            } else {
+                "running"
+            }
+            .into(),
+            file: options.name.clone(),
+            profile: serde_json::to_value(profile)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            by: actor.principal.id.to_string(),
+            started: consent::now(),
+            finished: None,
+            counts,
+            compared_pairs: matched.compared as u64,
+            vault_candidates: existing_ids.len() as u64,
+            lambda: matched.params.lambda,
+            em_iterations: matched.params.iterations,
+            batches: plan.len().div_ceil(BATCH_ROWS) as u32,
+            batches_done: 0,
+            review_items: Vec::new(),
+            problems,
+            problems_total,
+            stages: vec![
+                stage("read", read_s, rows.len()),
+                stage("match", match_s, rows.len()),
+            ],
+            resumed: false,
+            already_imported: false,
+            fingerprint: fingerprint.to_string(),
+            codes,
+            header_targets: targets,
+            params: Some(matched.params.clone()),
+        };
+        if options.dry_run {
+            let report = plan.iter().map(|p| self.row_report(&record, p)).collect();
+            return Ok((record, report));
+        }
+        // The plan is durable before any subject is written.
+        let mut batch = Batch::new();
+        for (b, chunk) in plan.chunks(BATCH_ROWS).enumerate() {
+            batch.put(
+                ks::IMPORTS,
+                key("p", &id, &(b as u32).to_be_bytes()),
+                encode_plan(chunk, false),
+            );
+        }
+        let mut record = record;
+        for (a, b, probability, ra, rb) in review_pairs {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            let rid = domain::hex(&self.vault.new_subject_ids(1)?[0].as_bytes()[6..14]);
+            let item = ReviewItem {
+                id: rid.clone(),
+                import: Some(id.clone()),
+                a,
+                b,
+                probability,
+                levels: matching::compare(&records[ra as usize], &records[rb as usize]).to_vec(),
+                status: "open".into(),
+                decided_by: None,
+                decided_at: None,
+                merge: None,
+            };
+            batch.put(
+                ks::IMPORTS,
+                key("q", &rid, b""),
+                serde_json::to_vec(&item).expect("json"),
+            );
+            record.review_items.push(rid);
+        }
+        batch.put(
+            ks::IMPORTS,
+            key("i", &id, b""),
+            serde_json::to_vec(&record).expect("json"),
+        );
+        batch.put(
+            ks::IMPORTS,
+            key("f", fingerprint, b""),
+            serde_json::to_vec(&id).expect("json"),
+        );
+        batch.put(
+            ks::META,
+            b"match.params".to_vec(),
+            serde_json::to_vec(&matched.params).expect("json"),
+        );
+        self.vault.apply_durably(batch)?;
+        Ok((record, Vec::new()))
+    }
+
+    fn check_targets(&self, header: &[String], targets: &[Option<Target>]) -> Result<(), Error> {
+        for (h, t) in header.iter().zip(targets) {
+            let (record, field) = match t {
+                Some(Target::Field { field }) | Some(Target::Contact2 { field }) => {
+                    (RecordKind::Subject, field)
+                }
+                Some(Target::Gift { field }) => (RecordKind::Gift, field),
+                Some(Target::Consent { purpose, event, .. }) => {
+                    self.purposes.get(purpose).map_err(|_| {
+                        Error::BadRequest(format!(
+                            "column \"{h}\" maps to purpose \"{purpose}\", which policies/purposes.toml does not define"
+                        ))
+                    })?;
+                    if consent::EventKind::parse(event).is_none() {
+                        return Err(Error::BadRequest(format!(
+                            "column \"{h}\" maps to consent event \"{event}\", which is not an event kind"
+                        )));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if self.schema.field(record, field).is_none() {
+                return Err(Error::BadRequest(format!(
+                    "column \"{h}\" maps to field \"{field}\", which the schema does not have"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_stage(
+        &self,
+        actor: &Actor,
+        source: Source<'_>,
+        options: &ImportOptions,
+        mut record: ImportRecord,
+        resumed: bool,
+        progress: &dyn Fn(Progress),
+    ) -> Result<(ImportRecord, Vec<RowReport>), Error> {
+        let t0 = Instant::now();
+        let rules: BTreeMap<String, Survivorship> = options
+            .mapping
+            .as_ref()
+            .map(|m| {
+                m.survivorship
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), parse_rule(v)?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let f = source().map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
+        let mut reader = Reader::new(f, None)
+            .map_err(|e| Error::BadRequest(format!("{}: {e}", options.name)))?;
+        let header = reader.header().to_vec();
+        let targets = record.header_targets.clone();
+        let mut written_rows = 0u64;
+        let total = record.counts.rows_read;
+        let first = record.batches_done;
+        for b in 0..record.batches {
+            let (done, mut plan) = self.plan_chunk(&record.id, b)?;
+            // Rows of this batch, parsed again (the plan keeps no values).
+            let mut parsed: HashMap<u64, Parsed> = HashMap::new();
+            let last_row = plan.last().map(|p| p.row).unwrap_or(0);
+            for item in reader.by_ref() {
+                let Ok(row) = item else {
+                    if let Err(e) = item {
+                        if e.row >= last_row {
+                            break;
+                        }
+                    }
+                    continue;
+                };
+                let n = row.number;
+                if !done {
+                    if let Ok(p) =
+                        self.parse_row(n, &header, &targets, options.mapping.as_ref(), &row.cells)
+                    {
+                        parsed.insert(n, p);
+                    }
+                }
+                if n >= last_row {
+                    break;
+                }
+            }
+            if done || b < first {
+                continue;
+            }
+            self.write_batch(
+                actor,
+                &mut record,
+                b,
+                &mut plan,
+                &parsed,
+                &rules,
+                &options.name,
+            )?;
+            written_rows += plan.len() as u64;
+            progress(Progress {
+                stage: "write",
+                done: ((b + 1) as u64 * BATCH_ROWS as u64).min(total),
+                total: Some(total),
+            });
+        }
+        let write_s = t0.elapsed().as_secs_f64();
+        record
+            .stages
+            .push(stage("write", write_s, written_rows as usize));
+        record.status = "completed".into();
+        record.finished = Some(consent::now());
+        record.resumed = resumed;
+        let report = self.report_of(&record)?;
+        let mut counts = Counts {
+            rows_read: record.counts.rows_read,
+            warnings: record.counts.warnings,
+            ..Default::default()
+        };
+        for r in &report {
+            match r.outcome {
+                "new" => counts.new += 1,
+                "merged" => counts.merged += 1,
+                "review" => counts.review += 1,
+                "unchanged" => counts.unchanged += 1,
+                _ => counts.errors += 1,
+            }
+        }
+        record.counts = counts;
+        self.vault.apply_durably({
+            let mut batch = Batch::new();
+            batch.put(
+                ks::IMPORTS,
+                key("i", &record.id, b""),
+                serde_json::to_vec(&record).expect("json"),
+            );
+            batch
+        })?;
+        Ok((record, report))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_batch(
+        &self,
+        actor: &Actor,
+        record: &mut ImportRecord,
+        b: u32,
+        plan: &mut [PlanRow],
+        parsed: &HashMap<u64, Parsed>,
+        rules: &BTreeMap<String, Survivorship>,
+        file: &str,
+    ) -> Result<(), Error> {
+        let import = record.id.clone();
+        // New subjects of this batch, by id: (kind, fields, gifts).
+        let mut news: BTreeMap<SubjectId, NewSubject> = BTreeMap::new();
+        let mut news_order: Vec<SubjectId> = Vec::new();
+        // Subjects stored before this batch that it changes: their fields now.
+        let mut olds: BTreeMap<SubjectId, (Vec<(FieldId, Value)>, bool)> = BTreeMap::new();
+        let mut old_gifts: BTreeMap<SubjectId, Vec<Vec<(FieldId, Value)>>> = BTreeMap::new();
+        let mut consents: Vec<(SubjectId, NewConsent)> = Vec::new();
+        let mut households: Vec<(SubjectId, Vec<SubjectId>)> = Vec::new();
+        let household_field = self
+            .schema
+            .field(RecordKind::Subject, "household")
+            .map(|d| d.id);
+        let mut apply = |this: &Hub,
+                         target: SubjectId,
+                         creates: bool,
+                         fields: &[(FieldId, Value)],
+                         gift: Option<&Vec<(FieldId, Value)>>|
+         -> Result<bool, Error> {
+            if creates && !news.contains_key(&target) && this.vault.raw_record(&target)?.is_none() {
+                news.insert(
+                    target,
+                    NewSubject {
+                        kind: SubjectKind::Individual,
+                        fields: fields.to_vec(),
+                        gifts: gift.cloned().into_iter().collect(),
+                    },
+                );
+                news_order.push(target);
+                return Ok(true);
+            }
+            if let Some(n) = news.get_mut(&target) {
+                n.fields = this.survive(&n.fields, fields, rules);
+                n.gifts.extend(gift.cloned());
+                return Ok(true);
+            }
+            if !olds.contains_key(&target) {
+                let current = this.vault.read_subject(&target, &|_| true)?;
+                olds.insert(target, (current.fields, false));
+            }
+            let entry = olds.get_mut(&target).expect("present");
+            let after = this.survive(&entry.0, fields, rules);
+            let mut changed = after != entry.0;
+            if changed {
+                entry.0 = after;
+                entry.1 = true;
+            }
+            if let Some(g) = gift {
+                old_gifts.entry(target).or_default().push(g.clone());
+                changed = true;
+            }
+            Ok(changed)
+        };
+        for p in plan.iter_mut() {
+            let Some(row) = parsed.get(&p.row) else {
+                continue;
+            };
+            let Some(target) = p.target else { continue };
+            let creates = matches!(p.outcome, O_NEW | O_REVIEW);
+            let mut changed = apply(self, target, creates, &row.person, row.gift.as_ref())?;
+            if let Some((c2, c2_creates)) = p.c2 {
+                if let Some(fields) = &row.contact2 {
+                    apply(self, c2, c2_creates, fields, None)?;
+                }
+                if let (Some(h), Some(_)) = (p.household, household_field) {
+                    households.push((h, vec![target, c2]));
+                }
+            }
+            for (purpose, event, at) in &row.consents {
+                consents.push((
+                    target,
+                    NewConsent {
+                        purpose: purpose.clone(),
+                        event: event.clone(),
+                        at: at.as_ref().and_then(|a| {
+                            consent::normalise_time(a).or_else(|| {
+                                consent::normalise_time(&format!("{}Z", a.replace(' ', "T")))
+                            })
+                        }),
+                        method: Some("import".into()),
+                        source: format!("import:{import}#{}", p.row),
+                        ..Default::default()
+                    },
+                ));
+                changed = true;
+            }
+            if p.outcome == O_MERGED && !changed {
+                p.outcome = O_UNCHANGED;
+            }
+        }
+        // Households: a household subject linked from both people.
+        if let Some(hf) = household_field {
+            for (h, members) in &households {
+                if self.vault.raw_record(h)?.is_some() {
+                    continue;
+                }
+                news.insert(
+                    *h,
+                    NewSubject {
+                        kind: SubjectKind::Household,
+                        fields: Vec::new(),
+                        gifts: Vec::new(),
+                    },
+                );
+                news_order.push(*h);
+                for m in members {
+                    if let Some(n) = news.get_mut(m) {
+                        n.fields.retain(|(f, _)| *f != hf);
+                        n.fields.push((hf, Value::Ref(*h)));
+                    } else if let Some(o) = olds.get_mut(m) {
+                        if !o.0.iter().any(|(f, _)| *f == hf) {
+                            o.0.push((hf, Value::Ref(*h)));
+                            o.1 = true;
+                        }
+                    }
+                }
+            }
+        }
+        // The journal: snapshots of subjects stored before the import, the first time this
+        // import touches them.
+        let mut extra = Batch::new();
+        let replaces: Vec<Replace> = olds
+            .iter()
+            .filter(|(_, (_, changed))| *changed)
+            .map(|(id, (fields, _))| Replace {
+                id: *id,
+                fields: fields.clone(),
+                expected_version: None,
+            })
+            .collect();
+        let mut touched: Vec<SubjectId> = news_order.clone();
+        for id in olds.keys().chain(old_gifts.keys()) {
+            if !touched.contains(id) {
+                touched.push(*id);
+            }
+            let snap = key("s", &import, id.as_bytes());
+            if self.vault.store().get(ks::IMPORTS, &snap)?.is_none()
+                && !self.created_by(&import, id)?
+            {
+                if let Some(raw) = self.vault.raw_record(id)? {
+                    extra.put(ks::IMPORTS, snap, raw);
+                }
+            }
+        }
+        for id in &news_order {
+            extra.put(ks::IMPORTS, key("n", &import, id.as_bytes()), Vec::new());
+            crate::retention::touch(&mut extra, id);
+        }
+        // Consent events, counted on per subject.
+        let mut seqs: HashMap<SubjectId, u64> = HashMap::new();
+        for (subject, new) in &consents {
+            let seq = match seqs.get(subject) {
+                Some(s) => *s,
+                None if news.contains_key(subject) => 0,
+                None => self
+                    .ledger
+                    .next_seq(subject)
+                    .map_err(crate::consent_ops::consent_error)?,
+            };
+            seqs.insert(*subject, seq + 1);
+            self.ledger
+                .prepare_seq(
+                    &self.purposes,
+                    subject,
+                    new,
+                    &actor.principal.id.to_string(),
+                    seq,
+                    &mut extra,
+                )
+                .map_err(|e| Error::BadRequest(format!("{file}: {e}")))?;
+            if !news.contains_key(subject) {
+                extra.put(
+                    ks::IMPORTS,
+                    key("c", &import, &consent::Ledger::key(subject, seq)),
+                    Vec::new(),
+                );
+            }
+        }
+        // People erased at their request are not re-added to marketing.
+        if let Some(p) = self
+            .purposes
+            .all()
+            .iter()
+            .find(|p| p.marketing && p.opt_out)
+        {
+            for (id, n) in &news {
+                let suppressed = n.fields.iter().any(|(f, v)| {
+                    let kind = self
+                        .schema
+                        .field_by_id(RecordKind::Subject, *f)
+                        .map(|d| d.index);
+                    match (kind, v.index_term()) {
+                        (
+                            Some(k @ (domain::IndexKind::Email | domain::IndexKind::Phone)),
+                            Some(t),
+                        ) => self.vault.is_suppressed(k, t).unwrap_or(false),
+                        _ => false,
+                    }
+                });
+                if suppressed {
+                    let seq = seqs.get(id).copied().unwrap_or(0);
+                    seqs.insert(*id, seq + 1);
+                    let new = NewConsent {
+                        purpose: p.name.clone(),
+                        event: "objected".into(),
+                        method: Some("system".into()),
+                        source: "suppression-list".into(),
+                        ..Default::default()
+                    };
+                    self.ledger
+                        .prepare_seq(&self.purposes, id, &new, "system", seq, &mut extra)
+                        .map_err(crate::consent_ops::consent_error)?;
+                }
+            }
+        }
+        extra.put(
+            ks::IMPORTS,
+            key("p", &import, &b.to_be_bytes()),
+            encode_plan(plan, true),
+        );
+        record.batches_done = b + 1;
+        extra.put(
+            ks::IMPORTS,
+            key("i", &import, b""),
+            serde_json::to_vec(&*record).expect("json"),
+        );
+        let creates: Vec<NewSubject> = news_order.iter().map(|id| news[id].clone()).collect();
+        let gifts: Vec<(SubjectId, Vec<Vec<(FieldId, Value)>>)> = old_gifts.into_iter().collect();
+        let mut trail = crate::trail::Trail::default();
+        for id in &touched {
+            trail.subject(id);
+        }
+        trail.count = Some(plan.len() as u64);
+        self.commit_audited(actor, "import.rows", &mut trail, |audit| {
+            let mut extra = extra;
+            extra.extend(audit);
+            // Gift ids are known only once written: they go into the journal right after,
+            // in their own durable batch (an undo before that finds none and keeps them).
+            let written =
+                self.vault
+                    .write_import(&creates, &news_order, &replaces, &gifts, extra)?;
+            let mut journal = Batch::new();
+            for ((subject, _), ids) in gifts.iter().zip(&written.gift_ids) {
+                for g in ids {
+                    let mut k = subject.as_bytes().to_vec();
+                    k.extend_from_slice(g.as_bytes());
+                    journal.put(ks::IMPORTS, key("g", &import, &k), Vec::new());
+                }
+            }
+            for (r, v) in replaces.iter().zip(&written.versions) {
+                journal.put(
+                    ks::IMPORTS,
+                    key("v", &import, r.id.as_bytes()),
+                    v.to_le_bytes().to_vec(),
+                );
+            }
+            self.vault.apply_durably(journal)?;
+            Ok(())
+        })
+    }
+
+    fn created_by(&self, import: &str, id: &SubjectId) -> Result<bool, Error> {
+        Ok(self
+            .vault
+            .store()
+            .get(ks::IMPORTS, &key("n", import, id.as_bytes()))?
+            .is_some())
+    }
+
+    /// Undoes an import: subjects it created are taken back (keys shredded), subjects it
+    /// changed get their exact prior record back, its gifts and consent events go, its review
+    /// items close. Refused if a changed subject was changed again since.
+    pub fn undo_import(&self, actor: &Actor, id: &str) -> Result<ImportRecord, Error> {
+        self.audited(actor, "import.undo", |trail| {
+            self.require(actor, "imports", Action::Import)?;
+            let mut record = self.load_import(id)?;
+            if record.status == "undone" {
+                return Err(Error::Conflict(format!("import {id} is already undone")));
+            }
+            let store = self.vault.store().clone();
+            let list = |kind: &str| -> Result<Vec<Vec<u8>>, Error> {
+                let prefix = key(kind, id, b"");
+                let mut out = Vec::new();
+                for e in store.scan_prefix(ks::IMPORTS, &prefix) {
+                    let (k, _) = e?;
+                    out.push(k[prefix.len()..].to_vec());
+                }
+                Ok(out)
+            };
+            let created: Vec<SubjectId> =
+                list("n")?.iter().filter_map(|k| SubjectId::from_slice(k)).collect();
+            let snapshots: Vec<SubjectId> =
+                list("s")?.iter().filter_map(|k| SubjectId::from_slice(k)).collect();
+            // Changed since? Compare versions before touching anything.
+            let mut expected = HashMap::new();
+            for s in &snapshots {
+                let v = store
+                    .get(ks::IMPORTS, &key("v", id, s.as_bytes()))?
+                    .and_then(|b| b.try_into().ok().map(u32::from_le_bytes));
+                if let Some(v) = v {
+                    if self.vault.version_of(s)? != v {
+                        return Err(Error::Conflict(format!(
+                            "subject {s} was changed after import {id}; undo it by hand or undo the later change first"
+                        )));
+                    }
+                    expected.insert(*s, v);
+                }
+            }
+            for s in &created {
+                trail.subject(s);
+            }
+            for s in &snapshots {
+                trail.subject(s);
+            }
+            let gifts = list("g")?;
+            let consents = list("c")?;
+            for s in &snapshots {
+                let raw = store
+                    .get(ks::IMPORTS, &key("s", id, s.as_bytes()))?
+                    .ok_or_else(|| Error::Internal("snapshot missing".into()))?;
+                let mut batch = Batch::new();
+                for g in gifts.iter().filter(|g| &g[..16] == s.as_bytes()) {
+                    if let Some(gid) = domain::GiftId::from_slice(&g[16..]) {
+                        self.vault.delete_gifts(s, &[gid], &mut batch);
+                    }
+                }
+                for c in consents.iter().filter(|c| &c[..16] == s.as_bytes()) {
+                    batch.delete(ks::CONSENT, c.clone());
+                }
+                self.vault.restore_raw(s, &raw, expected.get(s).copied(), batch)?;
+            }
+            // Subjects with gifts or consent but no field change have no snapshot.
+            let mut batch = Batch::new();
+            for g in &gifts {
+                if let (Some(s), Some(gid)) = (SubjectId::from_slice(&g[..16]), domain::GiftId::from_slice(&g[16..])) {
+                    self.vault.delete_gifts(&s, &[gid], &mut batch);
+                }
+            }
+            for c in &consents {
+                batch.delete(ks::CONSENT, c.clone());
+            }
+            for s in &created {
+                for e in store.scan_prefix(ks::CONSENT, s.as_bytes()) {
+                    batch.delete(ks::CONSENT, e?.0);
+                }
+                batch.delete(ks::ACTIVITY, s.as_bytes().to_vec());
+            }
+            for r in &record.review_items {
+                batch.delete(ks::IMPORTS, key("q", r, b""));
+            }
+            for kind in ["n", "s", "v", "g", "c"] {
+                for k in list(kind)? {
+                    batch.delete(ks::IMPORTS, key(kind, id, &k));
+                }
+            }
+            batch.delete(ks::IMPORTS, key("f", &record.fingerprint, b""));
+            record.status = "undone".into();
+            record.finished = Some(consent::now());
+            batch.put(ks::IMPORTS, key("i", id, b""), serde_json::to_vec(&record).expect("json"));
+            trail.count = Some(created.len() as u64 + snapshots.len() as u64);
+            self.commit_audited(actor, "import.undo", trail, |audit| {
+                batch.extend(audit);
+                self.vault.discard_subjects(&created, batch)?;
+                Ok(())
+            })?;
+            Ok(record)
+        })
+    }
+}
+
+fn stage(name: &str, seconds: f64, rows: usize) -> Stage {
+    Stage {
+        stage: name.into(),
+        seconds,
+        rows_per_second: if seconds > 0.0 {
+            rows as f64 / seconds
+        } else {
+            0.0
+        },
+    }
+}
+
+fn parse_rule(s: &str) -> Option<Survivorship> {
+    Some(match s {
+        "most_recent" => Survivorship::MostRecent,
+        "most_complete" => Survivorship::MostComplete,
+        "existing_first" | "source_priority" => Survivorship::ExistingFirst,
+        "union" => Survivorship::Union,
+        _ => return None,
+    })
+}
+
+/// A pair of subjects the matcher was unsure about.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReviewItem {
+    /// Its id.
+    pub id: String,
+    /// The import that raised it.
+    pub import: Option<String>,
+    /// The subject that would be kept.
+    pub a: SubjectId,
+    /// The subject that would be merged into it.
+    pub b: SubjectId,
+    /// Match probability.
+    pub probability: f64,
+    /// Comparison level per field (see `steward match explain`).
+    pub levels: Vec<u8>,
+    /// open, accepted, rejected.
+    pub status: String,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<String>,
+    /// The merge an acceptance made.
+    pub merge: Option<String>,
+}
+
+fn row_error_message(code: &str) -> String {
+    match code {
+        "ragged_row" => "the row has a different number of cells than the header".into(),
+        "invalid_text" => "a cell is not valid text in the file's encoding".into(),
+        "malformed_csv" => "the row's quoting is broken (an unbalanced quote)".into(),
+        "field_too_long" => "a cell is longer than 1 MiB".into(),
+        other => other.replace('_', " "),
+    }
+}

@@ -1,0 +1,461 @@
+//! Merging two subjects, undoing a merge, the review queue, and explaining a match score.
+//!
+//! A merge keeps subject A and absorbs B: A's fields follow the survivorship rules, B's gifts
+//! are copied to A, B's consent events are copied to A (each marked with where it came from,
+//! so both evidence trails stay), and where either record was more restricted than the merged
+//! ledger would be, a restricting event is added: the most restrictive consent wins. B's
+//! records stay encrypted under B's key in the merged keyspace until the merge is undone.
+
+use std::collections::BTreeMap;
+
+use access_control::Action;
+use consent::{decide, now, NewConsent};
+use domain::SubjectId;
+use importers::matching::{self, Params};
+use serde::{Deserialize, Serialize};
+use vault::{keyspaces as ks, Batch, Replace};
+
+use crate::consent_ops::consent_error;
+use crate::imports::ReviewItem;
+use crate::{Actor, Error, Hub};
+
+/// A merge, as the journal keeps it (ids and an encrypted snapshot only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergeRecord {
+    /// Its id.
+    pub id: String,
+    /// The subject kept.
+    pub keep: SubjectId,
+    /// The subject merged into it.
+    pub gone: SubjectId,
+    /// done or undone.
+    pub status: String,
+    /// Who merged.
+    pub by: String,
+    /// When.
+    pub at: String,
+    /// The review item it decided, if any.
+    pub review: Option<String>,
+    /// Consent events added to the kept subject (copies and restrictions).
+    pub consent_events: u32,
+    /// Gifts copied to the kept subject.
+    pub gifts_copied: u32,
+    #[serde(default)]
+    keep_version_after: u32,
+    #[serde(default)]
+    keep_snapshot: Vec<u8>,
+    #[serde(default)]
+    added_gifts: Vec<domain::GiftId>,
+    #[serde(default)]
+    added_consent: Vec<u64>,
+}
+
+/// One field's part in a match score.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldContribution {
+    /// The field compared.
+    pub field: &'static str,
+    /// missing, exact, close, similar or different.
+    pub level: &'static str,
+    /// Its match weight (log2 m/u); 0 when missing.
+    pub weight: f64,
+    /// m and u of that level.
+    pub m: Option<f64>,
+    /// u of that level.
+    pub u: Option<f64>,
+}
+
+/// Why two subjects score as they do.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatchExplanation {
+    /// First subject.
+    pub a: SubjectId,
+    /// Second subject.
+    pub b: SubjectId,
+    /// Sum of the weights.
+    pub score: f64,
+    /// Posterior match probability.
+    pub probability: f64,
+    /// auto-merge, review or new.
+    pub band: &'static str,
+    /// Per field.
+    pub fields: Vec<FieldContribution>,
+    /// Where the m/u values come from.
+    pub parameters: &'static str,
+}
+
+fn qkey(kind: &str, id: &str) -> Vec<u8> {
+    format!("{kind}/{id}/").into_bytes()
+}
+
+fn restriction_of(reason: &str) -> Option<&'static str> {
+    match reason {
+        "restricted" => Some("restricted"),
+        "objected" => Some("objected"),
+        "consent_withdrawn" | "opted_out" | "consent_refused" => Some("withdrawn"),
+        _ => None,
+    }
+}
+
+impl Hub {
+    fn match_params(&self) -> Result<(Params, &'static str), Error> {
+        Ok(match self.vault.store().get(ks::META, b"match.params")? {
+            Some(v) => match serde_json::from_slice(&v) {
+                Ok(p) => (p, "estimated by the last import"),
+                Err(_) => (Params::default(), "defaults"),
+            },
+            None => (
+                Params::default(),
+                "defaults (no import has estimated them yet)",
+            ),
+        })
+    }
+
+    /// Explains the match score of two subjects field by field (levels and weights, never
+    /// values).
+    pub fn explain_match(
+        &self,
+        actor: &Actor,
+        a: &SubjectId,
+        b: &SubjectId,
+    ) -> Result<MatchExplanation, Error> {
+        self.audited(actor, "read.match", |trail| {
+            trail.subject(a);
+            trail.subject(b);
+            self.require(actor, "subject", Action::Merge)?;
+            let ra = self.vault.read_subject(a, &|_| true)?;
+            let rb = self.vault.read_subject(b, &|_| true)?;
+            let (params, source) = self.match_params()?;
+            let g = matching::compare(
+                &self.match_record(&ra.fields),
+                &self.match_record(&rb.fields),
+            );
+            let w = params.weights(&g);
+            let probability = params.probability(&g);
+            let t = matching::Thresholds::default();
+            Ok(MatchExplanation {
+                a: *a,
+                b: *b,
+                score: w.iter().sum(),
+                probability,
+                band: if probability >= t.auto_merge {
+                    "auto-merge"
+                } else if probability >= t.review {
+                    "review"
+                } else {
+                    "new"
+                },
+                fields: matching::FIELDS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| FieldContribution {
+                        field: f,
+                        level: matching::LEVEL_NAMES[g[i] as usize],
+                        weight: w[i],
+                        m: (g[i] > 0).then(|| params.m[i][g[i] as usize - 1]),
+                        u: (g[i] > 0).then(|| params.u[i][g[i] as usize - 1]),
+                    })
+                    .collect(),
+                parameters: source,
+            })
+        })
+    }
+
+    /// Merges subject `gone` into `keep` (see the module documentation). Returns the merge's
+    /// record; `steward merge undo ID` reverses it exactly.
+    pub fn merge_subjects(
+        &self,
+        actor: &Actor,
+        keep: &SubjectId,
+        gone: &SubjectId,
+        review: Option<String>,
+    ) -> Result<MergeRecord, Error> {
+        self.audited(actor, "merge", |trail| {
+            trail.subject(keep);
+            trail.subject(gone);
+            self.require(actor, "subject", Action::Merge)?;
+            if keep == gone {
+                return Err(Error::BadRequest(
+                    "a subject cannot be merged into itself".into(),
+                ));
+            }
+            let ra = self.vault.read_subject(keep, &|_| true)?;
+            let rb = self.vault.read_subject(gone, &|_| true)?;
+            let snapshot = self.vault.raw_record(keep)?.ok_or(Error::NotFound(*keep))?;
+            let fields = self.survive(&ra.fields, &rb.fields, &BTreeMap::new());
+            let gifts: Vec<Vec<(domain::FieldId, domain::Value)>> = self
+                .vault
+                .list_gifts(gone)?
+                .into_iter()
+                .map(|g| g.fields)
+                .collect();
+            // Consent: B's events copied, then a restriction wherever A or B alone was more
+            // restricted than the two ledgers together.
+            let ha = self.ledger.history(keep).map_err(consent_error)?;
+            let hb = self.ledger.history(gone).map_err(consent_error)?;
+            let mut extra = Batch::new();
+            let mut seq = self.ledger.next_seq(keep).map_err(consent_error)?;
+            let mut added = Vec::new();
+            let mut together = ha.clone();
+            for e in &hb {
+                self.ledger.copy_into(e, keep, seq, &mut extra);
+                let mut copy = e.clone();
+                copy.subject = *keep;
+                copy.seq = seq;
+                together.push(copy);
+                added.push(seq);
+                seq += 1;
+            }
+            let id = domain::hex(&self.vault.new_subject_ids(1)?[0].as_bytes()[6..14]);
+            let at = now();
+            let marketing = |name: &str| {
+                self.purposes
+                    .get(name)
+                    .map(|p| p.marketing)
+                    .unwrap_or(false)
+            };
+            for p in self.purposes.all() {
+                let da = decide(p, &ha, false, &at, &marketing);
+                let db = decide(p, &hb, false, &at, &marketing);
+                let dt = decide(p, &together, false, &at, &marketing);
+                if !dt.allowed {
+                    continue;
+                }
+                let strictest = [&da, &db]
+                    .into_iter()
+                    .filter(|d| !d.allowed)
+                    .find_map(|d| restriction_of(&d.reason));
+                let Some(event) = strictest else { continue };
+                let event = if event == "objected" && !p.opt_out {
+                    "withdrawn"
+                } else {
+                    event
+                };
+                if event == "restricted" {
+                    // A restriction covers every purpose; one event does.
+                    if together.iter().any(|e| {
+                        e.event == consent::EventKind::Restricted
+                            && e.merged_from.is_none()
+                            && e.source.starts_with("merge:")
+                    }) {
+                        continue;
+                    }
+                }
+                let new = NewConsent {
+                    purpose: p.name.clone(),
+                    event: event.into(),
+                    method: Some("merge".into()),
+                    source: format!("merge:{id}"),
+                    ..Default::default()
+                };
+                let ev = self
+                    .ledger
+                    .prepare_seq(
+                        &self.purposes,
+                        keep,
+                        &new,
+                        &actor.principal.id.to_string(),
+                        seq,
+                        &mut extra,
+                    )
+                    .map_err(consent_error)?;
+                together.push(ev);
+                added.push(seq);
+                seq += 1;
+            }
+            let mut record = MergeRecord {
+                id: id.clone(),
+                keep: *keep,
+                gone: *gone,
+                status: "done".into(),
+                by: actor.principal.id.to_string(),
+                at,
+                review: review.clone(),
+                consent_events: added.len() as u32,
+                gifts_copied: gifts.len() as u32,
+                keep_version_after: 0,
+                keep_snapshot: snapshot,
+                added_gifts: Vec::new(),
+                added_consent: added,
+            };
+            let written = self.vault.write_import(
+                &[],
+                &[],
+                &[Replace {
+                    id: *keep,
+                    fields,
+                    expected_version: Some(ra.version),
+                }],
+                &[(*keep, gifts)],
+                extra,
+            )?;
+            record.keep_version_after = written.versions[0];
+            record.added_gifts = written.gift_ids.into_iter().flatten().collect();
+            let mut batch = Batch::new();
+            batch.put(
+                ks::IMPORTS,
+                qkey("m", &id),
+                serde_json::to_vec(&record).expect("json"),
+            );
+            if let Some(r) = &review {
+                if let Some(mut item) = self.review_item(r)? {
+                    item.status = "accepted".into();
+                    item.decided_by = Some(actor.principal.id.to_string());
+                    item.decided_at = Some(now());
+                    item.merge = Some(id.clone());
+                    batch.put(
+                        ks::IMPORTS,
+                        qkey("q", r),
+                        serde_json::to_vec(&item).expect("json"),
+                    );
+                }
+            }
+            self.commit_audited(actor, "merge", trail, |audit| {
+                batch.extend(audit);
+                self.vault.absorb(keep, gone, batch)?;
+                Ok(())
+            })?;
+            Ok(record)
+        })
+    }
+
+    /// A merge's record.
+    pub fn merge_record(&self, id: &str) -> Result<MergeRecord, Error> {
+        let v = self
+            .vault
+            .store()
+            .get(ks::IMPORTS, &qkey("m", id))?
+            .ok_or_else(|| Error::Missing(format!("merge {id}")))?;
+        serde_json::from_slice(&v).map_err(|_| Error::Internal(format!("merge {id} is damaged")))
+    }
+
+    /// Undoes a merge: the kept subject gets its exact prior record back (and loses the copied
+    /// gifts and consent events), the merged subject comes back as it was. Refused if the kept
+    /// subject changed since.
+    pub fn undo_merge(&self, actor: &Actor, id: &str) -> Result<MergeRecord, Error> {
+        self.audited(actor, "merge.undo", |trail| {
+            self.require(actor, "subject", Action::Merge)?;
+            let mut record = self.merge_record(id)?;
+            trail.subject(record.keep);
+            trail.subject(record.gone);
+            if record.status == "undone" {
+                return Err(Error::Conflict(format!("merge {id} is already undone")));
+            }
+            let mut batch = Batch::new();
+            self.vault
+                .delete_gifts(&record.keep, &record.added_gifts, &mut batch);
+            for seq in &record.added_consent {
+                batch.delete(ks::CONSENT, consent::Ledger::key(&record.keep, *seq));
+            }
+            self.vault.restore_raw(
+                &record.keep,
+                &record.keep_snapshot,
+                Some(record.keep_version_after),
+                batch,
+            )?;
+            record.status = "undone".into();
+            let mut batch = Batch::new();
+            let mut stored = record.clone();
+            stored.keep_snapshot = Vec::new();
+            batch.put(
+                ks::IMPORTS,
+                qkey("m", id),
+                serde_json::to_vec(&stored).expect("json"),
+            );
+            if let Some(r) = &record.review {
+                if let Some(mut item) = self.review_item(r)? {
+                    item.status = "open".into();
+                    item.merge = None;
+                    batch.put(
+                        ks::IMPORTS,
+                        qkey("q", r),
+                        serde_json::to_vec(&item).expect("json"),
+                    );
+                }
+            }
+            self.commit_audited(actor, "merge.undo", trail, |audit| {
+                batch.extend(audit);
+                self.vault.unabsorb(&record.keep, &record.gone, batch)?;
+                Ok(())
+            })?;
+            Ok(stored)
+        })
+    }
+
+    fn review_item(&self, id: &str) -> Result<Option<ReviewItem>, Error> {
+        Ok(match self.vault.store().get(ks::IMPORTS, &qkey("q", id))? {
+            Some(v) => serde_json::from_slice(&v).ok(),
+            None => None,
+        })
+    }
+
+    /// The review queue (open items first, then decided ones when `all`).
+    pub fn review_list(&self, actor: &Actor, all: bool) -> Result<Vec<ReviewItem>, Error> {
+        self.audited(actor, "read.review", |trail| {
+            self.require(actor, "subject", Action::Merge)?;
+            let mut out: Vec<ReviewItem> = Vec::new();
+            for entry in self.vault.store().scan_prefix(ks::IMPORTS, b"q/") {
+                let (_, v) = entry?;
+                if let Ok(item) = serde_json::from_slice::<ReviewItem>(&v) {
+                    if all || item.status == "open" {
+                        out.push(item);
+                    }
+                }
+            }
+            out.sort_by(|a, b| {
+                b.probability
+                    .total_cmp(&a.probability)
+                    .then(a.id.cmp(&b.id))
+            });
+            trail.count = Some(out.len() as u64);
+            Ok(out)
+        })
+    }
+
+    /// Accepts a review item: merges its second subject into its first.
+    pub fn review_accept(&self, actor: &Actor, id: &str) -> Result<MergeRecord, Error> {
+        let item = self
+            .review_item(id)?
+            .ok_or_else(|| Error::Missing(format!("review item {id}")))?;
+        if item.status != "open" {
+            return Err(Error::Conflict(format!(
+                "review item {id} is already {}",
+                item.status
+            )));
+        }
+        self.merge_subjects(actor, &item.a, &item.b, Some(id.to_string()))
+    }
+
+    /// Rejects a review item: the two subjects are different people.
+    pub fn review_reject(&self, actor: &Actor, id: &str) -> Result<ReviewItem, Error> {
+        self.audited(actor, "review.reject", |trail| {
+            self.require(actor, "subject", Action::Merge)?;
+            let mut item = self
+                .review_item(id)?
+                .ok_or_else(|| Error::Missing(format!("review item {id}")))?;
+            trail.subject(item.a);
+            trail.subject(item.b);
+            if item.status != "open" {
+                return Err(Error::Conflict(format!(
+                    "review item {id} is already {}",
+                    item.status
+                )));
+            }
+            item.status = "rejected".into();
+            item.decided_by = Some(actor.principal.id.to_string());
+            item.decided_at = Some(now());
+            let mut batch = Batch::new();
+            batch.put(
+                ks::IMPORTS,
+                qkey("q", id),
+                serde_json::to_vec(&item).expect("json"),
+            );
+            self.commit_audited(actor, "review.reject", trail, |audit| {
+                batch.extend(audit);
+                self.vault.apply_durably(batch)?;
+                Ok(())
+            })?;
+            Ok(item)
+        })
+    }
+}

@@ -1,0 +1,285 @@
+//! Writes for imports and merges, and the raw snapshots that make them undoable.
+//!
+//! A snapshot is a subject's stored record as it was (still encrypted under the subject's own
+//! data key), so an undo restores it bit for bit and an erasure of the subject still makes it
+//! unreadable. A merged-away subject keeps its data key and its records in the `merged`
+//! keyspace until the merge is undone; erasing the subject it was merged into shreds both keys.
+
+use std::collections::BTreeSet;
+
+use domain::{FieldId, GiftId, SubjectId, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::record;
+use crate::store::{keyspaces as ks, Batch};
+use crate::vault::{NewSubject, Vault, ZERO_ID};
+
+/// A subject replaced whole by an import or a merge: the fields it must have afterwards and,
+/// optionally, the version it must still be at.
+#[derive(Debug, Clone)]
+pub struct Replace {
+    /// The subject.
+    pub id: SubjectId,
+    /// All its fields afterwards.
+    pub fields: Vec<(FieldId, Value)>,
+    /// Refuse (conflict) unless the subject is at this version.
+    pub expected_version: Option<u32>,
+}
+
+/// What [`Vault::write_import`] wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// New version of each replaced subject, in order.
+    pub versions: Vec<u32>,
+    /// Ids of the gifts added to existing subjects, in order.
+    pub gift_ids: Vec<Vec<GiftId>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stash {
+    record: Vec<u8>,
+    gifts: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Vault {
+    /// A subject's stored record as it is (encrypted), for an undo journal.
+    pub fn raw_record(&self, id: &SubjectId) -> Result<Option<Vec<u8>>> {
+        Ok(self.store().get(ks::SUBJECTS, id.as_bytes())?)
+    }
+
+    /// The version of a live subject.
+    pub fn version_of(&self, id: &SubjectId) -> Result<u32> {
+        let (_, h, _) = self.load_subject(id)?;
+        Ok(h.version)
+    }
+
+    /// Creates subjects, replaces others and adds gifts to existing ones in one atomic,
+    /// durable batch with `extra` (an import's journal and audit entries).
+    pub fn write_import(
+        &self,
+        creates: &[NewSubject],
+        ids: &[SubjectId],
+        replaces: &[Replace],
+        gifts: &[(SubjectId, Vec<Vec<(FieldId, Value)>>)],
+        extra: Batch,
+    ) -> Result<Written> {
+        if creates.len() != ids.len() {
+            return Err(Error::Corrupt {
+                what: "one id per new subject".into(),
+            });
+        }
+        let _gate = self.gate_shared();
+        let _rmw = self.rmw_lock();
+        let mut batch = Batch::new();
+        let mut out = Written::default();
+        for r in replaces {
+            let (bytes, _, dek) = self.load_subject(&r.id)?;
+            let opened = record::open(&dek, &bytes, &r.id, &ZERO_ID, &|_| true)?;
+            if let Some(expected) = r.expected_version {
+                if expected != opened.header.version {
+                    return Err(Error::Conflict {
+                        subject: r.id,
+                        expected,
+                        found: opened.header.version,
+                    });
+                }
+            }
+            let v = self.stage_record(
+                &r.id,
+                &dek,
+                &opened.header,
+                &opened.fields,
+                r.fields.clone(),
+                &mut batch,
+            )?;
+            out.versions.push(v);
+        }
+        for (id, list) in gifts {
+            let (_, h, dek) = self.load_subject(id)?;
+            let random = self.random(list.len() * 22)?;
+            let ms = crate::vault::now_ms();
+            let mut added = Vec::with_capacity(list.len());
+            for (gift, r) in list.iter().zip(random.chunks(22)) {
+                let gid = self.new_gift_id(ms, r);
+                let nonce: [u8; 12] = r[10..].try_into().expect("12 bytes");
+                self.put_gift(&mut batch, &dek, id, h.slot, gid, nonce, gift);
+                added.push(gid);
+            }
+            out.gift_ids.push(added);
+        }
+        self.stage_creates(creates, Some(ids), &mut batch)?;
+        batch.extend(extra);
+        self.apply_durably(batch)?;
+        Ok(out)
+    }
+
+    /// Puts a snapshot back: the subject's record becomes `raw` again (with its index
+    /// entries), refusing unless the subject is now at `expected_version`.
+    pub fn restore_raw(
+        &self,
+        id: &SubjectId,
+        raw: &[u8],
+        expected_version: Option<u32>,
+        extra: Batch,
+    ) -> Result<()> {
+        let _gate = self.gate_shared();
+        let _rmw = self.rmw_lock();
+        let (bytes, h, dek) = self.load_subject(id)?;
+        if let Some(expected) = expected_version {
+            if expected != h.version {
+                return Err(Error::Conflict {
+                    subject: *id,
+                    expected,
+                    found: h.version,
+                });
+            }
+        }
+        let now = record::open(&dek, &bytes, id, &ZERO_ID, &|_| true)?;
+        let then = record::open(&dek, raw, id, &ZERO_ID, &|_| true)?;
+        let old: BTreeSet<Vec<u8>> = self.index_entries(id, &now.fields).into_iter().collect();
+        let new: BTreeSet<Vec<u8>> = self.index_entries(id, &then.fields).into_iter().collect();
+        let mut batch = Batch::new();
+        batch.put(ks::SUBJECTS, id.as_bytes().to_vec(), raw.to_vec());
+        for k in old.difference(&new) {
+            batch.delete(ks::INDEX, k.clone());
+        }
+        for k in new.difference(&old) {
+            batch.put(ks::INDEX, k.clone(), Vec::new());
+        }
+        batch.extend(extra);
+        self.apply_durably(batch)
+    }
+
+    /// Removes gifts (added by an import being undone).
+    pub fn delete_gifts(&self, subject: &SubjectId, gifts: &[GiftId], batch: &mut Batch) {
+        for g in gifts {
+            let mut key = subject.as_bytes().to_vec();
+            key.extend_from_slice(g.as_bytes());
+            batch.delete(ks::GIFTS, key);
+        }
+    }
+
+    /// Takes back subjects an import created: their keys are shredded and their records,
+    /// gifts and index entries deleted, with no tombstone and no suppression entry (the
+    /// people did not ask for anything; the import is simply undone).
+    pub fn discard_subjects(&self, ids: &[SubjectId], extra: Batch) -> Result<()> {
+        let _gate = self.gate_shared();
+        let _rmw = self.rmw_lock();
+        let mut batch = Batch::new();
+        let mut slots = Vec::new();
+        for id in ids {
+            let Some(bytes) = self.store().get(ks::SUBJECTS, id.as_bytes())? else {
+                continue;
+            };
+            let (h, _) = record::header(&bytes)?;
+            let dek = self.dek_for(id, h.slot)?;
+            let opened = record::open(&dek, &bytes, id, &ZERO_ID, &|_| true)?;
+            for k in self.index_entries(id, &opened.fields) {
+                batch.delete(ks::INDEX, k);
+            }
+            batch.delete(ks::SUBJECTS, id.as_bytes().to_vec());
+            for entry in self.store().scan_prefix(ks::GIFTS, id.as_bytes()) {
+                batch.delete(ks::GIFTS, entry?.0);
+            }
+            slots.push(h.slot);
+        }
+        self.slots_ref().shred_all(&slots)?;
+        batch.extend(extra);
+        self.apply_durably(batch)
+    }
+
+    /// Merges `gone` into `keep` at the storage level: `gone`'s record and gifts move, still
+    /// encrypted under its own key, into the merged keyspace (so the merge can be undone),
+    /// and leave the subject list and the indexes. The caller has already written the merged
+    /// fields and gifts to `keep` (in `extra` or before).
+    pub fn absorb(&self, keep: &SubjectId, gone: &SubjectId, extra: Batch) -> Result<()> {
+        let _gate = self.gate_shared();
+        let _rmw = self.rmw_lock();
+        let (bytes, _, dek) = self.load_subject(gone)?;
+        let opened = record::open(&dek, &bytes, gone, &ZERO_ID, &|_| true)?;
+        let mut batch = Batch::new();
+        for k in self.index_entries(gone, &opened.fields) {
+            batch.delete(ks::INDEX, k);
+        }
+        let mut gifts = Vec::new();
+        for entry in self.store().scan_prefix(ks::GIFTS, gone.as_bytes()) {
+            let (k, v) = entry?;
+            batch.delete(ks::GIFTS, k.clone());
+            gifts.push((k, v));
+        }
+        batch.delete(ks::SUBJECTS, gone.as_bytes().to_vec());
+        let stash = Stash {
+            record: bytes,
+            gifts,
+        };
+        batch.put(
+            ks::MERGED,
+            merged_key(keep, gone),
+            serde_json::to_vec(&stash).expect("stash serialises"),
+        );
+        batch.extend(extra);
+        self.apply_durably(batch)
+    }
+
+    /// Undoes [`Vault::absorb`]: `gone` comes back exactly as it was.
+    pub fn unabsorb(&self, keep: &SubjectId, gone: &SubjectId, extra: Batch) -> Result<()> {
+        let _gate = self.gate_shared();
+        let _rmw = self.rmw_lock();
+        let key = merged_key(keep, gone);
+        let Some(v) = self.store().get(ks::MERGED, &key)? else {
+            return Err(Error::NotFound(*gone));
+        };
+        let stash: Stash = serde_json::from_slice(&v).map_err(|_| Error::Corrupt {
+            what: "merged subject".into(),
+        })?;
+        let (h, _) = record::header(&stash.record)?;
+        let dek = self.dek_for(gone, h.slot)?;
+        let opened = record::open(&dek, &stash.record, gone, &ZERO_ID, &|_| true)?;
+        let mut batch = Batch::new();
+        batch.put(ks::SUBJECTS, gone.as_bytes().to_vec(), stash.record.clone());
+        for k in self.index_entries(gone, &opened.fields) {
+            batch.put(ks::INDEX, k, Vec::new());
+        }
+        for (k, v) in stash.gifts {
+            batch.put(ks::GIFTS, k, v);
+        }
+        batch.delete(ks::MERGED, key);
+        batch.extend(extra);
+        self.apply_durably(batch)
+    }
+
+    /// The subject `gone` was merged into, if it was.
+    pub fn merged_into(&self, gone: &SubjectId) -> Result<Option<SubjectId>> {
+        for entry in self.store().scan_prefix(ks::MERGED, &[]) {
+            let (k, _) = entry?;
+            if &k[16..32] == gone.as_bytes() {
+                return Ok(SubjectId::from_slice(&k[..16]));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Slots of subjects merged into `keep`, and their stash keys: an erasure of `keep`
+    /// shreds them too.
+    pub(crate) fn absorbed(&self, keep: &SubjectId) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for entry in self.store().scan_prefix(ks::MERGED, keep.as_bytes()) {
+            let (k, v) = entry?;
+            if let Ok(stash) = serde_json::from_slice::<Stash>(&v) {
+                if let Ok((h, _)) = record::header(&stash.record) {
+                    out.push((h.slot, k));
+                    continue;
+                }
+            }
+            out.push((u64::MAX, k));
+        }
+        Ok(out)
+    }
+}
+
+fn merged_key(keep: &SubjectId, gone: &SubjectId) -> Vec<u8> {
+    let mut k = keep.as_bytes().to_vec();
+    k.extend_from_slice(gone.as_bytes());
+    k
+}
