@@ -120,7 +120,7 @@ pub(crate) fn matcher_only(dir: &Path) {
             let records: Vec<MatchRecord> = rows.iter().map(|r| to_record(r, with_id)).collect();
             let existing = vec![false; records.len()];
             let t0 = std::time::Instant::now();
-            let m = matching::run(&records, &existing, Thresholds::default());
+            let m = matching::run(&records, &existing, &[], Thresholds::default());
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             let reps: Vec<usize> = m.reps.iter().map(|r| *r as usize).collect();
             let auto = cluster_pairs(&reps);

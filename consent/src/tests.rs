@@ -44,6 +44,7 @@ fn ev(seq: u64, purpose: &str, kind: EventKind, t: u32, expires: Option<u32>) ->
         contact_point: None,
         pecr_basis: None,
         pecr_conditions: vec![],
+        merged_from: None,
     }
 }
 

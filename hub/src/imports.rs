@@ -386,7 +386,10 @@ impl Hub {
                 out.push((*f, v.clone()));
                 continue;
             };
+            let suspect = |v: &Value| matches!(v, Value::Email(e) if domain::email_domain_suspect(e.expose()));
             let replace = match rule {
+                // A likely mistyped email does not push out one that looks right.
+                Survivorship::MostRecent if suspect(v) && !suspect(&out[i].1) => false,
                 Survivorship::MostRecent => true,
                 Survivorship::ExistingFirst => false,
                 Survivorship::MostComplete => {
@@ -488,6 +491,8 @@ impl Hub {
             if value.is_empty() {
                 continue;
             }
+            let cleaned = importers::legacy_value(which == 2, field, value);
+            let value = cleaned.as_str();
             match map.get_mut(field.as_str()) {
                 Some(Json::String(s)) => {
                     let sep = if field == "tags" { "," } else { " " };
@@ -850,6 +855,13 @@ impl Hub {
                     message: row_error_message(&e.code),
                     severity: "error".into(),
                 }),
+                Ok(row) if profile.is_header_row(&row.cells) => Err(Problem {
+                    row: row.number,
+                    column: None,
+                    code: "header_row".into(),
+                    message: "a second header row (column names, not a person); skipped".into(),
+                    severity: "error".into(),
+                }),
                 Ok(row) => self.parse_row(
                     row.number,
                     &header,
@@ -926,7 +938,11 @@ impl Hub {
         }
         let mut existing = vec![false; n_file];
         existing.resize(records.len(), true);
-        let matched = matching::run(&records, &existing, options.thresholds);
+        let cannot_link: Vec<(u32, u32)> = c2_of
+            .iter()
+            .map(|(pos, j)| (rows[*pos].1.clone().unwrap_or(0) as u32, *j as u32))
+            .collect();
+        let matched = matching::run(&records, &existing, &cannot_link, options.thresholds);
         let match_s = t1.elapsed().as_secs_f64();
         // Targets: existing subjects, or a new id per new cluster.
         let new_clusters: BTreeSet<u32> = (0..n_file as u32)
@@ -1284,6 +1300,7 @@ impl Hub {
         let mut old_gifts: BTreeMap<SubjectId, Vec<Vec<(FieldId, Value)>>> = BTreeMap::new();
         let mut consents: Vec<(SubjectId, NewConsent)> = Vec::new();
         let mut households: Vec<(SubjectId, Vec<SubjectId>)> = Vec::new();
+        let mut gift_cache: HashMap<SubjectId, Vec<Vec<(FieldId, Value)>>> = HashMap::new();
         let household_field = self
             .schema
             .field(RecordKind::Subject, "household")
@@ -1306,9 +1323,19 @@ impl Hub {
                 news_order.push(target);
                 return Ok(true);
             }
+            let gift = gift.map(|g| {
+                let mut g = g.clone();
+                g.sort_by_key(|(f, _)| *f);
+                g
+            });
             if let Some(n) = news.get_mut(&target) {
                 n.fields = this.survive(&n.fields, fields, rules);
-                n.gifts.extend(gift.cloned());
+                // The same gift twice (two exports of one donation) is one gift.
+                if let Some(g) = gift {
+                    if !n.gifts.contains(&g) {
+                        n.gifts.push(g);
+                    }
+                }
                 return Ok(true);
             }
             if !olds.contains_key(&target) {
@@ -1323,8 +1350,25 @@ impl Hub {
                 entry.1 = true;
             }
             if let Some(g) = gift {
-                old_gifts.entry(target).or_default().push(g.clone());
-                changed = true;
+                if !gift_cache.contains_key(&target) {
+                    let stored = this
+                        .vault
+                        .list_gifts(&target)?
+                        .into_iter()
+                        .map(|r| {
+                            let mut f = r.fields;
+                            f.sort_by_key(|(id, _)| *id);
+                            f
+                        })
+                        .collect();
+                    gift_cache.insert(target, stored);
+                }
+                let known = gift_cache.get_mut(&target).expect("cached");
+                if !known.contains(&g) {
+                    known.push(g.clone());
+                    old_gifts.entry(target).or_default().push(g);
+                    changed = true;
+                }
             }
             Ok(changed)
         };
@@ -1371,15 +1415,29 @@ impl Hub {
                 if self.vault.raw_record(h)?.is_some() {
                     continue;
                 }
-                news.insert(
-                    *h,
-                    NewSubject {
-                        kind: SubjectKind::Household,
-                        fields: Vec::new(),
-                        gifts: Vec::new(),
-                    },
-                );
-                news_order.push(*h);
+                // A member already in a household brings the other one into it.
+                let current = members.iter().find_map(|m| {
+                    let fields = news
+                        .get(m)
+                        .map(|n| &n.fields)
+                        .or(olds.get(m).map(|o| &o.0))?;
+                    fields.iter().find_map(|(f, v)| match v {
+                        Value::Ref(r) if *f == hf => Some(*r),
+                        _ => None,
+                    })
+                });
+                let h = &current.unwrap_or(*h);
+                if current.is_none() {
+                    news.insert(
+                        *h,
+                        NewSubject {
+                            kind: SubjectKind::Household,
+                            fields: Vec::new(),
+                            gifts: Vec::new(),
+                        },
+                    );
+                    news_order.push(*h);
+                }
                 for m in members {
                     if let Some(n) = news.get_mut(m) {
                         n.fields.retain(|(f, _)| *f != hf);

@@ -16,7 +16,9 @@ pub mod matching;
 mod profile;
 mod reader;
 
-pub use profile::{restriction, triggers, MappingEntry, MappingFile, Profile, Target};
+pub use profile::{
+    legacy_value, restriction, triggers, MappingEntry, MappingFile, Profile, Target,
+};
 pub use reader::{sniff, Dialect, Encoding, Reader, Row, RowError};
 
 #[cfg(test)]

@@ -471,12 +471,30 @@ pub struct Params {
     pub iterations: u32,
 }
 
+/// Prior u of an exact agreement per field among different people (in [`FIELDS`] order): how
+/// often two strangers share a given name, a family name, a birth date, an email...
+const PRIOR_U_EXACT: [f64; 12] = [
+    0.01, 0.005, 0.0005, 0.00001, 0.00001, 0.00001, 0.002, 0.02, 0.01, 0.005, 0.02, 0.2,
+];
+
+/// Weight of the priors, in pseudo-pairs: small files lean on them, large ones overrule them.
+const PRIOR_U_PAIRS: f64 = 2_000.0;
+const PRIOR_M_PAIRS: f64 = 20.0;
+
 impl Default for Params {
-    /// Starting values (also used to explain a pair before any import has estimated them).
+    /// Prior values: the starting point of estimation, what small files lean on, and what
+    /// explains a pair before any import has estimated them.
     fn default() -> Self {
         Params {
             m: vec![[0.90, 0.05, 0.03, 0.02]; FIELDS.len()],
-            u: vec![[0.01, 0.01, 0.03, 0.95]; FIELDS.len()],
+            u: PRIOR_U_EXACT
+                .iter()
+                .map(|e| {
+                    let close = (e * 2.0).min(0.05);
+                    let similar = (e * 5.0).min(0.1);
+                    [*e, close, similar, 1.0 - e - close - similar]
+                })
+                .collect(),
             lambda: 0.1,
             iterations: 0,
         }
@@ -529,8 +547,9 @@ pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
     // u: level frequencies among random pairs, with a pseudo-count so no level is 0.
     let n = records.len();
     if n >= 2 {
-        let samples = (n * 20).clamp(2_000, 300_000);
-        let mut counts = vec![[1.0f64; LEVELS]; FIELDS.len()];
+        let samples = (n * 20).min(n * (n - 1) / 2).min(300_000);
+        let mut counts: Vec<[f64; LEVELS]> =
+            p.u.iter().map(|u| u.map(|x| x * PRIOR_U_PAIRS)).collect();
         let mut rng = Rng(0x5EED);
         for _ in 0..samples {
             let i = (rng.next() % n as u64) as usize;
@@ -564,7 +583,11 @@ pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
         return p;
     }
     for it in 0..60 {
-        let mut m_acc = vec![[0.0f64; LEVELS]; FIELDS.len()];
+        let prior_m = Params::default().m;
+        let mut m_acc: Vec<[f64; LEVELS]> = prior_m
+            .iter()
+            .map(|m| m.map(|x| x * PRIOR_M_PAIRS))
+            .collect();
         let mut matched = 0.0;
         for (g, count) in &patterns {
             let post = p.probability(g);
@@ -623,6 +646,19 @@ pub struct Scored {
     pub b: u32,
     /// Posterior match probability.
     pub probability: f64,
+    /// True when the pair may not merge without a person: their given names differ outright,
+    /// their birth dates do not agree (or one is missing) and no unique identifier (email,
+    /// phone, external id) agrees. Two people of one household share a surname and an
+    /// address; that does not make them one person.
+    pub needs_review: bool,
+}
+
+/// See [`Scored::needs_review`].
+pub fn needs_review(g: &Gamma) -> bool {
+    let given_differs = g[0] == 4 && g[1] != 4;
+    let birth_agrees = matches!(g[2], 1 | 2);
+    let unique_agrees = g[3] == 1 || g[4] == 1 || g[5] == 1;
+    given_differs && !birth_agrees && !unique_agrees
 }
 
 /// Candidate pairs: every pair of records sharing a blocking key, each once, `a < b`. Blocks
@@ -677,6 +713,7 @@ pub fn cluster(
     n: usize,
     scored: &[Scored],
     existing: &[bool],
+    cannot_link: &[(u32, u32)],
     thresholds: Thresholds,
 ) -> (Vec<u32>, Vec<Scored>) {
     let mut parent: Vec<u32> = (0..n as u32).collect();
@@ -692,7 +729,7 @@ pub fn cluster(
     }
     let mut order: Vec<&Scored> = scored
         .iter()
-        .filter(|s| s.probability >= thresholds.auto_merge)
+        .filter(|s| s.probability >= thresholds.auto_merge && !s.needs_review)
         .collect();
     order.sort_by(|x, y| {
         y.probability
@@ -701,6 +738,12 @@ pub fn cluster(
             .then(x.b.cmp(&y.b))
     });
     let mut refused = Vec::new();
+    // Records that must stay apart (the two people of one household row), per cluster root.
+    let mut apart: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (x, y) in cannot_link {
+        apart.entry(*x).or_default().push(*y);
+        apart.entry(*y).or_default().push(*x);
+    }
     for s in order {
         let (ra, rb) = (find(&mut parent, s.a), find(&mut parent, s.b));
         if ra == rb {
@@ -710,9 +753,19 @@ pub fn cluster(
             refused.push(*s);
             continue;
         }
+        let conflict = apart
+            .get(&ra)
+            .is_some_and(|list| list.iter().any(|y| find(&mut parent, *y) == rb));
+        if conflict {
+            refused.push(*s);
+            continue;
+        }
         let (root, child) = if ra < rb { (ra, rb) } else { (rb, ra) };
         parent[child as usize] = root;
         anchor[root as usize] = anchor[root as usize].or(anchor[child as usize]);
+        if let Some(list) = apart.remove(&child) {
+            apart.entry(root).or_default().extend(list);
+        }
     }
     let reps: Vec<u32> = (0..n as u32)
         .map(|i| {
@@ -722,7 +775,10 @@ pub fn cluster(
         .collect();
     let mut review: Vec<Scored> = scored
         .iter()
-        .filter(|s| s.probability >= thresholds.review && s.probability < thresholds.auto_merge)
+        .filter(|s| {
+            s.probability >= thresholds.review
+                && (s.probability < thresholds.auto_merge || s.needs_review)
+        })
         .chain(refused.iter())
         .filter(|s| reps[s.a as usize] != reps[s.b as usize])
         .copied()
@@ -743,8 +799,14 @@ pub struct Matched {
     pub compared: usize,
 }
 
-/// Runs the matcher. `existing[i]` marks records already in the vault.
-pub fn run(records: &[MatchRecord], existing: &[bool], thresholds: Thresholds) -> Matched {
+/// Runs the matcher. `existing[i]` marks records already in the vault; `cannot_link` pairs
+/// are never merged (the two people of one household row).
+pub fn run(
+    records: &[MatchRecord],
+    existing: &[bool],
+    cannot_link: &[(u32, u32)],
+    thresholds: Thresholds,
+) -> Matched {
     let keys: Vec<Vec<u64>> = records
         .iter()
         .map(|r| r.blocking_keys().iter().map(|k| key_hash(k)).collect())
@@ -762,9 +824,10 @@ pub fn run(records: &[MatchRecord], existing: &[bool], thresholds: Thresholds) -
             a: *a,
             b: *b,
             probability: params.probability(g),
+            needs_review: needs_review(g),
         })
         .collect();
-    let (reps, review) = cluster(records.len(), &scored, existing, thresholds);
+    let (reps, review) = cluster(records.len(), &scored, existing, cannot_link, thresholds);
     Matched {
         params,
         reps,

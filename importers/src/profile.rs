@@ -111,6 +111,18 @@ impl Profile {
         }
     }
 
+    /// True when a data row is in fact another header row of this profile (the NPSP
+    /// template carries labels and API names on two lines): most of its cells are column
+    /// names the profile knows.
+    pub fn is_header_row(self, cells: &[String]) -> bool {
+        let filled = cells.iter().filter(|c| !c.trim().is_empty()).count();
+        let hits = cells
+            .iter()
+            .filter(|c| lookup(self.table(), c).is_some())
+            .count();
+        hits >= 3 && hits * 2 >= filled
+    }
+
     /// The mapping of a header row under this profile; unknown columns are `None`.
     pub fn map(self, header: &[String]) -> Vec<Option<Target>> {
         header
@@ -460,4 +472,58 @@ pub fn triggers(when: &[String], cell: &str) -> bool {
         return false;
     }
     when.is_empty() || when.iter().any(|w| w.eq_ignore_ascii_case(c))
+}
+
+/// Rewrites a legacy export's spelling of a value into what Steward's schema accepts, where the
+/// meaning is unambiguous: payment methods and gift statuses as CRMs name them, amounts with
+/// currency symbols or thousands separators, dates carrying a time of day. Anything else is
+/// returned as it is (and validated by the schema).
+pub fn legacy_value(gift: bool, field: &str, value: &str) -> String {
+    let v = value.trim();
+    let lower = v.to_ascii_lowercase();
+    if gift && field == "payment_method" {
+        let m = match lower.as_str() {
+            "credit card" | "debit card" | "card" | "credit/debit card" | "visa" | "mastercard"
+            | "amex" => "card",
+            "check" | "cheque" | "personal check" => "cheque",
+            "cash" => "cash",
+            "eft" | "ach" | "bank transfer" | "wire" | "wire transfer" | "bacs" => "bank_transfer",
+            "direct debit" | "dd" => "direct_debit",
+            "standing order" | "so" => "standing_order",
+            "paypal" | "online" | "web" | "stripe" | "website" | "justgiving" => "online",
+            _ => return v.to_string(),
+        };
+        return m.to_string();
+    }
+    if gift && field == "status" {
+        let s = match lower.as_str() {
+            "completed" | "complete" | "received" | "paid" | "posted" | "closed won" => "received",
+            "pending" | "pledged" | "pledge" | "in progress" => "pledged",
+            "refunded" | "cancelled" | "canceled" | "chargeback" => "refunded",
+            "failed" | "declined" => "failed",
+            _ => return v.to_string(),
+        };
+        return s.to_string();
+    }
+    if gift && field == "amount" {
+        let cleaned: String = v
+            .chars()
+            .filter(|c| !matches!(c, '$' | '£' | '€' | ',' | ' '))
+            .collect();
+        return cleaned
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .to_string();
+    }
+    // "2024-03-01 10:00:00", "2024-03-01T10:00:00Z": the date is what is kept.
+    let b = v.as_bytes();
+    if b.len() > 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && (b[10] == b' ' || b[10] == b'T')
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && (field.ends_with("date") || field == "date")
+    {
+        return v[..10].to_string();
+    }
+    v.to_string()
 }
