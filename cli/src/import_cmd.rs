@@ -247,6 +247,7 @@ fn import(g: &Global, file: &Path, args: &ImportArgs, out: Output) -> anyhow::Re
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default(),
+        id: None,
     };
     let path = file.to_path_buf();
     let source = move || -> std::io::Result<Box<dyn std::io::Read>> {

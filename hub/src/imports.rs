@@ -53,6 +53,8 @@ pub struct ImportOptions {
     pub thresholds: Thresholds,
     /// The file's name, for the record and for consent sources.
     pub name: String,
+    /// The id a new import gets (from [`Hub::new_import_id`]); fresh when absent.
+    pub id: Option<String>,
 }
 
 /// A problem with one row: never the value.
@@ -493,12 +495,25 @@ impl Hub {
             }
             let cleaned = importers::legacy_value(which == 2, field, value);
             let value = cleaned.as_str();
+            let record = if which == 2 {
+                RecordKind::Gift
+            } else {
+                RecordKind::Subject
+            };
             match map.get_mut(field.as_str()) {
-                Some(Json::String(s)) => {
-                    let sep = if field == "tags" { "," } else { " " };
-                    s.push_str(sep);
-                    s.push_str(value);
-                }
+                // Two columns into one field: text is joined (house number + street, two tag
+                // columns); anything else keeps the first column's value.
+                Some(Json::String(s)) => match self.schema.field(record, field).map(|d| &d.ty) {
+                    Some(domain::FieldType::Tags) => {
+                        s.push(',');
+                        s.push_str(value);
+                    }
+                    Some(domain::FieldType::Text) => {
+                        s.push(' ');
+                        s.push_str(value);
+                    }
+                    _ => {}
+                },
                 _ => {
                     map.insert(field.clone(), Json::String(value.to_string()));
                     columns.insert((which, field.clone()), column);
@@ -655,6 +670,31 @@ impl Hub {
         })
     }
 
+    /// A fresh import id (16 hex digits).
+    pub fn new_import_id(&self) -> Result<String, Error> {
+        Ok(domain::hex(
+            &self.vault.new_subject_ids(1)?[0].as_bytes()[6..14],
+        ))
+    }
+
+    /// Refuses (and audits the refusal) unless the actor may import.
+    pub fn authorize_import(&self, actor: &Actor) -> Result<(), Error> {
+        self.audited(actor, "import.authorize", |_| {
+            self.require(actor, "imports", Action::Import)
+        })
+        .map(|_| ())
+    }
+
+    /// Refuses (and audits the refusal) unless the actor may read imports.
+    pub fn authorize_import_read(&self, actor: &Actor) -> Result<(), Error> {
+        if self.allows(actor.principal.role, "imports", Action::Read) {
+            return Ok(());
+        }
+        self.audited(actor, "read.import", |_| {
+            self.require(actor, "imports", Action::Read)
+        })
+    }
+
     /// An import's record.
     pub fn import_record(&self, actor: &Actor, id: &str) -> Result<ImportRecord, Error> {
         self.audited(actor, "read.import", |_| {
@@ -800,8 +840,9 @@ impl Hub {
     ) -> Result<(ImportRecord, Vec<RowReport>), Error> {
         let t0 = Instant::now();
         let f = source().map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
-        let mut reader = Reader::new(f, None)
-            .map_err(|e| Error::BadRequest(format!("{}: {e}", options.name)))?;
+        let mut reader = Reader::new(f, None).map_err(|e| {
+            Error::BadRequest(format!("{}: {}", options.name, row_error_message(&e.code)))
+        })?;
         let header = reader.header().to_vec();
         let profile = options.profile.unwrap_or_else(|| Profile::detect(&header));
         let mut targets = profile.map(&header);
@@ -825,7 +866,7 @@ impl Hub {
                 row: 1 + reader.dialect().preamble_rows as u64,
                 column: Some(dup.clone()),
                 code: "duplicated_column".into(),
-                message: "two columns have this name; the first one mapped is used, later ones are joined to it".into(),
+                message: "two columns have this name: the first one's value is used (text columns are joined)".into(),
                 severity: "warning".into(),
             });
         }
@@ -1047,7 +1088,10 @@ impl Hub {
                 p.household = Some(id);
             }
         }
-        let id = domain::hex(&self.vault.new_subject_ids(1)?[0].as_bytes()[6..14]);
+        let id = match &options.id {
+            Some(id) => id.clone(),
+            None => self.new_import_id()?,
+        };
         let record = ImportRecord {
             id: id.clone(),
             status: if options.dry_run {
@@ -1193,8 +1237,9 @@ impl Hub {
             })
             .unwrap_or_default();
         let f = source().map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
-        let mut reader = Reader::new(f, None)
-            .map_err(|e| Error::BadRequest(format!("{}: {e}", options.name)))?;
+        let mut reader = Reader::new(f, None).map_err(|e| {
+            Error::BadRequest(format!("{}: {}", options.name, row_error_message(&e.code)))
+        })?;
         let header = reader.header().to_vec();
         let targets = record.header_targets.clone();
         let mut written_rows = 0u64;
@@ -1756,6 +1801,7 @@ fn row_error_message(code: &str) -> String {
         "invalid_text" => "a cell is not valid text in the file's encoding".into(),
         "malformed_csv" => "the row's quoting is broken (an unbalanced quote)".into(),
         "field_too_long" => "a cell is longer than 1 MiB".into(),
+        "no_header" => "the file is empty: there is no header row".into(),
         other => other.replace('_', " "),
     }
 }

@@ -414,6 +414,9 @@ impl Hub {
 
     /// Accepts a review item: merges its second subject into its first.
     pub fn review_accept(&self, actor: &Actor, id: &str) -> Result<MergeRecord, Error> {
+        self.audited(actor, "merge", |_| {
+            self.require(actor, "subject", Action::Merge)
+        })?;
         let item = self
             .review_item(id)?
             .ok_or_else(|| Error::Missing(format!("review item {id}")))?;

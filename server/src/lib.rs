@@ -16,6 +16,7 @@
 
 mod dto;
 mod error;
+mod import_routes;
 mod limits;
 mod metrics;
 mod routes;
@@ -66,6 +67,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     limiter: Arc<limits::RateLimiter>,
     metrics: Arc<metrics::Metrics>,
+    jobs: Arc<import_routes::Jobs>,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ impl AppState {
                 config.rate_burst,
             )),
             metrics: Arc::new(metrics::Metrics::default()),
+            jobs: Arc::new(import_routes::Jobs::default()),
         }
     }
 }

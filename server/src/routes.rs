@@ -40,6 +40,17 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_events))
         .routes(routes!(audit_verify))
         .routes(routes!(audit_checkpoint))
+        .routes(routes!(
+            crate::import_routes::start_import,
+            crate::import_routes::list_imports
+        ))
+        .routes(routes!(crate::import_routes::get_import))
+        .routes(routes!(crate::import_routes::undo_import))
+        .routes(routes!(crate::import_routes::list_reviews))
+        .routes(routes!(crate::import_routes::decide_review))
+        .routes(routes!(crate::import_routes::merge))
+        .routes(routes!(crate::import_routes::undo_merge))
+        .routes(routes!(crate::import_routes::explain))
 }
 
 pub(crate) async fn not_found() -> ApiError {

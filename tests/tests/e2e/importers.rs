@@ -1,6 +1,6 @@
 //! Importing, from the outside: so far `steward import inspect`.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -101,4 +101,534 @@ fn inspect_reports_likely_email_domain_typos_without_fixing_or_echoing_them() {
     for value in ["gmial", "hotmail.co", "bob@", "Bob"] {
         assert!(!text.contains(value), "value {value:?} echoed");
     }
+}
+
+fn fixture(path: &str) -> String {
+    data(path)
+}
+
+/// Runs `steward import FILE ... --report R --json`; returns the summary and the report rows.
+fn import(env: &Env, file: &str, extra: &[&str]) -> (Value, Vec<Vec<String>>) {
+    let report = env.tmp.path().join(format!(
+        "report-{}.csv",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let mut args = vec!["import", file, "--report", report.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let v = env.json(&args, None);
+    let text = std::fs::read_to_string(&report).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("row,outcome,subject_id,matched_subject_id,error_code")
+    );
+    let rows = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    (v, rows)
+}
+
+fn counts(v: &Value) -> [u64; 5] {
+    ["rows_read", "new", "merged", "review", "errors"].map(|k| v[k].as_u64().unwrap())
+}
+
+fn show(env: &Env, id: &str) -> Value {
+    env.json(&["subject", "show", id], None)
+}
+
+fn gate(env: &Env, id: &str, purpose: &str) -> (bool, String) {
+    let v = env.json(&["consent", "state", "--subject", id], None);
+    let p = &v["purposes"][purpose];
+    (
+        p["allowed"].as_bool().unwrap(),
+        p["reason"].as_str().unwrap().to_string(),
+    )
+}
+
+fn subject_count(env: &Env) -> usize {
+    env.json(&["subject", "list", "--limit", "100000"], None)["items"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn each_profile_fixture_imports_end_to_end() {
+    let env = Env::init();
+    // CiviCRM contacts with contributions: a duplicate (case and spaces in the email) merges,
+    // an invalid email and an ambiguous birth date are row errors, gifts and opt-outs land.
+    let (v, rows) = import(&env, &fixture("profiles/civicrm_contributions.csv"), &[]);
+    assert_eq!(v["profile"], "civicrm");
+    assert_eq!(counts(&v), [6, 3, 1, 0, 2]);
+    assert_eq!(rows.len(), 6);
+    let ann = rows[0][2].clone();
+    assert_eq!(
+        (rows[2][1].as_str(), rows[2][2].as_str()),
+        ("merged", ann.as_str())
+    );
+    assert_eq!(
+        (rows[3][1].as_str(), rows[3][4].as_str()),
+        ("error", "invalid_value")
+    );
+    assert_eq!(
+        (rows[4][1].as_str(), rows[4][4].as_str()),
+        ("error", "ambiguous_date")
+    );
+    let a = show(&env, &ann);
+    assert_eq!(
+        a["fields"]["given_name"], "Ann",
+        "the first spelling of the name stays"
+    );
+    assert_eq!(a["fields"]["postal_code"], "SW1A 1AA");
+    assert_eq!(a["fields"]["country"], "GB");
+    let tags: Vec<&str> = a["fields"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for t in ["Newsletter", "Major donor", "Events"] {
+        assert!(tags.contains(&t), "tags are unioned: {tags:?}");
+    }
+    let gifts = env.json(&["subject", "gifts", &ann], None)["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(gifts.len(), 2, "both contributions of the merged rows");
+    assert!(gifts
+        .iter()
+        .any(|g| g["fields"]["amount"] == "25.00" && g["fields"]["payment_method"] == "card"));
+    assert_eq!(gate(&env, &ann, "newsletter-email").1, "objected");
+    let bob = &rows[1][2];
+    assert_eq!(
+        env.json(&["subject", "gifts", bob], None)["items"][0]["fields"]["amount"],
+        "1250.00"
+    );
+
+    // NPSP, label row then API-name row: the same people; Contact1 and Contact2 share a
+    // household; the second file changes nothing.
+    let (v, rows) = import(
+        &env,
+        &fixture("profiles/npsp_labels.csv"),
+        &["--profile", "npsp"],
+    );
+    assert_eq!(counts(&v), [3, 2, 1, 0, 0]);
+    let tom = show(&env, &rows[0][2]);
+    let household = tom["fields"]["household"].as_str().unwrap().to_string();
+    assert_eq!(show(&env, &household)["kind"], "household");
+    let before = subject_count(&env);
+    let (v, rows2) = import(
+        &env,
+        &fixture("profiles/npsp_api_names.csv"),
+        &["--profile", "npsp"],
+    );
+    assert_eq!(v["unchanged"], 3, "{v}");
+    assert_eq!(
+        subject_count(&env),
+        before,
+        "no new subject, no new household"
+    );
+    assert_eq!(rows2[0][2], rows[0][2]);
+
+    // Mailchimp: OPTIN_TIME is a consent; the unsubscribed file withdraws it.
+    let (v, rows) = import(&env, &fixture("profiles/mailchimp_subscribed.csv"), &[]);
+    assert_eq!(
+        (v["profile"].as_str(), counts(&v)),
+        (Some("mailchimp"), [3, 2, 0, 0, 1])
+    );
+    let sam = rows[1][2].clone();
+    assert!(gate(&env, &sam, "newsletter-email").0);
+    let (_, rows) = import(&env, &fixture("profiles/mailchimp_unsubscribed.csv"), &[]);
+    assert_eq!(
+        (rows[0][1].as_str(), rows[0][2].as_str()),
+        ("merged", sam.as_str())
+    );
+    assert_eq!(gate(&env, &sam, "newsletter-email").1, "consent_withdrawn");
+
+    // Bloomerang, pipe-separated: communication restrictions become objections.
+    let (v, rows) = import(&env, &fixture("profiles/bloomerang.csv"), &[]);
+    assert_eq!(v["profile"], "bloomerang");
+    assert_eq!(gate(&env, &rows[0][2], "fundraising-post").1, "objected");
+
+    // DonorPerfect in Windows-1252: accents decoded, two gifts of one donor, nomail.
+    let (v, rows) = import(&env, &fixture("profiles/donorperfect.csv"), &[]);
+    assert_eq!(
+        (v["profile"].as_str(), counts(&v)),
+        (Some("donorperfect"), [3, 2, 1, 0, 0])
+    );
+    let jose = show(&env, &rows[0][2]);
+    assert_eq!(jose["fields"]["given_name"], "José");
+    assert_eq!(
+        env.json(&["subject", "gifts", &rows[0][2]], None)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(gate(&env, &rows[0][2], "fundraising-post").1, "objected");
+
+    // A spreadsheet: the generic profile guesses the columns; a mistyped email domain is
+    // reported (never fixed) and does not replace the good address.
+    let (v, rows) = import(
+        &env,
+        &fixture("profiles/generic_spreadsheet.csv"),
+        &["--profile", "generic"],
+    );
+    assert_eq!(counts(&v), [3, 2, 1, 0, 0]);
+    assert_eq!(v["warnings"], 1);
+    assert!(v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["code"] == "email_domain_typo" && p["row"] == 4));
+    assert_eq!(
+        show(&env, &rows[0][2])["fields"]["email"],
+        "harriet.vane@example.org"
+    );
+}
+
+#[test]
+fn malformed_files_get_a_clear_report_and_their_good_rows_imported() {
+    let env = Env::init();
+    let cases: &[(&str, [u64; 5], &[(usize, &str)])] = &[
+        (
+            "import/fail_bad_encoding.csv",
+            [3, 2, 0, 0, 1],
+            &[(1, "invalid_text")],
+        ),
+        (
+            "import/fail_ragged_rows.csv",
+            [5, 3, 0, 0, 2],
+            &[(1, "ragged_row"), (3, "ragged_row")],
+        ),
+        (
+            "import/fail_unbalanced_quotes.csv",
+            [3, 0, 0, 0, 1],
+            &[(2, "ragged_row")],
+        ),
+        ("import/fail_header_only.csv", [0, 0, 0, 0, 0], &[]),
+        ("import/fail_duplicated_header.csv", [2, 0, 0, 0, 0], &[]),
+    ];
+    for (file, expect, errors) in cases {
+        let (v, rows) = import(&env, &fixture(file), &["--profile", "generic"]);
+        let mut got = counts(&v);
+        // Rows of people already imported by an earlier case are merged or unchanged.
+        got[1] += v["merged"].as_u64().unwrap() + v["unchanged"].as_u64().unwrap();
+        got[2] = 0;
+        let mut want = *expect;
+        want[1] = want[0] - want[4];
+        assert_eq!(got, want, "{file}: {v}");
+        assert_eq!(
+            rows.len() as u64,
+            expect[0],
+            "{file}: one report line per row"
+        );
+        for (i, code) in *errors {
+            assert_eq!(
+                (rows[*i][1].as_str(), rows[*i][4].as_str()),
+                ("error", *code),
+                "{file}"
+            );
+        }
+        for r in rows.iter().filter(|r| r[1] != "error") {
+            assert!(!r[2].is_empty(), "{file}: good rows are imported");
+        }
+    }
+    // The duplicated Email column: the first one's value is kept, and it is reported.
+    let (v, rows) = import(
+        &env,
+        &fixture("import/fail_duplicated_header.csv"),
+        &["--profile", "generic", "--dry-run"],
+    );
+    assert!(v["problems"][0]["code"] == "duplicated_column", "{v}");
+    assert!(rows.iter().all(|r| r[1] != "error"));
+    // An empty file is refused with words, and nothing is written.
+    let out = env.run(&["import", &fixture("import/fail_empty.csv")], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
+
+    // A 10 MB cell: that row is an error, the rows around it are imported.
+    let big = env.tmp.path().join("big_field.csv");
+    let mut text = String::from("First Name,Last Name,Notes\nAnn,Big,short\nBob,Big,\"");
+    text.push_str(&"x".repeat(10 * 1024 * 1024));
+    text.push_str("\"\nCy,Big,short\n");
+    std::fs::write(&big, text).unwrap();
+    let (v, rows) = import(&env, big.to_str().unwrap(), &["--profile", "generic"]);
+    assert_eq!(counts(&v), [3, 2, 0, 0, 1], "{v}");
+    assert_eq!(
+        (rows[1][1].as_str(), rows[1][4].as_str()),
+        ("error", "field_too_long")
+    );
+}
+
+#[test]
+fn reimporting_the_same_file_changes_nothing_and_dry_run_writes_nothing() {
+    let env = Env::init();
+    let file = fixture("profiles/civicrm_contributions.csv");
+    let (dry, dry_rows) = import(&env, &file, &["--dry-run"]);
+    assert_eq!(dry["status"], "dry_run");
+    assert_eq!(counts(&dry), [6, 3, 1, 0, 2]);
+    assert!(dry_rows.iter().all(|r| r[1] != "new" || r[2].is_empty()));
+    assert_eq!(subject_count(&env), 0, "a dry run writes nothing");
+    let (first, rows) = import(&env, &file, &[]);
+    let n = subject_count(&env);
+    let audit_before = env.json(&["audit", "query", "--limit", "100000"], None)["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    let (again, rows2) = import(&env, &file, &[]);
+    assert_eq!(again["already_imported"], true);
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["unchanged"], 4);
+    assert_eq!(subject_count(&env), n);
+    for (a, b) in rows.iter().zip(&rows2) {
+        assert_eq!(a[2], b[2], "each row traces to the same subject");
+    }
+    let _ = audit_before;
+    // The same people in another file (a copy with a different name and row order) match
+    // the vault: nothing new.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[1..].reverse();
+    let copy = env.tmp.path().join("copy.csv");
+    std::fs::write(&copy, lines.join("\n")).unwrap();
+    let (v, _) = import(&env, copy.to_str().unwrap(), &[]);
+    assert_eq!(v["new"], 0, "{v}");
+    assert_eq!(subject_count(&env), n);
+}
+
+#[test]
+fn undo_of_an_import_that_updated_subjects_restores_them_exactly() {
+    let env = Env::init();
+    let ann = env.add(&json!({"given_name": "Ann", "family_name": "Lee", "email": "ann.lee@example.org", "city": "Bath"}));
+    let other =
+        env.add(&json!({"given_name": "Zed", "family_name": "Zulu", "email": "zed@example.org"}));
+    env.give_consent(&ann, "newsletter-email", "form-1");
+    let before = show(&env, &ann);
+    let history_before = env.json(&["consent", "history", "--subject", &ann], None);
+    let n = subject_count(&env);
+    let file = fixture("profiles/civicrm_contributions.csv");
+    let (v, rows) = import(&env, &file, &[]);
+    assert_eq!(
+        (rows[0][1].as_str(), rows[0][2].as_str()),
+        ("merged", ann.as_str()),
+        "{v}"
+    );
+    let after = show(&env, &ann);
+    assert_ne!(after["fields"], before["fields"], "the import changed Ann");
+    assert_eq!(after["fields"]["city"], "London");
+    assert!(subject_count(&env) > n);
+    let id = v["id"].as_str().unwrap();
+    env.json(&["import", "undo", id], None);
+    assert_eq!(
+        show(&env, &ann),
+        before,
+        "Ann exactly as before, version included"
+    );
+    assert_eq!(
+        env.json(&["consent", "history", "--subject", &ann], None),
+        history_before
+    );
+    assert!(env.json(&["subject", "gifts", &ann], None)["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        subject_count(&env),
+        n,
+        "subjects the import created are gone"
+    );
+    assert_eq!(show(&env, &other)["version"], 1);
+    // Found again by email: the index is back as it was.
+    let found = env.json(&["subject", "find", "--email", "ann.lee@example.org"], None);
+    assert_eq!(found["ids"][0], json!(ann), "{found}");
+    // An undone import can be run again, and undo refuses twice.
+    let out = env.run(&["import", "undo", id], None);
+    assert!(!out.status.success());
+    let (v, _) = import(&env, &file, &[]);
+    assert_ne!(v["id"].as_str().unwrap(), id);
+}
+
+#[test]
+fn merge_keeps_the_most_restrictive_consent_and_both_evidence_trails() {
+    let env = Env::init();
+    let a =
+        env.add(&json!({"given_name": "Ann", "family_name": "Lee", "email": "ann@example.org"}));
+    let b = env.add(&json!({"given_name": "Anne", "family_name": "Lee", "phone": "+447700900123"}));
+    // B consented, then withdrew; A's consent is the most recent event of all. Folded by
+    // time alone, A's consent would win; the merge must keep B's withdrawal in force.
+    env.give_consent(&b, "newsletter-email", "form-b");
+    env.json(
+        &[
+            "consent",
+            "record",
+            "--subject",
+            &b,
+            "--purpose",
+            "newsletter-email",
+            "--event",
+            "withdrawn",
+            "--source",
+            "call-b",
+        ],
+        None,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    env.give_consent(&a, "newsletter-email", "form-a");
+    assert!(gate(&env, &a, "newsletter-email").0);
+    assert!(!gate(&env, &b, "newsletter-email").0);
+    let a_before = show(&env, &a);
+    let b_before = show(&env, &b);
+    let explain = env.json(&["match", "explain", &a, &b], None);
+    assert_eq!(explain["fields"][1]["level"], "exact", "{explain}");
+    let text = env.run(&["match", "explain", &a, &b], None);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        !text.contains("Ann") && !text.contains("ann@"),
+        "explain shows no value"
+    );
+
+    let m = env.json(&["merge", &a, &b], None);
+    let merged = show(&env, &a);
+    assert_eq!(
+        merged["fields"]["phone"], "+447700900123",
+        "B's phone fills A's gap"
+    );
+    assert_eq!(merged["fields"]["email"], "ann@example.org");
+    let (allowed, _) = gate(&env, &a, "newsletter-email");
+    assert!(!allowed, "the most restrictive consent wins");
+    let history = env.json(&["consent", "history", "--subject", &a], None);
+    let items = history["items"].as_array().unwrap();
+    let sources: Vec<&str> = items
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    for s in ["form-a", "form-b", "call-b"] {
+        assert!(sources.contains(&s), "evidence {s} kept: {sources:?}");
+    }
+    assert!(items
+        .iter()
+        .any(|e| e["merged_from"] == json!(b) && e["source"] == "call-b"));
+    assert!(items
+        .iter()
+        .any(|e| e["source"].as_str().unwrap().starts_with("merge:") && e["event"] == "withdrawn"));
+    let out = env.run(&["subject", "show", &b], None);
+    assert!(!out.status.success(), "B is no longer a subject of its own");
+
+    env.json(&["merge", "undo", m["id"].as_str().unwrap()], None);
+    assert_eq!(show(&env, &a), a_before);
+    assert_eq!(show(&env, &b), b_before);
+    assert!(gate(&env, &a, "newsletter-email").0);
+}
+
+#[test]
+fn review_queue_lists_accepts_and_rejects() {
+    let env = Env::init();
+    // Same surname, address and household look, different given names: never merged
+    // without a person, so both land in the queue.
+    let file = env.tmp.path().join("household.csv");
+    std::fs::write(
+        &file,
+        "First Name,Last Name,Street,Postcode,City\n\
+         Tom,Reed,5 Park Lane,BS1 5TR,Bristol\n\
+         Jo,Reed,5 Park Lane,BS1 5TR,Bristol\n\
+         Kim,Oak,1 Elm Road,LS1 4AP,Leeds\n\
+         Kit,Oak,1 Elm Road,LS1 4AP,Leeds\n",
+    )
+    .unwrap();
+    let (v, rows) = import(&env, file.to_str().unwrap(), &["--profile", "generic"]);
+    assert_eq!(
+        v["new"].as_u64().unwrap() + v["review"].as_u64().unwrap(),
+        4,
+        "{v}"
+    );
+    assert!(
+        rows.iter().any(|r| r[1] == "review" && !r[3].is_empty()),
+        "{rows:?}"
+    );
+    let items = env.json(&["review", "list"], None)["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let n = subject_count(&env);
+    let accepted = env.json(
+        &["review", "accept", items[0]["id"].as_str().unwrap()],
+        None,
+    );
+    assert_eq!(subject_count(&env), n - 1);
+    env.json(
+        &["review", "reject", items[1]["id"].as_str().unwrap()],
+        None,
+    );
+    assert!(env.json(&["review", "list"], None)["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let out = env.run(
+        &["review", "reject", items[1]["id"].as_str().unwrap()],
+        None,
+    );
+    assert!(!out.status.success(), "decided once");
+    env.json(&["merge", "undo", accepted["id"].as_str().unwrap()], None);
+    assert_eq!(subject_count(&env), n);
+    assert_eq!(
+        env.json(&["review", "list"], None)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn imports_over_http_upload_then_poll_status_and_report() {
+    let env = Env::init();
+    let tokens = crate::access::tokens(&env);
+    let server = env.serve("warn");
+    let u = |p: &str| format!("{}{p}", server.url);
+    let body = std::fs::read_to_string(fixture("profiles/civicrm_contributions.csv")).unwrap();
+    let (s, _, v) = http(
+        "POST",
+        &u("/v1/imports?profile=civicrm&name=civicrm.csv"),
+        Some(&tokens["data-manager"]),
+        Some(&body),
+    );
+    assert_eq!(s, 202, "{v}");
+    let id = v["import_id"].as_str().unwrap().to_string();
+    let mut last = Value::Null;
+    for _ in 0..400 {
+        let (s, _, v) = http(
+            "GET",
+            &u(&format!("/v1/imports/{id}")),
+            Some(&tokens["data-manager"]),
+            None,
+        );
+        assert_eq!(s, 200, "{v}");
+        last = v;
+        if last["status"] != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["import"]["new"], 3);
+    let report = last["report"].as_array().unwrap();
+    assert_eq!(report.len(), 6);
+    assert_eq!(report[3]["error_code"], "invalid_value");
+    assert!(
+        !last.to_string().contains("ann.lee"),
+        "no value in the status"
+    );
+    let (s, _, _) = http(
+        "GET",
+        &u(&format!("/v1/imports/{id}")),
+        Some(&tokens["volunteer"]),
+        None,
+    );
+    assert_eq!(s, 403);
+    assert!(server.stop().success());
 }

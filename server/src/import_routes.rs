@@ -1,0 +1,499 @@
+//! Imports, the review queue, merges and match explanations over HTTP.
+//!
+//! `POST /v1/imports` takes the file as the request body and answers at once (202) with the
+//! import's id; the import runs on a worker thread from the uploaded bytes (held in memory,
+//! never written to disk in clear). `GET /v1/imports/{id}` shows its progress while it runs,
+//! then its summary and per-row report.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hub::{ImportOptions, Progress};
+use importers::matching::Thresholds;
+use importers::Profile;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::dto::ErrorBody;
+use crate::{blocking, ApiError, AppState, Caller};
+
+/// Imports running in this server, by id: what the status endpoint shows until they finish.
+#[derive(Default)]
+pub(crate) struct Jobs {
+    jobs: Mutex<HashMap<String, Job>>,
+}
+
+#[derive(Clone, Serialize)]
+struct Job {
+    status: &'static str,
+    stage: &'static str,
+    done: u64,
+    total: Option<u64>,
+    /// The import the file turned out to be (an identical earlier import, when it was one).
+    import_id: Option<String>,
+    error: Option<Value>,
+}
+
+impl Jobs {
+    fn set(&self, id: &str, f: impl FnOnce(&mut Job)) {
+        let mut jobs = self.jobs.lock().expect("jobs");
+        let job = jobs.entry(id.to_string()).or_insert(Job {
+            status: "running",
+            stage: "queued",
+            done: 0,
+            total: None,
+            import_id: None,
+            error: None,
+        });
+        f(job);
+    }
+
+    fn get(&self, id: &str) -> Option<Job> {
+        self.jobs.lock().expect("jobs").get(id).cloned()
+    }
+}
+
+/// Options of an upload.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct ImportQuery {
+    /// generic, civicrm, npsp, mailchimp, bloomerang or donorperfect (default: detected).
+    profile: Option<String>,
+    /// Work out and report, write nothing.
+    dry_run: Option<bool>,
+    /// The file's name, for the record.
+    name: Option<String>,
+    /// Merge without asking at or above this probability (default 0.99).
+    auto_merge_above: Option<f64>,
+    /// Review at or above this probability (default 0.5).
+    review_above: Option<f64>,
+}
+
+/// An import accepted for processing.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ImportAccepted {
+    /// Poll `GET /v1/imports/{import_id}`.
+    import_id: String,
+    /// running.
+    status: String,
+}
+
+/// An import: progress while it runs, then its summary and report.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ImportView {
+    /// running, completed, dry_run, failed, undone.
+    status: String,
+    /// The summary (counts, problems, stages), once finished.
+    #[schema(value_type = Object)]
+    import: Value,
+    /// One entry per input row: row, outcome, subject_id, matched_subject_id, error_code.
+    #[schema(value_type = Vec<Object>)]
+    report: Value,
+}
+
+/// Imports.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ImportList {
+    /// Newest first.
+    #[schema(value_type = Vec<Object>)]
+    items: Value,
+}
+
+/// Review items.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReviewList {
+    /// Most likely duplicates first.
+    #[schema(value_type = Vec<Object>)]
+    items: Value,
+}
+
+/// A decision on a review item.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct ReviewDecision {
+    /// accept (merge the second subject into the first) or reject (different people).
+    decision: String,
+}
+
+/// Two subjects to merge.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct MergeBody {
+    /// The subject kept.
+    keep: String,
+    /// The subject merged into it.
+    gone: String,
+}
+
+/// A merge, a review decision, an undo: the record written.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Record {
+    #[schema(value_type = Object)]
+    #[serde(flatten)]
+    record: Value,
+}
+
+/// Which two subjects.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct PairQuery {
+    /// First subject id.
+    a: String,
+    /// Second subject id.
+    b: String,
+}
+
+fn sid(name: &str, raw: &str) -> Result<domain::SubjectId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_param(name, "not a subject id (26 characters of base32)"))
+}
+
+fn summary(record: &hub::ImportRecord) -> Value {
+    let mut v = json!(record);
+    if let Some(o) = v.as_object_mut() {
+        for private in ["header_targets", "params", "codes", "fingerprint"] {
+            o.remove(private);
+        }
+    }
+    v
+}
+
+/// Uploads a file and starts importing it (admin, data-manager). The body is the file
+/// (CSV with any delimiter, UTF-8 or Windows-1252).
+#[utoipa::path(post, path = "/v1/imports", tag = "imports", params(ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "The file"),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted; poll its status", body = ImportAccepted),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn start_import(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    query: Result<Query<ImportQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ImportAccepted>), ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_param("query", &e.body_text()))?;
+    let profile = q
+        .profile
+        .as_deref()
+        .map(|p| {
+            Profile::parse(p).ok_or_else(|| {
+                ApiError::bad_param(
+                    "profile",
+                    "generic, civicrm, npsp, mailchimp, bloomerang or donorperfect",
+                )
+            })
+        })
+        .transpose()?;
+    let thresholds = Thresholds {
+        auto_merge: q.auto_merge_above.unwrap_or(0.99),
+        review: q.review_above.unwrap_or(0.5),
+    };
+    for (name, v) in [
+        ("auto_merge_above", thresholds.auto_merge),
+        ("review_above", thresholds.review),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(ApiError::bad_param(name, "a probability between 0 and 1"));
+        }
+    }
+    let name = q.name.unwrap_or_else(|| "upload.csv".into());
+    if name.len() > 200 || name.contains(['/', '\\', '@']) {
+        return Err(ApiError::bad_param("name", "a short file name"));
+    }
+    let hub = state.hub.clone();
+    let check_actor = actor.clone();
+    let id = blocking(move || {
+        hub.authorize_import(&check_actor)?;
+        hub.new_import_id()
+    })
+    .await?;
+    let options = ImportOptions {
+        profile,
+        dry_run: q.dry_run.unwrap_or(false),
+        thresholds,
+        name,
+        id: Some(id.clone()),
+        ..Default::default()
+    };
+    let jobs = state.jobs.clone();
+    jobs.set(&id, |_| {});
+    let hub = state.hub.clone();
+    let job_id = id.clone();
+    std::thread::spawn(move || {
+        let bytes = body;
+        let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
+            Ok(Box::new(std::io::Cursor::new(bytes.clone())))
+        };
+        let progress = |p: Progress| {
+            jobs.set(&job_id, |j| {
+                j.stage = p.stage;
+                j.done = p.done;
+                j.total = p.total;
+            })
+        };
+        let result = hub.import(&actor, &source, &options, &progress);
+        jobs.set(&job_id, |j| match result {
+            Ok((record, report)) => {
+                j.status = "finished";
+                j.import_id = Some(record.id.clone());
+                if options.dry_run {
+                    j.error = Some(json!({"summary": summary(&record), "report": report}));
+                }
+            }
+            Err(e) => {
+                j.status = "failed";
+                j.error = Some(json!({"code": e.code(), "message": e.to_string()}));
+            }
+        });
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ImportAccepted {
+            import_id: id,
+            status: "running".into(),
+        }),
+    ))
+}
+
+/// An import's status: progress while it runs, then its summary and per-row report
+/// (admin, data-manager).
+#[utoipa::path(get, path = "/v1/imports/{id}", tag = "imports",
+    params(("id" = String, Path, description = "Import id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Status, summary, report", body = ImportView),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn get_import(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ImportView>, ApiError> {
+    let job = state.jobs.get(&id);
+    let hub = state.hub.clone();
+    let check_actor = actor.clone();
+    blocking(move || hub.authorize_import_read(&check_actor)).await?;
+    match job {
+        Some(j) if j.status == "running" => {
+            return Ok(Json(ImportView {
+                status: "running".into(),
+                import: json!({"stage": j.stage, "done": j.done, "total": j.total}),
+                report: json!([]),
+            }))
+        }
+        Some(j) if j.status == "failed" => {
+            return Ok(Json(ImportView {
+                status: "failed".into(),
+                import: json!({"error": j.error}),
+                report: json!([]),
+            }))
+        }
+        Some(Job {
+            error: Some(dry), ..
+        }) => {
+            return Ok(Json(ImportView {
+                status: "dry_run".into(),
+                import: dry["summary"].clone(),
+                report: dry["report"].clone(),
+            }))
+        }
+        _ => {}
+    }
+    let real = job.and_then(|j| j.import_id).unwrap_or(id);
+    let hub = state.hub.clone();
+    let (record, report) = blocking(move || {
+        let record = hub.import_record(&actor, &real)?;
+        let report = hub.import_report(&actor, &real)?;
+        Ok((record, report))
+    })
+    .await?;
+    Ok(Json(ImportView {
+        status: record.status.clone(),
+        import: summary(&record),
+        report: json!(report),
+    }))
+}
+
+/// Imports, newest first (admin, data-manager).
+#[utoipa::path(get, path = "/v1/imports", tag = "imports",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Imports", body = ImportList),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn list_imports(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<ImportList>, ApiError> {
+    let hub = state.hub.clone();
+    let list = blocking(move || hub.list_imports(&actor)).await?;
+    Ok(Json(ImportList {
+        items: Value::Array(list.iter().map(summary).collect()),
+    }))
+}
+
+/// Undoes an import (admin, data-manager): subjects it created are taken back, subjects it
+/// changed get their exact prior record back.
+#[utoipa::path(post, path = "/v1/imports/{id}/undo", tag = "imports",
+    params(("id" = String, Path, description = "Import id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Undone", body = Record),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+        (status = 409, description = "Already undone, or a subject changed since", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn undo_import(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Record>, ApiError> {
+    let hub = state.hub.clone();
+    let r = blocking(move || hub.undo_import(&actor, &id)).await?;
+    Ok(Json(Record {
+        record: summary(&r),
+    }))
+}
+
+/// The review queue: open pairs, most likely duplicates first (admin, data-manager).
+#[utoipa::path(get, path = "/v1/reviews", tag = "imports",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Open review items", body = ReviewList),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn list_reviews(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<ReviewList>, ApiError> {
+    let hub = state.hub.clone();
+    let items = blocking(move || hub.review_list(&actor, false)).await?;
+    Ok(Json(ReviewList {
+        items: json!(items),
+    }))
+}
+
+/// Decides a review item: accept merges the second subject into the first; reject keeps them
+/// apart (admin, data-manager).
+#[utoipa::path(post, path = "/v1/reviews/{id}", tag = "imports", request_body = ReviewDecision,
+    params(("id" = String, Path, description = "Review item id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The merge (accept) or the item (reject)", body = Record),
+        (status = 400, description = "Decision is neither accept nor reject", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+        (status = 409, description = "Already decided", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn decide_review(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<ReviewDecision>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Record>, ApiError> {
+    let Json(d) = body?;
+    let hub = state.hub.clone();
+    let record = match d.decision.as_str() {
+        "accept" => json!(blocking(move || hub.review_accept(&actor, &id)).await?),
+        "reject" => json!(blocking(move || hub.review_reject(&actor, &id)).await?),
+        _ => return Err(ApiError::bad_param("decision", "accept or reject")),
+    };
+    Ok(Json(Record { record }))
+}
+
+/// Merges subject `gone` into `keep` (admin, data-manager): survivorship per field, gifts
+/// copied, both consent trails kept and the most restrictive consent wins.
+#[utoipa::path(post, path = "/v1/merges", tag = "imports", request_body = MergeBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Merged; undo with POST /v1/merges/{id}/undo", body = Record),
+        (status = 400, description = "Bad subject id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 409, description = "A subject changed meanwhile", body = ErrorBody),
+        (status = 410, description = "A subject was erased", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn merge(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    body: Result<Json<MergeBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Record>), ApiError> {
+    let Json(b) = body?;
+    let (keep, gone) = (sid("keep", &b.keep)?, sid("gone", &b.gone)?);
+    let hub = state.hub.clone();
+    let m = blocking(move || hub.merge_subjects(&actor, &keep, &gone, None)).await?;
+    Ok((StatusCode::CREATED, Json(Record { record: json!(m) })))
+}
+
+/// Undoes a merge (admin, data-manager): both subjects exactly as they were.
+#[utoipa::path(post, path = "/v1/merges/{id}/undo", tag = "imports",
+    params(("id" = String, Path, description = "Merge id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Undone", body = Record),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 404, description = "No such merge", body = ErrorBody),
+        (status = 409, description = "Already undone, or the kept subject changed since", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn undo_merge(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Record>, ApiError> {
+    let hub = state.hub.clone();
+    let m = blocking(move || hub.undo_merge(&actor, &id)).await?;
+    Ok(Json(Record { record: json!(m) }))
+}
+
+/// How two subjects score, field by field: levels and weights, never values (admin,
+/// data-manager).
+#[utoipa::path(get, path = "/v1/match/explain", tag = "imports", params(PairQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Score, probability, band and per-field weights", body = Record),
+        (status = 400, description = "Bad subject id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 410, description = "A subject was erased", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn explain(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    query: Result<Query<PairQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Record>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_param("a, b", &e.body_text()))?;
+    let (a, b) = (sid("a", &q.a)?, sid("b", &q.b)?);
+    let hub = state.hub.clone();
+    let e = blocking(move || hub.explain_match(&actor, &a, &b)).await?;
+    Ok(Json(Record { record: json!(e) }))
+}
