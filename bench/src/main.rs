@@ -59,6 +59,36 @@ fn main() {
                 ),
             );
         }
+        Some("match-file") => {
+            match_bench::match_file(std::path::Path::new(&args[2]));
+        }
+        Some("import-synthetic") => {
+            let n: usize = arg(&args, "--n")
+                .map(|v| v.parse().expect("--n"))
+                .unwrap_or(100_000);
+            let dup: f64 = arg(&args, "--dup")
+                .map(|v| v.parse().expect("--dup"))
+                .unwrap_or(0.1);
+            let seed: u64 = arg(&args, "--seed")
+                .map(|v| v.parse().expect("--seed"))
+                .unwrap_or(SEED);
+            match_bench::import_synthetic(n, dup, seed);
+        }
+        Some("donor-file") => {
+            let n: usize = arg(&args, "--n")
+                .map(|v| v.parse().expect("--n"))
+                .unwrap_or(100_000);
+            let dup: f64 = arg(&args, "--dup")
+                .map(|v| v.parse().expect("--dup"))
+                .unwrap_or(0.1);
+            let seed: u64 = arg(&args, "--seed")
+                .map(|v| v.parse().expect("--seed"))
+                .unwrap_or(SEED);
+            let out = arg(&args, "--out").expect("--out FILE");
+            let truth = arg(&args, "--truth").expect("--truth FILE");
+            let people = match_bench::generate(n, dup, seed, Path::new(&out), Path::new(&truth));
+            eprintln!("{n} rows, {people} people");
+        }
         Some("vault") => {
             let n: usize = arg(&args, "--n")
                 .and_then(|v| v.parse().ok())
@@ -229,7 +259,7 @@ fn vault_suite(sizes: &[usize], batch: &str, repeat: usize) {
     }
 }
 
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -216,3 +216,194 @@ pub(crate) fn import_quality(dir: &Path, mapping: &Path) {
         }
     }
 }
+
+/// Debug aid: the matcher on a CSV with columns named as schema fields; prints m/u, lambda
+/// and the number of clusters.
+pub(crate) fn match_file(path: &Path) {
+    let mut rdr = csv::Reader::from_path(path).expect("file");
+    let header: Vec<String> = rdr
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let records: Vec<MatchRecord> = rdr
+        .records()
+        .map(|r| {
+            let r = r.expect("row");
+            MatchRecord::from_named(
+                header
+                    .iter()
+                    .map(String::as_str)
+                    .zip(r.iter())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let existing = vec![false; records.len()];
+    let m = matching::run(&records, &existing, &[], Thresholds::default());
+    let clusters: std::collections::HashSet<u32> = m.reps.iter().copied().collect();
+    if let Ok(text) = std::fs::read_to_string(path.with_extension("truth")) {
+        let entity: Vec<usize> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        let keys: Vec<Vec<u64>> = records
+            .iter()
+            .map(|r| {
+                r.blocking_keys()
+                    .iter()
+                    .map(|k| matching::key_hash(k))
+                    .collect()
+            })
+            .collect();
+        let pairs = matching::candidate_pairs(&keys, &existing, matching::MAX_BLOCK);
+        let mut fp: HashMap<String, usize> = HashMap::new();
+        let mut fp_n = 0;
+        for (a, b) in pairs {
+            let g = matching::compare(&records[a as usize], &records[b as usize]);
+            if m.params.probability(&g) >= 0.99
+                && !matching::needs_review(&g)
+                && entity[a as usize] != entity[b as usize]
+            {
+                fp_n += 1;
+                *fp.entry(format!("{g:?}")).or_default() += 1;
+            }
+        }
+        let mut v: Vec<_> = fp.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        println!("false auto pairs {fp_n}; top patterns:");
+        for (g, c) in v.iter().take(8) {
+            println!("  {c:>6} {g}");
+        }
+    }
+    println!(
+        "records {} clusters {} compared {} lambda {:.4} iterations {}",
+        records.len(),
+        clusters.len(),
+        m.compared,
+        m.params.lambda,
+        m.params.iterations
+    );
+    for (i, f) in matching::FIELDS.iter().enumerate() {
+        println!(
+            "{f:<14} m {:?}\n{:<14} u {:?}",
+            m.params.m[i].map(|x| (x * 1e4).round() / 1e4),
+            "",
+            m.params.u[i].map(|x| (x * 1e6).round() / 1e6)
+        );
+    }
+}
+
+/// Generates a synthetic donor file (and its truth) with `synth::donor_file`.
+pub(crate) fn generate(n: usize, dup: f64, seed: u64, out: &Path, truth: &Path) -> usize {
+    let mut o = std::io::BufWriter::new(std::fs::File::create(out).expect("out"));
+    let mut t = std::io::BufWriter::new(std::fs::File::create(truth).expect("truth"));
+    synth::donor_file(n, dup, seed, &mut o, &mut t).expect("write")
+}
+
+/// One import of a synthetic donor file into a fresh data directory, through the hub (the
+/// same code as `steward import`): stage timings, peak RSS and, against the truth, the
+/// quality of the auto-merge band. One JSON line.
+pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64) {
+    let (tmp, hub) = crate::bench_hub();
+    let file = tmp.path().join("donors.csv");
+    let truth_file = tmp.path().join("truth.csv");
+    let t0 = std::time::Instant::now();
+    let people = generate(n, dup, seed, &file, &truth_file);
+    let gen_s = t0.elapsed().as_secs_f64();
+    let actor = hub.local_actor();
+    let options = hub::ImportOptions {
+        profile: importers::Profile::parse("generic"),
+        name: "donors.csv".into(),
+        ..Default::default()
+    };
+    let path = file.clone();
+    let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(&path)?,
+        )))
+    };
+    let t1 = std::time::Instant::now();
+    let (record, report) = hub
+        .import(&actor, &source, &options, &|_| {})
+        .expect("import");
+    let import_s = t1.elapsed().as_secs_f64();
+    // Quality: pairs of rows that became one subject, against pairs of rows of one entity.
+    let mut entity = vec![0usize; n];
+    let text = std::fs::read_to_string(&truth_file).expect("truth");
+    for line in text.lines().skip(1) {
+        let (r, e) = line.split_once(',').expect("row,entity");
+        entity[r.parse::<usize>().expect("row") - 2] = e.parse().expect("entity");
+    }
+    let mut by_subject: HashMap<String, Vec<usize>> = HashMap::new();
+    for r in &report {
+        if let Some(s) = r.subject_id {
+            by_subject
+                .entry(s.to_string())
+                .or_default()
+                .push(r.row as usize - 2);
+        }
+    }
+    let count_pairs = |groups: &mut dyn Iterator<Item = Vec<usize>>| -> (u64, u64) {
+        // (pairs, of which same entity)
+        let mut pairs = 0u64;
+        let mut same = 0u64;
+        for g in groups {
+            let mut per_entity: HashMap<usize, u64> = HashMap::new();
+            for i in &g {
+                *per_entity.entry(entity[*i]).or_default() += 1;
+            }
+            let k = g.len() as u64;
+            pairs += k * (k - 1) / 2;
+            same += per_entity.values().map(|c| c * (c - 1) / 2).sum::<u64>();
+        }
+        (pairs, same)
+    };
+    let (predicted, tp) = count_pairs(&mut by_subject.values().cloned());
+    let mut by_entity: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, e) in entity.iter().enumerate() {
+        by_entity.entry(*e).or_default().push(i);
+    }
+    let (truth_pairs, _) = count_pairs(&mut by_entity.values().cloned());
+    let p = if predicted == 0 {
+        1.0
+    } else {
+        tp as f64 / predicted as f64
+    };
+    let r = if truth_pairs == 0 {
+        1.0
+    } else {
+        tp as f64 / truth_pairs as f64
+    };
+    let f1 = if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    };
+    let stages: serde_json::Map<String, serde_json::Value> = record
+        .stages
+        .iter()
+        .map(|s| {
+            (
+                s.stage.clone(),
+                serde_json::json!({"seconds": s.seconds, "rows_per_s": s.rows_per_second}),
+            )
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "rows": n, "people": people, "generate_s": gen_s, "import_s": import_s,
+            "rows_per_s": n as f64 / import_s, "stages": stages,
+            "new": record.counts.new, "merged": record.counts.merged, "review": record.counts.review,
+            "errors": record.counts.errors, "compared_pairs": record.compared_pairs,
+            "precision": p, "recall": r, "f1": f1,
+            "peak_rss_mib": crate::peak_rss_mib(),
+        })
+    );
+    drop(hub);
+    drop(tmp);
+}

@@ -131,24 +131,36 @@ impl MatchRecord {
         let birth = self.birth_str();
         let sg = soundex(&self.given);
         let sf = soundex(&self.family);
+        // Name keys always carry something else (a birth year, a postcode, a town): a name
+        // alone gathers many different people, and the estimation would learn "same name"
+        // instead of "same person".
+        let year = (self.birth.0 != 0).then(|| self.birth.0.to_string());
+        let place = [&self.postcode, &self.city]
+            .into_iter()
+            .find(|p| !p.is_empty())
+            .cloned();
         if !self.family.is_empty() {
-            if self.birth.0 != 0 {
-                push(format!("fy:{sf}{}", self.birth.0));
+            if let Some(y) = &year {
+                push(format!("fy:{sf}{y}"));
             }
             if let Some(initial) = self.given.chars().next() {
-                push(format!("gf:{initial}{}", self.family));
+                for extra in [&year, &place].into_iter().flatten() {
+                    push(format!("gf:{initial}{}|{extra}", self.family));
+                }
             }
             if let Some(b) = &birth {
                 push(format!("fb:{}{b}", self.family));
             }
             if !self.given.is_empty() {
-                push(format!("ss:{sg}{sf}"));
                 let (a, b) = if self.given <= self.family {
                     (&self.given, &self.family)
                 } else {
                     (&self.family, &self.given)
                 };
-                push(format!("nn:{a}|{b}"));
+                for extra in [&year, &place].into_iter().flatten() {
+                    push(format!("ss:{sg}{sf}|{extra}"));
+                    push(format!("nn:{a}|{b}|{extra}"));
+                }
             }
         }
         if !self.given.is_empty() {
@@ -291,6 +303,10 @@ const NICKNAMES: &[&[&str]] = &[
     &["isabella", "isabel", "bella", "izzy"],
     &["abigail", "abby", "gail"],
     &["dorothy", "dot", "dotty"],
+    &["kenneth", "ken", "kenny"],
+    &["oliver", "ollie", "olly"],
+    &["peter", "pete"],
+    &["susan", "sue"],
     &["eleanor", "ellie", "nell", "nora"],
 ];
 
@@ -477,6 +493,10 @@ const PRIOR_U_EXACT: [f64; 12] = [
     0.01, 0.005, 0.0005, 0.00001, 0.00001, 0.00001, 0.002, 0.02, 0.01, 0.005, 0.02, 0.2,
 ];
 
+/// At most this share of candidate pairs is taken to be matches: beyond it the estimation has
+/// found a class of look-alikes, not of duplicates.
+const MAX_LAMBDA: f64 = 0.5;
+
 /// Weight of the priors, in pseudo-pairs: small files lean on them, large ones overrule them.
 const PRIOR_U_PAIRS: f64 = 2_000.0;
 const PRIOR_M_PAIRS: f64 = 20.0;
@@ -540,8 +560,8 @@ impl Rng {
     }
 }
 
-/// Estimates u from random pairs (almost all non-matches) and m and lambda by EM over the
-/// candidate pairs' comparison vectors, with u held fixed.
+/// Estimates u from random pairs (almost all non-matches), m from the candidate pairs that
+/// seed rules take for matches (see [`SEED_RULES`]), and lambda by EM with m and u held.
 pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
     let mut p = Params::default();
     // u: level frequencies among random pairs, with a pseudo-count so no level is 0.
@@ -571,7 +591,10 @@ pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
             }
         }
     }
-    // EM over distinct comparison vectors.
+    // m: per field, from the candidate pairs that a seed rule not involving that field takes
+    // for matches (two records agreeing exactly on an email, on an external id, or on three
+    // of name, birth date and postcode are, with rare exceptions, one person). A field is
+    // never judged by pairs chosen because they agree on it.
     let mut patterns: HashMap<Gamma, f64> = HashMap::new();
     for g in candidates {
         *patterns.entry(*g).or_default() += 1.0;
@@ -582,42 +605,52 @@ pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
     if total == 0.0 {
         return p;
     }
-    for it in 0..60 {
-        let prior_m = Params::default().m;
-        let mut m_acc: Vec<[f64; LEVELS]> = prior_m
-            .iter()
-            .map(|m| m.map(|x| x * PRIOR_M_PAIRS))
-            .collect();
-        let mut matched = 0.0;
+    let prior = Params::default();
+    for f in 0..FIELDS.len() {
+        let mut acc = prior.m[f].map(|x| x * PRIOR_M_PAIRS);
         for (g, count) in &patterns {
-            let post = p.probability(g);
-            let w = post * count;
-            matched += w;
-            for (f, level) in g.iter().enumerate() {
-                if *level > 0 {
-                    m_acc[f][*level as usize - 1] += w;
-                }
+            if g[f] == 0 {
+                continue;
+            }
+            let seeded = SEED_RULES
+                .iter()
+                .any(|rule| !rule.contains(&f) && rule.iter().all(|r| g[*r] == 1));
+            if seeded {
+                acc[g[f] as usize - 1] += count;
             }
         }
-        let mut change = 0.0f64;
-        for f in 0..FIELDS.len() {
-            let sum: f64 = m_acc[f].iter().sum::<f64>() + LEVELS as f64 * 0.01;
-            for l in 0..LEVELS {
-                let v = (m_acc[f][l] + 0.01) / sum;
-                change = change.max((v - p.m[f][l]).abs());
-                p.m[f][l] = v;
-            }
+        let sum: f64 = acc.iter().sum();
+        for l in 0..LEVELS {
+            p.m[f][l] = (acc[l] / sum).max(1e-6);
         }
-        let lambda = (matched / total).clamp(1e-6, 1.0 - 1e-6);
-        change = change.max((lambda - p.lambda).abs());
+    }
+    // lambda: EM with m and u held, over distinct comparison vectors.
+    for it in 0..100 {
+        let matched: f64 = patterns
+            .iter()
+            .map(|(g, count)| p.probability(g) * count)
+            .sum();
+        let lambda = (matched / total).clamp(1e-6, MAX_LAMBDA);
+        let change = (lambda - p.lambda).abs();
         p.lambda = lambda;
         p.iterations = it + 1;
-        if change < 1e-5 {
+        if change < 1e-7 {
             break;
         }
     }
     p
 }
+
+/// Seed rules: sets of fields (indices into [`FIELDS`]) whose exact agreement marks a pair as
+/// a near-certain match when m is estimated.
+const SEED_RULES: &[&[usize]] = &[
+    &[3],          // email
+    &[5],          // external id
+    &[0, 1, 2],    // given + family + birth date
+    &[1, 2, 9],    // family + birth date + postcode
+    &[0, 2, 9],    // given + birth date + postcode
+    &[0, 1, 9, 7], // given + family + postcode + house number
+];
 
 /// Band thresholds on the posterior match probability.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

@@ -9,6 +9,9 @@
 
 use serde_json::{json, Map, Value};
 
+mod donors;
+pub use donors::{donor_file, HEADER as DONOR_HEADER};
+
 /// A small, fast, deterministic generator (SplitMix64). Not for secrets.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -632,3 +632,127 @@ fn imports_over_http_upload_then_poll_status_and_report() {
     assert_eq!(s, 403);
     assert!(server.stop().success());
 }
+
+/// A donor file of `n` rows where about one row in ten repeats an earlier person (another
+/// case in the email, a missing postcode, a nickname).
+fn donor_file(path: &std::path::Path, n: usize) {
+    const GIVEN: &[&str] = &[
+        "Ann", "Bob", "Cara", "Dev", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jill", "Kai", "Lia",
+        "Mo", "Nia", "Oli", "Pia",
+    ];
+    const FAMILY: &[&str] = &[
+        "Lee", "Tan", "Smith", "Patel", "Jones", "Khan", "Brown", "Ng", "Ford", "Reed", "Holt",
+        "Cole", "Said", "Vane", "Oak", "Moss",
+    ];
+    let mut text = String::from("First Name,Last Name,Email,Postcode,Birth Date\n");
+    let mut people = 0usize;
+    for i in 0..n {
+        let (p, dup) = if i % 10 == 9 {
+            ((i * 7919) % people.max(1), true)
+        } else {
+            people += 1;
+            (people - 1, false)
+        };
+        let given = GIVEN[p % GIVEN.len()];
+        let family = FAMILY[(p / GIVEN.len()) % FAMILY.len()];
+        let email = if dup {
+            format!("Donor{p}@Example.org")
+        } else {
+            format!("donor{p}@example.org")
+        };
+        let postcode = if dup {
+            String::new()
+        } else {
+            format!("LS{} {}AB", 1 + p % 9, p % 10)
+        };
+        let birth = format!("19{:02}-{:02}-{:02}", 40 + p % 60, 1 + p % 12, 1 + p % 28);
+        text.push_str(&format!("{given},{family},{email},{postcode},{birth}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Which rows share a subject: the partition of row numbers, independent of the ids.
+fn partition(rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in rows {
+        groups.entry(r[2].clone()).or_default().push(r[0].clone());
+    }
+    let mut out: Vec<Vec<String>> = groups.into_values().collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn an_import_killed_at_any_point_finishes_on_rerun_with_no_row_lost_or_doubled() {
+    let reference = Env::init();
+    let file = reference.tmp.path().join("donors.csv");
+    donor_file(&file, 30_000);
+    let file = file.to_str().unwrap().to_string();
+    let t0 = std::time::Instant::now();
+    let (v, expected) = import(&reference, &file, &["--profile", "generic"]);
+    let full = t0.elapsed();
+    assert_eq!(v["rows_read"], 30_000);
+    assert!(v["batches"].as_u64().unwrap() >= 5, "{v}");
+    let expected_subjects = subject_count(&reference);
+
+    let env = Env::init();
+    let mut interrupted_mid_write = 0;
+    for fraction in [0.3, 0.55, 0.75, 0.9] {
+        let mut child = env
+            .cmd(&["import", &file, "--profile", "generic", "--json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(fraction));
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+        child.wait().unwrap();
+        if finished {
+            break;
+        }
+        let list = env.json(&["import", "list"], None);
+        if let Some(i) = list["imports"].as_array().unwrap().first() {
+            let (done, all) = (
+                i["batches_done"].as_u64().unwrap(),
+                i["batches"].as_u64().unwrap(),
+            );
+            if i["status"] == "running" && done > 0 && done < all {
+                interrupted_mid_write += 1;
+            }
+        }
+    }
+    assert!(
+        interrupted_mid_write > 0,
+        "no kill landed while batches were being written"
+    );
+    let (v, rows) = import(&env, &file, &["--profile", "generic"]);
+    assert_eq!(v["status"], "completed");
+    assert_eq!(rows.len(), 30_000, "every row reported once");
+    assert_eq!(
+        subject_count(&env),
+        expected_subjects,
+        "no subject lost or doubled"
+    );
+    assert_eq!(
+        partition(&rows),
+        partition(&expected),
+        "the same rows end up together"
+    );
+    let listed: std::collections::BTreeSet<String> = env
+        .json(&["subject", "list", "--limit", "100000"], None)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect();
+    let reported: std::collections::BTreeSet<String> = rows.iter().map(|r| r[2].clone()).collect();
+    assert_eq!(
+        listed, reported,
+        "every subject is a reported row's, and every row's subject exists"
+    );
+    // And once more: nothing to do.
+    let (again, _) = import(&env, &file, &["--profile", "generic"]);
+    assert_eq!(again["already_imported"], true);
+    assert_eq!(subject_count(&env), expected_subjects);
+}
