@@ -6,6 +6,9 @@ use std::path::Path;
 
 use importers::matching::{self, MatchRecord, Thresholds};
 
+/// One FEBRL record: (column, value) pairs.
+type Row = Vec<(String, String)>;
+
 /// Precision, recall, F1 of a predicted pair set against the true pairs.
 pub(crate) fn prf(
     predicted: &BTreeSet<(usize, usize)>,
@@ -48,10 +51,7 @@ pub(crate) fn cluster_pairs(reps: &[usize]) -> BTreeSet<(usize, usize)> {
 }
 
 /// Reads a FEBRL file: the records (rec_id kept apart) and the true pairs by row index.
-pub(crate) fn read_febrl(
-    dir: &Path,
-    name: &str,
-) -> (Vec<Vec<(String, String)>>, BTreeSet<(usize, usize)>) {
+pub(crate) fn read_febrl(dir: &Path, name: &str) -> (Vec<Row>, BTreeSet<(usize, usize)>) {
     let mut rdr = csv::Reader::from_path(dir.join(format!("{name}.csv"))).expect("febrl file");
     let header: Vec<String> = rdr
         .headers()
@@ -272,7 +272,7 @@ pub(crate) fn match_file(path: &Path) {
             }
         }
         let mut v: Vec<_> = fp.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|a| std::cmp::Reverse(a.1));
         println!("false auto pairs {fp_n}; top patterns:");
         for (g, c) in v.iter().take(8) {
             println!("  {c:>6} {g}");

@@ -118,6 +118,10 @@ pub struct ImportArgs {
     /// Put in the review queue at or above this match probability.
     #[arg(long, default_value_t = 0.5)]
     pub review_above: f64,
+    /// Print progress as plain lines on stderr (`progress stage=write done=8192 total=30000`),
+    /// for logs and scripts; on a terminal a progress line is shown anyway.
+    #[arg(long)]
+    pub progress_lines: bool,
 }
 
 #[derive(Debug, Subcommand)]

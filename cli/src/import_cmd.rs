@@ -178,9 +178,19 @@ fn summary_text(r: &ImportRecord) -> String {
     s
 }
 
-/// A one-line progress display on a terminal's stderr (rows/s and ETA).
-fn progress_line(start: Instant, enabled: bool) -> impl Fn(Progress) {
+/// A one-line progress display on a terminal's stderr (rows/s and ETA), or plain lines.
+fn progress_line(start: Instant, enabled: bool, lines: bool) -> impl Fn(Progress) {
     move |p: Progress| {
+        if lines {
+            let total = p.total.map(|t| format!(" total={t}")).unwrap_or_default();
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "progress stage={} done={}{total}",
+                p.stage,
+                p.done
+            );
+            return;
+        }
         if !enabled {
             return;
         }
@@ -256,8 +266,8 @@ fn import(g: &Global, file: &Path, args: &ImportArgs, out: Output) -> anyhow::Re
             std::fs::File::open(&path)?,
         )))
     };
-    let show = !out.json && std::io::stderr().is_terminal();
-    let progress = progress_line(Instant::now(), show);
+    let show = !out.json && !args.progress_lines && std::io::stderr().is_terminal();
+    let progress = progress_line(Instant::now(), show, args.progress_lines);
     let (record, report) = hub.import(&actor, &source, &options, &progress)?;
     if show {
         let _ = writeln!(std::io::stderr().lock());

@@ -220,6 +220,9 @@ struct PlanRow {
 
 const ZERO: [u8; 16] = [0; 16];
 
+/// A review-band pair: the two subjects, the probability, the two records compared.
+type ReviewPair = (Option<SubjectId>, Option<SubjectId>, f64, u32, u32);
+
 fn put_id(out: &mut Vec<u8>, id: Option<SubjectId>) {
     out.extend_from_slice(id.as_ref().map(|i| i.as_bytes()).unwrap_or(&ZERO));
 }
@@ -328,8 +331,35 @@ pub(crate) fn match_keys(schema: std::sync::Arc<domain::Schema>) -> vault::Match
                 Some((name, text_of(v)?))
             })
             .collect();
-        MatchRecord::from_named(named.iter().map(|(k, v)| (*k, v.as_str()))).blocking_keys()
+        MatchRecord::from_named(named.iter().map(|(k, v)| (*k, v.as_str())))
+            .blocking_keys()
+            .into_iter()
+            .filter(|k| STORED_KEYS.iter().any(|p| k.starts_with(p)))
+            .collect()
     })
+}
+
+/// The blocking keys the vault keeps per subject (as keyed hashes). Email, phone and
+/// external id are found through the blind indexes the vault has anyway; the keys meant for
+/// typos within one file (phonetic pairs, transposed names) are not kept.
+const STORED_KEYS: &[&str] = &["gf:", "fb:", "ph:"];
+
+/// Vault subjects sharing a blocking key (`None` when the key's block is too large to say
+/// anything).
+fn vault_candidates(vault: &vault::Vault, key: &str) -> Result<Option<Vec<SubjectId>>, Error> {
+    let by_index = |kind: domain::IndexKind, term: &str| vault.lookup(kind, term);
+    let ids = if let Some(t) = key.strip_prefix("e:") {
+        by_index(domain::IndexKind::Email, t)?
+    } else if let Some(t) = key.strip_prefix("p:") {
+        by_index(domain::IndexKind::Phone, t)?
+    } else if let Some(t) = key.strip_prefix("x:") {
+        by_index(domain::IndexKind::ExternalId, t)?
+    } else if STORED_KEYS.iter().any(|p| key.starts_with(p)) {
+        vault.match_candidates(key, matching::MAX_BLOCK)?
+    } else {
+        return Ok(None);
+    };
+    Ok((ids.len() <= matching::MAX_BLOCK).then_some(ids))
 }
 
 fn text_of(v: &Value) -> Option<String> {
@@ -961,10 +991,9 @@ impl Hub {
                     if !seen_keys.insert(k.clone()) {
                         continue;
                     }
-                    let ids = self.vault.match_candidates(&k, matching::MAX_BLOCK)?;
-                    if ids.len() > matching::MAX_BLOCK {
+                    let Some(ids) = vault_candidates(&self.vault, &k)? else {
                         continue;
-                    }
+                    };
                     for id in ids {
                         if seen_ids.insert(id) {
                             existing_ids.push(id);
@@ -981,7 +1010,7 @@ impl Hub {
         existing.resize(records.len(), true);
         let cannot_link: Vec<(u32, u32)> = c2_of
             .iter()
-            .map(|(pos, j)| (rows[*pos].1.clone().unwrap_or(0) as u32, *j as u32))
+            .map(|(pos, j)| (rows[*pos].1.unwrap_or(0) as u32, *j as u32))
             .collect();
         let matched = matching::run(&records, &existing, &cannot_link, options.thresholds);
         let match_s = t1.elapsed().as_secs_f64();
@@ -1014,8 +1043,7 @@ impl Hub {
         };
         // Review pairs: between the subjects two records end up in.
         let mut review_rows: HashMap<usize, Option<SubjectId>> = HashMap::new();
-        let mut review_pairs: Vec<(Option<SubjectId>, Option<SubjectId>, f64, u32, u32)> =
-            Vec::new();
+        let mut review_pairs: Vec<ReviewPair> = Vec::new();
         let mut pair_seen = HashSet::new();
         for s in &matched.review {
             let (a, b) = (s.a as usize, s.b as usize);
@@ -1383,9 +1411,9 @@ impl Hub {
                 }
                 return Ok(true);
             }
-            if !olds.contains_key(&target) {
+            if let std::collections::btree_map::Entry::Vacant(e) = olds.entry(target) {
                 let current = this.vault.read_subject(&target, &|_| true)?;
-                olds.insert(target, (current.fields, false));
+                e.insert((current.fields, false));
             }
             let entry = olds.get_mut(&target).expect("present");
             let after = this.survive(&entry.0, fields, rules);
@@ -1395,7 +1423,7 @@ impl Hub {
                 entry.1 = true;
             }
             if let Some(g) = gift {
-                if !gift_cache.contains_key(&target) {
+                if let std::collections::hash_map::Entry::Vacant(e) = gift_cache.entry(target) {
                     let stored = this
                         .vault
                         .list_gifts(&target)?
@@ -1406,7 +1434,7 @@ impl Hub {
                             f
                         })
                         .collect();
-                    gift_cache.insert(target, stored);
+                    e.insert(stored);
                 }
                 let known = gift_cache.get_mut(&target).expect("cached");
                 if !known.contains(&g) {
@@ -1605,7 +1633,7 @@ impl Hub {
             serde_json::to_vec(&*record).expect("json"),
         );
         let creates: Vec<NewSubject> = news_order.iter().map(|id| news[id].clone()).collect();
-        let gifts: Vec<(SubjectId, Vec<Vec<(FieldId, Value)>>)> = old_gifts.into_iter().collect();
+        let gifts: Vec<_> = old_gifts.into_iter().collect();
         let mut trail = crate::trail::Trail::default();
         for id in &touched {
             trail.subject(id);

@@ -586,9 +586,7 @@ pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
         }
         for (f, c) in counts.iter().enumerate() {
             let total: f64 = c.iter().sum();
-            for l in 0..LEVELS {
-                p.u[f][l] = c[l] / total;
-            }
+            p.u[f] = c.map(|x| x / total);
         }
     }
     // m: per field, from the candidate pairs that a seed rule not involving that field takes
@@ -600,7 +598,7 @@ pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
         *patterns.entry(*g).or_default() += 1.0;
     }
     let mut patterns: Vec<(Gamma, f64)> = patterns.into_iter().collect();
-    patterns.sort_by(|a, b| a.0.cmp(&b.0));
+    patterns.sort_by_key(|a| a.0);
     let total: f64 = patterns.iter().map(|(_, c)| c).sum();
     if total == 0.0 {
         return p;
@@ -620,9 +618,7 @@ pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
             }
         }
         let sum: f64 = acc.iter().sum();
-        for l in 0..LEVELS {
-            p.m[f][l] = (acc[l] / sum).max(1e-6);
-        }
+        p.m[f] = acc.map(|x| (x / sum).max(1e-6));
     }
     // lambda: EM with m and u held, over distinct comparison vectors.
     for it in 0..100 {

@@ -115,11 +115,18 @@ impl Profile {
     /// template carries labels and API names on two lines): most of its cells are column
     /// names the profile knows.
     pub fn is_header_row(self, cells: &[String]) -> bool {
-        let filled = cells.iter().filter(|c| !c.trim().is_empty()).count();
-        let hits = cells
+        // Cheap first: most rows are people, and their first filled cells are no column name.
+        let known = |c: &String| c.len() <= 64 && lookup(self.table(), c).is_some();
+        let first: Vec<&String> = cells
             .iter()
-            .filter(|c| lookup(self.table(), c).is_some())
-            .count();
+            .filter(|c| !c.trim().is_empty())
+            .take(3)
+            .collect();
+        if first.iter().filter(|c| known(c)).count() < 2 {
+            return false;
+        }
+        let filled = cells.iter().filter(|c| !c.trim().is_empty()).count();
+        let hits = cells.iter().filter(|c| known(c)).count();
         hits >= 3 && hits * 2 >= filled
     }
 

@@ -27,6 +27,9 @@ pub struct Replace {
     pub expected_version: Option<u32>,
 }
 
+/// Gifts to add to existing subjects: per subject, each gift's fields.
+pub type GiftsFor = [(SubjectId, Vec<Vec<(FieldId, Value)>>)];
+
 /// What [`Vault::write_import`] wrote.
 #[derive(Debug, Clone, Default)]
 pub struct Written {
@@ -61,7 +64,7 @@ impl Vault {
         creates: &[NewSubject],
         ids: &[SubjectId],
         replaces: &[Replace],
-        gifts: &[(SubjectId, Vec<Vec<(FieldId, Value)>>)],
+        gifts: &GiftsFor,
         extra: Batch,
     ) -> Result<Written> {
         if creates.len() != ids.len() {
