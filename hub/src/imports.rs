@@ -909,16 +909,10 @@ impl Hub {
                 }
             }
         };
-        for item in &mut reader {
-            counts.rows_read += 1;
-            if counts.rows_read % 50_000 == 0 {
-                progress(Progress {
-                    stage: "read",
-                    done: counts.rows_read,
-                    total: None,
-                });
-            }
-            let parsed = match item {
+        // Rows are read in chunks; each chunk is parsed on every core, then taken in order.
+        type Checked = Result<(u64, MatchRecord, Option<MatchRecord>, Vec<Problem>), Problem>;
+        let check = |item: &Result<importers::Row, importers::RowError>| -> Checked {
+            match item {
                 Err(e) => Err(Problem {
                     row: e.row,
                     column: e.column.clone(),
@@ -933,42 +927,68 @@ impl Hub {
                     message: "a second header row (column names, not a person); skipped".into(),
                     severity: "error".into(),
                 }),
-                Ok(row) => self.parse_row(
-                    row.number,
-                    &header,
-                    &targets,
-                    options.mapping.as_ref(),
-                    &row.cells,
-                ),
-            };
-            match parsed {
-                Err(p) => {
-                    counts.errors += 1;
-                    problems_total += 1;
-                    let c = code_index(&mut codes, &p.code);
-                    rows.push((p.row, Err(c)));
-                    if problems.len() < MAX_PROBLEMS {
-                        problems.push(p);
-                    }
-                }
-                Ok(p) => {
-                    if !p.warnings.is_empty() {
-                        counts.warnings += 1;
-                    }
-                    for w in p.warnings.iter().cloned() {
+                Ok(row) => self
+                    .parse_row(
+                        row.number,
+                        &header,
+                        &targets,
+                        options.mapping.as_ref(),
+                        &row.cells,
+                    )
+                    .map(|p| {
+                        (
+                            p.row,
+                            self.match_record(&p.person),
+                            p.contact2.as_ref().map(|c| self.match_record(c)),
+                            p.warnings,
+                        )
+                    }),
+            }
+        };
+        loop {
+            let chunk: Vec<_> = reader.by_ref().take(16_384).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let before = counts.rows_read;
+            counts.rows_read += chunk.len() as u64;
+            if before / 50_000 != counts.rows_read / 50_000 {
+                progress(Progress {
+                    stage: "read",
+                    done: counts.rows_read,
+                    total: None,
+                });
+            }
+            for checked in matching::par_map(&chunk, check) {
+                match checked {
+                    Err(p) => {
+                        counts.errors += 1;
                         problems_total += 1;
+                        let c = code_index(&mut codes, &p.code);
+                        rows.push((p.row, Err(c)));
                         if problems.len() < MAX_PROBLEMS {
-                            problems.push(w);
+                            problems.push(p);
                         }
                     }
-                    let pos = rows.len();
-                    rows.push((p.row, Ok(records.len())));
-                    records.push(self.match_record(&p.person));
-                    owner.push((pos, false));
-                    if let Some(c2) = &p.contact2 {
-                        c2_of.insert(pos, records.len());
-                        records.push(self.match_record(c2));
-                        owner.push((pos, true));
+                    Ok((row, person, c2, warnings)) => {
+                        if !warnings.is_empty() {
+                            counts.warnings += 1;
+                        }
+                        for w in warnings {
+                            problems_total += 1;
+                            if problems.len() < MAX_PROBLEMS {
+                                problems.push(w);
+                            }
+                        }
+                        let pos = rows.len();
+                        rows.push((row, Ok(records.len())));
+                        records.push(person);
+                        owner.push((pos, false));
+                        if let Some(c2) = c2 {
+                            c2_of.insert(pos, records.len());
+                            records.push(c2);
+                            owner.push((pos, true));
+                        }
                     }
                 }
             }
@@ -1272,33 +1292,44 @@ impl Hub {
         let targets = record.header_targets.clone();
         let mut written_rows = 0u64;
         let total = record.counts.rows_read;
+        let created = self.planned_creations(&record)?;
         let first = record.batches_done;
         for b in 0..record.batches {
             let (done, mut plan) = self.plan_chunk(&record.id, b)?;
-            // Rows of this batch, parsed again (the plan keeps no values).
-            let mut parsed: HashMap<u64, Parsed> = HashMap::new();
+            // Rows of this batch, parsed again on every core (the plan keeps no values).
             let last_row = plan.last().map(|p| p.row).unwrap_or(0);
+            let mut rows = Vec::with_capacity(plan.len());
             for item in reader.by_ref() {
-                let Ok(row) = item else {
-                    if let Err(e) = item {
-                        if e.row >= last_row {
+                match item {
+                    Ok(row) => {
+                        let n = row.number;
+                        rows.push(row);
+                        if n >= last_row {
                             break;
                         }
                     }
-                    continue;
-                };
-                let n = row.number;
-                if !done {
-                    if let Ok(p) =
-                        self.parse_row(n, &header, &targets, options.mapping.as_ref(), &row.cells)
-                    {
-                        parsed.insert(n, p);
-                    }
-                }
-                if n >= last_row {
-                    break;
+                    Err(e) if e.row >= last_row => break,
+                    Err(_) => {}
                 }
             }
+            let parsed: HashMap<u64, Parsed> = if done {
+                HashMap::new()
+            } else {
+                matching::par_map(&rows, |row| {
+                    self.parse_row(
+                        row.number,
+                        &header,
+                        &targets,
+                        options.mapping.as_ref(),
+                        &row.cells,
+                    )
+                    .ok()
+                })
+                .into_iter()
+                .flatten()
+                .map(|p| (p.row, p))
+                .collect()
+            };
             if done || b < first {
                 continue;
             }
@@ -1310,6 +1341,7 @@ impl Hub {
                 &parsed,
                 &rules,
                 &options.name,
+                &created,
             )?;
             written_rows += plan.len() as u64;
             progress(Progress {
@@ -1363,6 +1395,7 @@ impl Hub {
         parsed: &HashMap<u64, Parsed>,
         rules: &BTreeMap<String, Survivorship>,
         file: &str,
+        created: &HashSet<SubjectId>,
     ) -> Result<(), Error> {
         let import = record.id.clone();
         // New subjects of this batch, by id: (kind, fields, gifts).
@@ -1542,16 +1575,13 @@ impl Hub {
                 touched.push(*id);
             }
             let snap = key("s", &import, id.as_bytes());
-            if self.vault.store().get(ks::IMPORTS, &snap)?.is_none()
-                && !self.created_by(&import, id)?
-            {
+            if self.vault.store().get(ks::IMPORTS, &snap)?.is_none() && !created.contains(id) {
                 if let Some(raw) = self.vault.raw_record(id)? {
                     extra.put(ks::IMPORTS, snap, raw);
                 }
             }
         }
         for id in &news_order {
-            extra.put(ks::IMPORTS, key("n", &import, id.as_bytes()), Vec::new());
             crate::retention::touch(&mut extra, id);
         }
         // Consent events, counted on per subject.
@@ -1667,12 +1697,22 @@ impl Hub {
         })
     }
 
-    fn created_by(&self, import: &str, id: &SubjectId) -> Result<bool, Error> {
-        Ok(self
-            .vault
-            .store()
-            .get(ks::IMPORTS, &key("n", import, id.as_bytes()))?
-            .is_some())
+    /// The subjects an import's plan creates (households it planned included; one that was
+    /// not needed was never written).
+    fn planned_creations(&self, record: &ImportRecord) -> Result<HashSet<SubjectId>, Error> {
+        let mut out = HashSet::new();
+        for b in 0..record.batches {
+            for r in self.plan_chunk(&record.id, b)?.1 {
+                if matches!(r.outcome, O_NEW | O_REVIEW) {
+                    out.extend(r.target);
+                }
+                if let Some((c2, true)) = r.c2 {
+                    out.insert(c2);
+                }
+                out.extend(r.household);
+            }
+        }
+        Ok(out)
     }
 
     /// Undoes an import: subjects it created are taken back (keys shredded), subjects it
@@ -1695,8 +1735,11 @@ impl Hub {
                 }
                 Ok(out)
             };
-            let created: Vec<SubjectId> =
-                list("n")?.iter().filter_map(|k| SubjectId::from_slice(k)).collect();
+            let created: Vec<SubjectId> = self
+                .planned_creations(&record)?
+                .into_iter()
+                .filter(|id| self.vault.raw_record(id).ok().flatten().is_some())
+                .collect();
             let snapshots: Vec<SubjectId> =
                 list("s")?.iter().filter_map(|k| SubjectId::from_slice(k)).collect();
             // Changed since? Compare versions before touching anything.
@@ -1756,7 +1799,7 @@ impl Hub {
             for r in &record.review_items {
                 batch.delete(ks::IMPORTS, key("q", r, b""));
             }
-            for kind in ["n", "s", "v", "g", "c"] {
+            for kind in ["s", "v", "g", "c"] {
                 for k in list(kind)? {
                     batch.delete(ks::IMPORTS, key(kind, id, &k));
                 }

@@ -836,15 +836,13 @@ pub fn run(
     cannot_link: &[(u32, u32)],
     thresholds: Thresholds,
 ) -> Matched {
-    let keys: Vec<Vec<u64>> = records
-        .iter()
-        .map(|r| r.blocking_keys().iter().map(|k| key_hash(k)).collect())
-        .collect();
+    let keys: Vec<Vec<u64>> = par_map(records, |r| {
+        r.blocking_keys().iter().map(|k| key_hash(k)).collect()
+    });
     let pairs = candidate_pairs(&keys, existing, MAX_BLOCK);
-    let gammas: Vec<Gamma> = pairs
-        .iter()
-        .map(|(a, b)| compare(&records[*a as usize], &records[*b as usize]))
-        .collect();
+    let gammas: Vec<Gamma> = par_map(&pairs, |(a, b)| {
+        compare(&records[*a as usize], &records[*b as usize])
+    });
     let params = estimate(records, &gammas);
     let scored: Vec<Scored> = pairs
         .iter()
@@ -867,3 +865,28 @@ pub fn run(
 
 /// Blocks larger than this are not compared pairwise.
 pub const MAX_BLOCK: usize = 200;
+
+/// `items.iter().map(f).collect()`, on every core: the slice is cut into one contiguous part
+/// per thread and the results are joined in order.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads < 2 || items.len() < 4096 {
+        return items.iter().map(f).collect();
+    }
+    let size = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(size)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for p in parts {
+            out.extend(p.join().expect("worker thread"));
+        }
+        out
+    })
+}
