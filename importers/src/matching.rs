@@ -10,36 +10,21 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// The fields the matcher compares, normalised for comparison (lower case, letters and digits
-/// only for names); an empty string is a missing value.
+/// only for names); an empty string is a missing value. Compact: one allocation per record
+/// (a million of them are held during a large import).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MatchRecord {
-    /// Given name.
-    pub given: String,
-    /// Family name.
-    pub family: String,
+    /// The text fields one after the other: given, family, email, phone, mobile, street,
+    /// house number, street2, postcode, city, region, external id.
+    text: Box<str>,
+    /// Where each text field ends in `text`.
+    ends: [u16; 12],
     /// Birth date as (year, month, day); 0 when missing.
     pub birth: (u16, u8, u8),
-    /// Normalised email.
-    pub email: String,
-    /// E.164 phone (home or landline).
-    pub phone: String,
-    /// E.164 mobile.
-    pub mobile: String,
-    /// Street line without the house number.
-    pub street: String,
-    /// House number (the leading number of the street line).
-    pub house: String,
-    /// Second address line (locality, building).
-    pub street2: String,
-    /// Postcode without spaces.
-    pub postcode: String,
-    /// Town or suburb.
-    pub city: String,
-    /// State, county, region.
-    pub region: String,
-    /// Identifier from another system.
-    pub external_id: String,
 }
+
+/// Longest value kept per field for matching (longer text says nothing more about a person).
+const MAX_FIELD: usize = 200;
 
 fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -58,16 +43,48 @@ fn fold(s: &str) -> String {
     out
 }
 
+macro_rules! accessors {
+    ($($name:ident = $i:expr),* $(,)?) => {
+        $(
+            #[doc = concat!("The ", stringify!($name), " field (empty when missing).")]
+            pub fn $name(&self) -> &str {
+                self.part($i)
+            }
+        )*
+    };
+}
+
 impl MatchRecord {
+    accessors!(
+        given = 0,
+        family = 1,
+        email = 2,
+        phone = 3,
+        mobile = 4,
+        street = 5,
+        house = 6,
+        street2 = 7,
+        postcode = 8,
+        city = 9,
+        region = 10,
+        external_id = 11,
+    );
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
     /// Builds a record from named values as the schema names them (`given_name`,
     /// `family_name`, `birth_date` as `YYYY-MM-DD`, `email`, `phone`, `mobile`, `street`,
     /// `street2`, `postal_code`, `city`, `region`, `external_id`); other names are ignored.
     pub fn from_named<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> MatchRecord {
-        let mut r = MatchRecord::default();
+        let mut parts: [String; 12] = Default::default();
+        let mut birth = (0, 0, 0);
         for (name, value) in fields {
             match name {
-                "given_name" => r.given = fold(value),
-                "family_name" => r.family = fold(value),
+                "given_name" => parts[0] = fold(value),
+                "family_name" => parts[1] = fold(value),
                 "birth_date" => {
                     let mut it = value.split('-').map(|p| p.parse::<u32>().unwrap_or(0));
                     let (y, m, d) = (
@@ -75,32 +92,46 @@ impl MatchRecord {
                         it.next().unwrap_or(0),
                         it.next().unwrap_or(0),
                     );
-                    r.birth = (y as u16, m as u8, d as u8);
+                    birth = (y as u16, m as u8, d as u8);
                 }
-                "email" => r.email = value.trim().to_lowercase(),
-                "phone" => r.phone = value.trim().to_string(),
-                "mobile" => r.mobile = value.trim().to_string(),
+                "email" => parts[2] = value.trim().to_lowercase(),
+                "phone" => parts[3] = value.trim().to_string(),
+                "mobile" => parts[4] = value.trim().to_string(),
                 "street" => {
                     let f = fold(value);
                     let (house, rest) = split_house(&f);
-                    r.house = house.to_string();
-                    r.street = rest.to_string();
+                    parts[6] = house.to_string();
+                    parts[5] = rest.to_string();
                 }
-                "street2" => r.street2 = fold(value),
+                "street2" => parts[7] = fold(value),
                 "postal_code" => {
-                    r.postcode = value
+                    parts[8] = value
                         .chars()
                         .filter(|c| !c.is_whitespace())
                         .collect::<String>()
                         .to_lowercase()
                 }
-                "city" => r.city = fold(value),
-                "region" => r.region = fold(value),
-                "external_id" => r.external_id = value.trim().to_string(),
+                "city" => parts[9] = fold(value),
+                "region" => parts[10] = fold(value),
+                "external_id" => parts[11] = value.trim().to_string(),
                 _ => {}
             }
         }
-        r
+        let mut text = String::with_capacity(parts.iter().map(|p| p.len().min(MAX_FIELD)).sum());
+        let mut ends = [0u16; 12];
+        for (i, p) in parts.iter().enumerate() {
+            let mut cut = p.len().min(MAX_FIELD);
+            while !p.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.push_str(&p[..cut]);
+            ends[i] = text.len() as u16;
+        }
+        MatchRecord {
+            text: text.into_boxed_str(),
+            ends,
+            birth,
+        }
     }
 
     fn birth_str(&self) -> Option<String> {
@@ -117,45 +148,45 @@ impl MatchRecord {
                 keys.push(k)
             }
         };
-        if !self.email.is_empty() {
-            push(format!("e:{}", self.email));
+        if !self.email().is_empty() {
+            push(format!("e:{}", self.email()));
         }
-        for p in [&self.phone, &self.mobile] {
+        for p in [&self.phone(), &self.mobile()] {
             if !p.is_empty() {
                 push(format!("p:{p}"));
             }
         }
-        if !self.external_id.is_empty() {
-            push(format!("x:{}", self.external_id));
+        if !self.external_id().is_empty() {
+            push(format!("x:{}", self.external_id()));
         }
         let birth = self.birth_str();
-        let sg = soundex(&self.given);
-        let sf = soundex(&self.family);
+        let sg = soundex(&self.given());
+        let sf = soundex(&self.family());
         // Name keys always carry something else (a birth year, a postcode, a town): a name
         // alone gathers many different people, and the estimation would learn "same name"
         // instead of "same person".
         let year = (self.birth.0 != 0).then(|| self.birth.0.to_string());
-        let place = [&self.postcode, &self.city]
+        let place = [self.postcode(), self.city()]
             .into_iter()
             .find(|p| !p.is_empty())
-            .cloned();
-        if !self.family.is_empty() {
+            .map(str::to_string);
+        if !self.family().is_empty() {
             if let Some(y) = &year {
                 push(format!("fy:{sf}{y}"));
             }
-            if let Some(initial) = self.given.chars().next() {
+            if let Some(initial) = self.given().chars().next() {
                 for extra in [&year, &place].into_iter().flatten() {
-                    push(format!("gf:{initial}{}|{extra}", self.family));
+                    push(format!("gf:{initial}{}|{extra}", self.family()));
                 }
             }
             if let Some(b) = &birth {
-                push(format!("fb:{}{b}", self.family));
+                push(format!("fb:{}{b}", self.family()));
             }
-            if !self.given.is_empty() {
-                let (a, b) = if self.given <= self.family {
-                    (&self.given, &self.family)
+            if !self.given().is_empty() {
+                let (a, b) = if self.given() <= self.family() {
+                    (&self.given(), &self.family())
                 } else {
-                    (&self.family, &self.given)
+                    (&self.family(), &self.given())
                 };
                 for extra in [&year, &place].into_iter().flatten() {
                     push(format!("ss:{sg}{sf}|{extra}"));
@@ -163,24 +194,24 @@ impl MatchRecord {
                 }
             }
         }
-        if !self.given.is_empty() {
+        if !self.given().is_empty() {
             if let Some(b) = &birth {
-                push(format!("gb:{}{b}", self.given));
+                push(format!("gb:{}{b}", self.given()));
             }
-            if !self.postcode.is_empty() {
-                push(format!("gp:{sg}{}", self.postcode));
+            if !self.postcode().is_empty() {
+                push(format!("gp:{sg}{}", self.postcode()));
             }
         }
-        if !self.postcode.is_empty() {
-            if !self.house.is_empty() {
-                push(format!("ph:{}|{}", self.postcode, self.house));
+        if !self.postcode().is_empty() {
+            if !self.house().is_empty() {
+                push(format!("ph:{}|{}", self.postcode(), self.house()));
             }
             if let Some(b) = &birth {
-                push(format!("bp:{b}{}", self.postcode));
+                push(format!("bp:{b}{}", self.postcode()));
             }
         }
-        if !self.street.is_empty() && !self.house.is_empty() {
-            push(format!("st:{}|{}", self.street, self.house));
+        if !self.street().is_empty() && !self.house().is_empty() {
+            push(format!("st:{}|{}", self.street(), self.house()));
         }
         keys
     }
@@ -433,8 +464,8 @@ fn birth_level(a: (u16, u8, u8), b: (u16, u8, u8)) -> u8 {
 }
 
 fn phone_level(a: &MatchRecord, b: &MatchRecord) -> u8 {
-    let pa = [&a.phone, &a.mobile];
-    let pb = [&b.phone, &b.mobile];
+    let pa = [&a.phone(), &a.mobile()];
+    let pb = [&b.phone(), &b.mobile()];
     if pa.iter().all(|p| p.is_empty()) || pb.iter().all(|p| p.is_empty()) {
         return 0;
     }
@@ -450,10 +481,14 @@ fn phone_level(a: &MatchRecord, b: &MatchRecord) -> u8 {
 
 /// Compares two records field by field.
 pub fn compare(a: &MatchRecord, b: &MatchRecord) -> Gamma {
-    let mut given = name_level(&a.given, &b.given);
-    let mut family = name_level(&a.family, &b.family);
+    let mut given = name_level(&a.given(), &b.given());
+    let mut family = name_level(&a.family(), &b.family());
     // Transposed names: given and family swapped between the two records.
-    if given > 2 && family > 2 && !a.given.is_empty() && a.given == b.family && a.family == b.given
+    if given > 2
+        && family > 2
+        && !a.given().is_empty()
+        && a.given() == b.family()
+        && a.family() == b.given()
     {
         given = 2;
         family = 2;
@@ -462,15 +497,15 @@ pub fn compare(a: &MatchRecord, b: &MatchRecord) -> Gamma {
         given,
         family,
         birth_level(a.birth, b.birth),
-        exact_level(&a.email, &b.email),
+        exact_level(&a.email(), &b.email()),
         phone_level(a, b),
-        code_level(&a.external_id, &b.external_id),
-        text_level(&a.street, &b.street),
-        exact_level(&a.house, &b.house),
-        text_level(&a.street2, &b.street2),
-        code_level(&a.postcode, &b.postcode),
-        text_level(&a.city, &b.city),
-        exact_level(&a.region, &b.region),
+        code_level(&a.external_id(), &b.external_id()),
+        text_level(&a.street(), &b.street()),
+        exact_level(&a.house(), &b.house()),
+        text_level(&a.street2(), &b.street2()),
+        code_level(&a.postcode(), &b.postcode()),
+        text_level(&a.city(), &b.city()),
+        exact_level(&a.region(), &b.region()),
     ]
 }
 
@@ -561,8 +596,19 @@ impl Rng {
 }
 
 /// Estimates u from random pairs (almost all non-matches), m from the candidate pairs that
-/// seed rules take for matches (see [`SEED_RULES`]), and lambda by EM with m and u held.
+/// seed rules take for matches (an email, an external id, or three of name, birth date and
+/// postcode agreeing exactly), and lambda by EM with m and u held.
 pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
+    let mut counts: HashMap<Gamma, f64> = HashMap::new();
+    for g in candidates {
+        *counts.entry(*g).or_default() += 1.0;
+    }
+    let patterns: Vec<(Gamma, f64)> = counts.into_iter().collect();
+    estimate_patterns(records, &patterns)
+}
+
+/// [`estimate`] from the distinct comparison vectors of the candidate pairs and their counts.
+pub fn estimate_patterns(records: &[MatchRecord], patterns: &[(Gamma, f64)]) -> Params {
     let mut p = Params::default();
     // u: level frequencies among random pairs, with a pseudo-count so no level is 0.
     let n = records.len();
@@ -593,11 +639,7 @@ pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
     // for matches (two records agreeing exactly on an email, on an external id, or on three
     // of name, birth date and postcode are, with rare exceptions, one person). A field is
     // never judged by pairs chosen because they agree on it.
-    let mut patterns: HashMap<Gamma, f64> = HashMap::new();
-    for g in candidates {
-        *patterns.entry(*g).or_default() += 1.0;
-    }
-    let mut patterns: Vec<(Gamma, f64)> = patterns.into_iter().collect();
+    let mut patterns: Vec<(Gamma, f64)> = patterns.to_vec();
     patterns.sort_by_key(|a| a.0);
     let total: f64 = patterns.iter().map(|(_, c)| c).sum();
     if total == 0.0 {
@@ -694,20 +736,31 @@ pub fn needs_review(g: &Gamma) -> bool {
 /// larger than `max_block` are skipped (a key that common says little). Pairs where both
 /// records are `existing` are left out: the import does not merge the vault with itself.
 pub fn candidate_pairs(keys: &[Vec<u64>], existing: &[bool], max_block: usize) -> Vec<(u32, u32)> {
-    let mut blocks: HashMap<u64, Vec<u32>> = HashMap::new();
-    for (i, ks) in keys.iter().enumerate() {
-        for k in ks {
-            blocks.entry(*k).or_default().push(i as u32);
-        }
-    }
+    // (key, record) sorted by key: each run of one key is a block. Flat and sorted rather than
+    // a map of lists: most keys have one record, and a million records make ten million keys.
+    let mut entries: Vec<(u64, u32)> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, ks)| ks.iter().map(move |k| (*k, i as u32)))
+        .collect();
+    entries.sort_unstable();
     let mut pairs: Vec<u64> = Vec::new();
-    for members in blocks.values() {
+    let mut start = 0;
+    while start < entries.len() {
+        let key = entries[start].0;
+        let mut end = start + 1;
+        while end < entries.len() && entries[end].0 == key {
+            end += 1;
+        }
+        let members = &entries[start..end];
+        start = end;
         if members.len() < 2 || members.len() > max_block {
             continue;
         }
-        for (x, &i) in members.iter().enumerate() {
-            for &j in &members[x + 1..] {
-                if existing[i as usize] && existing[j as usize] {
+        for (x, (_, i)) in members.iter().enumerate() {
+            for (_, j) in &members[x + 1..] {
+                let (i, j) = (*i, *j);
+                if i == j || (existing[i as usize] && existing[j as usize]) {
                     continue;
                 }
                 let (a, b) = if i < j { (i, j) } else { (j, i) };
@@ -715,6 +768,7 @@ pub fn candidate_pairs(keys: &[Vec<u64>], existing: &[bool], max_block: usize) -
             }
         }
     }
+    drop(entries);
     pairs.sort_unstable();
     pairs.dedup();
     pairs
@@ -840,18 +894,36 @@ pub fn run(
         r.blocking_keys().iter().map(|k| key_hash(k)).collect()
     });
     let pairs = candidate_pairs(&keys, existing, MAX_BLOCK);
-    let gammas: Vec<Gamma> = par_map(&pairs, |(a, b)| {
-        compare(&records[*a as usize], &records[*b as usize])
+    drop(keys);
+    // Comparison vectors packed in 36 bits (3 per field), 8 bytes per pair.
+    let packed: Vec<u64> = par_map(&pairs, |(a, b)| {
+        pack(&compare(&records[*a as usize], &records[*b as usize]))
     });
-    let params = estimate(records, &gammas);
+    let mut counts: HashMap<u64, f64> = HashMap::new();
+    for g in &packed {
+        *counts.entry(*g).or_default() += 1.0;
+    }
+    let patterns: Vec<(Gamma, f64)> = counts.iter().map(|(g, c)| (unpack(*g), *c)).collect();
+    let params = estimate_patterns(records, &patterns);
+    // Probability per distinct vector; only pairs in the review band or above are kept.
+    let verdicts: HashMap<u64, (f64, bool)> = counts
+        .keys()
+        .map(|g| {
+            let gamma = unpack(*g);
+            (*g, (params.probability(&gamma), needs_review(&gamma)))
+        })
+        .collect();
     let scored: Vec<Scored> = pairs
         .iter()
-        .zip(&gammas)
-        .map(|((a, b), g)| Scored {
-            a: *a,
-            b: *b,
-            probability: params.probability(g),
-            needs_review: needs_review(g),
+        .zip(&packed)
+        .filter_map(|((a, b), g)| {
+            let (probability, needs_review) = verdicts[g];
+            (probability >= thresholds.review.min(thresholds.auto_merge)).then_some(Scored {
+                a: *a,
+                b: *b,
+                probability,
+                needs_review,
+            })
         })
         .collect();
     let (reps, review) = cluster(records.len(), &scored, existing, cannot_link, thresholds);
@@ -859,7 +931,7 @@ pub fn run(
         params,
         reps,
         review,
-        compared: pairs.len(),
+        compared: packed.len(),
     }
 }
 
@@ -889,4 +961,18 @@ pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
         }
         out
     })
+}
+
+fn pack(g: &Gamma) -> u64 {
+    g.iter()
+        .enumerate()
+        .fold(0u64, |acc, (i, l)| acc | ((*l as u64) << (3 * i)))
+}
+
+fn unpack(p: u64) -> Gamma {
+    let mut g = [0u8; 12];
+    for (i, l) in g.iter_mut().enumerate() {
+        *l = ((p >> (3 * i)) & 7) as u8;
+    }
+    g
 }
