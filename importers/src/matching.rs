@@ -160,8 +160,8 @@ impl MatchRecord {
             push(format!("x:{}", self.external_id()));
         }
         let birth = self.birth_str();
-        let sg = soundex(&self.given());
-        let sf = soundex(&self.family());
+        let sg = soundex(self.given());
+        let sf = soundex(self.family());
         // Name keys always carry something else (a birth year, a postcode, a town): a name
         // alone gathers many different people, and the estimation would learn "same name"
         // instead of "same person".
@@ -481,8 +481,8 @@ fn phone_level(a: &MatchRecord, b: &MatchRecord) -> u8 {
 
 /// Compares two records field by field.
 pub fn compare(a: &MatchRecord, b: &MatchRecord) -> Gamma {
-    let mut given = name_level(&a.given(), &b.given());
-    let mut family = name_level(&a.family(), &b.family());
+    let mut given = name_level(a.given(), b.given());
+    let mut family = name_level(a.family(), b.family());
     // Transposed names: given and family swapped between the two records.
     if given > 2
         && family > 2
@@ -497,15 +497,15 @@ pub fn compare(a: &MatchRecord, b: &MatchRecord) -> Gamma {
         given,
         family,
         birth_level(a.birth, b.birth),
-        exact_level(&a.email(), &b.email()),
+        exact_level(a.email(), b.email()),
         phone_level(a, b),
-        code_level(&a.external_id(), &b.external_id()),
-        text_level(&a.street(), &b.street()),
-        exact_level(&a.house(), &b.house()),
-        text_level(&a.street2(), &b.street2()),
-        code_level(&a.postcode(), &b.postcode()),
-        text_level(&a.city(), &b.city()),
-        exact_level(&a.region(), &b.region()),
+        code_level(a.external_id(), b.external_id()),
+        text_level(a.street(), b.street()),
+        exact_level(a.house(), b.house()),
+        text_level(a.street2(), b.street2()),
+        code_level(a.postcode(), b.postcode()),
+        text_level(a.city(), b.city()),
+        exact_level(a.region(), b.region()),
     ]
 }
 
