@@ -20,6 +20,7 @@ pub mod deadline;
 mod error;
 mod id;
 mod normalise;
+mod par;
 mod schema;
 mod text;
 mod value;
@@ -30,6 +31,7 @@ pub use normalise::{
     email_domain_suspect, normalise_email, normalise_external_id, normalise_name, normalise_phone,
     normalise_postcode, parse_date, phone_is_assigned, DateOrder, ParsedDate,
 };
+pub use par::par_map;
 pub use schema::{
     AccessGroup, FieldDef, FieldId, FieldType, IndexKind, RecordKind, Schema, SubjectKind,
     RESERVED_NAMES,

@@ -33,7 +33,7 @@ use vault::{keyspaces as ks, Batch, NewSubject, Replace};
 use crate::{Actor, Error, Hub};
 
 /// Rows per durable write batch.
-pub const BATCH_ROWS: usize = 4096;
+pub const BATCH_ROWS: usize = 4_096;
 
 /// Opens the import's bytes (called twice: to read, then to write).
 pub type Source<'a> = &'a (dyn Fn() -> std::io::Result<Box<dyn Read>> + Sync);
@@ -1417,7 +1417,8 @@ impl Hub {
                          fields: &[(FieldId, Value)],
                          gift: Option<&Vec<(FieldId, Value)>>|
          -> Result<bool, Error> {
-            if creates && !news.contains_key(&target) && this.vault.raw_record(&target)?.is_none() {
+            // A resumed run skips written batches, so a planned creation is always new here.
+            if creates && !news.contains_key(&target) {
                 news.insert(
                     target,
                     NewSubject {

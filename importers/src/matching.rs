@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use domain::par_map;
+
 /// The fields the matcher compares, normalised for comparison (lower case, letters and digits
 /// only for names); an empty string is a missing value. Compact: one allocation per record
 /// (a million of them are held during a large import).
@@ -936,32 +938,7 @@ pub fn run(
 }
 
 /// Blocks larger than this are not compared pairwise.
-pub const MAX_BLOCK: usize = 200;
-
-/// `items.iter().map(f).collect()`, on every core: the slice is cut into one contiguous part
-/// per thread and the results are joined in order.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if threads < 2 || items.len() < 4096 {
-        return items.iter().map(f).collect();
-    }
-    let size = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = items
-            .chunks(size)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        let mut out = Vec::with_capacity(items.len());
-        for p in parts {
-            out.extend(p.join().expect("worker thread"));
-        }
-        out
-    })
-}
+pub const MAX_BLOCK: usize = 100;
 
 fn pack(g: &Gamma) -> u64 {
     g.iter()

@@ -116,7 +116,8 @@ impl Profile {
     /// names the profile knows.
     pub fn is_header_row(self, cells: &[String]) -> bool {
         // Cheap first: most rows are people, and their first filled cells are no column name.
-        let known = |c: &String| c.len() <= 64 && lookup(self.table(), c).is_some();
+        let names = self.known_names();
+        let known = |c: &String| c.len() <= 64 && names.contains(&norm(c));
         let first: Vec<&String> = cells
             .iter()
             .filter(|c| !c.trim().is_empty())
@@ -128,6 +129,19 @@ impl Profile {
         let filled = cells.iter().filter(|c| !c.trim().is_empty()).count();
         let hits = cells.iter().filter(|c| known(c)).count();
         hits >= 3 && hits * 2 >= filled
+    }
+
+    /// The profile's column names, normalised, computed once.
+    fn known_names(self) -> &'static std::collections::HashSet<String> {
+        static SETS: [std::sync::OnceLock<std::collections::HashSet<String>>; 6] = [
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+        ];
+        SETS[self as usize].get_or_init(|| self.table().iter().map(|(k, _)| norm(k)).collect())
     }
 
     /// The mapping of a header row under this profile; unknown columns are `None`.

@@ -596,8 +596,19 @@ impl Vault {
         }
         // Data keys are durable before any record that needs them.
         let first_slot = self.slots.append(&slot_bytes)?;
-        let mut gift_random = &random[items.len() * per_subject..];
-        for (i, item) in items.iter().enumerate() {
+        // Sealing and keyed hashes are the CPU part of a large create: done on every core,
+        // one batch part per subject, joined in order.
+        let gift_random = &random[items.len() * per_subject..];
+        let mut gift_offsets = Vec::with_capacity(items.len());
+        let mut offset = 0;
+        for item in items {
+            gift_offsets.push(offset);
+            offset += item.gifts.len() * (10 + NONCE_LEN);
+        }
+        let positions: Vec<usize> = (0..items.len()).collect();
+        let parts = domain::par_map(&positions, |&i| {
+            let item = &items[i];
+            let mut part = Batch::new();
             let id = &ids[i];
             let r = &random[i * per_subject..(i + 1) * per_subject];
             let mut fields = item.fields.clone();
@@ -608,20 +619,21 @@ impl Vault {
                 version: 1,
                 nonce_base: r[22 + KEY_LEN..].try_into().expect("12 bytes"),
             };
-            batch.put(
+            part.put(
                 ks::SUBJECTS,
                 id.as_bytes().to_vec(),
                 record::seal(&deks[i], &header, id, &ZERO_ID, &fields),
             );
             for key in self.index_entries(id, &fields) {
-                batch.put(ks::INDEX, key, Vec::new());
+                part.put(ks::INDEX, key, Vec::new());
             }
+            let mut g = &gift_random[gift_offsets[i]..];
             for gift in &item.gifts {
-                let (r, rest) = gift_random.split_at(10 + NONCE_LEN);
-                gift_random = rest;
+                let (r, rest) = g.split_at(10 + NONCE_LEN);
+                g = rest;
                 let gid = self.new_gift_id(ms, r);
                 self.put_gift(
-                    batch,
+                    &mut part,
                     &deks[i],
                     id,
                     header.slot,
@@ -630,6 +642,10 @@ impl Vault {
                     gift,
                 );
             }
+            part
+        });
+        for part in parts {
+            batch.extend(part);
         }
         Ok(ids)
     }
