@@ -721,8 +721,9 @@ pub struct Scored {
     pub probability: f64,
     /// True when the pair may not merge without a person: their given names differ outright,
     /// their birth dates do not agree (or one is missing) and no unique identifier (email,
-    /// phone, external id) agrees. Two people of one household share a surname and an
-    /// address; that does not make them one person.
+    /// phone, external id) agrees (two people of one household share a surname and an
+    /// address; that does not make them one person); or nothing specific to one person
+    /// agrees at all.
     pub needs_review: bool,
 }
 
@@ -731,7 +732,11 @@ pub fn needs_review(g: &Gamma) -> bool {
     let given_differs = g[0] == 4 && g[1] != 4;
     let birth_agrees = matches!(g[2], 1 | 2);
     let unique_agrees = g[3] == 1 || g[4] == 1 || g[5] == 1;
-    given_differs && !birth_agrees && !unique_agrees
+    // Something specific to one person must agree: an email, phone or id, the full birth
+    // date, the postcode, or the street and house number. Names and a town are shared by
+    // too many people in a large file.
+    let specific = unique_agrees || g[2] == 1 || g[9] == 1 || (g[6] == 1 && g[7] == 1);
+    (given_differs && !birth_agrees && !unique_agrees) || !specific
 }
 
 /// Candidate pairs: every pair of records sharing a blocking key, each once, `a < b`. Blocks
@@ -938,7 +943,7 @@ pub fn run(
 }
 
 /// Blocks larger than this are not compared pairwise.
-pub const MAX_BLOCK: usize = 100;
+pub const MAX_BLOCK: usize = 50;
 
 fn pack(g: &Gamma) -> u64 {
     g.iter()
