@@ -1003,6 +1003,7 @@ impl Hub {
         let t1 = Instant::now();
         let n_file = records.len();
         let mut existing_ids: Vec<SubjectId> = Vec::new();
+        let mut existing_household: Vec<Option<SubjectId>> = Vec::new();
         if !self.vault.list_subjects(None, 1)?.is_empty() {
             let mut seen_keys = HashSet::new();
             let mut seen_ids = HashSet::new();
@@ -1021,9 +1022,17 @@ impl Hub {
                     }
                 }
             }
+            let household_field = self
+                .schema
+                .field(RecordKind::Subject, "household")
+                .map(|d| d.id);
             for id in &existing_ids {
                 let rec = self.vault.read_subject(id, &|_| true)?;
                 records.push(self.match_record(&rec.fields));
+                existing_household.push(rec.fields.iter().find_map(|(f, v)| match v {
+                    Value::Ref(h) if Some(*f) == household_field => Some(*h),
+                    _ => None,
+                }));
             }
         }
         let mut existing = vec![false; n_file];
@@ -1077,6 +1086,38 @@ impl Hub {
             }
             review_pairs.push((ta, tb, s.probability, s.a, s.b));
         }
+        // Contact2 is matched within the household its Contact1 is in: a vault subject outside
+        // that household is not merged into; the two are put side by side for review.
+        let mut c2_apart: HashMap<usize, Option<SubjectId>> = HashMap::new();
+        for (pos, j) in &c2_of {
+            let Ok(i) = rows[*pos].1 else { continue };
+            let (ri, rj) = (matched.reps[i] as usize, matched.reps[*j] as usize);
+            let household_of = |r: usize| {
+                if existing[r] {
+                    existing_household[r - n_file]
+                } else {
+                    None
+                }
+            };
+            let h1 = household_of(ri);
+            if !existing[rj] || h1.is_none() || household_of(rj) == h1 {
+                continue;
+            }
+            let fresh = if options.dry_run {
+                None
+            } else {
+                Some(self.vault.new_subject_ids(1)?[0])
+            };
+            c2_apart.insert(*pos, fresh);
+            let g = matching::compare(&records[*j], &records[rj]);
+            review_pairs.push((
+                Some(existing_ids[rj - n_file]),
+                fresh,
+                matched.params.probability(&g),
+                rj as u32,
+                *j as u32,
+            ));
+        }
         let mut plan = Vec::with_capacity(rows.len());
         for (pos, (row, res)) in rows.iter().enumerate() {
             let p = match res {
@@ -1108,7 +1149,10 @@ impl Hub {
                             matched_id = *other;
                         }
                     }
-                    let c2 = c2_of.get(&pos).map(|j| (target_of(*j), creates(*j)));
+                    let c2 = c2_of.get(&pos).map(|j| match c2_apart.get(&pos) {
+                        Some(fresh) => (*fresh, true),
+                        None => (target_of(*j), creates(*j)),
+                    });
                     PlanRow {
                         row: *row,
                         outcome,

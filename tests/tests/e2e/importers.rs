@@ -753,3 +753,51 @@ fn an_import_killed_at_any_point_finishes_on_rerun_with_no_row_lost_or_doubled()
     assert_eq!(again["already_imported"], true);
     assert_eq!(subject_count(&env), expected_subjects);
 }
+
+#[test]
+fn contact2_is_matched_within_the_household_of_contact1() {
+    let env = Env::init();
+    let (_, rows) = import(
+        &env,
+        &fixture("profiles/npsp_labels.csv"),
+        &["--profile", "npsp"],
+    );
+    let tom = rows[0][2].clone();
+    let household = show(&env, &tom)["fields"]["household"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Someone outside the Reeds' household with the email the next row gives Contact2.
+    let ann = env
+        .add(&json!({"given_name": "Ann", "family_name": "Lee", "email": "ann.lee@example.org"}));
+    let file = env.tmp.path().join("npsp_more.csv");
+    std::fs::write(
+        &file,
+        "Contact1 First Name,Contact1 Last Name,Contact1 Personal Email,Contact2 First Name,Contact2 Last Name,Contact2 Personal Email,Home Street,Home City,Home Zip/Postal Code\n\
+         Tom,Reed,tom.reed@example.org,Ann,Lee,ann.lee@example.org,5 Park Lane,Bristol,BS1 5TR\n",
+    )
+    .unwrap();
+    let before = subject_count(&env);
+    let (_, rows) = import(&env, file.to_str().unwrap(), &["--profile", "npsp"]);
+    assert_eq!(rows[0][2], tom, "Contact1 is Tom, in his household");
+    assert_eq!(
+        show(&env, &ann)["version"],
+        1,
+        "the Ann outside the household is untouched"
+    );
+    assert_eq!(
+        subject_count(&env),
+        before + 1,
+        "Contact2 is a new person in the household"
+    );
+    let items = env.json(&["review", "list"], None)["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let item = items
+        .iter()
+        .find(|i| i["a"] == json!(ann))
+        .expect("a review item beside Ann");
+    let new_c2 = item["b"].as_str().unwrap();
+    assert_eq!(show(&env, new_c2)["fields"]["household"], json!(household));
+}
