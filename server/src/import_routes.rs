@@ -71,6 +71,9 @@ pub(crate) struct ImportQuery {
     auto_merge_above: Option<f64>,
     /// Review at or above this probability (default 0.5).
     review_above: Option<f64>,
+    /// A mapping file kept in the data directory's `mappings/` folder, by name (`febrl` for
+    /// `mappings/febrl.toml`).
+    mapping: Option<String>,
 }
 
 /// An import accepted for processing.
@@ -207,6 +210,36 @@ pub(crate) async fn start_import(
     if name.len() > 200 || name.contains(['/', '\\', '@']) {
         return Err(ApiError::bad_param("name", "a short file name"));
     }
+    let (mapping, mapping_text) = match &q.mapping {
+        None => (None, String::new()),
+        Some(m) => {
+            let ok = !m.is_empty()
+                && m.len() <= 64
+                && m.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(ApiError::bad_param(
+                    "mapping",
+                    "a mapping name: letters, digits, - and _",
+                ));
+            }
+            let path = state
+                .hub
+                .data_dir()
+                .join("mappings")
+                .join(format!("{m}.toml"));
+            let text = std::fs::read_to_string(&path).map_err(|_| {
+                ApiError::bad_param(
+                    "mapping",
+                    "no such mapping file in the data directory's mappings/ folder",
+                )
+            })?;
+            let file = importers::MappingFile::from_toml(&text).map_err(|e| {
+                ApiError::bad_param("mapping", &format!("the mapping file is invalid: {e}"))
+            })?;
+            (Some(file), text)
+        }
+    };
     let hub = state.hub.clone();
     let check_actor = actor.clone();
     let id = blocking(move || {
@@ -216,6 +249,8 @@ pub(crate) async fn start_import(
     .await?;
     let options = ImportOptions {
         profile,
+        mapping,
+        mapping_text,
         dry_run: q.dry_run.unwrap_or(false),
         thresholds,
         name,

@@ -648,6 +648,49 @@ fn imports_over_http_upload_then_poll_status_and_report() {
         None,
     );
     assert_eq!(s, 403);
+
+    // A mapping file kept in the data directory, by name.
+    std::fs::create_dir_all(env.data.join("mappings")).unwrap();
+    std::fs::copy(
+        format!(
+            "{}/../importers/mappings/febrl.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        env.data.join("mappings/febrl.toml"),
+    )
+    .unwrap();
+    let febrl = std::fs::read_to_string(fixture("febrl_sample.csv")).unwrap();
+    let (s, _, v) = http(
+        "POST",
+        &u("/v1/imports?profile=generic&mapping=febrl&dry_run=true"),
+        Some(&tokens["admin"]),
+        Some(&febrl),
+    );
+    assert_eq!(s, 202, "{v}");
+    let id = v["import_id"].as_str().unwrap().to_string();
+    for _ in 0..400 {
+        let (_, _, v) = http(
+            "GET",
+            &u(&format!("/v1/imports/{id}")),
+            Some(&tokens["admin"]),
+            None,
+        );
+        last = v;
+        if last["status"] != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(last["status"], "dry_run", "{last}");
+    assert_eq!(last["import"]["errors"], 0, "the mapping was used: {last}");
+    assert!(last["import"]["merged"].as_u64().unwrap() > 0, "{last}");
+    let (s, _, v) = http(
+        "POST",
+        &u("/v1/imports?mapping=..%2Fetc%2Fpasswd"),
+        Some(&tokens["admin"]),
+        Some("a,b\n1,2\n"),
+    );
+    assert_eq!(s, 400, "{v}");
     assert!(server.stop().success());
 }
 
