@@ -255,7 +255,6 @@ pub(crate) async fn start_import(
         thresholds,
         name,
         id: Some(id.clone()),
-        ..Default::default()
     };
     let jobs = state.jobs.clone();
     jobs.set(&id, |_| {});
