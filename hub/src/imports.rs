@@ -268,6 +268,15 @@ fn decode_plan(b: &[u8]) -> Option<(bool, Vec<PlanRow>)> {
     Some((done, rows))
 }
 
+/// The mark a rejected review pair leaves (either order).
+pub(crate) fn rejected_key(a: &SubjectId, b: &SubjectId) -> Vec<u8> {
+    let (x, y) = if a < b { (a, b) } else { (b, a) };
+    let mut k = b"x/".to_vec();
+    k.extend_from_slice(x.as_bytes());
+    k.extend_from_slice(y.as_bytes());
+    k
+}
+
 fn key(kind: &str, import: &str, rest: &[u8]) -> Vec<u8> {
     let mut k = format!("{kind}/{import}/").into_bytes();
     k.extend_from_slice(rest);
@@ -1235,8 +1244,28 @@ impl Hub {
             );
         }
         let mut record = record;
+        // Pairs already waiting in the queue are not queued twice.
+        let mut queued: HashSet<Vec<u8>> = HashSet::new();
+        for entry in self.vault.store().scan_prefix(ks::IMPORTS, b"q/") {
+            let (_, v) = entry?;
+            if let Ok(item) = serde_json::from_slice::<ReviewItem>(&v) {
+                if item.status == "open" {
+                    queued.insert(rejected_key(&item.a, &item.b));
+                }
+            }
+        }
         for (a, b, probability, ra, rb) in review_pairs {
             let (Some(a), Some(b)) = (a, b) else { continue };
+            // A pair a person already said are two people is not asked again.
+            if !queued.insert(rejected_key(&a, &b))
+                || self
+                    .vault
+                    .store()
+                    .get(ks::IMPORTS, &rejected_key(&a, &b))?
+                    .is_some()
+            {
+                continue;
+            }
             let rid = domain::hex(&self.vault.new_subject_ids(1)?[0].as_bytes()[6..14]);
             let item = ReviewItem {
                 id: rid.clone(),

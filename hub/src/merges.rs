@@ -453,6 +453,11 @@ impl Hub {
                 qkey("q", id),
                 serde_json::to_vec(&item).expect("json"),
             );
+            batch.put(
+                ks::IMPORTS,
+                crate::imports::rejected_key(&item.a, &item.b),
+                Vec::new(),
+            );
             self.commit_audited(actor, "review.reject", trail, |audit| {
                 batch.extend(audit);
                 self.vault.apply_durably(batch)?;

@@ -600,6 +600,28 @@ fn review_queue_lists_accepts_and_rejects() {
             .len(),
         1
     );
+    // The same people again, in another order: the rejected pair is not asked again and the
+    // open one is not queued twice.
+    let again = env.tmp.path().join("household_again.csv");
+    std::fs::write(
+        &again,
+        "First Name,Last Name,Street,Postcode,City\n\
+         Kit,Oak,1 Elm Road,LS1 4AP,Leeds\n\
+         Kim,Oak,1 Elm Road,LS1 4AP,Leeds\n\
+         Jo,Reed,5 Park Lane,BS1 5TR,Bristol\n\
+         Tom,Reed,5 Park Lane,BS1 5TR,Bristol\n",
+    )
+    .unwrap();
+    import(&env, again.to_str().unwrap(), &["--profile", "generic"]);
+    assert_eq!(subject_count(&env), n, "the same four people");
+    assert_eq!(
+        env.json(&["review", "list"], None)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "still just the reopened pair"
+    );
 }
 
 #[test]
