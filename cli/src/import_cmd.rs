@@ -358,7 +358,18 @@ pub(crate) fn merge(g: &Global, args: MergeArgs, out: Output) -> anyhow::Result<
 
 /// `steward match explain A B`.
 pub(crate) fn explain(g: &Global, cmd: MatchCmd, out: Output) -> anyhow::Result<()> {
-    let MatchCmd::Explain { a, b } = cmd;
+    let (a, b) = match cmd {
+        MatchCmd::Explain { a, b } => (a, b),
+        MatchCmd::Reindex => {
+            let hub = open_hub(g)?;
+            let actor = actor_for(&hub, g)?;
+            let n = hub.reindex_matching(&actor)?;
+            out.emit(&json!({ "subjects": n }), || {
+                format!("blocking keys stored for {n} subject(s)")
+            });
+            return Ok(());
+        }
+    };
     let (a, b) = (parse_id(&a)?, parse_id(&b)?);
     let hub = open_hub(g)?;
     let actor = actor_for(&hub, g)?;

@@ -161,6 +161,17 @@ impl Hub {
         })
     }
 
+    /// Stores blocking keys for every subject (for subjects created before imports stored
+    /// them); returns how many subjects were read.
+    pub fn reindex_matching(&self, actor: &Actor) -> Result<u64, Error> {
+        self.audited(actor, "match.reindex", |trail| {
+            self.require(actor, "subject", Action::Merge)?;
+            let n = self.vault.reindex(2_000)?;
+            trail.count = Some(n);
+            Ok(n)
+        })
+    }
+
     /// Merges subject `gone` into `keep` (see the module documentation). Returns the merge's
     /// record; `steward merge undo ID` reverses it exactly.
     pub fn merge_subjects(

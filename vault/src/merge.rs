@@ -252,6 +252,37 @@ impl Vault {
         self.apply_durably(batch)
     }
 
+    /// Writes every live subject's index entries again (blind indexes and blocking keys),
+    /// in durable steps of `step` subjects: for subjects stored before the blocking keys
+    /// existed, or after the keys' definition changed. Entries are only added; returns the
+    /// number of subjects read.
+    pub fn reindex(&self, step: usize) -> Result<u64> {
+        let mut after: Option<SubjectId> = None;
+        let mut done = 0u64;
+        loop {
+            let ids = self.list_subjects(after.as_ref(), step.max(1))?;
+            if ids.is_empty() {
+                return Ok(done);
+            }
+            let _gate = self.gate_shared();
+            let mut batch = Batch::new();
+            for id in &ids {
+                let (bytes, _, dek) = match self.load_subject(id) {
+                    Ok(x) => x,
+                    Err(Error::NotFound(_)) | Err(Error::Erased(_)) => continue,
+                    Err(e) => return Err(e),
+                };
+                let opened = record::open(&dek, &bytes, id, &ZERO_ID, &|_| true)?;
+                for k in self.index_entries(id, &opened.fields) {
+                    batch.put(ks::INDEX, k, Vec::new());
+                }
+            }
+            self.apply_durably(batch)?;
+            done += ids.len() as u64;
+            after = ids.last().copied();
+        }
+    }
+
     /// The subject `gone` was merged into, if it was.
     pub fn merged_into(&self, gone: &SubjectId) -> Result<Option<SubjectId>> {
         for entry in self.store().scan_prefix(ks::MERGED, &[]) {

@@ -448,3 +448,34 @@ fn a_second_opener_is_told_who_holds_the_directory() {
     assert!(matches!(err, Error::InUse { .. }), "{err}");
     assert!(err.to_string().contains("http://127.0.0.1:8080"));
 }
+
+#[test]
+fn reindex_adds_blocking_keys_to_subjects_stored_before_them() {
+    let f = fixture();
+    let vault = open(&f);
+    let schema = vault.schema().clone();
+    let ids = vault
+        .create_subjects(&[person(&schema, 1), person(&schema, 2)])
+        .unwrap();
+    // Blocking keys from the fields: one per subject, naming the subject's email.
+    let email = field(&schema, "email");
+    let keys: crate::MatchKeys = Arc::new(move |fields: &[(FieldId, domain::Value)]| {
+        fields
+            .iter()
+            .filter(|(f, _)| *f == email)
+            .filter_map(|(_, v)| v.index_term().map(|t| format!("k:{t}")))
+            .collect()
+    });
+    vault.set_match_keys(keys.clone());
+    let rec = vault.read_subject(&ids[0], &|_| true).unwrap();
+    let key = keys(&rec.fields).pop().unwrap();
+    assert!(
+        vault.match_candidates(&key, 10).unwrap().is_empty(),
+        "stored before the keys"
+    );
+    assert_eq!(vault.reindex(1).unwrap(), 2);
+    assert_eq!(vault.match_candidates(&key, 10).unwrap(), vec![ids[0]]);
+    // Idempotent.
+    assert_eq!(vault.reindex(100).unwrap(), 2);
+    assert_eq!(vault.match_candidates(&key, 10).unwrap(), vec![ids[0]]);
+}

@@ -866,3 +866,18 @@ fn contact2_is_matched_within_the_household_of_contact1() {
     let new_c2 = item["b"].as_str().unwrap();
     assert_eq!(show(&env, new_c2)["fields"]["household"], json!(household));
 }
+
+#[test]
+fn match_reindex_reads_every_subject_and_is_refused_to_a_volunteer() {
+    let env = Env::init();
+    env.add(&json!({"given_name": "Ann", "family_name": "Lee", "postal_code": "SW1A 1AA"}));
+    env.add(&json!({"given_name": "Bob", "family_name": "Tan"}));
+    assert_eq!(env.json(&["match", "reindex"], None)["subjects"], 2);
+    let token = env.json(&["users", "add", "vol", "--role", "volunteer"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = env.run(&["match", "reindex", "--token", &token], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("may not"), "{}", stderr(&out));
+}
