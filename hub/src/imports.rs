@@ -1746,27 +1746,34 @@ impl Hub {
         self.commit_audited(actor, "import.rows", &mut trail, |audit| {
             let mut extra = extra;
             extra.extend(audit);
-            // Gift ids are known only once written: they go into the journal right after,
-            // in their own durable batch (an undo before that finds none and keeps them).
-            let written =
-                self.vault
-                    .write_import(&creates, &news_order, &replaces, &gifts, extra)?;
-            let mut journal = Batch::new();
-            for ((subject, _), ids) in gifts.iter().zip(&written.gift_ids) {
-                for g in ids {
-                    let mut k = subject.as_bytes().to_vec();
-                    k.extend_from_slice(g.as_bytes());
-                    journal.put(ks::IMPORTS, key("g", &import, &k), Vec::new());
+            // The journal needs the new versions and gift ids: the vault hands them over
+            // before it applies, so they land in the same atomic batch.
+            let journal = |written: &vault::Written| {
+                let mut journal = Batch::new();
+                for ((subject, _), ids) in gifts.iter().zip(&written.gift_ids) {
+                    for g in ids {
+                        let mut k = subject.as_bytes().to_vec();
+                        k.extend_from_slice(g.as_bytes());
+                        journal.put(ks::IMPORTS, key("g", &import, &k), Vec::new());
+                    }
                 }
-            }
-            for (r, v) in replaces.iter().zip(&written.versions) {
-                journal.put(
-                    ks::IMPORTS,
-                    key("v", &import, r.id.as_bytes()),
-                    v.to_le_bytes().to_vec(),
-                );
-            }
-            self.vault.apply_durably(journal)?;
+                for (r, v) in replaces.iter().zip(&written.versions) {
+                    journal.put(
+                        ks::IMPORTS,
+                        key("v", &import, r.id.as_bytes()),
+                        v.to_le_bytes().to_vec(),
+                    );
+                }
+                journal
+            };
+            let writes = vault::Writes {
+                creates: &creates,
+                ids: &news_order,
+                replaces: &replaces,
+                gifts: &gifts,
+                absorb: None,
+            };
+            self.vault.write_import(writes, extra, &journal)?;
             Ok(())
         })
     }

@@ -274,7 +274,7 @@ impl Hub {
                 added.push(seq);
                 seq += 1;
             }
-            let mut record = MergeRecord {
+            let record = MergeRecord {
                 id: id.clone(),
                 keep: *keep,
                 gone: *gone,
@@ -289,43 +289,55 @@ impl Hub {
                 added_gifts: Vec::new(),
                 added_consent: added,
             };
-            let written = self.vault.write_import(
-                &[],
-                &[],
-                &[Replace {
-                    id: *keep,
-                    fields,
-                    expected_version: Some(ra.version),
-                }],
-                &[(*keep, gifts)],
-                extra,
-            )?;
-            record.keep_version_after = written.versions[0];
-            record.added_gifts = written.gift_ids.into_iter().flatten().collect();
-            let mut batch = Batch::new();
-            batch.put(
-                ks::IMPORTS,
-                qkey("m", &id),
-                serde_json::to_vec(&record).expect("json"),
-            );
             if let Some(r) = &review {
                 if let Some(mut item) = self.review_item(r)? {
                     item.status = "accepted".into();
                     item.decided_by = Some(actor.principal.id.to_string());
                     item.decided_at = Some(now());
                     item.merge = Some(id.clone());
-                    batch.put(
+                    extra.put(
                         ks::IMPORTS,
                         qkey("q", r),
                         serde_json::to_vec(&item).expect("json"),
                     );
                 }
             }
+            // A's new record, the gifts and consent copied to it, B moved aside, the merge's
+            // journal record and the audit event: one atomic batch, so a crash leaves either
+            // no merge or a whole, undoable one.
+            let done = std::cell::RefCell::new(None);
+            let replaces = [Replace {
+                id: *keep,
+                fields,
+                expected_version: Some(ra.version),
+            }];
+            let gifts_for = [(*keep, gifts)];
             self.commit_audited(actor, "merge", trail, |audit| {
-                batch.extend(audit);
-                self.vault.absorb(keep, gone, batch)?;
+                extra.extend(audit);
+                let journal = |written: &vault::Written| {
+                    let mut r = record.clone();
+                    r.keep_version_after = written.versions[0];
+                    r.added_gifts = written.gift_ids.iter().flatten().copied().collect();
+                    let mut b = Batch::new();
+                    b.put(
+                        ks::IMPORTS,
+                        qkey("m", &id),
+                        serde_json::to_vec(&r).expect("json"),
+                    );
+                    *done.borrow_mut() = Some(r);
+                    b
+                };
+                let writes = vault::Writes {
+                    creates: &[],
+                    ids: &[],
+                    replaces: &replaces,
+                    gifts: &gifts_for,
+                    absorb: Some((*keep, *gone)),
+                };
+                self.vault.write_import(writes, extra, &journal)?;
                 Ok(())
             })?;
+            let record = done.into_inner().unwrap_or(record);
             Ok(record)
         })
     }

@@ -33,7 +33,7 @@ pub use backup::BackupReport;
 pub use error::{Error, Result};
 pub use holds::{HeldData, HoldInfo, HoldRequest, KeepGift};
 pub use keys::{blind_token, KeyRing, MasterSecret};
-pub use merge::{GiftsFor, Replace, Written};
+pub use merge::{GiftsFor, Replace, Writes, Written};
 pub use seal::{read_passphrase_file, SealInfo, SealTo, Unlock};
 pub use store::{
     keyspaces, Batch, Entry, EntryIter, FailingStore, Keyspace, Op, SledOptions, SledStore, Store,

@@ -30,6 +30,21 @@ pub struct Replace {
 /// Gifts to add to existing subjects: per subject, each gift's fields.
 pub type GiftsFor = [(SubjectId, Vec<Vec<(FieldId, Value)>>)];
 
+/// What [`Vault::write_import`] writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Writes<'a> {
+    /// Subjects to create.
+    pub creates: &'a [NewSubject],
+    /// Their ids.
+    pub ids: &'a [SubjectId],
+    /// Subjects replaced whole.
+    pub replaces: &'a [Replace],
+    /// Gifts added to existing subjects.
+    pub gifts: &'a GiftsFor,
+    /// (keep, gone): move `gone` into the merged keyspace under `keep`.
+    pub absorb: Option<(SubjectId, SubjectId)>,
+}
+
 /// What [`Vault::write_import`] wrote.
 #[derive(Debug, Clone, Default)]
 pub struct Written {
@@ -57,16 +72,23 @@ impl Vault {
         Ok(h.version)
     }
 
-    /// Creates subjects, replaces others and adds gifts to existing ones in one atomic,
-    /// durable batch with `extra` (an import's journal and audit entries).
+    /// Creates subjects, replaces others, adds gifts to existing ones and (for a merge) moves
+    /// one subject into the merged keyspace, in one atomic, durable batch with `extra` and
+    /// with what `journal` returns once the new versions and gift ids are known (an import's
+    /// or a merge's undo journal): nothing of it is written without the rest.
     pub fn write_import(
         &self,
-        creates: &[NewSubject],
-        ids: &[SubjectId],
-        replaces: &[Replace],
-        gifts: &GiftsFor,
+        writes: Writes<'_>,
         extra: Batch,
+        journal: &dyn Fn(&Written) -> Batch,
     ) -> Result<Written> {
+        let Writes {
+            creates,
+            ids,
+            replaces,
+            gifts,
+            absorb,
+        } = writes;
         if creates.len() != ids.len() {
             return Err(Error::Corrupt {
                 what: "one id per new subject".into(),
@@ -112,7 +134,11 @@ impl Vault {
             out.gift_ids.push(added);
         }
         self.stage_creates(creates, Some(ids), &mut batch)?;
+        if let Some((keep, gone)) = absorb {
+            self.stage_absorb(&keep, &gone, &mut batch)?;
+        }
         batch.extend(extra);
+        batch.extend(journal(&out));
         self.apply_durably(batch)?;
         Ok(out)
     }
@@ -199,9 +225,15 @@ impl Vault {
     pub fn absorb(&self, keep: &SubjectId, gone: &SubjectId, extra: Batch) -> Result<()> {
         let _gate = self.gate_shared();
         let _rmw = self.rmw_lock();
+        let mut batch = Batch::new();
+        self.stage_absorb(keep, gone, &mut batch)?;
+        batch.extend(extra);
+        self.apply_durably(batch)
+    }
+
+    fn stage_absorb(&self, keep: &SubjectId, gone: &SubjectId, batch: &mut Batch) -> Result<()> {
         let (bytes, _, dek) = self.load_subject(gone)?;
         let opened = record::open(&dek, &bytes, gone, &ZERO_ID, &|_| true)?;
-        let mut batch = Batch::new();
         for k in self.index_entries(gone, &opened.fields) {
             batch.delete(ks::INDEX, k);
         }
@@ -221,8 +253,7 @@ impl Vault {
             merged_key(keep, gone),
             serde_json::to_vec(&stash).expect("stash serialises"),
         );
-        batch.extend(extra);
-        self.apply_durably(batch)
+        Ok(())
     }
 
     /// Undoes [`Vault::absorb`]: `gone` comes back exactly as it was.
