@@ -289,6 +289,7 @@ struct Parsed {
     person: Vec<(FieldId, Value)>,
     contact2: Option<Vec<(FieldId, Value)>>,
     gift: Option<Vec<(FieldId, Value)>>,
+    /// (purpose, event, effective time already in the ledger's form; none: now).
     consents: Vec<(String, String, Option<String>)>,
     warnings: Vec<Problem>,
 }
@@ -333,19 +334,28 @@ pub fn default_rule(field: &str) -> Survivorship {
 /// their candidates among the subjects already in Steward.
 pub(crate) fn match_keys(schema: std::sync::Arc<domain::Schema>) -> vault::MatchKeys {
     std::sync::Arc::new(move |fields: &[(FieldId, Value)]| {
-        let named: Vec<(&str, String)> = fields
-            .iter()
-            .filter_map(|(f, v)| {
-                let name = schema.field_by_id(RecordKind::Subject, *f)?.name.as_str();
-                Some((name, text_of(v)?))
-            })
-            .collect();
-        MatchRecord::from_named(named.iter().map(|(k, v)| (*k, v.as_str())))
+        match_record_of(&schema, fields)
             .blocking_keys()
             .into_iter()
             .filter(|k| STORED_KEYS.iter().any(|p| k.starts_with(p)))
             .collect()
     })
+}
+
+/// The matcher's view of a subject's fields (the vault's hook and the import use the same).
+fn match_record_of(schema: &domain::Schema, fields: &[(FieldId, Value)]) -> MatchRecord {
+    let named: Vec<(&str, String)> = fields
+        .iter()
+        .filter_map(|(f, v)| {
+            let name = schema.field_by_id(RecordKind::Subject, *f)?.name.as_str();
+            let text = v
+                .index_term()
+                .map(str::to_string)
+                .or_else(|| v.as_date().map(|d| d.to_string()))?;
+            Some((name, text))
+        })
+        .collect();
+    MatchRecord::from_named(named.iter().map(|(k, v)| (*k, v.as_str())))
 }
 
 /// The blocking keys the vault keeps per subject (as keyed hashes). Email, phone and
@@ -371,16 +381,6 @@ fn vault_candidates(vault: &vault::Vault, key: &str) -> Result<Option<Vec<Subjec
     Ok((ids.len() <= matching::MAX_BLOCK).then_some(ids))
 }
 
-fn text_of(v: &Value) -> Option<String> {
-    match v {
-        Value::Text(t) => Some(t.expose().to_string()),
-        Value::Email(e) => Some(e.expose().to_string()),
-        Value::Phone(p) => Some(p.expose().to_string()),
-        Value::Date(d) => Some(d.to_string()),
-        _ => None,
-    }
-}
-
 impl Hub {
     fn name_of(&self, record: RecordKind, f: FieldId) -> &str {
         self.schema
@@ -391,11 +391,7 @@ impl Hub {
 
     /// The matcher's view of a subject's fields.
     pub(crate) fn match_record(&self, fields: &[(FieldId, Value)]) -> MatchRecord {
-        let named: Vec<(&str, String)> = fields
-            .iter()
-            .filter_map(|(f, v)| Some((self.name_of(RecordKind::Subject, *f), text_of(v)?)))
-            .collect();
-        MatchRecord::from_named(named.iter().map(|(k, v)| (*k, v.as_str())))
+        match_record_of(&self.schema, fields)
     }
 
     /// Merges `incoming` into `base` by the survivorship rules; returns the fields after.
@@ -434,9 +430,9 @@ impl Hub {
                 Survivorship::MostRecent => true,
                 Survivorship::ExistingFirst => false,
                 Survivorship::MostComplete => {
-                    let old = text_of(&out[i].1).unwrap_or_default();
-                    let new = text_of(v).unwrap_or_default();
-                    let (o, n) = (old.trim_end_matches('.'), new.as_str());
+                    let old = out[i].1.index_term().unwrap_or_default();
+                    let n = v.index_term().unwrap_or_default();
+                    let o = old.trim_end_matches('.');
                     n.len() > old.len() && n.to_lowercase().starts_with(&o.to_lowercase())
                 }
                 Survivorship::Union => {
@@ -500,21 +496,18 @@ impl Hub {
                     when,
                 } => {
                     if importers::triggers(when, value) {
-                        let at = when.is_empty().then(|| value.to_string());
-                        if let Some(a) = &at {
-                            if consent::normalise_time(&a.replace(' ', "T").replace("TT", "T"))
-                                .or_else(|| {
-                                    consent::normalise_time(&format!("{}Z", a.replace(' ', "T")))
-                                })
-                                .is_none()
-                            {
-                                return Err(problem(
+                        // A column whose cell is the event's time (Mailchimp's OPTIN_TIME).
+                        let at = if when.is_empty() {
+                            Some(legacy_time(value).ok_or_else(|| {
+                                problem(
                                     Some(column),
                                     "invalid_value",
                                     "the consent time is not a date and time".into(),
-                                ));
-                            }
-                        }
+                                )
+                            })?)
+                        } else {
+                            None
+                        };
                         consents.push((purpose.clone(), event.clone(), at));
                     }
                     continue;
@@ -1366,7 +1359,6 @@ impl Hub {
         let mut written_rows = 0u64;
         let total = record.counts.rows_read;
         let created = self.planned_creations(&record)?;
-        let first = record.batches_done;
         for b in 0..record.batches {
             let (done, mut plan) = self.plan_chunk(&record.id, b)?;
             // Rows of this batch, parsed again on every core (the plan keeps no values).
@@ -1403,7 +1395,8 @@ impl Hub {
                 .map(|p| (p.row, p))
                 .collect()
             };
-            if done || b < first {
+            // A batch marked done in its own atomic write is skipped on a re-run.
+            if done {
                 continue;
             }
             self.write_batch(
@@ -1573,11 +1566,7 @@ impl Hub {
                     NewConsent {
                         purpose: purpose.clone(),
                         event: event.clone(),
-                        at: at.as_ref().and_then(|a| {
-                            consent::normalise_time(a).or_else(|| {
-                                consent::normalise_time(&format!("{}Z", a.replace(' ', "T")))
-                            })
-                        }),
+                        at: at.clone(),
                         method: Some("import".into()),
                         source: format!("import:{import}#{}", p.row),
                         ..Default::default()
@@ -1945,6 +1934,13 @@ pub struct ReviewItem {
     pub decided_at: Option<String>,
     /// The merge an acceptance made.
     pub merge: Option<String>,
+}
+
+/// A time as legacy exports write it (`2023-01-05 09:00:00`, taken as UTC; RFC 3339; a
+/// date), in the ledger's form.
+fn legacy_time(s: &str) -> Option<String> {
+    consent::normalise_time(s)
+        .or_else(|| consent::normalise_time(&format!("{}Z", s.trim().replace(' ', "T"))))
 }
 
 fn row_error_message(code: &str) -> String {

@@ -600,16 +600,7 @@ impl Rng {
 /// Estimates u from random pairs (almost all non-matches), m from the candidate pairs that
 /// seed rules take for matches (an email, an external id, or three of name, birth date and
 /// postcode agreeing exactly), and lambda by EM with m and u held.
-pub fn estimate(records: &[MatchRecord], candidates: &[Gamma]) -> Params {
-    let mut counts: HashMap<Gamma, f64> = HashMap::new();
-    for g in candidates {
-        *counts.entry(*g).or_default() += 1.0;
-    }
-    let patterns: Vec<(Gamma, f64)> = counts.into_iter().collect();
-    estimate_patterns(records, &patterns)
-}
-
-/// [`estimate`] from the distinct comparison vectors of the candidate pairs and their counts.
+/// Takes the distinct comparison vectors of the candidate pairs with their counts.
 pub fn estimate_patterns(records: &[MatchRecord], patterns: &[(Gamma, f64)]) -> Params {
     let mut p = Params::default();
     // u: level frequencies among random pairs, with a pseudo-count so no level is 0.

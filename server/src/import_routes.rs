@@ -37,6 +37,8 @@ struct Job {
     /// The import the file turned out to be (an identical earlier import, when it was one).
     import_id: Option<String>,
     error: Option<Value>,
+    /// A dry run's summary and report (it writes nothing, so they live here).
+    dry_run: Option<Value>,
 }
 
 impl Jobs {
@@ -49,6 +51,7 @@ impl Jobs {
             total: None,
             import_id: None,
             error: None,
+            dry_run: None,
         });
         f(job);
     }
@@ -278,7 +281,7 @@ pub(crate) async fn start_import(
                 j.status = "finished";
                 j.import_id = Some(record.id.clone());
                 if options.dry_run {
-                    j.error = Some(json!({"summary": summary(&record), "report": report}));
+                    j.dry_run = Some(json!({"summary": summary(&record), "report": report}));
                 }
             }
             Err(e) => {
@@ -333,7 +336,7 @@ pub(crate) async fn get_import(
             }))
         }
         Some(Job {
-            error: Some(dry), ..
+            dry_run: Some(dry), ..
         }) => {
             return Ok(Json(ImportView {
                 status: "dry_run".into(),

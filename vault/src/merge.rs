@@ -218,19 +218,9 @@ impl Vault {
         self.apply_durably(batch)
     }
 
-    /// Merges `gone` into `keep` at the storage level: `gone`'s record and gifts move, still
-    /// encrypted under its own key, into the merged keyspace (so the merge can be undone),
-    /// and leave the subject list and the indexes. The caller has already written the merged
-    /// fields and gifts to `keep` (in `extra` or before).
-    pub fn absorb(&self, keep: &SubjectId, gone: &SubjectId, extra: Batch) -> Result<()> {
-        let _gate = self.gate_shared();
-        let _rmw = self.rmw_lock();
-        let mut batch = Batch::new();
-        self.stage_absorb(keep, gone, &mut batch)?;
-        batch.extend(extra);
-        self.apply_durably(batch)
-    }
-
+    /// Moves `gone` into the merged keyspace under `keep`: its record and gifts, still
+    /// encrypted under its own key (so the merge can be undone), leave the subject list and the
+    /// indexes. Part of [`Vault::write_import`]'s batch, after `keep` got the merged fields.
     fn stage_absorb(&self, keep: &SubjectId, gone: &SubjectId, batch: &mut Batch) -> Result<()> {
         let (bytes, _, dek) = self.load_subject(gone)?;
         let opened = record::open(&dek, &bytes, gone, &ZERO_ID, &|_| true)?;
@@ -256,7 +246,7 @@ impl Vault {
         Ok(())
     }
 
-    /// Undoes [`Vault::absorb`]: `gone` comes back exactly as it was.
+    /// Undoes a merge's move of `gone` (see [`Writes::absorb`]): `gone` comes back exactly as it was.
     pub fn unabsorb(&self, keep: &SubjectId, gone: &SubjectId, extra: Batch) -> Result<()> {
         let _gate = self.gate_shared();
         let _rmw = self.rmw_lock();
@@ -312,17 +302,6 @@ impl Vault {
             done += ids.len() as u64;
             after = ids.last().copied();
         }
-    }
-
-    /// The subject `gone` was merged into, if it was.
-    pub fn merged_into(&self, gone: &SubjectId) -> Result<Option<SubjectId>> {
-        for entry in self.store().scan_prefix(ks::MERGED, &[]) {
-            let (k, _) = entry?;
-            if &k[16..32] == gone.as_bytes() {
-                return Ok(SubjectId::from_slice(&k[..16]));
-            }
-        }
-        Ok(None)
     }
 
     /// Slots of subjects merged into `keep`, and their stash keys: an erasure of `keep`
