@@ -9,6 +9,11 @@
 //! steward-bench consent-suite [--subjects 1000000]                    # segment vs plain scan
 //! steward-bench requests-suite [--erasures 10000]                     # access package, erasures
 //! steward-bench retention-suite [--subjects 1000000]                  # retention sweep
+//! steward-bench import-quality [--febrl DIR] [--mapping M.toml]      # FEBRL through the import
+//! steward-bench match-only [DIR]                                      # the matcher alone on FEBRL
+//! steward-bench import-synthetic [--n N] [--dup 0.1] [--seed S]       # synthetic donor import
+//! steward-bench donor-file --out F --truth T [--n N] [--dup D]        # write a donor file
+//! steward-bench match-file FILE                                       # debug: m/u and false pairs
 //! steward-bench serve --data D --identity I --addr A [--discard-audit] # the real router, for
 //!     measuring the audit append's share of an HTTP read (bench only: the product has no such switch)
 //! ```
@@ -37,6 +42,21 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// `--n` (rows, default 100,000), `--dup` (share of repeated people, default 0.1) and `--seed`
+/// of the donor-file commands.
+fn donor_args(args: &[String]) -> (usize, f64, u64) {
+    let n = arg(args, "--n")
+        .map(|v| v.parse().expect("--n"))
+        .unwrap_or(100_000);
+    let dup = arg(args, "--dup")
+        .map(|v| v.parse().expect("--dup"))
+        .unwrap_or(0.1);
+    let seed = arg(args, "--seed")
+        .map(|v| v.parse().expect("--seed"))
+        .unwrap_or(SEED);
+    (n, dup, seed)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -63,27 +83,11 @@ fn main() {
             match_bench::match_file(std::path::Path::new(&args[2]));
         }
         Some("import-synthetic") => {
-            let n: usize = arg(&args, "--n")
-                .map(|v| v.parse().expect("--n"))
-                .unwrap_or(100_000);
-            let dup: f64 = arg(&args, "--dup")
-                .map(|v| v.parse().expect("--dup"))
-                .unwrap_or(0.1);
-            let seed: u64 = arg(&args, "--seed")
-                .map(|v| v.parse().expect("--seed"))
-                .unwrap_or(SEED);
+            let (n, dup, seed) = donor_args(&args);
             match_bench::import_synthetic(n, dup, seed);
         }
         Some("donor-file") => {
-            let n: usize = arg(&args, "--n")
-                .map(|v| v.parse().expect("--n"))
-                .unwrap_or(100_000);
-            let dup: f64 = arg(&args, "--dup")
-                .map(|v| v.parse().expect("--dup"))
-                .unwrap_or(0.1);
-            let seed: u64 = arg(&args, "--seed")
-                .map(|v| v.parse().expect("--seed"))
-                .unwrap_or(SEED);
+            let (n, dup, seed) = donor_args(&args);
             let out = arg(&args, "--out").expect("--out FILE");
             let truth = arg(&args, "--truth").expect("--truth FILE");
             let people = match_bench::generate(n, dup, seed, Path::new(&out), Path::new(&truth));
