@@ -624,6 +624,21 @@ fn review_queue_lists_accepts_and_rejects() {
     );
 }
 
+/// Polls `GET /v1/imports/{id}` until the import is no longer running; returns its view.
+fn wait_for_import(base: &str, token: &str, id: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..400 {
+        let (s, _, v) = http("GET", &format!("{base}/v1/imports/{id}"), Some(token), None);
+        assert_eq!(s, 200, "{v}");
+        last = v;
+        if last["status"] != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    last
+}
+
 #[test]
 fn imports_over_http_upload_then_poll_status_and_report() {
     let env = Env::init();
@@ -639,21 +654,7 @@ fn imports_over_http_upload_then_poll_status_and_report() {
     );
     assert_eq!(s, 202, "{v}");
     let id = v["import_id"].as_str().unwrap().to_string();
-    let mut last = Value::Null;
-    for _ in 0..400 {
-        let (s, _, v) = http(
-            "GET",
-            &u(&format!("/v1/imports/{id}")),
-            Some(&tokens["data-manager"]),
-            None,
-        );
-        assert_eq!(s, 200, "{v}");
-        last = v;
-        if last["status"] != "running" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    let last = wait_for_import(&server.url, &tokens["data-manager"], &id);
     assert_eq!(last["status"], "completed", "{last}");
     assert_eq!(last["import"]["new"], 3);
     let report = last["report"].as_array().unwrap();
@@ -690,19 +691,7 @@ fn imports_over_http_upload_then_poll_status_and_report() {
     );
     assert_eq!(s, 202, "{v}");
     let id = v["import_id"].as_str().unwrap().to_string();
-    for _ in 0..400 {
-        let (_, _, v) = http(
-            "GET",
-            &u(&format!("/v1/imports/{id}")),
-            Some(&tokens["admin"]),
-            None,
-        );
-        last = v;
-        if last["status"] != "running" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    let last = wait_for_import(&server.url, &tokens["admin"], &id);
     assert_eq!(last["status"], "dry_run", "{last}");
     assert_eq!(last["import"]["errors"], 0, "the mapping was used: {last}");
     assert!(last["import"]["merged"].as_u64().unwrap() > 0, "{last}");
