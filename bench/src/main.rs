@@ -33,6 +33,10 @@ mod match_bench;
 mod requests_bench;
 mod retention_bench;
 
+/// The allocator the `steward` binary uses, so measured figures are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SEED: u64 = 20_261_122;
 const READ_FIELDS: [&str; 5] = ["given_name", "family_name", "email", "phone", "postal_code"];
 
