@@ -11,7 +11,8 @@
 //! steward-bench retention-suite [--subjects 1000000]                  # retention sweep
 //! steward-bench import-quality [--febrl DIR] [--mapping M.toml]      # FEBRL through the import
 //! steward-bench match-only [DIR]                                      # the matcher alone on FEBRL
-//! steward-bench import-synthetic [--n N] [--dup 0.1] [--seed S]       # synthetic donor import
+//! steward-bench import-synthetic [--n N] [--dup 0.1] [--seed S] [--parts K] # synthetic donor import
+//!     (K consecutive pieces imported one after another: later ones match against the vault)
 //! steward-bench donor-file --out F --truth T [--n N] [--dup D]        # write a donor file
 //! steward-bench match-file FILE                                       # debug: m/u and false pairs
 //! steward-bench serve --data D --identity I --addr A [--discard-audit] # the real router, for
@@ -88,7 +89,10 @@ fn main() {
         }
         Some("import-synthetic") => {
             let (n, dup, seed) = donor_args(&args);
-            match_bench::import_synthetic(n, dup, seed);
+            let parts = arg(&args, "--parts")
+                .map(|v| v.parse().expect("--parts"))
+                .unwrap_or(1);
+            match_bench::import_synthetic(n, dup, seed, parts);
         }
         Some("donor-file") => {
             let (n, dup, seed) = donor_args(&args);

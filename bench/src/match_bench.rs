@@ -306,30 +306,47 @@ pub(crate) fn generate(n: usize, dup: f64, seed: u64, out: &Path, truth: &Path) 
 /// One import of a synthetic donor file into a fresh data directory, through the hub (the
 /// same code as `steward import`): stage timings, peak RSS and, against the truth, the
 /// quality of the auto-merge band. One JSON line.
-pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64) {
+pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64, parts: usize) {
     let (tmp, hub) = crate::bench_hub();
     let file = tmp.path().join("donors.csv");
     let truth_file = tmp.path().join("truth.csv");
     let t0 = std::time::Instant::now();
     let people = generate(n, dup, seed, &file, &truth_file);
     let gen_s = t0.elapsed().as_secs_f64();
+    // With several parts, the file is cut into consecutive pieces imported one after the
+    // other: rows of a later piece find their duplicates in the vault, not in the file.
+    let pieces = split_rows(&file, parts.max(1));
     let actor = hub.local_actor();
-    let options = hub::ImportOptions {
-        profile: importers::Profile::parse("generic"),
-        name: "donors.csv".into(),
-        ..Default::default()
-    };
-    let path = file.clone();
-    let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
-        Ok(Box::new(std::io::BufReader::with_capacity(
-            1 << 20,
-            std::fs::File::open(&path)?,
-        )))
-    };
     let t1 = std::time::Instant::now();
-    let (record, report) = hub
-        .import(&actor, &source, &options, &|_| {})
-        .expect("import");
+    let mut report = Vec::new();
+    let mut record = None;
+    for (path, first) in pieces {
+        let options = hub::ImportOptions {
+            profile: importers::Profile::parse("generic"),
+            name: path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned(),
+            ..Default::default()
+        };
+        let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
+            Ok(Box::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                std::fs::File::open(&path)?,
+            )))
+        };
+        let (r, rows) = hub
+            .import(&actor, &source, &options, &|_| {})
+            .expect("import");
+        // Row numbers of every piece as rows of the whole file.
+        report.extend(rows.into_iter().map(|mut row| {
+            row.row += first as u64;
+            row
+        }));
+        record = Some(r);
+    }
+    let record = record.expect("one piece at least");
     let import_s = t1.elapsed().as_secs_f64();
     // Quality: pairs of rows that became one subject, against pairs of rows of one entity.
     let mut entity = vec![0usize; n];
@@ -396,7 +413,7 @@ pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64) {
     println!(
         "{}",
         serde_json::json!({
-            "rows": n, "people": people, "generate_s": gen_s, "import_s": import_s,
+            "rows": n, "parts": parts.max(1), "people": people, "generate_s": gen_s, "import_s": import_s,
             "rows_per_s": n as f64 / import_s, "stages": stages,
             "new": record.counts.new, "merged": record.counts.merged, "review": record.counts.review,
             "errors": record.counts.errors, "compared_pairs": record.compared_pairs,
@@ -406,4 +423,33 @@ pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64) {
     );
     drop(hub);
     drop(tmp);
+}
+
+/// Cuts a CSV file with a one-line header (and no line breaks inside cells, as the generator
+/// writes) into `parts` consecutive files, each with the header; with each, the number of
+/// data rows before it.
+fn split_rows(file: &Path, parts: usize) -> Vec<(std::path::PathBuf, usize)> {
+    if parts == 1 {
+        return vec![(file.to_path_buf(), 0)];
+    }
+    let text = std::fs::read_to_string(file).expect("donor file");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let rows: Vec<&str> = lines.collect();
+    let per = rows.len().div_ceil(parts);
+    rows.chunks(per)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = file.with_file_name(format!("donors-part{}.csv", i + 1));
+            let mut out = String::with_capacity(header.len() + chunk.len() * 100);
+            out.push_str(header);
+            out.push('\n');
+            for line in chunk {
+                out.push_str(line);
+                out.push('\n');
+            }
+            std::fs::write(&path, out).expect("write part");
+            (path, i * per)
+        })
+        .collect()
 }

@@ -187,8 +187,9 @@ pub enum MergeCmd {
 pub enum MatchCmd {
     /// How two subjects score, field by field (levels and weights, never values).
     Explain { a: String, b: String },
-    /// Store blocking keys for every subject (needed once for subjects created before
-    /// imports stored them, so that imports find them by name and address too).
+    /// Store blocking keys for every subject again, dropping keys no longer kept (needed
+    /// once after an upgrade that changed which keys are kept, or for subjects created
+    /// before imports stored them, so that imports find them by name and address too).
     Reindex,
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::record;
 use crate::store::{keyspaces as ks, Batch};
-use crate::vault::{NewSubject, Vault, ZERO_ID};
+use crate::vault::{NewSubject, Vault, MATCH_FIELD, ZERO_ID};
 
 /// A subject replaced whole by an import or a merge: the fields it must have afterwards and,
 /// optionally, the version it must still be at.
@@ -275,13 +275,27 @@ impl Vault {
 
     /// Writes every live subject's index entries again (blind indexes and blocking keys),
     /// in durable steps of `step` subjects: for subjects stored before the blocking keys
-    /// existed, or after the keys' definition changed. Entries are only added; returns the
-    /// number of subjects read.
+    /// existed, or after the keys' definition changed. Blocking-key entries are first all
+    /// removed (also those of keys no longer kept, which an erasure could not find again);
+    /// blind-index entries are only added. Returns the number of subjects read.
     pub fn reindex(&self, step: usize) -> Result<u64> {
+        let step = step.max(1);
+        let prefix = MATCH_FIELD.0.to_be_bytes();
+        loop {
+            let _gate = self.gate_shared();
+            let mut batch = Batch::new();
+            for entry in self.store().scan_prefix(ks::INDEX, &prefix).take(step * 4) {
+                batch.delete(ks::INDEX, entry?.0);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            self.apply_durably(batch)?;
+        }
         let mut after: Option<SubjectId> = None;
         let mut done = 0u64;
         loop {
-            let ids = self.list_subjects(after.as_ref(), step.max(1))?;
+            let ids = self.list_subjects(after.as_ref(), step)?;
             if ids.is_empty() {
                 return Ok(done);
             }

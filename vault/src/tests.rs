@@ -478,4 +478,24 @@ fn reindex_adds_blocking_keys_to_subjects_stored_before_them() {
     // Idempotent.
     assert_eq!(vault.reindex(100).unwrap(), 2);
     assert_eq!(vault.match_candidates(&key, 10).unwrap(), vec![ids[0]]);
+    // A key no longer kept (the definition changed) is gone after a reindex, and an erasure
+    // leaves no blocking key behind.
+    let email = field(&schema, "email");
+    vault.set_match_keys(Arc::new(move |fields: &[(FieldId, domain::Value)]| {
+        fields
+            .iter()
+            .filter(|(f, _)| *f == email)
+            .filter_map(|(_, v)| v.index_term().map(|t| format!("j:{t}")))
+            .collect()
+    }));
+    let new_key = format!("j{}", &key[1..]);
+    assert!(vault.match_candidates(&new_key, 10).unwrap().is_empty());
+    assert_eq!(vault.reindex(1).unwrap(), 2);
+    assert!(
+        vault.match_candidates(&key, 10).unwrap().is_empty(),
+        "old key removed"
+    );
+    assert_eq!(vault.match_candidates(&new_key, 10).unwrap(), vec![ids[0]]);
+    vault.erase_subject(&ids[0]).unwrap();
+    assert!(vault.match_candidates(&new_key, 10).unwrap().is_empty());
 }
