@@ -12,7 +12,9 @@
 //! 4. write: the file is read again and the plan applied in batches of [`BATCH_ROWS`] rows;
 //!    each batch (records, gifts, consent events, undo snapshots, the batch's outcomes and
 //!    its audit event) is one atomic store batch. A re-run of an interrupted import loads
-//!    the plan and goes on from the first batch not written.
+//!    the plan and goes on from the first batch not written. While one batch is written on
+//!    a second thread, the next is read and worked out; what the batch in flight writes is
+//!    read from its [`Overlay`], as the store does not have it yet.
 //!
 //! Nothing here stores a clear personal value outside the vault's encrypted records: the
 //! journal keeps ids, codes, counts and encrypted snapshots.
@@ -34,6 +36,43 @@ use crate::{Actor, Error, Hub};
 
 /// Rows per durable write batch.
 pub const BATCH_ROWS: usize = 4_096;
+
+/// A gift's fields, sorted by field id (so that two exports of one gift compare equal).
+type GiftFields = Vec<(FieldId, Value)>;
+
+/// The batch being written, on its own thread: its number and its rows.
+type InFlight<'s> = (
+    std::thread::ScopedJoinHandle<'s, Result<(), Error>>,
+    u32,
+    u64,
+);
+
+/// What the batch being written leaves behind, for preparing the next one while it is
+/// applied: the subjects it creates or changes with their fields after it, the gifts it
+/// knows of per subject, and the next consent-event number of subjects it adds events to.
+#[derive(Default)]
+struct Overlay {
+    fields: HashMap<SubjectId, Vec<(FieldId, Value)>>,
+    gifts: HashMap<SubjectId, Vec<GiftFields>>,
+    seqs: HashMap<SubjectId, u64>,
+}
+
+/// Tests hold each batch's commit back this long, so that the next batch is surely prepared
+/// while the one before is still in flight.
+#[cfg(test)]
+pub(crate) static COMMIT_DELAY_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// One batch, worked out and ready to be written.
+struct Prepared {
+    import: String,
+    extra: Batch,
+    creates: Vec<NewSubject>,
+    ids: Vec<SubjectId>,
+    replaces: Vec<Replace>,
+    gifts: Vec<(SubjectId, Vec<GiftFields>)>,
+    trail: crate::trail::Trail,
+}
 
 /// Opens the import's bytes (called twice: to read, then to write).
 pub type Source<'a> = &'a (dyn Fn() -> std::io::Result<Box<dyn Read>> + Sync);
@@ -1362,63 +1401,91 @@ impl Hub {
         let mut written_rows = 0u64;
         let total = record.counts.rows_read;
         let created = self.planned_creations(&record)?;
-        for b in 0..record.batches {
-            let (done, mut plan) = self.plan_chunk(&record.id, b)?;
-            // Rows of this batch, parsed again on every core (the plan keeps no values).
-            let last_row = plan.last().map(|p| p.row).unwrap_or(0);
-            let mut rows = Vec::with_capacity(plan.len());
-            for item in reader.by_ref() {
-                match item {
-                    Ok(row) => {
-                        let n = row.number;
-                        rows.push(row);
-                        if n >= last_row {
-                            break;
+        // One batch is written (sealed, audited, applied) on a second thread while this one
+        // reads, parses and prepares the next: sled applies a batch on one core, and the
+        // preparation would otherwise wait for it. The batch in flight is joined before the
+        // next is handed over, so batches land in order, at most one behind; the next batch
+        // reads the subjects the one in flight writes from its overlay, not from the store.
+        std::thread::scope(|scope| -> Result<(), Error> {
+            let mut overlay = Overlay::default();
+            let mut in_flight: Option<InFlight<'_>> = None;
+            let landed =
+                |(handle, b, rows): InFlight<'_>, written_rows: &mut u64| -> Result<(), Error> {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                    *written_rows += rows;
+                    progress(Progress {
+                        stage: "write",
+                        done: ((b + 1) as u64 * BATCH_ROWS as u64).min(total),
+                        total: Some(total),
+                    });
+                    Ok(())
+                };
+            for b in 0..record.batches {
+                let (done, mut plan) = self.plan_chunk(&record.id, b)?;
+                // Rows of this batch, parsed again on every core (the plan keeps no values).
+                let last_row = plan.last().map(|p| p.row).unwrap_or(0);
+                let mut rows = Vec::with_capacity(plan.len());
+                for item in reader.by_ref() {
+                    match item {
+                        Ok(row) => {
+                            let n = row.number;
+                            rows.push(row);
+                            if n >= last_row {
+                                break;
+                            }
                         }
+                        Err(e) if e.row >= last_row => break,
+                        Err(_) => {}
                     }
-                    Err(e) if e.row >= last_row => break,
-                    Err(_) => {}
                 }
+                let parsed: HashMap<u64, Parsed> = if done {
+                    HashMap::new()
+                } else {
+                    matching::par_map(&rows, |row| {
+                        self.parse_row(
+                            row.number,
+                            &header,
+                            &targets,
+                            options.mapping.as_ref(),
+                            &row.cells,
+                        )
+                        .ok()
+                    })
+                    .into_iter()
+                    .flatten()
+                    .map(|p| (p.row, p))
+                    .collect()
+                };
+                // A batch marked done in its own atomic write is skipped on a re-run.
+                if done {
+                    continue;
+                }
+                let (prepared, next) = self.prepare_batch(
+                    actor,
+                    &mut record,
+                    b,
+                    &mut plan,
+                    &parsed,
+                    &rules,
+                    &options.name,
+                    &created,
+                    &overlay,
+                )?;
+                if let Some(flight) = in_flight.take() {
+                    landed(flight, &mut written_rows)?;
+                }
+                overlay = next;
+                let rows = plan.len() as u64;
+                let handle = scope.spawn(move || self.commit_batch(actor, prepared));
+                in_flight = Some((handle, b, rows));
             }
-            let parsed: HashMap<u64, Parsed> = if done {
-                HashMap::new()
-            } else {
-                matching::par_map(&rows, |row| {
-                    self.parse_row(
-                        row.number,
-                        &header,
-                        &targets,
-                        options.mapping.as_ref(),
-                        &row.cells,
-                    )
-                    .ok()
-                })
-                .into_iter()
-                .flatten()
-                .map(|p| (p.row, p))
-                .collect()
-            };
-            // A batch marked done in its own atomic write is skipped on a re-run.
-            if done {
-                continue;
+            if let Some(flight) = in_flight.take() {
+                landed(flight, &mut written_rows)?;
             }
-            self.write_batch(
-                actor,
-                &mut record,
-                b,
-                &mut plan,
-                &parsed,
-                &rules,
-                &options.name,
-                &created,
-            )?;
-            written_rows += plan.len() as u64;
-            progress(Progress {
-                stage: "write",
-                done: ((b + 1) as u64 * BATCH_ROWS as u64).min(total),
-                total: Some(total),
-            });
-        }
+            Ok(())
+        })?;
         let write_s = t0.elapsed().as_secs_f64();
         record
             .stages
@@ -1454,8 +1521,11 @@ impl Hub {
         Ok((record, report))
     }
 
+    /// Works out one batch's writes: new subjects, changed ones, gifts, consent events,
+    /// households, undo snapshots, the batch's outcomes. Subjects the batch in flight writes
+    /// are read from its `overlay`; the returned overlay is this batch's, for the next one.
     #[allow(clippy::too_many_arguments)]
-    fn write_batch(
+    fn prepare_batch(
         &self,
         actor: &Actor,
         record: &mut ImportRecord,
@@ -1465,7 +1535,8 @@ impl Hub {
         rules: &BTreeMap<String, Survivorship>,
         file: &str,
         created: &HashSet<SubjectId>,
-    ) -> Result<(), Error> {
+        overlay: &Overlay,
+    ) -> Result<(Prepared, Overlay), Error> {
         let import = record.id.clone();
         // New subjects of this batch, by id: (kind, fields, gifts).
         let mut news: BTreeMap<SubjectId, NewSubject> = BTreeMap::new();
@@ -1515,8 +1586,11 @@ impl Hub {
                 return Ok(true);
             }
             if let std::collections::btree_map::Entry::Vacant(e) = olds.entry(target) {
-                let current = this.vault.read_subject(&target, &|_| true)?;
-                e.insert((current.fields, false));
+                let current = match overlay.fields.get(&target) {
+                    Some(fields) => fields.clone(),
+                    None => this.vault.read_subject(&target, &|_| true)?.fields,
+                };
+                e.insert((current, false));
             }
             let entry = olds.get_mut(&target).expect("present");
             let after = this.survive(&entry.0, fields, rules);
@@ -1527,16 +1601,19 @@ impl Hub {
             }
             if let Some(g) = gift {
                 if let std::collections::hash_map::Entry::Vacant(e) = gift_cache.entry(target) {
-                    let stored = this
-                        .vault
-                        .list_gifts(&target)?
-                        .into_iter()
-                        .map(|r| {
-                            let mut f = r.fields;
-                            f.sort_by_key(|(id, _)| *id);
-                            f
-                        })
-                        .collect();
+                    let stored = match overlay.gifts.get(&target) {
+                        Some(known) => known.clone(),
+                        None => this
+                            .vault
+                            .list_gifts(&target)?
+                            .into_iter()
+                            .map(|r| {
+                                let mut f = r.fields;
+                                f.sort_by_key(|(id, _)| *id);
+                                f
+                            })
+                            .collect(),
+                    };
                     e.insert(stored);
                 }
                 let known = gift_cache.get_mut(&target).expect("cached");
@@ -1584,7 +1661,7 @@ impl Hub {
         // Households: a household subject linked from both people.
         if let Some(hf) = household_field {
             for (h, members) in &households {
-                if self.vault.raw_record(h)?.is_some() {
+                if overlay.fields.contains_key(h) || self.vault.raw_record(h)?.is_some() {
                     continue;
                 }
                 // A member already in a household brings the other one into it.
@@ -1640,8 +1717,12 @@ impl Hub {
             if !touched.contains(id) {
                 touched.push(*id);
             }
+            // A subject the batch in flight touched has its snapshot in that batch.
             let snap = key("s", &import, id.as_bytes());
-            if self.vault.store().get(ks::IMPORTS, &snap)?.is_none() && !created.contains(id) {
+            if !overlay.fields.contains_key(id)
+                && !created.contains(id)
+                && self.vault.store().get(ks::IMPORTS, &snap)?.is_none()
+            {
                 if let Some(raw) = self.vault.raw_record(id)? {
                     extra.put(ks::IMPORTS, snap, raw);
                 }
@@ -1653,7 +1734,7 @@ impl Hub {
         // Consent events, counted on per subject.
         let mut seqs: HashMap<SubjectId, u64> = HashMap::new();
         for (subject, new) in &consents {
-            let seq = match seqs.get(subject) {
+            let seq = match seqs.get(subject).or(overlay.seqs.get(subject)) {
                 Some(s) => *s,
                 None if news.contains_key(subject) => 0,
                 None => self
@@ -1728,6 +1809,24 @@ impl Hub {
             key("i", &import, b""),
             serde_json::to_vec(&*record).expect("json"),
         );
+        // What the next batch must read from here rather than from the store.
+        let mut next = Overlay {
+            seqs,
+            gifts: gift_cache,
+            ..Default::default()
+        };
+        for (id, n) in &news {
+            let mut gifts = n.gifts.clone();
+            for g in &mut gifts {
+                g.sort_by_key(|(f, _)| *f);
+            }
+            next.gifts.insert(*id, gifts);
+            next.fields.insert(*id, n.fields.clone());
+        }
+        // (A subject given a gift is among `olds` too: its fields are read first.)
+        for (id, (fields, _)) in &olds {
+            next.fields.insert(*id, fields.clone());
+        }
         let creates: Vec<NewSubject> = news_order.iter().map(|id| news[id].clone()).collect();
         let gifts: Vec<_> = old_gifts.into_iter().collect();
         let mut trail = crate::trail::Trail::default();
@@ -1735,6 +1834,34 @@ impl Hub {
             trail.subject(id);
         }
         trail.count = Some(plan.len() as u64);
+        let prepared = Prepared {
+            import,
+            extra,
+            creates,
+            ids: news_order,
+            replaces,
+            gifts,
+            trail,
+        };
+        Ok((prepared, next))
+    }
+
+    /// Writes a prepared batch: the vault seals and stores it with its journal and audit
+    /// event, in one atomic, durable batch.
+    fn commit_batch(&self, actor: &Actor, prepared: Prepared) -> Result<(), Error> {
+        #[cfg(test)]
+        std::thread::sleep(std::time::Duration::from_millis(
+            COMMIT_DELAY_MS.load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        let Prepared {
+            import,
+            extra,
+            creates,
+            ids,
+            replaces,
+            gifts,
+            mut trail,
+        } = prepared;
         self.commit_audited(actor, "import.rows", &mut trail, |audit| {
             let mut extra = extra;
             extra.extend(audit);
@@ -1760,7 +1887,7 @@ impl Hub {
             };
             let writes = vault::Writes {
                 creates: &creates,
-                ids: &news_order,
+                ids: &ids,
                 replaces: &replaces,
                 gifts: &gifts,
                 absorb: None,

@@ -515,3 +515,53 @@ fn a_batch_erasure_erases_all_keeps_holds_and_leaves_one_event() {
     assert_eq!(erase_events[0].count, Some(3));
     assert!(hub.audit_log().verify(None).unwrap().ok);
 }
+
+#[test]
+fn a_batch_prepared_while_the_one_before_is_written_sees_what_that_one_writes() {
+    // Each commit is held back, so batch n+1 is surely worked out while batch n is in
+    // flight: its rows merge into subjects batch n creates, repeat batch n's gifts and add
+    // consent events after batch n's. Read from the store, those subjects would not exist
+    // yet; the overlay of the batch in flight has them.
+    imports::COMMIT_DELAY_MS.store(300, std::sync::atomic::Ordering::Relaxed);
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let people = imports::BATCH_ROWS;
+    let row = |i: usize, tx: &str| {
+        let family: String = (0..3)
+            .map(|k| (b'a' + (i / 26usize.pow(k) % 26) as u8) as char)
+            .collect();
+        format!("p{i}@example.org,Ann,Fam{family},1,10.00,2024-01-01,{tx}\n")
+    };
+    let mut text = String::from(
+        "Email,First Name,Last Name,Do Not Email,Total Amount,Date Received,Transaction ID\n",
+    );
+    for _ in 0..2 {
+        for i in 0..people {
+            text += &row(i, &format!("TX-A{i}"));
+        }
+    }
+    for i in 0..50 {
+        text += &row(i, &format!("TX-B{i}"));
+    }
+    let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes())))
+    };
+    let options = ImportOptions {
+        profile: importers::Profile::parse("civicrm"),
+        name: "contributions.csv".into(),
+        ..Default::default()
+    };
+    let (record, report) = hub.import(&admin, &source, &options, &|_| {}).unwrap();
+    imports::COMMIT_DELAY_MS.store(0, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(record.batches, 3);
+    assert_eq!(record.counts.errors, 0, "{:?}", record.counts);
+    let subject_of = |n: usize| report[n].subject_id.unwrap();
+    for i in [0, 1, 49, 50, people - 1] {
+        let id = subject_of(i);
+        assert_eq!(subject_of(people + i), id, "person {i} is one subject");
+        let gifts = hub.list_gifts(&admin, &id).unwrap();
+        assert_eq!(gifts.len(), if i < 50 { 2 } else { 1 }, "person {i}");
+        let events = hub.consent_history(&admin, &id).unwrap();
+        assert_eq!(events.len(), if i < 50 { 3 } else { 2 }, "person {i}");
+    }
+}

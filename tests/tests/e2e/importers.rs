@@ -870,3 +870,85 @@ fn match_reindex_reads_every_subject_and_is_refused_to_a_volunteer() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("may not"), "{}", stderr(&out));
 }
+
+/// A CiviCRM contributions row for person `i`: found again by email, a gift `tx`, and "Do
+/// Not Email" (an objection to the newsletter).
+fn civicrm_row(i: usize, tx: &str) -> String {
+    // Family names from letters only, one per person.
+    let mut family = String::from("Fam");
+    let mut n = i;
+    for _ in 0..3 {
+        family.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+    }
+    format!(
+        "{},Individual,Ann,,{family},,,,,,,,,p{i}@example.org,1,0,0,0,0,,,,,,Donation,2024-01-01,10.00,Credit Card,{tx},Completed,,",
+        1000 + i
+    )
+}
+
+#[test]
+fn rows_merging_into_subjects_of_the_batch_before_keep_every_gift_and_consent_event() {
+    // Batches are prepared while the one before is still being written: rows of the second
+    // batch merge into subjects the first creates, repeat its gifts (one gift each, not two)
+    // and add consent events (numbered after the first batch's); a third batch does so again.
+    let env = Env::init();
+    // One write batch of people (hub::BATCH_ROWS), twice, then 200 of them again.
+    let people = 4096;
+    let header = std::fs::read_to_string(fixture("profiles/civicrm_contributions.csv"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let mut text = header + "\n";
+    for i in 0..people {
+        text += &civicrm_row(i, &format!("TX-A{i}"));
+        text.push('\n');
+    }
+    for i in 0..people {
+        text += &civicrm_row(i, &format!("TX-A{i}"));
+        text.push('\n');
+    }
+    for i in 0..200 {
+        text += &civicrm_row(i, &format!("TX-B{i}"));
+        text.push('\n');
+    }
+    let file = env.tmp.path().join("contributions.csv");
+    std::fs::write(&file, text).unwrap();
+    let (v, rows) = import(&env, file.to_str().unwrap(), &["--profile", "civicrm"]);
+    assert_eq!(v["status"], "completed", "{v}");
+    assert!(v["batches"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    // Every row of person i is one subject.
+    let mut subject_of = vec![String::new(); people];
+    for (n, r) in rows.iter().enumerate() {
+        let i = n % people;
+        if subject_of[i].is_empty() {
+            subject_of[i] = r[2].clone();
+        }
+        assert_eq!(r[2], subject_of[i], "row {} of person {i}", r[0]);
+    }
+    assert_eq!(subject_count(&env), people);
+    for i in [0, 1, 199, 200, people / 2, people - 1] {
+        let id = &subject_of[i];
+        let gifts = env.json(&["subject", "gifts", id], None);
+        let expected_gifts = if i < 200 { 2 } else { 1 };
+        assert_eq!(
+            gifts["items"].as_array().unwrap().len(),
+            expected_gifts,
+            "person {i}: {gifts}"
+        );
+        let history = env.json(&["consent", "history", "--subject", id], None);
+        let expected_events = if i < 200 { 3 } else { 2 };
+        assert_eq!(
+            history["items"].as_array().unwrap().len(),
+            expected_events,
+            "person {i}: {history}"
+        );
+        assert!(!gate(&env, id, "newsletter-email").0);
+    }
+    // And undo takes all of it back.
+    env.json(&["import", "undo", v["id"].as_str().unwrap()], None);
+    assert_eq!(subject_count(&env), 0);
+}
