@@ -40,13 +40,6 @@ pub const BATCH_ROWS: usize = 4_096;
 /// A gift's fields, sorted by field id (so that two exports of one gift compare equal).
 type GiftFields = Vec<(FieldId, Value)>;
 
-/// The batch being written, on its own thread: its number and its rows.
-type InFlight<'s> = (
-    std::thread::ScopedJoinHandle<'s, Result<(), Error>>,
-    u32,
-    u64,
-);
-
 /// What the batch being written leaves behind, for preparing the next one while it is
 /// applied: the subjects it creates or changes with their fields after it, the gifts it
 /// knows of per subject, and the next consent-event number of subjects it adds events to.
@@ -67,8 +60,7 @@ pub(crate) static COMMIT_DELAY_MS: std::sync::atomic::AtomicU64 =
 struct Prepared {
     import: String,
     extra: Batch,
-    creates: Vec<NewSubject>,
-    ids: Vec<SubjectId>,
+    creates: vault::Sealed,
     replaces: Vec<Replace>,
     gifts: Vec<(SubjectId, Vec<GiftFields>)>,
     trail: crate::trail::Trail,
@@ -1401,29 +1393,54 @@ impl Hub {
         let mut written_rows = 0u64;
         let total = record.counts.rows_read;
         let created = self.planned_creations(&record)?;
-        // One batch is written (sealed, audited, applied) on a second thread while this one
-        // reads, parses and prepares the next: sled applies a batch on one core, and the
-        // preparation would otherwise wait for it. The batch in flight is joined before the
-        // next is handed over, so batches land in order, at most one behind; the next batch
-        // reads the subjects the one in flight writes from its overlay, not from the store.
+        // Read once: an erasure made while this import runs is not seen by it, as it would
+        // not be by a batch already prepared.
+        let suppressed = self.vault.suppression_list()?;
+        // One batch is written (audited, applied) by a writer thread while this one reads,
+        // parses and prepares the next: sled applies a batch on one core, and the preparation
+        // would otherwise wait for it. The batch in flight lands before the next is handed
+        // over, so batches land in order, at most one behind; the next batch reads the
+        // subjects the one in flight writes from its overlay, not from the store. One writer
+        // for the whole stage: memory a thread allocated is best freed while it lives.
         std::thread::scope(|scope| -> Result<(), Error> {
+            let (jobs, job_rx) = std::sync::mpsc::sync_channel::<Prepared>(1);
+            let (done_tx, landings) = std::sync::mpsc::channel::<Result<(), Error>>();
+            scope.spawn(move || {
+                for job in job_rx {
+                    let result = self.commit_batch(actor, job);
+                    let failed = result.is_err();
+                    if done_tx.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            });
             let mut overlay = Overlay::default();
-            let mut in_flight: Option<InFlight<'_>> = None;
-            let landed =
-                |(handle, b, rows): InFlight<'_>, written_rows: &mut u64| -> Result<(), Error> {
-                    handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-                    *written_rows += rows;
-                    progress(Progress {
-                        stage: "write",
-                        done: ((b + 1) as u64 * BATCH_ROWS as u64).min(total),
-                        total: Some(total),
-                    });
-                    Ok(())
-                };
+            // The batch in flight: its number and rows.
+            let mut in_flight: Option<(u32, u64)> = None;
+            let landed = |(b, rows): (u32, u64), written_rows: &mut u64| -> Result<(), Error> {
+                landings
+                    .recv()
+                    .map_err(|_| Error::Internal("the import's writer thread stopped".into()))??;
+                *written_rows += rows;
+                progress(Progress {
+                    stage: "write",
+                    done: ((b + 1) as u64 * BATCH_ROWS as u64).min(total),
+                    total: Some(total),
+                });
+                Ok(())
+            };
+            // Plan chunks are read while no batch is being applied (sled holds reads back
+            // until an applied batch is in), each one batch ahead.
+            let mut next_chunk = if record.batches > 0 {
+                Some(self.plan_chunk(&record.id, 0)?)
+            } else {
+                None
+            };
             for b in 0..record.batches {
-                let (done, mut plan) = self.plan_chunk(&record.id, b)?;
+                let (done, mut plan) = next_chunk.take().expect("read one batch ahead");
+                if done && b + 1 < record.batches {
+                    next_chunk = Some(self.plan_chunk(&record.id, b + 1)?);
+                }
                 // Rows of this batch, parsed again on every core (the plan keeps no values).
                 let last_row = plan.last().map(|p| p.row).unwrap_or(0);
                 let mut rows = Vec::with_capacity(plan.len());
@@ -1443,25 +1460,39 @@ impl Hub {
                 let parsed: HashMap<u64, Parsed> = if done {
                     HashMap::new()
                 } else {
-                    matching::par_map(&rows, |row| {
-                        self.parse_row(
-                            row.number,
-                            &header,
-                            &targets,
-                            options.mapping.as_ref(),
-                            &row.cells,
-                        )
-                        .ok()
-                    })
-                    .into_iter()
-                    .flatten()
-                    .map(|p| (p.row, p))
-                    .collect()
+                    // On this thread only: the other core is sled's, applying the batch before.
+                    rows.iter()
+                        .filter_map(|row| {
+                            self.parse_row(
+                                row.number,
+                                &header,
+                                &targets,
+                                options.mapping.as_ref(),
+                                &row.cells,
+                            )
+                            .ok()
+                        })
+                        .map(|p| (p.row, p))
+                        .collect()
                 };
                 // A batch marked done in its own atomic write is skipped on a re-run.
                 if done {
                     continue;
                 }
+                // The batch in flight lands before this one reads the store (its rows about
+                // stored subjects, after those about new ones): sled holds reads back while
+                // it applies a batch, so a read would wait for the landing anyway, pinned
+                // inside sled.
+                let (import_id, batches) = (record.id.clone(), record.batches);
+                let mut land = || -> Result<(), Error> {
+                    if let Some(flight) = in_flight.take() {
+                        landed(flight, &mut written_rows)?;
+                    }
+                    if b + 1 < batches {
+                        next_chunk = Some(self.plan_chunk(&import_id, b + 1)?);
+                    }
+                    Ok(())
+                };
                 let (prepared, next) = self.prepare_batch(
                     actor,
                     &mut record,
@@ -1471,15 +1502,15 @@ impl Hub {
                     &rules,
                     &options.name,
                     &created,
+                    &suppressed,
                     &overlay,
+                    &mut land,
                 )?;
-                if let Some(flight) = in_flight.take() {
-                    landed(flight, &mut written_rows)?;
-                }
                 overlay = next;
                 let rows = plan.len() as u64;
-                let handle = scope.spawn(move || self.commit_batch(actor, prepared));
-                in_flight = Some((handle, b, rows));
+                jobs.send(prepared)
+                    .map_err(|_| Error::Internal("the import's writer thread stopped".into()))?;
+                in_flight = Some((b, rows));
             }
             if let Some(flight) = in_flight.take() {
                 landed(flight, &mut written_rows)?;
@@ -1535,7 +1566,9 @@ impl Hub {
         rules: &BTreeMap<String, Survivorship>,
         file: &str,
         created: &HashSet<SubjectId>,
+        suppressed: &vault::SuppressionList,
         overlay: &Overlay,
+        before_reads: &mut dyn FnMut() -> Result<(), Error>,
     ) -> Result<(Prepared, Overlay), Error> {
         let import = record.id.clone();
         // New subjects of this batch, by id: (kind, fields, gifts).
@@ -1551,111 +1584,138 @@ impl Hub {
             .schema
             .field(RecordKind::Subject, "household")
             .map(|d| d.id);
-        let mut apply = |this: &Hub,
-                         target: SubjectId,
-                         creates: bool,
-                         fields: &[(FieldId, Value)],
-                         gift: Option<&Vec<(FieldId, Value)>>|
-         -> Result<bool, Error> {
-            // A resumed run skips written batches, so a planned creation is always new here.
-            if creates && !news.contains_key(&target) {
-                news.insert(
-                    target,
-                    NewSubject {
-                        kind: SubjectKind::Individual,
-                        fields: fields.to_vec(),
-                        gifts: gift.cloned().into_iter().collect(),
-                    },
-                );
-                news_order.push(target);
-                return Ok(true);
+        // Two passes over the rows: first those about subjects this batch creates, which need
+        // nothing from the store; then, after the new subjects are sealed, those about stored
+        // subjects. The batch before may still be being applied, and sled holds reads back
+        // until it is: reading last lets the work before overlap it. A batch with NPSP
+        // households (a row with two people) is done in the second pass only.
+        let has_households = plan.iter().any(|p| p.c2.is_some());
+        let mut handled = vec![false; plan.len()];
+        let mut in_batch: HashSet<SubjectId> = HashSet::new();
+        let mut sealed: Option<vault::Sealed> = None;
+        for pass in 0..2 {
+            if pass == 1 {
+                before_reads()?;
             }
-            let gift = gift.map(|g| {
-                let mut g = g.clone();
-                g.sort_by_key(|(f, _)| *f);
-                g
-            });
-            if let Some(n) = news.get_mut(&target) {
-                n.fields = this.survive(&n.fields, fields, rules);
-                // The same gift twice (two exports of one donation) is one gift.
+            let mut apply = |this: &Hub,
+                             target: SubjectId,
+                             creates: bool,
+                             fields: &[(FieldId, Value)],
+                             gift: Option<&Vec<(FieldId, Value)>>|
+             -> Result<bool, Error> {
+                // A resumed run skips written batches, so a planned creation is always new here.
+                if creates && !news.contains_key(&target) {
+                    news.insert(
+                        target,
+                        NewSubject {
+                            kind: SubjectKind::Individual,
+                            fields: fields.to_vec(),
+                            gifts: gift.cloned().into_iter().collect(),
+                        },
+                    );
+                    news_order.push(target);
+                    return Ok(true);
+                }
+                let gift = gift.map(|g| {
+                    let mut g = g.clone();
+                    g.sort_by_key(|(f, _)| *f);
+                    g
+                });
+                if let Some(n) = news.get_mut(&target) {
+                    n.fields = this.survive(&n.fields, fields, rules);
+                    // The same gift twice (two exports of one donation) is one gift.
+                    if let Some(g) = gift {
+                        if !n.gifts.contains(&g) {
+                            n.gifts.push(g);
+                        }
+                    }
+                    return Ok(true);
+                }
+                if let std::collections::btree_map::Entry::Vacant(e) = olds.entry(target) {
+                    let current = match overlay.fields.get(&target) {
+                        Some(fields) => fields.clone(),
+                        None => this.vault.read_subject(&target, &|_| true)?.fields,
+                    };
+                    e.insert((current, false));
+                }
+                let entry = olds.get_mut(&target).expect("present");
+                let after = this.survive(&entry.0, fields, rules);
+                let mut changed = after != entry.0;
+                if changed {
+                    entry.0 = after;
+                    entry.1 = true;
+                }
                 if let Some(g) = gift {
-                    if !n.gifts.contains(&g) {
-                        n.gifts.push(g);
+                    if let std::collections::hash_map::Entry::Vacant(e) = gift_cache.entry(target) {
+                        let stored = match overlay.gifts.get(&target) {
+                            Some(known) => known.clone(),
+                            None => this
+                                .vault
+                                .list_gifts(&target)?
+                                .into_iter()
+                                .map(|r| {
+                                    let mut f = r.fields;
+                                    f.sort_by_key(|(id, _)| *id);
+                                    f
+                                })
+                                .collect(),
+                        };
+                        e.insert(stored);
+                    }
+                    let known = gift_cache.get_mut(&target).expect("cached");
+                    if !known.contains(&g) {
+                        known.push(g.clone());
+                        old_gifts.entry(target).or_default().push(g);
+                        changed = true;
                     }
                 }
-                return Ok(true);
-            }
-            if let std::collections::btree_map::Entry::Vacant(e) = olds.entry(target) {
-                let current = match overlay.fields.get(&target) {
-                    Some(fields) => fields.clone(),
-                    None => this.vault.read_subject(&target, &|_| true)?.fields,
-                };
-                e.insert((current, false));
-            }
-            let entry = olds.get_mut(&target).expect("present");
-            let after = this.survive(&entry.0, fields, rules);
-            let mut changed = after != entry.0;
-            if changed {
-                entry.0 = after;
-                entry.1 = true;
-            }
-            if let Some(g) = gift {
-                if let std::collections::hash_map::Entry::Vacant(e) = gift_cache.entry(target) {
-                    let stored = match overlay.gifts.get(&target) {
-                        Some(known) => known.clone(),
-                        None => this
-                            .vault
-                            .list_gifts(&target)?
-                            .into_iter()
-                            .map(|r| {
-                                let mut f = r.fields;
-                                f.sort_by_key(|(id, _)| *id);
-                                f
-                            })
-                            .collect(),
-                    };
-                    e.insert(stored);
+                Ok(changed)
+            };
+            for (i, p) in plan.iter_mut().enumerate() {
+                if handled[i] {
+                    continue;
                 }
-                let known = gift_cache.get_mut(&target).expect("cached");
-                if !known.contains(&g) {
-                    known.push(g.clone());
-                    old_gifts.entry(target).or_default().push(g);
+                let (Some(row), Some(target)) = (parsed.get(&p.row), p.target) else {
+                    handled[i] = true;
+                    continue;
+                };
+                let creates = matches!(p.outcome, O_NEW | O_REVIEW);
+                if pass == 0 {
+                    if has_households || !(creates || in_batch.contains(&target)) {
+                        continue;
+                    }
+                    in_batch.insert(target);
+                }
+                handled[i] = true;
+                let mut changed = apply(self, target, creates, &row.person, row.gift.as_ref())?;
+                if let Some((c2, c2_creates)) = p.c2 {
+                    if let Some(fields) = &row.contact2 {
+                        apply(self, c2, c2_creates, fields, None)?;
+                    }
+                    if let (Some(h), Some(_)) = (p.household, household_field) {
+                        households.push((h, vec![target, c2]));
+                    }
+                }
+                for (purpose, event, at) in &row.consents {
+                    consents.push((
+                        target,
+                        NewConsent {
+                            purpose: purpose.clone(),
+                            event: event.clone(),
+                            at: at.clone(),
+                            method: Some("import".into()),
+                            source: format!("import:{import}#{}", p.row),
+                            ..Default::default()
+                        },
+                    ));
                     changed = true;
                 }
-            }
-            Ok(changed)
-        };
-        for p in plan.iter_mut() {
-            let Some(row) = parsed.get(&p.row) else {
-                continue;
-            };
-            let Some(target) = p.target else { continue };
-            let creates = matches!(p.outcome, O_NEW | O_REVIEW);
-            let mut changed = apply(self, target, creates, &row.person, row.gift.as_ref())?;
-            if let Some((c2, c2_creates)) = p.c2 {
-                if let Some(fields) = &row.contact2 {
-                    apply(self, c2, c2_creates, fields, None)?;
-                }
-                if let (Some(h), Some(_)) = (p.household, household_field) {
-                    households.push((h, vec![target, c2]));
+                if p.outcome == O_MERGED && !changed {
+                    p.outcome = O_UNCHANGED;
                 }
             }
-            for (purpose, event, at) in &row.consents {
-                consents.push((
-                    target,
-                    NewConsent {
-                        purpose: purpose.clone(),
-                        event: event.clone(),
-                        at: at.clone(),
-                        method: Some("import".into()),
-                        source: format!("import:{import}#{}", p.row),
-                        ..Default::default()
-                    },
-                ));
-                changed = true;
-            }
-            if p.outcome == O_MERGED && !changed {
-                p.outcome = O_UNCHANGED;
+            if pass == 0 && !has_households {
+                sealed = Some(self.seal_news(&news, &news_order)?);
             }
         }
         // Households: a household subject linked from both people.
@@ -1769,20 +1829,10 @@ impl Hub {
             .find(|p| p.marketing && p.opt_out)
         {
             for (id, n) in &news {
-                let suppressed = n.fields.iter().any(|(f, v)| {
-                    let kind = self
-                        .schema
-                        .field_by_id(RecordKind::Subject, *f)
-                        .map(|d| d.index);
-                    match (kind, v.index_term()) {
-                        (
-                            Some(k @ (domain::IndexKind::Email | domain::IndexKind::Phone)),
-                            Some(t),
-                        ) => self.vault.is_suppressed(k, t).unwrap_or(false),
-                        _ => false,
-                    }
-                });
-                if suppressed {
+                let listed = self
+                    .contact_terms(&n.fields)
+                    .any(|(k, t)| self.vault.listed(suppressed, k, t));
+                if listed {
                     let seq = seqs.get(id).copied().unwrap_or(0);
                     seqs.insert(*id, seq + 1);
                     let new = NewConsent {
@@ -1827,7 +1877,10 @@ impl Hub {
         for (id, (fields, _)) in &olds {
             next.fields.insert(*id, fields.clone());
         }
-        let creates: Vec<NewSubject> = news_order.iter().map(|id| news[id].clone()).collect();
+        let creates = match sealed {
+            Some(sealed) => sealed,
+            None => self.seal_news(&news, &news_order)?,
+        };
         let gifts: Vec<_> = old_gifts.into_iter().collect();
         let mut trail = crate::trail::Trail::default();
         for id in &touched {
@@ -1838,12 +1891,21 @@ impl Hub {
             import,
             extra,
             creates,
-            ids: news_order,
             replaces,
             gifts,
             trail,
         };
         Ok((prepared, next))
+    }
+
+    /// Seals a batch's new subjects (in the order they were first met).
+    fn seal_news(
+        &self,
+        news: &BTreeMap<SubjectId, NewSubject>,
+        order: &[SubjectId],
+    ) -> Result<vault::Sealed, Error> {
+        let creates: Vec<NewSubject> = order.iter().map(|id| news[id].clone()).collect();
+        Ok(self.vault.seal_new(&creates, order)?)
     }
 
     /// Writes a prepared batch: the vault seals and stores it with its journal and audit
@@ -1857,7 +1919,6 @@ impl Hub {
             import,
             extra,
             creates,
-            ids,
             replaces,
             gifts,
             mut trail,
@@ -1886,8 +1947,7 @@ impl Hub {
                 journal
             };
             let writes = vault::Writes {
-                creates: &creates,
-                ids: &ids,
+                creates,
                 replaces: &replaces,
                 gifts: &gifts,
                 absorb: None,

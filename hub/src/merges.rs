@@ -328,8 +328,7 @@ impl Hub {
                     b
                 };
                 let writes = vault::Writes {
-                    creates: &[],
-                    ids: &[],
+                    creates: vault::Sealed::default(),
                     replaces: &replaces,
                     gifts: &gifts_for,
                     absorb: Some((*keep, *gone)),

@@ -234,23 +234,29 @@ impl Hub {
             // People who were erased at their request are not re-added to marketing: a new
             // record with their email or phone gets an objection to direct marketing.
             for (id, item) in ids.iter().zip(&items) {
-                let suppressed = item.fields.iter().any(|(f, v)| {
-                    let kind = self
-                        .schema
-                        .field_by_id(RecordKind::Subject, *f)
-                        .map(|d| d.index);
-                    match (kind, v.index_term()) {
-                        (Some(k @ (IndexKind::Email | IndexKind::Phone)), Some(term)) => {
-                            self.vault.is_suppressed(k, term).unwrap_or(false)
-                        }
-                        _ => false,
-                    }
-                });
+                let mut suppressed = false;
+                for (kind, term) in self.contact_terms(&item.fields) {
+                    suppressed |= self.vault.is_suppressed(kind, term)?;
+                }
                 if suppressed {
                     self.suppress_marketing(actor, id)?;
                 }
             }
             Ok(ids)
+        })
+    }
+
+    /// The email and phone terms among a subject's fields: what the suppression list holds.
+    pub(crate) fn contact_terms<'f>(
+        &self,
+        fields: &'f [(FieldId, domain::Value)],
+    ) -> impl Iterator<Item = (IndexKind, &'f str)> + 'f {
+        let schema = self.schema.clone();
+        fields.iter().filter_map(move |(f, v)| {
+            match schema.field_by_id(RecordKind::Subject, *f).map(|d| d.index) {
+                Some(k @ (IndexKind::Email | IndexKind::Phone)) => Some((k, v.index_term()?)),
+                _ => None,
+            }
         })
     }
 

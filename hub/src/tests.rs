@@ -565,3 +565,35 @@ fn a_batch_prepared_while_the_one_before_is_written_sees_what_that_one_writes() 
         assert_eq!(events.len(), if i < 50 { 3 } else { 2 }, "person {i}");
     }
 }
+
+#[test]
+fn an_import_objects_to_marketing_for_people_erased_at_their_request() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let gone = hub
+        .create_subject(
+            &admin,
+            input(json!({"given_name": "Ann", "email": "gone@example.org"})),
+        )
+        .unwrap();
+    hub.erase_subjects(&admin, &[gone]).unwrap();
+    let text = "Email,First Name,Last Name\ngone@example.org,Ann,Lee\nstays@example.org,Bo,Tan\n";
+    let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())))
+    };
+    let options = ImportOptions {
+        profile: importers::Profile::parse("generic"),
+        name: "people.csv".into(),
+        ..Default::default()
+    };
+    let (_, report) = hub.import(&admin, &source, &options, &|_| {}).unwrap();
+    let events = |n: usize| {
+        hub.consent_history(&admin, &report[n].subject_id.unwrap())
+            .unwrap()
+    };
+    let back = events(0);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0].event.as_str(), "objected");
+    assert_eq!(back[0].source, "suppression-list");
+    assert!(events(1).is_empty());
+}

@@ -33,7 +33,7 @@ pub use backup::BackupReport;
 pub use error::{Error, Result};
 pub use holds::{HeldData, HoldInfo, HoldRequest, KeepGift};
 pub use keys::{blind_token, KeyRing, MasterSecret};
-pub use merge::{GiftsFor, Replace, Writes, Written};
+pub use merge::{GiftsFor, Replace, Sealed, Writes, Written};
 pub use seal::{read_passphrase_file, SealInfo, SealTo, Unlock};
 pub use store::{
     keyspaces, Batch, Entry, EntryIter, FailingStore, Keyspace, Op, SledOptions, SledStore, Store,
@@ -41,7 +41,7 @@ pub use store::{
 };
 pub use vault::{
     layout, read_seal_info, GiftRecord, InitReport, MatchKeys, NewSubject, RotationOptions,
-    RotationReport, SubjectRecord, Vault, VaultStats,
+    RotationReport, SubjectRecord, SuppressionList, Vault, VaultStats,
 };
 
 /// Re-exported so callers can hold passphrases without depending on age directly.

@@ -30,13 +30,19 @@ pub struct Replace {
 /// Gifts to add to existing subjects: per subject, each gift's fields.
 pub type GiftsFor = [(SubjectId, Vec<Vec<(FieldId, Value)>>)];
 
+/// New subjects sealed ahead of their write by [`Vault::seal_new`]: their records, index
+/// entries and gifts, encrypted, with their data keys already durable in the slot file.
+/// Nothing in it is clear personal data.
+#[derive(Debug, Default)]
+pub struct Sealed {
+    batch: Batch,
+}
+
 /// What [`Vault::write_import`] writes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Writes<'a> {
-    /// Subjects to create.
-    pub creates: &'a [NewSubject],
-    /// Their ids.
-    pub ids: &'a [SubjectId],
+    /// Subjects to create, sealed.
+    pub creates: Sealed,
     /// Subjects replaced whole.
     pub replaces: &'a [Replace],
     /// Gifts added to existing subjects.
@@ -61,6 +67,22 @@ struct Stash {
 }
 
 impl Vault {
+    /// Seals new subjects (with the ids given) for a later [`Vault::write_import`]: the
+    /// CPU-heavy part of a large write, done while an earlier batch is still being applied.
+    /// Their data keys are made durable now; if the batch is never written they are keys of
+    /// nothing.
+    pub fn seal_new(&self, creates: &[NewSubject], ids: &[SubjectId]) -> Result<Sealed> {
+        if creates.len() != ids.len() {
+            return Err(Error::Corrupt {
+                what: "one id per new subject".into(),
+            });
+        }
+        let _gate = self.gate_shared();
+        let mut batch = Batch::new();
+        self.stage_creates(creates, Some(ids), &mut batch)?;
+        Ok(Sealed { batch })
+    }
+
     /// A subject's stored record as it is (encrypted), for an undo journal.
     pub fn raw_record(&self, id: &SubjectId) -> Result<Option<Vec<u8>>> {
         Ok(self.store().get(ks::SUBJECTS, id.as_bytes())?)
@@ -84,16 +106,10 @@ impl Vault {
     ) -> Result<Written> {
         let Writes {
             creates,
-            ids,
             replaces,
             gifts,
             absorb,
         } = writes;
-        if creates.len() != ids.len() {
-            return Err(Error::Corrupt {
-                what: "one id per new subject".into(),
-            });
-        }
         let _gate = self.gate_shared();
         let _rmw = self.rmw_lock();
         let mut batch = Batch::new();
@@ -133,7 +149,7 @@ impl Vault {
             }
             out.gift_ids.push(added);
         }
-        self.stage_creates(creates, Some(ids), &mut batch)?;
+        batch.extend(creates.batch);
         if let Some((keep, gone)) = absorb {
             self.stage_absorb(&keep, &gone, &mut batch)?;
         }

@@ -311,6 +311,7 @@ impl Store for SledStore {
     }
 
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let ops = batch.ops.len();
         let mut b = sled::Batch::default();
         for (ks, key, value) in batch.ops {
             match value {
@@ -318,7 +319,9 @@ impl Store for SledStore {
                 None => b.remove(prefixed(ks, &key)),
             }
         }
-        self.db.apply_batch(b).map_err(backend)
+        self.db.apply_batch(b).map_err(backend)?;
+        collect_replaced_nodes(ops);
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -327,6 +330,20 @@ impl Store for SledStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(backend)
+    }
+}
+
+/// Frees what sled replaced while applying a batch of `ops` writes.
+///
+/// sled copies a tree node on each write and hands the old copy to crossbeam-epoch, which
+/// frees such garbage a few bags (of 64) at a time, once every 128 pins of some thread. An
+/// `apply_batch` pins once for all its writes, so when little else touches the store (a bulk
+/// import: one writer, few reads) garbage is made far faster than it is freed: a
+/// million-row import grew to 21 GiB. Pinning and flushing here, about once per 64 writes,
+/// frees at the rate the batch made it.
+fn collect_replaced_nodes(ops: usize) {
+    for _ in 0..ops / 64 + 1 {
+        crossbeam_epoch::pin().flush();
     }
 }
 

@@ -165,6 +165,13 @@ pub type MatchKeys = Arc<dyn Fn(&[(FieldId, Value)]) -> Vec<String> + Send + Syn
 /// The index "field" under which blocking keys are stored.
 pub(crate) const MATCH_FIELD: FieldId = FieldId(0xFFFF);
 
+/// The suppression list as read at one moment: keyed hashes of erased people's emails and
+/// phones, nothing else.
+#[derive(Debug, Default)]
+pub struct SuppressionList {
+    keys: std::collections::HashSet<Vec<u8>>,
+}
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -970,6 +977,24 @@ impl Vault {
             "suppression",
             format!("{}:{term}", kind.as_str()).as_bytes(),
         )
+    }
+
+    /// The whole suppression list (keyed hashes), read once for a bulk import: one lookup per
+    /// new subject in a store of a million would cost more than the list's few entries.
+    pub fn suppression_list(&self) -> Result<SuppressionList> {
+        let mut keys = std::collections::HashSet::new();
+        for entry in self.store.scan_prefix(ks::SUPPRESSION, b"") {
+            keys.insert(entry?.0);
+        }
+        Ok(SuppressionList { keys })
+    }
+
+    /// True when `list` (read by [`Vault::suppression_list`]) holds this email or phone.
+    pub fn listed(&self, list: &SuppressionList, kind: IndexKind, term: &str) -> bool {
+        !list.keys.is_empty()
+            && list
+                .keys
+                .contains(self.suppression_key(kind, term).as_slice())
     }
 
     /// True when an erased subject had this normalised email or phone: the person asked to be
