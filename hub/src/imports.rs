@@ -800,7 +800,7 @@ impl Hub {
     }
 
     fn report_of(&self, record: &ImportRecord) -> Result<Vec<RowReport>, Error> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(record.counts.rows_read as usize);
         for b in 0..record.batches {
             for r in self.plan_chunk(&record.id, b)?.1 {
                 out.push(self.row_report(record, &r));
@@ -892,6 +892,9 @@ impl Hub {
             if options.dry_run {
                 return Ok((record, report));
             }
+            // The written import reports from its stored plan; a million rows' report is
+            // 100 MB not to hold through the write.
+            drop(report);
             self.write_stage(actor, source, options, record, false, progress)
         })
     }
@@ -1517,6 +1520,7 @@ impl Hub {
             }
             Ok(())
         })?;
+        drop(created);
         let write_s = t0.elapsed().as_secs_f64();
         record
             .stages
