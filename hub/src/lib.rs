@@ -20,6 +20,7 @@ mod admin;
 mod consent_ops;
 mod error;
 mod imports;
+mod mappings;
 mod merges;
 mod policies;
 mod requests;
@@ -44,6 +45,7 @@ pub use imports::{
     default_rule, Counts, ImportOptions, ImportRecord, Problem, Progress, ReviewItem, RowReport,
     Source, Stage, Survivorship, BATCH_ROWS,
 };
+pub use mappings::{MAPPINGS_DIR, MAX_MAPPING_BYTES};
 pub use merges::{FieldContribution, MatchExplanation, MergeRecord};
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
 pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};

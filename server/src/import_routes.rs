@@ -101,6 +101,13 @@ pub(crate) struct ImportView {
     report: Value,
 }
 
+/// Mapping files stored in the data directory.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MappingList {
+    /// Their names, sorted (use one as `mapping=` when starting an import).
+    names: Vec<String>,
+}
+
 /// Imports.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ImportList {
@@ -216,29 +223,11 @@ pub(crate) async fn start_import(
     let (mapping, mapping_text) = match &q.mapping {
         None => (None, String::new()),
         Some(m) => {
-            let ok = !m.is_empty()
-                && m.len() <= 64
-                && m.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !ok {
-                return Err(ApiError::bad_param(
-                    "mapping",
-                    "a mapping name: letters, digits, - and _",
-                ));
-            }
-            let path = state
-                .hub
-                .data_dir()
-                .join("mappings")
-                .join(format!("{m}.toml"));
-            let text = std::fs::read_to_string(&path).map_err(|_| {
-                ApiError::bad_param(
-                    "mapping",
-                    "no such mapping file in the data directory's mappings/ folder",
-                )
-            })?;
-            let file = importers::MappingFile::from_toml(&text).map_err(|e| {
-                ApiError::bad_param("mapping", &format!("the mapping file is invalid: {e}"))
+            let (file, text) = state.hub.load_mapping(m).map_err(|e| match e {
+                hub::Error::BadRequest(why) => {
+                    ApiError::bad_param("mapping", why.trim_start_matches("mapping: "))
+                }
+                other => other.into(),
             })?;
             (Some(file), text)
         }
@@ -533,4 +522,50 @@ pub(crate) async fn explain(
     let hub = state.hub.clone();
     let e = blocking(move || hub.explain_match(&actor, &a, &b)).await?;
     Ok(Json(Record { record: json!(e) }))
+}
+
+/// Stores a mapping file under a name (admin, data-manager), replacing one of that name: the
+/// body is the file's TOML text, checked before it is stored. An import started with
+/// `mapping=NAME` then uses it.
+#[utoipa::path(put, path = "/v1/mappings/{name}", tag = "imports",
+    params(("name" = String, Path, description = "1 to 64 letters, digits, - and _")),
+    request_body(content = String, content_type = "text/plain", description = "The mapping file (TOML)"),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "Bad name, or not a valid mapping file (the message says where)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn put_mapping(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_param("body", "a mapping file in UTF-8 text"))?;
+    let hub = state.hub.clone();
+    blocking(move || hub.put_mapping(&actor, &name, &text)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The names of the stored mapping files (admin, data-manager).
+#[utoipa::path(get, path = "/v1/mappings", tag = "imports",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Mapping names", body = MappingList),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn list_mappings(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<MappingList>, ApiError> {
+    let hub = state.hub.clone();
+    let names = blocking(move || hub.list_mappings(&actor)).await?;
+    Ok(Json(MappingList { names }))
 }

@@ -45,6 +45,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             crate::import_routes::list_imports
         ))
         .routes(routes!(crate::import_routes::get_import))
+        .routes(routes!(crate::import_routes::put_mapping))
+        .routes(routes!(crate::import_routes::list_mappings))
         .routes(routes!(crate::import_routes::undo_import))
         .routes(routes!(crate::import_routes::list_reviews))
         .routes(routes!(crate::import_routes::decide_review))

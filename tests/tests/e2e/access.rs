@@ -492,6 +492,19 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     deny_403(s, &v);
                 }
             }
+            ("PUT", "/v1/mappings/{name}") | ("GET", "/v1/mappings") => {
+                let (s, _, v) = if row.method == "PUT" {
+                    let mapping = "[columns]\n\"Given\" = \"given_name\"\n";
+                    http("PUT", &u("/v1/mappings/matrix"), Some(token), Some(mapping))
+                } else {
+                    http("GET", &u("/v1/mappings"), Some(token), None)
+                };
+                if row.allow {
+                    assert!(s == 200 || s == 204, "{ctx}: {s} {v}");
+                } else {
+                    deny_403(s, &v);
+                }
+            }
             ("GET", "/v1/reviews")
             | ("POST", "/v1/reviews/{id}")
             | ("POST", "/v1/merges/{id}/undo") => {

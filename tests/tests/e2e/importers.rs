@@ -672,16 +672,36 @@ fn imports_over_http_upload_then_poll_status_and_report() {
     );
     assert_eq!(s, 403);
 
-    // A mapping file kept in the data directory, by name.
-    std::fs::create_dir_all(env.data.join("mappings")).unwrap();
-    std::fs::copy(
-        format!(
-            "{}/../importers/mappings/febrl.toml",
-            env!("CARGO_MANIFEST_DIR")
-        ),
-        env.data.join("mappings/febrl.toml"),
-    )
+    // A mapping file uploaded by name, then named by an import.
+    let mapping = std::fs::read_to_string(format!(
+        "{}/../importers/mappings/febrl.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
     .unwrap();
+    let put = |name: &str, token: &str, text: &str| {
+        http(
+            "PUT",
+            &u(&format!("/v1/mappings/{name}")),
+            Some(token),
+            Some(text),
+        )
+    };
+    let (s, _, v) = put("febrl", &tokens["data-manager"], &mapping);
+    assert_eq!(s, 204, "{v}");
+    let (s, _, v) = put("febrl", &tokens["volunteer"], &mapping);
+    assert_eq!(s, 403, "{v}");
+    // A broken mapping is refused with where it is wrong, and the stored one stays.
+    let (s, _, v) = put("febrl", &tokens["data-manager"], "[columns\ngiven_name = ");
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("mapping"),
+        "{v}"
+    );
+    let (s, _, v) = put("no.dots", &tokens["admin"], &mapping);
+    assert_eq!(s, 400, "{v}");
+    let (s, _, v) = http("GET", &u("/v1/mappings"), Some(&tokens["admin"]), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["names"], json!(["febrl"]));
     let febrl = std::fs::read_to_string(fixture("febrl_sample.csv")).unwrap();
     let (s, _, v) = http(
         "POST",
