@@ -50,15 +50,21 @@ pub(crate) fn cluster_pairs(reps: &[usize]) -> BTreeSet<(usize, usize)> {
     out
 }
 
-/// Reads a FEBRL file: the records (rec_id kept apart) and the true pairs by row index.
-pub(crate) fn read_febrl(dir: &Path, name: &str) -> (Vec<Row>, BTreeSet<(usize, usize)>) {
-    let mut rdr = csv::Reader::from_path(dir.join(format!("{name}.csv"))).expect("febrl file");
-    let header: Vec<String> = rdr
+/// A CSV reader on `path` and the file's header.
+fn open_csv(path: &Path) -> (csv::Reader<std::fs::File>, Vec<String>) {
+    let mut rdr = csv::Reader::from_path(path).expect("csv file");
+    let header = rdr
         .headers()
         .expect("header")
         .iter()
         .map(str::to_string)
         .collect();
+    (rdr, header)
+}
+
+/// Reads a FEBRL file: the records (rec_id kept apart) and the true pairs by row index.
+pub(crate) fn read_febrl(dir: &Path, name: &str) -> (Vec<Row>, BTreeSet<(usize, usize)>) {
+    let (mut rdr, header) = open_csv(&dir.join(format!("{name}.csv")));
     let mut rows = Vec::new();
     let mut ids = HashMap::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -220,13 +226,7 @@ pub(crate) fn import_quality(dir: &Path, mapping: &Path) {
 /// Debug aid: the matcher on a CSV with columns named as schema fields; prints m/u, lambda
 /// and the number of clusters.
 pub(crate) fn match_file(path: &Path) {
-    let mut rdr = csv::Reader::from_path(path).expect("file");
-    let header: Vec<String> = rdr
-        .headers()
-        .expect("header")
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let (mut rdr, header) = open_csv(path);
     let records: Vec<MatchRecord> = rdr
         .records()
         .map(|r| {

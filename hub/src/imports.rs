@@ -1863,28 +1863,29 @@ impl Hub {
             key("i", &import, b""),
             serde_json::to_vec(&*record).expect("json"),
         );
-        // What the next batch must read from here rather than from the store.
+        let creates = match sealed {
+            Some(sealed) => sealed,
+            None => self.seal_news(&news, &news_order)?,
+        };
+        // What the next batch must read from here rather than from the store (this batch's
+        // subjects move there: nothing below needs them).
         let mut next = Overlay {
             seqs,
             gifts: gift_cache,
             ..Default::default()
         };
-        for (id, n) in &news {
-            let mut gifts = n.gifts.clone();
+        for (id, n) in news {
+            let mut gifts = n.gifts;
             for g in &mut gifts {
                 g.sort_by_key(|(f, _)| *f);
             }
-            next.gifts.insert(*id, gifts);
-            next.fields.insert(*id, n.fields.clone());
+            next.gifts.insert(id, gifts);
+            next.fields.insert(id, n.fields);
         }
         // (A subject given a gift is among `olds` too: its fields are read first.)
-        for (id, (fields, _)) in &olds {
-            next.fields.insert(*id, fields.clone());
+        for (id, (fields, _)) in olds {
+            next.fields.insert(id, fields);
         }
-        let creates = match sealed {
-            Some(sealed) => sealed,
-            None => self.seal_news(&news, &news_order)?,
-        };
         let gifts: Vec<_> = old_gifts.into_iter().collect();
         let mut trail = crate::trail::Trail::default();
         for id in &touched {
@@ -1912,7 +1913,7 @@ impl Hub {
         Ok(self.vault.seal_new(&creates, order)?)
     }
 
-    /// Writes a prepared batch: the vault seals and stores it with its journal and audit
+    /// Writes a prepared batch (its new subjects already sealed) with its journal and audit
     /// event, in one atomic, durable batch.
     fn commit_batch(&self, actor: &Actor, prepared: Prepared) -> Result<(), Error> {
         #[cfg(test)]

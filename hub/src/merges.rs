@@ -161,8 +161,8 @@ impl Hub {
         })
     }
 
-    /// Stores blocking keys for every subject (for subjects created before imports stored
-    /// them); returns how many subjects were read.
+    /// Stores the current blocking keys for every subject and drops keys no longer kept (after
+    /// an upgrade that changed them); returns how many subjects were read.
     pub fn reindex_matching(&self, actor: &Actor) -> Result<u64, Error> {
         self.audited(actor, "match.reindex", |trail| {
             self.require(actor, "subject", Action::Merge)?;
