@@ -42,6 +42,14 @@ macro_rules! opaque_id {
             pub fn as_bytes(&self) -> &[u8; 16] {
                 &self.0
             }
+
+            /// The milliseconds since the Unix epoch the id was made with: when the record
+            /// it names was created.
+            pub fn unix_ms(&self) -> u64 {
+                let mut b = [0u8; 8];
+                b[2..].copy_from_slice(&self.0[..6]);
+                u64::from_be_bytes(b)
+            }
         }
 
         impl fmt::Display for $name {

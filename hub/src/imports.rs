@@ -1792,9 +1792,6 @@ impl Hub {
                 }
             }
         }
-        for id in &news_order {
-            crate::retention::touch(&mut extra, id);
-        }
         // Consent events, counted on per subject.
         let mut seqs: HashMap<SubjectId, u64> = HashMap::new();
         for (subject, new) in &consents {

@@ -225,10 +225,8 @@ impl Hub {
             for id in &ids {
                 trail.subject(id);
             }
-            let ids = self.commit_audited(actor, "create.subject", trail, |mut batch| {
-                for id in &ids {
-                    crate::retention::touch(&mut batch, id);
-                }
+            // No activity entry: a new subject's last activity is its creation, in its id.
+            let ids = self.commit_audited(actor, "create.subject", trail, |batch| {
                 Ok(self.vault.create_subjects_with(&items, Some(&ids), batch)?)
             })?;
             // People who were erased at their request are not re-added to marketing: a new

@@ -597,3 +597,47 @@ fn an_import_objects_to_marketing_for_people_erased_at_their_request() {
     assert_eq!(back[0].source, "suppression-list");
     assert!(events(1).is_empty());
 }
+
+#[test]
+fn a_subject_never_changed_since_its_creation_lapses_from_the_day_in_its_id() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    // Created on 2015-03-01 (as an import of that day would have), with no activity entry.
+    let ms = 1_425_168_000_000u64;
+    let old: Vec<domain::SubjectId> = (1..=3u8)
+        .map(|i| domain::SubjectId::from_parts(ms, [i; 10]))
+        .collect();
+    let items: Vec<vault::NewSubject> = old
+        .iter()
+        .map(|_| vault::NewSubject {
+            kind: domain::SubjectKind::Individual,
+            fields: Vec::new(),
+            gifts: Vec::new(),
+        })
+        .collect();
+    hub.vault()
+        .create_subjects_with(&items, Some(&old), vault::Batch::new())
+        .unwrap();
+    let [untouched, updated, erased] = [old[0], old[1], old[2]];
+    // One changed since (today's activity entry), one erased, one created today.
+    hub.update_subject(
+        &admin,
+        &updated,
+        json!({"city": "Leeds"}).as_object().unwrap().clone(),
+        None,
+    )
+    .unwrap();
+    hub.erase_subject(&admin, &erased).unwrap();
+    let new = hub
+        .create_subject(&admin, input(json!({"given_name": "New"})))
+        .unwrap();
+    // Supporters lapse after six years without activity (the default retention.toml).
+    let r = hub.retention_run(&admin, true, Some("2027-01-01")).unwrap();
+    assert_eq!(r.subjects_checked, 3, "the erased subject is not checked");
+    assert_eq!(r.lapsed_sample, vec![untouched]);
+    // Far enough on, today's creation and today's change lapse too.
+    let r = hub.retention_run(&admin, true, Some("2040-01-01")).unwrap();
+    let mut all = vec![untouched, updated, new];
+    all.sort();
+    assert_eq!(r.lapsed_sample, all);
+}
