@@ -176,6 +176,7 @@ pub(crate) fn import_quality(dir: &Path, mapping: &Path) {
             let (record, report) = hub
                 .import(&actor, &source, &options, &|_| {})
                 .expect("import");
+            let report = report.to_vec().expect("report");
             let secs = t0.elapsed().as_secs_f64();
             // Row n of the file is record n - 2 (header on row 1).
             let mut subject_of: HashMap<String, Vec<usize>> = HashMap::new();
@@ -340,7 +341,7 @@ pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64, parts: usize) {
             .import(&actor, &source, &options, &|_| {})
             .expect("import");
         // Row numbers of every piece as rows of the whole file.
-        report.extend(rows.into_iter().map(|mut row| {
+        report.extend(rows.to_vec().expect("report").into_iter().map(|mut row| {
             row.row += first as u64;
             row
         }));

@@ -81,7 +81,7 @@ pub(crate) fn run(g: &Global, args: ImportArgs, out: Output) -> anyhow::Result<(
             let actor = actor_for(&hub, g)?;
             let record = hub.import_record(&actor, &id)?;
             if let Some(path) = &report {
-                write_report(path, &hub.import_report(&actor, &id)?)?;
+                write_report(path, hub.import_report(&actor, &id)?.rows())?;
             }
             out.emit(&summary_json(&record), || summary_text(&record));
             Ok(())
@@ -98,12 +98,18 @@ pub(crate) fn run(g: &Global, args: ImportArgs, out: Output) -> anyhow::Result<(
     }
 }
 
-fn write_report(path: &Path, rows: &[RowReport]) -> anyhow::Result<()> {
+/// Writes the report beside `path` and renames it into place once whole; rows are written as
+/// they are read from the store.
+fn write_report(
+    path: &Path,
+    rows: impl Iterator<Item = Result<RowReport, hub::Error>>,
+) -> anyhow::Result<()> {
     let tmp = path.with_extension("partial");
     let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = std::io::BufWriter::new(f);
     writeln!(w, "row,outcome,subject_id,matched_subject_id,error_code")?;
     for r in rows {
+        let r = r?;
         writeln!(
             w,
             "{},{},{},{},{}",
@@ -273,7 +279,7 @@ fn import(g: &Global, file: &Path, args: &ImportArgs, out: Output) -> anyhow::Re
         let _ = writeln!(std::io::stderr().lock());
     }
     if let Some(path) = &args.report {
-        write_report(path, &report)?;
+        write_report(path, report.rows())?;
     }
     out.emit(&summary_json(&record), || summary_text(&record));
     Ok(())

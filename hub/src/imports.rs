@@ -118,6 +118,79 @@ pub struct RowReport {
     pub error_code: Option<String>,
 }
 
+/// An import's per-row report. A dry run's is held in memory (nothing is stored); a written
+/// import's is read from its stored plan one batch at a time, so that a million rows' report
+/// (some 100 MB as values) is never held whole.
+pub struct ImportReport<'h> {
+    rows: ReportSource<'h>,
+}
+
+enum ReportSource<'h> {
+    Planned(Vec<RowReport>),
+    Stored {
+        hub: &'h Hub,
+        record: Box<ImportRecord>,
+    },
+}
+
+impl ImportReport<'_> {
+    /// The report's rows, in file order.
+    pub fn rows(&self) -> ReportRows<'_> {
+        ReportRows {
+            rows: &self.rows,
+            batch: 0,
+            at: 0,
+            chunk: Vec::new(),
+        }
+    }
+
+    /// Every row at once (for reports small enough to hold, and for tests).
+    pub fn to_vec(&self) -> Result<Vec<RowReport>, Error> {
+        self.rows().collect()
+    }
+}
+
+/// The rows of an [`ImportReport`], read as they are needed.
+pub struct ReportRows<'r> {
+    rows: &'r ReportSource<'r>,
+    /// The next stored batch to read.
+    batch: u32,
+    /// Position in the planned rows, or in `chunk`.
+    at: usize,
+    chunk: Vec<PlanRow>,
+}
+
+impl Iterator for ReportRows<'_> {
+    type Item = Result<RowReport, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.rows {
+            ReportSource::Planned(rows) => {
+                self.at += 1;
+                rows.get(self.at - 1).cloned().map(Ok)
+            }
+            ReportSource::Stored { hub, record } => {
+                while self.at >= self.chunk.len() {
+                    if self.batch >= record.batches {
+                        return None;
+                    }
+                    match hub.plan_chunk(&record.id, self.batch) {
+                        Ok((_, rows)) => self.chunk = rows,
+                        Err(e) => {
+                            self.batch = record.batches;
+                            return Some(Err(e));
+                        }
+                    }
+                    self.batch += 1;
+                    self.at = 0;
+                }
+                self.at += 1;
+                Some(Ok(hub.row_report(record, &self.chunk[self.at - 1])))
+            }
+        }
+    }
+}
+
 /// Time and rate of one stage.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Stage {
@@ -791,28 +864,54 @@ impl Hub {
     }
 
     /// The per-row report of an import.
-    pub fn import_report(&self, actor: &Actor, id: &str) -> Result<Vec<RowReport>, Error> {
+    pub fn import_report(&self, actor: &Actor, id: &str) -> Result<ImportReport<'_>, Error> {
         self.audited(actor, "read.import", |_| {
             self.require(actor, "imports", Action::Read)?;
             let record = self.load_import(id)?;
-            self.report_of(&record)
+            Ok(self.stored_report(record))
         })
     }
 
-    fn report_of(&self, record: &ImportRecord) -> Result<Vec<RowReport>, Error> {
-        let mut out = Vec::with_capacity(record.counts.rows_read as usize);
+    fn stored_report(&self, record: ImportRecord) -> ImportReport<'_> {
+        ImportReport {
+            rows: ReportSource::Stored {
+                hub: self,
+                record: Box::new(record),
+            },
+        }
+    }
+
+    /// The outcome counts of a stored plan, read one batch at a time.
+    fn count_outcomes(&self, record: &ImportRecord) -> Result<Counts, Error> {
+        let mut counts = Counts {
+            rows_read: record.counts.rows_read,
+            warnings: record.counts.warnings,
+            ..Default::default()
+        };
         for b in 0..record.batches {
             for r in self.plan_chunk(&record.id, b)?.1 {
-                out.push(self.row_report(record, &r));
+                match r.outcome {
+                    O_NEW => counts.new += 1,
+                    O_MERGED => counts.merged += 1,
+                    O_REVIEW => counts.review += 1,
+                    O_UNCHANGED => counts.unchanged += 1,
+                    _ => counts.errors += 1,
+                }
             }
         }
-        Ok(out)
+        Ok(counts)
     }
 
     fn row_report(&self, record: &ImportRecord, r: &PlanRow) -> RowReport {
+        // The same file again changes nothing: each row that was imported is unchanged.
+        let outcome = match r.outcome {
+            O_ERROR => O_ERROR,
+            _ if record.already_imported => O_UNCHANGED,
+            o => o,
+        };
         RowReport {
             row: r.row,
-            outcome: outcome_name(r.outcome),
+            outcome: outcome_name(outcome),
             subject_id: r.target,
             matched_subject_id: r.matched,
             error_code: (r.code > 0).then(|| {
@@ -844,7 +943,7 @@ impl Hub {
         source: Source<'_>,
         options: &ImportOptions,
         progress: &dyn Fn(Progress),
-    ) -> Result<(ImportRecord, Vec<RowReport>), Error> {
+    ) -> Result<(ImportRecord, ImportReport<'_>), Error> {
         let action = if options.dry_run {
             "import.dry_run"
         } else {
@@ -859,23 +958,14 @@ impl Hub {
                     match record.status.as_str() {
                         "completed" => {
                             // The same file again: nothing to do; every row is unchanged.
-                            let mut report = self.report_of(&record)?;
-                            let mut counts = Counts {
-                                rows_read: report.len() as u64,
-                                ..Default::default()
-                            };
-                            for r in &mut report {
-                                if r.outcome == "error" {
-                                    counts.errors += 1;
-                                } else {
-                                    r.outcome = "unchanged";
-                                    counts.unchanged += 1;
-                                }
-                            }
+                            let mut counts = self.count_outcomes(&record)?;
+                            counts.unchanged += counts.new + counts.merged + counts.review;
+                            (counts.new, counts.merged, counts.review, counts.warnings) =
+                                (0, 0, 0, 0);
                             record.counts = counts;
                             record.already_imported = true;
                             trail.count = Some(0);
-                            return Ok((record, report));
+                            return Ok((record.clone(), self.stored_report(record)));
                         }
                         "running" => {
                             trail.count = Some(record.counts.rows_read);
@@ -890,7 +980,12 @@ impl Hub {
                 self.plan_import(actor, source, options, &fingerprint, progress)?;
             trail.count = Some(record.counts.rows_read);
             if options.dry_run {
-                return Ok((record, report));
+                return Ok((
+                    record,
+                    ImportReport {
+                        rows: ReportSource::Planned(report),
+                    },
+                ));
             }
             // The written import reports from its stored plan; a million rows' report is
             // 100 MB not to hold through the write.
@@ -1375,7 +1470,7 @@ impl Hub {
         mut record: ImportRecord,
         resumed: bool,
         progress: &dyn Fn(Progress),
-    ) -> Result<(ImportRecord, Vec<RowReport>), Error> {
+    ) -> Result<(ImportRecord, ImportReport<'_>), Error> {
         let t0 = Instant::now();
         let rules: BTreeMap<String, Survivorship> = options
             .mapping
@@ -1528,21 +1623,7 @@ impl Hub {
         record.status = "completed".into();
         record.finished = Some(consent::now());
         record.resumed = resumed;
-        let report = self.report_of(&record)?;
-        let mut counts = Counts {
-            rows_read: record.counts.rows_read,
-            warnings: record.counts.warnings,
-            ..Default::default()
-        };
-        for r in &report {
-            match r.outcome {
-                "new" => counts.new += 1,
-                "merged" => counts.merged += 1,
-                "review" => counts.review += 1,
-                "unchanged" => counts.unchanged += 1,
-                _ => counts.errors += 1,
-            }
-        }
+        let counts = self.count_outcomes(&record)?;
         record.counts = counts;
         self.vault.apply_durably({
             let mut batch = Batch::new();
@@ -1553,7 +1634,7 @@ impl Hub {
             );
             batch
         })?;
-        Ok((record, report))
+        Ok((record.clone(), self.stored_report(record)))
     }
 
     /// Works out one batch's writes: new subjects, changed ones, gifts, consent events,

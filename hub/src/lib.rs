@@ -42,8 +42,8 @@ use vault::{SealTo, Unlock, Vault};
 pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::Error;
 pub use imports::{
-    default_rule, Counts, ImportOptions, ImportRecord, Problem, Progress, ReviewItem, RowReport,
-    Source, Stage, Survivorship, BATCH_ROWS,
+    default_rule, Counts, ImportOptions, ImportRecord, ImportReport, Problem, Progress, ReportRows,
+    ReviewItem, RowReport, Source, Stage, Survivorship, BATCH_ROWS,
 };
 pub use mappings::{MAPPINGS_DIR, MAX_MAPPING_BYTES};
 pub use merges::{FieldContribution, MatchExplanation, MergeRecord};

@@ -552,6 +552,7 @@ fn a_batch_prepared_while_the_one_before_is_written_sees_what_that_one_writes() 
         ..Default::default()
     };
     let (record, report) = hub.import(&admin, &source, &options, &|_| {}).unwrap();
+    let report = report.to_vec().unwrap();
     imports::COMMIT_DELAY_MS.store(0, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(record.batches, 3);
     assert_eq!(record.counts.errors, 0, "{:?}", record.counts);
@@ -587,6 +588,7 @@ fn an_import_objects_to_marketing_for_people_erased_at_their_request() {
         ..Default::default()
     };
     let (_, report) = hub.import(&admin, &source, &options, &|_| {}).unwrap();
+    let report = report.to_vec().unwrap();
     let events = |n: usize| {
         hub.consent_history(&admin, &report[n].subject_id.unwrap())
             .unwrap()

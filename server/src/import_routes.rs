@@ -270,7 +270,9 @@ pub(crate) async fn start_import(
                 j.status = "finished";
                 j.import_id = Some(record.id.clone());
                 if options.dry_run {
-                    j.dry_run = Some(json!({"summary": summary(&record), "report": report}));
+                    // A dry run's report is in memory (nothing is stored).
+                    let rows = report.to_vec().unwrap_or_default();
+                    j.dry_run = Some(json!({"summary": summary(&record), "report": rows}));
                 }
             }
             Err(e) => {
@@ -339,7 +341,7 @@ pub(crate) async fn get_import(
     let hub = state.hub.clone();
     let (record, report) = blocking(move || {
         let record = hub.import_record(&actor, &real)?;
-        let report = hub.import_report(&actor, &real)?;
+        let report = hub.import_report(&actor, &real)?.to_vec()?;
         Ok((record, report))
     })
     .await?;
