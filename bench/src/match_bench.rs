@@ -250,19 +250,10 @@ pub(crate) fn match_file(path: &Path) {
             .skip(1)
             .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
             .collect();
-        let keys: Vec<Vec<u64>> = records
-            .iter()
-            .map(|r| {
-                r.blocking_keys()
-                    .iter()
-                    .map(|k| matching::key_hash(k))
-                    .collect()
-            })
-            .collect();
-        let pairs = matching::candidate_pairs(&keys, &existing, matching::MAX_BLOCK);
+        let pairs = matching::candidate_pairs(&records, &existing, matching::MAX_BLOCK);
         let mut fp: HashMap<String, usize> = HashMap::new();
         let mut fp_n = 0;
-        for (a, b) in pairs {
+        for (a, b) in pairs.into_iter().map(matching::pair_of) {
             let g = matching::compare(&records[a as usize], &records[b as usize]);
             if m.params.probability(&g) >= 0.99
                 && !matching::needs_review(&g)

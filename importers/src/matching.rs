@@ -730,24 +730,42 @@ pub fn needs_review(g: &Gamma) -> bool {
     (given_differs && !birth_agrees && !unique_agrees) || !specific
 }
 
-/// Candidate pairs: every pair of records sharing a blocking key, each once, `a < b`. Blocks
-/// larger than `max_block` are skipped (a key that common says little). Pairs where both
-/// records are `existing` are left out: the import does not merge the vault with itself.
-pub fn candidate_pairs(keys: &[Vec<u64>], existing: &[bool], max_block: usize) -> Vec<(u32, u32)> {
-    // (key, record) sorted by key: each run of one key is a block. Flat and sorted rather than
-    // a map of lists: most keys have one record, and a million records make ten million keys.
-    let mut entries: Vec<(u64, u32)> = keys
-        .iter()
-        .enumerate()
-        .flat_map(|(i, ks)| ks.iter().map(move |k| (*k, i as u32)))
+/// Candidate pairs: every pair of records sharing a blocking key, each once, `a < b`, packed
+/// as `a << 32 | b` and sorted ([`pair_of`] unpacks one). Blocks larger than `max_block` are
+/// skipped (a key that common says little). Pairs where both records are `existing` are left
+/// out: the import does not merge the vault with itself.
+pub fn candidate_pairs(records: &[MatchRecord], existing: &[bool], max_block: usize) -> Vec<u64> {
+    // One u64 per (key, record): the key's hash in the high bits, the record's index in the
+    // low ones, sorted: each run of one hash is a block. Flat rather than a map of lists: most
+    // keys have one record, and a million records make ten million keys. Two keys whose
+    // hashes agree in the high bits share a block; that only adds pairs to compare (about
+    // two such coincidences among a million records' keys).
+    let bits = (usize::BITS - records.len().max(2).leading_zeros()).max(1);
+    let low = (1u64 << bits) - 1;
+    let chunks: Vec<std::ops::Range<usize>> = (0..records.len())
+        .step_by(16_384)
+        .map(|s| s..(s + 16_384).min(records.len()))
         .collect();
+    let parts: Vec<Vec<u64>> = par_map(&chunks, |range| {
+        let mut out = Vec::with_capacity(range.len() * 10);
+        for i in range.clone() {
+            for k in records[i].blocking_keys() {
+                out.push((key_hash(&k) & !low) | i as u64);
+            }
+        }
+        out
+    });
+    let mut entries = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        entries.extend_from_slice(&part);
+    }
     entries.sort_unstable();
     let mut pairs: Vec<u64> = Vec::new();
     let mut start = 0;
     while start < entries.len() {
-        let key = entries[start].0;
+        let block = entries[start] & !low;
         let mut end = start + 1;
-        while end < entries.len() && entries[end].0 == key {
+        while end < entries.len() && entries[end] & !low == block {
             end += 1;
         }
         let members = &entries[start..end];
@@ -755,14 +773,14 @@ pub fn candidate_pairs(keys: &[Vec<u64>], existing: &[bool], max_block: usize) -
         if members.len() < 2 || members.len() > max_block {
             continue;
         }
-        for (x, (_, i)) in members.iter().enumerate() {
-            for (_, j) in &members[x + 1..] {
-                let (i, j) = (*i, *j);
+        // Members are in index order, so i <= j.
+        for (x, i) in members.iter().enumerate() {
+            for j in &members[x + 1..] {
+                let (i, j) = (i & low, j & low);
                 if i == j || (existing[i as usize] && existing[j as usize]) {
                     continue;
                 }
-                let (a, b) = if i < j { (i, j) } else { (j, i) };
-                pairs.push(((a as u64) << 32) | b as u64);
+                pairs.push((i << 32) | j);
             }
         }
     }
@@ -770,9 +788,11 @@ pub fn candidate_pairs(keys: &[Vec<u64>], existing: &[bool], max_block: usize) -
     pairs.sort_unstable();
     pairs.dedup();
     pairs
-        .into_iter()
-        .map(|p| ((p >> 32) as u32, p as u32))
-        .collect()
+}
+
+/// The two records of a pair from [`candidate_pairs`].
+pub fn pair_of(p: u64) -> (u32, u32) {
+    ((p >> 32) as u32, p as u32)
 }
 
 /// A 64-bit hash of a blocking key, for in-memory blocks.
@@ -888,14 +908,11 @@ pub fn run(
     cannot_link: &[(u32, u32)],
     thresholds: Thresholds,
 ) -> Matched {
-    let keys: Vec<Vec<u64>> = par_map(records, |r| {
-        r.blocking_keys().iter().map(|k| key_hash(k)).collect()
-    });
-    let pairs = candidate_pairs(&keys, existing, MAX_BLOCK);
-    drop(keys);
+    let pairs = candidate_pairs(records, existing, MAX_BLOCK);
     // Comparison vectors packed in 36 bits (3 per field), 8 bytes per pair.
-    let packed: Vec<u64> = par_map(&pairs, |(a, b)| {
-        pack(&compare(&records[*a as usize], &records[*b as usize]))
+    let packed: Vec<u64> = par_map(&pairs, |p| {
+        let (a, b) = pair_of(*p);
+        pack(&compare(&records[a as usize], &records[b as usize]))
     });
     let mut counts: HashMap<u64, f64> = HashMap::new();
     for g in &packed {
@@ -914,11 +931,12 @@ pub fn run(
     let scored: Vec<Scored> = pairs
         .iter()
         .zip(&packed)
-        .filter_map(|((a, b), g)| {
+        .filter_map(|(p, g)| {
             let (probability, needs_review) = verdicts[g];
+            let (a, b) = pair_of(*p);
             (probability >= thresholds.review.min(thresholds.auto_merge)).then_some(Scored {
-                a: *a,
-                b: *b,
+                a,
+                b,
                 probability,
                 needs_review,
             })

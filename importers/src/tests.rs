@@ -268,3 +268,35 @@ country = "GB"
     );
     assert_eq!(restriction("whatever"), None);
 }
+
+#[test]
+fn candidate_pairs_are_every_pair_sharing_a_key_once() {
+    let rec = |email: &str, family: &str| {
+        matching::MatchRecord::from_named([("email", email), ("family_name", family)])
+    };
+    // 0-1 share an email; 2 shares nothing; 3-4 share an email and both are stored; 5 shares
+    // 3's email (so pairs with 3 and 4); 6..=8 share an email in a block too large to compare.
+    let records = vec![
+        rec("a@example.org", "Lee"),
+        rec("a@example.org", "Lee"),
+        rec("b@example.org", "Tan"),
+        rec("c@example.org", "Roe"),
+        rec("c@example.org", "Roe"),
+        rec("c@example.org", "Roe"),
+        rec("d@example.org", "Kay"),
+        rec("d@example.org", "Kay"),
+        rec("d@example.org", "Kay"),
+    ];
+    let existing = [false, false, false, true, true, false, false, false, false];
+    let pairs: Vec<(u32, u32)> = matching::candidate_pairs(&records, &existing, 2)
+        .into_iter()
+        .map(matching::pair_of)
+        .collect();
+    // 3-4-5 is a block of three, over the limit of two as well: only 0-1 is left.
+    assert_eq!(pairs, vec![(0, 1)]);
+    let pairs: Vec<(u32, u32)> = matching::candidate_pairs(&records, &existing, 3)
+        .into_iter()
+        .map(matching::pair_of)
+        .collect();
+    assert_eq!(pairs, vec![(0, 1), (3, 5), (4, 5), (6, 7), (6, 8), (7, 8)]);
+}
