@@ -22,7 +22,7 @@ import json, sys
 run, wall, kb, path = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 d = json.load(open(path))
 stages = " ".join(f"{s['stage']} {s['seconds']:.1f} s ({s['rows_per_second']:,.0f} rows/s)" for s in d["stages"])
-print(f"run {run}: {wall:.1f} s, peak RSS {kb / 1000:,.0f} MB; {stages}; "
+print(f"run {run}: {wall:.1f} s, peak RSS {kb:,} KiB ({kb * 1024 / 1e9:.3f} GB); {stages}; "
       f"new {d['new']}, merged {d['merged']}, review {d['review']}")
 PY
 done

@@ -216,7 +216,11 @@ pub struct SledOptions {
 impl Default for SledOptions {
     fn default() -> Self {
         SledOptions {
-            cache_bytes: 256 * 1024 * 1024,
+            // A bulk import writes random blocking-key and index entries all over the tree,
+            // and sled holds several times this figure in memory (it counts pages at their
+            // size on disk): 160 MiB keeps a million-row import under 1 GB, and larger sizes
+            // save it little time (BENCHMARKS.md, "Imports").
+            cache_bytes: 160 * 1024 * 1024,
             flush_every_ms: Some(500),
         }
     }
