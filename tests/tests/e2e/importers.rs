@@ -404,7 +404,11 @@ fn reimporting_the_same_file_changes_nothing_and_dry_run_writes_nothing() {
     assert_eq!(subject_count(&env), n);
     for (a, b) in rows.iter().zip(&rows2) {
         assert_eq!(a[2], b[2], "each row traces to the same subject");
-        let expected = if a[1] == "error" { "error" } else { "unchanged" };
+        let expected = if a[1] == "error" {
+            "error"
+        } else {
+            "unchanged"
+        };
         assert_eq!(b[1], expected, "row {} again", a[0]);
     }
     assert_eq!(rows2.len(), rows.len());
