@@ -9,7 +9,7 @@
 //! steward-bench consent-suite [--subjects 1000000]                    # segment vs plain scan
 //! steward-bench requests-suite [--erasures 10000]                     # access package, erasures
 //! steward-bench retention-suite [--subjects 1000000]                  # retention sweep
-//! steward-bench import-quality [--febrl DIR] [--mapping M.toml]      # FEBRL through the import
+//! steward-bench import-quality [--febrl DIR] [--mapping M.toml]      # each FEBRL set in DIR through the import
 //! steward-bench match-only [DIR]                                      # the matcher alone on FEBRL
 //! steward-bench import-synthetic [--n N] [--dup 0.1] [--seed S] [--parts K] # synthetic donor import
 //!     (K consecutive pieces imported one after another: later ones match against the vault)

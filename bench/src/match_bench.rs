@@ -62,6 +62,22 @@ fn open_csv(path: &Path) -> (csv::Reader<std::fs::File>, Vec<String>) {
     (rdr, header)
 }
 
+/// The FEBRL sets in `dir`: every `NAME.csv` with a `NAME_links.csv` beside it, by name
+/// (`../shared/data/febrl` holds FEBRL1 and FEBRL2; other sets of the kind can be dropped in).
+pub(crate) fn febrl_sets(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().to_string();
+            let stem = name.strip_suffix(".csv")?;
+            (!stem.ends_with("_links") && dir.join(format!("{stem}_links.csv")).exists())
+                .then(|| stem.to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 /// Reads a FEBRL file: the records (rec_id kept apart) and the true pairs by row index.
 pub(crate) fn read_febrl(dir: &Path, name: &str) -> (Vec<Row>, BTreeSet<(usize, usize)>) {
     let (mut rdr, header) = open_csv(&dir.join(format!("{name}.csv")));
@@ -120,8 +136,8 @@ fn to_record(row: &[(String, String)], with_id: bool) -> MatchRecord {
 
 /// Runs the matcher alone (no vault) on the FEBRL files and prints the figures.
 pub(crate) fn matcher_only(dir: &Path) {
-    for name in ["febrl1", "febrl2"] {
-        let (rows, truth) = read_febrl(dir, name);
+    for name in febrl_sets(dir) {
+        let (rows, truth) = read_febrl(dir, &name);
         for with_id in [true, false] {
             let records: Vec<MatchRecord> = rows.iter().map(|r| to_record(r, with_id)).collect();
             let existing = vec![false; records.len()];
@@ -151,8 +167,8 @@ pub(crate) fn import_quality(dir: &Path, mapping: &Path) {
     let mapping_text = std::fs::read_to_string(mapping).expect("mapping file");
     println!("| file | soc_sec_id | rows | error rows | auto-merge P | R | F1 | auto+review P | R | F1 | review items | import s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for name in ["febrl1", "febrl2"] {
-        let (rows, truth) = read_febrl(dir, name);
+    for name in febrl_sets(dir) {
+        let (rows, truth) = read_febrl(dir, &name);
         for with_id in [true, false] {
             let text = if with_id {
                 mapping_text.clone()
