@@ -2,7 +2,7 @@
 
 /// mimalloc instead of the system allocator: sled allocates and frees node copies on every
 /// write, and glibc's allocator both spent a third of a bulk import's time on them and kept
-/// the freed memory (BENCHMARKS.md, "Importers").
+/// the freed memory (BENCHMARKS.md, "Imports").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -37,7 +37,8 @@ use crate::{Actor, Error, Hub};
 /// Rows per durable write batch.
 pub const BATCH_ROWS: usize = 4_096;
 
-/// A gift's fields, sorted by field id (so that two exports of one gift compare equal).
+/// A gift's fields, sorted by field id (as `Schema::parse_object` returns them), so that two
+/// exports of one gift compare equal.
 type GiftFields = Vec<(FieldId, Value)>;
 
 /// What the batch being written leaves behind, for preparing the next one while it is
@@ -219,6 +220,30 @@ pub struct Counts {
     pub unchanged: u64,
     /// Rows imported with a warning.
     pub warnings: u64,
+}
+
+impl Counts {
+    /// Rows read and warnings of `record`, no outcome counted yet.
+    fn outcomes_of(record: &ImportRecord) -> Counts {
+        Counts {
+            rows_read: record.counts.rows_read,
+            warnings: record.counts.warnings,
+            ..Default::default()
+        }
+    }
+
+    /// Counts the outcomes of plan rows.
+    fn tally(&mut self, plan: &[PlanRow]) {
+        for r in plan {
+            match r.outcome {
+                O_NEW => self.new += 1,
+                O_MERGED => self.merged += 1,
+                O_REVIEW => self.review += 1,
+                O_UNCHANGED => self.unchanged += 1,
+                _ => self.errors += 1,
+            }
+        }
+    }
 }
 
 /// The stored record of an import (and the summary the CLI prints).
@@ -467,7 +492,7 @@ fn match_record_of(schema: &domain::Schema, fields: &[(FieldId, Value)]) -> Matc
 /// through the blind indexes the vault has anyway; the keys meant for typos within one file
 /// (phonetic pairs, transposed names) are not kept, nor initial+family with a year or place:
 /// on a file imported in two halves it found 0.03% more of the true pairs and cost a fifth
-/// of the write time (BENCHMARKS.md, "Importers").
+/// of the write time (BENCHMARKS.md, "Imports").
 const STORED_KEYS: &[&str] = &["fb:", "ph:"];
 
 /// Vault subjects sharing a blocking key (`None` when the key's block is too large to say
@@ -883,21 +908,9 @@ impl Hub {
 
     /// The outcome counts of a stored plan, read one batch at a time.
     fn count_outcomes(&self, record: &ImportRecord) -> Result<Counts, Error> {
-        let mut counts = Counts {
-            rows_read: record.counts.rows_read,
-            warnings: record.counts.warnings,
-            ..Default::default()
-        };
+        let mut counts = Counts::outcomes_of(record);
         for b in 0..record.batches {
-            for r in self.plan_chunk(&record.id, b)?.1 {
-                match r.outcome {
-                    O_NEW => counts.new += 1,
-                    O_MERGED => counts.merged += 1,
-                    O_REVIEW => counts.review += 1,
-                    O_UNCHANGED => counts.unchanged += 1,
-                    _ => counts.errors += 1,
-                }
-            }
+            counts.tally(&self.plan_chunk(&record.id, b)?.1);
         }
         Ok(counts)
     }
@@ -1491,6 +1504,9 @@ impl Hub {
         let mut written_rows = 0u64;
         let total = record.counts.rows_read;
         let created = self.planned_creations(&record)?;
+        // Each batch's final outcomes (a merge that changed nothing is `unchanged`), counted
+        // as the batch is prepared or, for one written before a resume, as its plan is read.
+        let mut outcomes = Counts::outcomes_of(&record);
         // Read once: an erasure made while this import runs is not seen by it, as it would
         // not be by a batch already prepared.
         let suppressed = self.vault.suppression_list()?;
@@ -1539,7 +1555,7 @@ impl Hub {
                 if done && b + 1 < record.batches {
                     next_chunk = Some(self.plan_chunk(&record.id, b + 1)?);
                 }
-                // Rows of this batch, parsed again on every core (the plan keeps no values).
+                // Rows of this batch, read again (the plan keeps no values).
                 let last_row = plan.last().map(|p| p.row).unwrap_or(0);
                 let mut rows = Vec::with_capacity(plan.len());
                 for item in reader.by_ref() {
@@ -1555,28 +1571,26 @@ impl Hub {
                         Err(_) => {}
                     }
                 }
-                let parsed: HashMap<u64, Parsed> = if done {
-                    HashMap::new()
-                } else {
-                    // On this thread only: the other core is sled's, applying the batch before.
-                    rows.iter()
-                        .filter_map(|row| {
-                            self.parse_row(
-                                row.number,
-                                &header,
-                                &targets,
-                                options.mapping.as_ref(),
-                                &row.cells,
-                            )
-                            .ok()
-                        })
-                        .map(|p| (p.row, p))
-                        .collect()
-                };
                 // A batch marked done in its own atomic write is skipped on a re-run.
                 if done {
+                    outcomes.tally(&plan);
                     continue;
                 }
+                // On this thread only: the other core is sled's, applying the batch before.
+                let parsed: HashMap<u64, Parsed> = rows
+                    .iter()
+                    .filter_map(|row| {
+                        self.parse_row(
+                            row.number,
+                            &header,
+                            &targets,
+                            options.mapping.as_ref(),
+                            &row.cells,
+                        )
+                        .ok()
+                    })
+                    .map(|p| (p.row, p))
+                    .collect();
                 // The batch in flight lands before this one reads the store (its rows about
                 // stored subjects, after those about new ones): sled holds reads back while
                 // it applies a batch, so a read would wait for the landing anyway, pinned
@@ -1605,6 +1619,7 @@ impl Hub {
                     &mut land,
                 )?;
                 overlay = next;
+                outcomes.tally(&plan);
                 let rows = plan.len() as u64;
                 jobs.send(prepared)
                     .map_err(|_| Error::Internal("the import's writer thread stopped".into()))?;
@@ -1623,8 +1638,7 @@ impl Hub {
         record.status = "completed".into();
         record.finished = Some(consent::now());
         record.resumed = resumed;
-        let counts = self.count_outcomes(&record)?;
-        record.counts = counts;
+        record.counts = outcomes;
         self.vault.apply_durably({
             let mut batch = Batch::new();
             batch.put(
@@ -1701,11 +1715,7 @@ impl Hub {
                     news_order.push(target);
                     return Ok(true);
                 }
-                let gift = gift.map(|g| {
-                    let mut g = g.clone();
-                    g.sort_by_key(|(f, _)| *f);
-                    g
-                });
+                let gift = gift.cloned();
                 if let Some(n) = news.get_mut(&target) {
                     n.fields = this.survive(&n.fields, fields, rules);
                     // The same gift twice (two exports of one donation) is one gift.
@@ -1953,11 +1963,7 @@ impl Hub {
             ..Default::default()
         };
         for (id, n) in news {
-            let mut gifts = n.gifts;
-            for g in &mut gifts {
-                g.sort_by_key(|(f, _)| *f);
-            }
-            next.gifts.insert(id, gifts);
+            next.gifts.insert(id, n.gifts);
             next.fields.insert(id, n.fields);
         }
         // (A subject given a gift is among `olds` too: its fields are read first.)

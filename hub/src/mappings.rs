@@ -29,14 +29,15 @@ fn name_problem(name: &str) -> Option<&'static str> {
 }
 
 impl Hub {
+    fn mappings_dir(&self) -> PathBuf {
+        self.data_dir().join(MAPPINGS_DIR)
+    }
+
     fn mapping_path(&self, name: &str) -> Result<PathBuf, Error> {
         if let Some(problem) = name_problem(name) {
             return Err(Error::BadRequest(format!("mapping: {problem}")));
         }
-        Ok(self
-            .data_dir()
-            .join(MAPPINGS_DIR)
-            .join(format!("{name}.toml")))
+        Ok(self.mappings_dir().join(format!("{name}.toml")))
     }
 
     /// A stored mapping file, parsed, with its text (part of an import's fingerprint).
@@ -68,7 +69,7 @@ impl Hub {
             MappingFile::from_toml(text).map_err(|e| {
                 Error::BadRequest(format!("mapping: not a valid mapping file: {e}"))
             })?;
-            let dir = self.data_dir().join(MAPPINGS_DIR);
+            let dir = self.mappings_dir();
             let io = |e: std::io::Error| Error::Internal(format!("storing the mapping file: {e}"));
             std::fs::create_dir_all(&dir).map_err(io)?;
             let part = dir.join(format!(".{name}.toml.part"));
@@ -81,7 +82,7 @@ impl Hub {
     pub fn list_mappings(&self, actor: &Actor) -> Result<Vec<String>, Error> {
         self.audited(actor, "mapping.list", |_| {
             self.require(actor, "imports", Action::Import)?;
-            let dir = self.data_dir().join(MAPPINGS_DIR);
+            let dir = self.mappings_dir();
             let mut names: Vec<String> = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries
                     .filter_map(|e| e.ok())

@@ -796,7 +796,7 @@ pub fn pair_of(p: u64) -> (u32, u32) {
 }
 
 /// A 64-bit hash of a blocking key, for in-memory blocks.
-pub fn key_hash(key: &str) -> u64 {
+fn key_hash(key: &str) -> u64 {
     // FNV-1a: fast, stable across runs (in-memory only; the vault stores keyed hashes).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key.as_bytes() {
