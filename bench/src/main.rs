@@ -13,6 +13,9 @@
 //! steward-bench match-only [DIR]                                      # the matcher alone on FEBRL
 //! steward-bench import-synthetic [--n N] [--dup 0.1] [--seed S] [--parts K] # synthetic donor import
 //!     (K consecutive pieces imported one after another: later ones match against the vault)
+//! steward-bench import-households [--n N] [--dup 0.1] [--seed S] [--parts K] [--second 0.3]
+//!     (households, twins, namesakes, shared emails and phones; --second: that share of the
+//!     people again as a second system exports them, imported after into the same vault)
 //! steward-bench donor-file --out F --truth T [--n N] [--dup D]        # write a donor file
 //! steward-bench match-file FILE                                       # debug: m/u and false pairs
 //! steward-bench serve --data D --identity I --addr A [--discard-audit] # the real router, for
@@ -92,7 +95,24 @@ fn main() {
             let parts = arg(&args, "--parts")
                 .map(|v| v.parse().expect("--parts"))
                 .unwrap_or(1);
-            match_bench::import_synthetic(n, dup, seed, parts);
+            match_bench::import_synthetic(match_bench::Generated::Donors, n, dup, seed, parts, 0.0);
+        }
+        Some("import-households") => {
+            let (n, dup, seed) = donor_args(&args);
+            let parts = arg(&args, "--parts")
+                .map(|v| v.parse().expect("--parts"))
+                .unwrap_or(1);
+            let second = arg(&args, "--second")
+                .map(|v| v.parse().expect("--second"))
+                .unwrap_or(0.0);
+            match_bench::import_synthetic(
+                match_bench::Generated::Households,
+                n,
+                dup,
+                seed,
+                parts,
+                second,
+            );
         }
         Some("donor-file") => {
             let (n, dup, seed) = donor_args(&args);

@@ -1,7 +1,7 @@
 //! Matching quality on FEBRL files: precision, recall and F1 of the auto-merge band and of
 //! auto-merge + review, with and without the `soc_sec_id` column, ids hidden from the matcher.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use importers::matching::{self, MatchRecord, Thresholds};
@@ -139,19 +139,52 @@ pub(crate) fn matcher_only(dir: &Path) {
     for name in febrl_sets(dir) {
         let (rows, truth) = read_febrl(dir, &name);
         for with_id in [true, false] {
-            let records: Vec<MatchRecord> = rows.iter().map(|r| to_record(r, with_id)).collect();
+            let mut records: Vec<MatchRecord> =
+                rows.iter().map(|r| to_record(r, with_id)).collect();
             let existing = vec![false; records.len()];
             let t0 = std::time::Instant::now();
-            let m = matching::run(&records, &existing, &[], Thresholds::default());
+            let m = matching::run(&mut records, &existing, &[], Thresholds::default());
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             let reps: Vec<usize> = m.reps.iter().map(|r| *r as usize).collect();
             let auto = cluster_pairs(&reps);
             let mut both = auto.clone();
             for s in &m.review {
-                both.insert((s.a as usize, s.b as usize));
+                both.insert((s.0.a as usize, s.0.b as usize));
             }
             let (p1, r1, f1) = prf(&auto, &truth);
             let (p2, r2, f2) = prf(&both, &truth);
+            // Debug aid: the comparison vectors of true pairs held back for review.
+            if std::env::var_os("STEWARD_BENCH_HELD").is_some() {
+                let mut held: HashMap<String, usize> = HashMap::new();
+                for (s, why) in &m.review {
+                    let pair = (s.a as usize, s.b as usize);
+                    if truth.contains(&pair) {
+                        let g = matching::compare(&records[pair.0], &records[pair.1]);
+                        let band = if s.probability >= 0.99 {
+                            "auto"
+                        } else {
+                            "review"
+                        };
+                        *held.entry(format!("{g:?} {band} {why:?}")).or_default() += 1;
+                    }
+                }
+                let reviewed: HashSet<(usize, usize)> = m
+                    .review
+                    .iter()
+                    .map(|(s, _)| (s.a as usize, s.b as usize))
+                    .collect();
+                for pair in truth.difference(&auto) {
+                    if !reviewed.contains(pair) {
+                        let g = matching::compare(&records[pair.0], &records[pair.1]);
+                        *held.entry(format!("{g:?} below")).or_default() += 1;
+                    }
+                }
+                let mut v: Vec<_> = held.into_iter().collect();
+                v.sort_by_key(|a| std::cmp::Reverse(a.1));
+                for (g, c) in v.iter().take(15) {
+                    println!("  held {c:>5} {g}");
+                }
+            }
             println!(
                 "{name} id={with_id}: compared {} pairs in {ms:.0} ms, lambda {:.4}, auto P {p1:.4} R {r1:.4} F1 {f1:.4} | auto+review P {p2:.4} R {r2:.4} F1 {f2:.4} (review {})",
                 m.compared, m.params.lambda, m.review.len()
@@ -244,7 +277,7 @@ pub(crate) fn import_quality(dir: &Path, mapping: &Path) {
 /// and the number of clusters.
 pub(crate) fn match_file(path: &Path) {
     let (mut rdr, header) = open_csv(path);
-    let records: Vec<MatchRecord> = rdr
+    let mut records: Vec<MatchRecord> = rdr
         .records()
         .map(|r| {
             let r = r.expect("row");
@@ -258,7 +291,7 @@ pub(crate) fn match_file(path: &Path) {
         })
         .collect();
     let existing = vec![false; records.len()];
-    let m = matching::run(&records, &existing, &[], Thresholds::default());
+    let m = matching::run(&mut records, &existing, &[], Thresholds::default());
     let clusters: std::collections::HashSet<u32> = m.reps.iter().copied().collect();
     if let Ok(text) = std::fs::read_to_string(path.with_extension("truth")) {
         let entity: Vec<usize> = text
@@ -311,26 +344,78 @@ pub(crate) fn generate(n: usize, dup: f64, seed: u64, out: &Path, truth: &Path) 
     synth::donor_file(n, dup, seed, &mut o, &mut t).expect("write")
 }
 
+/// Which generator a synthetic import bench uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Generated {
+    /// `synth::donor_file`: independent people, a share repeated.
+    Donors,
+    /// `synth::household_file`: households, twins, namesakes, shared contact points.
+    Households,
+}
+
 /// One import of a synthetic donor file into a fresh data directory, through the hub (the
 /// same code as `steward import`): stage timings, peak RSS and, against the truth, the
-/// quality of the auto-merge band. One JSON line.
-pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64, parts: usize) {
+/// quality of the auto-merge band. With `second > 0` (households only), a second system's
+/// export of that share of the rows (other columns, US dates) is imported after it into the
+/// same vault and scored with it. One JSON line.
+pub(crate) fn import_synthetic(
+    kind: Generated,
+    n: usize,
+    dup: f64,
+    seed: u64,
+    parts: usize,
+    second: f64,
+) {
     let (tmp, hub) = crate::bench_hub();
     let file = tmp.path().join("donors.csv");
     let truth_file = tmp.path().join("truth.csv");
     let t0 = std::time::Instant::now();
-    let people = generate(n, dup, seed, &file, &truth_file);
-    let gen_s = t0.elapsed().as_secs_f64();
+    let people = match kind {
+        Generated::Donors => generate(n, dup, seed, &file, &truth_file),
+        Generated::Households => {
+            let mut o = std::io::BufWriter::new(std::fs::File::create(&file).expect("out"));
+            let mut t = std::io::BufWriter::new(std::fs::File::create(&truth_file).expect("truth"));
+            synth::household_file(n, dup, seed, &mut o, &mut t)
+                .expect("write")
+                .people
+        }
+    };
     // With several parts, the file is cut into consecutive pieces imported one after the
     // other: rows of a later piece find their duplicates in the vault, not in the file.
-    let pieces = split_rows(&file, parts.max(1));
+    let mut pieces: Vec<(std::path::PathBuf, usize, Option<&str>)> =
+        split_rows(&file, parts.max(1))
+            .into_iter()
+            .map(|(p, first)| (p, first, None))
+            .collect();
+    let mut truth_text = std::fs::read_to_string(&truth_file).expect("truth");
+    let mut total = n;
+    if second > 0.0 {
+        let first = std::fs::read_to_string(&file).expect("file");
+        let path = tmp.path().join("second.csv");
+        let mut o = Vec::new();
+        let mut t = Vec::new();
+        let rows = synth::second_export(&first, &truth_text, second, seed, &mut o, &mut t)
+            .expect("second export");
+        std::fs::write(&path, o).expect("write second");
+        // Rows of the second file are numbered after the first's in the truth.
+        for line in String::from_utf8(t).expect("utf-8").lines().skip(1) {
+            let (r, rest) = line.split_once(',').expect("row,...");
+            let r: usize = r.parse().expect("row");
+            truth_text.push_str(&format!("{},{rest}\n", r + total));
+        }
+        pieces.push((path, total, Some(synth::SECOND_MAPPING)));
+        total += rows;
+    }
+    let gen_s = t0.elapsed().as_secs_f64();
     let actor = hub.local_actor();
     let t1 = std::time::Instant::now();
     let mut report = Vec::new();
-    let mut record = None;
-    for (path, first) in pieces {
+    let mut records = Vec::new();
+    for (path, first, mapping) in pieces {
         let options = hub::ImportOptions {
             profile: importers::Profile::parse("generic"),
+            mapping: mapping.map(|m| importers::MappingFile::from_toml(m).expect("mapping")),
+            mapping_text: mapping.unwrap_or("").to_string(),
             name: path
                 .file_name()
                 .expect("name")
@@ -352,16 +437,32 @@ pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64, parts: usize) {
             row.row += first as u64;
             row
         }));
-        record = Some(r);
+        records.push(r);
     }
-    let record = record.expect("one piece at least");
     let import_s = t1.elapsed().as_secs_f64();
+    // Debug aid: keep the inputs and the report to study the wrong links by hand.
+    if let Some(keep) = std::env::var_os("STEWARD_BENCH_KEEP") {
+        let keep = Path::new(&keep);
+        std::fs::create_dir_all(keep).expect("keep dir");
+        for name in ["donors.csv", "second.csv"] {
+            let _ = std::fs::copy(tmp.path().join(name), keep.join(name));
+        }
+        std::fs::write(keep.join("truth.csv"), &truth_text).expect("keep truth");
+        let mut w = csv::Writer::from_path(keep.join("report.csv")).expect("keep report");
+        for r in &report {
+            w.serialize(r).expect("report row");
+        }
+    }
     // Quality: pairs of rows that became one subject, against pairs of rows of one entity.
-    let mut entity = vec![0usize; n];
-    let text = std::fs::read_to_string(&truth_file).expect("truth");
-    for line in text.lines().skip(1) {
-        let (r, e) = line.split_once(',').expect("row,entity");
-        entity[r.parse::<usize>().expect("row") - 2] = e.parse().expect("entity");
+    let mut entity = vec![0usize; total];
+    let mut household = vec![usize::MAX; total];
+    for line in truth_text.lines().skip(1) {
+        let mut it = line.split(',');
+        let r = it.next().expect("row").parse::<usize>().expect("row") - 2;
+        entity[r] = it.next().expect("entity").parse().expect("entity");
+        if let Some(h) = it.next() {
+            household[r] = h.parse().expect("household");
+        }
     }
     let mut by_subject: HashMap<String, Vec<usize>> = HashMap::new();
     for r in &report {
@@ -372,27 +473,36 @@ pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64, parts: usize) {
                 .push(r.row as usize - 2);
         }
     }
-    let count_pairs = |groups: &mut dyn Iterator<Item = Vec<usize>>| -> (u64, u64) {
-        // (pairs, of which same entity)
+    // (pairs, of which same entity, of which different people of one household)
+    let count_pairs = |groups: &mut dyn Iterator<Item = Vec<usize>>| -> (u64, u64, u64) {
         let mut pairs = 0u64;
         let mut same = 0u64;
+        let mut housemates = 0u64;
         for g in groups {
             let mut per_entity: HashMap<usize, u64> = HashMap::new();
+            let mut per_household: HashMap<usize, u64> = HashMap::new();
             for i in &g {
                 *per_entity.entry(entity[*i]).or_default() += 1;
+                if household[*i] != usize::MAX {
+                    *per_household.entry(household[*i]).or_default() += 1;
+                }
             }
             let k = g.len() as u64;
             pairs += k * (k - 1) / 2;
-            same += per_entity.values().map(|c| c * (c - 1) / 2).sum::<u64>();
+            let same_here = per_entity.values().map(|c| c * (c - 1) / 2).sum::<u64>();
+            same += same_here;
+            let household_pairs = per_household.values().map(|c| c * (c - 1) / 2).sum::<u64>();
+            housemates += household_pairs.saturating_sub(same_here);
         }
-        (pairs, same)
+        (pairs, same, housemates)
     };
-    let (predicted, tp) = count_pairs(&mut by_subject.values().cloned());
+    let (predicted, tp, housemates) = count_pairs(&mut by_subject.values().cloned());
+    let largest = by_subject.values().map(Vec::len).max().unwrap_or(0);
     let mut by_entity: HashMap<usize, Vec<usize>> = HashMap::new();
     for (i, e) in entity.iter().enumerate() {
         by_entity.entry(*e).or_default().push(i);
     }
-    let (truth_pairs, _) = count_pairs(&mut by_entity.values().cloned());
+    let (truth_pairs, _, _) = count_pairs(&mut by_entity.values().cloned());
     let p = if predicted == 0 {
         1.0
     } else {
@@ -408,6 +518,7 @@ pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64, parts: usize) {
     } else {
         2.0 * p * r / (p + r)
     };
+    let record = records.last().expect("one piece at least");
     let stages: serde_json::Map<String, serde_json::Value> = record
         .stages
         .iter()
@@ -418,14 +529,19 @@ pub(crate) fn import_synthetic(n: usize, dup: f64, seed: u64, parts: usize) {
             )
         })
         .collect();
+    let sum = |f: &dyn Fn(&hub::ImportRecord) -> u64| records.iter().map(f).sum::<u64>();
     println!(
         "{}",
         serde_json::json!({
-            "rows": n, "parts": parts.max(1), "people": people, "generate_s": gen_s, "import_s": import_s,
-            "rows_per_s": n as f64 / import_s, "stages": stages,
-            "new": record.counts.new, "merged": record.counts.merged, "review": record.counts.review,
-            "errors": record.counts.errors, "compared_pairs": record.compared_pairs,
+            "generator": format!("{kind:?}").to_lowercase(), "rows": total, "parts": parts.max(1),
+            "second_share": second, "people": people, "generate_s": gen_s, "import_s": import_s,
+            "rows_per_s": total as f64 / import_s, "stages": stages,
+            "new": sum(&|r| r.counts.new), "merged": sum(&|r| r.counts.merged),
+            "review": sum(&|r| r.counts.review), "errors": sum(&|r| r.counts.errors),
+            "compared_pairs": sum(&|r| r.compared_pairs),
             "precision": p, "recall": r, "f1": f1,
+            "wrong_pairs": predicted - tp, "wrong_housemate_pairs": housemates,
+            "largest_subject_rows": largest,
             "peak_rss_mib": crate::peak_rss_mib(),
         })
     );

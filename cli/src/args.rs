@@ -118,6 +118,11 @@ pub struct ImportArgs {
     /// Put in the review queue at or above this match probability.
     #[arg(long, default_value_t = 0.5)]
     pub review_above: f64,
+    /// How to read dates like 03/04/1980 in every date column: day-first or month-first.
+    /// Without it each column's order is worked out from its values (13/04/1980 reads only
+    /// day-first), then the profile's habit, then the schema's date_order.
+    #[arg(long, value_name = "ORDER")]
+    pub date_order: Option<String>,
     /// Print progress as plain lines on stderr (`progress stage=write done=8192 total=30000`),
     /// for logs and scripts; on a terminal a progress line is shown anyway.
     #[arg(long)]

@@ -136,6 +136,37 @@ fn summary_json(r: &ImportRecord) -> Value {
     v
 }
 
+/// One line per date column: the order it is read in and what decided it.
+fn date_columns_text(columns: &[importers::dates::DateColumn]) -> String {
+    let mut s = String::new();
+    for d in columns {
+        let why = match d.decided_by.as_str() {
+            "option" => "as --date-order says".to_string(),
+            "file" => format!(
+                "from the file ({} value(s) read only that way)",
+                d.day_first_values.max(d.month_first_values)
+            ),
+            "profile" => "the source system's habit (the file's values read either way)".into(),
+            "schema" => "date_order in policies/schema.toml".into(),
+            "mixed" => format!(
+                "undecided: {} value(s) read only day-first and {} only month-first; its {} ambiguous value(s) are refused (choose with --date-order)",
+                d.day_first_values, d.month_first_values, d.ambiguous_values
+            ),
+            _ if d.ambiguous_values > 0 => format!(
+                "undecided: nothing tells; its {} ambiguous value(s) are refused (choose with --date-order)",
+                d.ambiguous_values
+            ),
+            _ => "no value needs an order".into(),
+        };
+        s.push_str(&format!(
+            "  dates in column \"{}\": {} ({why})\n",
+            d.column,
+            d.order.as_deref().unwrap_or("order unknown")
+        ));
+    }
+    s
+}
+
 fn summary_text(r: &ImportRecord) -> String {
     let c = &r.counts;
     let mut s = format!(
@@ -150,6 +181,7 @@ fn summary_text(r: &ImportRecord) -> String {
     if r.resumed {
         s.push_str("  an interrupted run of this import was finished\n");
     }
+    s.push_str(&date_columns_text(&r.date_columns));
     for st in &r.stages {
         s.push_str(&format!(
             "  {:<6} {:>8.2} s  {:>10.0} rows/s\n",
@@ -264,6 +296,15 @@ fn import(g: &Global, file: &Path, args: &ImportArgs, out: Output) -> anyhow::Re
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default(),
         id: None,
+        date_order: match &args.date_order {
+            Some(o) => Some(importers::dates::parse_order(o).ok_or_else(|| {
+                usage(
+                    "bad_date_order",
+                    "--date-order is day-first (03/04/1980 is 3 April) or month-first (4 March)",
+                )
+            })?),
+            None => None,
+        },
     };
     let path = file.to_path_buf();
     let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
@@ -442,6 +483,34 @@ fn inspect(
     }
     let dialect = reader.dialect().clone();
     let duplicates = reader.duplicate_columns();
+    // The order of each date column, worked out from the whole file as the import does.
+    let mut evidence = importers::dates::DateEvidence::new(
+        targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                let (record, field) = match t {
+                    Some(Target::Field { field }) | Some(Target::Contact2 { field }) => {
+                        (RecordKind::Subject, field)
+                    }
+                    Some(Target::Gift { field }) => (RecordKind::Gift, field),
+                    _ => return false,
+                };
+                schema
+                    .field(record, field)
+                    .is_some_and(|d| d.ty == domain::FieldType::Date)
+            })
+            .map(|(i, _)| i),
+    );
+    if !evidence.is_empty() {
+        let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let all = Reader::new(f, None)
+            .map_err(|e| usage("unreadable_file", format!("{}: {e}", file.display())))?;
+        for row in all.flatten() {
+            evidence.observe(&row.cells);
+        }
+    }
+    let date_columns = evidence.decide(&header, None, profile.date_order(), schema.date_order);
     let columns: Vec<Value> = header
         .iter()
         .zip(&targets)
@@ -490,6 +559,7 @@ fn inspect(
         "file": file, "delimiter": (dialect.delimiter as char).to_string(), "encoding": dialect.encoding,
         "bom": dialect.bom, "preamble_rows": dialect.preamble_rows, "profile": profile,
         "columns": columns, "duplicate_columns": duplicates, "constants": constants, "rows": rows,
+        "date_columns": date_columns,
     });
     out.emit(&doc, || {
         let mut s = format!(
@@ -503,6 +573,10 @@ fn inspect(
         );
         for (h, t) in header.iter().zip(&targets) {
             s.push_str(&format!("  {h:<40} → {}\n", describe(t)));
+        }
+        if !date_columns.is_empty() {
+            s.push('\n');
+            s.push_str(&date_columns_text(&date_columns));
         }
         if !duplicates.is_empty() {
             s.push_str(&format!(

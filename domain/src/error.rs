@@ -85,7 +85,7 @@ impl fmt::Display for FieldError {
             FieldProblem::Invalid { reason } => write!(f, "field `{}`: {reason}", self.field),
             FieldProblem::AmbiguousDate => write!(
                 f,
-                "field `{}`: the date reads as day/month and as month/day; write it as YYYY-MM-DD",
+                "field `{}`: the date reads as day/month and as month/day; write it as YYYY-MM-DD, or set date_order in policies/schema.toml (an import also takes --date-order day-first|month-first)",
                 self.field
             ),
             FieldProblem::Empty => write!(f, "field `{}`: the value is empty", self.field),

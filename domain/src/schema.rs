@@ -290,8 +290,9 @@ pub struct Schema {
     pub version: u32,
     /// ISO 3166 region used to read phone numbers written without a country code.
     pub default_region: String,
-    /// How to read `NN/NN/YYYY` dates when both readings are possible.
-    pub date_order: DateOrder,
+    /// How to read `NN/NN/YYYY` dates when both readings are possible; unset, such a date
+    /// is refused unless an import worked out its column's order.
+    pub date_order: Option<DateOrder>,
     fields: Vec<FieldDef>,
     by_name: HashMap<(RecordKind, String), usize>,
     by_id: HashMap<(RecordKind, FieldId), usize>,
@@ -309,8 +310,9 @@ impl Schema {
             )));
         }
         let date_order = match raw.date_order.as_deref() {
-            None | Some("day_first") => DateOrder::DayFirst,
-            Some("month_first") => DateOrder::MonthFirst,
+            None => None,
+            Some("day_first") => Some(DateOrder::DayFirst),
+            Some("month_first") => Some(DateOrder::MonthFirst),
             Some(other) => {
                 return Err(Error::SchemaRule(format!(
                     "date_order \"{other}\" must be day_first or month_first"

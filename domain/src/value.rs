@@ -397,8 +397,9 @@ impl Value {
                 Value::Phone(Phone::parse(s, &schema.default_region).map_err(invalid)?)
             }
             FieldType::Date => {
-                let parsed = parse_date(s, schema.date_order).map_err(invalid)?;
-                if parsed.ambiguous {
+                let order = schema.date_order.unwrap_or(crate::DateOrder::DayFirst);
+                let parsed = parse_date(s, order).map_err(invalid)?;
+                if parsed.ambiguous && schema.date_order.is_none() {
                     return Err(FieldError::new(name, FieldProblem::AmbiguousDate));
                 }
                 Value::Date(parsed.date)

@@ -87,6 +87,9 @@ pub struct ImportOptions {
     pub name: String,
     /// The id a new import gets (from [`Hub::new_import_id`]); fresh when absent.
     pub id: Option<String>,
+    /// The order of every date column (`--date-order`), over what the file, the profile and
+    /// the schema say.
+    pub date_order: Option<domain::DateOrder>,
 }
 
 /// A problem with one row: never the value.
@@ -280,6 +283,11 @@ pub struct ImportRecord {
     pub batches_done: u32,
     /// Review items opened.
     pub review_items: Vec<String>,
+    /// Pairs of rows alike enough to look at twice that are two people by their given names
+    /// or birth dates (members of one household, twins, namesakes): never merged, not put
+    /// to review.
+    #[serde(default)]
+    pub household_pairs: u64,
     /// The first problems (all are in the report's error codes).
     pub problems: Vec<Problem>,
     /// Number of problems.
@@ -298,6 +306,9 @@ pub struct ImportRecord {
     codes: Vec<String>,
     #[serde(default)]
     header_targets: Vec<Option<Target>>,
+    /// Each date column's order and what decided it.
+    #[serde(default)]
+    pub date_columns: Vec<importers::dates::DateColumn>,
     #[serde(default)]
     params: Option<Params>,
 }
@@ -594,6 +605,7 @@ impl Hub {
         header: &[String],
         targets: &[Option<Target>],
         mapping: Option<&MappingFile>,
+        dates: &[importers::dates::DateColumn],
         cells: &[String],
     ) -> Result<Parsed, Problem> {
         let empty = BTreeMap::new();
@@ -657,7 +669,25 @@ impl Hub {
             if value.is_empty() {
                 continue;
             }
-            let cleaned = importers::legacy_value(which == 2, field, value);
+            let mut cleaned = importers::legacy_value(which == 2, field, value);
+            // A date in a column whose order was worked out is read in that order, and goes
+            // on as an ISO date; one that reads only the other way is refused.
+            if let Some(order) = dates
+                .iter()
+                .find(|d| d.index == i)
+                .and_then(|d| d.date_order())
+            {
+                match importers::dates::read_in_order(&cleaned, order) {
+                    Ok(date) => cleaned = date.to_string(),
+                    Err(reason) => {
+                        return Err(problem(
+                            Some(column),
+                            "invalid_value",
+                            format!("{field}: {reason}"),
+                        ))
+                    }
+                }
+            }
             let value = cleaned.as_str();
             let record = if which == 2 {
                 RecordKind::Gift
@@ -736,7 +766,7 @@ impl Hub {
                             format!("{}: {reason}", first.field)
                         }
                         domain::FieldProblem::AmbiguousDate => format!(
-                            "{}: the date reads both day-first and month-first",
+                            "{}: the date reads both day-first and month-first, and nothing decides this column's order; import with --date-order day-first or month-first, or write it as YYYY-MM-DD",
                             first.field
                         ),
                         other => format!("{}: {}", first.field, other.code()),
@@ -807,6 +837,51 @@ impl Hub {
         })
     }
 
+    /// Works out the order of each date column from the whole file (one pass reading the
+    /// file again), the `--date-order` option, the profile's habit and the schema.
+    fn date_columns(
+        &self,
+        source: Source<'_>,
+        header: &[String],
+        targets: &[Option<Target>],
+        profile: Profile,
+        option: Option<domain::DateOrder>,
+    ) -> Result<Vec<importers::dates::DateColumn>, Error> {
+        let is_date = |t: &Option<Target>| {
+            let (record, field) = match t {
+                Some(Target::Field { field }) | Some(Target::Contact2 { field }) => {
+                    (RecordKind::Subject, field)
+                }
+                Some(Target::Gift { field }) => (RecordKind::Gift, field),
+                _ => return false,
+            };
+            self.schema
+                .field(record, field)
+                .is_some_and(|d| d.ty == domain::FieldType::Date)
+        };
+        let mut evidence = importers::dates::DateEvidence::new(
+            targets
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| is_date(t))
+                .map(|(i, _)| i),
+        );
+        if evidence.is_empty() {
+            return Ok(Vec::new());
+        }
+        if option.is_none() {
+            let f =
+                source().map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
+            let reader = Reader::new(f, None).map_err(|e| {
+                Error::BadRequest(format!("the file: {}", row_error_message(&e.code)))
+            })?;
+            for row in reader.flatten() {
+                evidence.observe(&row.cells);
+            }
+        }
+        Ok(evidence.decide(header, option, profile.date_order(), self.schema.date_order))
+    }
+
     fn fingerprint(source: Source<'_>, options: &ImportOptions) -> Result<String, Error> {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         let mut r =
@@ -824,6 +899,9 @@ impl Hub {
         ctx.update(format!("{:?}", options.profile).as_bytes());
         ctx.update(options.mapping_text.as_bytes());
         ctx.update(format!("{:?}", options.thresholds).as_bytes());
+        if let Some(order) = options.date_order {
+            ctx.update(format!("{order:?}").as_bytes());
+        }
         Ok(domain::hex(ctx.finish().as_ref()))
     }
 
@@ -1027,6 +1105,8 @@ impl Hub {
             targets = m.map(&header, &targets);
         }
         self.check_targets(&header, &targets)?;
+        let date_columns =
+            self.date_columns(source, &header, &targets, profile, options.date_order)?;
         let mut problems: Vec<Problem> = Vec::new();
         let mut problems_total = 0u64;
         let mut codes: Vec<String> = Vec::new();
@@ -1080,6 +1160,7 @@ impl Hub {
                         &header,
                         &targets,
                         options.mapping.as_ref(),
+                        &date_columns,
                         &row.cells,
                     )
                     .map(|p| {
@@ -1188,7 +1269,7 @@ impl Hub {
             .iter()
             .map(|(pos, j)| (rows[*pos].1.unwrap_or(0) as u32, *j as u32))
             .collect();
-        let matched = matching::run(&records, &existing, &cannot_link, options.thresholds);
+        let matched = matching::run(&mut records, &existing, &cannot_link, options.thresholds);
         let match_s = t1.elapsed().as_secs_f64();
         // Targets: existing subjects, or a new id per new cluster.
         let new_clusters: BTreeSet<u32> = (0..n_file as u32)
@@ -1221,7 +1302,7 @@ impl Hub {
         let mut review_rows: HashMap<usize, Option<SubjectId>> = HashMap::new();
         let mut review_pairs: Vec<ReviewPair> = Vec::new();
         let mut pair_seen = HashSet::new();
-        for s in &matched.review {
+        for (s, _) in &matched.review {
             let (a, b) = (s.a as usize, s.b as usize);
             let (ta, tb) = (target_of(a), target_of(b));
             if !pair_seen.insert((matched.reps[a], matched.reps[b])) {
@@ -1355,6 +1436,7 @@ impl Hub {
             batches: plan.len().div_ceil(BATCH_ROWS) as u32,
             batches_done: 0,
             review_items: Vec::new(),
+            household_pairs: matched.households.len() as u64,
             problems,
             problems_total,
             stages: vec![
@@ -1366,6 +1448,7 @@ impl Hub {
             fingerprint: fingerprint.to_string(),
             codes,
             header_targets: targets,
+            date_columns,
             params: Some(matched.params.clone()),
         };
         if options.dry_run {
@@ -1585,6 +1668,7 @@ impl Hub {
                             &header,
                             &targets,
                             options.mapping.as_ref(),
+                            &record.date_columns,
                             &row.cells,
                         )
                         .ok()

@@ -5,7 +5,7 @@
 //! come from (an import file, decrypted vault subjects) and where blocking keys are stored
 //! (the vault keeps them only as keyed hashes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,24 @@ pub struct MatchRecord {
     ends: [u16; 12],
     /// Birth date as (year, month, day); 0 when missing.
     pub birth: (u16, u8, u8),
+    /// Contact points this record holds that several distinct people use ([`SHARED_EMAIL`],
+    /// [`SHARED_PHONE`], [`SHARED_MOBILE`]), set by [`mark_shared`]: agreeing on one is
+    /// household evidence, not identity.
+    pub shared: u8,
 }
+
+/// [`MatchRecord::shared`]: the email is used by several distinct people.
+pub const SHARED_EMAIL: u8 = 1;
+/// [`MatchRecord::shared`]: the phone is used by several distinct people.
+pub const SHARED_PHONE: u8 = 2;
+/// [`MatchRecord::shared`]: the mobile is used by several distinct people.
+pub const SHARED_MOBILE: u8 = 4;
+/// [`MatchRecord::shared`]: the address (house number and postcode, or house number, street
+/// and town) is home to several distinct people.
+pub const SHARED_ADDRESS: u8 = 8;
+/// [`MatchRecord::shared`]: two different people of one name live at the address (a father
+/// and son both John), so a name agreeing there does not tell them apart.
+pub const NAMESAKES_AT_ADDRESS: u8 = 16;
 
 /// Longest value kept per field for matching (longer text says nothing more about a person).
 const MAX_FIELD: usize = 200;
@@ -133,12 +150,32 @@ impl MatchRecord {
             text: text.into_boxed_str(),
             ends,
             birth,
+            shared: 0,
         }
     }
 
     fn birth_str(&self) -> Option<String> {
         (self.birth.0 != 0)
             .then(|| format!("{:04}{:02}{:02}", self.birth.0, self.birth.1, self.birth.2))
+    }
+
+    /// The address as one key (house number and postcode, or house number, street and
+    /// town), when the record has one.
+    pub fn address_key(&self) -> Option<String> {
+        if self.house().is_empty() {
+            None
+        } else if !self.postcode().is_empty() {
+            Some(format!("{}|{}", self.house(), self.postcode()))
+        } else if !self.street().is_empty() && !self.city().is_empty() {
+            Some(format!(
+                "{}|{}|{}",
+                self.house(),
+                self.street(),
+                self.city()
+            ))
+        } else {
+            None
+        }
     }
 
     /// Blocking keys: two records are compared only when they share one. Each key starts
@@ -465,20 +502,184 @@ fn birth_level(a: (u16, u8, u8), b: (u16, u8, u8)) -> u8 {
     4
 }
 
+/// Level 3 of the email and phone fields: the two records agree on a contact point that
+/// several distinct people use (a household's landline or shared address).
+const SHARED_LEVEL: u8 = 3;
+
+/// Level 2 of the phone field: one number in common and another that differs, as two people
+/// of one household have (the landline, and a mobile each).
+const PHONE_HOUSEHOLD: u8 = 2;
+
 fn phone_level(a: &MatchRecord, b: &MatchRecord) -> u8 {
-    let pa = [&a.phone(), &a.mobile()];
-    let pb = [&b.phone(), &b.mobile()];
-    if pa.iter().all(|p| p.is_empty()) || pb.iter().all(|p| p.is_empty()) {
-        return 0;
-    }
-    for x in pa.iter().filter(|p| !p.is_empty()) {
-        for y in pb.iter().filter(|p| !p.is_empty()) {
+    let pa = [(a.phone(), SHARED_PHONE), (a.mobile(), SHARED_MOBILE)];
+    let pb = [(b.phone(), SHARED_PHONE), (b.mobile(), SHARED_MOBILE)];
+    let mut agree = false;
+    let mut personal = false;
+    for (x, fx) in pa.iter().filter(|p| !p.0.is_empty()) {
+        for (y, fy) in pb.iter().filter(|p| !p.0.is_empty()) {
             if x == y {
-                return 1;
+                agree = true;
+                personal |= a.shared & fx == 0 && b.shared & fy == 0;
             }
         }
     }
-    4
+    // A column both records fill with numbers the other record does not hold at all: two
+    // different mobiles, or two different landlines.
+    let differs = |i: usize| {
+        !pa[i].0.is_empty()
+            && !pb[i].0.is_empty()
+            && pa[i].0 != pb[i].0
+            && pb.iter().all(|y| y.0 != pa[i].0)
+            && pa.iter().all(|x| x.0 != pb[i].0)
+    };
+    let conflict = differs(0) || differs(1);
+    match (agree, conflict) {
+        // One number in common and another that differs (a landline in common, two
+        // mobiles): the pattern of two people of one household.
+        (true, true) => PHONE_HOUSEHOLD,
+        (true, false) if personal => 1,
+        (true, false) => SHARED_LEVEL,
+        (false, true) => 4,
+        // Numbers in different columns only (a landline against a mobile): nothing known.
+        (false, false) => 0,
+    }
+}
+
+fn email_level(a: &MatchRecord, b: &MatchRecord) -> u8 {
+    match exact_level(a.email(), b.email()) {
+        1 if (a.shared | b.shared) & SHARED_EMAIL != 0 => SHARED_LEVEL,
+        level => level,
+    }
+}
+
+/// True when two given names can be one person's: equal, an initial of the other, one the
+/// start of the other (Chris, Christopher), nicknames of one name, one word of a double
+/// name, or a typo apart (one edit; two in long names).
+pub fn given_compatible(a: &str, b: &str) -> bool {
+    if a.is_empty() || b.is_empty() || a == b {
+        return true;
+    }
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if short.chars().count() == 1 {
+        return long.starts_with(short);
+    }
+    if (short.len() >= 3 && long.starts_with(short)) || nicknames(a, b) {
+        return true;
+    }
+    if a.contains(' ') || b.contains(' ') {
+        let words_a: Vec<&str> = a.split(' ').collect();
+        return b
+            .split(' ')
+            .any(|w| words_a.iter().any(|x| given_compatible(x, w)));
+    }
+    let edits = strsim::damerau_levenshtein(a, b);
+    edits <= 1 || (edits == 2 && short.len() >= 6)
+}
+
+/// Given and family name swapped between two records (each an exact or close match of the
+/// other's), as forms filled in the wrong boxes do.
+fn transposed(a: &MatchRecord, b: &MatchRecord) -> bool {
+    !a.given().is_empty()
+        && !a.family().is_empty()
+        && matches!(name_level(a.given(), b.family()), 1 | 2)
+        && matches!(name_level(a.family(), b.given()), 1 | 2)
+}
+
+/// Why two records cannot be one person, if they cannot: their given names are not variants
+/// of each other (`given_name`), or both have a full birth date and the dates differ by more
+/// than a typo or a day/month swap (`birth_date`). Never when both carry the same external
+/// id (one source record).
+pub fn contradiction(a: &MatchRecord, b: &MatchRecord) -> Option<&'static str> {
+    // One record of the source system, exported twice: whatever was edited in between, it
+    // is one person.
+    if !a.external_id().is_empty() && a.external_id() == b.external_id() {
+        return None;
+    }
+    if !transposed(a, b) && !given_compatible(a.given(), b.given()) {
+        return Some("given_name");
+    }
+    if birth_level(a.birth, b.birth) >= 3 {
+        return Some("birth_date");
+    }
+    None
+}
+
+/// Marks the contact points that several distinct people use: an email or phone number held
+/// by records that contradict each other (two given names, two birth dates), or by more
+/// records than one person plausibly has. Agreement on such a value is household evidence:
+/// [`compare`] gives it level 3 instead of 1, so it weighs what it is observed to weigh and
+/// never counts as specific to one person.
+pub fn mark_shared(records: &mut [MatchRecord]) {
+    /// More records than this holding one contact point are several people.
+    const MANY: usize = 8;
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Email,
+        Number,
+        Address,
+    }
+    let mut flags = vec![0u8; records.len()];
+    // Emails, phone numbers, addresses: landlines and mobiles are one namespace (a number in
+    // one record's phone column can stand in another's mobile column).
+    for kind in [Kind::Email, Kind::Number, Kind::Address] {
+        let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let values = match kind {
+                Kind::Email => [r.email().to_string(), String::new()],
+                Kind::Number => [r.phone().to_string(), r.mobile().to_string()],
+                Kind::Address => [r.address_key().unwrap_or_default(), String::new()],
+            };
+            for (k, v) in values.iter().enumerate() {
+                if v.is_empty() || (k == 1 && *v == values[0]) {
+                    continue;
+                }
+                groups.entry(v.clone()).or_default().push(i as u32);
+            }
+        }
+        for (value, members) in &groups {
+            if members.len() < 2 {
+                continue;
+            }
+            let shared = members.len() > MANY
+                || members.iter().enumerate().any(|(x, i)| {
+                    members[x + 1..].iter().any(|j| {
+                        contradiction(&records[*i as usize], &records[*j as usize]).is_some()
+                    })
+                });
+            if !shared {
+                continue;
+            }
+            let namesakes = matches!(kind, Kind::Address)
+                && members.iter().enumerate().any(|(x, i)| {
+                    members[x + 1..].iter().any(|j| {
+                        let (a, b) = (&records[*i as usize], &records[*j as usize]);
+                        a.given() == b.given() && contradiction(a, b).is_some()
+                    })
+                });
+            for i in members {
+                if namesakes {
+                    flags[*i as usize] |= NAMESAKES_AT_ADDRESS;
+                }
+                let r = &records[*i as usize];
+                let f = &mut flags[*i as usize];
+                match kind {
+                    Kind::Number => {
+                        if r.phone() == value {
+                            *f |= SHARED_PHONE;
+                        }
+                        if r.mobile() == value {
+                            *f |= SHARED_MOBILE;
+                        }
+                    }
+                    Kind::Email => *f |= SHARED_EMAIL,
+                    Kind::Address => *f |= SHARED_ADDRESS,
+                }
+            }
+        }
+    }
+    for (r, f) in records.iter_mut().zip(flags) {
+        r.shared = f;
+    }
 }
 
 /// Compares two records field by field.
@@ -486,24 +687,38 @@ pub fn compare(a: &MatchRecord, b: &MatchRecord) -> Gamma {
     let mut given = name_level(a.given(), b.given());
     let mut family = name_level(a.family(), b.family());
     // Transposed names: given and family swapped between the two records.
-    if given > 2
-        && family > 2
-        && !a.given().is_empty()
-        && a.given() == b.family()
-        && a.family() == b.given()
-    {
+    if given > 2 && family > 2 && transposed(a, b) {
         given = 2;
         family = 2;
+    }
+    let house = exact_level(a.house(), b.house());
+    let mut phone = phone_level(a, b);
+    // A landline both records give at one house is the house's phone, not a person's.
+    let via_mobile = |x: &MatchRecord, y: &MatchRecord| {
+        !x.mobile().is_empty() && (x.mobile() == y.mobile() || x.mobile() == y.phone())
+    };
+    if phone == 1
+        && house == 1
+        && !a.phone().is_empty()
+        && a.phone() == b.phone()
+        && !via_mobile(a, b)
+        && !via_mobile(b, a)
+    {
+        phone = SHARED_LEVEL;
     }
     [
         given,
         family,
         birth_level(a.birth, b.birth),
-        exact_level(a.email(), b.email()),
-        phone_level(a, b),
+        email_level(a, b),
+        phone,
         code_level(a.external_id(), b.external_id()),
         text_level(a.street(), b.street()),
-        exact_level(a.house(), b.house()),
+        match house {
+            // The same house, home to several people: household evidence.
+            1 if (a.shared | b.shared) & SHARED_ADDRESS != 0 => SHARED_LEVEL,
+            level => level,
+        },
         text_level(a.street2(), b.street2()),
         code_level(a.postcode(), b.postcode()),
         text_level(a.city(), b.city()),
@@ -710,24 +925,98 @@ pub struct Scored {
     pub b: u32,
     /// Posterior match probability.
     pub probability: f64,
-    /// True when the pair may not merge without a person: their given names differ outright,
-    /// their birth dates do not agree (or one is missing) and no unique identifier (email,
-    /// phone, external id) agrees (two people of one household share a surname and an
-    /// address; that does not make them one person); or nothing specific to one person
-    /// agrees at all.
+    /// True when the pair may not merge without a person: what agrees could be a household's
+    /// or a namesake's as well as one person's ([`needs_review`]).
     pub needs_review: bool,
 }
 
-/// See [`Scored::needs_review`].
+/// The street or postcode of a house agree: the postcode, or the street with a postcode one
+/// typo apart, or the street in the same town when a postcode is missing. (A house number
+/// and street name alone recur in many towns.)
+fn same_place(g: &Gamma) -> bool {
+    let street = matches!(g[6], 1 | 2);
+    g[9] == 1 || (street && g[9] == 2) || (street && g[9] == 0 && g[10] == 1)
+}
+
+/// How many agreements in a comparison vector belong to one person rather than to a
+/// household or a namesake: the full birth date, an email, phone or external id no one else
+/// uses. (A birth date one digit away is not one: among thousands of John Smiths, two are
+/// born a digit apart.)
+fn personal_evidence(g: &Gamma) -> usize {
+    [g[2] == 1, g[3] == 1, g[4] == 1, g[5] == 1]
+        .iter()
+        .filter(|x| **x)
+        .count()
+}
+
+/// Two personal agreements and the given name exact or close: a link no look-alike makes.
+fn strong(g: &Gamma) -> bool {
+    personal_evidence(g) >= 2 && matches!(g[0], 1 | 2)
+}
+
+/// Addresses in different places: postcodes more than a typo apart, or, without postcodes,
+/// different towns.
+fn elsewhere(g: &Gamma) -> bool {
+    g[9] == 4 || (g[9] == 0 && g[10] == 4)
+}
+
+/// True when two records may not sit in one cluster: they contradict each other
+/// ([`contradiction`]), or they live in different places with different phone numbers and
+/// nothing personal in common (two namesakes that a third, sparse record resembles both).
+fn incoherent(a: &MatchRecord, b: &MatchRecord) -> bool {
+    if contradiction(a, b).is_some() {
+        return true;
+    }
+    let g = compare(a, b);
+    g[4] == 4 && elsewhere(&g) && personal_evidence(&g) == 0
+}
+
+/// See [`Scored::needs_review`]. A pair may merge without a person only on evidence that
+/// belongs to one person and not to a household or a namesake:
+/// - two personal agreements (full birth date, an email, phone or external id no one else in
+///   the file uses), one of them the birth date when the given names agree only as variants
+///   (John and Jack may be father and son);
+/// - or one, with given names exact or close, family names alike, and nothing in conflict
+///   (two different mobiles or landlines; addresses in different places);
+/// - or none, with given and family names agreeing closely, the same house (street or
+///   postcode and house number) that no one else lives in, and nothing in conflict;
+/// - or the same given name and birth date at one house (a married name, a typo).
+///
+/// Surname, address and landline are what a household shares, so on their own they never
+/// merge two records.
 pub fn needs_review(g: &Gamma) -> bool {
-    let given_differs = g[0] == 4 && g[1] != 4;
-    let birth_agrees = matches!(g[2], 1 | 2);
-    let unique_agrees = g[3] == 1 || g[4] == 1 || g[5] == 1;
-    // Something specific to one person must agree: an email, phone or id, the full birth
-    // date, the postcode, or the street and house number. Names and a town are shared by
-    // too many people in a large file.
-    let specific = unique_agrees || g[2] == 1 || g[9] == 1 || (g[6] == 1 && g[7] == 1);
-    (given_differs && !birth_agrees && !unique_agrees) || !specific
+    let personal = personal_evidence(g);
+    let conflicts = matches!(g[4], PHONE_HOUSEHOLD | 4) || elsewhere(g);
+    let given_close = matches!(g[0], 1 | 2);
+    let birth = g[2] == 1;
+    let family_alike = (1..=3).contains(&g[1]);
+    let same_house = g[7] == 1 && same_place(g);
+    let ok = (personal >= 2 && (given_close || birth))
+        || (personal == 1 && !conflicts && family_alike && given_close)
+        || (personal == 0
+            && !conflicts
+            && given_close
+            && matches!(g[1], 1 | 2)
+            && same_house)
+        || (!conflicts && g[0] == 1 && birth && matches!(g[7], 1 | SHARED_LEVEL) && same_place(g))
+        // A family name and birth date with the given name missing, at a house no one else
+        // is known to share.
+        || (!conflicts && g[0] == 0 && matches!(g[1], 1 | 2) && birth && same_house);
+    !ok
+}
+
+/// True when two records that [`needs_review`] holds back are one person all the same: the
+/// same given and family name at the same house, which several people share (a household
+/// sharing one email, phone and address: only the name tells its members apart), with
+/// nothing in conflict and no two people of that name known to live there.
+pub fn same_name_at_home(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
+    g[0] == 1
+        && g[1] == 1
+        && matches!(g[7], 1 | SHARED_LEVEL)
+        && same_place(g)
+        && !matches!(g[4], PHONE_HOUSEHOLD | 4)
+        && (a.shared | b.shared) & NAMESAKES_AT_ADDRESS == 0
+        && contradiction(a, b).is_none()
 }
 
 /// Candidate pairs: every pair of records sharing a blocking key, each once, `a < b`, packed
@@ -806,28 +1095,41 @@ fn key_hash(key: &str) -> u64 {
     h
 }
 
-/// Groups records: auto-merge pairs join clusters (best pairs first), never two clusters
-/// that each hold an existing subject. Returns each record's cluster representative (the
-/// smallest index of its cluster, or its existing record when it has one) and the
-/// review-band pairs between different clusters.
+/// Most records one cluster may gather in one import: a person is rarely entered more
+/// often than this, and a larger cluster is a sign of a chain of look-alikes.
+pub const MAX_CLUSTER: usize = 24;
+
+/// Why an auto-merge pair did not merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Both sides already hold a subject stored in the vault.
+    TwoSubjects,
+    /// A member of one side contradicts a member of the other (given name, birth date).
+    Contradiction,
+    /// The two records are the two people of one household row.
+    CannotLink,
+    /// The cluster would grow beyond [`MAX_CLUSTER`].
+    TooLarge,
+    /// One of the two records matches two clusters that contradict each other: which person
+    /// it is, is for a person to say.
+    Ambiguous,
+}
+
+/// Groups records: auto-merge pairs join clusters (best pairs first) only when the cluster
+/// stays coherent: no member of one side may contradict a member of the other
+/// ([`contradiction`]), two stored subjects never join, and a cluster stops at
+/// [`MAX_CLUSTER`]. A record whose auto-merge pairs reach two clusters that could not join
+/// is ambiguous: it merges with neither, and its pairs go to review. Returns each record's
+/// cluster representative (the smallest index of its cluster, or its existing record when it
+/// has one), the review pairs between different clusters (with why each auto-merge pair
+/// among them was refused) and the pairs of two people alike.
 pub fn cluster(
-    n: usize,
+    records: &[MatchRecord],
     scored: &[Scored],
     existing: &[bool],
     cannot_link: &[(u32, u32)],
     thresholds: Thresholds,
-) -> (Vec<u32>, Vec<Scored>) {
-    let mut parent: Vec<u32> = (0..n as u32).collect();
-    // The existing record of each cluster root, if any.
-    let mut anchor: Vec<Option<u32>> = (0..n).map(|i| existing[i].then_some(i as u32)).collect();
-    fn find(parent: &mut [u32], mut x: u32) -> u32 {
-        while parent[x as usize] != x {
-            let p = parent[parent[x as usize] as usize];
-            parent[x as usize] = p;
-            x = p;
-        }
-        x
-    }
+) -> Clustered {
     let mut order: Vec<&Scored> = scored
         .iter()
         .filter(|s| s.probability >= thresholds.auto_merge && !s.needs_review)
@@ -838,6 +1140,113 @@ pub fn cluster(
             .then(x.a.cmp(&y.a))
             .then(x.b.cmp(&y.b))
     });
+    let n = records.len();
+    let (reps, refused) = link(records, &order, existing, cannot_link, &HashSet::new());
+    // A record is ambiguous when it was placed in a cluster of several while it also matches,
+    // without contradicting it, a record of another cluster that could not join: it fits two
+    // people who are not one, so where it went was a guess.
+    let mut size: HashMap<u32, u32> = HashMap::new();
+    for r in &reps {
+        *size.entry(*r).or_default() += 1;
+    }
+    let placed = |x: u32| size[&reps[x as usize]] > 1;
+    // A record tied into its cluster by a strong link (two personal agreements and the given
+    // name) is that cluster's, whatever else it resembles.
+    let strongly_placed = |x: u32| {
+        order.iter().any(|s| {
+            (s.a == x || s.b == x)
+                && reps[s.a as usize] == reps[s.b as usize]
+                && strong(&compare(&records[s.a as usize], &records[s.b as usize]))
+        })
+    };
+    let ambiguous: HashSet<u32> = refused
+        .iter()
+        .filter(|(_, why)| matches!(why, Refusal::Contradiction | Refusal::TwoSubjects))
+        .flat_map(|(s, _)| [(s.a, s.b), (s.b, s.a)])
+        .filter(|(x, other)| {
+            !existing[*x as usize]
+                && placed(*x)
+                && contradiction(&records[*x as usize], &records[*other as usize]).is_none()
+                && !strongly_placed(*x)
+        })
+        .map(|(x, _)| x)
+        .collect();
+    let (reps, mut refused) = if ambiguous.is_empty() {
+        (reps, refused)
+    } else {
+        let (reps, mut again) = link(records, &order, existing, cannot_link, &ambiguous);
+        for (s, why) in again.iter_mut() {
+            if ambiguous.contains(&s.a) || ambiguous.contains(&s.b) {
+                *why = Refusal::Ambiguous;
+            }
+        }
+        (reps, again)
+    };
+    refused.sort_by(|x, y| x.0.a.cmp(&y.0.a).then(x.0.b.cmp(&y.0.b)));
+    let refusal = |s: &Scored| -> Option<Refusal> {
+        refused
+            .binary_search_by(|(r, _)| r.a.cmp(&s.a).then(r.b.cmp(&s.b)))
+            .ok()
+            .map(|i| refused[i].1)
+    };
+    // Pairs whose two records contradict each other are two people (the members of one
+    // household look alike on everything but who they are): household links, not review.
+    let (households, review): (Vec<_>, Vec<_>) = scored
+        .iter()
+        .filter(|s| s.probability >= thresholds.review)
+        .filter(|s| reps[s.a as usize] != reps[s.b as usize])
+        .map(|s| (*s, refusal(s)))
+        .partition(|(s, _)| {
+            contradiction(&records[s.a as usize], &records[s.b as usize]).is_some()
+        });
+    let mut review: Vec<(Scored, Option<Refusal>)> = review;
+    review.sort_by(|x, y| x.0.a.cmp(&y.0.a).then(x.0.b.cmp(&y.0.b)));
+    let mut households: Vec<Scored> = households.into_iter().map(|(s, _)| s).collect();
+    households.sort_by(|x, y| x.a.cmp(&y.a).then(x.b.cmp(&y.b)));
+    debug_assert_eq!(reps.len(), n);
+    Clustered {
+        reps,
+        review,
+        households,
+    }
+}
+
+/// What [`cluster`] decides.
+#[derive(Debug, Clone, Default)]
+pub struct Clustered {
+    /// Each record's cluster representative.
+    pub reps: Vec<u32>,
+    /// Review-band pairs between clusters, with why an auto-merge pair among them did not
+    /// merge.
+    pub review: Vec<(Scored, Option<Refusal>)>,
+    /// Review-band pairs of records that contradict each other (two given names, two birth
+    /// dates): two people who share a surname, an address or a contact point.
+    pub households: Vec<Scored>,
+}
+
+/// One pass of [`cluster`]: links `order`'s pairs best first, leaving out the pairs of
+/// `skip`'s records; returns the representatives and the pairs refused, with why.
+fn link(
+    records: &[MatchRecord],
+    order: &[&Scored],
+    existing: &[bool],
+    cannot_link: &[(u32, u32)],
+    skip: &HashSet<u32>,
+) -> (Vec<u32>, Vec<(Scored, Refusal)>) {
+    let n = records.len();
+    let mut parent: Vec<u32> = (0..n as u32).collect();
+    // The existing record of each cluster root, if any.
+    let mut anchor: Vec<Option<u32>> = (0..n).map(|i| existing[i].then_some(i as u32)).collect();
+    // The members of each cluster of two or more, by root.
+    let mut members: HashMap<u32, Vec<u32>> = HashMap::new();
+    fn find(parent: &mut [u32], mut x: u32) -> u32 {
+        while parent[x as usize] != x {
+            let p = parent[parent[x as usize] as usize];
+            parent[x as usize] = p;
+            x = p;
+        }
+        x
+    }
     let mut refused = Vec::new();
     // Records that must stay apart (the two people of one household row), per cluster root.
     let mut apart: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -846,22 +1255,46 @@ pub fn cluster(
         apart.entry(*y).or_default().push(*x);
     }
     for s in order {
+        if skip.contains(&s.a) || skip.contains(&s.b) {
+            refused.push((**s, Refusal::Ambiguous));
+            continue;
+        }
         let (ra, rb) = (find(&mut parent, s.a), find(&mut parent, s.b));
         if ra == rb {
             continue;
         }
-        if anchor[ra as usize].is_some() && anchor[rb as usize].is_some() {
-            refused.push(*s);
-            continue;
-        }
-        let conflict = apart
+        let why = if anchor[ra as usize].is_some() && anchor[rb as usize].is_some() {
+            Some(Refusal::TwoSubjects)
+        } else if apart
             .get(&ra)
-            .is_some_and(|list| list.iter().any(|y| find(&mut parent, *y) == rb));
-        if conflict {
-            refused.push(*s);
+            .is_some_and(|list| list.iter().any(|y| find(&mut parent, *y) == rb))
+        {
+            Some(Refusal::CannotLink)
+        } else {
+            let one = [ra];
+            let two = [rb];
+            let side_a = members.get(&ra).map(Vec::as_slice).unwrap_or(&one);
+            let side_b = members.get(&rb).map(Vec::as_slice).unwrap_or(&two);
+            if side_a.len() + side_b.len() > MAX_CLUSTER {
+                Some(Refusal::TooLarge)
+            } else if side_a.iter().any(|x| {
+                side_b
+                    .iter()
+                    .any(|y| incoherent(&records[*x as usize], &records[*y as usize]))
+            }) {
+                Some(Refusal::Contradiction)
+            } else {
+                None
+            }
+        };
+        if let Some(why) = why {
+            refused.push((**s, why));
             continue;
         }
         let (root, child) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        let mut joined = members.remove(&root).unwrap_or_else(|| vec![root]);
+        joined.extend(members.remove(&child).unwrap_or_else(|| vec![child]));
+        members.insert(root, joined);
         parent[child as usize] = root;
         anchor[root as usize] = anchor[root as usize].or(anchor[child as usize]);
         if let Some(list) = apart.remove(&child) {
@@ -874,18 +1307,7 @@ pub fn cluster(
             anchor[r as usize].unwrap_or(r)
         })
         .collect();
-    let mut review: Vec<Scored> = scored
-        .iter()
-        .filter(|s| {
-            s.probability >= thresholds.review
-                && (s.probability < thresholds.auto_merge || s.needs_review)
-        })
-        .chain(refused.iter())
-        .filter(|s| reps[s.a as usize] != reps[s.b as usize])
-        .copied()
-        .collect();
-    review.sort_by(|x, y| x.a.cmp(&y.a).then(x.b.cmp(&y.b)));
-    (reps, review)
+    (reps, refused)
 }
 
 /// The whole matcher over a set of records: blocking, u sampling, EM, scoring, clustering.
@@ -894,8 +1316,11 @@ pub struct Matched {
     pub params: Params,
     /// Each record's cluster representative.
     pub reps: Vec<u32>,
-    /// Review-band pairs between clusters.
-    pub review: Vec<Scored>,
+    /// Review-band pairs between clusters, with why an auto-merge pair among them did not
+    /// merge.
+    pub review: Vec<(Scored, Option<Refusal>)>,
+    /// Review-band pairs of two people alike (see [`Clustered::households`]).
+    pub households: Vec<Scored>,
     /// Candidate pairs compared.
     pub compared: usize,
 }
@@ -903,11 +1328,13 @@ pub struct Matched {
 /// Runs the matcher. `existing[i]` marks records already in the vault; `cannot_link` pairs
 /// are never merged (the two people of one household row).
 pub fn run(
-    records: &[MatchRecord],
+    records: &mut [MatchRecord],
     existing: &[bool],
     cannot_link: &[(u32, u32)],
     thresholds: Thresholds,
 ) -> Matched {
+    mark_shared(records);
+    let records: &[MatchRecord] = records;
     let pairs = candidate_pairs(records, existing, MAX_BLOCK);
     // Comparison vectors packed in 36 bits (3 per field), 8 bytes per pair.
     let packed: Vec<u64> = par_map(&pairs, |p| {
@@ -932,9 +1359,14 @@ pub fn run(
         .iter()
         .zip(&packed)
         .filter_map(|(p, g)| {
-            let (probability, needs_review) = verdicts[g];
+            let (probability, mut needs_review) = verdicts[g];
             let (a, b) = pair_of(*p);
-            (probability >= thresholds.review.min(thresholds.auto_merge)).then_some(Scored {
+            let keep = probability >= thresholds.review.min(thresholds.auto_merge);
+            if keep && needs_review {
+                needs_review =
+                    !same_name_at_home(&unpack(*g), &records[a as usize], &records[b as usize]);
+            }
+            keep.then_some(Scored {
                 a,
                 b,
                 probability,
@@ -942,11 +1374,12 @@ pub fn run(
             })
         })
         .collect();
-    let (reps, review) = cluster(records.len(), &scored, existing, cannot_link, thresholds);
+    let c = cluster(records, &scored, existing, cannot_link, thresholds);
     Matched {
         params,
-        reps,
-        review,
+        reps: c.reps,
+        review: c.review,
+        households: c.households,
         compared: packed.len(),
     }
 }

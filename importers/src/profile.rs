@@ -73,6 +73,19 @@ impl Profile {
         })
     }
 
+    /// How the source system writes dates when a column's own values do not tell: the US
+    /// systems (Salesforce NPSP as US organisations use it, Bloomerang, DonorPerfect) write
+    /// month first; CiviCRM and Mailchimp write ISO dates, and a spreadsheet could be
+    /// anything.
+    pub fn date_order(self) -> Option<domain::DateOrder> {
+        match self {
+            Profile::Npsp | Profile::Bloomerang | Profile::Donorperfect => {
+                Some(domain::DateOrder::MonthFirst)
+            }
+            Profile::Generic | Profile::Civicrm | Profile::Mailchimp => None,
+        }
+    }
+
     fn table(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Profile::Generic => GENERIC,

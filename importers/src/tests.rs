@@ -300,3 +300,198 @@ fn candidate_pairs_are_every_pair_sharing_a_key_once() {
         .collect();
     assert_eq!(pairs, vec![(0, 1), (3, 5), (4, 5), (6, 7), (6, 8), (7, 8)]);
 }
+
+fn rec(fields: &[(&str, &str)]) -> matching::MatchRecord {
+    matching::MatchRecord::from_named(fields.iter().copied())
+}
+
+#[test]
+fn given_names_that_cannot_be_one_persons_contradict() {
+    use matching::{contradiction, given_compatible};
+    for (a, b) in [
+        ("john", "jon"),
+        ("robert", "bob"),
+        ("j", "john"),
+        ("chris", "christopher"),
+        ("mary ann", "mary"),
+        ("catherine", "katherine"),
+    ] {
+        assert!(given_compatible(a, b), "{a} / {b}");
+    }
+    for (a, b) in [("tom", "jo"), ("amelia", "catrin"), ("j", "mark")] {
+        assert!(!given_compatible(a, b), "{a} / {b}");
+    }
+    let twin_a = rec(&[
+        ("given_name", "Lucy"),
+        ("family_name", "Reid"),
+        ("birth_date", "1980-04-03"),
+    ]);
+    let twin_b = rec(&[
+        ("given_name", "Tylah"),
+        ("family_name", "Reid"),
+        ("birth_date", "1980-04-03"),
+    ]);
+    assert_eq!(contradiction(&twin_a, &twin_b), Some("given_name"));
+    let father = rec(&[
+        ("given_name", "John"),
+        ("family_name", "Smith"),
+        ("birth_date", "1950-01-02"),
+    ]);
+    let son = rec(&[
+        ("given_name", "John"),
+        ("family_name", "Smith"),
+        ("birth_date", "1980-07-09"),
+    ]);
+    assert_eq!(contradiction(&father, &son), Some("birth_date"));
+    // A day/month swap and a one-digit typo are one birth date.
+    let swapped = rec(&[
+        ("given_name", "John"),
+        ("family_name", "Smith"),
+        ("birth_date", "1950-02-01"),
+    ]);
+    assert_eq!(contradiction(&father, &swapped), None);
+    // Transposed names are one person.
+    let transposed = rec(&[("given_name", "Smith"), ("family_name", "John")]);
+    assert_eq!(contradiction(&father, &transposed), None);
+}
+
+#[test]
+fn contact_points_of_several_people_are_marked_shared() {
+    let household = [
+        ("Amelia", "Wilson", "1978-01-01", "07700 900001"),
+        ("Catrin", "Wilson", "1951-12-22", "07700 900002"),
+    ];
+    let mut records: Vec<_> = household
+        .iter()
+        .map(|(g, f, b, m)| {
+            rec(&[
+                ("given_name", g),
+                ("family_name", f),
+                ("birth_date", b),
+                ("email", "thewilsons@example.org"),
+                ("phone", "0141 496 0425"),
+                ("mobile", m),
+                ("street", "138 Park Avenue"),
+                ("postal_code", "G11 4QD"),
+            ])
+        })
+        .collect();
+    // One person, twice: their own contact points are theirs.
+    for _ in 0..2 {
+        records.push(rec(&[
+            ("given_name", "Jo"),
+            ("family_name", "Bloggs"),
+            ("email", "jo@example.org"),
+            ("mobile", "07700 900009"),
+        ]));
+    }
+    matching::mark_shared(&mut records);
+    let both = matching::SHARED_EMAIL | matching::SHARED_PHONE | matching::SHARED_ADDRESS;
+    assert_eq!(records[0].shared & both, both);
+    assert_eq!(records[1].shared & both, both);
+    assert_eq!(records[0].shared & matching::SHARED_MOBILE, 0);
+    assert_eq!(records[2].shared, 0);
+    assert_eq!(records[3].shared, 0);
+    // The two household members agree on a shared email, landline and address: that is
+    // household evidence, never enough to merge; the one person's two records merge.
+    let g = matching::compare(&records[0], &records[1]);
+    assert!(matching::needs_review(&g), "{g:?}");
+    let g = matching::compare(&records[2], &records[3]);
+    assert!(!matching::needs_review(&g), "{g:?}");
+}
+
+#[test]
+fn clusters_never_hold_two_people_who_contradict() {
+    // "J Smith" with John's email and Jane's phone resembles both; John and Jane are two
+    // people. Whatever the scores, no cluster may hold John and Jane.
+    let mut records = vec![
+        rec(&[
+            ("given_name", "John"),
+            ("family_name", "Smith"),
+            ("birth_date", "1970-05-06"),
+            ("email", "john@example.org"),
+            ("mobile", "07700 900101"),
+            ("street", "5 Park Lane"),
+            ("postal_code", "BS1 5TR"),
+        ]),
+        rec(&[
+            ("given_name", "Jane"),
+            ("family_name", "Smith"),
+            ("birth_date", "1972-08-09"),
+            ("email", "jane@example.org"),
+            ("mobile", "07700 900202"),
+            ("street", "5 Park Lane"),
+            ("postal_code", "BS1 5TR"),
+        ]),
+        rec(&[
+            ("given_name", "J"),
+            ("family_name", "Smith"),
+            ("email", "john@example.org"),
+            ("mobile", "07700 900202"),
+            ("street", "5 Park Lane"),
+            ("postal_code", "BS1 5TR"),
+        ]),
+    ];
+    let existing = vec![false; records.len()];
+    let m = matching::run(
+        &mut records,
+        &existing,
+        &[],
+        matching::Thresholds::default(),
+    );
+    assert_ne!(m.reps[0], m.reps[1], "John and Jane were merged");
+}
+
+#[test]
+fn a_date_column_takes_its_order_from_its_own_values() {
+    use dates::{read_in_order, DateEvidence};
+    use domain::DateOrder;
+    let header = vec!["Birthdate".to_string(), "Other".to_string()];
+    let mut ev = DateEvidence::new([0]);
+    for v in ["03/04/1980", "10/13/1965", "", "1990-01-02", "07/07/2000"] {
+        ev.observe(&[v.to_string(), "x".into()]);
+    }
+    let d = ev.decide(&header, None, None, None);
+    assert_eq!(d[0].order.as_deref(), Some("month-first"));
+    assert_eq!(d[0].decided_by, "file");
+    assert_eq!(
+        (d[0].month_first_values, d[0].ambiguous_values),
+        (1, 1),
+        "{d:?}"
+    );
+    assert_eq!(
+        read_in_order("03/04/1980", DateOrder::MonthFirst)
+            .unwrap()
+            .to_string(),
+        "1980-03-04"
+    );
+    // A value that reads only the other way is refused, not turned round.
+    assert!(read_in_order("13/10/1965", DateOrder::MonthFirst).is_err());
+    assert_eq!(
+        read_in_order("1965-10-13", DateOrder::MonthFirst)
+            .unwrap()
+            .to_string(),
+        "1965-10-13"
+    );
+    // Both ways in one column: undecided, whatever the profile says.
+    let mut mixed = DateEvidence::new([0]);
+    for v in ["13/10/1965", "10/13/1965", "03/04/1980"] {
+        mixed.observe(&[v.to_string()]);
+    }
+    let d = mixed.decide(&header, None, Some(DateOrder::MonthFirst), None);
+    assert_eq!(
+        (d[0].order.as_deref(), d[0].decided_by.as_str()),
+        (None, "mixed")
+    );
+    // Nothing in the file: the profile's habit, then the schema; the option over all.
+    let empty = DateEvidence::new([0]);
+    let d = empty.decide(&header, None, Some(DateOrder::MonthFirst), None);
+    assert_eq!(d[0].decided_by, "profile");
+    let d = empty.decide(&header, None, None, Some(DateOrder::DayFirst));
+    assert_eq!(
+        (d[0].order.as_deref(), d[0].decided_by.as_str()),
+        (Some("day-first"), "schema")
+    );
+    let d = mixed.decide(&header, Some(DateOrder::DayFirst), None, None);
+    assert_eq!(d[0].decided_by, "option");
+}

@@ -77,6 +77,10 @@ pub(crate) struct ImportQuery {
     /// A mapping file kept in the data directory's `mappings/` folder, by name (`febrl` for
     /// `mappings/febrl.toml`).
     mapping: Option<String>,
+    /// How to read dates like 03/04/1980 in every date column: `day-first` or `month-first`
+    /// (default: each column's order is worked out from its values, then the profile's habit,
+    /// then the schema).
+    date_order: Option<String>,
 }
 
 /// An import accepted for processing.
@@ -216,6 +220,14 @@ pub(crate) async fn start_import(
             return Err(ApiError::bad_param(name, "a probability between 0 and 1"));
         }
     }
+    let date_order = q
+        .date_order
+        .as_deref()
+        .map(|o| {
+            importers::dates::parse_order(o)
+                .ok_or_else(|| ApiError::bad_param("date_order", "day-first or month-first"))
+        })
+        .transpose()?;
     let name = q.name.unwrap_or_else(|| "upload.csv".into());
     if name.len() > 200 || name.contains(['/', '\\', '@']) {
         return Err(ApiError::bad_param("name", "a short file name"));
@@ -247,6 +259,7 @@ pub(crate) async fn start_import(
         thresholds,
         name,
         id: Some(id.clone()),
+        date_order,
     };
     let jobs = state.jobs.clone();
     jobs.set(&id, |_| {});

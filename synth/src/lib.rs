@@ -10,7 +10,14 @@
 use serde_json::{json, Map, Value};
 
 mod donors;
+mod households;
+
+/// The mapping file (TOML) that imports [`second_export`]'s columns with `--profile generic`.
+pub const SECOND_MAPPING: &str = include_str!("../mappings/second_export.toml");
 pub use donors::{donor_file, HEADER as DONOR_HEADER};
+pub use households::{
+    household_file, second_export, HouseholdStats, HOUSEHOLD_HEADER, SECOND_HEADER,
+};
 
 /// A small, fast, deterministic generator (SplitMix64). Not for secrets.
 #[derive(Debug, Clone)]
