@@ -423,8 +423,15 @@ pub(crate) fn explain(g: &Global, cmd: MatchCmd, out: Output) -> anyhow::Result<
     let e = hub.explain_match(&actor, &a, &b)?;
     out.emit(&json!(e), || {
         let mut s = format!(
-            "{} vs {}: score {:.2}, probability {:.4} → {}\n(m/u: {})\n\n",
-            e.a, e.b, e.score, e.probability, e.band, e.parameters
+            "{} vs {}: score {:.2}, probability {:.4} → {}\nan import would: {}{}\n(m/u: {})\n\n",
+            e.a,
+            e.b,
+            e.score,
+            e.probability,
+            e.band,
+            e.decision,
+            e.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+            e.parameters
         );
         for f in &e.fields {
             s.push_str(&format!(

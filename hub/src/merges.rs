@@ -76,8 +76,17 @@ pub struct MatchExplanation {
     pub score: f64,
     /// Posterior match probability.
     pub probability: f64,
-    /// auto-merge, review or new.
+    /// auto-merge, review or new: the band of the probability alone.
     pub band: &'static str,
+    /// What an import would do with the pair: `merge`, `review`, `two-people` (they
+    /// contradict each other: never merged, not put to review) or `new`.
+    pub decision: &'static str,
+    /// Why not `merge`, as a code: `given_name` or `birth_date` (a contradiction), or why
+    /// the evidence is not one person's (`only_household_evidence`, `different_phones`,
+    /// `different_places`, `given_name_only_a_variant`, `names_differ`), or `below_threshold`.
+    /// (Contact points several people share are only known within a file, so a pair
+    /// explained here is judged as if no one else shared them.)
+    pub reason: Option<&'static str>,
     /// Per field.
     pub fields: Vec<FieldContribution>,
     /// Where the m/u values come from.
@@ -126,13 +135,24 @@ impl Hub {
             let ra = self.vault.read_subject(a, &|_| true)?;
             let rb = self.vault.read_subject(b, &|_| true)?;
             let (params, source) = self.match_params()?;
-            let g = matching::compare(
-                &self.match_record(&ra.fields),
-                &self.match_record(&rb.fields),
-            );
+            let (xa, xb) = (self.match_record(&ra.fields), self.match_record(&rb.fields));
+            let g = matching::compare(&xa, &xb);
             let w = params.weights(&g);
             let probability = params.probability(&g);
             let t = matching::Thresholds::default();
+            let contradiction = matching::contradiction(&xa, &xb);
+            let held = matching::hold_reason(&g);
+            let (decision, reason) = if probability < t.review {
+                ("new", Some("below_threshold"))
+            } else if let Some(why) = contradiction {
+                ("two-people", Some(why))
+            } else if probability < t.auto_merge {
+                ("review", Some("below_threshold"))
+            } else if let Some(why) = held {
+                ("review", Some(why))
+            } else {
+                ("merge", None)
+            };
             Ok(MatchExplanation {
                 a: *a,
                 b: *b,
@@ -145,6 +165,8 @@ impl Hub {
                 } else {
                     "new"
                 },
+                decision,
+                reason,
                 fields: matching::FIELDS
                     .iter()
                     .enumerate()

@@ -96,12 +96,15 @@ impl MatchRecord {
 
     /// Builds a record from named values as the schema names them (`given_name`,
     /// `family_name`, `birth_date` as `YYYY-MM-DD`, `email`, `phone`, `mobile`, `street`,
-    /// `street2`, `postal_code`, `city`, `region`, `external_id`); other names are ignored.
+    /// `street2`, `postal_code`, `city`, `region`, `external_id`, `organisation_name`); other
+    /// names are ignored.
     pub fn from_named<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> MatchRecord {
         let mut parts: [String; 12] = Default::default();
         let mut birth = (0, 0, 0);
+        let mut organisation = String::new();
         for (name, value) in fields {
             match name {
+                "organisation_name" => organisation = fold(value),
                 "given_name" => parts[0] = fold(value),
                 "family_name" => parts[1] = fold(value),
                 "birth_date" => {
@@ -135,6 +138,13 @@ impl MatchRecord {
                 "external_id" => parts[11] = value.trim().to_string(),
                 _ => {}
             }
+        }
+        // An organisation is known by its name: compared as a family name, with a given
+        // name no person has (folded names hold letters and digits only), so two records of
+        // one organisation agree on both and an organisation never resembles a person.
+        if parts[0].is_empty() && parts[1].is_empty() && !organisation.is_empty() {
+            parts[0] = "(organisation)".to_string();
+            parts[1] = organisation;
         }
         let mut text = String::with_capacity(parts.iter().map(|p| p.len().min(MAX_FIELD)).sum());
         let mut ends = [0u16; 12];
@@ -969,6 +979,24 @@ fn incoherent(a: &MatchRecord, b: &MatchRecord) -> bool {
     }
     let g = compare(a, b);
     g[4] == 4 && elsewhere(&g) && personal_evidence(&g) == 0
+}
+
+/// Why [`needs_review`] holds a pair back, as a code (`None` when it does not).
+pub fn hold_reason(g: &Gamma) -> Option<&'static str> {
+    if !needs_review(g) {
+        return None;
+    }
+    Some(if matches!(g[4], PHONE_HOUSEHOLD | 4) {
+        "different_phones"
+    } else if elsewhere(g) {
+        "different_places"
+    } else if personal_evidence(g) == 0 {
+        "only_household_evidence"
+    } else if g[0] == 3 {
+        "given_name_only_a_variant"
+    } else {
+        "names_differ"
+    })
 }
 
 /// See [`Scored::needs_review`]. A pair may merge without a person only on evidence that
