@@ -72,7 +72,8 @@ pub struct MatchExplanation {
     pub a: SubjectId,
     /// Second subject.
     pub b: SubjectId,
-    /// Sum of the weights.
+    /// The match weight: the fields' weights summed, the address fields' agreements
+    /// counted once (the best of them), as the import scores.
     pub score: f64,
     /// Posterior match probability.
     pub probability: f64,
@@ -156,7 +157,7 @@ impl Hub {
             Ok(MatchExplanation {
                 a: *a,
                 b: *b,
-                score: w.iter().sum(),
+                score: params.score(&g),
                 probability,
                 band: if probability >= t.auto_merge {
                     "auto-merge"

@@ -796,9 +796,22 @@ impl Params {
         w
     }
 
-    /// Total match weight of a comparison vector.
+    /// Total match weight of a comparison vector. The address fields (street, house number,
+    /// street2, postcode, town, region) describe one fact, where a person lives, which a
+    /// whole household shares: their agreements count once, as the best of them (street
+    /// with house number, or postcode with house number, or any one alone), not summed;
+    /// their disagreements count in full.
     pub fn score(&self, g: &Gamma) -> f64 {
-        self.weights(g).iter().sum()
+        let w = self.weights(g);
+        let person: f64 = w[..6].iter().sum();
+        let pos = |i: usize| w[i].max(0.0);
+        let agree = (pos(6) + pos(7))
+            .max(pos(9) + pos(7))
+            .max(pos(8))
+            .max(pos(10))
+            .max(pos(11));
+        let disagree: f64 = w[6..].iter().filter(|x| **x < 0.0).sum();
+        person + agree + disagree
     }
 
     /// Posterior match probability of a comparison vector.
