@@ -487,7 +487,7 @@ pub(crate) fn format_date(d: Date) -> String {
 }
 
 /// Reads an ISO 3166 alpha-2 code, or a few common English country names.
-fn country_code(s: &str) -> Option<String> {
+pub fn country_code(s: &str) -> Option<String> {
     let t = s.trim();
     if t.len() == 2 && t.bytes().all(|b| b.is_ascii_alphabetic()) {
         let up = t.to_ascii_uppercase();

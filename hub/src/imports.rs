@@ -726,6 +726,32 @@ impl Hub {
                 .entry(k.clone())
                 .or_insert_with(|| Json::String(v.clone()));
         }
+        // The row's country (a column or a mapping constant) decides the region its phone
+        // numbers are read in: an Australian 04xx mobile is +61, whatever the default region.
+        let localise_phones = |map: &mut Map<String, Json>| {
+            let Some(region) = map
+                .get("country")
+                .and_then(Json::as_str)
+                .and_then(domain::country_code)
+            else {
+                return;
+            };
+            for (name, v) in map.iter_mut() {
+                let is_phone = self
+                    .schema
+                    .field(RecordKind::Subject, name)
+                    .is_some_and(|d| d.ty == domain::FieldType::Phone);
+                if let (true, Json::String(s)) = (is_phone, v) {
+                    let t = s.trim_start();
+                    if !t.starts_with('+') && !t.starts_with("00") {
+                        if let Ok(e164) = domain::normalise_phone(t, &region) {
+                            *s = e164;
+                        }
+                    }
+                }
+            }
+        };
+        localise_phones(&mut person);
         // Fields the mapping file lets go when invalid: dropped with a warning, the row stays.
         let mut drop_invalid = |record: RecordKind, which: u8, map: &mut Map<String, Json>| {
             if lenient.is_empty() {
@@ -783,6 +809,7 @@ impl Hub {
                     c2.entry(name.to_string()).or_insert_with(|| v.clone());
                 }
             }
+            localise_phones(&mut c2);
             c2_fields = Some(parse(RecordKind::Subject, 1, &c2)?);
         }
         let person = parse(RecordKind::Subject, 0, &person)?;

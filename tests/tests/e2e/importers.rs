@@ -1081,3 +1081,40 @@ fn households_twins_and_namesakes_are_never_merged() {
     // The file holds the hard cases this is about.
     assert!(stats.shared_households > 1_000 && stats.twins > 10 && stats.namesakes > 100);
 }
+
+#[test]
+fn a_rows_country_decides_the_region_of_its_phone_numbers() {
+    // Default region GB; the mapping says the file is Australian, and one row's own country
+    // column says New Zealand.
+    let env = Env::init();
+    let map = env.tmp.path().join("au.toml");
+    std::fs::write(
+        &map,
+        "[columns]\nfirst = \"given_name\"\nlast = \"family_name\"\nemail = \"email\"\n\
+         phone = \"phone\"\nland = \"country\"\n[constants]\ncountry = \"AU\"\n",
+    )
+    .unwrap();
+    let file = env.tmp.path().join("au.csv");
+    std::fs::write(
+        &file,
+        "first,last,email,phone,land\n\
+         Ava,Kestrel,ava@example.org,0412 345 678,\n\
+         Nia,Tane,nia@example.org,021 123 4567,NZ\n\
+         Uma,Reed,uma@example.org,+44 7700 900123,\n",
+    )
+    .unwrap();
+    let (v, rows) = import(
+        &env,
+        file.to_str().unwrap(),
+        &["--profile", "generic", "--mapping", map.to_str().unwrap()],
+    );
+    assert_eq!(v["errors"], 0, "{v}");
+    let phone = |row: usize| show(&env, &rows[row][2])["fields"]["phone"].clone();
+    assert_eq!(phone(0), "+61412345678");
+    assert_eq!(phone(1), "+64211234567");
+    assert_eq!(
+        phone(2),
+        "+447700900123",
+        "a number with its country code stays"
+    );
+}
