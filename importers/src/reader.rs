@@ -70,11 +70,12 @@ fn decode(bytes: &[u8], encoding: Encoding) -> Option<String> {
 pub fn sniff(sample: &[u8]) -> Dialect {
     let bom = sample.starts_with(&[0xEF, 0xBB, 0xBF]);
     let body = if bom { &sample[3..] } else { sample };
-    // A sample cut in the middle of a UTF-8 sequence is still UTF-8.
-    let utf8 = match std::str::from_utf8(body) {
-        Ok(_) => true,
-        Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > body.len(),
-    };
+    // UTF-8 when the sample is, or when it holds more well-formed multi-byte characters
+    // than malformed bytes: one bad byte in a UTF-8 file is that row's problem (its cell is
+    // refused as invalid_text), not a reason to read every accented name as Windows-1252.
+    // Windows-1252 text almost never forms a valid multi-byte sequence by chance.
+    let (multibyte, malformed) = utf8_evidence(body);
+    let utf8 = malformed == 0 || multibyte >= malformed;
     let encoding = if bom || utf8 {
         Encoding::Utf8
     } else {
@@ -121,6 +122,33 @@ pub fn sniff(sample: &[u8]) -> Dialect {
         encoding,
         bom,
         preamble_rows,
+    }
+}
+
+/// Counts well-formed multi-byte UTF-8 characters and malformed sequences in a sample (a
+/// sequence cut off at the sample's end is neither).
+fn utf8_evidence(mut bytes: &[u8]) -> (usize, usize) {
+    let (mut multibyte, mut malformed) = (0, 0);
+    loop {
+        let (valid, rest) = match std::str::from_utf8(bytes) {
+            Ok(s) => (s, &[][..]),
+            Err(e) => {
+                let (ok, after) = bytes.split_at(e.valid_up_to());
+                let ok = std::str::from_utf8(ok).unwrap_or_default();
+                match e.error_len() {
+                    Some(n) => {
+                        malformed += 1;
+                        (ok, &after[n..])
+                    }
+                    None => (ok, &[][..]),
+                }
+            }
+        };
+        multibyte += valid.chars().filter(|c| c.len_utf8() > 1).count();
+        if rest.is_empty() {
+            return (multibyte, malformed);
+        }
+        bytes = rest;
     }
 }
 

@@ -495,3 +495,26 @@ fn a_date_column_takes_its_order_from_its_own_values() {
     let d = mixed.decide(&header, Some(DateOrder::DayFirst), None, None);
     assert_eq!(d[0].decided_by, "option");
 }
+
+#[test]
+fn one_bad_byte_in_a_utf8_file_is_that_rows_problem_only() {
+    let mut bytes = b"first,last\n".to_vec();
+    for i in 0..20 {
+        bytes.extend_from_slice(format!("Jos\u{e9}{i},Zo\u{eb}\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"Ren\xe9,Broken\n");
+    bytes.extend_from_slice("Ana\u{ef}s,Last\n".as_bytes());
+    let mut r = Reader::new(std::io::Cursor::new(bytes), None).unwrap();
+    assert_eq!(r.dialect().encoding, Encoding::Utf8);
+    let rows: Vec<_> = (&mut r).collect();
+    assert_eq!(rows.len(), 22);
+    assert_eq!(rows[0].as_ref().unwrap().cells[0], "Jos\u{e9}0");
+    let bad = rows[20].as_ref().unwrap_err();
+    assert_eq!((bad.row, bad.code.as_str()), (22, "invalid_text"));
+    assert_eq!(rows[21].as_ref().unwrap().cells[0], "Ana\u{ef}s");
+    // A file written in Windows-1252 throughout is still read as such.
+    let cp1252 = b"first,last\nRen\xe9,Dupr\xe9\nJos\xe9,Zo\xeb\n".to_vec();
+    let mut r = Reader::new(std::io::Cursor::new(cp1252), None).unwrap();
+    assert_eq!(r.dialect().encoding, Encoding::Windows1252);
+    assert_eq!(r.next().unwrap().unwrap().cells[1], "Dupr\u{e9}");
+}
