@@ -2339,6 +2339,7 @@ fn row_error_message(code: &str) -> String {
         "invalid_text" => "a cell is not valid text in the file's encoding".into(),
         "malformed_csv" => "the row's quoting is broken (an unbalanced quote)".into(),
         "field_too_long" => "a cell is longer than 1 MiB".into(),
+        "unbalanced_quote" => "a quote in this row is never closed: the row is not imported (the rows after it are read as they are); close or remove the quote".into(),
         "no_header" => "the file is empty: there is no header row".into(),
         other => other.replace('_', " "),
     }

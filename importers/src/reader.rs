@@ -37,7 +37,7 @@ pub struct RowError {
     pub row: u64,
     /// Column name, when one column is at fault.
     pub column: Option<String>,
-    /// `ragged_row`, `invalid_text`, `malformed_csv`, `field_too_long`.
+    /// `ragged_row`, `invalid_text`, `malformed_csv`, `field_too_long`, `unbalanced_quote`.
     pub code: String,
 }
 
@@ -184,7 +184,9 @@ fn looks_like_header(cells: &[String]) -> bool {
 
 /// Reads a CSV export row by row with bounded memory.
 pub struct Reader<R: Read> {
-    csv: csv::Reader<BufReader<R>>,
+    csv: csv::Reader<QuoteGuard<BufReader<R>>>,
+    /// Rows (by number) whose opening quote never closed, from the guard.
+    unbalanced: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
     dialect: Dialect,
     header: Vec<String>,
     record: csv::ByteRecord,
@@ -202,11 +204,22 @@ impl<R: Read> Reader<R> {
         if dialect.bom {
             buf.consume(3);
         }
+        let unbalanced = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let shape = std::rc::Rc::new(std::cell::Cell::new(None));
+        let guard = QuoteGuard {
+            shape: shape.clone(),
+            inner: buf,
+            out: Vec::new(),
+            at: 0,
+            pending: std::collections::VecDeque::new(),
+            records: 0,
+            unbalanced: unbalanced.clone(),
+        };
         let mut csv = csv::ReaderBuilder::new()
             .delimiter(dialect.delimiter)
             .has_headers(false)
             .flexible(true)
-            .from_reader(buf);
+            .from_reader(guard);
         let mut record = csv::ByteRecord::new();
         let mut header = Vec::new();
         let mut skipped = 0;
@@ -232,8 +245,10 @@ impl<R: Read> Reader<R> {
         if header.is_empty() || header.iter().all(String::is_empty) {
             return Err(error(1, None, "no_header"));
         }
+        shape.set(Some((dialect.delimiter, header.len() - 1)));
         Ok(Reader {
             csv,
+            unbalanced,
             dialect,
             header,
             record,
@@ -264,6 +279,106 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// A quoted cell may hold line breaks, but not this many: a quote still open after this many
+/// lines is a stray one, not a long note.
+const MAX_OPEN_LINES: usize = 500;
+
+/// Hands the CSV parser the file line by line and catches a quote that never closes. Left
+/// alone, one stray `"` makes the rest of the file one cell of one ragged row, and every row
+/// after it is lost. A record whose quotes stay open for [`MAX_OPEN_LINES`] lines, or to the
+/// end of the file, or over [`ROW_LIKE_LINES`] lines that each look like a whole row, is cut
+/// back to its first line, which is passed on with its quotes taken
+/// out and its row number noted (the reader refuses it as `unbalanced_quote`); the lines
+/// after it are read again as rows of their own.
+struct QuoteGuard<R: BufRead> {
+    inner: R,
+    /// Bytes ready for the parser, and how many it has taken.
+    out: Vec<u8>,
+    at: usize,
+    /// Lines read ahead while a quote was open, to be read again.
+    pending: std::collections::VecDeque<Vec<u8>>,
+    /// Records handed over so far (the row number of the last one).
+    records: u64,
+    unbalanced: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
+    /// The delimiter and how many of them a row has, once the header is read.
+    shape: std::rc::Rc<std::cell::Cell<Option<(u8, usize)>>>,
+}
+
+/// This many lines in a row inside an open quote, each shaped like a whole row (no quote,
+/// the header's number of delimiters), show the quote is stray.
+const ROW_LIKE_LINES: usize = 3;
+
+impl<R: BufRead> QuoteGuard<R> {
+    fn line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        if let Some(l) = self.pending.pop_front() {
+            return Ok(Some(l));
+        }
+        let mut l = Vec::new();
+        Ok((self.inner.read_until(b'\n', &mut l)? > 0).then_some(l))
+    }
+
+    fn quotes(line: &[u8]) -> usize {
+        line.iter().filter(|b| **b == b'"').count()
+    }
+
+    /// The next record's bytes, or nothing at the end of the file.
+    fn record(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let Some(first) = self.line()? else {
+            return Ok(None);
+        };
+        self.records += 1;
+        if Self::quotes(&first) % 2 == 0 {
+            return Ok(Some(first));
+        }
+        let mut lines = vec![first];
+        let mut open = true;
+        // Lines in a row that would each be a whole row of their own: the quote is stray.
+        let mut row_like = 0;
+        let shape = self.shape.get();
+        while open && lines.len() < MAX_OPEN_LINES && row_like < ROW_LIKE_LINES {
+            let Some(next) = self.line()? else { break };
+            let q = Self::quotes(&next);
+            open = q % 2 == 0;
+            match shape {
+                Some((d, n)) if q == 0 && next.iter().filter(|b| **b == d).count() == n => {
+                    row_like += 1
+                }
+                _ => row_like = 0,
+            }
+            lines.push(next);
+        }
+        if !open {
+            return Ok(Some(lines.concat()));
+        }
+        self.unbalanced.borrow_mut().push(self.records);
+        let mut rest = lines.split_off(1);
+        while let Some(l) = rest.pop() {
+            self.pending.push_front(l);
+        }
+        let mut first = lines.pop().unwrap_or_default();
+        first.retain(|b| *b != b'"');
+        Ok(Some(first))
+    }
+}
+
+impl<R: BufRead> Read for QuoteGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.out.len() {
+            match self.record()? {
+                Some(r) => {
+                    self.out = r;
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 fn error(row: u64, column: Option<&str>, code: &str) -> RowError {
     RowError {
         row,
@@ -291,6 +406,9 @@ impl<R: Read> Iterator for Reader<R> {
                         .position()
                         .map(|p| p.record() + 1)
                         .unwrap_or(line);
+                    if self.unbalanced.borrow().contains(&number) {
+                        return Some(Err(error(number, None, "unbalanced_quote")));
+                    }
                     if self.record.len() == 1 && self.record.get(0).is_some_and(|c| c.is_empty()) {
                         continue; // blank line
                     }

@@ -121,9 +121,13 @@ fn bad_rows_are_reported_with_their_number_and_the_good_rows_read() {
             Err((5, "ragged_row".into()))
         ]
     );
-    // Unbalanced quotes swallow the rest of the file into one cell: the row count tells.
+    // An unbalanced quote costs its own row, not the rest of the file.
     let (_, rows) = read_all("fail_unbalanced_quotes.csv");
-    assert_eq!(rows.len(), 1);
+    let summary: Vec<Result<u64, (u64, String)>> = rows
+        .into_iter()
+        .map(|r| r.map(|r| r.number).map_err(|e| (e.row, e.code)))
+        .collect();
+    assert_eq!(summary, vec![Err((2, "unbalanced_quote".into())), Ok(3)]);
     let (_, rows) = read_all("fail_header_only.csv");
     assert!(rows.is_empty());
     let err = Reader::new(fixture("fail_empty.csv"), None).err().unwrap();
@@ -517,4 +521,29 @@ fn one_bad_byte_in_a_utf8_file_is_that_rows_problem_only() {
     let mut r = Reader::new(std::io::Cursor::new(cp1252), None).unwrap();
     assert_eq!(r.dialect().encoding, Encoding::Windows1252);
     assert_eq!(r.next().unwrap().unwrap().cells[1], "Dupr\u{e9}");
+}
+
+#[test]
+fn an_unbalanced_quote_costs_its_own_row_only() {
+    let mut text = String::from("first,last,email\n");
+    for i in 1..=200 {
+        if i == 30 {
+            text.push_str("Name030,\"Family030,p030@example.org\n");
+        } else {
+            text.push_str(&format!("Name{i:03},Family{i:03},p{i:03}@example.org\n"));
+        }
+    }
+    // A quoted cell with line breaks is still one row.
+    text.push_str("Note,\"two\nlines\",n@example.org\n");
+    let rows: Vec<_> = Reader::new(std::io::Cursor::new(text.into_bytes()), None)
+        .unwrap()
+        .collect();
+    assert_eq!(rows.len(), 201);
+    let bad = rows[29].as_ref().unwrap_err();
+    assert_eq!((bad.row, bad.code.as_str()), (31, "unbalanced_quote"));
+    let ok: Vec<&Row> = rows.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ok.len(), 200);
+    assert_eq!(ok[29].cells, ["Name031", "Family031", "p031@example.org"]);
+    assert_eq!(ok[29].number, 32);
+    assert_eq!(ok[199].cells[1], "two\nlines");
 }

@@ -325,7 +325,7 @@ fn malformed_files_get_a_clear_report_and_their_good_rows_imported() {
         (
             "import/fail_unbalanced_quotes.csv",
             [3, 0, 0, 0, 1],
-            &[(2, "ragged_row")],
+            &[(2, "unbalanced_quote")],
         ),
         ("import/fail_header_only.csv", [0, 0, 0, 0, 0], &[]),
         ("import/fail_duplicated_header.csv", [2, 0, 0, 0, 0], &[]),
