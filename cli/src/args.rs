@@ -118,6 +118,10 @@ pub struct ImportArgs {
     /// Put in the review queue at or above this match probability.
     #[arg(long, default_value_t = 0.5)]
     pub review_above: f64,
+    /// Import the good rows even when more than half of the file's rows are refused (without
+    /// it such an import stops before writing anything).
+    #[arg(long)]
+    pub accept_errors: bool,
     /// How to read dates like 03/04/1980 in every date column: day-first or month-first.
     /// Without it each column's order is worked out from its values (13/04/1980 reads only
     /// day-first), then the profile's habit, then the schema's date_order.

@@ -305,6 +305,7 @@ fn import(g: &Global, file: &Path, args: &ImportArgs, out: Output) -> anyhow::Re
             })?),
             None => None,
         },
+        max_error_share: (!args.accept_errors).then_some(0.5),
     };
     let path = file.to_path_buf();
     let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
@@ -323,6 +324,10 @@ fn import(g: &Global, file: &Path, args: &ImportArgs, out: Output) -> anyhow::Re
         write_report(path, report.rows())?;
     }
     out.emit(&summary_json(&record), || summary_text(&record));
+    // Rows were refused: the summary is printed as usual, and the exit code says so.
+    if record.counts.errors > 0 {
+        return Err(crate::Quiet(crate::exit::ROWS_REFUSED).into());
+    }
     Ok(())
 }
 

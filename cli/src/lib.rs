@@ -46,7 +46,14 @@ pub mod exit {
     pub const FORBIDDEN: u8 = 7;
     /// A conflict: the directory exists, the record changed, the name is taken.
     pub const CONFLICT: u8 = 8;
+    /// An import finished, but some rows were refused (the report names them and why).
+    pub const ROWS_REFUSED: u8 = 9;
 }
+
+/// An outcome already printed in full that only sets the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+pub(crate) struct Quiet(pub(crate) u8);
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
@@ -64,6 +71,9 @@ pub fn main() -> ExitCode {
     match commands::run(cli, out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(q) = err.downcast_ref::<Quiet>() {
+                return ExitCode::from(q.0);
+            }
             let (code, exit) = classify(&err);
             out.error(code, &format!("{err:#}"));
             ExitCode::from(exit)

@@ -90,6 +90,9 @@ pub struct ImportOptions {
     /// The order of every date column (`--date-order`), over what the file, the profile and
     /// the schema say.
     pub date_order: Option<domain::DateOrder>,
+    /// Write nothing when more than this share of the rows would be refused (the CLI's
+    /// default is one half; `--accept-errors` lifts it).
+    pub max_error_share: Option<f64>,
 }
 
 /// A problem with one row: never the value.
@@ -1481,6 +1484,16 @@ impl Hub {
         if options.dry_run {
             let report = plan.iter().map(|p| self.row_report(&record, p)).collect();
             return Ok((record, report));
+        }
+        let (errors, read) = (record.counts.errors, record.counts.rows_read);
+        if let Some(max) = options.max_error_share {
+            if read > 0 && errors as f64 > max * read as f64 {
+                return Err(Error::BadRequest(format!(
+                    "{errors} of {read} rows ({:.0}%) would be refused, more than the {:.0}% allowed; nothing was written. See which rows and why with --dry-run --report R.csv, or import the others anyway with --accept-errors",
+                    100.0 * errors as f64 / read as f64,
+                    100.0 * max
+                )));
+            }
         }
         // The plan is durable before any subject is written.
         let mut batch = Batch::new();

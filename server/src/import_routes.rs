@@ -81,6 +81,9 @@ pub(crate) struct ImportQuery {
     /// (default: each column's order is worked out from its values, then the profile's habit,
     /// then the schema).
     date_order: Option<String>,
+    /// Import the good rows even when more than half of the rows are refused (without it
+    /// such an import fails before writing anything).
+    accept_errors: Option<bool>,
 }
 
 /// An import accepted for processing.
@@ -260,6 +263,7 @@ pub(crate) async fn start_import(
         name,
         id: Some(id.clone()),
         date_order,
+        max_error_share: (!q.accept_errors.unwrap_or(false)).then_some(0.5),
     };
     let jobs = state.jobs.clone();
     jobs.set(&id, |_| {});

@@ -116,9 +116,23 @@ fn import(env: &Env, file: &str, extra: &[&str]) -> (Value, Vec<Vec<String>>) {
             .unwrap()
             .as_nanos()
     ));
-    let mut args = vec!["import", file, "--report", report.to_str().unwrap()];
+    let mut args = vec![
+        "import",
+        file,
+        "--report",
+        report.to_str().unwrap(),
+        "--json",
+    ];
     args.extend_from_slice(extra);
-    let v = env.json(&args, None);
+    let out = env.run(&args, None);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    // Exit 0 when every row went in, 9 when some were refused (the report says which).
+    let refused = v["errors"].as_u64().unwrap_or(0) > 0;
+    assert_eq!(
+        out.status.code(),
+        Some(if refused { 9 } else { 0 }),
+        "steward {args:?}: {v}"
+    );
     let text = std::fs::read_to_string(&report).unwrap();
     let mut lines = text.lines();
     assert_eq!(
@@ -1117,4 +1131,38 @@ fn a_rows_country_decides_the_region_of_its_phone_numbers() {
         "+447700900123",
         "a number with its country code stays"
     );
+}
+
+#[test]
+fn an_import_refusing_most_of_its_rows_writes_nothing_unless_told() {
+    let env = Env::init();
+    let file = env.tmp.path().join("mostly_bad.csv");
+    let mut text = String::from("First Name,Last Name,Email\n");
+    for i in 0..10 {
+        let email = if i < 6 {
+            "broken@".to_string()
+        } else {
+            format!("ok{i}@example.org")
+        };
+        text.push_str(&format!("Name{i},Family{i},{email}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let path = file.to_str().unwrap();
+    let out = env.run(&["import", path, "--profile", "generic", "--json"], None);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let said = format!("{err} {}", stderr(&out));
+    assert!(
+        said.contains("6 of 10 rows") && said.contains("--accept-errors"),
+        "{said}"
+    );
+    assert_eq!(subject_count(&env), 0, "nothing was written");
+    // Told to, it imports the four good rows and exits 9: some rows were refused.
+    let (v, rows) = import(&env, path, &["--profile", "generic", "--accept-errors"]);
+    assert_eq!(
+        (v["new"].as_u64(), v["errors"].as_u64()),
+        (Some(4), Some(6))
+    );
+    assert_eq!(rows.len(), 10);
+    assert_eq!(subject_count(&env), 4);
 }
