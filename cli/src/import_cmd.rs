@@ -132,6 +132,11 @@ fn summary_json(r: &ImportRecord) -> Value {
     let mut v = json!(r);
     if let Some(obj) = v.as_object_mut() {
         obj.insert("import_id".into(), json!(r.id));
+        // `problems` holds the first ones only; every row is in the report.
+        obj.insert(
+            "problems_left_out".into(),
+            json!(r.problems_total.saturating_sub(r.problems.len() as u64)),
+        );
     }
     v
 }
@@ -201,6 +206,14 @@ fn summary_text(r: &ImportRecord) -> String {
                 p.severity,
                 p.code,
                 p.message
+            ));
+        }
+        let shown = r.problems.len().min(20) as u64;
+        if r.problems_total > shown {
+            s.push_str(&format!(
+                "    ... and {} more: the report lists every row (--report R.csv, or steward import show {} --report R.csv)\n",
+                r.problems_total - shown,
+                r.id
             ));
         }
     }

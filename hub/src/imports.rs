@@ -1251,6 +1251,16 @@ impl Hub {
                 }
             }
         }
+        if counts.rows_read == 0 {
+            problems_total += 1;
+            problems.push(Problem {
+                row: 1 + reader.dialect().preamble_rows as u64,
+                column: None,
+                code: "no_rows".into(),
+                message: "the file has a header and no rows under it: nothing to import".into(),
+                severity: "warning".into(),
+            });
+        }
         let read_s = t0.elapsed().as_secs_f64();
         progress(Progress {
             stage: "match",
