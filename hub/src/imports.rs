@@ -916,7 +916,12 @@ impl Hub {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         let mut r =
             source().map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
+        // Over the rows, not the line endings: the same rows saved with CRLF (a spreadsheet
+        // on Windows) or with a byte-order mark are the same file.
         let mut buf = vec![0u8; 1 << 16];
+        let mut out = Vec::with_capacity(1 << 16);
+        let mut first = true;
+        let mut carriage = false;
         loop {
             let n = r
                 .read(&mut buf)
@@ -924,7 +929,25 @@ impl Hub {
             if n == 0 {
                 break;
             }
-            ctx.update(&buf[..n]);
+            let mut bytes = &buf[..n];
+            if first {
+                first = false;
+                bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(bytes);
+            }
+            out.clear();
+            for &b in bytes {
+                if carriage && b != b'\n' {
+                    out.push(b'\r');
+                }
+                carriage = b == b'\r';
+                if !carriage {
+                    out.push(b);
+                }
+            }
+            ctx.update(&out);
+        }
+        if carriage {
+            ctx.update(b"\r");
         }
         ctx.update(format!("{:?}", options.profile).as_bytes());
         ctx.update(options.mapping_text.as_bytes());

@@ -430,6 +430,21 @@ fn reimporting_the_same_file_changes_nothing_and_dry_run_writes_nothing() {
     }
     assert_eq!(rows2.len(), rows.len());
     let _ = audit_before;
+    // The same rows saved with Windows line endings (and a byte-order mark) are the same
+    // file: nothing new, every row unchanged.
+    let crlf = env.tmp.path().join("crlf.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &crlf,
+        format!(
+            "\u{feff}{}",
+            text.replace("\r\n", "\n").replace('\n', "\r\n")
+        ),
+    )
+    .unwrap();
+    let (v, _) = import(&env, crlf.to_str().unwrap(), &[]);
+    assert_eq!(v["already_imported"], true, "{v}");
+    assert_eq!(subject_count(&env), n);
     // The same people in another file (a copy with a different name and row order) match
     // the vault: nothing new.
     let text = std::fs::read_to_string(&file).unwrap();
