@@ -187,6 +187,18 @@ fn summary_text(r: &ImportRecord) -> String {
         s.push_str("  an interrupted run of this import was finished\n");
     }
     s.push_str(&date_columns_text(&r.date_columns));
+    if !r.unmapped_columns.is_empty() {
+        s.push_str(&format!(
+            "  columns not imported (no field for them; map them in a mapping file): {}\n",
+            r.unmapped_columns.join(", ")
+        ));
+    }
+    if !r.ignored_columns.is_empty() {
+        s.push_str(&format!(
+            "  columns read and left out on purpose (ignore): {}\n",
+            r.ignored_columns.join(", ")
+        ));
+    }
     for st in &r.stages {
         s.push_str(&format!(
             "  {:<6} {:>8.2} s  {:>10.0} rows/s\n",

@@ -312,6 +312,12 @@ pub struct ImportRecord {
     /// Each date column's order and what decided it.
     #[serde(default)]
     pub date_columns: Vec<importers::dates::DateColumn>,
+    /// Columns of the file that no profile or mapping entry gives a home: not imported.
+    #[serde(default)]
+    pub unmapped_columns: Vec<String>,
+    /// Columns the profile or mapping reads and deliberately leaves out (`ignore`).
+    #[serde(default)]
+    pub ignored_columns: Vec<String>,
     #[serde(default)]
     params: Option<Params>,
 }
@@ -1510,6 +1516,18 @@ impl Hub {
             already_imported: false,
             fingerprint: fingerprint.to_string(),
             codes,
+            unmapped_columns: header
+                .iter()
+                .zip(&targets)
+                .filter(|(h, t)| t.is_none() && !h.is_empty())
+                .map(|(h, _)| h.clone())
+                .collect(),
+            ignored_columns: header
+                .iter()
+                .zip(&targets)
+                .filter(|(_, t)| matches!(t, Some(Target::Ignore)))
+                .map(|(h, _)| h.clone())
+                .collect(),
             header_targets: targets,
             date_columns,
             params: Some(matched.params.clone()),

@@ -246,6 +246,8 @@ const CIVICRM: &[(&str, &str)] = &[
         "consent:newsletter-email:withdrawn:1|y|yes|true|x",
     ),
     ("External Identifier", "ignore"),
+    ("State", "region"),
+    ("State/Province", "region"),
     ("Household Name", "ignore"),
     ("Organization Name", "organisation_name"),
     ("Group(s)", "tags"),

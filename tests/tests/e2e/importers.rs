@@ -1184,3 +1184,28 @@ fn an_import_refusing_most_of_its_rows_writes_nothing_unless_told() {
     assert_eq!(rows.len(), 10);
     assert_eq!(subject_count(&env), 4);
 }
+
+#[test]
+fn columns_an_import_did_not_use_are_named() {
+    let env = Env::init();
+    let file = env.tmp.path().join("extra.csv");
+    std::fs::write(
+        &file,
+        "First Name,Last Name,Email,Shoe Size\nAda,Byron,ada@example.org,5\n",
+    )
+    .unwrap();
+    let (v, _) = import(&env, file.to_str().unwrap(), &["--profile", "generic"]);
+    assert_eq!(v["unmapped_columns"], json!(["Shoe Size"]), "{v}");
+    let out = env.run(&["import", "show", v["id"].as_str().unwrap()], None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Shoe Size"));
+    // CiviCRM's State goes to the region field.
+    let civi = env.tmp.path().join("civi.csv");
+    std::fs::write(
+        &civi,
+        "Contact ID,First Name,Last Name,Email,State,Postal Code\n7,Cy,Dee,cy@example.org,Ontario,K1A 0B1\n",
+    )
+    .unwrap();
+    let (v, rows) = import(&env, civi.to_str().unwrap(), &["--profile", "civicrm"]);
+    assert_eq!(v["unmapped_columns"], json!([]), "{v}");
+    assert_eq!(show(&env, &rows[0][2])["fields"]["region"], "Ontario");
+}
