@@ -3,7 +3,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use domain::{hex, unhex};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use vault::{keyspaces as ks, Batch, Vault};
 
@@ -154,7 +153,6 @@ fn decode(bytes: &[u8]) -> Option<Principal> {
 #[derive(Clone)]
 pub struct Principals {
     vault: Arc<Vault>,
-    rng: Arc<SystemRandom>,
 }
 
 fn now() -> String {
@@ -173,10 +171,7 @@ fn valid_name(name: &str) -> bool {
 impl Principals {
     /// The store over a vault.
     pub fn new(vault: Arc<Vault>) -> Principals {
-        Principals {
-            vault,
-            rng: Arc::new(SystemRandom::new()),
-        }
+        Principals { vault }
     }
 
     fn token_hash(&self, token: &str) -> [u8; 32] {
@@ -218,7 +213,9 @@ impl Principals {
 
     fn new_id(&self) -> Result<PrincipalId, Error> {
         let mut r = [0u8; 10];
-        self.rng.fill(&mut r).map_err(|_| Error::Random)?;
+        if !vault::crypto::fill_random(&mut r) {
+            return Err(Error::Random);
+        }
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -228,7 +225,9 @@ impl Principals {
 
     fn new_token(&self) -> Result<String, Error> {
         let mut bytes = [0u8; 32];
-        self.rng.fill(&mut bytes).map_err(|_| Error::Random)?;
+        if !vault::crypto::fill_random(&mut bytes) {
+            return Err(Error::Random);
+        }
         Ok(format!("{TOKEN_PREFIX}{}", hex(&bytes)))
     }
 

@@ -122,12 +122,10 @@ impl Event {
 
 /// `SHA-256(prev || canonical)`.
 pub fn chain_hash(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut ctx = vault::crypto::Sha256::new();
     ctx.update(prev);
     ctx.update(canonical);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+    ctx.finish()
 }
 
 pub use domain::{hex, unhex};

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
-use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
+use vault::crypto::{verify_signature, SigningKey};
 use vault::{keyspaces as ks, Batch, KeyRing, Store};
 
 use crate::event::{chain_hash, hex, unhex, Event, NewEvent, Outcome};
@@ -89,9 +89,11 @@ impl Checkpoint {
         let Ok(head) = <[u8; 32]>::try_from(head.as_slice()) else {
             return false;
         };
-        UnparsedPublicKey::new(&ED25519, pk)
-            .verify(&Checkpoint::message(self.size, &head, &self.time), &sig)
-            .is_ok()
+        verify_signature(
+            &pk,
+            &Checkpoint::message(self.size, &head, &self.time),
+            &sig,
+        )
     }
 }
 
@@ -205,7 +207,7 @@ struct Queue {
 /// The audit log of one data directory.
 pub struct AuditLog {
     store: RwLock<Arc<dyn Store>>,
-    key: Ed25519KeyPair,
+    key: SigningKey,
     config: AuditConfig,
     state: Mutex<State>,
     queue: Mutex<Queue>,
@@ -269,8 +271,8 @@ impl AuditLog {
         config: AuditConfig,
     ) -> Result<AuditLog, Error> {
         let seed = keys.derive_bytes("steward/v1/audit/ed25519-seed", 32);
-        let key = Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| Error::Read("cannot derive the signing key".into()))?;
+        let key = SigningKey::from_seed(&seed)
+            .ok_or_else(|| Error::Read("cannot derive the signing key".into()))?;
         let recorded: Option<Head> = store
             .get(ks::META, META_HEAD)
             .map_err(|e| Error::Read(e.to_string()))?
@@ -339,7 +341,7 @@ impl AuditLog {
 
     /// The public key that verifies this log's checkpoints (hex).
     pub fn public_key(&self) -> String {
-        hex(self.key.public_key().as_ref())
+        hex(self.key.public_key())
     }
 
     /// Number of events in the log.

@@ -919,7 +919,7 @@ impl Hub {
     }
 
     fn fingerprint(source: Source<'_>, options: &ImportOptions) -> Result<String, Error> {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut ctx = vault::crypto::Sha256::new();
         let mut r =
             source().map_err(|e| Error::BadRequest(format!("cannot read the file: {e}")))?;
         // Over the rows, not the line endings: the same rows saved with CRLF (a spreadsheet
@@ -961,7 +961,7 @@ impl Hub {
         if let Some(order) = options.date_order {
             ctx.update(format!("{order:?}").as_bytes());
         }
-        Ok(domain::hex(ctx.finish().as_ref()))
+        Ok(domain::hex(&ctx.finish()))
     }
 
     fn store_get_json<T: for<'de> Deserialize<'de>>(&self, k: &[u8]) -> Result<Option<T>, Error> {

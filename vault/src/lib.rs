@@ -19,6 +19,7 @@
 //! - `backup`: encrypted snapshots and restore.
 
 mod backup;
+pub mod crypto;
 mod error;
 mod holds;
 mod keys;
