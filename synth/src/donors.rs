@@ -30,7 +30,7 @@ const NICK: &[(&str, &str)] = &[
     ("Oliver", "Ollie"),
 ];
 
-fn typo(rng: &mut Rng, s: &str) -> String {
+pub(crate) fn typo(rng: &mut Rng, s: &str) -> String {
     let mut c: Vec<char> = s.chars().collect();
     if c.len() < 4 {
         return s.to_string();
@@ -46,7 +46,7 @@ fn typo(rng: &mut Rng, s: &str) -> String {
     c.into_iter().collect()
 }
 
-fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

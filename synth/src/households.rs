@@ -20,7 +20,8 @@
 
 use std::io::Write;
 
-use crate::Rng;
+use crate::donors::{cell, typo};
+use crate::{Rng, LETTERS};
 
 /// The header of the first file (the generic profile maps every column).
 pub const HOUSEHOLD_HEADER: &str =
@@ -254,31 +255,8 @@ const FAMILY: &[&str] = &[
     "Reynolds",
 ];
 
-const STREETS: &[&str] = &[
-    "High Street",
-    "Station Road",
-    "Church Lane",
-    "Victoria Road",
-    "Green Lane",
-    "Manor Road",
-    "Park Avenue",
-    "Kings Road",
-    "Queens Road",
-    "Mill Lane",
-    "The Crescent",
-    "School Lane",
-    "New Road",
-    "Grange Road",
-    "Springfield Road",
-    "Albert Road",
-    "York Road",
-    "Windsor Close",
-    "Chestnut Grove",
-    "Meadow View",
-    "Orchard Way",
-    "Beech Drive",
-    "Elm Close",
-    "Riverside",
+/// Streets beyond the ones the subject generator uses (`crate::STREETS`, drawn first).
+const MORE_STREETS: &[&str] = &[
     "Church Street",
     "London Road",
     "Park Road",
@@ -286,6 +264,17 @@ const STREETS: &[&str] = &[
     "North Street",
     "West Street",
 ];
+
+/// The `i`th street of the two lists, one after the other.
+fn street(i: usize) -> &'static str {
+    crate::STREETS
+        .get(i)
+        .copied()
+        .unwrap_or_else(|| MORE_STREETS[i - crate::STREETS.len()])
+}
+
+/// How many streets there are.
+const N_STREETS: usize = crate::STREETS.len() + MORE_STREETS.len();
 
 /// Town, county, postcode area, and an Ofcom drama-range landline prefix.
 const TOWNS: &[(&str, &str, &str, &str)] = &[
@@ -337,8 +326,6 @@ const NICK: &[(&str, &str)] = &[
     ("Patricia", "Pat"),
     ("Anthony", "Tony"),
 ];
-
-const LETTERS: &[u8] = b"ABDEFGHJLNPQRSTUWXYZ";
 
 /// One person as the first system holds them.
 #[derive(Debug, Clone)]
@@ -402,30 +389,6 @@ fn name_email(rng: &mut Rng, given: &str, family: &str) -> String {
     )
 }
 
-fn typo(rng: &mut Rng, s: &str) -> String {
-    let mut c: Vec<char> = s.chars().collect();
-    if c.len() < 4 {
-        return s.to_string();
-    }
-    let i = 1 + rng.below(c.len() as u64 - 2) as usize;
-    match rng.below(3) {
-        0 => c.swap(i, i + 1),
-        1 => {
-            c.remove(i);
-        }
-        _ => c.insert(i, c[i]),
-    }
-    c.into_iter().collect()
-}
-
-fn cell(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 struct World {
     rng: Rng,
     people: Vec<Person>,
@@ -482,7 +445,7 @@ impl World {
         let street = format!(
             "{} {}",
             1 + self.rng.below(200),
-            STREETS[self.rng.below(STREETS.len() as u64) as usize]
+            street(self.rng.below(N_STREETS as u64) as usize)
         );
         let postcode = self.postcode(area);
         let landline = if self.rng.chance(0.6) {
@@ -642,7 +605,7 @@ impl World {
             p.street = format!(
                 "{} {}",
                 1 + r.below(200),
-                STREETS[r.below(STREETS.len() as u64) as usize]
+                street(r.below(N_STREETS as u64) as usize)
             );
             p.town = town;
             p.county = county;
