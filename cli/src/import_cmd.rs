@@ -521,24 +521,7 @@ fn inspect(
     let dialect = reader.dialect().clone();
     let duplicates = reader.duplicate_columns();
     // The order of each date column, worked out from the whole file as the import does.
-    let mut evidence = importers::dates::DateEvidence::new(
-        targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| {
-                let (record, field) = match t {
-                    Some(Target::Field { field }) | Some(Target::Contact2 { field }) => {
-                        (RecordKind::Subject, field)
-                    }
-                    Some(Target::Gift { field }) => (RecordKind::Gift, field),
-                    _ => return false,
-                };
-                schema
-                    .field(record, field)
-                    .is_some_and(|d| d.ty == domain::FieldType::Date)
-            })
-            .map(|(i, _)| i),
-    );
+    let mut evidence = importers::dates::DateEvidence::for_targets(&schema, &targets);
     if !evidence.is_empty() {
         let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
         let all = Reader::new(f, None)

@@ -883,25 +883,7 @@ impl Hub {
         profile: Profile,
         option: Option<domain::DateOrder>,
     ) -> Result<Vec<importers::dates::DateColumn>, Error> {
-        let is_date = |t: &Option<Target>| {
-            let (record, field) = match t {
-                Some(Target::Field { field }) | Some(Target::Contact2 { field }) => {
-                    (RecordKind::Subject, field)
-                }
-                Some(Target::Gift { field }) => (RecordKind::Gift, field),
-                _ => return false,
-            };
-            self.schema
-                .field(record, field)
-                .is_some_and(|d| d.ty == domain::FieldType::Date)
-        };
-        let mut evidence = importers::dates::DateEvidence::new(
-            targets
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| is_date(t))
-                .map(|(i, _)| i),
-        );
+        let mut evidence = importers::dates::DateEvidence::for_targets(&self.schema, targets);
         if evidence.is_empty() {
             return Ok(Vec::new());
         }

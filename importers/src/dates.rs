@@ -144,6 +144,25 @@ impl DateEvidence {
         }
     }
 
+    /// Gathers evidence for the columns whose target is a date field of `schema`.
+    pub fn for_targets(schema: &domain::Schema, targets: &[Option<crate::Target>]) -> DateEvidence {
+        use crate::Target;
+        use domain::RecordKind;
+        DateEvidence::new(targets.iter().enumerate().filter_map(|(i, t)| {
+            let (record, field) = match t {
+                Some(Target::Field { field }) | Some(Target::Contact2 { field }) => {
+                    (RecordKind::Subject, field)
+                }
+                Some(Target::Gift { field }) => (RecordKind::Gift, field),
+                _ => return None,
+            };
+            schema
+                .field(record, field)
+                .is_some_and(|d| d.ty == domain::FieldType::Date)
+                .then_some(i)
+        }))
+    }
+
     /// True when there is no date column.
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty()
