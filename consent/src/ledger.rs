@@ -105,7 +105,7 @@ pub struct NewConsent {
     pub event: String,
     /// Effective time (RFC 3339); now when absent.
     pub at: Option<String>,
-    /// Jurisdiction; `uk-gdpr` when absent.
+    /// Jurisdiction; the ledger's (the organisation's) when absent.
     pub jurisdiction: Option<String>,
     /// Collection method; `api` when absent.
     pub method: Option<String>,
@@ -181,12 +181,22 @@ fn reference(what: &str, s: &str) -> Result<String, Error> {
 #[derive(Clone)]
 pub struct Ledger {
     store: Arc<dyn Store>,
+    jurisdiction: String,
 }
 
 impl Ledger {
-    /// The ledger over a store.
+    /// The ledger over a store; events that name no jurisdiction are `uk-gdpr`.
     pub fn new(store: Arc<dyn Store>) -> Ledger {
-        Ledger { store }
+        Ledger {
+            store,
+            jurisdiction: "uk-gdpr".into(),
+        }
+    }
+
+    /// The jurisdiction recorded on events that name none (the organisation's).
+    pub fn with_jurisdiction(mut self, jurisdiction: &str) -> Ledger {
+        self.jurisdiction = jurisdiction.to_string();
+        self
     }
 
     /// Validates an event and puts it into `batch` (the caller applies the batch, with its
@@ -288,7 +298,7 @@ impl Ledger {
             lawful_basis: purpose.basis,
             jurisdiction: reference(
                 "jurisdiction",
-                new.jurisdiction.as_deref().unwrap_or("uk-gdpr"),
+                new.jurisdiction.as_deref().unwrap_or(&self.jurisdiction),
             )?,
             collection_method: reference("method", new.method.as_deref().unwrap_or("api"))?,
             source: reference("source", &new.source)?,

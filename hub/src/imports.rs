@@ -49,7 +49,13 @@ struct Overlay {
     fields: HashMap<SubjectId, Vec<(FieldId, Value)>>,
     gifts: HashMap<SubjectId, Vec<GiftFields>>,
     seqs: HashMap<SubjectId, u64>,
+    /// Consent events the batch holds: (subject, purpose, event, time given by the file).
+    consents: HashSet<ConsentKey>,
 }
+
+/// What makes two imported consent events the same: subject, purpose, event and the time the
+/// file gave (none for a flag column such as "Do Not Email").
+type ConsentKey = (SubjectId, String, String, Option<String>);
 
 /// Tests hold each batch's commit back this long, so that the next batch is surely prepared
 /// while the one before is still in flight.
@@ -1769,7 +1775,7 @@ impl Hub {
                     &mut plan,
                     &parsed,
                     &rules,
-                    &options.name,
+                    options,
                     &created,
                     &suppressed,
                     &overlay,
@@ -1808,6 +1814,33 @@ impl Hub {
         Ok((record.clone(), self.stored_report(record)))
     }
 
+    /// True when this import already recorded this consent event for a stored subject (an
+    /// earlier batch's row of the same person).
+    fn imported_already(
+        &self,
+        subject: &SubjectId,
+        import: &str,
+        purpose: &str,
+        event: &str,
+        at: &Option<String>,
+    ) -> Result<bool, Error> {
+        let prefix = format!("import:{import}#");
+        let at = at.as_deref().and_then(consent::normalise_time);
+        Ok(self
+            .ledger
+            .history(subject)
+            .map_err(crate::consent_ops::consent_error)?
+            .iter()
+            .any(|e| {
+                e.purpose == purpose
+                    && e.event.as_str() == event
+                    && match &at {
+                        Some(t) => &e.time == t,
+                        None => e.source.starts_with(&prefix),
+                    }
+            }))
+    }
+
     /// Works out one batch's writes: new subjects, changed ones, gifts, consent events,
     /// households, undo snapshots, the batch's outcomes. Subjects the batch in flight writes
     /// are read from its `overlay`; the returned overlay is this batch's, for the next one.
@@ -1820,13 +1853,14 @@ impl Hub {
         plan: &mut [PlanRow],
         parsed: &HashMap<u64, Parsed>,
         rules: &BTreeMap<String, Survivorship>,
-        file: &str,
+        options: &ImportOptions,
         created: &HashSet<SubjectId>,
         suppressed: &vault::SuppressionList,
         overlay: &Overlay,
         before_reads: &mut dyn FnMut() -> Result<(), Error>,
     ) -> Result<(Prepared, Overlay), Error> {
         let import = record.id.clone();
+        let file = &options.name;
         // New subjects of this batch, by id: (kind, fields, gifts).
         let mut news: BTreeMap<SubjectId, NewSubject> = BTreeMap::new();
         let mut news_order: Vec<SubjectId> = Vec::new();
@@ -1834,6 +1868,11 @@ impl Hub {
         let mut olds: BTreeMap<SubjectId, (Vec<(FieldId, Value)>, bool)> = BTreeMap::new();
         let mut old_gifts: BTreeMap<SubjectId, Vec<Vec<(FieldId, Value)>>> = BTreeMap::new();
         let mut consents: Vec<(SubjectId, NewConsent)> = Vec::new();
+        let mut consent_keys: HashSet<ConsentKey> = HashSet::new();
+        let jurisdiction = options
+            .mapping
+            .as_ref()
+            .and_then(|m| m.jurisdiction.clone());
         let mut households: Vec<(SubjectId, Vec<SubjectId>)> = Vec::new();
         let mut gift_cache: HashMap<SubjectId, Vec<Vec<(FieldId, Value)>>> = HashMap::new();
         let household_field = self
@@ -1949,12 +1988,25 @@ impl Hub {
                     }
                 }
                 for (purpose, event, at) in &row.consents {
+                    // The same event from this import is recorded once per subject (two
+                    // merged rows of one person often carry the same opt-in).
+                    let same = (target, purpose.clone(), event.clone(), at.clone());
+                    // (Kept for the next batch even when skipped: the batch that recorded
+                    // it may still be in flight then.)
+                    if !consent_keys.insert(same.clone())
+                        || overlay.consents.contains(&same)
+                        || (!creates
+                            && self.imported_already(&target, &import, purpose, event, at)?)
+                    {
+                        continue;
+                    }
                     consents.push((
                         target,
                         NewConsent {
                             purpose: purpose.clone(),
                             event: event.clone(),
                             at: at.clone(),
+                            jurisdiction: jurisdiction.clone(),
                             method: Some("import".into()),
                             source: format!("import:{import}#{}", p.row),
                             ..Default::default()
@@ -2116,6 +2168,7 @@ impl Hub {
         // subjects move there: nothing below needs them).
         let mut next = Overlay {
             seqs,
+            consents: consent_keys,
             gifts: gift_cache,
             ..Default::default()
         };

@@ -151,6 +151,7 @@ impl Hub {
         let holds = retention::hold_rules(&policies, &schema)?;
         let lapsed = retention::lapsed_rule(&policies)?;
         let holidays = requests::holiday_rules(&policies)?;
+        let jurisdiction = ropa::jurisdiction(&policies)?;
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
         vault.set_match_keys(imports::match_keys(schema.clone()));
         let principals = Principals::new(vault.clone());
@@ -159,7 +160,7 @@ impl Hub {
             audit::AuditLog::open(vault.store().clone(), vault.keys(), audit_config)
                 .map_err(|e| Error::Audit(e.to_string()))?,
         );
-        let ledger = consent::Ledger::new(vault.store().clone());
+        let ledger = consent::Ledger::new(vault.store().clone()).with_jurisdiction(&jurisdiction);
         let hub = Hub {
             holidays,
             holds,

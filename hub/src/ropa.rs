@@ -16,6 +16,8 @@ struct Party {
 
 #[derive(Deserialize)]
 struct Organisation {
+    #[serde(default = "default_jurisdiction")]
+    jurisdiction: String,
     controller: Party,
     dpo: Party,
     #[serde(default)]
@@ -26,6 +28,27 @@ struct Organisation {
     transfers: Vec<String>,
     #[serde(default)]
     security: Vec<String>,
+}
+
+fn default_jurisdiction() -> String {
+    "uk-gdpr".into()
+}
+
+/// The organisation's jurisdiction (`jurisdiction` in organisation.toml; uk-gdpr when absent).
+pub(crate) fn jurisdiction(files: &PolicyFiles) -> Result<String, Error> {
+    let org: Organisation = toml::from_str(files.text_of("organisation.toml"))
+        .map_err(|e| Error::Policy(format!("organisation.toml: {e}")))?;
+    if org.jurisdiction.is_empty()
+        || !org
+            .jurisdiction
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(Error::Policy(
+            "organisation.toml: `jurisdiction` is a short code of letters, digits and hyphens, such as uk-gdpr".into(),
+        ));
+    }
+    Ok(org.jurisdiction)
 }
 
 #[derive(Deserialize)]

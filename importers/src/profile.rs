@@ -227,23 +227,31 @@ const CIVICRM: &[(&str, &str)] = &[
     ("Email", "email"),
     (
         "Do Not Email",
-        "consent:newsletter-email:objected:1|y|yes|true|x",
+        "consent:newsletter-email:withdrawn:1|y|yes|true|x",
     ),
     (
         "Do Not Phone",
-        "consent:fundraising-phone:objected:1|y|yes|true|x",
+        "consent:fundraising-phone:withdrawn:1|y|yes|true|x",
     ),
     (
         "Do Not Mail",
-        "consent:fundraising-post:objected:1|y|yes|true|x",
+        "consent:fundraising-post:withdrawn:1|y|yes|true|x",
     ),
     (
         "Do Not Sms",
-        "consent:fundraising-sms:objected:1|y|yes|true|x",
+        "consent:fundraising-sms:withdrawn:1|y|yes|true|x",
     ),
     (
         "No Bulk Emails (User Opt Out)",
         "consent:newsletter-email:withdrawn:1|y|yes|true|x",
+    ),
+    (
+        "Is Opt Out",
+        "consent:newsletter-email:withdrawn:1|y|yes|true|x",
+    ),
+    (
+        "Do Not Trade",
+        "consent:data-sharing:withdrawn:1|y|yes|true|x",
     ),
     ("External Identifier", "ignore"),
     ("State", "region"),
@@ -364,7 +372,10 @@ const DONORPERFECT: &[(&str, &str)] = &[
     ("home_phone", "phone"),
     ("mobile_phone", "mobile"),
     ("email", "email"),
-    ("nomail", "consent:fundraising-post:objected:1|y|yes|true|x"),
+    (
+        "nomail",
+        "consent:fundraising-post:withdrawn:1|y|yes|true|x",
+    ),
     ("nomail_reason", "ignore"),
     ("gift_id", "gift:transaction_id"),
     ("gift_date", "gift:date"),
@@ -445,6 +456,10 @@ pub struct MappingFile {
     /// whole row an error: for columns known to be noisy, such as legacy birth dates.
     #[serde(default)]
     pub drop_invalid: Vec<String>,
+    /// The data protection law the file's consent events were collected under (gdpr,
+    /// uk-gdpr, ccpa, au-privacy-act...); the organisation's (organisation.toml) when absent.
+    #[serde(default)]
+    pub jurisdiction: Option<String>,
 }
 
 /// One column of a mapping file.
@@ -489,13 +504,16 @@ fn toml_parse(text: &str) -> Result<MappingFile, String> {
     toml::from_str(text).map_err(|e| e.to_string())
 }
 
-/// Bloomerang restriction words → (purpose, event).
+/// Bloomerang restriction words → (purpose, event). A channel preference ("do not email") is
+/// a withdrawal for that channel's purpose only; "do not contact" objects to direct marketing
+/// (GDPR Art. 21), which stops every marketing purpose.
 pub fn restriction(word: &str) -> Option<(&'static str, &'static str)> {
     match word.trim().to_ascii_lowercase().replace(' ', "").as_str() {
-        "donotmail" | "nomail" => Some(("fundraising-post", "objected")),
-        "donotcall" | "donotphone" | "nocall" => Some(("fundraising-phone", "objected")),
-        "donotemail" | "noemail" => Some(("newsletter-email", "objected")),
-        "donottext" | "donotsms" | "nosms" => Some(("fundraising-sms", "objected")),
+        "donotmail" | "nomail" => Some(("fundraising-post", "withdrawn")),
+        "donotcall" | "donotphone" | "nocall" => Some(("fundraising-phone", "withdrawn")),
+        "donotemail" | "noemail" => Some(("newsletter-email", "withdrawn")),
+        "donottext" | "donotsms" | "nosms" => Some(("fundraising-sms", "withdrawn")),
+        // No contact at all: an objection to direct marketing, on every channel.
         "donotcontact" | "nocontact" => Some(("fundraising-post", "objected")),
         _ => None,
     }

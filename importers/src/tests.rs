@@ -172,7 +172,7 @@ fn each_systems_export_is_recognised_and_mapped() {
         t[3],
         Some(Target::Consent {
             purpose: "newsletter-email".into(),
-            event: "objected".into(),
+            event: "withdrawn".into(),
             when: vec![
                 "1".into(),
                 "y".into(),
@@ -268,7 +268,7 @@ country = "GB"
     );
     assert_eq!(
         restriction("Do Not Mail"),
-        Some(("fundraising-post", "objected"))
+        Some(("fundraising-post", "withdrawn"))
     );
     assert_eq!(restriction("whatever"), None);
 }

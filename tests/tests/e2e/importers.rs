@@ -231,7 +231,12 @@ fn each_profile_fixture_imports_end_to_end() {
     assert!(gifts
         .iter()
         .any(|g| g["fields"]["amount"] == "25.00" && g["fields"]["payment_method"] == "card"));
-    assert_eq!(gate(&env, &ann, "newsletter-email").1, "objected");
+    // "Do Not Email" is a channel preference, not an objection to all marketing.
+    assert_eq!(gate(&env, &ann, "newsletter-email").1, "consent_withdrawn");
+    assert_eq!(
+        gate(&env, &ann, "fundraising-post"),
+        (true, "legitimate_interests".to_string())
+    );
     let bob = &rows[1][2];
     assert_eq!(
         env.json(&["subject", "gifts", bob], None)["items"][0]["fields"]["amount"],
@@ -278,10 +283,14 @@ fn each_profile_fixture_imports_end_to_end() {
     );
     assert_eq!(gate(&env, &sam, "newsletter-email").1, "consent_withdrawn");
 
-    // Bloomerang, pipe-separated: communication restrictions become objections.
+    // Bloomerang, pipe-separated: communication restrictions opt out of their channels.
     let (v, rows) = import(&env, &fixture("profiles/bloomerang.csv"), &[]);
     assert_eq!(v["profile"], "bloomerang");
-    assert_eq!(gate(&env, &rows[0][2], "fundraising-post").1, "objected");
+    assert_eq!(gate(&env, &rows[0][2], "fundraising-post").1, "opted_out");
+    assert_eq!(
+        gate(&env, &rows[0][2], "fundraising-phone").1,
+        "consent_withdrawn"
+    );
 
     // DonorPerfect in Windows-1252: accents decoded, two gifts of one donor, nomail.
     let (v, rows) = import(&env, &fixture("profiles/donorperfect.csv"), &[]);
@@ -298,7 +307,7 @@ fn each_profile_fixture_imports_end_to_end() {
             .len(),
         2
     );
-    assert_eq!(gate(&env, &rows[0][2], "fundraising-post").1, "objected");
+    assert_eq!(gate(&env, &rows[0][2], "fundraising-post").1, "opted_out");
 
     // A spreadsheet: the generic profile guesses the columns; a mistyped email domain is
     // reported (never fixed) and does not replace the good address.
@@ -939,7 +948,7 @@ fn match_reindex_reads_every_subject_and_is_refused_to_a_volunteer() {
 
 /// A CiviCRM contributions row for person `i`: found again by email, a gift `tx`, and "Do
 /// Not Email" (an objection to the newsletter).
-fn civicrm_row(i: usize, tx: &str) -> String {
+fn civicrm_row(i: usize, tx: &str, do_not_phone: u8) -> String {
     // Family names from letters only, one per person.
     let mut family = String::from("Fam");
     let mut n = i;
@@ -948,7 +957,7 @@ fn civicrm_row(i: usize, tx: &str) -> String {
         n /= 26;
     }
     format!(
-        "{},Individual,Ann,,{family},,,,,,,,,p{i}@example.org,1,0,0,0,0,,,,,,Donation,2024-01-01,10.00,Credit Card,{tx},Completed,,",
+        "{},Individual,Ann,,{family},,,,,,,,,p{i}@example.org,1,{do_not_phone},0,0,0,,,,,,Donation,2024-01-01,10.00,Credit Card,{tx},Completed,,",
         1000 + i
     )
 }
@@ -957,7 +966,8 @@ fn civicrm_row(i: usize, tx: &str) -> String {
 fn rows_merging_into_subjects_of_the_batch_before_keep_every_gift_and_consent_event() {
     // Batches are prepared while the one before is still being written: rows of the second
     // batch merge into subjects the first creates, repeat its gifts (one gift each, not two)
-    // and add consent events (numbered after the first batch's); a third batch does so again.
+    // and repeat its consent event (recorded once); a third batch adds consent events
+    // (numbered after the first batch's).
     let env = Env::init();
     // One write batch of people (hub::BATCH_ROWS), twice, then 200 of them again.
     let people = 4096;
@@ -969,15 +979,15 @@ fn rows_merging_into_subjects_of_the_batch_before_keep_every_gift_and_consent_ev
         .to_string();
     let mut text = header + "\n";
     for i in 0..people {
-        text += &civicrm_row(i, &format!("TX-A{i}"));
+        text += &civicrm_row(i, &format!("TX-A{i}"), 0);
         text.push('\n');
     }
     for i in 0..people {
-        text += &civicrm_row(i, &format!("TX-A{i}"));
+        text += &civicrm_row(i, &format!("TX-A{i}"), 0);
         text.push('\n');
     }
     for i in 0..200 {
-        text += &civicrm_row(i, &format!("TX-B{i}"));
+        text += &civicrm_row(i, &format!("TX-B{i}"), 1);
         text.push('\n');
     }
     let file = env.tmp.path().join("contributions.csv");
@@ -1006,7 +1016,9 @@ fn rows_merging_into_subjects_of_the_batch_before_keep_every_gift_and_consent_ev
             "person {i}: {gifts}"
         );
         let history = env.json(&["consent", "history", "--subject", id], None);
-        let expected_events = if i < 200 { 3 } else { 2 };
+        // "Do Not Email" on every row of a person is one event; the third batch's
+        // "Do Not Phone" is numbered after it.
+        let expected_events = if i < 200 { 2 } else { 1 };
         assert_eq!(
             history["items"].as_array().unwrap().len(),
             expected_events,
@@ -1208,4 +1220,93 @@ fn columns_an_import_did_not_use_are_named() {
     let (v, rows) = import(&env, civi.to_str().unwrap(), &["--profile", "civicrm"]);
     assert_eq!(v["unmapped_columns"], json!([]), "{v}");
     assert_eq!(show(&env, &rows[0][2])["fields"]["region"], "Ontario");
+}
+
+#[test]
+fn consent_columns_mean_what_they_say_under_the_organisations_law_and_once() {
+    let env = Env::init();
+    // An Australian organisation.
+    let org = env.data.join("policies/organisation.toml");
+    let text = std::fs::read_to_string(&org).unwrap();
+    std::fs::write(
+        &org,
+        text.replace(
+            "jurisdiction = \"uk-gdpr\"",
+            "jurisdiction = \"au-privacy-act\"",
+        ),
+    )
+    .unwrap();
+    // CiviCRM: each "Do Not" column is its own channel; "Do Not Trade" is sharing.
+    let civi = env.tmp.path().join("civi.csv");
+    std::fs::write(
+        &civi,
+        "Contact ID,First Name,Last Name,Email,Do Not Email,Do Not Phone,Do Not Mail,Do Not Sms,Do Not Trade\n\
+         1,Ann,Lee,ann@example.org,1,0,0,0,0\n\
+         2,Bob,Tan,bob@example.org,0,1,0,0,1\n",
+    )
+    .unwrap();
+    let (v, rows) = import(&env, civi.to_str().unwrap(), &["--profile", "civicrm"]);
+    assert_eq!(v["new"], 2, "{v}");
+    let (ann, bob) = (rows[0][2].clone(), rows[1][2].clone());
+    assert_eq!(gate(&env, &ann, "newsletter-email").1, "consent_withdrawn");
+    assert!(
+        gate(&env, &ann, "fundraising-post").0,
+        "no email is not no post"
+    );
+    assert_eq!(gate(&env, &bob, "fundraising-phone").1, "consent_withdrawn");
+    assert!(gate(&env, &bob, "fundraising-post").0);
+    assert_eq!(gate(&env, &bob, "data-sharing").1, "consent_withdrawn");
+    let history = env.json(&["consent", "history", "--subject", &ann], None);
+    let events = history["items"].as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e["jurisdiction"] == "au-privacy-act"),
+        "{history}"
+    );
+
+    // A mapping may name the law its file's consents were collected under.
+    let map = env.tmp.path().join("ca.toml");
+    std::fs::write(
+        &map,
+        "jurisdiction = \"ccpa\"\n[columns]\nfirst = \"given_name\"\nlast = \"family_name\"\n\
+         email = \"email\"\noptin = { to = \"consent\", purpose = \"newsletter-email\", event = \"given\" }\n",
+    )
+    .unwrap();
+    // Two rows of one person carrying the same opt-in: one event.
+    let file = env.tmp.path().join("ca.csv");
+    std::fs::write(
+        &file,
+        "first,last,email,optin\n\
+         Cy,Dee,cy@example.org,2024-03-01 10:00:00\n\
+         Cy,Dee,cy@example.org,2024-03-01 10:00:00\n",
+    )
+    .unwrap();
+    let (v, rows) = import(
+        &env,
+        file.to_str().unwrap(),
+        &["--profile", "generic", "--mapping", map.to_str().unwrap()],
+    );
+    assert_eq!(
+        (v["new"].as_u64(), v["merged"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    let history = env.json(&["consent", "history", "--subject", &rows[0][2]], None);
+    let events = history["items"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{history}");
+    assert_eq!(events[0]["jurisdiction"], "ccpa");
+    // The same file again, as another import: still one event.
+    let again = env.tmp.path().join("ca2.csv");
+    std::fs::write(
+        &again,
+        "first,last,email,optin\nCy,Dee,cy@example.org,2024-03-01 10:00:00\n",
+    )
+    .unwrap();
+    import(
+        &env,
+        again.to_str().unwrap(),
+        &["--profile", "generic", "--mapping", map.to_str().unwrap()],
+    );
+    let history = env.json(&["consent", "history", "--subject", &rows[0][2]], None);
+    assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
 }
