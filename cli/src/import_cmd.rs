@@ -482,6 +482,9 @@ fn describe(t: &Option<Target>) -> String {
         Some(Target::Contact2 { field }) => format!("contact2.{field}"),
         Some(Target::Consent { purpose, event, .. }) => format!("consent: {event} {purpose}"),
         Some(Target::Restrictions) => "consent: restrictions".into(),
+        Some(Target::Address) => {
+            "address (street, street2, city, region, postal_code, country)".into()
+        }
         Some(Target::Ignore) => "(ignored)".into(),
     }
 }

@@ -560,16 +560,30 @@ impl Hub {
         rules: &BTreeMap<String, Survivorship>,
     ) -> Vec<(FieldId, Value)> {
         let mut out: Vec<(FieldId, Value)> = base.to_vec();
-        // An address moves as a whole: parts of two addresses make no address.
-        let address_incoming = incoming.iter().any(|(f, _)| {
-            matches!(
-                self.name_of(RecordKind::Subject, *f),
-                "street" | "postal_code"
-            )
-        });
-        if address_incoming {
-            out.retain(|(f, _)| !SHARED_ADDRESS.contains(&self.name_of(RecordKind::Subject, *f)));
-        }
+        // An address moves as a whole: parts of two addresses make no address. A less
+        // complete one (a street alone) never replaces a more complete one; one at least as
+        // complete replaces it unless the street's rule keeps what is stored.
+        let is_address =
+            |f: &FieldId| SHARED_ADDRESS.contains(&self.name_of(RecordKind::Subject, *f));
+        let parts =
+            |fields: &[(FieldId, Value)]| fields.iter().filter(|(f, _)| is_address(f)).count();
+        let (stored, offered) = (parts(base), parts(incoming));
+        let address_incoming = offered > 0;
+        let keep_stored = stored > 0
+            && (offered < stored
+                || rules
+                    .get("street")
+                    .copied()
+                    .unwrap_or_else(|| default_rule("street"))
+                    == Survivorship::ExistingFirst);
+        let incoming: Vec<&(FieldId, Value)> = if address_incoming && keep_stored {
+            incoming.iter().filter(|(f, _)| !is_address(f)).collect()
+        } else {
+            if address_incoming {
+                out.retain(|(f, _)| !is_address(f));
+            }
+            incoming.iter().collect()
+        };
         for (f, v) in incoming {
             let name = self.name_of(RecordKind::Subject, *f);
             let rule = rules
@@ -675,6 +689,35 @@ impl Hub {
                     for word in value.split([',', ';', '|']) {
                         if let Some((p, e)) = importers::restriction(word) {
                             consents.push((p.to_string(), e.to_string(), None));
+                        }
+                    }
+                    continue;
+                }
+                Target::Address => {
+                    if value.is_empty() {
+                        continue;
+                    }
+                    match importers::split_address(value) {
+                        Some(parts) => {
+                            for (name, part) in parts {
+                                if !person.contains_key(name) {
+                                    person.insert(name.to_string(), Json::String(part));
+                                    columns.insert((0, name.to_string()), column.clone());
+                                }
+                            }
+                        }
+                        None => {
+                            warnings.push(Problem {
+                                row,
+                                column: Some(column.clone()),
+                                code: "address_not_split".into(),
+                                message: "the address does not have its parts separated by two spaces (street, city, region, postcode, country); kept whole as the street".into(),
+                                severity: "warning".into(),
+                            });
+                            person
+                                .entry("street".to_string())
+                                .or_insert_with(|| Json::String(value.to_string()));
+                            columns.insert((0, "street".into()), column.clone());
                         }
                     }
                     continue;

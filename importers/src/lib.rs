@@ -18,7 +18,7 @@ mod profile;
 mod reader;
 
 pub use profile::{
-    legacy_value, restriction, triggers, MappingEntry, MappingFile, Profile, Target,
+    legacy_value, restriction, split_address, triggers, MappingEntry, MappingFile, Profile, Target,
 };
 pub use reader::{sniff, Dialect, Encoding, Reader, Row, RowError};
 

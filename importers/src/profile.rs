@@ -37,6 +37,9 @@ pub enum Target {
     },
     /// Restrictions listed in one cell (Bloomerang): each known word becomes an objection.
     Restrictions,
+    /// A whole postal address in one cell, its parts separated by two spaces (Mailchimp's
+    /// ADDRESS): split into street, street2, city, region, postal_code and country.
+    Address,
     /// Read, and deliberately not imported (free text that may hold anything).
     Ignore,
 }
@@ -202,6 +205,7 @@ fn parse_target(t: &str) -> Target {
             when: w.split('|').map(str::to_string).collect(),
         },
         ["restrictions"] => Target::Restrictions,
+        ["address"] => Target::Address,
         ["ignore"] => Target::Ignore,
         [f] => Target::Field {
             field: f.to_string(),
@@ -329,7 +333,7 @@ const MAILCHIMP: &[(&str, &str)] = &[
     ("Email Address", "email"),
     ("First Name", "given_name"),
     ("Last Name", "family_name"),
-    ("Address", "street"),
+    ("Address", "address"),
     ("Phone Number", "phone"),
     ("Birthday", "ignore"),
     ("MEMBER_RATING", "ignore"),
@@ -517,6 +521,37 @@ pub fn restriction(word: &str) -> Option<(&'static str, &'static str)> {
         "donotcontact" | "nocontact" => Some(("fundraising-post", "objected")),
         _ => None,
     }
+}
+
+/// Splits an address written in one cell with its parts separated by two or more spaces, as
+/// Mailchimp exports it: `street  [street2]  city  region  postal_code  country`. Returns the
+/// parts by field name, or `None` when the parts cannot be told apart (fewer than five, or
+/// more than six): the caller keeps the cell whole.
+pub fn split_address(cell: &str) -> Option<Vec<(&'static str, String)>> {
+    let parts: Vec<&str> = cell
+        .split("  ")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let names: &[&'static str] = match parts.len() {
+        5 => &["street", "city", "region", "postal_code", "country"],
+        6 => &[
+            "street",
+            "street2",
+            "city",
+            "region",
+            "postal_code",
+            "country",
+        ],
+        _ => return None,
+    };
+    Some(
+        names
+            .iter()
+            .zip(parts)
+            .map(|(n, p)| (*n, p.to_string()))
+            .collect(),
+    )
 }
 
 /// True when a consent column's cell triggers its event.

@@ -547,3 +547,24 @@ fn an_unbalanced_quote_costs_its_own_row_only() {
     assert_eq!(ok[29].number, 32);
     assert_eq!(ok[199].cells[1], "two\nlines");
 }
+
+#[test]
+fn a_one_cell_address_splits_only_when_its_parts_can_be_told_apart() {
+    let parts =
+        crate::split_address("1701 Bristol Ave.  Barrington  Rhode Island  02806  USA").unwrap();
+    assert_eq!(
+        parts.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        ["street", "city", "region", "postal_code", "country"]
+    );
+    assert_eq!(parts[2].1, "Rhode Island");
+    let parts = crate::split_address("512 Means St.  Suite 400  Atlanta  GA  30318  USA").unwrap();
+    assert_eq!(parts[1], ("street2", "Suite 400".to_string()));
+    // Empty parts (a blank second line written as four spaces) are skipped.
+    assert_eq!(
+        crate::split_address("1 A St    Town  ST  1234  AU").map(|p| p.len()),
+        Some(5)
+    );
+    assert_eq!(crate::split_address("1 High St"), None);
+    assert_eq!(crate::split_address("a  b  c  d"), None);
+    assert_eq!(crate::split_address("a  b  c  d  e  f  g"), None);
+}

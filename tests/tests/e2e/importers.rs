@@ -1310,3 +1310,101 @@ fn consent_columns_mean_what_they_say_under_the_organisations_law_and_once() {
     let history = env.json(&["consent", "history", "--subject", &rows[0][2]], None);
     assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
 }
+
+#[test]
+fn a_mailchimp_address_is_split_and_never_replaces_a_more_complete_one() {
+    let env = Env::init();
+    let civi = env.tmp.path().join("civi.csv");
+    std::fs::write(
+        &civi,
+        "Contact ID,First Name,Last Name,Email,Street Address,City,State,Postal Code,Country\n\
+         1,Ann,Lee,ann@example.org,1 High Street,Bath,Somerset,BA1 1AA,GB\n\
+         2,Bob,Tan,bob@example.org,2 Low Road,Leeds,Yorkshire,LS1 1AA,GB\n",
+    )
+    .unwrap();
+    let (_, rows) = import(&env, civi.to_str().unwrap(), &["--profile", "civicrm"]);
+    let (ann, bob) = (rows[0][2].clone(), rows[1][2].clone());
+    // Mailchimp: Ann's address as one cell (a bare street, less complete than what is
+    // stored); Bob's with all its parts and a second line; a new person's.
+    let mc = env.tmp.path().join("mailchimp.csv");
+    std::fs::write(
+        &mc,
+        "Email Address,First Name,Last Name,Address,OPTIN_TIME\n\
+         ann@example.org,Ann,Lee,1 High St,2024-01-01 10:00:00\n\
+         bob@example.org,Bob,Tan,2 Low Road  Flat 3  Leeds  West Yorkshire  LS1 1AA  United Kingdom,2024-01-01 10:00:00\n\
+         cy@example.org,Cy,Dee,512 Means St.  Suite 400  Atlanta  GA  30318  USA,2024-01-01 10:00:00\n\
+         di@example.org,Di,Fox,somewhere  odd,2024-01-01 10:00:00\n",
+    )
+    .unwrap();
+    let (v, rows) = import(&env, mc.to_str().unwrap(), &[]);
+    assert_eq!(v["profile"], "mailchimp");
+    assert_eq!(rows[0][2], ann);
+    assert_eq!(rows[1][2], bob, "{rows:?}");
+    let a = show(&env, &ann)["fields"].clone();
+    assert_eq!(
+        (
+            &a["street"],
+            &a["city"],
+            &a["region"],
+            &a["postal_code"],
+            &a["country"]
+        ),
+        (
+            &json!("1 High Street"),
+            &json!("Bath"),
+            &json!("Somerset"),
+            &json!("BA1 1AA"),
+            &json!("GB")
+        ),
+        "the structured address stays: {a}"
+    );
+    let b = show(&env, &bob)["fields"].clone();
+    assert_eq!(
+        (
+            &b["street"],
+            &b["street2"],
+            &b["region"],
+            &b["postal_code"],
+            &b["country"]
+        ),
+        (
+            &json!("2 Low Road"),
+            &json!("Flat 3"),
+            &json!("West Yorkshire"),
+            &json!("LS1 1AA"),
+            &json!("GB")
+        ),
+        "an address as complete moves as a whole: {b}"
+    );
+    let c = show(&env, &rows[2][2])["fields"].clone();
+    assert_eq!(
+        (
+            &c["street"],
+            &c["street2"],
+            &c["city"],
+            &c["region"],
+            &c["postal_code"],
+            &c["country"]
+        ),
+        (
+            &json!("512 Means St."),
+            &json!("Suite 400"),
+            &json!("Atlanta"),
+            &json!("GA"),
+            &json!("30318"),
+            &json!("US")
+        ),
+        "{c}"
+    );
+    // One that cannot be split is kept whole, with a warning naming the column.
+    assert_eq!(
+        show(&env, &rows[3][2])["fields"]["street"],
+        "somewhere  odd"
+    );
+    let warned = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["code"] == "address_not_split" && p["column"] == "Address" && p["row"] == 5);
+    assert!(warned, "{v}");
+}
