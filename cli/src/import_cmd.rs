@@ -545,6 +545,19 @@ fn inspect(
             Err(e) => rows.push(json!({"row": e.row, "error": e.code, "column": e.column})),
             Ok(row) => {
                 let mut checks = serde_json::Map::new();
+                // The region each phone number is read in, as the import reads it.
+                let country = row
+                    .cells
+                    .iter()
+                    .zip(&targets)
+                    .find(|(c, t)| {
+                        !c.trim().is_empty()
+                            && matches!(t, Some(Target::Field { field }) if field == "country")
+                    })
+                    .map(|(c, _)| c.as_str())
+                    .or_else(|| constants.get("country").and_then(Value::as_str))
+                    .and_then(domain::country_code);
+                let mut regions = serde_json::Map::new();
                 for (cell, t) in row.cells.iter().zip(&targets) {
                     let (record, field) = match t {
                         Some(Target::Field { field }) | Some(Target::Contact2 { field }) => {
@@ -558,7 +571,31 @@ fn inspect(
                     }
                     let mut obj = serde_json::Map::new();
                     obj.insert(field.clone(), json!(cell));
+                    let is_phone = schema
+                        .field(record, field)
+                        .is_some_and(|d| d.ty == domain::FieldType::Phone);
+                    let mut doubt = false;
+                    if is_phone && matches!(t, Some(Target::Field { .. })) {
+                        let reading = importers::phones::read_phone(
+                            cell,
+                            country.as_deref(),
+                            &schema.default_region,
+                        );
+                        if let (Some(region), true) = (&reading.region, reading.from_row) {
+                            if let Ok(e164) = domain::normalise_phone(cell, region) {
+                                obj.insert(field.clone(), json!(e164));
+                            }
+                        }
+                        doubt = !reading.doubt.is_empty();
+                        let said = match &reading.region {
+                            None => "own country code".to_string(),
+                            Some(r) if reading.from_row => format!("{r} (the row's country)"),
+                            Some(r) => format!("{r} (default region)"),
+                        };
+                        regions.insert(field.clone(), json!(said));
+                    }
                     let verdict = match schema.parse_object(record, &obj) {
+                        Ok(_) if doubt => "phone_region_unsure".to_string(),
                         Ok(parsed) => {
                             let suspect = parsed.iter().any(|(_, v)| {
                                 matches!(v, domain::Value::Email(e)
@@ -574,7 +611,11 @@ fn inspect(
                     };
                     checks.insert(field.clone(), json!(verdict));
                 }
-                rows.push(json!({"row": row.number, "fields": checks}));
+                let mut r = json!({"row": row.number, "fields": checks});
+                if !regions.is_empty() {
+                    r["phone_regions"] = Value::Object(regions);
+                }
+                rows.push(r);
             }
         }
     }

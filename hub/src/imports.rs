@@ -628,6 +628,61 @@ impl Hub {
         out
     }
 
+    /// Phone columns whose numbers, read in the default region for want of a country, are
+    /// mostly not in use there but would be elsewhere: a warning per column, from the file's
+    /// first rows ([`importers::phones::column_doubt`]).
+    fn phone_doubts(
+        &self,
+        header: &[String],
+        targets: &[Option<Target>],
+        mapping: Option<&MappingFile>,
+        rows: &[Result<importers::Row, importers::RowError>],
+    ) -> Vec<Problem> {
+        if mapping.is_some_and(|m| m.constants.contains_key("country")) {
+            return Vec::new();
+        }
+        let country = targets
+            .iter()
+            .position(|t| matches!(t, Some(Target::Field { field }) if field == "country"));
+        let region = &self.schema.default_region;
+        let mut out = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            let (Some(Target::Field { field }) | Some(Target::Contact2 { field })) = t else {
+                continue;
+            };
+            let is_phone = self
+                .schema
+                .field(RecordKind::Subject, field)
+                .is_some_and(|d| d.ty == domain::FieldType::Phone);
+            if !is_phone {
+                continue;
+            }
+            let cells = rows.iter().flatten().filter_map(|r| {
+                let has_country = country
+                    .and_then(|c| r.cells.get(c))
+                    .is_some_and(|c| domain::country_code(c).is_some());
+                let cell = r.cells.get(i)?;
+                (!has_country).then_some((r.number, cell.as_str()))
+            });
+            let Some(d) = importers::phones::column_doubt(cells, region) else {
+                continue;
+            };
+            out.push(Problem {
+                row: d.first_row,
+                column: header.get(i).cloned(),
+                code: "phone_region_unsure".into(),
+                message: format!(
+                    "{} of the first {} numbers in this column are not in use in {region} (the schema's default_region, used for rows without a country) but would be in {}: give the rows a country (a column, or the mapping's [constants] country)",
+                    d.doubtful,
+                    d.checked,
+                    d.regions.join(", ")
+                ),
+                severity: "warning".into(),
+            });
+        }
+        out
+    }
+
     fn parse_row(
         &self,
         row: u64,
@@ -786,25 +841,29 @@ impl Hub {
         }
         // The row's country (a column or a mapping constant) decides the region its phone
         // numbers are read in: an Australian 04xx mobile is +61, whatever the default region.
+        // (Without one they are read in the default region; `phone_doubts` says when that
+        // looks wrong for a column.)
         let localise_phones = |map: &mut Map<String, Json>| {
-            let Some(region) = map
+            let country = map
                 .get("country")
                 .and_then(Json::as_str)
-                .and_then(domain::country_code)
-            else {
-                return;
-            };
+                .and_then(domain::country_code);
             for (name, v) in map.iter_mut() {
                 let is_phone = self
                     .schema
                     .field(RecordKind::Subject, name)
                     .is_some_and(|d| d.ty == domain::FieldType::Phone);
-                if let (true, Json::String(s)) = (is_phone, v) {
-                    let t = s.trim_start();
-                    if !t.starts_with('+') && !t.starts_with("00") {
-                        if let Ok(e164) = domain::normalise_phone(t, &region) {
-                            *s = e164;
-                        }
+                let (true, Json::String(s)) = (is_phone, v) else {
+                    continue;
+                };
+                let reading = importers::phones::read_phone(
+                    s,
+                    country.as_deref(),
+                    &self.schema.default_region,
+                );
+                if let (Some(region), true) = (reading.region, reading.from_row) {
+                    if let Ok(e164) = domain::normalise_phone(s, &region) {
+                        *s = e164;
                     }
                 }
             }
@@ -1263,10 +1322,17 @@ impl Hub {
                     }),
             }
         };
+        let mut first_chunk = true;
         loop {
             let chunk: Vec<_> = reader.by_ref().take(16_384).collect();
             if chunk.is_empty() {
                 break;
+            }
+            if std::mem::take(&mut first_chunk) {
+                for p in self.phone_doubts(&header, &targets, options.mapping.as_ref(), &chunk) {
+                    problems_total += 1;
+                    problems.push(p);
+                }
             }
             let before = counts.rows_read;
             counts.rows_read += chunk.len() as u64;

@@ -14,6 +14,7 @@
 
 pub mod dates;
 pub mod matching;
+pub mod phones;
 mod profile;
 mod reader;
 

@@ -1161,6 +1161,60 @@ fn a_rows_country_decides_the_region_of_its_phone_numbers() {
         "+447700900123",
         "a number with its country code stays"
     );
+    // inspect says which region each number is read in.
+    let (v, text) = inspect(&[
+        file.to_str().unwrap(),
+        "--profile",
+        "generic",
+        "--mapping",
+        map.to_str().unwrap(),
+    ]);
+    let regions: Vec<&Value> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["phone_regions"]["phone"])
+        .collect();
+    assert_eq!(
+        regions,
+        [
+            &json!("AU (the row's country)"),
+            &json!("NZ (the row's country)"),
+            &json!("own country code")
+        ],
+        "{v}"
+    );
+    assert!(!text.contains("0412"), "a value was echoed");
+    // Without a country, an Australian mobile read as British is a number nobody uses there:
+    // it is imported as written and the column is named in a warning.
+    let bare = env.tmp.path().join("bare.csv");
+    std::fs::write(
+        &bare,
+        "First Name,Last Name,Email,Phone
+Zoe,Quill,zoe@example.org,0412 345 679
+         Yan,Pike,yan@example.org,07911 123456
+",
+    )
+    .unwrap();
+    let (v, _) = import(&env, bare.to_str().unwrap(), &["--profile", "generic"]);
+    let unsure: Vec<&Value> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["code"] == "phone_region_unsure")
+        .collect();
+    assert_eq!(unsure.len(), 1, "{v}");
+    assert_eq!(
+        (&unsure[0]["row"], &unsure[0]["column"]),
+        (&json!(2), &json!("Phone"))
+    );
+    assert!(unsure[0]["message"].as_str().unwrap().contains("AU"));
+    let (v, _) = inspect(&[bare.to_str().unwrap(), "--profile", "generic"]);
+    assert_eq!(
+        v["rows"][0]["fields"]["phone"], "phone_region_unsure",
+        "{v}"
+    );
+    assert_eq!(v["rows"][1]["fields"]["phone"], "ok", "{v}");
 }
 
 #[test]

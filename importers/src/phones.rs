@@ -1,0 +1,114 @@
+//! Which region a phone number written without a country code is read in: the row's country
+//! when it has one, else the schema's default region; and whether that reading is in doubt.
+
+/// The regions checked when a number read in the default region is not one in use there:
+/// where Steward's users and their supporters most often live.
+const LIKELY_REGIONS: &[&str] = &[
+    "GB", "IE", "US", "CA", "AU", "NZ", "ZA", "FR", "DE", "ES", "NL", "IN",
+];
+
+/// How one phone cell is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneReading {
+    /// The region the number is read in (`None` when it carries its own country code).
+    pub region: Option<String>,
+    /// True when the region is the row's country; false when it is the default region.
+    pub from_row: bool,
+    /// When read in the default region the number is not one in use there but would be in
+    /// these regions: the reading is in doubt.
+    pub doubt: Vec<&'static str>,
+}
+
+/// How `cell` is read, given the row's country (already an ISO code) and the default region.
+pub fn read_phone(cell: &str, row_country: Option<&str>, default_region: &str) -> PhoneReading {
+    let t = cell.trim_start();
+    if t.starts_with('+') || t.starts_with("00") {
+        return PhoneReading {
+            region: None,
+            from_row: false,
+            doubt: Vec::new(),
+        };
+    }
+    if let Some(c) = row_country {
+        return PhoneReading {
+            region: Some(c.to_string()),
+            from_row: true,
+            doubt: Vec::new(),
+        };
+    }
+    let in_use = |region: &str| {
+        domain::normalise_phone(t, region)
+            .map(|e| domain::phone_is_assigned(&e))
+            .unwrap_or(false)
+    };
+    let doubt = if in_use(default_region) {
+        Vec::new()
+    } else {
+        LIKELY_REGIONS
+            .iter()
+            .copied()
+            .filter(|r| *r != default_region && in_use(r))
+            .collect()
+    };
+    PhoneReading {
+        region: Some(default_region.to_string()),
+        from_row: false,
+        doubt,
+    }
+}
+
+/// How many numbers of a column are checked for [`column_doubt`].
+pub const SAMPLE: usize = 200;
+
+/// What the numbers of one phone column, read in the default region, look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDoubt {
+    /// Numbers checked (without a country code or a row country).
+    pub checked: usize,
+    /// Of which not in use in the default region but in use elsewhere.
+    pub doubtful: usize,
+    /// The first doubtful one's row.
+    pub first_row: u64,
+    /// Where they would be in use, most often first.
+    pub regions: Vec<&'static str>,
+}
+
+/// Checks up to [`SAMPLE`] cells of a phone column (row number, cell) that the import reads
+/// in `default_region`; `Some` when at least a tenth of them are numbers not in use there
+/// but in use in another region: the file probably needs a country.
+pub fn column_doubt<'a>(
+    cells: impl Iterator<Item = (u64, &'a str)>,
+    default_region: &str,
+) -> Option<ColumnDoubt> {
+    let mut checked = 0;
+    let mut doubtful = 0;
+    let mut first_row = 0;
+    let mut tally: Vec<(&'static str, usize)> = Vec::new();
+    for (row, cell) in cells.filter(|(_, c)| !c.trim().is_empty()).take(SAMPLE) {
+        checked += 1;
+        let reading = read_phone(cell, None, default_region);
+        if reading.doubt.is_empty() {
+            continue;
+        }
+        doubtful += 1;
+        if first_row == 0 {
+            first_row = row;
+        }
+        for r in reading.doubt {
+            match tally.iter_mut().find(|(x, _)| *x == r) {
+                Some(t) => t.1 += 1,
+                None => tally.push((r, 1)),
+            }
+        }
+    }
+    if doubtful == 0 || doubtful * 10 < checked {
+        return None;
+    }
+    tally.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    Some(ColumnDoubt {
+        checked,
+        doubtful,
+        first_row,
+        regions: tally.into_iter().take(4).map(|(r, _)| r).collect(),
+    })
+}
