@@ -568,3 +568,42 @@ fn a_one_cell_address_splits_only_when_its_parts_can_be_told_apart() {
     assert_eq!(crate::split_address("a  b  c  d"), None);
     assert_eq!(crate::split_address("a  b  c  d  e  f  g"), None);
 }
+
+#[test]
+fn every_column_of_the_npsp_template_has_a_target_under_either_header() {
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/data/npsp_template.csv",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let rows: Vec<Vec<String>> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    let labels = rows.iter().find(|r| r[0] == "Contact1 Salutation").unwrap();
+    let api = rows
+        .iter()
+        .find(|r| r[0] == "NPSP__CONTACT1_SALUTATION__C")
+        .unwrap();
+    for header in [labels, api] {
+        assert_eq!(Profile::detect(header), Profile::Npsp);
+        let targets = Profile::Npsp.map(header);
+        for (h, t) in header.iter().zip(&targets) {
+            assert!(t.is_some(), "{h} has no target");
+        }
+        // Labels and API names mean the same.
+        let gift = |f: &str| Some(Target::Gift { field: f.into() });
+        assert!(targets.contains(&gift("campaign")), "{header:?}");
+        assert!(targets.contains(&gift("transaction_id")), "{header:?}");
+    }
+    let same: Vec<bool> = Profile::Npsp
+        .map(labels)
+        .iter()
+        .zip(Profile::Npsp.map(api))
+        .map(|(a, b)| *a == b)
+        .collect();
+    assert!(same.iter().all(|x| *x), "{same:?}");
+}
