@@ -2544,7 +2544,7 @@ fn legacy_time(s: &str) -> Option<String> {
 fn row_error_message(code: &str) -> String {
     match code {
         "ragged_row" => "the row has a different number of cells than the header".into(),
-        "invalid_text" => "a cell is not valid text in the file's encoding".into(),
+        "invalid_text" => "a cell is not text: a byte that is not valid in the file's encoding, or a control character such as NUL (a damaged or binary file); the row is not imported".into(),
         "malformed_csv" => "the row's quoting is broken (an unbalanced quote)".into(),
         "field_too_long" => "a cell is longer than 1 MiB".into(),
         "unbalanced_quote" => "a quote in this row is never closed: the row is not imported (the rows after it are read as they are); close or remove the quote".into(),

@@ -54,16 +54,34 @@ const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 /// Longest cell accepted; longer ones are a row error, not an allocation.
 const MAX_CELL: usize = 1024 * 1024;
 
+/// Bytes Windows-1252 leaves undefined: a file that has them is not in that encoding.
+const UNDEFINED_1252: [u8; 5] = [0x81, 0x8D, 0x8F, 0x90, 0x9D];
+
+/// A cell's text, or `None` when it is not text: not valid in the file's encoding, or holding
+/// a control character (NUL, C0 other than tab and line breaks, C1), which no name, address
+/// or note is written with and which a damaged file is full of. A byte-order mark at the
+/// start of a cell (files joined end to end) is dropped.
 fn decode(bytes: &[u8], encoding: Encoding) -> Option<String> {
-    match encoding {
-        Encoding::Utf8 => std::str::from_utf8(bytes).ok().map(str::to_string),
-        Encoding::Windows1252 => Some(
+    let text = match encoding {
+        Encoding::Utf8 => std::str::from_utf8(bytes).ok()?.to_string(),
+        Encoding::Windows1252 => {
+            if bytes.iter().any(|b| UNDEFINED_1252.contains(b)) {
+                return None;
+            }
             encoding_rs::WINDOWS_1252
                 .decode_without_bom_handling(bytes)
                 .0
-                .into_owned(),
-        ),
+                .into_owned()
+        }
+    };
+    let control = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    if text.chars().any(control) {
+        return None;
     }
+    Some(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 /// Guesses the dialect from the first bytes of a file.

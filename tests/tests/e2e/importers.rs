@@ -1462,3 +1462,93 @@ fn a_mailchimp_address_is_split_and_never_replaces_a_more_complete_one() {
         .any(|p| p["code"] == "address_not_split" && p["column"] == "Address" && p["row"] == 5);
     assert!(warned, "{v}");
 }
+
+#[test]
+fn damaged_files_account_for_every_row() {
+    let dir = data("damaged");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/expected.json")).unwrap())
+            .unwrap();
+    let cases = expected.as_object().unwrap();
+    let on_disk = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(on_disk, cases.len(), "every file has its expected report");
+    for (name, want) in cases.iter().filter(|(k, _)| !k.starts_with('_')) {
+        let env = Env::init();
+        let file = format!("{dir}/{name}");
+        if name.starts_with("fail_") {
+            // Refused whole: nothing written, and the refusal says how to go on.
+            let out = env.run(&["import", &file, "--profile", "generic", "--json"], None);
+            assert_eq!(out.status.code(), Some(4), "{name}: {}", stderr(&out));
+            assert_eq!(subject_count(&env), 0, "{name}: nothing written");
+        }
+        let (v, rows) = import(&env, &file, &["--profile", "generic", "--accept-errors"]);
+        let read = want["rows_read"].as_u64().unwrap();
+        assert_eq!(v["rows_read"], read, "{name}: {v}");
+        assert_eq!(rows.len() as u64, read, "{name}: one report line per row");
+        let problems = v["problems"].as_array().unwrap();
+        let refused: Vec<(u64, &str, Option<&str>)> = problems
+            .iter()
+            .filter(|p| p["severity"] == "error")
+            .map(|p| {
+                (
+                    p["row"].as_u64().unwrap(),
+                    p["code"].as_str().unwrap(),
+                    p["column"].as_str(),
+                )
+            })
+            .collect();
+        match &want["errors"] {
+            Value::String(all) if all == "all" => {
+                assert_eq!(v["errors"], read, "{name}: {v}");
+            }
+            list => {
+                let list: Vec<(u64, &str, Option<&str>)> = list
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        (
+                            e[0].as_u64().unwrap(),
+                            e[1].as_str().unwrap(),
+                            e[2].as_str(),
+                        )
+                    })
+                    .collect();
+                assert_eq!(refused, list, "{name}: {v}");
+                assert_eq!(v["errors"], list.len(), "{name}");
+            }
+        }
+        // Every row is accounted for: refused ones by code, the rest in a subject.
+        for r in &rows {
+            if r[1] == "error" {
+                assert!(!r[4].is_empty(), "{name}: row {} has a code", r[0]);
+            } else {
+                assert!(!r[2].is_empty(), "{name}: row {} imported", r[0]);
+            }
+        }
+        if let Some(w) = want.get("warning") {
+            assert!(problems.iter().any(|p| &p["code"] == w), "{name}: {v}");
+        }
+        // Valid accented names are kept exactly, whatever else the file holds.
+        if *name == "invalid_utf8_byte.csv" {
+            let row = rows.iter().find(|r| r[0] == "2").unwrap();
+            let f = show(&env, &row[2])["fields"].clone();
+            assert_eq!(
+                (&f["given_name"], &f["family_name"]),
+                (&json!("José"), &json!("Núñez0"))
+            );
+        }
+        if *name == "nul_byte.csv" || *name == "bom_mid_file.csv" {
+            for r in rows.iter().filter(|r| r[1] != "error") {
+                let f = show(&env, &r[2])["fields"].clone();
+                for v in f.as_object().unwrap().values().filter_map(Value::as_str) {
+                    assert!(
+                        !v.contains(['\u{0}', '\u{feff}']),
+                        "{name}: row {}: {v:?}",
+                        r[0]
+                    );
+                }
+            }
+        }
+    }
+}
