@@ -88,12 +88,13 @@ fn decode(bytes: &[u8], encoding: Encoding) -> Option<String> {
 pub fn sniff(sample: &[u8]) -> Dialect {
     let bom = sample.starts_with(&[0xEF, 0xBB, 0xBF]);
     let body = if bom { &sample[3..] } else { sample };
-    // UTF-8 when the sample is, or when it holds more well-formed multi-byte characters
-    // than malformed bytes: one bad byte in a UTF-8 file is that row's problem (its cell is
-    // refused as invalid_text), not a reason to read every accented name as Windows-1252.
-    // Windows-1252 text almost never forms a valid multi-byte sequence by chance.
+    // UTF-8 when the sample is, or when its well-formed multi-byte characters are at least a
+    // tenth of its malformed bytes: a few bad bytes in a UTF-8 file are their rows' problem
+    // (the cell is refused as invalid_text), not a reason to read every accented name as
+    // Windows-1252. Windows-1252 text almost never forms a valid multi-byte sequence by
+    // chance, so a file of it has many malformed bytes for each one that does.
     let (multibyte, malformed) = utf8_evidence(body);
-    let utf8 = malformed == 0 || multibyte >= malformed;
+    let utf8 = malformed == 0 || (multibyte > 0 && multibyte * 10 >= malformed);
     let encoding = if bom || utf8 {
         Encoding::Utf8
     } else {
@@ -225,6 +226,7 @@ impl<R: Read> Reader<R> {
         let unbalanced = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let shape = std::rc::Rc::new(std::cell::Cell::new(None));
         let guard = QuoteGuard {
+            delimiter: dialect.delimiter,
             shape: shape.clone(),
             inner: buf,
             out: Vec::new(),
@@ -310,6 +312,7 @@ const MAX_OPEN_LINES: usize = 500;
 /// after it are read again as rows of their own.
 struct QuoteGuard<R: BufRead> {
     inner: R,
+    delimiter: u8,
     /// Bytes ready for the parser, and how many it has taken.
     out: Vec<u8>,
     at: usize,
@@ -339,13 +342,53 @@ impl<R: BufRead> QuoteGuard<R> {
         line.iter().filter(|b| **b == b'"').count()
     }
 
+    /// Reads `line` as the CSV parser does, starting inside a quoted cell when `open`: a
+    /// quote opens a quoted cell only as a cell's first byte; inside one, two quotes are a
+    /// quote and one closes it; elsewhere a quote is just a character (`O"Neil`). Returns
+    /// whether the line ends inside a quoted cell, whether a quote closed a cell with more
+    /// text after it (`"Lee"x`: the mark of a stray quote, not of a quoted cell), and how
+    /// many delimiters it has outside quoted cells. Counting quotes is not enough: `a"b,"c`
+    /// has two and leaves a cell open.
+    fn scan(&self, line: &[u8], mut open: bool) -> (bool, bool, usize) {
+        let mut cell_start = !open;
+        let mut closed_badly = false;
+        let mut delimiters = 0;
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            if open {
+                if b == b'"' {
+                    if line.get(i + 1) == Some(&b'"') {
+                        i += 2;
+                        continue;
+                    }
+                    open = false;
+                    let next = line.get(i + 1).copied();
+                    if !matches!(next, None | Some(b'\n' | b'\r')) && next != Some(self.delimiter) {
+                        closed_badly = true;
+                    }
+                }
+                cell_start = false;
+            } else if b == b'"' && cell_start {
+                open = true;
+                cell_start = false;
+            } else {
+                cell_start = b == self.delimiter || b == b'\n' || b == b'\r';
+                delimiters += usize::from(b == self.delimiter);
+            }
+            i += 1;
+        }
+        (open, closed_badly, delimiters)
+    }
+
     /// The next record's bytes, or nothing at the end of the file.
     fn record(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         let Some(first) = self.line()? else {
             return Ok(None);
         };
         self.records += 1;
-        if Self::quotes(&first) % 2 == 0 {
+        let (first_open, _, mut delimiters) = self.scan(&first, false);
+        if !first_open {
             return Ok(Some(first));
         }
         let mut lines = vec![first];
@@ -356,7 +399,14 @@ impl<R: BufRead> QuoteGuard<R> {
         while open && lines.len() < MAX_OPEN_LINES && row_like < ROW_LIKE_LINES {
             let Some(next) = self.line()? else { break };
             let q = Self::quotes(&next);
-            open = q % 2 == 0;
+            let (still_open, closed_badly, more) = self.scan(&next, true);
+            delimiters += more;
+            if closed_badly {
+                // The quote that closed it is itself stray: so was the one that opened it.
+                lines.push(next);
+                break;
+            }
+            open = still_open;
             match shape {
                 Some((d, n)) if q == 0 && next.iter().filter(|b| **b == d).count() == n => {
                     row_like += 1
@@ -365,7 +415,13 @@ impl<R: BufRead> QuoteGuard<R> {
             }
             lines.push(next);
         }
-        if !open {
+        // A quoted cell with line breaks in it leaves the row as wide as the header; a stray
+        // quote that happens to be closed by another one lines later does not.
+        let width_ok = match shape {
+            Some((_, n)) => delimiters == n,
+            None => true,
+        };
+        if !open && width_ok {
             return Ok(Some(lines.concat()));
         }
         self.unbalanced.borrow_mut().push(self.records);
