@@ -576,7 +576,7 @@ fn inspect(
                         .is_some_and(|d| d.ty == domain::FieldType::Phone);
                     let mut doubt = false;
                     if is_phone && matches!(t, Some(Target::Field { .. })) {
-                        let reading = importers::phones::read_phone(
+                        let reading = importers::phones::read_phone_checked(
                             cell,
                             country.as_deref(),
                             &schema.default_region,

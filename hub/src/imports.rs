@@ -57,6 +57,9 @@ struct Overlay {
 /// file gave (none for a flag column such as "Do Not Email").
 type ConsentKey = (SubjectId, String, String, Option<String>);
 
+/// Subjects an undo takes back per atomic write.
+const UNDO_CHUNK: usize = 2048;
+
 /// Tests hold each batch's commit back this long, so that the next batch is surely prepared
 /// while the one before is still in flight.
 #[cfg(test)]
@@ -2446,7 +2449,32 @@ impl Hub {
                 for c in consents.iter().filter(|c| &c[..16] == s.as_bytes()) {
                     batch.delete(ks::CONSENT, c.clone());
                 }
+                // Its snapshot goes with the restore: an undo cut short and run again does not
+                // find it changed (by this very restore) and carries on with the rest.
+                batch.delete(ks::IMPORTS, key("s", id, s.as_bytes()));
+                batch.delete(ks::IMPORTS, key("v", id, s.as_bytes()));
                 self.vault.restore_raw(s, &raw, expected.get(s).copied(), batch)?;
+            }
+            // Subjects the import created go a chunk at a time, each chunk one atomic write,
+            // so that memory stays bounded however large the import (an undo cut short and
+            // run again finds the rest: `created` holds only subjects still stored).
+            let mut created_sorted: Vec<SubjectId> = created.clone();
+            created_sorted.sort();
+            let chunks: Vec<&[SubjectId]> = created_sorted.chunks(UNDO_CHUNK).collect();
+            let (last, before) = chunks.split_last().map(|(l, b)| (*l, b)).unwrap_or((&[], &[]));
+            let leave = |chunk: &[SubjectId], batch: &mut Batch| -> Result<(), Error> {
+                for s in chunk {
+                    for e in store.scan_prefix(ks::CONSENT, s.as_bytes()) {
+                        batch.delete(ks::CONSENT, e?.0);
+                    }
+                    batch.delete(ks::ACTIVITY, s.as_bytes().to_vec());
+                }
+                Ok(())
+            };
+            for chunk in before {
+                let mut batch = Batch::new();
+                leave(chunk, &mut batch)?;
+                self.vault.discard_subjects(chunk, batch)?;
             }
             // Subjects with gifts or consent but no field change have no snapshot.
             let mut batch = Batch::new();
@@ -2458,12 +2486,7 @@ impl Hub {
             for c in &consents {
                 batch.delete(ks::CONSENT, c.clone());
             }
-            for s in &created {
-                for e in store.scan_prefix(ks::CONSENT, s.as_bytes()) {
-                    batch.delete(ks::CONSENT, e?.0);
-                }
-                batch.delete(ks::ACTIVITY, s.as_bytes().to_vec());
-            }
+            leave(last, &mut batch)?;
             for r in &record.review_items {
                 batch.delete(ks::IMPORTS, key("q", r, b""));
             }
@@ -2479,7 +2502,7 @@ impl Hub {
             trail.count = Some(created.len() as u64 + snapshots.len() as u64);
             self.commit_audited(actor, "import.undo", trail, |audit| {
                 batch.extend(audit);
-                self.vault.discard_subjects(&created, batch)?;
+                self.vault.discard_subjects(last, batch)?;
                 Ok(())
             })?;
             Ok(record)

@@ -19,7 +19,8 @@ pub struct PhoneReading {
     pub doubt: Vec<&'static str>,
 }
 
-/// How `cell` is read, given the row's country (already an ISO code) and the default region.
+/// How `cell` is read, given the row's country (already an ISO code) and the default region
+/// (`doubt` is left empty: see [`read_phone_checked`]).
 pub fn read_phone(cell: &str, row_country: Option<&str>, default_region: &str) -> PhoneReading {
     let t = cell.trim_start();
     if t.starts_with('+') || t.starts_with("00") {
@@ -36,25 +37,39 @@ pub fn read_phone(cell: &str, row_country: Option<&str>, default_region: &str) -
             doubt: Vec::new(),
         };
     }
+    PhoneReading {
+        region: Some(default_region.to_string()),
+        from_row: false,
+        doubt: Vec::new(),
+    }
+}
+
+/// [`read_phone`], and for a number read in the default region, where else it would be a
+/// number in use when it is not one there (parses it in a dozen regions: for samples and
+/// single rows, not for every row of a file).
+pub fn read_phone_checked(
+    cell: &str,
+    row_country: Option<&str>,
+    default_region: &str,
+) -> PhoneReading {
+    let mut reading = read_phone(cell, row_country, default_region);
+    if reading.region.is_none() || reading.from_row {
+        return reading;
+    }
+    let t = cell.trim();
     let in_use = |region: &str| {
         domain::normalise_phone(t, region)
             .map(|e| domain::phone_is_assigned(&e))
             .unwrap_or(false)
     };
-    let doubt = if in_use(default_region) {
-        Vec::new()
-    } else {
-        LIKELY_REGIONS
+    if !in_use(default_region) {
+        reading.doubt = LIKELY_REGIONS
             .iter()
             .copied()
             .filter(|r| *r != default_region && in_use(r))
-            .collect()
-    };
-    PhoneReading {
-        region: Some(default_region.to_string()),
-        from_row: false,
-        doubt,
+            .collect();
     }
+    reading
 }
 
 /// How many numbers of a column are checked for [`column_doubt`].
@@ -86,7 +101,7 @@ pub fn column_doubt<'a>(
     let mut tally: Vec<(&'static str, usize)> = Vec::new();
     for (row, cell) in cells.filter(|(_, c)| !c.trim().is_empty()).take(SAMPLE) {
         checked += 1;
-        let reading = read_phone(cell, None, default_region);
+        let reading = read_phone_checked(cell, None, default_region);
         if reading.doubt.is_empty() {
             continue;
         }
