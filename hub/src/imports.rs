@@ -2471,6 +2471,14 @@ impl Hub {
                 }
                 Ok(())
             };
+            if !before.is_empty() && record.status != "undoing" {
+                // Said before the first chunk goes, so a cut-short undo is not shown as a
+                // completed import.
+                record.status = "undoing".into();
+                let mut batch = Batch::new();
+                batch.put(ks::IMPORTS, key("i", id, b""), serde_json::to_vec(&record).expect("json"));
+                self.vault.apply_durably(batch)?;
+            }
             for chunk in before {
                 let mut batch = Batch::new();
                 leave(chunk, &mut batch)?;
