@@ -265,11 +265,21 @@ pub enum RequestCmd {
         reason: Option<String>,
     },
     /// Write the access package of an access or portability request.
+    /// Writes the access package of a verified, started request and records what it wrote.
     Fulfil {
+        /// The request's id.
         id: String,
-        /// A folder, or a file with --encrypt-to.
+        /// Where: a folder, a `.zip` or `.tar` file, or (with --encrypt-to or
+        /// --encrypt-passphrase-file) an age file. Never overwritten without --force.
         #[arg(long)]
         out: PathBuf,
+        /// Overwrite what is already at --out.
+        #[arg(long)]
+        force: bool,
+        /// Release the package before the request is verified and started, for this reason
+        /// (a DPO only; audited and kept in the request's history).
+        #[arg(long = "override-reason")]
+        override_reason: Option<String>,
         /// Encrypt to this age recipient (age1...): one file the stock age tool opens.
         #[arg(long)]
         encrypt_to: Option<String>,

@@ -100,26 +100,86 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
         RequestCmd::Fulfil {
             id,
             out: path,
+            force,
+            override_reason,
             encrypt_to,
             encrypt_passphrase_file,
         } => {
-            let package = hub.access_package(&actor, &parse_id(&id)?)?;
-            if encrypt_to.is_some() || encrypt_passphrase_file.is_some() {
-                let mut tar = Vec::new();
-                exporters::write_package_tar(&package, &mut tar)?;
-                let sealed = seal(
-                    encrypt_to.as_deref(),
-                    encrypt_passphrase_file.as_deref(),
-                    &tar,
-                )?;
-                std::fs::write(&path, sealed)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            } else {
-                exporters::write_package_dir(&package, &path)?;
+            let rid = parse_id(&id)?;
+            let encrypted = encrypt_to.is_some() || encrypt_passphrase_file.is_some();
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            let format = match (encrypted, ext.as_str()) {
+                (true, _) => "age",
+                (false, "zip") => "zip",
+                (false, "tar") => "tar",
+                (false, "age") => {
+                    return Err(usage(
+                        "not_encrypted",
+                        "--out names an .age file: add --encrypt-passphrase-file (a passphrase sent by another channel) or --encrypt-to, or name a folder, .zip or .tar",
+                    ))
+                }
+                (false, _) => "folder",
+            };
+            if path.exists() && !force {
+                return Err(usage(
+                    "exists",
+                    format!(
+                        "{} already exists: a package is never overwritten silently; choose another --out or add --force",
+                        path.display()
+                    ),
+                ));
             }
+            let package = hub.access_package(&actor, &rid, override_reason.as_deref())?;
+            let files = exporters::package_files(&package);
+            let produced: Vec<(String, Vec<u8>)> = match format {
+                "folder" => {
+                    exporters::write_package_dir(&package, &path, force)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    files
+                }
+                _ => {
+                    let mut bytes = Vec::new();
+                    if format == "zip" {
+                        exporters::write_zip(&mut bytes, &files)?;
+                    } else {
+                        exporters::write_tar(&mut bytes, &files)?;
+                    }
+                    if encrypted {
+                        bytes = seal(
+                            encrypt_to.as_deref(),
+                            encrypt_passphrase_file.as_deref(),
+                            &bytes,
+                        )?;
+                    }
+                    exporters::write_private(&path, &bytes, force)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    vec![(name, bytes)]
+                }
+            };
+            let r = hub.record_fulfilment(&actor, &rid, &produced, override_reason.as_deref())?;
+            let step = r.history.last().cloned();
+            let next = format!("steward request update {id} --action complete");
             out.emit(
-                &json!({"request": id, "out": path, "encrypted": path.is_file()}),
-                || format!("access package written to {}", path.display()),
+                &json!({"request": id, "out": path, "format": format, "encrypted": encrypted,
+                        "produced": step.as_ref().map(|s| s.produced.clone()).unwrap_or_default(),
+                        "state": r.state, "next": next}),
+                || {
+                    let mut s =
+                        format!("access package written to {} ({format})\n", path.display());
+                    for p in step.iter().flat_map(|s| &s.produced) {
+                        s.push_str(&format!("  {p}\n"));
+                    }
+                    s.push_str(&format!("recorded in the request's history; next: {next}"));
+                    s
+                },
             );
         }
     }

@@ -10,9 +10,10 @@
 mod package;
 
 use std::io::Write;
+use std::path::Path;
 use std::str::FromStr;
 
-pub use package::{write_package_dir, write_package_tar, AccessPackage};
+pub use package::{package_files, write_package_dir, write_package_tar, AccessPackage};
 
 /// Errors of the exporters.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,92 @@ pub fn write_tar(out: &mut dyn Write, files: &[(String, Vec<u8>)]) -> Result<(),
         out.write_all(&vec![0u8; pad])?;
     }
     out.write_all(&[0u8; 1024])?;
+    Ok(())
+}
+
+/// Writes files as a ZIP archive, stored without compression (every system's file manager
+/// opens one; an access package is small). Names are marked UTF-8; dates are left at the
+/// format's epoch, 1980-01-01, since the package carries its own generation time.
+pub fn write_zip(out: &mut dyn Write, files: &[(String, Vec<u8>)]) -> Result<(), Error> {
+    const UTF8_NAMES: u16 = 1 << 11;
+    const DOS_DATE_1980_01_01: u16 = (1 << 5) | 1;
+    let mut central = Vec::new();
+    let mut offset: u32 = 0;
+    let too_big = || {
+        Error::Io(std::io::Error::other(
+            "a ZIP without ZIP64 holds at most 4 GiB",
+        ))
+    };
+    for (name, body) in files {
+        let crc = crc32fast::hash(body);
+        let size = u32::try_from(body.len()).map_err(|_| too_big())?;
+        let name_len = u16::try_from(name.len()).map_err(|_| too_big())?;
+        let mut local = Vec::with_capacity(30 + name.len());
+        local.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        local.extend_from_slice(&20u16.to_le_bytes()); // version needed: 2.0
+        local.extend_from_slice(&UTF8_NAMES.to_le_bytes());
+        local.extend_from_slice(&0u16.to_le_bytes()); // stored
+        local.extend_from_slice(&0u16.to_le_bytes()); // time
+        local.extend_from_slice(&DOS_DATE_1980_01_01.to_le_bytes());
+        local.extend_from_slice(&crc.to_le_bytes());
+        local.extend_from_slice(&size.to_le_bytes());
+        local.extend_from_slice(&size.to_le_bytes());
+        local.extend_from_slice(&name_len.to_le_bytes());
+        local.extend_from_slice(&0u16.to_le_bytes()); // extra
+        local.extend_from_slice(name.as_bytes());
+        out.write_all(&local)?;
+        out.write_all(body)?;
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes()); // made by
+        central.extend_from_slice(&local[4..30]);
+        central.extend_from_slice(&0u16.to_le_bytes()); // comment
+        central.extend_from_slice(&0u16.to_le_bytes()); // disk
+        central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+        offset = offset
+            .checked_add(local.len() as u32)
+            .and_then(|o| o.checked_add(size))
+            .ok_or_else(too_big)?;
+    }
+    let entries = u16::try_from(files.len()).map_err(|_| too_big())?;
+    out.write_all(&central)?;
+    let mut end = Vec::with_capacity(22);
+    end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    end.extend_from_slice(&[0u8; 4]); // this disk, disk with the directory
+    end.extend_from_slice(&entries.to_le_bytes());
+    end.extend_from_slice(&entries.to_le_bytes());
+    end.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    end.extend_from_slice(&offset.to_le_bytes());
+    end.extend_from_slice(&0u16.to_le_bytes()); // comment
+    out.write_all(&end)?;
+    Ok(())
+}
+
+/// Writes `body` to a new file only its owner may read (0600 on Unix); `replace` allows an
+/// existing file to be overwritten, else it is an error.
+pub fn write_private(path: &Path, body: &[u8], replace: bool) -> Result<(), Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(body)?;
+    f.sync_all()?;
     Ok(())
 }
 

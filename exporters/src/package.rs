@@ -47,7 +47,8 @@ pub struct AccessPackage {
     pub access_history: Vec<Value>,
 }
 
-fn files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
+/// The package's files: package.json, data.csv and index.html, with their bytes.
+pub fn package_files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
     let json = serde_json::to_vec_pretty(p).unwrap_or_default();
     let mut csv = String::from("field,value\n");
     for (k, v) in &p.data {
@@ -134,14 +135,31 @@ fn files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
 
 /// Writes the package as a tar archive (package.json, data.csv, index.html).
 pub fn write_package_tar(p: &AccessPackage, out: &mut dyn Write) -> Result<(), Error> {
-    write_tar(out, &files(p))
+    write_tar(out, &package_files(p))
 }
 
-/// Writes the package as a folder.
-pub fn write_package_dir(p: &AccessPackage, dir: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(dir)?;
-    for (name, body) in files(p) {
-        std::fs::write(dir.join(name), body)?;
+/// Writes the package as a folder only its owner may open (0700, files 0600); `replace`
+/// allows the folder to exist already and its package files to be overwritten.
+pub fn write_package_dir(p: &AccessPackage, dir: &Path, replace: bool) -> Result<(), Error> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && replace => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    for (name, body) in package_files(p) {
+        crate::write_private(&dir.join(name), &body, replace)?;
     }
     Ok(())
 }

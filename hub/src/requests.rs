@@ -36,8 +36,12 @@ pub struct RequestStep {
     pub state: String,
     /// Principal id of whoever did it.
     pub by: String,
-    /// The reason given (extend, pause, refuse): a short reference, not personal content.
+    /// The reason given (extend, pause, refuse, an override): a short reference, not
+    /// personal content.
     pub reason: Option<String>,
+    /// What a fulfilment produced: each file's name and SHA-256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub produced: Vec<String>,
 }
 
 /// A subject-rights request.
@@ -96,6 +100,28 @@ fn reason_ref(reason: Option<&str>) -> Result<Option<String>, Error> {
             "a reason is one line of at most 300 characters, without email addresses".into(),
         )),
     }
+}
+
+/// What must happen before a request's data may be released (`None`: nothing).
+fn fulfil_blocker(r: &SubjectRequest) -> Option<String> {
+    let id = r.id;
+    let verified = r.history.iter().any(|s| s.action == "verify");
+    if matches!(r.state.as_str(), "completed" | "refused") {
+        return Some(format!("it is closed ({})", r.state));
+    }
+    if !verified {
+        return Some(format!(
+            "the requester's identity has not been verified (it is {}); verify it, then start the request: `steward request update {id} --action verify`, then `--action start`",
+            r.state
+        ));
+    }
+    if !matches!(r.state.as_str(), "in-progress" | "extended") {
+        return Some(format!(
+            "the request is {}, not started; start it: `steward request update {id} --action start`",
+            r.state
+        ));
+    }
+    None
 }
 
 impl SubjectRequest {
@@ -230,6 +256,7 @@ impl Hub {
                     state: "received".into(),
                     by: actor.principal.id.to_string(),
                     reason: None,
+                    produced: Vec::new(),
                 }],
             };
             r.compute_due(&self.calendar(jurisdiction))?;
@@ -359,6 +386,7 @@ impl Hub {
                 } else {
                     reason
                 },
+                produced: Vec::new(),
             });
             let cal = self.calendar(&r.jurisdiction);
             r.compute_due(&cal)?;
@@ -371,11 +399,71 @@ impl Hub {
         })
     }
 
-    /// Gathers the access package of an access or portability request.
+    /// Records in a request's history that it was fulfilled: what was produced (each file's
+    /// name and SHA-256, never its content) and the override reason if it went ahead before
+    /// verification. The request's state does not change: completing it is the next step.
+    pub fn record_fulfilment(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+        files: &[(String, Vec<u8>)],
+        override_reason: Option<&str>,
+    ) -> Result<SubjectRequest, Error> {
+        self.audited(actor, "update.request", |trail| {
+            self.require(actor, "requests", Action::Write)?;
+            let mut r = self.load_request(id)?;
+            trail.subject(r.subject);
+            let overridden = fulfil_blocker(&r).is_some();
+            let reason = reason_ref(override_reason)?;
+            if overridden && reason.is_none() {
+                return Err(Error::Conflict(format!(
+                    "request {id} cannot be fulfilled yet"
+                )));
+            }
+            let produced = files
+                .iter()
+                .map(|(name, body)| {
+                    let mut h = vault::crypto::Sha256::new();
+                    h.update(body);
+                    let hex: String = h.finish().iter().map(|b| format!("{b:02x}")).collect();
+                    format!("{name} sha256:{hex}")
+                })
+                .collect();
+            r.history.push(RequestStep {
+                at: consent::now(),
+                action: "fulfil".into(),
+                state: r.state.clone(),
+                by: actor.principal.id.to_string(),
+                reason: if overridden {
+                    reason.map(|x| format!("override before verification: {x}"))
+                } else {
+                    None
+                },
+                produced,
+            });
+            self.commit_audited(actor, "update.request", trail, |mut batch| {
+                batch.put(
+                    ks::REQUESTS,
+                    r.id.as_bytes().to_vec(),
+                    serde_json::to_vec(&r).expect("json"),
+                );
+                self.vault.apply_durably(batch)?;
+                Ok(())
+            })?;
+            Ok(r)
+        })
+    }
+
+    /// Gathers the access package of an access or portability request. Only for a request
+    /// whose requester's identity was verified and whose work was started: disclosing to
+    /// someone unverified is how an access request becomes a breach. `override_reason` lets
+    /// a principal allowed to administer requests (a DPO) go ahead all the same, audited with
+    /// the reason.
     pub fn access_package(
         &self,
         actor: &Actor,
         request: &SubjectId,
+        override_reason: Option<&str>,
     ) -> Result<exporters::AccessPackage, Error> {
         self.audited(actor, "export.access-package", |trail| {
             self.require(actor, "requests", Action::Write)?;
@@ -384,6 +472,16 @@ impl Hub {
             trail.subject(r.subject);
             if r.kind != "access" && r.kind != "portability" {
                 return Err(Error::BadRequest(format!("a {} request has no access package", r.kind)));
+            }
+            if let Some(missing) = fulfil_blocker(&r) {
+                match reason_ref(override_reason)? {
+                    None => {
+                        return Err(Error::Conflict(format!(
+                            "request {request} cannot be fulfilled yet: {missing} (a DPO may override with a stated reason: --override-reason)"
+                        )))
+                    }
+                    Some(_) => self.require(actor, "requests", Action::Admin)?,
+                }
             }
             let id = r.subject;
             let record = self.vault.read_subject(&id, &|_| true)?;

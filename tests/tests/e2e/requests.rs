@@ -167,6 +167,7 @@ fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
         None,
     );
     let (key, recipient) = age_keys(&env);
+    verify_and_start(&env, r["id"].as_str().unwrap());
     let sealed = env.tmp.path().join("package.age");
     env.json(
         &[
@@ -613,6 +614,7 @@ fn recipients_are_recorded_listed_in_the_package_and_named_for_notice_at_erasure
         None,
     );
     let folder = env.tmp.path().join("pkg");
+    verify_and_start(&env, r["id"].as_str().unwrap());
     env.json(
         &[
             "request",
@@ -634,5 +636,182 @@ fn recipients_are_recorded_listed_in_the_package_and_named_for_notice_at_erasure
     assert_eq!(
         v["certificate"]["notify"][0]["recipient"],
         "Mailing House Ltd"
+    );
+}
+
+/// Verifies the requester's identity and starts the request: what must come before fulfilling.
+fn verify_and_start(env: &Env, request: &str) {
+    for action in ["verify", "start"] {
+        env.json(&["request", "update", request, "--action", action], None);
+    }
+}
+
+#[test]
+fn an_access_package_is_released_only_after_verification_and_never_overwritten() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Vera", "family_name": "Fied", "email": "vera@example.org", "phone": "+447911123456"}));
+    let r = env.json(
+        &[
+            "request",
+            "open",
+            "--type",
+            "access",
+            "--subject",
+            &id,
+            "--jurisdiction",
+            "uk-gdpr",
+        ],
+        None,
+    );
+    let rid = r["id"].as_str().unwrap().to_string();
+    let folder = env.tmp.path().join("pkg");
+    let fulfil = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "request",
+            "fulfil",
+            &rid,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        env.run(&args, None)
+    };
+    // Before verification: refused, naming the step, and nothing written.
+    let out = fulfil(&folder, &[]);
+    assert!(!out.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("verif") && said.contains("--action verify"),
+        "{said}"
+    );
+    assert!(!folder.exists(), "nothing written");
+    // Verified but not started: still refused, naming the start.
+    env.json(&["request", "update", &rid, "--action", "verify"], None);
+    let out = fulfil(&folder, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--action start")
+            || String::from_utf8_lossy(&out.stdout).contains("--action start")
+    );
+    env.json(&["request", "update", &rid, "--action", "start"], None);
+    // Started: a private folder, the step recorded with each file's hash, the next step named.
+    let out = fulfil(&folder, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["next"].as_str().unwrap().contains("--action complete"),
+        "{v}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&folder), 0o700);
+        for f in ["package.json", "data.csv", "index.html"] {
+            assert_eq!(mode(&folder.join(f)), 0o600, "{f}");
+        }
+    }
+    let shown = env.json(&["request", "show", &rid], None);
+    let step = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"] == "fulfil")
+        .cloned()
+        .unwrap_or_else(|| panic!("no fulfil step: {shown}"));
+    let produced: Vec<&str> = step["produced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(produced.len(), 3, "{step}");
+    assert!(
+        produced.iter().all(|p| p.contains(" sha256:")),
+        "{produced:?}"
+    );
+    assert!(
+        !shown.to_string().contains("vera@example.org"),
+        "no personal value in the history"
+    );
+    // A second time: refused without --force, then overwritten with it.
+    let out = fulfil(&folder, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--force")
+            || String::from_utf8_lossy(&out.stdout).contains("--force")
+    );
+    assert!(fulfil(&folder, &["--force"]).status.success());
+    // A .zip is a zip that ordinary tools open, 0600.
+    let zip = env.tmp.path().join("pkg.zip");
+    assert!(fulfil(&zip, &[]).status.success());
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile, json; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.dumps(sorted(z.namelist()))); print(json.loads(z.read('package.json'))['data']['email'])",
+            zip.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("\"data.csv\", \"index.html\", \"package.json\"")
+            && text.contains("vera@example.org"),
+        "{text}"
+    );
+    // An .age name without encryption is refused rather than written as a folder.
+    let out = fulfil(&env.tmp.path().join("pkg.age"), &[]);
+    assert!(!out.status.success());
+    assert!(!env.tmp.path().join("pkg.age").exists());
+}
+
+#[test]
+fn a_dpo_may_release_before_verification_only_with_a_reason_kept_in_the_history() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Otto", "email": "otto@example.org"}));
+    let r = env.json(
+        &[
+            "request",
+            "open",
+            "--type",
+            "access",
+            "--subject",
+            &id,
+            "--jurisdiction",
+            "uk-gdpr",
+        ],
+        None,
+    );
+    let rid = r["id"].as_str().unwrap();
+    let folder = env.tmp.path().join("early");
+    env.json(
+        &[
+            "request",
+            "fulfil",
+            rid,
+            "--out",
+            folder.to_str().unwrap(),
+            "--override-reason",
+            "identity confirmed in person at the office, ref DPO-17",
+        ],
+        None,
+    );
+    assert!(folder.join("package.json").exists());
+    let shown = env.json(&["request", "show", rid], None);
+    let step = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"] == "fulfil")
+        .cloned()
+        .unwrap();
+    assert!(
+        step["reason"]
+            .as_str()
+            .unwrap()
+            .contains("override before verification: identity confirmed"),
+        "{step}"
     );
 }
