@@ -76,6 +76,8 @@ pub struct Actor {
 /// The hub of one data directory.
 pub struct Hub {
     holidays: requests::HolidayRules,
+    /// What documents say of the organisation (organisation.toml).
+    organisation: ropa::OrgFacts,
     holds: Vec<retention::HoldRule>,
     lapsed: Option<(i32, bool)>,
     ledger: consent::Ledger,
@@ -106,6 +108,7 @@ impl Hub {
         let schema = Arc::new(policies.schema()?);
         policies.policy()?;
         policies.purposes(&schema)?;
+        ropa::ropa(policies)?;
         let report = Vault::init(dir, seal_to)?;
         let result = (|| {
             policies.write_to(&dir.join(policies::DIR))?;
@@ -151,7 +154,7 @@ impl Hub {
         let holds = retention::hold_rules(&policies, &schema)?;
         let lapsed = retention::lapsed_rule(&policies)?;
         let holidays = requests::holiday_rules(&policies)?;
-        let jurisdiction = ropa::jurisdiction(&policies)?;
+        let organisation = ropa::org_facts(&policies)?;
         let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
         vault.set_match_keys(imports::match_keys(schema.clone()));
         let principals = Principals::new(vault.clone());
@@ -160,9 +163,11 @@ impl Hub {
             audit::AuditLog::open(vault.store().clone(), vault.keys(), audit_config)
                 .map_err(|e| Error::Audit(e.to_string()))?,
         );
-        let ledger = consent::Ledger::new(vault.store().clone()).with_jurisdiction(&jurisdiction);
+        let ledger = consent::Ledger::new(vault.store().clone())
+            .with_jurisdiction(&organisation.jurisdiction);
         let hub = Hub {
             holidays,
+            organisation,
             holds,
             lapsed,
             ledger,

@@ -555,20 +555,24 @@ impl Hub {
                 request_id: r.id.to_string(),
                 subject_id: id.to_string(),
                 generated_at: now.clone(),
-                controller: "the data controller named in the records of processing".into(),
+                controller: self.organisation.controller.clone(),
                 data,
                 gifts,
                 purposes,
                 categories: categories.into_iter().collect(),
                 recipients: {
+                    // Recipients this subject's data went to, then the categories of
+                    // recipients the organisation lists for everyone.
                     let list = self.recipients_of(&id)?;
-                    if list.is_empty() {
-                        vec!["No recipients outside the organisation are recorded for your data.".into()]
-                    } else {
-                        list.iter()
-                            .map(|r| format!("{}{} (since {})", r.recipient, r.purpose.as_deref().map(|p| format!(", for {p}")).unwrap_or_default(), r.since))
-                            .collect()
+                    let mut all: Vec<String> = list
+                        .iter()
+                        .map(|r| format!("{}{} (since {})", r.recipient, r.purpose.as_deref().map(|p| format!(", for {p}")).unwrap_or_default(), r.since))
+                        .collect();
+                    all.extend(self.organisation.recipients.iter().cloned());
+                    if all.is_empty() {
+                        all.push("No recipients outside the organisation are recorded for your data.".into());
                     }
+                    all
                 },
                 retention,
                 rights: vec![

@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::policies::PolicyFiles;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Party {
     name: String,
     #[serde(default)]
@@ -14,7 +15,10 @@ struct Party {
     contact: String,
 }
 
+/// organisation.toml. Unknown keys are refused: a list written after `[dpo]` belongs to that
+/// table in TOML, and would otherwise vanish from the records of processing without a word.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Organisation {
     #[serde(default = "default_jurisdiction")]
     jurisdiction: String,
@@ -34,10 +38,36 @@ fn default_jurisdiction() -> String {
     "uk-gdpr".into()
 }
 
-/// The organisation's jurisdiction (`jurisdiction` in organisation.toml; uk-gdpr when absent).
-pub(crate) fn jurisdiction(files: &PolicyFiles) -> Result<String, Error> {
+/// What the documents Steward writes say of the organisation (from organisation.toml).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OrgFacts {
+    /// The organisation's jurisdiction (uk-gdpr when absent).
+    pub(crate) jurisdiction: String,
+    /// The controller: name, address and contact, as one line.
+    pub(crate) controller: String,
+    /// Recipients or categories of recipients, for every subject.
+    pub(crate) recipients: Vec<String>,
+}
+
+/// Reads organisation.toml for [`OrgFacts`].
+pub(crate) fn org_facts(files: &PolicyFiles) -> Result<OrgFacts, Error> {
     let org: Organisation = toml::from_str(files.text_of("organisation.toml"))
         .map_err(|e| Error::Policy(format!("organisation.toml: {e}")))?;
+    let c = &org.controller;
+    let controller = [c.name.as_str(), c.address.as_str(), c.contact.as_str()]
+        .iter()
+        .filter(|x| !x.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(OrgFacts {
+        jurisdiction: jurisdiction_of(&org)?,
+        controller,
+        recipients: org.recipients,
+    })
+}
+
+fn jurisdiction_of(org: &Organisation) -> Result<String, Error> {
     if org.jurisdiction.is_empty()
         || !org
             .jurisdiction
@@ -48,7 +78,7 @@ pub(crate) fn jurisdiction(files: &PolicyFiles) -> Result<String, Error> {
             "organisation.toml: `jurisdiction` is a short code of letters, digits and hyphens, such as uk-gdpr".into(),
         ));
     }
-    Ok(org.jurisdiction)
+    Ok(org.jurisdiction.clone())
 }
 
 #[derive(Deserialize)]

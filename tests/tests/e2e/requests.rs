@@ -458,6 +458,27 @@ fn the_records_of_processing_are_built_from_the_policy_files() {
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(text.starts_with("# Records of processing activities"));
     assert!(text.contains("| gift-aid-claim"));
+    // The lists of the default organisation.toml reach the document (they once sat under
+    // [dpo], where TOML filed them away).
+    for key in [
+        "categories_of_subjects",
+        "recipients",
+        "transfers",
+        "security_measures",
+    ] {
+        assert!(
+            !doc[key].as_array().unwrap().is_empty(),
+            "{key} is empty: {doc}"
+        );
+    }
+    assert!(doc["recipients"].to_string().contains("HMRC"));
+    // A key where the loader does not read it is an error naming it.
+    let org = env.data.join("policies/organisation.toml");
+    let text = std::fs::read_to_string(&org).unwrap();
+    std::fs::write(&org, format!("{text}\nrecipeints = [\"typo\"]\n")).unwrap();
+    let out = env.run(&["policy", "check"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("recipeints"), "{}", stderr(&out));
 }
 
 #[test]
@@ -702,6 +723,25 @@ fn an_access_package_is_released_only_after_verification_and_never_overwritten()
     assert!(
         v["next"].as_str().unwrap().contains("--action complete"),
         "{v}"
+    );
+    // It names the controller and the recipients that policies/organisation.toml lists.
+    let p: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("package.json")).unwrap())
+            .unwrap();
+    assert!(
+        p["controller"]
+            .as_str()
+            .unwrap()
+            .starts_with("Example Charity"),
+        "{}",
+        p["controller"]
+    );
+    assert!(
+        p["recipients"]
+            .to_string()
+            .contains("HMRC (Gift Aid claims)"),
+        "{}",
+        p["recipients"]
     );
     #[cfg(unix)]
     {
