@@ -247,7 +247,14 @@ fn with_info(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
          Errors have one shape: {\"error\": {\"code\", \"message\"}}."
             .into(),
     );
-    doc.info.license = None;
+    // Set here, not inherited: utoipa fills contact and licence from the crate's package
+    // metadata, which once named a stranger's address.
+    doc.info.contact = None;
+    doc.info.terms_of_service = None;
+    let mut licence = utoipa::openapi::info::License::new("AGPL-3.0-or-later");
+    licence.identifier = Some("AGPL-3.0-or-later".into());
+    doc.info.license = Some(licence);
+    doc.info.extensions = None;
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",

@@ -716,6 +716,24 @@ fn openapi_metrics_and_policy_reload_on_sighup() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/v1/subjects/{id}"]["get"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // The document's info is what the project set, nothing inherited from package metadata.
+    let info = doc["info"].as_object().unwrap();
+    let keys: Vec<&str> = info.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["description", "license", "title", "version"],
+        "{info:?}"
+    );
+    assert_eq!(doc["info"]["license"]["name"], "AGPL-3.0-or-later");
+    // No email address but the examples' reserved example.org domain.
+    let text = doc.to_string();
+    for (i, _) in text.match_indices('@') {
+        assert!(
+            text[i..].starts_with("@example.org"),
+            "an address in the document: {}",
+            &text[i.saturating_sub(40)..(i + 40).min(text.len())]
+        );
+    }
 
     let (_, _, v) = http(
         "POST",
