@@ -565,8 +565,17 @@ pub enum SubjectCmd {
     },
     /// Erase subjects by destroying their data keys (several ids: one batch).
     Erase {
+        /// The subjects' ids.
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Do not ask for confirmation (scripts; without a terminal nothing is asked).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print again the erasure certificate kept for an erased subject (text, or --json).
+    Certificate {
+        /// The erased subject's id.
+        id: String,
     },
     /// List subject ids in creation order.
     List {

@@ -1,6 +1,6 @@
 //! One function per command.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 use anyhow::Context;
@@ -360,18 +360,32 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                 format!("{id} updated to version {version}")
             });
         }
-        SubjectCmd::Erase { ids } => {
+        SubjectCmd::Erase { ids, yes } => {
             let ids = ids
                 .iter()
                 .map(|i| parse_id(i))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let hub = open_hub(g)?;
             let actor = actor_for(&hub, g)?;
+            if !yes && std::io::stdin().is_terminal() {
+                eprint!(
+                    "Erase {} subject(s)? Their data keys are destroyed: this cannot be undone. Type yes to go on: ",
+                    ids.len()
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if answer.trim() != "yes" {
+                    return Err(usage(
+                        "not_confirmed",
+                        "nothing was erased (answer yes, or pass --yes)",
+                    ));
+                }
+            }
             if let [id] = ids.as_slice() {
                 let certificate = hub.erase_subject(&actor, id)?;
                 out.emit(
                     &json!({"id": id, "erased": true, "certificate": certificate}),
-                    || certificate.statement.clone(),
+                    || certificate.text(),
                 );
             } else {
                 let certificates = hub.erase_subjects(&actor, &ids)?;
@@ -380,12 +394,18 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                     || {
                         certificates
                             .iter()
-                            .map(|c| c.statement.clone())
+                            .map(|c| c.text())
                             .collect::<Vec<_>>()
-                            .join("\n")
+                            .join("\n\n")
                     },
                 );
             }
+        }
+        SubjectCmd::Certificate { id } => {
+            let id = parse_id(&id)?;
+            let hub = open_hub(g)?;
+            let c = hub.erasure_certificate(&actor_for(&hub, g)?, &id)?;
+            out.emit(&json!(c), || c.text());
         }
         SubjectCmd::List { after, limit } => {
             let after = after.as_deref().map(parse_id).transpose()?;
@@ -427,16 +447,21 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
         SubjectCmd::Held { id } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;
-            let (info, data) = hub.held_data(&actor_for(&hub, g)?, &id)?;
-            out.emit(&json!({"hold": info, "data": data}), || {
-                format!(
-                    "held under {} until {} ({})\n{}",
-                    info.hold,
-                    info.until,
-                    info.reason,
-                    serde_json::to_string_pretty(&data).unwrap_or_default()
-                )
-            });
+            match hub.held_data(&actor_for(&hub, g)?, &id)? {
+                Some((info, data)) => out.emit(&json!({"hold": info, "data": data}), || {
+                    format!(
+                        "held under {} until {} ({})\n{}",
+                        info.hold,
+                        info.until,
+                        info.reason,
+                        serde_json::to_string_pretty(&data).unwrap_or_default()
+                    )
+                }),
+                None => out.emit(
+                    &json!({"subject": id, "erased": true, "hold": null, "data": null}),
+                    || format!("{id}: erased, nothing held"),
+                ),
+            }
         }
         SubjectCmd::Gifts { id } => {
             let id = parse_id(&id)?;

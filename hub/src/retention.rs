@@ -159,7 +159,7 @@ pub(crate) fn lapsed_rule(files: &PolicyFiles) -> Result<Option<(i32, bool)>, Er
 }
 
 /// What an erasure did, for the DPO.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErasureCertificate {
     /// The subject.
     pub subject: SubjectId,
@@ -175,6 +175,65 @@ pub struct ErasureCertificate {
     pub notify: Vec<Recipient>,
     /// In words.
     pub statement: String,
+    /// Set when the subject had been erased before: this is the certificate kept then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub already_erased: bool,
+}
+
+impl ErasureCertificate {
+    /// The certificate as a letter-like text a DPO can file or send.
+    pub fn text(&self) -> String {
+        let mut s = String::from("ERASURE CERTIFICATE\n\n");
+        if self.already_erased {
+            s.push_str(
+                "(This subject had already been erased; this is the certificate kept then.)\n\n",
+            );
+        }
+        s.push_str(&format!("Subject:      {}\n", self.subject));
+        s.push_str(&format!("Erased at:    {} (UTC)\n", self.erased_at));
+        s.push_str(&format!(
+            "Erased:       {} field(s){}; {} gift(s)\n",
+            self.erased_fields.len(),
+            if self.erased_fields.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.erased_fields.join(", "))
+            },
+            self.erased_gifts
+        ));
+        match &self.held {
+            Some(h) => s.push_str(&format!(
+                "Legal hold:   {} keeps {} field(s) and {} gift(s) until {}, because: {}\n",
+                h.hold,
+                h.fields.len(),
+                h.gifts,
+                h.until,
+                h.reason
+            )),
+            None => s.push_str("Legal hold:   none; nothing is kept\n"),
+        }
+        if self.notify.is_empty() {
+            s.push_str(
+                "Recipients:   none recorded for this subject; nobody to notify under Art. 19\n",
+            );
+        } else {
+            s.push_str("Recipients to notify of the erasure (Art. 19):\n");
+            for r in &self.notify {
+                s.push_str(&format!(
+                    "  - {}{} (since {})\n",
+                    r.recipient,
+                    r.purpose
+                        .as_deref()
+                        .map(|p| format!(", for {p}"))
+                        .unwrap_or_default(),
+                    r.since
+                ));
+            }
+        }
+        s.push('\n');
+        s.push_str(&self.statement);
+        s
+    }
 }
 
 /// What a retention run did (or would do, dry).
@@ -221,6 +280,7 @@ impl Hub {
                     held: None,
                     notify: Vec::new(),
                     statement: format!("Subject {id} was already erased (its data key was destroyed); its leftover records were removed."),
+                    already_erased: false,
                 });
             }
             Err(e) => return Err(e.into()),
@@ -331,6 +391,7 @@ impl Hub {
             held,
             notify: self.recipients_of(id)?,
             statement,
+            already_erased: false,
         })
     }
 
@@ -377,6 +438,7 @@ impl Hub {
                     erased_gifts: n_gifts,
                     held: None,
                     notify: self.recipients_of(id)?,
+                    already_erased: false,
                 });
                 plain.push(*id);
             }
@@ -394,7 +456,53 @@ impl Hub {
                 }
                 Ok(())
             })?;
+            for c in &certificates {
+                self.keep_certificate(c)?;
+            }
             Ok(certificates)
+        })
+    }
+
+    /// Keeps an erasure certificate so it can be printed again (`subject certificate ID`).
+    pub(crate) fn keep_certificate(&self, c: &ErasureCertificate) -> Result<(), Error> {
+        let mut batch = vault::Batch::new();
+        batch.put(
+            ks::CERTIFICATES,
+            c.subject.as_bytes().to_vec(),
+            serde_json::to_vec(c).expect("json"),
+        );
+        self.vault.apply_durably(batch)?;
+        Ok(())
+    }
+
+    pub(crate) fn kept_certificate(
+        &self,
+        id: &SubjectId,
+    ) -> Result<Option<ErasureCertificate>, Error> {
+        Ok(self
+            .vault
+            .store()
+            .get(ks::CERTIFICATES, id.as_bytes())
+            .map_err(vault::Error::from)?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// The erasure certificate kept for an erased subject (a DPO's document).
+    pub fn erasure_certificate(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+    ) -> Result<ErasureCertificate, Error> {
+        self.audited(actor, "read.certificate", |trail| {
+            trail.subject(id);
+            self.require(actor, "subject", Action::Erase)?;
+            match self.kept_certificate(id)? {
+                Some(c) => Ok(c),
+                None if self.vault.is_erased(id)? => Err(Error::BadRequest(format!(
+                    "subject {id} was erased before Steward kept certificates: none is kept"
+                ))),
+                None => Err(Error::NotFound(*id)),
+            }
         })
     }
 
@@ -466,11 +574,22 @@ impl Hub {
         &self,
         actor: &Actor,
         id: &SubjectId,
-    ) -> Result<(vault::HoldInfo, serde_json::Value), Error> {
+    ) -> Result<Option<(vault::HoldInfo, serde_json::Value)>, Error> {
         self.audited(actor, "read.hold", |trail| {
             trail.subject(id);
             self.require(actor, "subject", Action::Erase)?;
-            let held = self.vault.read_hold(id)?.ok_or(Error::NotFound(*id))?;
+            let Some(held) = self.vault.read_hold(id)? else {
+                // Erased with nothing held is an answer, not a missing subject.
+                return if self.vault.is_erased(id)? {
+                    Ok(None)
+                } else if self.vault.exists(id)? {
+                    Err(Error::BadRequest(format!(
+                        "subject {id} is not erased: a legal hold only keeps what an erasure leaves"
+                    )))
+                } else {
+                    Err(Error::NotFound(*id))
+                };
+            };
             let fields: serde_json::Map<String, serde_json::Value> = held
                 .fields
                 .iter()
@@ -496,10 +615,10 @@ impl Hub {
                     )
                 })
                 .collect();
-            Ok((
+            Ok(Some((
                 held.info,
                 serde_json::json!({"fields": fields, "gifts": gifts}),
-            ))
+            )))
         })
     }
 

@@ -408,7 +408,15 @@ impl Hub {
         self.audited(actor, "erase.subject", |trail| {
             trail.subject(id);
             self.require(actor, "subject", Action::Erase)?;
+            // Erasing again answers with the certificate kept the first time.
+            if !self.vault.exists(id)? && self.vault.is_erased(id)? {
+                if let Some(mut kept) = self.kept_certificate(id)? {
+                    kept.already_erased = true;
+                    return Ok(kept);
+                }
+            }
             let certificate = self.commit_audited(actor, "erase.subject", trail, |batch| self.erase_with_rules(id, batch))?;
+            self.keep_certificate(&certificate)?;
             tracing::info!(subject = %id, principal = %actor.principal.id, held = certificate.held.is_some(), "subject erased");
             Ok(certificate)
         })

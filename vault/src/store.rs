@@ -73,6 +73,9 @@ pub mod keyspaces {
     /// Imports, merges and the review queue: plans, per-row outcomes, undo snapshots
     /// (encrypted records), review pairs. Ids, codes and counts; no clear personal value.
     pub const IMPORTS: Keyspace = Keyspace::new(18, "imports");
+    /// Erasure certificates: subject id → the certificate (field names, counts, hold and
+    /// recipient organisations; no personal value), to be printed again on demand.
+    pub const CERTIFICATES: Keyspace = Keyspace::new(19, "certificates");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -94,6 +97,7 @@ pub mod keyspaces {
         RECIPIENTS,
         MERGED,
         IMPORTS,
+        CERTIFICATES,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -554,9 +554,11 @@ fn a_gift_aid_donors_erasure_keeps_only_the_held_minimum_until_its_date() {
     );
     let r = env.json(&["retention", "run", "--now", "2031-04-01"], None);
     assert_eq!(r["holds_ended"], json!([id]));
+    let after = env.json(&["subject", "held", &id], None);
     assert_eq!(
-        env.run(&["subject", "held", &id], None).status.code(),
-        Some(3)
+        (&after["erased"], &after["hold"], &after["data"]),
+        (&json!(true), &Value::Null, &Value::Null),
+        "the hold ended: erased, nothing held"
     );
     assert!(find_markers(&env.data, &[], &["canaryheld", "gail@example"]).is_empty());
 }
@@ -854,4 +856,61 @@ fn a_dpo_may_release_before_verification_only_with_a_reason_kept_in_the_history(
             .contains("override before verification: identity confirmed"),
         "{step}"
     );
+}
+
+#[test]
+fn an_erasure_certificate_is_kept_and_printed_again_on_demand() {
+    let env = Env::init();
+    let id =
+        env.add(&json!({"given_name": "Cert", "family_name": "Ify", "email": "cert@example.org"}));
+    env.json(
+        &[
+            "subject",
+            "recipients",
+            &id,
+            "--add",
+            "Mailing House Ltd",
+            "--purpose",
+            "fundraising-post",
+        ],
+        None,
+    );
+    let first = env.json(&["subject", "erase", &id], None);
+    let cert = first["certificate"].clone();
+    assert!(cert["erased_at"].is_string());
+    assert_eq!(
+        cert["notify"][0]["recipient"], "Mailing House Ltd",
+        "{cert}"
+    );
+    // Text mode is a document: date, what went, who to tell.
+    let out = env.run(&["subject", "certificate", &id], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "ERASURE CERTIFICATE",
+        "Erased at:",
+        cert["erased_at"].as_str().unwrap(),
+        "Mailing House Ltd",
+        "Art. 19",
+    ] {
+        assert!(text.contains(part), "{part} missing from:\n{text}");
+    }
+    assert!(!text.contains("cert@example.org"), "no personal value");
+    // JSON is the same certificate.
+    let again = env.json(&["subject", "certificate", &id], None);
+    assert_eq!(again["erased_at"], cert["erased_at"]);
+    // A second erase answers with the kept certificate instead of an error.
+    let second = env.json(&["subject", "erase", &id], None);
+    assert_eq!(second["certificate"]["erased_at"], cert["erased_at"]);
+    assert_eq!(second["certificate"]["already_erased"], true);
+    // Nothing held: said as such, not "no subject".
+    let out = env.run(&["subject", "held", &id], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("erased, nothing held"));
+    // A subject that was never there is still not found.
+    let out = env.run(
+        &["subject", "certificate", "01M8TNJGPGJTAP968Z40BDN2VP"],
+        None,
+    );
+    assert!(!out.status.success());
 }
