@@ -132,8 +132,21 @@ pub(crate) fn serve(g: &Global, args: &ServeArgs, out: Output) -> anyhow::Result
     })
 }
 
+/// Written in the demo directory once its constituents are all loaded: from then on the demo
+/// only reuses them (an erased constituent is not replaced by a new one).
+const DEMO_LOADED: &str = "demo.loaded";
+
 pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<()> {
     let dir = g.data.clone().unwrap_or_else(|| "steward-demo".into());
+    // The address first: a taken port must not cost a data load and a new token.
+    if !args.no_serve {
+        std::net::TcpListener::bind(args.addr).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e} (is another server using that port? try --addr 127.0.0.1:0); nothing was changed",
+                args.addr
+            )
+        })?;
+    }
     let initialised = dir.join(vault::layout::SEAL).exists();
     let unlock = match (&g.identity, &g.passphrase_file) {
         (_, Some(p)) => {
@@ -167,9 +180,10 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
     let hub = Hub::open(&dir, &unlock)?;
     let actor = hub.local_actor();
     let existing = count_subjects(&hub)?;
-    if existing < args.size {
+    // A load cut short carries on; a finished one is never topped up.
+    if existing < args.size && !dir.join(DEMO_LOADED).exists() {
         out.note(&format!(
-            "Loading {} synthetic constituents (seed {DEMO_SEED})...",
+            "Loading {} synthetic constituents (seed {DEMO_SEED}) with gifts and consent histories...",
             args.size - existing
         ));
         let mut generator = synth::Generator::new(DEMO_SEED).skip(existing);
@@ -180,9 +194,16 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
                 .take(n)
                 .map(|c| NewSubjectInput::from_json(c.to_json()))
                 .collect::<Result<Vec<_>, _>>()?;
-            hub.create_subjects(&actor, batch)?;
+            let ids = hub.create_subjects(&actor, batch)?;
+            for (k, id) in ids.iter().enumerate() {
+                seed_consent(&hub, &actor, id, loaded + k)?;
+            }
             loaded += n;
         }
+        std::fs::write(
+            dir.join(DEMO_LOADED),
+            format!("{} constituents loaded (seed {DEMO_SEED})\n", args.size),
+        )?;
     }
     let subjects = count_subjects(&hub)?;
     let (_, token) = match hub.reissue_token(&actor, DEMO_ADMIN) {
@@ -218,6 +239,78 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
             },
         );
     })
+}
+
+/// A realistic consent history for the demo's constituent number `n`: most gave email
+/// consent at sign-up, some withdrew it later, some objected to post, a few gave phone
+/// consent; the rest have none (fundraising post then rests on legitimate interests).
+fn seed_consent(
+    hub: &Hub,
+    actor: &hub::Actor,
+    id: &domain::SubjectId,
+    n: usize,
+) -> anyhow::Result<()> {
+    let year = 2019 + (n % 6);
+    let month = 1 + (n % 12);
+    let at = |day: usize| Some(format!("{year}-{month:02}-{day:02}T10:00:00Z"));
+    let event =
+        |purpose: &str, event: &str, day: usize, source: &str, method: &str| consent::NewConsent {
+            purpose: purpose.into(),
+            event: event.into(),
+            at: at(day),
+            method: Some(method.into()),
+            source: source.into(),
+            notice_version: Some("privacy-notice-v3".into()),
+            contact_point: (purpose == "newsletter-email").then(|| "email".into()),
+            ..Default::default()
+        };
+    let mut events = Vec::new();
+    match n % 10 {
+        0..=5 => events.push(event(
+            "newsletter-email",
+            "given",
+            3,
+            "website-signup",
+            "form",
+        )),
+        6 => {
+            events.push(event(
+                "newsletter-email",
+                "given",
+                3,
+                "website-signup",
+                "form",
+            ));
+            events.push(event(
+                "newsletter-email",
+                "withdrawn",
+                20,
+                "unsubscribe-link",
+                "email-link",
+            ));
+        }
+        7 => events.push(event(
+            "fundraising-post",
+            "objected",
+            11,
+            "phone-call",
+            "phone",
+        )),
+        _ => {}
+    }
+    if n % 5 == 0 {
+        events.push(event(
+            "fundraising-phone",
+            "given",
+            5,
+            "event-sign-up-sheet",
+            "paper",
+        ));
+    }
+    for e in events {
+        hub.record_consent(actor, id, e)?;
+    }
+    Ok(())
 }
 
 fn count_subjects(hub: &Hub) -> anyhow::Result<usize> {

@@ -567,3 +567,61 @@ fn a_passphrase_sealed_directory_works_with_the_passphrase_file_only() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Pat"));
 }
+
+#[test]
+fn the_demo_seeds_consent_never_tops_up_and_checks_its_port_first() {
+    let env = Env::init();
+    let out = env.run(&["demo", "--no-serve", "--size", "40"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<String> = env.json(&["subject", "list", "--limit", "100"], None)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 40);
+    // Consent histories: most gave email consent, some withdrew it, some objected to post.
+    let mut reasons = std::collections::BTreeMap::new();
+    for id in &ids {
+        let v = env.json(&["consent", "state", "--subject", id], None);
+        let r = v["purposes"]["newsletter-email"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        *reasons.entry(r).or_insert(0) += 1;
+        let r = v["purposes"]["fundraising-post"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        *reasons.entry(format!("post:{r}")).or_insert(0) += 1;
+    }
+    for r in [
+        "consent_given",
+        "consent_withdrawn",
+        "no_consent",
+        "post:objected",
+    ] {
+        assert!(reasons.get(r).copied().unwrap_or(0) > 0, "{r}: {reasons:?}");
+    }
+    // Erase one, run the demo again: nobody is created in their place.
+    env.json(&["subject", "erase", &ids[0]], None);
+    let out = env.run(&["demo", "--no-serve", "--size", "40"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = env.json(&["subject", "list", "--limit", "100"], None)["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, 39, "the demo topped up after an erasure");
+    // A taken port: refused before anything is loaded or a token issued.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let fresh = tempfile::tempdir().unwrap();
+    let dir = fresh.path().join("demo");
+    let out = std::process::Command::new(binary())
+        .args(["demo", "--addr", &addr, "--data", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot listen"), "{}", stderr(&out));
+    assert!(!dir.exists(), "nothing was created");
+}
