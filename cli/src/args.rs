@@ -577,10 +577,12 @@ pub enum SubjectCmd {
         /// The erased subject's id.
         id: String,
     },
-    /// List subject ids in creation order.
+    /// List subject ids in creation order, a page at a time.
     List {
+        /// The `next` of the page before.
         #[arg(long)]
         after: Option<String>,
+        /// Ids per page, 1 to 1000.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },

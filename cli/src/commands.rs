@@ -408,6 +408,14 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
             out.emit(&json!(c), || c.text());
         }
         SubjectCmd::List { after, limit } => {
+            // As the API does: a page is 1 to 1,000 ids, and a larger ask is refused rather
+            // than cut short with no cursor to the rest.
+            if !(1..=1000).contains(&limit) {
+                return Err(usage(
+                    "bad_limit",
+                    "--limit is 1 to 1000; page on with --after NEXT",
+                ));
+            }
             let after = after.as_deref().map(parse_id).transpose()?;
             let hub = open_hub(g)?;
             let ids = hub.list_subjects(&actor_for(&hub, g)?, after.as_ref(), limit)?;

@@ -612,6 +612,10 @@ fn the_demo_seeds_consent_never_tops_up_and_checks_its_port_first() {
         .unwrap()
         .len();
     assert_eq!(after, 39, "the demo topped up after an erasure");
+    // A page larger than 1,000 is refused (as over HTTP), not cut short without a cursor.
+    let out = env.run(&["subject", "list", "--limit", "5000"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("1 to 1000"), "{}", stderr(&out));
     // A taken port: refused before anything is loaded or a token issued.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
