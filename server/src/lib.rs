@@ -172,18 +172,9 @@ fn valid_request_id(s: &str) -> bool {
 
 static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Takes the caller's `x-request-id` when it is a plain token, or makes one; echoes it in the
-/// response and records it, with the route and status, in one log line per request.
-async fn request_id(
-    axum::extract::State((timeout, metrics)): axum::extract::State<(
-        Duration,
-        Arc<metrics::Metrics>,
-    )>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let id = req
-        .headers()
+/// The caller's `x-request-id` when it is a plain token, or a new one.
+fn request_id_of(req: &Request) -> String {
+    req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|s| valid_request_id(s))
@@ -195,7 +186,33 @@ async fn request_id(
                 .map(|d| d.as_micros())
                 .unwrap_or(0);
             format!("req-{t:x}-{n:x}")
-        });
+        })
+}
+
+/// Gives every response an `x-request-id`, also those no route matched (the 404 for an
+/// unknown path), which [`request_id`] does not see.
+async fn ensure_request_id(req: Request, next: Next) -> Response {
+    let id = request_id_of(&req);
+    let mut resp = next.run(req).await;
+    if !resp.headers().contains_key("x-request-id") {
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+    }
+    resp
+}
+
+/// Takes the caller's `x-request-id` when it is a plain token, or makes one; echoes it in the
+/// response and records it, with the route and status, in one log line per request.
+async fn request_id(
+    axum::extract::State((timeout, metrics)): axum::extract::State<(
+        Duration,
+        Arc<metrics::Metrics>,
+    )>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let id = request_id_of(&req);
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -288,6 +305,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         request_id,
     ))
     .fallback(routes::not_found)
+    .layer(axum::middleware::from_fn(ensure_request_id))
     .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
     .with_state(state)
 }

@@ -633,9 +633,13 @@ fn each_error_status_comes_with_the_error_body() {
     let (s, _, v) = http("DELETE", &u("/v1/users/nobody"), Some(&admin), None);
     assert_eq!(s, 404);
     assert_error_shape(&v, "not_found");
-    let (s, _, v) = http("GET", &u("/v2/anything"), Some(&admin), None);
+    let (s, headers, v) = http("GET", &u("/v2/anything"), Some(&admin), None);
     assert_eq!(s, 404);
     assert_error_shape(&v, "no_such_route");
+    assert!(
+        headers.to_ascii_lowercase().contains("x-request-id:"),
+        "every response has a request id: {headers}"
+    );
     // 409: stale If-Match; taken user name.
     let (s, _, v) = http_with(
         "PATCH",
