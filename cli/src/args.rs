@@ -300,13 +300,14 @@ pub struct ConsentEventArgs {
     /// Where it came from: a form name, a campaign code, `email-link`...
     #[arg(long)]
     pub source: String,
-    /// When it took effect (RFC 3339; default now).
+    /// When it took effect: an RFC 3339 time or a date, YYYY-MM-DD (default now).
     #[arg(long)]
     pub at: Option<String>,
     /// form, phone, paper, email-link, import, api... (default api).
     #[arg(long)]
     pub method: Option<String>,
-    /// gdpr, uk-gdpr, ccpa, us-state (default uk-gdpr).
+    /// The law it was collected under: gdpr, uk-gdpr, ccpa, au-privacy-act... (default:
+    /// `jurisdiction` in policies/organisation.toml).
     #[arg(long)]
     pub jurisdiction: Option<String>,
     #[arg(long)]
@@ -316,7 +317,7 @@ pub struct ConsentEventArgs {
     /// A reference to evidence kept elsewhere (document id), never its content.
     #[arg(long)]
     pub evidence: Option<String>,
-    /// When the consent stops counting (RFC 3339).
+    /// When the consent stops counting: an RFC 3339 time or a date, YYYY-MM-DD.
     #[arg(long)]
     pub expires: Option<String>,
     /// The field used to contact, for channel purposes (e.g. email).

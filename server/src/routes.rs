@@ -184,6 +184,7 @@ struct ListQuery {
     /// Cursor: the last id of the previous page.
     after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -680,6 +681,7 @@ struct AuditQuery {
     /// Cursor: events after this sequence number.
     after: Option<u64>,
     /// Page size, 1 to 10000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
