@@ -303,7 +303,7 @@ pub struct ConsentEventArgs {
     /// When it took effect: an RFC 3339 time or a date, YYYY-MM-DD (default now).
     #[arg(long)]
     pub at: Option<String>,
-    /// form, phone, paper, email-link, import, api... (default api).
+    /// How it was collected: form, phone, paper, email-link... (default cli: recorded here).
     #[arg(long)]
     pub method: Option<String>,
     /// The law it was collected under: gdpr, uk-gdpr, ccpa, au-privacy-act... (default:

@@ -71,6 +71,12 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
                 .transpose()?;
             let list = hub.list_requests(&actor, days)?;
             out.emit(&json!({"items": list}), || {
+                if list.is_empty() {
+                    return match days {
+                        Some(d) => format!("no open request is due within {d} days"),
+                        None => "no requests".to_string(),
+                    };
+                }
                 list.iter().map(line).collect::<Vec<_>>().join("\n")
             });
         }

@@ -298,7 +298,7 @@ fn seed_consent(
         )),
         _ => {}
     }
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         events.push(event(
             "fundraising-phone",
             "given",

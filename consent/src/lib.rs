@@ -31,9 +31,9 @@ pub enum Error {
     /// purposes.toml is not valid.
     #[error("purposes.toml: {0}")]
     Purposes(String),
-    /// No such purpose.
-    #[error("unknown purpose \"{0}\"; see policies/purposes.toml")]
-    UnknownPurpose(String),
+    /// No such purpose: its name, and the purposes there are.
+    #[error("unknown purpose \"{0}\"; the purposes in policies/purposes.toml are: {1}")]
+    UnknownPurpose(String, String),
     /// An event that cannot be recorded as given.
     #[error("{0}")]
     Invalid(String),

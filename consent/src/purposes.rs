@@ -127,10 +127,10 @@ impl Purposes {
 
     /// Looks a purpose up.
     pub fn get(&self, name: &str) -> Result<&Purpose, Error> {
-        self.list
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| Error::UnknownPurpose(name.to_string()))
+        self.list.iter().find(|p| p.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.list.iter().map(|p| p.name.as_str()).collect();
+            Error::UnknownPurpose(name.to_string(), known.join(", "))
+        })
     }
 
     /// Every purpose.

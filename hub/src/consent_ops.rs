@@ -110,9 +110,17 @@ impl Hub {
         &self,
         actor: &Actor,
         subject: &SubjectId,
-        new: NewConsent,
+        mut new: NewConsent,
         check: bool,
     ) -> Result<ConsentEvent, Error> {
+        // Unless told how it was collected, say how it was recorded: by a person at the
+        // command line, or by a system over the API.
+        if new.method.is_none() {
+            new.method = Some(match actor.channel {
+                crate::Channel::Cli => "cli".into(),
+                crate::Channel::Http(_) => "api".into(),
+            });
+        }
         self.audited(actor, "update.consent", |trail| {
             trail.subject(subject);
             trail.purpose = Some(new.purpose.clone());

@@ -189,3 +189,53 @@ fn exported_csv_cells_cannot_run_as_formulas() {
         "{row}"
     );
 }
+
+#[test]
+fn the_cli_says_how_consent_was_recorded_and_which_purposes_exist() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Cli", "email": "cli@example.org"}));
+    env.json(
+        &[
+            "consent",
+            "record",
+            "--subject",
+            &id,
+            "--purpose",
+            "newsletter-email",
+            "--event",
+            "given",
+            "--source",
+            "front-desk",
+        ],
+        None,
+    );
+    let h = env.json(&["consent", "history", "--subject", &id], None);
+    assert_eq!(h["items"][0]["collection_method"], "cli", "{h}");
+    let out = env.run(
+        &[
+            "consent",
+            "record",
+            "--subject",
+            &id,
+            "--purpose",
+            "newsleter",
+            "--event",
+            "given",
+            "--source",
+            "x",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("newsleter")
+            && err.contains("newsletter-email")
+            && err.contains("gift-aid-claim"),
+        "{err}"
+    );
+    // Nothing due: said, not an empty screen.
+    let out = env.run(&["request", "list", "--due-within", "7d"], None);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no open request is due within 7 days"));
+}
