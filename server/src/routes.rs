@@ -955,19 +955,38 @@ async fn segment(
         }));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    // The status is sent with the first row: a failure before it (a bad `at`, a refusal) is
+    // answered as an error, not as a 200 whose body breaks off.
+    let (started, first) = tokio::sync::oneshot::channel::<Result<(), hub::Error>>();
     let hub = state.hub.clone();
     tokio::task::spawn_blocking(move || {
+        let mut started = Some(started);
         let result = hub.segment(&actor, &purpose, q.at.as_deref(), &mut |row| {
+            if let Some(s) = started.take() {
+                let _ = s.send(Ok(()));
+            }
             let mut line = serde_json::to_vec(&row).unwrap_or_default();
             line.push(b'\n');
             tx.blocking_send(Ok(line))
                 .map_err(|_| hub::Error::BadRequest("client went away".into()))
         });
-        if let Err(e) = result {
-            tracing::error!(error = %e, "segment stream failed");
-            let _ = tx.blocking_send(Err(std::io::Error::other("segment failed")));
+        match (result, started.take()) {
+            (Ok(_), Some(s)) => {
+                let _ = s.send(Ok(()));
+            }
+            (Ok(_), None) => {}
+            (Err(e), Some(s)) => {
+                let _ = s.send(Err(e));
+            }
+            (Err(e), None) => {
+                tracing::error!(error = %e, "segment stream failed");
+                let _ = tx.blocking_send(Err(std::io::Error::other("segment failed")));
+            }
         }
     });
+    if let Ok(Err(e)) = first.await {
+        return Err(ApiError::Hub(e));
+    }
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(RxStream(rx)),

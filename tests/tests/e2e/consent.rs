@@ -68,6 +68,17 @@ fn withdrawal_takes_the_same_call_as_consent_and_segments_follow_the_gate() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["id"], ids[0].as_str());
     assert!(lines[0].get("notes").is_none() && lines[0].get("birth_date").is_none());
+    // A bad `at` is a 400 with the error body, not a 200 whose stream breaks off.
+    for at in ["", "yesterday"] {
+        let (s, _, v) = http(
+            "GET",
+            &u(&format!("/v1/segments/newsletter-email?at={at}")),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(s, 400, "at={at:?}: {v}");
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
     // State and explanation.
     let (_, _, v) = http(
         "GET",
