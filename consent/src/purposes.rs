@@ -20,6 +20,20 @@ pub enum Basis {
     LegitimateInterests,
 }
 
+impl Basis {
+    /// The basis in the words of GDPR Art. 6, for letters to data subjects.
+    pub fn in_words(self) -> &'static str {
+        match self {
+            Basis::Consent => "your consent",
+            Basis::Contract => "a contract with you",
+            Basis::LegalObligation => "a legal obligation",
+            Basis::VitalInterests => "protecting someone's vital interests",
+            Basis::PublicTask => "a task in the public interest",
+            Basis::LegitimateInterests => "our legitimate interests",
+        }
+    }
+}
+
 /// One processing purpose.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

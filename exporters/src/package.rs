@@ -27,8 +27,10 @@ pub struct AccessPackage {
     pub gifts: Vec<BTreeMap<String, Value>>,
     /// (a) Purposes of the processing, with their lawful basis and whether they apply now.
     pub purposes: Vec<Value>,
-    /// (b) Categories of personal data concerned.
+    /// (b) Categories of personal data concerned (codes, for systems).
     pub categories: Vec<String>,
+    /// (b) The same in words, for the person.
+    pub categories_in_words: Vec<String>,
     /// (c) Recipients or categories of recipients.
     pub recipients: Vec<String>,
     /// (d) Retention periods or the criteria used.
@@ -85,10 +87,55 @@ pub fn package_files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
         ));
     }
     html.push_str("</table>\n");
-    html.push_str(&format!(
-        "<h2>Gifts</h2>\n<p>{} gift(s); see package.json.</p>\n",
-        p.gifts.len()
-    ));
+    html.push_str("<h2>Your gifts</h2>\n");
+    if p.gifts.is_empty() {
+        html.push_str("<p>We hold no gifts from you.</p>\n");
+    } else {
+        // Every column any gift has, in a readable order.
+        let order = [
+            "date",
+            "amount",
+            "currency",
+            "fund",
+            "campaign",
+            "appeal",
+            "payment_method",
+            "gift_aid",
+            "status",
+        ];
+        let mut columns: Vec<&str> = order
+            .iter()
+            .copied()
+            .filter(|c| p.gifts.iter().any(|g| g.contains_key(*c)))
+            .collect();
+        for g in &p.gifts {
+            for k in g.keys() {
+                if !columns.contains(&k.as_str()) {
+                    columns.push(k);
+                }
+            }
+        }
+        html.push_str("<table>\n<tr>");
+        for c in &columns {
+            html.push_str(&format!("<th>{}</th>", html_escape(&c.replace('_', " "))));
+        }
+        html.push_str("</tr>\n");
+        for g in &p.gifts {
+            html.push_str("<tr>");
+            for c in &columns {
+                let text = match g.get(*c) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Bool(true)) => "yes".into(),
+                    Some(Value::Bool(false)) => "no".into(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                html.push_str(&format!("<td>{}</td>", html_escape(&text)));
+            }
+            html.push_str("</tr>\n");
+        }
+        html.push_str("</table>\n");
+    }
     let list = |title: &str, items: &[String]| {
         let mut s = format!("<h2>{}</h2>\n<ul>\n", html_escape(title));
         for i in items {
@@ -103,7 +150,7 @@ pub fn package_files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
         .map(|v| v["summary"].as_str().unwrap_or_default().to_string())
         .collect();
     html.push_str(&list("Why we process it (purposes)", &purposes));
-    html.push_str(&list("Categories of data", &p.categories));
+    html.push_str(&list("What kinds of data", &p.categories_in_words));
     html.push_str(&list("Who receives it", &p.recipients));
     let retention: Vec<String> = p
         .retention

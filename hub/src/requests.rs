@@ -522,7 +522,7 @@ impl Hub {
                     json!({
                         "purpose": p.name, "description": p.description, "lawful_basis": p.basis,
                         "applies_now": d.allowed, "reason": d.reason,
-                        "summary": format!("{}: {} ({:?}; {})", p.name, p.description, p.basis, if d.allowed { "applies to you now" } else { "does not apply to you now" }),
+                        "summary": format!("{}, on the basis of {} ({})", p.description, p.basis.in_words(), if d.allowed { "this applies to you now" } else { "this does not apply to you now" }),
                     })
                 })
                 .collect();
@@ -530,8 +530,14 @@ impl Hub {
                 .purposes
                 .all()
                 .iter()
-                .map(|p| json!({"purpose": p.name, "retention": p.retention, "summary": format!("{}: {}", p.name, p.retention)}))
-                .chain(retention.into_iter().map(|c| json!({"retention_class": c, "summary": format!("retention class {c} (policies/retention classes)")})))
+                .map(|p| json!({"purpose": p.name, "retention": p.retention, "summary": format!("For {}: {}", p.description.to_lowercase(), p.retention)}))
+                .chain(retention.into_iter().map(|c| {
+                    let summary = match self.organisation.retention.get(&c) {
+                        Some((description, rule)) => format!("{description}: {rule}"),
+                        None => format!("Records of the kind \"{c}\": kept as our retention schedule says"),
+                    };
+                    json!({"retention_class": c, "summary": summary})
+                }))
                 .collect();
             let (access, _) = self
                 .audit
@@ -559,6 +565,11 @@ impl Hub {
                 data,
                 gifts,
                 purposes,
+                categories_in_words: {
+                    let mut words: Vec<String> = categories.iter().map(|c| crate::ropa::category_in_words(c)).collect();
+                    words.dedup();
+                    words
+                },
                 categories: categories.into_iter().collect(),
                 recipients: {
                     // Recipients this subject's data went to, then the categories of

@@ -47,6 +47,40 @@ pub(crate) struct OrgFacts {
     pub(crate) controller: String,
     /// Recipients or categories of recipients, for every subject.
     pub(crate) recipients: Vec<String>,
+    /// Retention classes: name → (description, rule), from retention.toml.
+    pub(crate) retention: std::collections::BTreeMap<String, (String, String)>,
+}
+
+/// A data category code (`user.contact.email`) in words a data subject reads.
+pub(crate) fn category_in_words(code: &str) -> String {
+    let known = match code {
+        "user.name" | "user.name.first" | "user.name.last" => "your name",
+        "user.unique_id" => "reference numbers other systems gave you",
+        "user.demographic.date_of_birth" => "your date of birth",
+        "user.contact.email" => "your email addresses",
+        "user.contact.phone_number" => "your phone numbers",
+        "user.contact.address"
+        | "user.contact.address.street"
+        | "user.contact.address.city"
+        | "user.contact.address.postal_code"
+        | "user.contact.address.state"
+        | "user.contact.address.country" => "your postal address",
+        "user.financial" => "your donations and Gift Aid declarations",
+        "user.special.health" => "information about your health (special category)",
+        "user.special.religious_belief" => "your religious beliefs (special category)",
+        "user.content" => "notes our staff wrote",
+        "user.behavior" => "groups and tags you belong to",
+        "user.job_title" => "your job title",
+        "user.workplace" => "your employer",
+        "user.social" => "your household",
+        "user.preferences" | "user.demographic.language" => "your preferences",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_string();
+    }
+    let words = code.trim_start_matches("user.").replace(['.', '_'], " ");
+    format!("your {words}")
 }
 
 /// Reads organisation.toml for [`OrgFacts`].
@@ -60,10 +94,17 @@ pub(crate) fn org_facts(files: &PolicyFiles) -> Result<OrgFacts, Error> {
         .copied()
         .collect::<Vec<_>>()
         .join(", ");
+    let retention: Retention = toml::from_str(files.text_of("retention.toml"))
+        .map_err(|e| Error::Policy(format!("retention.toml: {e}")))?;
     Ok(OrgFacts {
         jurisdiction: jurisdiction_of(&org)?,
         controller,
         recipients: org.recipients,
+        retention: retention
+            .classes
+            .into_iter()
+            .map(|c| (c.name, (c.description, c.rule)))
+            .collect(),
     })
 }
 

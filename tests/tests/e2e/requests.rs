@@ -257,6 +257,18 @@ fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
     assert!(csv.contains("email,sar@example.org"));
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert!(html.contains("sar@example.org") && html.contains("Your rights"));
+    // A letter a person reads: the gifts themselves, and plain words, not internal names.
+    assert!(html.contains("<td>12.00</td>"), "the gift is in the page");
+    for internal in [
+        "LegitimateInterests",
+        "user.contact",
+        "policies/retention",
+        "retention class",
+    ] {
+        assert!(!html.contains(internal), "{internal} in the letter");
+    }
+    assert!(html.contains("your email addresses"), "categories in words");
+    assert!(html.contains("on the basis of our legitimate interests"));
     // Without --encrypt-to: a folder.
     let folder = env.tmp.path().join("plain");
     env.json(
