@@ -286,6 +286,14 @@ pub enum RequestCmd {
         /// Encrypt with the passphrase in this file instead (age scrypt).
         #[arg(long = "encrypt-passphrase-file", conflicts_with = "encrypt_to")]
         encrypt_passphrase_file: Option<PathBuf>,
+        /// Encrypt with a new random passphrase, printed once: send it to the person by
+        /// another channel (a phone call, a text), never with the file. Name --out
+        /// `X.zip.age` so that, once decrypted, it is a zip any computer opens.
+        #[arg(
+            long = "generate-passphrase",
+            conflicts_with_all = ["encrypt_to", "encrypt_passphrase_file"]
+        )]
+        generate_passphrase: bool,
     },
 }
 

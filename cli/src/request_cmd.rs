@@ -33,6 +33,33 @@ pub(crate) fn seal(
     }
 }
 
+/// A new random passphrase for an encrypted package: 25 characters in five groups, from an
+/// alphabet without look-alikes (no 0/O, 1/I/L), read aloud or typed without doubt; about
+/// 124 bits.
+fn new_passphrase() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+    let mut out = String::new();
+    let mut bytes = [0u8; 64];
+    if !vault::crypto::fill_random(&mut bytes) {
+        anyhow::bail!("the system's random source failed");
+    }
+    // Rejection sampling keeps every character equally likely.
+    let limit = 256 - 256 % ALPHABET.len();
+    for b in bytes.iter().filter(|b| usize::from(**b) < limit) {
+        if out.len() == 29 {
+            break;
+        }
+        if out.len() % 6 == 5 {
+            out.push('-');
+        }
+        out.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
+    }
+    if out.len() < 29 {
+        anyhow::bail!("not enough random bytes");
+    }
+    Ok(out)
+}
+
 fn line(r: &hub::SubjectRequest) -> String {
     format!(
         "{}  {:<13} {:<8} {:<17} due {}  subject {}",
@@ -110,9 +137,11 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
             override_reason,
             encrypt_to,
             encrypt_passphrase_file,
+            generate_passphrase,
         } => {
             let rid = parse_id(&id)?;
-            let encrypted = encrypt_to.is_some() || encrypt_passphrase_file.is_some();
+            let encrypted =
+                encrypt_to.is_some() || encrypt_passphrase_file.is_some() || generate_passphrase;
             let ext = path
                 .extension()
                 .and_then(|e| e.to_str())
@@ -139,6 +168,7 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
                     ),
                 ));
             }
+            let generated = generate_passphrase.then(new_passphrase).transpose()?;
             let package = hub.access_package(&actor, &rid, override_reason.as_deref())?;
             let files = exporters::package_files(&package);
             let produced: Vec<(String, Vec<u8>)> = match format {
@@ -148,13 +178,22 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
                     files
                 }
                 _ => {
+                    // Inside an age file: a zip when the name says so (X.zip.age), else tar.
+                    let inner_zip = format == "zip"
+                        || (encrypted
+                            && path
+                                .file_stem()
+                                .and_then(|s| s.to_str())
+                                .is_some_and(|s| s.to_ascii_lowercase().ends_with(".zip")));
                     let mut bytes = Vec::new();
-                    if format == "zip" {
+                    if inner_zip {
                         exporters::write_zip(&mut bytes, &files)?;
                     } else {
                         exporters::write_tar(&mut bytes, &files)?;
                     }
-                    if encrypted {
+                    if let Some(pass) = &generated {
+                        bytes = exporters::age_encrypt_passphrase(pass, &bytes)?;
+                    } else if encrypted {
                         bytes = seal(
                             encrypt_to.as_deref(),
                             encrypt_passphrase_file.as_deref(),
@@ -175,11 +214,17 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
             let next = format!("steward request update {id} --action complete");
             out.emit(
                 &json!({"request": id, "out": path, "format": format, "encrypted": encrypted,
+                        "passphrase": generated,
                         "produced": step.as_ref().map(|s| s.produced.clone()).unwrap_or_default(),
                         "state": r.state, "next": next}),
                 || {
                     let mut s =
                         format!("access package written to {} ({format})\n", path.display());
+                    if let Some(pass) = &generated {
+                        s.push_str(&format!(
+                            "passphrase (shown once, not stored): {pass}\n  send it by another channel than the file (a phone call, a text); the person opens the file with the age tool (age -d), or any tool that reads age files\n"
+                        ));
+                    }
                     for p in step.iter().flat_map(|s| &s.produced) {
                         s.push_str(&format!("  {p}\n"));
                     }
