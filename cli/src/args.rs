@@ -155,6 +155,7 @@ pub enum ImportCmd {
     List,
     /// Show an import's summary (and write its report with --report).
     Show {
+        /// The id (as printed when it was created).
         id: String,
         #[arg(long, value_name = "REPORT.csv")]
         report: Option<PathBuf>,
@@ -238,6 +239,7 @@ pub enum RequestCmd {
         /// access, erasure, rectification, restriction, objection, portability, opt-out.
         #[arg(long = "type")]
         kind: String,
+        /// The subject's id.
         #[arg(long)]
         subject: String,
         /// gdpr, uk-gdpr or ccpa.
@@ -257,7 +259,9 @@ pub enum RequestCmd {
     Show { id: String },
     /// Move a request along: verify, start, extend, pause, resume, complete, refuse.
     Update {
+        /// The id (as printed when it was created).
         id: String,
+        /// verify, start, extend, pause, resume, complete or refuse.
         #[arg(long)]
         action: String,
         /// Required to extend or refuse: what the subject is told.
@@ -355,18 +359,28 @@ pub enum ConsentCmd {
     },
     /// What every purpose may do with a subject now (or --at).
     State {
+        /// The subject's id (as for `subject show ID`).
+        #[arg(required_unless_present = "subject", conflicts_with = "subject")]
+        id: Option<String>,
+        /// The subject's id, as a flag (the older spelling).
         #[arg(long)]
-        subject: String,
+        subject: Option<String>,
+        /// Judge at this time (RFC 3339 or YYYY-MM-DD) instead of now.
         #[arg(long)]
         at: Option<String>,
     },
     /// A subject's whole ledger.
     History {
+        /// The subject's id (as for `subject show ID`).
+        #[arg(required_unless_present = "subject", conflicts_with = "subject")]
+        id: Option<String>,
+        /// The subject's id, as a flag (the older spelling).
         #[arg(long)]
-        subject: String,
+        subject: Option<String>,
     },
     /// Why a purpose may or may not process a subject, with the deciding event.
     Explain {
+        /// The subject's id.
         subject: String,
         purpose: String,
         #[arg(long)]
@@ -551,6 +565,7 @@ pub enum SubjectCmd {
     },
     /// Show a subject's fields.
     Show {
+        /// The id (as printed when it was created).
         id: String,
         /// Only if the consent gate allows this purpose, and only its fields.
         #[arg(long)]
@@ -567,6 +582,7 @@ pub enum SubjectCmd {
     },
     /// Update fields from a JSON object on stdin (null removes a field).
     Update {
+        /// The id (as printed when it was created).
         id: String,
         /// Refuse if the subject's version is not this one.
         #[arg(long)]
@@ -601,6 +617,7 @@ pub enum SubjectCmd {
     Held { id: String },
     /// Recipients a subject's data was disclosed to (Art. 19 notices); --add records one.
     Recipients {
+        /// The id (as printed when it was created).
         id: String,
         /// An organisation the data was disclosed to.
         #[arg(long)]

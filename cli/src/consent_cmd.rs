@@ -33,7 +33,8 @@ pub(crate) fn run(g: &Global, cmd: ConsentCmd, out: Output) -> anyhow::Result<()
     match cmd {
         ConsentCmd::Record { event, what } => record(&hub, &actor, &event, &what, out),
         ConsentCmd::Withdraw { what } => record(&hub, &actor, "withdrawn", &what, out),
-        ConsentCmd::State { subject, at } => {
+        ConsentCmd::State { id, subject, at } => {
+            let subject = id.or(subject).unwrap_or_default();
             let state = hub.consent_state(&actor, &parse_id(&subject)?, at.as_deref())?;
             out.emit(&json!(state), || {
                 state
@@ -51,7 +52,8 @@ pub(crate) fn run(g: &Global, cmd: ConsentCmd, out: Output) -> anyhow::Result<()
             });
             Ok(())
         }
-        ConsentCmd::History { subject } => {
+        ConsentCmd::History { id, subject } => {
+            let subject = id.or(subject).unwrap_or_default();
             let events = hub.consent_history(&actor, &parse_id(&subject)?)?;
             out.emit(&json!({"items": events}), || {
                 events

@@ -222,6 +222,12 @@ fn the_cli_says_how_consent_was_recorded_and_which_purposes_exist() {
     );
     let h = env.json(&["consent", "history", "--subject", &id], None);
     assert_eq!(h["items"][0]["collection_method"], "cli", "{h}");
+    // The id may be given as for `subject show ID` too.
+    assert_eq!(env.json(&["consent", "history", &id], None), h);
+    assert_eq!(
+        env.json(&["consent", "state", &id], None)["purposes"]["newsletter-email"]["allowed"],
+        true
+    );
     let out = env.run(
         &[
             "consent",
