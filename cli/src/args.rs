@@ -269,14 +269,16 @@ pub enum RequestCmd {
         reason: Option<String>,
     },
     /// Write the access package of an access or portability request.
-    /// Writes the access package of a verified, started request and records what it wrote.
+    /// Fulfils a verified, started request: writes an access package (access, portability)
+    /// or erases the subject (erasure), and records what it produced.
     Fulfil {
         /// The request's id.
         id: String,
         /// Where: a folder, a `.zip` or `.tar` file, or (with --encrypt-to or
-        /// --encrypt-passphrase-file) an age file. Never overwritten without --force.
+        /// --encrypt-passphrase-file) an age file. Never overwritten without --force. For an
+        /// erasure request: where to write the certificate as JSON (optional).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// Overwrite what is already at --out.
         #[arg(long)]
         force: bool,

@@ -140,6 +140,39 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
             generate_passphrase,
         } => {
             let rid = parse_id(&id)?;
+            if hub.get_request(&actor, &rid)?.kind == "erasure" {
+                if let Some(p) = &path {
+                    if p.exists() && !force {
+                        return Err(usage(
+                            "exists",
+                            format!(
+                                "{} already exists; choose another --out or add --force",
+                                p.display()
+                            ),
+                        ));
+                    }
+                }
+                let (r, certificate) =
+                    hub.fulfil_erasure(&actor, &rid, override_reason.as_deref())?;
+                if let Some(p) = &path {
+                    let body = serde_json::to_vec_pretty(&certificate)?;
+                    exporters::write_private(p, &body, force)
+                        .with_context(|| format!("writing {}", p.display()))?;
+                }
+                let next = format!("steward request update {id} --action complete");
+                out.emit(
+                    &json!({"request": id, "erased": certificate.subject, "certificate": certificate,
+                            "state": r.state, "next": next}),
+                    || format!("{}\n\nrecorded in the request's history; next: {next}", certificate.text()),
+                );
+                return Ok(());
+            }
+            let Some(path) = path else {
+                return Err(usage(
+                    "missing_out",
+                    "an access package needs --out (a folder, X.zip, X.tar or X.zip.age)",
+                ));
+            };
             let encrypted =
                 encrypt_to.is_some() || encrypt_passphrase_file.is_some() || generate_passphrase;
             let ext = path

@@ -454,6 +454,46 @@ impl Hub {
         })
     }
 
+    /// Carries out an erasure request: erases its subject (as `erase_subject`, with its legal
+    /// holds and certificate) and records the fulfilment with the certificate's hash. Only for
+    /// a verified, started request, as for access packages: an erasure asked for by someone
+    /// whose identity was not checked may be someone else's.
+    pub fn fulfil_erasure(
+        &self,
+        actor: &Actor,
+        request: &SubjectId,
+        override_reason: Option<&str>,
+    ) -> Result<(SubjectRequest, crate::ErasureCertificate), Error> {
+        let r = self.audited(actor, "update.request", |trail| {
+            self.require(actor, "requests", Action::Write)?;
+            let r = self.load_request(request)?;
+            trail.subject(r.subject);
+            if r.kind != "erasure" {
+                return Err(Error::BadRequest(format!("request {request} is a {} request, not an erasure", r.kind)));
+            }
+            if let Some(missing) = fulfil_blocker(&r) {
+                match reason_ref(override_reason)? {
+                    None => {
+                        return Err(Error::Conflict(format!(
+                            "request {request} cannot be fulfilled yet: {missing} (a DPO may override with a stated reason: --override-reason)"
+                        )))
+                    }
+                    Some(_) => self.require(actor, "requests", Action::Admin)?,
+                }
+            }
+            Ok(r)
+        })?;
+        let certificate = self.erase_subject(actor, &r.subject)?;
+        let body = serde_json::to_vec_pretty(&certificate).expect("json");
+        let r = self.record_fulfilment(
+            actor,
+            request,
+            &[("erasure-certificate.json".into(), body)],
+            override_reason,
+        )?;
+        Ok((r, certificate))
+    }
+
     /// Gathers the access package of an access or portability request. Only for a request
     /// whose requester's identity was verified and whose work was started: disclosing to
     /// someone unverified is how an access request becomes a breach. `override_reason` lets

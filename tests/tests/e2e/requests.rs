@@ -941,3 +941,62 @@ fn an_erasure_certificate_is_kept_and_printed_again_on_demand() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn an_erasure_request_erases_only_once_verified_and_started() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Eve", "email": "eve@example.org"}));
+    let r = env.json(
+        &[
+            "request",
+            "open",
+            "--type",
+            "erasure",
+            "--subject",
+            &id,
+            "--jurisdiction",
+            "uk-gdpr",
+        ],
+        None,
+    );
+    let rid = r["id"].as_str().unwrap().to_string();
+    let out = env.run(&["request", "fulfil", &rid], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--action verify"), "{}", stderr(&out));
+    assert_eq!(
+        env.json(&["subject", "show", &id], None)["fields"]["given_name"],
+        "Eve",
+        "nothing erased on an unverified request"
+    );
+    verify_and_start(&env, &rid);
+    let cert_file = env.tmp.path().join("certificate.json");
+    let v = env.json(
+        &[
+            "request",
+            "fulfil",
+            &rid,
+            "--out",
+            cert_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(v["erased"], id.as_str());
+    assert_eq!(
+        env.run(&["subject", "show", &id], None).status.code(),
+        Some(3)
+    );
+    let kept: Value = serde_json::from_slice(&std::fs::read(&cert_file).unwrap()).unwrap();
+    assert_eq!(kept["erased_at"], v["certificate"]["erased_at"]);
+    let shown = env.json(&["request", "show", &rid], None);
+    let step = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"] == "fulfil")
+        .cloned()
+        .unwrap();
+    assert!(step["produced"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("erasure-certificate.json sha256:"));
+}
