@@ -156,6 +156,17 @@ impl Hub {
     /// Records an opt-out of sale/sharing from a Global Privacy Control signal, unless the
     /// subject is already opted out.
     pub fn record_gpc(&self, actor: &Actor, subject: &SubjectId) -> Result<(), Error> {
+        // Only a caller who may read the subject relays its signal. Anyone else changes
+        // nothing and learns nothing here: the read that follows refuses them (audited), and
+        // says 404 or 410 only to those who may read subjects.
+        if !self.allows(
+            actor.principal.role,
+            domain::AccessGroup::Identity.object(),
+            Action::Read,
+        ) || !self.vault.exists(subject)?
+        {
+            return Ok(());
+        }
         let Ok(purpose) = self.purposes.get("data-sharing") else {
             return Ok(());
         };

@@ -12,6 +12,10 @@ fn withdrawal_takes_the_same_call_as_consent_and_segments_follow_the_gate() {
         .as_str()
         .unwrap()
         .to_string();
+    let auditor = env.json(&["users", "add", "aud", "--role", "auditor"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let server = env.serve_with("warn", &["--rate-limit", "0"]);
     let u = |p: &str| format!("{}{p}", server.url);
     let mut ids = Vec::new();
@@ -97,6 +101,28 @@ fn withdrawal_takes_the_same_call_as_consent_and_segments_follow_the_gate() {
     );
     assert_eq!(v["decision"]["reason"], "consent_withdrawn");
     assert_eq!(v["decision"]["deciding_event"]["source"], "web-form");
+    // An auditor (who may not read subjects) sending Sec-GPC: 1 changes nothing and learns
+    // nothing: 403 for a real id and for an unknown one alike.
+    for target in [ids[3].as_str(), "01M8TNJGPGJTAP968Z40BDN2VP"] {
+        let (s, _, v) = http_with(
+            "GET",
+            &u(&format!("/v1/subjects/{target}")),
+            Some(&auditor),
+            None,
+            &["Sec-GPC: 1"],
+        );
+        assert_eq!(s, 403, "{target}: {v}");
+    }
+    let (_, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{}/consent", ids[3])),
+        Some(&admin),
+        None,
+    );
+    assert!(
+        !v.to_string().contains("\"gpc\""),
+        "the auditor's refused read recorded a GPC opt-out: {v}"
+    );
     // A read carrying Sec-GPC: 1 records an opt-out of sale/sharing, once.
     for _ in 0..2 {
         let (s, _, _) = http_with(
