@@ -72,6 +72,14 @@ fn withdrawal_takes_the_same_call_as_consent_and_segments_follow_the_gate() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["id"], ids[0].as_str());
     assert!(lines[0].get("notes").is_none() && lines[0].get("birth_date").is_none());
+    // A refused segment export is refused by the hub, with its audit event like any refusal.
+    let (s, _, v) = http(
+        "GET",
+        &u("/v1/segments/newsletter-email"),
+        Some(&auditor),
+        None,
+    );
+    assert_eq!(s, 403, "{v}");
     // A bad `at` is a 400 with the error body, not a 200 whose stream breaks off.
     for at in ["", "yesterday"] {
         let (s, _, v) = http(
@@ -153,6 +161,22 @@ fn withdrawal_takes_the_same_call_as_consent_and_segments_follow_the_gate() {
     let (s, _, v) = http("POST", &u(&format!("/v1/subjects/{}/consent", ids[0])), Some(&admin), Some(&json!({"purpose": "newsletter-email", "event": "given", "source": "form", "evidence": "email from cnrynote0@example.org"}).to_string()));
     assert_eq!(s, 400, "{v}");
     assert!(server.stop().success());
+    let denied = env.json(
+        &[
+            "audit",
+            "query",
+            "--action",
+            "export.segment",
+            "--outcome",
+            "denied",
+        ],
+        None,
+    );
+    assert_eq!(
+        denied["items"].as_array().unwrap().len(),
+        1,
+        "the refused segment export is audited: {denied}"
+    );
     // The CLI reads the same ledger; the explanation names the deciding event.
     let x = env.json(&["consent", "explain", &ids[2], "newsletter-email"], None);
     assert_eq!(x["decision"]["reason"], "objected");
