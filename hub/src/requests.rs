@@ -234,7 +234,18 @@ impl Hub {
                 });
             }
             let received = match received {
-                Some(r) => day(parse_day(r, "received")?),
+                Some(r) => {
+                    // Within this century: a date far out is a typing error, and its deadline
+                    // would run past the end of the calendar. (Dates ahead of today are
+                    // allowed: they check a deadline before a request arrives.)
+                    let d = parse_day(r, "received")?;
+                    if !(2000..=2099).contains(&d.year()) {
+                        return Err(Error::BadRequest(
+                            "`received` must be a day between 2000-01-01 and 2099-12-31".into(),
+                        ));
+                    }
+                    day(d)
+                }
                 None => day(today()),
             };
             let id = self.vault.new_subject_ids(1)?[0];

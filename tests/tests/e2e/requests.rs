@@ -42,6 +42,26 @@ fn deadlines_follow_the_law_and_the_workflow_records_every_step() {
         )
     };
     assert_eq!(open("2028-01-31", "gdpr")["due"], "2028-02-29");
+    // A date out of any sensible range is refused with its parameter named, not a panic.
+    for far in ["9999-12-31", "1066-10-14"] {
+        let out = env.run(
+            &[
+                "request",
+                "open",
+                "--type",
+                "access",
+                "--subject",
+                &id,
+                "--jurisdiction",
+                "gdpr",
+                "--received",
+                far,
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(4), "{far}: {}", stderr(&out));
+        assert!(stderr(&out).contains("received"), "{}", stderr(&out));
+    }
     assert_eq!(open("2027-01-31", "uk-gdpr")["due"], "2027-03-01");
     let ccpa = open("2026-11-20", "ccpa");
     assert_eq!(
