@@ -617,20 +617,60 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
                     ))
                 }
             };
-            let mut reader = std::io::BufReader::new(&mut f);
-            let report =
-                vault::Vault::restore(&mut reader, &dir, &unlock).map_err(hub::Error::from)?;
-            if let Some(j) = &journal {
-                let later = std::fs::read_to_string(j)
-                    .with_context(|| format!("reading {}", j.display()))?;
-                let target = dir.join(vault::layout::JOURNAL);
-                let mut text = std::fs::read_to_string(&target).unwrap_or_default();
-                text.push_str(&later);
-                std::fs::write(&target, text)
-                    .with_context(|| format!("writing {}", target.display()))?;
+            // The journal is read first: a missing one stops the restore before anything is
+            // written.
+            let later = match &journal {
+                Some(j) => Some(
+                    std::fs::read_to_string(j)
+                        .with_context(|| format!("reading {}", j.display()))?,
+                ),
+                None => None,
+            };
+            if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+                return Err(usage(
+                    "not_empty",
+                    format!(
+                        "{} exists and is not empty: restore into a new directory",
+                        dir.display()
+                    ),
+                ));
             }
-            // Opening it replays the journal's erasures and checks it unseals.
-            drop(Hub::open(&dir, &unlock_for(&dir, g)?)?);
+            // Everything happens in a temporary directory beside the target, which takes its
+            // name only once the erasures after the backup were applied again: a failed
+            // restore leaves nothing behind that could serve an erased person's data.
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "data".into());
+            let tmp = dir.with_file_name(format!(".{name}.restoring-{}", std::process::id()));
+            let result = (|| -> anyhow::Result<vault::BackupReport> {
+                let mut reader = std::io::BufReader::new(&mut f);
+                let report =
+                    vault::Vault::restore(&mut reader, &tmp, &unlock).map_err(hub::Error::from)?;
+                if let Some(later) = &later {
+                    let target = tmp.join(vault::layout::JOURNAL);
+                    let mut text = std::fs::read_to_string(&target).unwrap_or_default();
+                    text.push_str(later);
+                    std::fs::write(&target, text)
+                        .with_context(|| format!("writing {}", target.display()))?;
+                }
+                // Opening it replays the journal's erasures and checks it unseals.
+                drop(Hub::open(&tmp, &unlock_for(&tmp, g)?)?);
+                if dir.exists() {
+                    std::fs::remove_dir(&dir)
+                        .with_context(|| format!("replacing the empty {}", dir.display()))?;
+                }
+                std::fs::rename(&tmp, &dir)
+                    .with_context(|| format!("moving the restored data to {}", dir.display()))?;
+                Ok(report)
+            })();
+            let report = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(e);
+                }
+            };
             out.emit(&json!(report), || {
                 format!(
                     "Restored {} entries and {} data keys into {}",

@@ -364,6 +364,36 @@ fn an_erasure_made_after_a_backup_survives_its_restore() {
     // Without it, the old backup alone would bring Ann back: that is what the journal is for.
     let bare = restore("bare", false);
     assert!(show(&bare, &a).status.success());
+    // A restore that fails (a journal that is not there) leaves nothing behind: no directory
+    // in which Ann could be read.
+    let failed = env.tmp.path().join("failed");
+    let out = std::process::Command::new(binary())
+        .args([
+            "backup",
+            "restore",
+            backup.to_str().unwrap(),
+            "--data",
+            failed.to_str().unwrap(),
+            "--identity",
+            env.identity.to_str().unwrap(),
+            "--journal",
+            env.tmp.path().join("nonexistent").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !failed.exists(),
+        "a failed restore left {}",
+        failed.display()
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(env.tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("restoring"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
