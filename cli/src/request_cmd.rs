@@ -1,5 +1,7 @@
 //! `steward request ...`.
 
+use std::path::Path;
+
 use anyhow::Context;
 use serde_json::json;
 
@@ -140,32 +142,12 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
             generate_passphrase,
         } => {
             let rid = parse_id(&id)?;
+            if let Some(p) = &path {
+                refuse_overwrite(p, force)?;
+            }
+            let why = override_reason.as_deref();
             if hub.get_request(&actor, &rid)?.kind == "erasure" {
-                if let Some(p) = &path {
-                    if p.exists() && !force {
-                        return Err(usage(
-                            "exists",
-                            format!(
-                                "{} already exists; choose another --out or add --force",
-                                p.display()
-                            ),
-                        ));
-                    }
-                }
-                let (r, certificate) =
-                    hub.fulfil_erasure(&actor, &rid, override_reason.as_deref())?;
-                if let Some(p) = &path {
-                    let body = serde_json::to_vec_pretty(&certificate)?;
-                    exporters::write_private(p, &body, force)
-                        .with_context(|| format!("writing {}", p.display()))?;
-                }
-                let next = format!("steward request update {id} --action complete");
-                out.emit(
-                    &json!({"request": id, "erased": certificate.subject, "certificate": certificate,
-                            "state": r.state, "next": next}),
-                    || format!("{}\n\nrecorded in the request's history; next: {next}", certificate.text()),
-                );
-                return Ok(());
+                return fulfil_erasure(&hub, &actor, &id, path.as_deref(), force, why, out);
             }
             let Some(path) = path else {
                 return Err(usage(
@@ -173,99 +155,157 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
                     "an access package needs --out (a folder, X.zip, X.tar or X.zip.age)",
                 ));
             };
-            let encrypted =
-                encrypt_to.is_some() || encrypt_passphrase_file.is_some() || generate_passphrase;
-            let ext = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase)
-                .unwrap_or_default();
-            let format = match (encrypted, ext.as_str()) {
-                (true, _) => "age",
-                (false, "zip") => "zip",
-                (false, "tar") => "tar",
-                (false, "age") => {
-                    return Err(usage(
-                        "not_encrypted",
-                        "--out names an .age file: add --encrypt-passphrase-file (a passphrase sent by another channel) or --encrypt-to, or name a folder, .zip or .tar",
-                    ))
-                }
-                (false, _) => "folder",
+            let sealing = Sealing {
+                to: encrypt_to,
+                passphrase_file: encrypt_passphrase_file,
+                generate: generate_passphrase,
             };
-            if path.exists() && !force {
-                return Err(usage(
-                    "exists",
-                    format!(
-                        "{} already exists: a package is never overwritten silently; choose another --out or add --force",
-                        path.display()
-                    ),
-                ));
-            }
-            let generated = generate_passphrase.then(new_passphrase).transpose()?;
-            let package = hub.access_package(&actor, &rid, override_reason.as_deref())?;
-            let files = exporters::package_files(&package);
-            let produced: Vec<(String, Vec<u8>)> = match format {
-                "folder" => {
-                    exporters::write_package_dir(&package, &path, force)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    files
-                }
-                _ => {
-                    // Inside an age file: a zip when the name says so (X.zip.age), else tar.
-                    let inner_zip = format == "zip"
-                        || (encrypted
-                            && path
-                                .file_stem()
-                                .and_then(|s| s.to_str())
-                                .is_some_and(|s| s.to_ascii_lowercase().ends_with(".zip")));
-                    let mut bytes = Vec::new();
-                    if inner_zip {
-                        exporters::write_zip(&mut bytes, &files)?;
-                    } else {
-                        exporters::write_tar(&mut bytes, &files)?;
-                    }
-                    if let Some(pass) = &generated {
-                        bytes = exporters::age_encrypt_passphrase(pass, &bytes)?;
-                    } else if encrypted {
-                        bytes = seal(
-                            encrypt_to.as_deref(),
-                            encrypt_passphrase_file.as_deref(),
-                            &bytes,
-                        )?;
-                    }
-                    exporters::write_private(&path, &bytes, force)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    let name = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().to_string())
-                        .unwrap_or_default();
-                    vec![(name, bytes)]
-                }
-            };
-            let r = hub.record_fulfilment(&actor, &rid, &produced, override_reason.as_deref())?;
-            let step = r.history.last().cloned();
-            let next = format!("steward request update {id} --action complete");
-            out.emit(
-                &json!({"request": id, "out": path, "format": format, "encrypted": encrypted,
-                        "passphrase": generated,
-                        "produced": step.as_ref().map(|s| s.produced.clone()).unwrap_or_default(),
-                        "state": r.state, "next": next}),
-                || {
-                    let mut s =
-                        format!("access package written to {} ({format})\n", path.display());
-                    if let Some(pass) = &generated {
-                        s.push_str(&format!(
-                            "passphrase (shown once, not stored): {pass}\n  send it by another channel than the file (a phone call, a text); the person opens the file with the age tool (age -d), or any tool that reads age files\n"
-                        ));
-                    }
-                    for p in step.iter().flat_map(|s| &s.produced) {
-                        s.push_str(&format!("  {p}\n"));
-                    }
-                    s.push_str(&format!("recorded in the request's history; next: {next}"));
-                    s
-                },
-            );
+            fulfil_access(&hub, &actor, &id, &path, force, why, sealing, out)?;
         }
     }
+    Ok(())
+}
+
+/// Refuses to replace what is at `path` unless told to.
+fn refuse_overwrite(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        return Err(usage(
+            "exists",
+            format!(
+                "{} already exists: nothing is overwritten silently; choose another --out or add --force",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `request fulfil` on an erasure request: erases (the hub checks the request's state) and
+/// writes the certificate to `path` when asked.
+fn fulfil_erasure(
+    hub: &hub::Hub,
+    actor: &hub::Actor,
+    id: &str,
+    path: Option<&Path>,
+    force: bool,
+    why: Option<&str>,
+    out: Output,
+) -> anyhow::Result<()> {
+    let (r, certificate) = hub.fulfil_erasure(actor, &parse_id(id)?, why)?;
+    if let Some(p) = path {
+        let body = serde_json::to_vec_pretty(&certificate)?;
+        exporters::write_private(p, &body, force)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let next = format!("steward request update {id} --action complete");
+    out.emit(
+        &json!({"request": id, "erased": certificate.subject, "certificate": certificate,
+                "state": r.state, "next": next}),
+        || {
+            format!(
+                "{}\n\nrecorded in the request's history; next: {next}",
+                certificate.text()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// How an access package is encrypted, if at all.
+struct Sealing {
+    to: Option<String>,
+    passphrase_file: Option<std::path::PathBuf>,
+    generate: bool,
+}
+
+/// `request fulfil` on an access or portability request: writes the package as `path` names
+/// it (folder, .zip, .tar, or an age file holding a zip or tar) and records what it wrote.
+#[allow(clippy::too_many_arguments)]
+fn fulfil_access(
+    hub: &hub::Hub,
+    actor: &hub::Actor,
+    id: &str,
+    path: &Path,
+    force: bool,
+    why: Option<&str>,
+    sealing: Sealing,
+    out: Output,
+) -> anyhow::Result<()> {
+    let encrypted = sealing.to.is_some() || sealing.passphrase_file.is_some() || sealing.generate;
+    let lower = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let format = match (encrypted, lower.rsplit('.').next().unwrap_or_default()) {
+        (true, _) => "age",
+        (false, "zip") => "zip",
+        (false, "tar") => "tar",
+        (false, "age") => {
+            return Err(usage(
+                "not_encrypted",
+                "--out names an .age file: add --generate-passphrase (a passphrase sent by another channel), --encrypt-passphrase-file or --encrypt-to, or name a folder, .zip or .tar",
+            ))
+        }
+        (false, _) => "folder",
+    };
+    let generated = sealing.generate.then(new_passphrase).transpose()?;
+    let rid = parse_id(id)?;
+    let package = hub.access_package(actor, &rid, why)?;
+    let files = exporters::package_files(&package);
+    // What the history records: the package's own file names, never the name given to --out
+    // (which may well be the person's name).
+    let produced: Vec<(String, Vec<u8>)> = if format == "folder" {
+        exporters::write_private_dir(path, &files, force)
+            .with_context(|| format!("writing {}", path.display()))?;
+        files
+    } else {
+        // Inside an age file: a zip when the name says so (X.zip.age), else tar.
+        let inner_zip = format == "zip" || lower.ends_with(".zip.age");
+        let mut bytes = Vec::new();
+        if inner_zip {
+            exporters::write_zip(&mut bytes, &files)?;
+        } else {
+            exporters::write_tar(&mut bytes, &files)?;
+        }
+        let inner = if inner_zip { "zip" } else { "tar" };
+        let mut name = format!("access-package.{inner}");
+        if let Some(pass) = &generated {
+            bytes = exporters::age_encrypt_passphrase(pass, &bytes)?;
+        } else if encrypted {
+            bytes = seal(
+                sealing.to.as_deref(),
+                sealing.passphrase_file.as_deref(),
+                &bytes,
+            )?;
+        }
+        if encrypted {
+            name.push_str(".age");
+        }
+        exporters::write_private(path, &bytes, force)
+            .with_context(|| format!("writing {}", path.display()))?;
+        vec![(name, bytes)]
+    };
+    let r = hub.record_fulfilment(actor, &rid, &produced, why)?;
+    let step = r.history.last().cloned();
+    let next = format!("steward request update {id} --action complete");
+    out.emit(
+        &json!({"request": id, "out": path, "format": format, "encrypted": encrypted,
+                "passphrase": generated,
+                "produced": step.as_ref().map(|s| s.produced.clone()).unwrap_or_default(),
+                "state": r.state, "next": next}),
+        || {
+            let mut s = format!("access package written to {} ({format})\n", path.display());
+            if let Some(pass) = &generated {
+                s.push_str(&format!(
+                    "passphrase (shown once, not stored): {pass}\n  send it by another channel than the file (a phone call, a text); the person opens the file with the age tool (age -d), or any tool that reads age files\n"
+                ));
+            }
+            for p in step.iter().flat_map(|s| &s.produced) {
+                s.push_str(&format!("  {p}\n"));
+            }
+            s.push_str(&format!("recorded in the request's history; next: {next}"));
+            s
+        },
+    );
     Ok(())
 }

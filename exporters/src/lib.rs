@@ -165,6 +165,36 @@ pub fn write_private(path: &Path, body: &[u8], replace: bool) -> Result<(), Erro
     Ok(())
 }
 
+/// Writes files into a folder only its owner may open (0700, files 0600 on Unix); `replace`
+/// allows the folder to exist already and its files to be overwritten.
+pub fn write_private_dir(
+    dir: &Path,
+    files: &[(String, Vec<u8>)],
+    replace: bool,
+) -> Result<(), Error> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && replace => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    for (name, body) in files {
+        write_private(&dir.join(name), body, replace)?;
+    }
+    Ok(())
+}
+
 /// Encrypts `plain` to an age X25519 recipient (`age1...`), as the stock `age` tool reads it.
 pub fn age_encrypt(recipient: &str, plain: &[u8]) -> Result<Vec<u8>, Error> {
     let r = age::x25519::Recipient::from_str(recipient.trim())

@@ -185,28 +185,7 @@ pub fn write_package_tar(p: &AccessPackage, out: &mut dyn Write) -> Result<(), E
     write_tar(out, &package_files(p))
 }
 
-/// Writes the package as a folder only its owner may open (0700, files 0600); `replace`
-/// allows the folder to exist already and its package files to be overwritten.
+/// Writes the package as a folder only its owner may open: see [`write_private_dir`].
 pub fn write_package_dir(p: &AccessPackage, dir: &Path, replace: bool) -> Result<(), Error> {
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    match builder.create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && replace => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-            }
-        }
-        Err(e) => return Err(e.into()),
-    }
-    for (name, body) in package_files(p) {
-        crate::write_private(&dir.join(name), &body, replace)?;
-    }
-    Ok(())
+    crate::write_private_dir(dir, &package_files(p), replace)
 }

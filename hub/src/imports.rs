@@ -453,14 +453,7 @@ struct Parsed {
 }
 
 /// Field names whose values are shared by both people of an NPSP household row.
-const SHARED_ADDRESS: &[&str] = &[
-    "street",
-    "street2",
-    "city",
-    "region",
-    "postal_code",
-    "country",
-];
+const SHARED_ADDRESS: &[&str] = importers::ADDRESS_FIELDS;
 
 /// How a field's value survives when two records merge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

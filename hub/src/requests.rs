@@ -271,17 +271,48 @@ impl Hub {
                 }],
             };
             r.compute_due(&self.calendar(jurisdiction))?;
-            self.commit_audited(actor, "open.request", trail, |mut batch| {
-                batch.put(
-                    ks::REQUESTS,
-                    r.id.as_bytes().to_vec(),
-                    serde_json::to_vec(&r).expect("json"),
-                );
-                self.vault.apply_durably(batch)?;
-                Ok(())
-            })?;
+            self.store_request(actor, "open.request", trail, &r)?;
             Ok(r)
         })
+    }
+
+    /// Writes a request's record with the operation's audit event, in one batch.
+    fn store_request(
+        &self,
+        actor: &Actor,
+        action: &str,
+        trail: &mut crate::trail::Trail,
+        r: &SubjectRequest,
+    ) -> Result<(), Error> {
+        self.commit_audited(actor, action, trail, |mut batch| {
+            batch.put(
+                ks::REQUESTS,
+                r.id.as_bytes().to_vec(),
+                serde_json::to_vec(r).expect("json"),
+            );
+            self.vault.apply_durably(batch)?;
+            Ok(())
+        })
+    }
+
+    /// Refuses to release data for (or erase on) a request not yet verified and started,
+    /// unless a principal with `admin` on `requests` gives a reason.
+    fn may_fulfil(
+        &self,
+        actor: &Actor,
+        r: &SubjectRequest,
+        override_reason: Option<&str>,
+    ) -> Result<(), Error> {
+        let Some(missing) = fulfil_blocker(r) else {
+            return Ok(());
+        };
+        match reason_ref(override_reason)? {
+            None => Err(Error::Conflict(format!(
+                "request {} cannot be fulfilled yet: {missing} (a DPO may override with a stated reason: --override-reason)",
+                r.id
+            ))),
+            Some(_) => self.require(actor, "requests", Action::Admin),
+        }
     }
 
     fn load_request(&self, id: &SubjectId) -> Result<SubjectRequest, Error> {
@@ -401,11 +432,7 @@ impl Hub {
             });
             let cal = self.calendar(&r.jurisdiction);
             r.compute_due(&cal)?;
-            self.commit_audited(actor, "update.request", trail, |mut batch| {
-                batch.put(ks::REQUESTS, r.id.as_bytes().to_vec(), serde_json::to_vec(&r).expect("json"));
-                self.vault.apply_durably(batch)?;
-                Ok(())
-            })?;
+            self.store_request(actor, "update.request", trail, &r)?;
             Ok(r)
         })
     }
@@ -452,15 +479,7 @@ impl Hub {
                 },
                 produced,
             });
-            self.commit_audited(actor, "update.request", trail, |mut batch| {
-                batch.put(
-                    ks::REQUESTS,
-                    r.id.as_bytes().to_vec(),
-                    serde_json::to_vec(&r).expect("json"),
-                );
-                self.vault.apply_durably(batch)?;
-                Ok(())
-            })?;
+            self.store_request(actor, "update.request", trail, &r)?;
             Ok(r)
         })
     }
@@ -480,18 +499,12 @@ impl Hub {
             let r = self.load_request(request)?;
             trail.subject(r.subject);
             if r.kind != "erasure" {
-                return Err(Error::BadRequest(format!("request {request} is a {} request, not an erasure", r.kind)));
+                return Err(Error::BadRequest(format!(
+                    "request {request} is a {} request, not an erasure",
+                    r.kind
+                )));
             }
-            if let Some(missing) = fulfil_blocker(&r) {
-                match reason_ref(override_reason)? {
-                    None => {
-                        return Err(Error::Conflict(format!(
-                            "request {request} cannot be fulfilled yet: {missing} (a DPO may override with a stated reason: --override-reason)"
-                        )))
-                    }
-                    Some(_) => self.require(actor, "requests", Action::Admin)?,
-                }
-            }
+            self.may_fulfil(actor, &r, override_reason)?;
             Ok(r)
         })?;
         let certificate = self.erase_subject(actor, &r.subject)?;
@@ -524,16 +537,7 @@ impl Hub {
             if r.kind != "access" && r.kind != "portability" {
                 return Err(Error::BadRequest(format!("a {} request has no access package", r.kind)));
             }
-            if let Some(missing) = fulfil_blocker(&r) {
-                match reason_ref(override_reason)? {
-                    None => {
-                        return Err(Error::Conflict(format!(
-                            "request {request} cannot be fulfilled yet: {missing} (a DPO may override with a stated reason: --override-reason)"
-                        )))
-                    }
-                    Some(_) => self.require(actor, "requests", Action::Admin)?,
-                }
-            }
+            self.may_fulfil(actor, &r, override_reason)?;
             let id = r.subject;
             let record = self.vault.read_subject(&id, &|_| true)?;
             let mut data = BTreeMap::new();

@@ -20,6 +20,7 @@ mod reader;
 
 pub use profile::{
     legacy_value, restriction, split_address, triggers, MappingEntry, MappingFile, Profile, Target,
+    ADDRESS_FIELDS,
 };
 pub use reader::{sniff, Dialect, Encoding, Reader, Row, RowError};
 

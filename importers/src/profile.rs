@@ -613,6 +613,17 @@ pub fn restriction(word: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// The fields of a postal address, in the order an address is written: they move together
+/// (survivorship, households) and a one-cell address is split into them.
+pub const ADDRESS_FIELDS: &[&str] = &[
+    "street",
+    "street2",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+];
+
 /// Splits an address written in one cell with its parts separated by two or more spaces, as
 /// Mailchimp exports it: `street  [street2]  city  region  postal_code  country`. Returns the
 /// parts by field name, or `None` when the parts cannot be told apart (fewer than five, or
@@ -623,16 +634,13 @@ pub fn split_address(cell: &str) -> Option<Vec<(&'static str, String)>> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
-    let names: &[&'static str] = match parts.len() {
-        5 => &["street", "city", "region", "postal_code", "country"],
-        6 => &[
-            "street",
-            "street2",
-            "city",
-            "region",
-            "postal_code",
-            "country",
-        ],
+    let names: Vec<&'static str> = match parts.len() {
+        5 => ADDRESS_FIELDS
+            .iter()
+            .copied()
+            .filter(|f| *f != "street2")
+            .collect(),
+        6 => ADDRESS_FIELDS.to_vec(),
         _ => return None,
     };
     Some(
