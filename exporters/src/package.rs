@@ -185,7 +185,7 @@ pub fn write_package_tar(p: &AccessPackage, out: &mut dyn Write) -> Result<(), E
     write_tar(out, &package_files(p))
 }
 
-/// Writes the package as a folder only its owner may open: see [`write_private_dir`].
+/// Writes the package as a folder only its owner may open: see [`crate::write_private_dir`].
 pub fn write_package_dir(p: &AccessPackage, dir: &Path, replace: bool) -> Result<(), Error> {
     crate::write_private_dir(dir, &package_files(p), replace)
 }
