@@ -143,7 +143,7 @@ pub(crate) fn matcher_only(dir: &Path) {
                 rows.iter().map(|r| to_record(r, with_id)).collect();
             let existing = vec![false; records.len()];
             let t0 = std::time::Instant::now();
-            let m = matching::run(&mut records, &existing, &[], Thresholds::default());
+            let m = matching::run(&mut records, &existing, &[], &[], Thresholds::default());
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             let reps: Vec<usize> = m.reps.iter().map(|r| *r as usize).collect();
             let auto = cluster_pairs(&reps);
@@ -291,7 +291,7 @@ pub(crate) fn match_file(path: &Path) {
         })
         .collect();
     let existing = vec![false; records.len()];
-    let m = matching::run(&mut records, &existing, &[], Thresholds::default());
+    let m = matching::run(&mut records, &existing, &[], &[], Thresholds::default());
     let clusters: std::collections::HashSet<u32> = m.reps.iter().copied().collect();
     if let Ok(text) = std::fs::read_to_string(path.with_extension("truth")) {
         let entity: Vec<usize> = text

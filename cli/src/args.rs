@@ -189,8 +189,19 @@ pub struct MergeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MergeCmd {
-    /// Undo a merge: both subjects as they were.
+    /// Undo a merge (both subjects as they were) or a split (the record back in its subject).
     Undo { id: String },
+    /// Take one source record back out of a subject as a subject of its own (a wrong merge:
+    /// see `steward match check`). Its consent events go with it; gifts stay. Undo with
+    /// `steward merge undo ID`.
+    Split {
+        /// The subject.
+        subject: String,
+        /// The record's number among the subject's source records (`steward match sources
+        /// SUBJECT` lists them; `match check` names the two that contradict each other).
+        #[arg(long)]
+        record: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +212,11 @@ pub enum MatchCmd {
     /// once after an upgrade that changed which keys are kept, or for subjects created
     /// before imports stored them, so that imports find them by name and address too).
     Reindex,
+    /// List stored subjects whose merged records cannot all be one person (ids, record
+    /// numbers and reasons; never values), with the repair for each.
+    Check,
+    /// A subject's source records, numbered: where each came from and which fields it holds.
+    Sources { subject: String },
 }
 
 #[derive(Debug, Subcommand)]

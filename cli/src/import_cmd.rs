@@ -405,11 +405,25 @@ pub(crate) fn merge(g: &Global, args: MergeArgs, out: Output) -> anyhow::Result<
     let actor = actor_for(&hub, g)?;
     match args.cmd {
         Some(MergeCmd::Undo { id }) => {
-            let m = hub.undo_merge(&actor, &id)?;
-            out.emit(&json!(m), || {
-                format!(
+            let undone = hub.undo(&actor, &id)?;
+            out.emit(&json!(undone), || match &undone {
+                hub::Undone::Merge(m) => format!(
                     "merge {id} undone: {} and {} are as they were",
                     m.keep, m.gone
+                ),
+                hub::Undone::Split(s) => format!(
+                    "split {id} undone: record {} is back in {}, and {} is gone",
+                    s.record, s.subject, s.split_off
+                ),
+            });
+        }
+        Some(MergeCmd::Split { subject, record }) => {
+            let id = parse_id(&subject)?;
+            let s = hub.split_subject(&actor, &id, record)?;
+            out.emit(&json!(s), || {
+                format!(
+                    "record {} ({}) of {} is now subject {}, with {} consent event(s) of its own; gifts stayed with {} (split {}; undo with: steward merge undo {})",
+                    s.record, s.source, s.subject, s.split_off, s.consent_moved, s.subject, s.id, s.id
                 )
             });
         }
@@ -437,6 +451,59 @@ pub(crate) fn merge(g: &Global, args: MergeArgs, out: Output) -> anyhow::Result<
 pub(crate) fn explain(g: &Global, cmd: MatchCmd, out: Output) -> anyhow::Result<()> {
     let (a, b) = match cmd {
         MatchCmd::Explain { a, b } => (a, b),
+        MatchCmd::Check => {
+            let hub = open_hub(g)?;
+            let actor = actor_for(&hub, g)?;
+            let r = hub.match_check(&actor)?;
+            out.emit(&json!(r), || {
+                let mut s = format!(
+                    "{} subject(s) read, {} made of several records; {} contradiction(s)\n",
+                    r.subjects,
+                    r.with_sources,
+                    r.findings.len()
+                );
+                for f in &r.findings {
+                    let fix = if f.repair == "split" {
+                        format!(
+                            "steward merge split {} --record {}",
+                            f.subject, f.records[1]
+                        )
+                    } else {
+                        "no source records kept: undo that import, or correct by hand".into()
+                    };
+                    s.push_str(&format!(
+                        "  {}  records {} and {} ({} / {}) differ on {}: {}\n",
+                        f.subject,
+                        f.records[0],
+                        f.records[1],
+                        f.sources[0],
+                        f.sources[1],
+                        f.reason,
+                        fix
+                    ));
+                }
+                s
+            });
+            return Ok(());
+        }
+        MatchCmd::Sources { subject } => {
+            let id = parse_id(&subject)?;
+            let hub = open_hub(g)?;
+            let actor = actor_for(&hub, g)?;
+            let list = hub.source_records(&actor, &id)?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|(n, from, fields)| json!({"record": n, "source": from, "fields": fields}))
+                .collect();
+            out.emit(&json!(rows), || {
+                let mut s = String::new();
+                for (n, from, fields) in &list {
+                    s.push_str(&format!("  {n}  {from}  ({})\n", fields.join(", ")));
+                }
+                s
+            });
+            return Ok(());
+        }
         MatchCmd::Reindex => {
             let hub = open_hub(g)?;
             let actor = actor_for(&hub, g)?;

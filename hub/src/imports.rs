@@ -453,7 +453,7 @@ struct Parsed {
 }
 
 /// Field names whose values are shared by both people of an NPSP household row.
-const SHARED_ADDRESS: &[&str] = importers::ADDRESS_FIELDS;
+pub(crate) const SHARED_ADDRESS: &[&str] = importers::ADDRESS_FIELDS;
 
 /// How a field's value survives when two records merge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -483,14 +483,88 @@ pub fn default_rule(field: &str) -> Survivorship {
 
 /// The blocking keys the vault stores (as keyed hashes) for every subject, so imports find
 /// their candidates among the subjects already in Steward.
+/// Keys of every source record merged into a subject are kept, not only the profile's; an
+/// email, phone or external id of a source record that the profile no longer holds (a second
+/// address a merge did not keep) is kept as a key too, since the blind indexes hold only the
+/// profile's.
 pub(crate) fn match_keys(schema: std::sync::Arc<domain::Schema>) -> vault::MatchKeys {
     std::sync::Arc::new(move |fields: &[(FieldId, Value)]| {
-        match_record_of(&schema, fields)
-            .blocking_keys()
-            .into_iter()
+        let own = match_record_of(&schema, fields).blocking_keys();
+        let mut keys: Vec<String> = own
+            .iter()
             .filter(|k| STORED_KEYS.iter().any(|p| k.starts_with(p)))
-            .collect()
+            .cloned()
+            .collect();
+        for s in vault::sources::of_fields(fields).unwrap_or_default() {
+            for k in match_record_of(&schema, &s.fields).blocking_keys() {
+                let stored = STORED_KEYS.iter().any(|p| k.starts_with(p));
+                let contact = INDEXED_KEYS.iter().any(|p| k.starts_with(p)) && !own.contains(&k);
+                if stored || contact {
+                    keys.push(k);
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
     })
+}
+
+/// The matcher's views of a stored subject: one per source record merged into it, or its
+/// profile when it came from one record (or was stored before source records were kept).
+pub(crate) fn stored_views(
+    schema: &domain::Schema,
+    fields: &[(FieldId, Value)],
+) -> Vec<MatchRecord> {
+    match vault::sources::of_fields(fields) {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .map(|s| match_record_of(schema, &s.fields))
+            .collect(),
+        _ => vec![match_record_of(schema, fields)],
+    }
+}
+
+/// A subject's source records: those kept, or its profile as the one record it came from.
+pub(crate) fn sources_of(
+    fields: &[(FieldId, Value)],
+    label: &str,
+) -> Vec<vault::sources::SourceRecord> {
+    vault::sources::of_fields(fields).unwrap_or_else(|| {
+        vec![vault::sources::SourceRecord {
+            label: label.to_string(),
+            fields: fields
+                .iter()
+                .filter(|(f, _)| *f != vault::sources::SOURCES)
+                .cloned()
+                .collect(),
+        }]
+    })
+}
+
+/// Adds `row` as a source record of a subject: `before` are its fields (with its sources)
+/// before the row was merged in, `after` its fields once merged, which get the list. A record
+/// with the same fields as one kept is not kept twice; `first` labels the profile when no
+/// source records were kept yet. True when it was added.
+pub(crate) fn add_source(
+    before: &[(FieldId, Value)],
+    after: &mut Vec<(FieldId, Value)>,
+    first: &str,
+    row: &[(FieldId, Value)],
+    label: String,
+) -> bool {
+    let mut list = sources_of(before, first);
+    let new = vault::sources::SourceRecord {
+        label,
+        fields: row.to_vec(),
+    };
+    if list.iter().any(|s| s.same_fields(&new)) || list.len() >= vault::sources::MAX_SOURCES {
+        return false;
+    }
+    list.push(new);
+    after.retain(|(f, _)| *f != vault::sources::SOURCES);
+    after.push((vault::sources::SOURCES, vault::sources::encode(&list)));
+    true
 }
 
 /// The matcher's view of a subject's fields (the vault's hook and the import use the same).
@@ -517,16 +591,30 @@ fn match_record_of(schema: &domain::Schema, fields: &[(FieldId, Value)]) -> Matc
 /// of the write time (BENCHMARKS.md, "Imports").
 const STORED_KEYS: &[&str] = &["fb:", "ph:"];
 
+/// Keys the vault finds through its blind indexes (the profile's email, phone, external id),
+/// and through stored keys for a source record's that the profile does not hold.
+const INDEXED_KEYS: &[&str] = &["e:", "p:", "x:"];
+
 /// Vault subjects sharing a blocking key (`None` when the key's block is too large to say
 /// anything).
 fn vault_candidates(vault: &vault::Vault, key: &str) -> Result<Option<Vec<SubjectId>>, Error> {
     let by_index = |kind: domain::IndexKind, term: &str| vault.lookup(kind, term);
-    let ids = if let Some(t) = key.strip_prefix("e:") {
-        by_index(domain::IndexKind::Email, t)?
+    let indexed = if let Some(t) = key.strip_prefix("e:") {
+        Some(by_index(domain::IndexKind::Email, t)?)
     } else if let Some(t) = key.strip_prefix("p:") {
-        by_index(domain::IndexKind::Phone, t)?
+        Some(by_index(domain::IndexKind::Phone, t)?)
     } else if let Some(t) = key.strip_prefix("x:") {
-        by_index(domain::IndexKind::ExternalId, t)?
+        Some(by_index(domain::IndexKind::ExternalId, t)?)
+    } else {
+        None
+    };
+    let ids = if let Some(mut ids) = indexed {
+        for id in vault.match_candidates(key, matching::MAX_BLOCK)? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
     } else if STORED_KEYS.iter().any(|p| key.starts_with(p)) {
         vault.match_candidates(key, matching::MAX_BLOCK)?
     } else {
@@ -1394,6 +1482,9 @@ impl Hub {
         let n_file = records.len();
         let mut existing_ids: Vec<SubjectId> = Vec::new();
         let mut existing_household: Vec<Option<SubjectId>> = Vec::new();
+        // Per stored record (a subject's source records, or its profile): its subject.
+        let mut existing_of: Vec<SubjectId> = Vec::new();
+        let mut together: Vec<(u32, u32)> = Vec::new();
         if !self.vault.list_subjects(None, 1)?.is_empty() {
             let mut seen_keys = HashSet::new();
             let mut seen_ids = HashSet::new();
@@ -1417,12 +1508,20 @@ impl Hub {
                 .field(RecordKind::Subject, "household")
                 .map(|d| d.id);
             for id in &existing_ids {
-                let rec = self.vault.read_subject(id, &|_| true)?;
-                records.push(self.match_record(&rec.fields));
-                existing_household.push(rec.fields.iter().find_map(|(f, v)| match v {
+                let rec = self.vault.read_with_sources(id)?;
+                let household = rec.fields.iter().find_map(|(f, v)| match v {
                     Value::Ref(h) if Some(*f) == household_field => Some(*h),
                     _ => None,
-                }));
+                });
+                let first = records.len() as u32;
+                for view in stored_views(&self.schema, &rec.fields) {
+                    if records.len() as u32 > first {
+                        together.push((first, records.len() as u32));
+                    }
+                    records.push(view);
+                    existing_of.push(*id);
+                    existing_household.push(household);
+                }
             }
         }
         let mut existing = vec![false; n_file];
@@ -1431,7 +1530,13 @@ impl Hub {
             .iter()
             .map(|(pos, j)| (rows[*pos].1.unwrap_or(0) as u32, *j as u32))
             .collect();
-        let matched = matching::run(&mut records, &existing, &cannot_link, options.thresholds);
+        let matched = matching::run(
+            &mut records,
+            &existing,
+            &cannot_link,
+            &together,
+            options.thresholds,
+        );
         let match_s = t1.elapsed().as_secs_f64();
         // Targets: existing subjects, or a new id per new cluster.
         let new_clusters: BTreeSet<u32> = (0..n_file as u32)
@@ -1451,7 +1556,7 @@ impl Hub {
         let target_of = |i: usize| -> Option<SubjectId> {
             let rep = matched.reps[i];
             if existing[rep as usize] {
-                Some(existing_ids[rep as usize - n_file])
+                Some(existing_of[rep as usize - n_file])
             } else {
                 cluster_id.get(&rep).copied().flatten()
             }
@@ -1501,7 +1606,7 @@ impl Hub {
             c2_apart.insert(*pos, fresh);
             let g = matching::compare(&records[*j], &records[rj]);
             review_pairs.push((
-                Some(existing_ids[rj - n_file]),
+                Some(existing_of[rj - n_file]),
                 fresh,
                 matched.params.probability(&g),
                 rj as u32,
@@ -1527,7 +1632,7 @@ impl Hub {
                     } else {
                         let rep = matched.reps[*i] as usize;
                         let m = if existing[rep] {
-                            Some(existing_ids[rep - n_file])
+                            Some(existing_of[rep - n_file])
                         } else {
                             target
                         };
@@ -1993,6 +2098,8 @@ impl Hub {
         let mut handled = vec![false; plan.len()];
         let mut in_batch: HashSet<SubjectId> = HashSet::new();
         let mut sealed: Option<vault::Sealed> = None;
+        // The row each new subject of this batch was created from.
+        let mut first_label: HashMap<SubjectId, String> = HashMap::new();
         for pass in 0..2 {
             if pass == 1 {
                 before_reads()?;
@@ -2001,10 +2108,12 @@ impl Hub {
                              target: SubjectId,
                              creates: bool,
                              fields: &[(FieldId, Value)],
-                             gift: Option<&Vec<(FieldId, Value)>>|
+                             gift: Option<&Vec<(FieldId, Value)>>,
+                             label: String|
              -> Result<bool, Error> {
                 // A resumed run skips written batches, so a planned creation is always new here.
                 if creates && !news.contains_key(&target) {
+                    first_label.insert(target, label);
                     news.insert(
                         target,
                         NewSubject {
@@ -2018,7 +2127,10 @@ impl Hub {
                 }
                 let gift = gift.cloned();
                 if let Some(n) = news.get_mut(&target) {
-                    n.fields = this.survive(&n.fields, fields, rules);
+                    let mut after = this.survive(&n.fields, fields, rules);
+                    let first = first_label.get(&target).map_or("stored", String::as_str);
+                    add_source(&n.fields, &mut after, first, fields, label);
+                    n.fields = after;
                     // The same gift twice (two exports of one donation) is one gift.
                     if let Some(g) = gift {
                         if !n.gifts.contains(&g) {
@@ -2030,12 +2142,13 @@ impl Hub {
                 if let std::collections::btree_map::Entry::Vacant(e) = olds.entry(target) {
                     let current = match overlay.fields.get(&target) {
                         Some(fields) => fields.clone(),
-                        None => this.vault.read_subject(&target, &|_| true)?.fields,
+                        None => this.vault.read_with_sources(&target)?.fields,
                     };
                     e.insert((current, false));
                 }
                 let entry = olds.get_mut(&target).expect("present");
-                let after = this.survive(&entry.0, fields, rules);
+                let mut after = this.survive(&entry.0, fields, rules);
+                add_source(&entry.0, &mut after, "stored", fields, label);
                 let mut changed = after != entry.0;
                 if changed {
                     entry.0 = after;
@@ -2083,10 +2196,18 @@ impl Hub {
                     in_batch.insert(target);
                 }
                 handled[i] = true;
-                let mut changed = apply(self, target, creates, &row.person, row.gift.as_ref())?;
+                let label = format!("import:{import}#{}", p.row);
+                let mut changed = apply(
+                    self,
+                    target,
+                    creates,
+                    &row.person,
+                    row.gift.as_ref(),
+                    label.clone(),
+                )?;
                 if let Some((c2, c2_creates)) = p.c2 {
                     if let Some(fields) = &row.contact2 {
-                        apply(self, c2, c2_creates, fields, None)?;
+                        apply(self, c2, c2_creates, fields, None, format!("{label}/2"))?;
                     }
                     if let (Some(h), Some(_)) = (p.household, household_field) {
                         households.push((h, vec![target, c2]));

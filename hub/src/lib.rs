@@ -23,6 +23,7 @@ mod imports;
 mod mappings;
 mod merges;
 mod policies;
+mod repair;
 mod requests;
 mod retention;
 mod ropa;
@@ -48,6 +49,7 @@ pub use imports::{
 pub use mappings::{MAPPINGS_DIR, MAX_MAPPING_BYTES};
 pub use merges::{FieldContribution, MatchExplanation, MergeRecord};
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
+pub use repair::{CheckFinding, CheckReport, SplitRecord, Undone};
 pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
 pub use retention::{ErasureCertificate, Recipient, RetentionReport};
 pub use ropa::ropa;
@@ -290,5 +292,7 @@ impl Hub {
     }
 }
 
+#[cfg(test)]
+mod repair_tests;
 #[cfg(test)]
 mod tests;

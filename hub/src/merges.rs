@@ -213,10 +213,26 @@ impl Hub {
                     "a subject cannot be merged into itself".into(),
                 ));
             }
-            let ra = self.vault.read_subject(keep, &|_| true)?;
-            let rb = self.vault.read_subject(gone, &|_| true)?;
+            let ra = self.vault.read_with_sources(keep)?;
+            let rb = self.vault.read_with_sources(gone)?;
             let snapshot = self.vault.raw_record(keep)?.ok_or(Error::NotFound(*keep))?;
-            let fields = self.survive(&ra.fields, &rb.fields, &BTreeMap::new());
+            let profile_b: Vec<_> = rb
+                .fields
+                .iter()
+                .filter(|(f, _)| *f != vault::sources::SOURCES)
+                .cloned()
+                .collect();
+            let mut fields = self.survive(&ra.fields, &profile_b, &BTreeMap::new());
+            // The kept subject's source records and the merged one's, each once.
+            let mut before = ra.fields.clone();
+            for s in crate::imports::sources_of(&rb.fields, &format!("subject:{gone}")) {
+                let first = format!("subject:{keep}");
+                crate::imports::add_source(&before, &mut fields, &first, &s.fields, s.label);
+                if let Some(kept) = fields.iter().find(|(f, _)| *f == vault::sources::SOURCES) {
+                    before.retain(|(f, _)| *f != vault::sources::SOURCES);
+                    before.push(kept.clone());
+                }
+            }
             let gifts: Vec<Vec<(domain::FieldId, domain::Value)>> = self
                 .vault
                 .list_gifts(gone)?

@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::json;
 
-fn hub() -> (tempfile::TempDir, Hub) {
+pub(crate) fn hub() -> (tempfile::TempDir, Hub) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     let id = tmp.path().join("id.txt");
@@ -15,7 +15,7 @@ fn hub() -> (tempfile::TempDir, Hub) {
     (tmp, hub)
 }
 
-fn input(v: serde_json::Value) -> NewSubjectInput {
+pub(crate) fn input(v: serde_json::Value) -> NewSubjectInput {
     NewSubjectInput::from_json(v).unwrap()
 }
 

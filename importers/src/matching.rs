@@ -1169,6 +1169,7 @@ pub fn cluster(
     scored: &[Scored],
     existing: &[bool],
     cannot_link: &[(u32, u32)],
+    together: &[(u32, u32)],
     thresholds: Thresholds,
 ) -> Clustered {
     let mut order: Vec<&Scored> = scored
@@ -1182,7 +1183,14 @@ pub fn cluster(
             .then(x.b.cmp(&y.b))
     });
     let n = records.len();
-    let (reps, refused) = link(records, &order, existing, cannot_link, &HashSet::new());
+    let (reps, refused) = link(
+        records,
+        &order,
+        existing,
+        cannot_link,
+        together,
+        &HashSet::new(),
+    );
     // A record is ambiguous when it was placed in a cluster of several while it also matches,
     // without contradicting it, a record of another cluster that could not join: it fits two
     // people who are not one, so where it went was a guess.
@@ -1215,7 +1223,7 @@ pub fn cluster(
     let (reps, mut refused) = if ambiguous.is_empty() {
         (reps, refused)
     } else {
-        let (reps, mut again) = link(records, &order, existing, cannot_link, &ambiguous);
+        let (reps, mut again) = link(records, &order, existing, cannot_link, together, &ambiguous);
         for (s, why) in again.iter_mut() {
             if ambiguous.contains(&s.a) || ambiguous.contains(&s.b) {
                 *why = Refusal::Ambiguous;
@@ -1272,6 +1280,7 @@ fn link(
     order: &[&Scored],
     existing: &[bool],
     cannot_link: &[(u32, u32)],
+    together: &[(u32, u32)],
     skip: &HashSet<u32>,
 ) -> (Vec<u32>, Vec<(Scored, Refusal)>) {
     let n = records.len();
@@ -1294,6 +1303,19 @@ fn link(
     for (x, y) in cannot_link {
         apart.entry(*x).or_default().push(*y);
         apart.entry(*y).or_default().push(*x);
+    }
+    // One stored subject's source records are one cluster before anything joins it.
+    for (x, y) in together {
+        let (rx, ry) = (find(&mut parent, *x), find(&mut parent, *y));
+        if rx == ry {
+            continue;
+        }
+        let (root, child) = if rx < ry { (rx, ry) } else { (ry, rx) };
+        let mut joined = members.remove(&root).unwrap_or_else(|| vec![root]);
+        joined.extend(members.remove(&child).unwrap_or_else(|| vec![child]));
+        members.insert(root, joined);
+        parent[child as usize] = root;
+        anchor[root as usize] = anchor[root as usize].or(anchor[child as usize]);
     }
     for s in order {
         if skip.contains(&s.a) || skip.contains(&s.b) {
@@ -1367,11 +1389,14 @@ pub struct Matched {
 }
 
 /// Runs the matcher. `existing[i]` marks records already in the vault; `cannot_link` pairs
-/// are never merged (the two people of one household row).
+/// are never merged (the two people of one household row); `together` pairs of existing
+/// records are one stored subject's source records, one cluster from the start, so a record
+/// joins that subject only if it agrees with every record merged into it.
 pub fn run(
     records: &mut [MatchRecord],
     existing: &[bool],
     cannot_link: &[(u32, u32)],
+    together: &[(u32, u32)],
     thresholds: Thresholds,
 ) -> Matched {
     mark_shared(records);
@@ -1415,7 +1440,14 @@ pub fn run(
             })
         })
         .collect();
-    let c = cluster(records, &scored, existing, cannot_link, thresholds);
+    let c = cluster(
+        records,
+        &scored,
+        existing,
+        cannot_link,
+        together,
+        thresholds,
+    );
     Matched {
         params,
         reps: c.reps,

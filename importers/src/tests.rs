@@ -441,6 +441,7 @@ fn clusters_never_hold_two_people_who_contradict() {
         &mut records,
         &existing,
         &[],
+        &[],
         matching::Thresholds::default(),
     );
     assert_ne!(m.reps[0], m.reps[1], "John and Jane were merged");

@@ -496,7 +496,8 @@ pub(crate) async fn merge(
     Ok((StatusCode::CREATED, Json(Record { record: json!(m) })))
 }
 
-/// Undoes a merge (admin, data-manager): both subjects exactly as they were.
+/// Undoes a merge (admin, data-manager): both subjects exactly as they were; or a split
+/// (the record back in its subject, the subject split off gone).
 #[utoipa::path(post, path = "/v1/merges/{id}/undo", tag = "imports",
     params(("id" = String, Path, description = "Merge id")),
     security(("bearer" = [])),
@@ -514,8 +515,99 @@ pub(crate) async fn undo_merge(
     Path(id): Path<String>,
 ) -> Result<Json<Record>, ApiError> {
     let hub = state.hub.clone();
-    let m = blocking(move || hub.undo_merge(&actor, &id)).await?;
+    let m = blocking(move || hub.undo(&actor, &id)).await?;
     Ok(Json(Record { record: json!(m) }))
+}
+
+/// Stored subjects whose merged records cannot all be one person (admin, data-manager): per
+/// subject the two records that contradict each other (numbers and where they came from),
+/// why, and the repair (`split`, or `undo_import` for subjects merged before source records
+/// were kept). Never a value.
+#[utoipa::path(get, path = "/v1/match/check", tag = "imports",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Subjects read and the contradictions found", body = Record),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn match_check(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> Result<Json<Record>, ApiError> {
+    let hub = state.hub.clone();
+    let r = blocking(move || hub.match_check(&actor)).await?;
+    Ok(Json(Record { record: json!(r) }))
+}
+
+/// A subject's source records, numbered for a split: where each came from and which fields
+/// it holds (names only; admin, data-manager).
+#[utoipa::path(get, path = "/v1/subjects/{id}/sources", tag = "imports",
+    params(("id" = String, Path, description = "Subject id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The records", body = Record),
+        (status = 400, description = "Bad subject id", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 410, description = "The subject was erased", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn source_records(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Record>, ApiError> {
+    let id = sid("id", &id)?;
+    let hub = state.hub.clone();
+    let list = blocking(move || hub.source_records(&actor, &id)).await?;
+    let rows: Vec<Value> = list
+        .into_iter()
+        .map(|(n, from, fields)| json!({"record": n, "source": from, "fields": fields}))
+        .collect();
+    Ok(Json(Record {
+        record: json!({ "records": rows }),
+    }))
+}
+
+/// Which source record to take out.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct SplitBody {
+    /// The record's number among the subject's source records (1 = the first).
+    record: usize,
+}
+
+/// Takes one source record out of a subject as a subject of its own (admin, data-manager):
+/// a wrong merge repaired. The record's consent events go with it, gifts stay; undo with
+/// POST /v1/merges/{id}/undo.
+#[utoipa::path(post, path = "/v1/subjects/{id}/split", tag = "imports", request_body = SplitBody,
+    params(("id" = String, Path, description = "Subject id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Split; the record names the new subject", body = Record),
+        (status = 400, description = "Bad subject id, or no such record (the message gives the range)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins and data managers only", body = ErrorBody),
+        (status = 404, description = "No such subject", body = ErrorBody),
+        (status = 409, description = "The subject changed meanwhile", body = ErrorBody),
+        (status = 410, description = "The subject was erased", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(crate) async fn split(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<SplitBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Record>), ApiError> {
+    let Json(b) = body?;
+    let id = sid("id", &id)?;
+    let hub = state.hub.clone();
+    let s = blocking(move || hub.split_subject(&actor, &id, b.record)).await?;
+    Ok((StatusCode::CREATED, Json(Record { record: json!(s) })))
 }
 
 /// How two subjects score, field by field: levels and weights, never values (admin,

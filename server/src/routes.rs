@@ -53,6 +53,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::import_routes::merge))
         .routes(routes!(crate::import_routes::undo_merge))
         .routes(routes!(crate::import_routes::explain))
+        .routes(routes!(crate::import_routes::match_check))
+        .routes(routes!(crate::import_routes::source_records))
+        .routes(routes!(crate::import_routes::split))
 }
 
 pub(crate) async fn not_found() -> ApiError {

@@ -17,6 +17,7 @@
 //! - `record`: the encrypted record format.
 //! - `vault`: [`Vault`], the operations.
 //! - `backup`: encrypted snapshots and restore.
+//! - `sources`: the source records merged into a subject, kept in its profile.
 
 mod backup;
 pub mod crypto;
@@ -27,6 +28,7 @@ mod merge;
 mod record;
 mod seal;
 mod slots;
+pub mod sources;
 mod store;
 mod vault;
 

@@ -88,6 +88,13 @@ impl Vault {
         Ok(self.store().get(ks::SUBJECTS, id.as_bytes())?)
     }
 
+    /// The fields of a snapshot taken by [`Vault::raw_record`] (source records included), for
+    /// comparing a subject with what it was.
+    pub fn open_raw(&self, id: &SubjectId, raw: &[u8]) -> Result<Vec<(FieldId, Value)>> {
+        let (_, _, dek) = self.load_subject(id)?;
+        Ok(record::open(&dek, raw, id, &ZERO_ID, &|_| true)?.fields)
+    }
+
     /// The version of a live subject.
     pub fn version_of(&self, id: &SubjectId) -> Result<u32> {
         let (_, h, _) = self.load_subject(id)?;

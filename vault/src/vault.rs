@@ -718,8 +718,11 @@ impl Vault {
         let record::Opened {
             header: h,
             fields,
-            skipped: other_fields,
-        } = record::open(&dek, &bytes, id, &ZERO_ID, wanted)?;
+            skipped: mut other_fields,
+        } = record::open(&dek, &bytes, id, &ZERO_ID, &|f| {
+            f != crate::sources::SOURCES && wanted(f)
+        })?;
+        other_fields.retain(|f| *f != crate::sources::SOURCES);
         Ok(SubjectRecord {
             id: *id,
             kind: SubjectKind::from_code(h.kind).ok_or_else(|| Error::Corrupt {
@@ -728,6 +731,23 @@ impl Vault {
             version: h.version,
             fields,
             other_fields,
+        })
+    }
+
+    /// A subject's fields with its source records (the reserved [`crate::sources::SOURCES`]
+    /// field, absent when none were kept), for the matcher and for whoever replaces the
+    /// profile whole and must carry them on.
+    pub fn read_with_sources(&self, id: &SubjectId) -> Result<SubjectRecord> {
+        let (bytes, _, dek) = self.load_subject(id)?;
+        let opened = record::open(&dek, &bytes, id, &ZERO_ID, &|_| true)?;
+        Ok(SubjectRecord {
+            id: *id,
+            kind: SubjectKind::from_code(opened.header.kind).ok_or_else(|| Error::Corrupt {
+                what: format!("kind of subject {id}"),
+            })?,
+            version: opened.header.version,
+            fields: opened.fields,
+            other_fields: Vec::new(),
         })
     }
 
@@ -798,6 +818,13 @@ impl Vault {
         mut fields: Vec<(FieldId, Value)>,
         batch: &mut Batch,
     ) -> Result<u32> {
+        // Source records go on unless the new fields say what they are now.
+        let sources = crate::sources::SOURCES;
+        if !fields.iter().any(|(f, _)| *f == sources) {
+            if let Some(kept) = old_fields.iter().find(|(f, _)| *f == sources) {
+                fields.push(kept.clone());
+            }
+        }
         fields.sort_by_key(|(f, _)| *f);
         let old_index: BTreeSet<Vec<u8>> = self.index_entries(id, old_fields).into_iter().collect();
         let new_index: BTreeSet<Vec<u8>> = self.index_entries(id, &fields).into_iter().collect();

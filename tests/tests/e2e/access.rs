@@ -563,6 +563,54 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     deny_403(s, &v);
                 }
             }
+            ("GET", "/v1/match/check")
+            | ("GET", "/v1/subjects/{id}/sources")
+            | ("POST", "/v1/subjects/{id}/split") => {
+                // Two people merged by mistake (by the admin), then the row's request.
+                let mk = |name: &str, born: &str| {
+                    let body =
+                        json!({"given_name": name, "family_name": "Split", "birth_date": born});
+                    let (s, _, v) = http(
+                        "POST",
+                        &u("/v1/subjects"),
+                        Some(&admin),
+                        Some(&body.to_string()),
+                    );
+                    assert_eq!(s, 201, "{v}");
+                    v["id"].as_str().unwrap().to_string()
+                };
+                let (a, b) = (mk("Mary", "1950-01-02"), mk("Wendy", "1960-03-04"));
+                let merge = json!({"keep": a, "gone": b}).to_string();
+                let (s, _, v) = http("POST", &u("/v1/merges"), Some(&admin), Some(&merge));
+                assert_eq!(s, 201, "{v}");
+                let (s, _, v) = match row.route.as_str() {
+                    "/v1/match/check" => http("GET", &u(&row.route), Some(token), None),
+                    "/v1/subjects/{id}/sources" => http(
+                        "GET",
+                        &u(&format!("/v1/subjects/{a}/sources")),
+                        Some(token),
+                        None,
+                    ),
+                    _ => http(
+                        "POST",
+                        &u(&format!("/v1/subjects/{a}/split")),
+                        Some(token),
+                        Some(r#"{"record": 2}"#),
+                    ),
+                };
+                if row.allow {
+                    assert!(s == 200 || s == 201, "{ctx}: {s} {v}");
+                } else {
+                    deny_403(s, &v);
+                    let (_, _, after) = http(
+                        "GET",
+                        &u(&format!("/v1/subjects/{a}/sources")),
+                        Some(&admin),
+                        None,
+                    );
+                    assert_eq!(after["records"].as_array().unwrap().len(), 2, "{ctx}");
+                }
+            }
             (m, r) => panic!("the test does not know how to exercise {m} {r}: add it here"),
         }
         checked += 1;
