@@ -17,6 +17,8 @@
 //!     (households, twins, namesakes, shared emails and phones; --second: that share of the
 //!     people again as a second system exports them, imported after into the same vault)
 //! steward-bench donor-file --out F --truth T [--n N] [--dup D]        # write a donor file
+//! steward-bench household-file --out F --truth T [--n N] [--dup D]    # the file import-households
+//!     imports (same defaults, same seed), for a peer tool (bench/splink_households.py)
 //! steward-bench match-file FILE                                       # debug: m/u and false pairs
 //! steward-bench serve --data D --identity I --addr A [--discard-audit] # the real router, for
 //!     measuring the audit append's share of an HTTP read (bench only: the product has no such switch)
@@ -113,6 +115,15 @@ fn main() {
                 parts,
                 second,
             );
+        }
+        Some("household-file") => {
+            let (n, dup, seed) = donor_args(&args);
+            let out = arg(&args, "--out").expect("--out FILE");
+            let truth = arg(&args, "--truth").expect("--truth FILE");
+            let mut o = std::io::BufWriter::new(std::fs::File::create(&out).expect("out"));
+            let mut t = std::io::BufWriter::new(std::fs::File::create(&truth).expect("truth"));
+            let made = synth::household_file(n, dup, seed, &mut o, &mut t).expect("write");
+            eprintln!("{n} rows, {} people", made.people);
         }
         Some("donor-file") => {
             let (n, dup, seed) = donor_args(&args);

@@ -190,10 +190,16 @@ impl Hub {
 
     /// Records an objection to direct marketing for a subject whose contact points belong to
     /// someone erased at their request (the suppression list).
-    pub(crate) fn suppress_marketing(
+    /// Stages, into `batch` (the same atomic write that creates the subjects), an objection
+    /// to direct marketing for each new subject whose email or phone `listed` says is on the
+    /// suppression list: people erased at their request are not re-added to marketing.
+    /// `seqs` holds each subject's next consent-event number (0 when absent) and is advanced.
+    pub(crate) fn stage_suppression<'a>(
         &self,
-        actor: &Actor,
-        subject: &SubjectId,
+        news: impl IntoIterator<Item = (&'a SubjectId, &'a [(domain::FieldId, domain::Value)])>,
+        listed: &dyn Fn(domain::IndexKind, &str) -> Result<bool, Error>,
+        seqs: &mut std::collections::HashMap<SubjectId, u64>,
+        batch: &mut vault::Batch,
     ) -> Result<(), Error> {
         let Some(p) = self
             .purposes
@@ -203,15 +209,28 @@ impl Hub {
         else {
             return Ok(());
         };
-        let new = NewConsent {
-            purpose: p.name.clone(),
-            event: "objected".into(),
-            method: Some("system".into()),
-            source: "suppression-list".into(),
-            ..Default::default()
-        };
-        self.record_consent_as(actor, subject, new, false)
-            .map(|_| ())
+        for (id, fields) in news {
+            let mut suppressed = false;
+            for (kind, term) in self.contact_terms(fields) {
+                suppressed = suppressed || listed(kind, term)?;
+            }
+            if !suppressed {
+                continue;
+            }
+            let seq = seqs.get(id).copied().unwrap_or(0);
+            seqs.insert(*id, seq + 1);
+            let new = NewConsent {
+                purpose: p.name.clone(),
+                event: "objected".into(),
+                method: Some("system".into()),
+                source: "suppression-list".into(),
+                ..Default::default()
+            };
+            self.ledger
+                .prepare_seq(&self.purposes, id, &new, "system", seq, batch)
+                .map_err(consent_error)?;
+        }
+        Ok(())
     }
 
     /// A subject's whole ledger.

@@ -2349,32 +2349,12 @@ impl Hub {
             }
         }
         // People erased at their request are not re-added to marketing.
-        if let Some(p) = self
-            .purposes
-            .all()
-            .iter()
-            .find(|p| p.marketing && p.opt_out)
-        {
-            for (id, n) in &news {
-                let listed = self
-                    .contact_terms(&n.fields)
-                    .any(|(k, t)| self.vault.listed(suppressed, k, t));
-                if listed {
-                    let seq = seqs.get(id).copied().unwrap_or(0);
-                    seqs.insert(*id, seq + 1);
-                    let new = NewConsent {
-                        purpose: p.name.clone(),
-                        event: "objected".into(),
-                        method: Some("system".into()),
-                        source: "suppression-list".into(),
-                        ..Default::default()
-                    };
-                    self.ledger
-                        .prepare_seq(&self.purposes, id, &new, "system", seq, &mut extra)
-                        .map_err(crate::consent_ops::consent_error)?;
-                }
-            }
-        }
+        self.stage_suppression(
+            news.iter().map(|(id, n)| (id, n.fields.as_slice())),
+            &|k, t| Ok(self.vault.listed(suppressed, k, t)),
+            &mut seqs,
+            &mut extra,
+        )?;
         extra.put(
             ks::IMPORTS,
             key("p", &import, &b.to_be_bytes()),

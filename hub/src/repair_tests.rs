@@ -153,3 +153,40 @@ fn a_wrong_merge_is_found_split_and_the_split_undone() {
         "Joan"
     );
 }
+
+#[test]
+fn a_new_subject_on_the_suppression_list_gets_its_objection_in_the_same_write() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let gone = hub
+        .create_subject(
+            &admin,
+            input(json!({"given_name": "Ann", "email": "gone@example.org"})),
+        )
+        .unwrap();
+    hub.erase_subjects(&admin, &[gone]).unwrap();
+    let before = hub.audit_log().len();
+    let back = hub
+        .create_subject(
+            &admin,
+            input(json!({"given_name": "Ann", "email": "Gone@example.org"})),
+        )
+        .unwrap();
+    // One write: the subject, its objection and one audit event (not a second write with
+    // an event of its own, which a crash between the two could lose).
+    let events = hub
+        .audit_log()
+        .query(&audit::Query {
+            after: Some(before - 1),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["create.subject"]);
+    let history = hub.consent_history(&admin, &back).unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].event.as_str(), "objected");
+    assert_eq!(history[0].source, "suppression-list");
+}

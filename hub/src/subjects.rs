@@ -225,21 +225,23 @@ impl Hub {
             for id in &ids {
                 trail.subject(id);
             }
+            // People who were erased at their request are not re-added to marketing: a new
+            // record with their email or phone gets an objection to direct marketing, written
+            // with the subjects (an import does the same).
+            let mut objections = vault::Batch::new();
+            self.stage_suppression(
+                ids.iter()
+                    .zip(&items)
+                    .map(|(id, item)| (id, item.fields.as_slice())),
+                &|k, t| Ok(self.vault.is_suppressed(k, t)?),
+                &mut std::collections::HashMap::new(),
+                &mut objections,
+            )?;
             // No activity entry: a new subject's last activity is its creation, in its id.
-            let ids = self.commit_audited(actor, "create.subject", trail, |batch| {
+            let ids = self.commit_audited(actor, "create.subject", trail, |mut batch| {
+                batch.extend(objections);
                 Ok(self.vault.create_subjects_with(&items, Some(&ids), batch)?)
             })?;
-            // People who were erased at their request are not re-added to marketing: a new
-            // record with their email or phone gets an objection to direct marketing.
-            for (id, item) in ids.iter().zip(&items) {
-                let mut suppressed = false;
-                for (kind, term) in self.contact_terms(&item.fields) {
-                    suppressed |= self.vault.is_suppressed(kind, term)?;
-                }
-                if suppressed {
-                    self.suppress_marketing(actor, id)?;
-                }
-            }
             Ok(ids)
         })
     }
