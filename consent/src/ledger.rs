@@ -177,6 +177,47 @@ fn reference(what: &str, s: &str) -> Result<String, Error> {
     }
 }
 
+/// [`reference`] for the slots people are tempted to write notes in (`source`, `evidence`):
+/// one word, and no phone-like number (nine digits or more, counting across `+`, `-` and
+/// `.`, not inside a word such as a hex id). The ledger is not encrypted under the person's
+/// key, so a name or number written there would outlive their erasure.
+fn reference_only(what: &str, s: &str) -> Result<String, Error> {
+    let t = reference(what, s)?;
+    if t.contains(' ') || phone_like(&t) {
+        return Err(Error::Invalid(format!(
+            "{what} must be a reference to where the record is kept (one word of letters, digits and ._:/#-+=, such as web-form:2024-spring or doc:8f3a2c), not text about the person: no spaces, no @, no phone numbers. The consent ledger is not encrypted under the person's key, so a name, number or note written in {what} would outlive their erasure; keep such notes on the subject itself"
+        )));
+    }
+    Ok(t)
+}
+
+/// True when `s` holds nine or more digits in one run (across `+`, `-`, `.`) that is not
+/// part of a word (no letter right before or after it).
+fn phone_like(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !(b[i].is_ascii_digit()
+            || (b[i] == b'+' && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+        {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = 0;
+        while i < b.len() && (b[i].is_ascii_digit() || b"+-.".contains(&b[i])) {
+            digits += usize::from(b[i].is_ascii_digit());
+            i += 1;
+        }
+        let letter_before = start > 0 && b[start - 1].is_ascii_alphabetic();
+        let letter_after = i < b.len() && b[i].is_ascii_alphabetic();
+        if digits >= 9 && !letter_before && !letter_after {
+            return true;
+        }
+    }
+    false
+}
+
 /// The ledger, in the vault's store: `subject id || seq` → event.
 #[derive(Clone)]
 pub struct Ledger {
@@ -301,7 +342,7 @@ impl Ledger {
                 new.jurisdiction.as_deref().unwrap_or(&self.jurisdiction),
             )?,
             collection_method: reference("method", new.method.as_deref().unwrap_or("api"))?,
-            source: reference("source", &new.source)?,
+            source: reference_only("source", &new.source)?,
             notice_version: new
                 .notice_version
                 .as_deref()
@@ -316,7 +357,7 @@ impl Ledger {
             evidence: new
                 .evidence
                 .as_deref()
-                .map(|v| reference("evidence", v))
+                .map(|v| reference_only("evidence", v))
                 .transpose()?,
             expires,
             contact_point: new.contact_point.clone(),

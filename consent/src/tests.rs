@@ -348,9 +348,39 @@ fn events_round_trip_history_is_kept_and_no_content_is_accepted() {
     ] {
         assert!(record(bad).is_err());
     }
+    // Notes about the person in the free-text slots are refused, naming the slot: the
+    // ledger outlives the person's key.
+    for (source, evidence, slot) in [
+        ("Oakhurst phoned", None, "source"),
+        ("phone", Some("+442079460999"), "evidence"),
+        ("phone", Some("call:07700-900-123"), "evidence"),
+        ("phone", Some("Thaddeus Oakhurst"), "evidence"),
+    ] {
+        let err = record(NewConsent {
+            purpose: "newsletter-email".into(),
+            event: "given".into(),
+            source: source.into(),
+            evidence: evidence.map(str::to_string),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with(slot), "{slot}: {err}");
+    }
+    // References pass, hex ids with long digit runs inside them too.
+    for evidence in ["doc:7781", "import:0a123456789b#12", "2024-05-01"] {
+        record(NewConsent {
+            purpose: "newsletter-email".into(),
+            event: "given".into(),
+            source: "web-form:2024-spring".into(),
+            evidence: Some(evidence.into()),
+            ..Default::default()
+        })
+        .unwrap();
+    }
     assert_eq!(
         ledger.history(&subject).unwrap().len(),
-        2,
+        5,
         "nothing half-written"
     );
 }
