@@ -75,12 +75,16 @@ pub fn read_phone_checked(
 /// How many numbers of a column are checked for [`column_doubt`].
 pub const SAMPLE: usize = 200;
 
+/// Of those not in use in the default region, how many are tried in other regions.
+pub const ELSEWHERE: usize = 16;
+
 /// What the numbers of one phone column, read in the default region, look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnDoubt {
     /// Numbers checked (without a country code or a row country).
     pub checked: usize,
-    /// Of which not in use in the default region but in use elsewhere.
+    /// Of which not in use in the default region but in use elsewhere (estimated from the
+    /// first [`ELSEWHERE`] not in use there).
     pub doubtful: usize,
     /// The first doubtful one's row.
     pub first_row: u64,
@@ -95,19 +99,39 @@ pub fn column_doubt<'a>(
     cells: impl Iterator<Item = (u64, &'a str)>,
     default_region: &str,
 ) -> Option<ColumnDoubt> {
+    // In use where the import reads it: cheap. Only when a tenth or more are not is a
+    // number tried in other regions (dear: a dozen parses each), and then only for the
+    // first ELSEWHERE of them, which is enough to say where the column's numbers are from.
     let mut checked = 0;
-    let mut doubtful = 0;
-    let mut first_row = 0;
-    let mut tally: Vec<(&'static str, usize)> = Vec::new();
+    let mut not_here: Vec<(u64, &str)> = Vec::new();
     for (row, cell) in cells.filter(|(_, c)| !c.trim().is_empty()).take(SAMPLE) {
         checked += 1;
+        let t = cell.trim();
+        if read_phone(t, None, default_region).region.is_none() {
+            continue;
+        }
+        let here = domain::normalise_phone(t, default_region)
+            .map(|e| domain::phone_is_assigned(&e))
+            .unwrap_or(false);
+        if !here {
+            not_here.push((row, cell));
+        }
+    }
+    if not_here.is_empty() || not_here.len() * 10 < checked {
+        return None;
+    }
+    let mut first_row = 0;
+    let mut elsewhere = 0;
+    let tried = not_here.len().min(ELSEWHERE);
+    let mut tally: Vec<(&'static str, usize)> = Vec::new();
+    for (row, cell) in &not_here[..tried] {
         let reading = read_phone_checked(cell, None, default_region);
         if reading.doubt.is_empty() {
             continue;
         }
-        doubtful += 1;
+        elsewhere += 1;
         if first_row == 0 {
-            first_row = row;
+            first_row = *row;
         }
         for r in reading.doubt {
             match tally.iter_mut().find(|(x, _)| *x == r) {
@@ -116,7 +140,9 @@ pub fn column_doubt<'a>(
             }
         }
     }
-    if doubtful == 0 || doubtful * 10 < checked {
+    // The share in use elsewhere among those tried, applied to all not in use here.
+    let doubtful = (not_here.len() * elsewhere).div_ceil(tried);
+    if elsewhere == 0 || doubtful * 10 < checked {
         return None;
     }
     tally.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
