@@ -1060,6 +1060,42 @@ pub fn same_name_at_home(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
         && contradiction(a, b).is_none()
 }
 
+/// True when two records that [`needs_review`] holds back because their given names agree
+/// only as variants (Jon and John, Rick and Richard, a typo, an initial) are one person all
+/// the same, the family name alike and nothing in conflict:
+/// - a typo or a shortening (Jon and John, Sam and Samuel; not a nickname, not a bare
+///   initial) with the same full birth date at the same house: a father and son differ in
+///   birth date, and twins are not given one name spelt two ways (they may be John and
+///   Jack, so a nickname is not enough);
+/// - or a mobile number no one else uses, with one more personal agreement (the birth date
+///   or an email no one else uses): a household shares a landline and an email, not a
+///   mobile.
+///
+/// No two people of one name may be known to live at the address.
+pub fn variant_proven(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
+    if !matches!(g[0], 2 | 3)
+        || !matches!(g[1], 1 | 2)
+        || matches!(g[4], PHONE_HOUSEHOLD | 4)
+        || elsewhere(g)
+        || (a.shared | b.shared) & NAMESAKES_AT_ADDRESS != 0
+        || contradiction(a, b).is_some()
+    {
+        return false;
+    }
+    let (x, y) = (a.given(), b.given());
+    let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+    let spelling = short.chars().count() > 1
+        && ((short.len() >= 3 && long.starts_with(short))
+            || strsim::damerau_levenshtein(x, y) <= 1);
+    let same_house = matches!(g[7], 1 | SHARED_LEVEL) && same_place(g);
+    let at_home = spelling && g[2] == 1 && same_house;
+    let mobile = !a.mobile().is_empty()
+        && a.mobile() == b.mobile()
+        && (a.shared | b.shared) & SHARED_MOBILE == 0;
+    let own_mobile = mobile && (g[2] == 1 || g[3] == 1);
+    at_home || own_mobile
+}
+
 /// Candidate pairs: every pair of records sharing a blocking key, each once, `a < b`, packed
 /// as `a << 32 | b` and sorted ([`pair_of`] unpacks one). Blocks larger than `max_block` are
 /// skipped (a key that common says little). Pairs where both records are `existing` are left
@@ -1429,8 +1465,8 @@ pub fn run(
             let (a, b) = pair_of(*p);
             let keep = probability >= thresholds.review.min(thresholds.auto_merge);
             if keep && needs_review {
-                needs_review =
-                    !same_name_at_home(&unpack(*g), &records[a as usize], &records[b as usize]);
+                let (g, x, y) = (unpack(*g), &records[a as usize], &records[b as usize]);
+                needs_review = !same_name_at_home(&g, x, y) && !variant_proven(&g, x, y);
             }
             keep.then_some(Scored {
                 a,

@@ -721,3 +721,42 @@ fn random_files_with_random_damage_account_for_every_row_and_garble_none() {
         rows.clear();
     }
 }
+
+#[test]
+fn a_spelling_variant_at_home_with_the_birth_date_is_one_person_a_nickname_is_not() {
+    let person = |given: &str, email: &str, mobile: &str| {
+        rec(&[
+            ("given_name", given),
+            ("family_name", "Smith"),
+            ("birth_date", "2005-01-27"),
+            ("email", email),
+            ("phone", "0117 496 0127"),
+            ("mobile", mobile),
+            ("street", "130 The Green"),
+            ("city", "Bristol"),
+            ("postal_code", "BS8 8HW"),
+        ])
+    };
+    let proven = |a: &matching::MatchRecord, b: &matching::MatchRecord| {
+        matching::variant_proven(&matching::compare(a, b), a, b)
+    };
+    // Jon and John, one birth date, one house: a typo.
+    assert!(proven(&person("Jon", "", ""), &person("John", "", "")));
+    // Samuel and Sam: a shortening.
+    assert!(proven(&person("Sam", "", ""), &person("Samuel", "", "")));
+    // John and Jack, one birth date, one house: twins may be named so.
+    assert!(!proven(&person("Jack", "", ""), &person("John", "", "")));
+    // A bare initial at home is not enough either (which twin?).
+    assert!(!proven(&person("J", "", ""), &person("John", "", "")));
+    // A nickname with the same mobile and email, which a household does not share: one person.
+    let m = "07700 900123";
+    assert!(proven(
+        &person("Jack", "js@example.org", m),
+        &person("John", "js@example.org", m)
+    ));
+    // Two different mobiles: two people, whatever else they share.
+    assert!(!proven(
+        &person("Jon", "", "07700 900111"),
+        &person("John", "", "07700 900222")
+    ));
+}
