@@ -543,6 +543,14 @@ fn phone_level(a: &MatchRecord, b: &MatchRecord) -> u8 {
             && pa.iter().all(|x| x.0 != pb[i].0)
     };
     let conflict = differs(0) || differs(1);
+    // The same mobile, no one else's, and two landlines: a person who moved (or gave work
+    // and home numbers) keeps a mobile; a household shares a landline, not a mobile.
+    let own_mobile = !a.mobile().is_empty()
+        && a.mobile() == b.mobile()
+        && (a.shared | b.shared) & SHARED_MOBILE == 0;
+    if own_mobile && !differs(1) {
+        return 1;
+    }
     match (agree, conflict) {
         // One number in common and another that differs (a landline in common, two
         // mobiles): the pattern of two people of one household.

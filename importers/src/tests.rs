@@ -760,3 +760,45 @@ fn a_spelling_variant_at_home_with_the_birth_date_is_one_person_a_nickname_is_no
         &person("John", "", "07700 900222")
     ));
 }
+
+#[test]
+fn a_person_who_moved_keeps_a_mobile_a_household_shares_a_landline() {
+    let at = |given: &str, phone: &str, mobile: &str, street: &str, postcode: &str| {
+        rec(&[
+            ("given_name", given),
+            ("family_name", "Khan"),
+            ("birth_date", "1980-11-12"),
+            ("phone", phone),
+            ("mobile", mobile),
+            ("street", street),
+            ("postal_code", postcode),
+        ])
+    };
+    // Moved house: a new landline, the same mobile. One person.
+    let before = at(
+        "Sara",
+        "0117 496 0001",
+        "07700 900555",
+        "4 Elm Close",
+        "BS6 9TZ",
+    );
+    let after = at(
+        "Sara",
+        "0161 496 0002",
+        "07700 900555",
+        "9 Mill Lane",
+        "M6 0QJ",
+    );
+    assert!(!matching::needs_review(&matching::compare(&before, &after)));
+    // One house: the same landline, two mobiles. Never merged on that.
+    let sister = at(
+        "Sara",
+        "0117 496 0001",
+        "07700 900666",
+        "4 Elm Close",
+        "BS6 9TZ",
+    );
+    let g = matching::compare(&before, &sister);
+    assert!(matching::needs_review(&g));
+    assert!(!matching::variant_proven(&g, &before, &sister));
+}
