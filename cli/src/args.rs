@@ -172,7 +172,10 @@ pub enum ReviewCmd {
     },
     /// The two subjects are one person: merge the second into the first.
     Accept { id: String },
-    /// The two subjects are different people.
+    /// A household proposal: the two people live together; link both into one household.
+    Link { id: String },
+    /// The two subjects are different people (or, for a household proposal, not one
+    /// household).
     Reject { id: String },
 }
 

@@ -366,10 +366,17 @@ pub(crate) fn review(g: &Global, cmd: ReviewCmd, out: Output) -> anyhow::Result<
             out.emit(&json!({ "items": items }), || {
                 let mut s = String::new();
                 for i in &items {
-                    s.push_str(&format!(
-                        "{}  {:<8} p={:.3}  keep {}  merge {}\n",
-                        i.id, i.status, i.probability, i.a, i.b
-                    ));
+                    if i.kind == "household" {
+                        s.push_str(&format!(
+                            "{}  {:<8} p={:.3}  household? {} and {} (link or reject)\n",
+                            i.id, i.status, i.probability, i.a, i.b
+                        ));
+                    } else {
+                        s.push_str(&format!(
+                            "{}  {:<8} p={:.3}  keep {}  merge {}\n",
+                            i.id, i.status, i.probability, i.a, i.b
+                        ));
+                    }
                 }
                 if s.is_empty() {
                     s.push_str("the review queue is empty");
@@ -383,6 +390,15 @@ pub(crate) fn review(g: &Global, cmd: ReviewCmd, out: Output) -> anyhow::Result<
                 format!(
                     "merged {} into {} (merge {}; undo with: steward merge undo {})",
                     m.gone, m.keep, m.id, m.id
+                )
+            });
+        }
+        ReviewCmd::Link { id } => {
+            let item = hub.review_link(&actor, &id)?;
+            out.emit(&json!(item), || {
+                format!(
+                    "{} and {} are linked into one household (review item {id})",
+                    item.a, item.b
                 )
             });
         }

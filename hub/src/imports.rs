@@ -1613,6 +1613,30 @@ impl Hub {
                 *j as u32,
             ));
         }
+        // Two people alike who share a house: proposed as one household, never merged.
+        let mut household_links: Vec<ReviewPair> = Vec::new();
+        for s in &matched.households {
+            let (a, b) = (s.a as usize, s.b as usize);
+            if !matching::same_house(&matching::compare(&records[a], &records[b])) {
+                continue;
+            }
+            let household_of = |r: usize| {
+                let rep = matched.reps[r] as usize;
+                if existing[rep] {
+                    existing_household[rep - n_file]
+                } else {
+                    None
+                }
+            };
+            let (ha, hb) = (household_of(a), household_of(b));
+            if ha.is_some() && ha == hb {
+                continue;
+            }
+            if !pair_seen.insert((matched.reps[a], matched.reps[b])) {
+                continue;
+            }
+            household_links.push((target_of(a), target_of(b), s.probability, s.a, s.b));
+        }
         let mut plan = Vec::with_capacity(rows.len());
         for (pos, (row, res)) in rows.iter().enumerate() {
             let p = match res {
@@ -1764,8 +1788,15 @@ impl Hub {
                 }
             }
         }
-        for (a, b, probability, ra, rb) in review_pairs {
+        let kinds = review_pairs
+            .into_iter()
+            .map(|p| (p, "duplicate"))
+            .chain(household_links.into_iter().map(|p| (p, "household")));
+        for ((a, b, probability, ra, rb), kind) in kinds {
             let (Some(a), Some(b)) = (a, b) else { continue };
+            if a == b {
+                continue;
+            }
             // A pair a person already said are two people is not asked again.
             if !queued.insert(rejected_key(&a, &b))
                 || self
@@ -1788,6 +1819,7 @@ impl Hub {
                 decided_by: None,
                 decided_at: None,
                 merge: None,
+                kind: kind.into(),
             };
             batch.put(
                 ks::IMPORTS,
@@ -2657,6 +2689,14 @@ pub struct ReviewItem {
     pub decided_at: Option<String>,
     /// The merge an acceptance made.
     pub merge: Option<String>,
+    /// `duplicate` (one person twice: accept merges) or `household` (two people who share
+    /// an address and its contact points: accept links both into one household).
+    #[serde(default = "duplicate")]
+    pub kind: String,
+}
+
+fn duplicate() -> String {
+    "duplicate".into()
 }
 
 /// A time as legacy exports write it (`2023-01-05 09:00:00`, taken as UTC; RFC 3339; a

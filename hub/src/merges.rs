@@ -84,7 +84,8 @@ pub struct MatchExplanation {
     pub decision: &'static str,
     /// Why not `merge`, as a code: `given_name` or `birth_date` (a contradiction), or why
     /// the evidence is not one person's (`only_household_evidence`, `different_phones`,
-    /// `different_places`, `given_name_only_a_variant`, `names_differ`), or `below_threshold`.
+    /// `different_places`, `different_streets`, `given_name_only_a_variant`, `names_differ`), or
+    /// `below_threshold`.
     /// (Contact points several people share are only known within a file, so a pair
     /// explained here is judged as if no one else shared them.)
     pub reason: Option<&'static str>,
@@ -487,7 +488,113 @@ impl Hub {
                 item.status
             )));
         }
+        if item.kind == "household" {
+            return Err(Error::BadRequest(format!(
+                "review item {id} proposes a household, not a merge: link the two with `steward review link {id}` (POST /v1/reviews/{id} with decision \"link\"), or reject it"
+            )));
+        }
         self.merge_subjects(actor, &item.a, &item.b, Some(id.to_string()))
+    }
+
+    /// Accepts a household proposal: both subjects are linked into one household (the one
+    /// either already belongs to, or a new one), in one atomic batch with the item's decision
+    /// and the audit event. Refused when they belong to two different households.
+    pub fn review_link(&self, actor: &Actor, id: &str) -> Result<ReviewItem, Error> {
+        self.audited(actor, "household.link", |trail| {
+            self.require(actor, "subject", Action::Merge)?;
+            let mut item = self
+                .review_item(id)?
+                .ok_or_else(|| Error::Missing(format!("review item {id}")))?;
+            trail.subject(item.a);
+            trail.subject(item.b);
+            if item.status != "open" {
+                return Err(Error::Conflict(format!(
+                    "review item {id} is already {}",
+                    item.status
+                )));
+            }
+            if item.kind != "household" {
+                return Err(Error::BadRequest(format!(
+                    "review item {id} asks whether two records are one person: accept (merge) or reject it"
+                )));
+            }
+            let field = self
+                .schema
+                .field(domain::RecordKind::Subject, "household")
+                .map(|d| d.id)
+                .ok_or_else(|| {
+                    Error::BadRequest("the schema has no `household` field to link with".into())
+                })?;
+            let ra = self.vault.read_subject(&item.a, &|f| f == field)?;
+            let rb = self.vault.read_subject(&item.b, &|f| f == field)?;
+            let of = |r: &vault::SubjectRecord| {
+                r.fields.iter().find_map(|(_, v)| match v {
+                    domain::Value::Ref(h) => Some(*h),
+                    _ => None,
+                })
+            };
+            let (ha, hb) = (of(&ra), of(&rb));
+            if let (Some(x), Some(y)) = (ha, hb) {
+                if x != y {
+                    return Err(Error::Conflict(format!(
+                        "{} and {} already belong to two different households ({x} and {y}): change one by hand first",
+                        item.a, item.b
+                    )));
+                }
+            }
+            let mut creates = vault::Sealed::default();
+            let household = match ha.or(hb) {
+                Some(h) => h,
+                None => {
+                    let h = self.vault.new_subject_ids(1)?[0];
+                    creates = self.vault.seal_new(
+                        &[vault::NewSubject {
+                            kind: domain::SubjectKind::Household,
+                            fields: Vec::new(),
+                            gifts: Vec::new(),
+                        }],
+                        &[h],
+                    )?;
+                    h
+                }
+            };
+            trail.subject(household);
+            let mut replaces = Vec::new();
+            for (id, r, h) in [(item.a, &ra, ha), (item.b, &rb, hb)] {
+                if h.is_some() {
+                    continue;
+                }
+                let mut fields = self.vault.read_subject(&id, &|_| true)?.fields;
+                fields.retain(|(f, _)| *f != field);
+                fields.push((field, domain::Value::Ref(household)));
+                replaces.push(Replace {
+                    id,
+                    fields,
+                    expected_version: Some(r.version),
+                });
+            }
+            item.status = "linked".into();
+            item.decided_by = Some(actor.principal.id.to_string());
+            item.decided_at = Some(now());
+            let mut extra = Batch::new();
+            extra.put(
+                ks::IMPORTS,
+                qkey("q", id),
+                serde_json::to_vec(&item).expect("json"),
+            );
+            self.commit_audited(actor, "household.link", trail, |audit| {
+                extra.extend(audit);
+                let writes = vault::Writes {
+                    creates,
+                    replaces: &replaces,
+                    gifts: &[],
+                    absorb: None,
+                };
+                self.vault.write_import(writes, extra, &|_| Batch::new())?;
+                Ok(())
+            })?;
+            Ok(item)
+        })
     }
 
     /// Rejects a review item: the two subjects are different people.

@@ -190,3 +190,38 @@ fn a_new_subject_on_the_suppression_list_gets_its_objection_in_the_same_write() 
     assert_eq!(history[0].event.as_str(), "objected");
     assert_eq!(history[0].source, "suppression-list");
 }
+
+#[test]
+fn two_people_of_one_house_are_proposed_as_a_household_and_linked_never_merged() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let header = "First Name,Last Name,Email,Phone,Birth Date,Street,City,Postal Code\n";
+    let report = import(
+        &hub,
+        "house.csv",
+        &format!(
+            "{header}Mary,Green,greens@example.org,0117 496 0001,1950-01-02,4 Elm Close,Bristol,BS6 9TZ\n\
+             Peter,Green,greens@example.org,0117 496 0001,1948-05-06,4 Elm Close,Bristol,BS6 9TZ\n"
+        ),
+    );
+    let (mary, peter) = (report[0].subject_id.unwrap(), report[1].subject_id.unwrap());
+    assert_ne!(mary, peter, "{report:?}");
+    let items = hub.review_list(&admin, false).unwrap();
+    let item = items
+        .iter()
+        .find(|i| i.kind == "household")
+        .unwrap_or_else(|| panic!("no household proposal: {items:?}"));
+    assert!([item.a, item.b].contains(&mary) && [item.a, item.b].contains(&peter));
+    // Accepting it as a merge is refused: they are two people.
+    let err = hub.review_accept(&admin, &item.id).unwrap_err().to_string();
+    assert!(err.contains("household"), "{err}");
+    let linked = hub.review_link(&admin, &item.id).unwrap();
+    assert_eq!(linked.status, "linked");
+    let house = |id| hub.get_subject(&admin, &id).unwrap().fields["household"].clone();
+    assert_eq!(house(mary), house(peter));
+    assert_eq!(
+        hub.get_subject(&admin, &mary).unwrap().fields["given_name"],
+        "Mary"
+    );
+    assert!(hub.review_link(&admin, &item.id).is_err(), "linked twice");
+}

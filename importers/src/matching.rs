@@ -1011,6 +1011,8 @@ pub fn hold_reason(g: &Gamma) -> Option<&'static str> {
         "different_phones"
     } else if elsewhere(g) {
         "different_places"
+    } else if personal_evidence(g) == 1 && g[6] == 4 {
+        "different_streets"
     } else if personal_evidence(g) == 0 {
         "only_household_evidence"
     } else if g[0] == 3 {
@@ -1026,7 +1028,9 @@ pub fn hold_reason(g: &Gamma) -> Option<&'static str> {
 ///   the file uses), one of them the birth date when the given names agree only as variants
 ///   (John and Jack may be father and son);
 /// - or one, with given names exact or close, family names alike, and nothing in conflict
-///   (two different mobiles or landlines; addresses in different places);
+///   (two different mobiles or landlines; addresses in different places; two different
+///   streets: among a million donors two John Smiths share a birth date, and a name-made
+///   email such as jsmith@ a provider);
 /// - or none, with given and family names agreeing closely, the same house (street or
 ///   postcode and house number) that no one else lives in, and nothing in conflict;
 /// - or the same given name and birth date at one house (a married name, a typo).
@@ -1041,7 +1045,7 @@ pub fn needs_review(g: &Gamma) -> bool {
     let family_alike = (1..=3).contains(&g[1]);
     let same_house = g[7] == 1 && same_place(g);
     let ok = (personal >= 2 && (given_close || birth))
-        || (personal == 1 && !conflicts && family_alike && given_close)
+        || (personal == 1 && !conflicts && g[6] != 4 && family_alike && given_close)
         || (personal == 0
             && !conflicts
             && given_close
@@ -1102,6 +1106,12 @@ pub fn variant_proven(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
         && (a.shared | b.shared) & SHARED_MOBILE == 0;
     let own_mobile = mobile && (g[2] == 1 || g[3] == 1);
     at_home || own_mobile
+}
+
+/// True when a comparison says the two records live at one house: the same house number,
+/// and the same postcode (or street and town).
+pub fn same_house(g: &Gamma) -> bool {
+    matches!(g[7], 1 | SHARED_LEVEL) && same_place(g)
 }
 
 /// Candidate pairs: every pair of records sharing a blocking key, each once, `a < b`, packed

@@ -134,7 +134,8 @@ pub(crate) struct ReviewList {
 /// A decision on a review item.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ReviewDecision {
-    /// accept (merge the second subject into the first) or reject (different people).
+    /// accept (merge the second subject into the first), link (a household proposal: link
+    /// both into one household) or reject (different people, or not one household).
     decision: String,
 }
 
@@ -462,7 +463,8 @@ pub(crate) async fn decide_review(
     let record = match d.decision.as_str() {
         "accept" => json!(blocking(move || hub.review_accept(&actor, &id)).await?),
         "reject" => json!(blocking(move || hub.review_reject(&actor, &id)).await?),
-        _ => return Err(ApiError::bad_param("decision", "accept or reject")),
+        "link" => json!(blocking(move || hub.review_link(&actor, &id)).await?),
+        _ => return Err(ApiError::bad_param("decision", "accept, link or reject")),
     };
     Ok(Json(Record { record }))
 }

@@ -6,5 +6,6 @@ mod audit;
 mod consent;
 mod foundation;
 mod importers;
+mod layering;
 mod requests;
 mod support;
