@@ -622,11 +622,22 @@ fn review_queue_lists_accepts_and_rejects() {
         rows.iter().any(|r| r[1] == "review" && !r[3].is_empty()),
         "{rows:?}"
     );
-    let items = env.json(&["review", "list"], None)["items"]
+    let all = env.json(&["review", "list"], None)["items"]
         .as_array()
         .unwrap()
         .clone();
+    // Jo and Tom (or T) Reed share a house: proposed as a household, which `accept` will
+    // not merge; `link` puts both in one household.
+    let (households, items): (Vec<Value>, Vec<Value>) =
+        all.into_iter().partition(|i| i["kind"] == "household");
     assert_eq!(items.len(), 2, "{items:?}");
+    assert!(!households.is_empty(), "no household proposal");
+    let first = households[0]["id"].as_str().unwrap();
+    assert!(!env.run(&["review", "accept", first], None).status.success());
+    for h in &households {
+        let linked = env.json(&["review", "link", h["id"].as_str().unwrap()], None);
+        assert_eq!(linked["status"], "linked", "{linked}");
+    }
     let n = subject_count(&env);
     let accepted = env.json(
         &["review", "accept", items[0]["id"].as_str().unwrap()],
