@@ -539,6 +539,8 @@ pub(crate) fn import_synthetic(
             "new": sum(&|r| r.counts.new), "merged": sum(&|r| r.counts.merged),
             "review": sum(&|r| r.counts.review), "errors": sum(&|r| r.counts.errors),
             "compared_pairs": sum(&|r| r.compared_pairs),
+            "review_items": sum(&|r| r.review_items.len() as u64),
+            "household_pairs": sum(&|r| r.household_pairs),
             "precision": p, "recall": r, "f1": f1,
             "wrong_pairs": predicted - tp, "wrong_housemate_pairs": housemates,
             "largest_subject_rows": largest,

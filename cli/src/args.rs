@@ -172,8 +172,15 @@ pub enum ReviewCmd {
     },
     /// The two subjects are one person: merge the second into the first.
     Accept { id: String },
-    /// A household proposal: the two people live together; link both into one household.
-    Link { id: String },
+    /// A household proposal: these people live together; link them into one household.
+    Link {
+        /// The proposal's id.
+        #[arg(required_unless_present = "all_households")]
+        id: Option<String>,
+        /// Link every open household proposal (each one is decided and audited on its own).
+        #[arg(long, conflicts_with = "id")]
+        all_households: bool,
+    },
     /// The two subjects are different people (or, for a household proposal, not one
     /// household).
     Reject { id: String },

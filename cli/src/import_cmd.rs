@@ -368,8 +368,16 @@ pub(crate) fn review(g: &Global, cmd: ReviewCmd, out: Output) -> anyhow::Result<
                 for i in &items {
                     if i.kind == "household" {
                         s.push_str(&format!(
-                            "{}  {:<8} p={:.3}  household? {} and {} (link or reject)\n",
-                            i.id, i.status, i.probability, i.a, i.b
+                            "{}  {:<8} p={:.3}  one household? {} people: {} (link or reject)\n",
+                            i.id,
+                            i.status,
+                            i.probability,
+                            i.members.len().max(2),
+                            i.members
+                                .iter()
+                                .map(|m| m.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" ")
                         ));
                     } else {
                         s.push_str(&format!(
@@ -393,13 +401,38 @@ pub(crate) fn review(g: &Global, cmd: ReviewCmd, out: Output) -> anyhow::Result<
                 )
             });
         }
-        ReviewCmd::Link { id } => {
+        ReviewCmd::Link {
+            id: Some(id),
+            all_households: false,
+        } => {
             let item = hub.review_link(&actor, &id)?;
             out.emit(&json!(item), || {
                 format!(
-                    "{} and {} are linked into one household (review item {id})",
-                    item.a, item.b
+                    "{} people are linked into one household (review item {id})",
+                    item.members.len().max(2)
                 )
+            });
+        }
+        ReviewCmd::Link { .. } => {
+            let open: Vec<_> = hub
+                .review_list(&actor, false)?
+                .into_iter()
+                .filter(|i| i.kind == "household")
+                .collect();
+            let mut linked = Vec::new();
+            let mut refused = Vec::new();
+            for item in open {
+                match hub.review_link(&actor, &item.id) {
+                    Ok(i) => linked.push(i.id),
+                    Err(e) => refused.push(json!({"id": item.id, "error": e.to_string()})),
+                }
+            }
+            out.emit(&json!({"linked": linked, "refused": refused}), || {
+                let mut s = format!("{} household proposal(s) linked", linked.len());
+                for r in &refused {
+                    s.push_str(&format!("\n  {}: {}", r["id"], r["error"]));
+                }
+                s
             });
         }
         ReviewCmd::Reject { id } => {

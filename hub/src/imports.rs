@@ -1637,6 +1637,9 @@ impl Hub {
             }
             household_links.push((target_of(a), target_of(b), s.probability, s.a, s.b));
         }
+        // One proposal per house: the pairs that share one are grouped (a household of five
+        // is one question, not ten).
+        let household_groups = group_pairs(&household_links);
         let mut plan = Vec::with_capacity(rows.len());
         for (pos, (row, res)) in rows.iter().enumerate() {
             let p = match res {
@@ -1790,9 +1793,14 @@ impl Hub {
         }
         let kinds = review_pairs
             .into_iter()
-            .map(|p| (p, "duplicate"))
-            .chain(household_links.into_iter().map(|p| (p, "household")));
-        for ((a, b, probability, ra, rb), kind) in kinds {
+            .map(|p| (p, Vec::new()))
+            .chain(household_groups);
+        for ((a, b, probability, ra, rb), members) in kinds {
+            let kind = if members.is_empty() {
+                "duplicate"
+            } else {
+                "household"
+            };
             let (Some(a), Some(b)) = (a, b) else { continue };
             if a == b {
                 continue;
@@ -1820,6 +1828,7 @@ impl Hub {
                 decided_at: None,
                 merge: None,
                 kind: kind.into(),
+                members,
             };
             batch.put(
                 ks::IMPORTS,
@@ -2693,10 +2702,66 @@ pub struct ReviewItem {
     /// an address and its contact points: accept links both into one household).
     #[serde(default = "duplicate")]
     pub kind: String,
+    /// For a household proposal, everyone proposed as its members (`a` and `b` among them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<SubjectId>,
 }
 
 fn duplicate() -> String {
     "duplicate".into()
+}
+
+/// Groups household pairs into one proposal per set of subjects they connect: the group's
+/// first pair (as the item's `a`, `b` and levels), its best probability, and its members in
+/// id order.
+fn group_pairs(pairs: &[ReviewPair]) -> Vec<(ReviewPair, Vec<SubjectId>)> {
+    let mut index: HashMap<SubjectId, usize> = HashMap::new();
+    let mut parent: Vec<usize> = Vec::new();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut slot = |id: SubjectId, parent: &mut Vec<usize>| -> usize {
+        *index.entry(id).or_insert_with(|| {
+            parent.push(parent.len());
+            parent.len() - 1
+        })
+    };
+    let mut known = Vec::new();
+    for p in pairs {
+        let (Some(a), Some(b)) = (p.0, p.1) else {
+            continue;
+        };
+        if a == b {
+            continue;
+        }
+        let (x, y) = (slot(a, &mut parent), slot(b, &mut parent));
+        let (rx, ry) = (find(&mut parent, x), find(&mut parent, y));
+        if rx != ry {
+            parent[rx.max(ry)] = rx.min(ry);
+        }
+        known.push((*p, x));
+    }
+    let mut groups: BTreeMap<usize, (ReviewPair, BTreeSet<SubjectId>)> = BTreeMap::new();
+    let ids: HashMap<usize, SubjectId> = index.iter().map(|(id, i)| (*i, *id)).collect();
+    for (p, x) in known {
+        let root = find(&mut parent, x);
+        let entry = groups.entry(root).or_insert((p, BTreeSet::new()));
+        if p.2 > entry.0 .2 {
+            entry.0 .2 = p.2;
+        }
+        entry.1.insert(ids[&x]);
+        if let Some(b) = p.1 {
+            entry.1.insert(b);
+        }
+    }
+    groups
+        .into_values()
+        .map(|(p, members)| (p, members.into_iter().collect()))
+        .collect()
 }
 
 /// A time as legacy exports write it (`2023-01-05 09:00:00`, taken as UTC; RFC 3339; a

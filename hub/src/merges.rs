@@ -496,17 +496,15 @@ impl Hub {
         self.merge_subjects(actor, &item.a, &item.b, Some(id.to_string()))
     }
 
-    /// Accepts a household proposal: both subjects are linked into one household (the one
-    /// either already belongs to, or a new one), in one atomic batch with the item's decision
-    /// and the audit event. Refused when they belong to two different households.
+    /// Accepts a household proposal: its members are linked into one household (the one
+    /// some already belong to, or a new one), in one atomic batch with the item's decision
+    /// and the audit event. Refused when they belong to different households.
     pub fn review_link(&self, actor: &Actor, id: &str) -> Result<ReviewItem, Error> {
         self.audited(actor, "household.link", |trail| {
             self.require(actor, "subject", Action::Merge)?;
             let mut item = self
                 .review_item(id)?
                 .ok_or_else(|| Error::Missing(format!("review item {id}")))?;
-            trail.subject(item.a);
-            trail.subject(item.b);
             if item.status != "open" {
                 return Err(Error::Conflict(format!(
                     "review item {id} is already {}",
@@ -525,26 +523,34 @@ impl Hub {
                 .ok_or_else(|| {
                     Error::BadRequest("the schema has no `household` field to link with".into())
                 })?;
-            let ra = self.vault.read_subject(&item.a, &|f| f == field)?;
-            let rb = self.vault.read_subject(&item.b, &|f| f == field)?;
-            let of = |r: &vault::SubjectRecord| {
-                r.fields.iter().find_map(|(_, v)| match v {
+            let members = if item.members.is_empty() {
+                vec![item.a, item.b]
+            } else {
+                item.members.clone()
+            };
+            let mut current = Vec::with_capacity(members.len());
+            for id in &members {
+                trail.subject(*id);
+                let r = self.vault.read_subject(id, &|f| f == field)?;
+                let h = r.fields.iter().find_map(|(_, v)| match v {
                     domain::Value::Ref(h) => Some(*h),
                     _ => None,
-                })
-            };
-            let (ha, hb) = (of(&ra), of(&rb));
-            if let (Some(x), Some(y)) = (ha, hb) {
-                if x != y {
-                    return Err(Error::Conflict(format!(
-                        "{} and {} already belong to two different households ({x} and {y}): change one by hand first",
-                        item.a, item.b
-                    )));
-                }
+                });
+                current.push((*id, r.version, h));
+            }
+            let mut homes: Vec<SubjectId> = current.iter().filter_map(|c| c.2).collect();
+            homes.sort();
+            homes.dedup();
+            if homes.len() > 1 {
+                return Err(Error::Conflict(format!(
+                    "these people already belong to {} different households ({}): change them by hand first",
+                    homes.len(),
+                    homes.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
+                )));
             }
             let mut creates = vault::Sealed::default();
-            let household = match ha.or(hb) {
-                Some(h) => h,
+            let household = match homes.first() {
+                Some(h) => *h,
                 None => {
                     let h = self.vault.new_subject_ids(1)?[0];
                     creates = self.vault.seal_new(
@@ -560,7 +566,7 @@ impl Hub {
             };
             trail.subject(household);
             let mut replaces = Vec::new();
-            for (id, r, h) in [(item.a, &ra, ha), (item.b, &rb, hb)] {
+            for (id, version, h) in current {
                 if h.is_some() {
                     continue;
                 }
@@ -570,7 +576,7 @@ impl Hub {
                 replaces.push(Replace {
                     id,
                     fields,
-                    expected_version: Some(r.version),
+                    expected_version: Some(version),
                 });
             }
             item.status = "linked".into();
