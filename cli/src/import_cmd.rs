@@ -229,10 +229,16 @@ fn summary_text(r: &ImportRecord) -> String {
             ));
         }
     }
-    if !r.review_items.is_empty() {
+    let pairs = r.review_count.max(r.review_items.len() as u64);
+    if pairs > 0 {
         s.push_str(&format!(
-            "  {} pair(s) wait in the review queue: steward review list\n",
-            r.review_items.len()
+            "  {pairs} pair(s) wait in the review queue: steward review list\n"
+        ));
+    }
+    if r.household_proposals > 0 {
+        s.push_str(&format!(
+            "  {} household(s) proposed (people alike who share a house): steward review list, then review link ID or review link --all-households\n",
+            r.household_proposals
         ));
     }
     if r.status != "dry_run" && !r.already_imported {

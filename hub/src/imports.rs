@@ -60,6 +60,9 @@ type ConsentKey = (SubjectId, String, String, Option<String>);
 /// Subjects an undo takes back per atomic write.
 const UNDO_CHUNK: usize = 2048;
 
+/// Review items written per durable batch.
+const ITEM_CHUNK: usize = 20_000;
+
 /// Tests hold each batch's commit back this long, so that the next batch is surely prepared
 /// while the one before is still in flight.
 #[cfg(test)]
@@ -293,8 +296,15 @@ pub struct ImportRecord {
     pub batches: u32,
     /// Batches written.
     pub batches_done: u32,
-    /// Review items opened.
+    /// Review items opened (imports before counts were kept listed them here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub review_items: Vec<String>,
+    /// Duplicate pairs put in the review queue.
+    #[serde(default)]
+    pub review_count: u64,
+    /// Households proposed in the review queue (one item per house).
+    #[serde(default)]
+    pub household_proposals: u64,
     /// Pairs of rows alike enough to look at twice that are two people by their given names
     /// or birth dates (members of one household, twins, namesakes): never merged, not put
     /// to review.
@@ -1730,6 +1740,8 @@ impl Hub {
             batches: plan.len().div_ceil(BATCH_ROWS) as u32,
             batches_done: 0,
             review_items: Vec::new(),
+            review_count: 0,
+            household_proposals: 0,
             household_pairs: matched.households.len() as u64,
             problems,
             problems_total,
@@ -1795,6 +1807,8 @@ impl Hub {
             .into_iter()
             .map(|p| (p, Vec::new()))
             .chain(household_groups);
+        let mut items = Batch::new();
+        let mut in_items = 0;
         for ((a, b, probability, ra, rb), members) in kinds {
             let kind = if members.is_empty() {
                 "duplicate"
@@ -1830,13 +1844,26 @@ impl Hub {
                 kind: kind.into(),
                 members,
             };
-            batch.put(
+            items.put(
                 ks::IMPORTS,
                 key("q", &rid, b""),
                 serde_json::to_vec(&item).expect("json"),
             );
-            record.review_items.push(rid);
+            if kind == "household" {
+                record.household_proposals += 1;
+            } else {
+                record.review_count += 1;
+            }
+            // Written a chunk at a time, ahead of the plan: a million-row file opens hundreds
+            // of thousands. Were the import cut short before its record is written, a re-run
+            // finds them open and does not queue them twice.
+            in_items += 1;
+            if in_items == ITEM_CHUNK {
+                self.vault.apply_durably(std::mem::take(&mut items))?;
+                in_items = 0;
+            }
         }
+        batch.extend(items);
         batch.put(
             ks::IMPORTS,
             key("i", &id, b""),
@@ -2632,6 +2659,14 @@ impl Hub {
             leave(last, &mut batch)?;
             for r in &record.review_items {
                 batch.delete(ks::IMPORTS, key("q", r, b""));
+            }
+            for entry in self.vault.store().scan_prefix(ks::IMPORTS, b"q/") {
+                let (k, v) = entry?;
+                if let Ok(item) = serde_json::from_slice::<ReviewItem>(&v) {
+                    if item.import.as_deref() == Some(id) && item.status == "open" {
+                        batch.delete(ks::IMPORTS, k);
+                    }
+                }
             }
             for kind in ["s", "v", "g", "c"] {
                 for k in list(kind)? {
