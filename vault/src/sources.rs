@@ -18,7 +18,7 @@ use domain::{FieldId, Value};
 use crate::record::{get_varint, put_varint};
 
 /// The reserved profile field holding a subject's source records. Never returned by
-/// [`crate::Vault::read_subject`]; read with [`crate::Vault::read_sources`].
+/// [`crate::Vault::read_subject`]; read with [`crate::Vault::read_with_sources`].
 pub const SOURCES: FieldId = FieldId(0xFFFE);
 
 /// Most source records kept per subject: a person is rarely entered more often than this,
@@ -96,7 +96,7 @@ pub fn decode(value: &Value) -> Option<Vec<SourceRecord>> {
     (pos == bytes.len()).then_some(out)
 }
 
-/// The source records among a profile's fields (from [`crate::Vault::read_sources`]).
+/// The source records among a profile's fields (from [`crate::Vault::read_with_sources`]).
 pub fn of_fields(fields: &[(FieldId, Value)]) -> Option<Vec<SourceRecord>> {
     fields
         .iter()
