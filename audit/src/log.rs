@@ -12,6 +12,8 @@ use crate::event::{chain_hash, hex, unhex, Event, NewEvent, Outcome};
 
 const META_HEAD: &[u8] = b"audit.head";
 const SIGN_DOMAIN: &[u8] = b"steward-audit-checkpoint\n";
+const SIGN_DOMAIN_V2: &[u8] = b"steward-audit-checkpoint-v2\n";
+const HEAD_DOMAIN: &[u8] = b"steward-audit-head\n";
 
 /// Errors of the audit log.
 #[derive(Debug, thiserror::Error)]
@@ -64,17 +66,47 @@ pub struct Checkpoint {
     pub time: String,
     /// The Ed25519 public key that signs this log's checkpoints (hex).
     pub public_key: String,
-    /// Ed25519 signature over the domain, size, head and time (hex).
+    /// Ed25519 signature over the domain, size, head and time, and for chained checkpoints
+    /// their number and the previous one's digest (hex).
     pub signature: String,
+    /// Its number in the log's chain of checkpoints (1 = the first); 0 for checkpoints made
+    /// before they were chained.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub index: u64,
+    /// The digest of the checkpoint before it ([`Checkpoint::digest`], hex; empty for the
+    /// first): deleting one breaks the chain.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prev: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Checkpoint {
-    fn message(size: u64, head: &[u8; 32], time: &str) -> Vec<u8> {
-        let mut m = SIGN_DOMAIN.to_vec();
-        m.extend_from_slice(&size.to_be_bytes());
+    fn message(&self, head: &[u8; 32]) -> Vec<u8> {
+        let chained = self.index > 0;
+        let mut m = if chained {
+            SIGN_DOMAIN_V2.to_vec()
+        } else {
+            SIGN_DOMAIN.to_vec()
+        };
+        m.extend_from_slice(&self.size.to_be_bytes());
         m.extend_from_slice(head);
-        m.extend_from_slice(time.as_bytes());
+        m.extend_from_slice(self.time.as_bytes());
+        if chained {
+            m.extend_from_slice(&self.index.to_be_bytes());
+            m.push(b'\n');
+            m.extend_from_slice(self.prev.as_bytes());
+        }
         m
+    }
+
+    /// SHA-256 of its signature (hex): what the next checkpoint and the signed head name.
+    pub fn digest(&self) -> String {
+        let mut h = vault::crypto::Sha256::new();
+        h.update(self.signature.as_bytes());
+        hex(&h.finish())
     }
 
     /// Checks the signature against the key the checkpoint names.
@@ -89,11 +121,7 @@ impl Checkpoint {
         let Ok(head) = <[u8; 32]>::try_from(head.as_slice()) else {
             return false;
         };
-        verify_signature(
-            &pk,
-            &Checkpoint::message(self.size, &head, &self.time),
-            &sig,
-        )
+        verify_signature(&pk, &self.message(&head), &sig)
     }
 }
 
@@ -108,6 +136,10 @@ pub struct Verification {
     pub checkpoints: u64,
     /// Chain hash after the last event (hex).
     pub head: String,
+    /// Events after the last signed checkpoint: covered by the signed head, so they cannot
+    /// be altered unseen, but a rollback of them to an earlier head shows only against an
+    /// exported checkpoint (`--against`).
+    pub unsigned_tail: u64,
     /// The first problem, by sequence number.
     pub problem: Option<VerifyProblem>,
 }
@@ -118,7 +150,8 @@ pub struct VerifyProblem {
     /// The first bad sequence number.
     pub seq: u64,
     /// `hash_mismatch`, `gap`, `out_of_order`, `malformed`, `bad_signature`,
-    /// `checkpoint_mismatch`, `truncated` or `rollback`.
+    /// `checkpoint_mismatch`, `checkpoint_missing`, `head_unsigned`, `unvouched`,
+    /// `truncated` or `rollback`.
     pub kind: String,
     /// In words.
     pub detail: String,
@@ -179,11 +212,40 @@ impl Query {
     }
 }
 
+/// The log's recorded end, signed: how many events and checkpoints it has and the last
+/// checkpoint's digest, so neither events nor checkpoints can be removed or rewritten unseen
+/// by someone without the log's key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Head {
     next_seq: u64,
     head: String,
     next_block: u64,
+    #[serde(default)]
+    checkpoints: u64,
+    #[serde(default)]
+    last_checkpoint: String,
+    /// Events before this one were written before heads were signed and were not covered by
+    /// a signed checkpoint when this version first opened the log: nothing vouches for them
+    /// (0 when everything is vouched for).
+    #[serde(default)]
+    unvouched_before: u64,
+    #[serde(default)]
+    signature: String,
+}
+
+impl Head {
+    fn message(&self) -> Vec<u8> {
+        let mut m = HEAD_DOMAIN.to_vec();
+        m.extend_from_slice(&self.next_seq.to_be_bytes());
+        m.extend_from_slice(self.head.as_bytes());
+        m.push(b'\n');
+        m.extend_from_slice(&self.next_block.to_be_bytes());
+        m.extend_from_slice(&self.checkpoints.to_be_bytes());
+        m.extend_from_slice(self.last_checkpoint.as_bytes());
+        m.push(b'\n');
+        m.extend_from_slice(&self.unvouched_before.to_be_bytes());
+        m
+    }
 }
 
 struct State {
@@ -192,6 +254,11 @@ struct State {
     next_block: u64,
     last_checkpoint_size: u64,
     last_checkpoint_at: Instant,
+    /// Checkpoints written and the last one's digest (for the next one and the head).
+    checkpoints: u64,
+    last_checkpoint: String,
+    /// See [`Head::unvouched_before`].
+    unvouched_before: u64,
     /// Set when the stored log is shorter than its head: appends are refused.
     truncated: Option<(u64, u64)>,
 }
@@ -307,12 +374,23 @@ impl AuditLog {
                 next_block = next_block.max(r.next_block);
             }
         }
-        let last_checkpoint_size = store
+        let last = store
             .last_with_prefix(ks::AUDIT_CHECKPOINTS, &[])
-            .map_err(|e| Error::Read(e.to_string()))?
+            .map_err(|e| Error::Read(e.to_string()))?;
+        let last_checkpoint_size = last
+            .as_ref()
             .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
             .unwrap_or(0);
-        Ok(AuditLog {
+        let last_cp: Option<Checkpoint> = last.and_then(|(_, v)| serde_json::from_slice(&v).ok());
+        // The chain goes on from the last checkpoint (numbered after the ones stored, which
+        // for a log from before the chain are counted here once).
+        let checkpoints = match &last_cp {
+            Some(cp) if cp.index > 0 => cp.index,
+            Some(_) => store.scan_prefix(ks::AUDIT_CHECKPOINTS, &[]).count() as u64,
+            None => 0,
+        };
+        let last_checkpoint = last_cp.map(|cp| cp.digest()).unwrap_or_default();
+        let log = AuditLog {
             store: RwLock::new(store),
             key,
             config,
@@ -322,11 +400,42 @@ impl AuditLog {
                 next_block,
                 last_checkpoint_size,
                 last_checkpoint_at: Instant::now(),
+                checkpoints,
+                last_checkpoint,
+                unvouched_before: recorded.as_ref().map_or(0, |r| r.unvouched_before),
                 truncated,
             }),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
-        })
+        };
+        // A log last written before heads were signed: its head is signed now, if its events
+        // verify against a signed checkpoint; if nothing signed covers them, the head says
+        // so for good (`unvouched`), so a log rewritten with its checkpoints deleted cannot
+        // pass for an old one.
+        let unsigned = recorded.as_ref().is_none_or(|r| r.signature.is_empty());
+        if unsigned && next_seq > 0 && truncated.is_none() {
+            let v = log.verify(None)?;
+            let fine = v.problem.as_ref().is_none_or(|p| p.kind == "head_unsigned");
+            let mut state = log.state.lock().expect("audit state");
+            if !(fine && v.checkpoints > 0) {
+                state.unvouched_before = state.next_seq;
+            }
+            let mut batch = Batch::new();
+            let head = state.head;
+            log.put_head(
+                state.next_seq,
+                &head,
+                state.next_block,
+                state.checkpoints,
+                state.last_checkpoint.clone(),
+                state.unvouched_before,
+                &mut batch,
+            );
+            log.store()
+                .apply(batch)
+                .map_err(|e| Error::Append(e.to_string()))?;
+        }
+        Ok(log)
     }
 
     pub(crate) fn store(&self) -> Arc<dyn Store> {
@@ -354,16 +463,18 @@ impl AuditLog {
         self.len() == 0
     }
 
-    fn checkpoint_for(&self, size: u64, head: &[u8; 32]) -> Checkpoint {
-        let time = now_rfc3339();
-        let sig = self.key.sign(&Checkpoint::message(size, head, &time));
-        Checkpoint {
+    fn checkpoint_for(&self, state: &State, size: u64, head: &[u8; 32]) -> Checkpoint {
+        let mut cp = Checkpoint {
             size,
             head: hex(head),
-            time,
+            time: now_rfc3339(),
             public_key: self.public_key(),
-            signature: hex(sig.as_ref()),
-        }
+            signature: String::new(),
+            index: state.checkpoints + 1,
+            prev: state.last_checkpoint.clone(),
+        };
+        cp.signature = hex(self.key.sign(&cp.message(head)).as_ref());
+        cp
     }
 
     /// Builds the block for `events` on top of `state` into `batch`; returns the new state
@@ -373,7 +484,7 @@ impl AuditLog {
         state: &State,
         events: Vec<NewEvent>,
         batch: &mut Batch,
-    ) -> Result<(u64, [u8; 32], bool), Error> {
+    ) -> Result<(u64, [u8; 32], Option<String>), Error> {
         if let Some((expected, found)) = state.truncated {
             return Err(Error::Truncated { expected, found });
         }
@@ -391,36 +502,72 @@ impl AuditLog {
             seq += 1;
         }
         batch.put(ks::AUDIT, state.next_block.to_be_bytes().to_vec(), block);
-        let checkpoint = seq - state.last_checkpoint_size >= self.config.checkpoint_every
+        let due = seq - state.last_checkpoint_size >= self.config.checkpoint_every
             || state.last_checkpoint_at.elapsed().as_secs() >= self.config.checkpoint_seconds;
-        if checkpoint {
-            let cp = self.checkpoint_for(seq, &head);
+        let checkpoint = if due {
+            let cp = self.checkpoint_for(state, seq, &head);
             batch.put(
                 ks::AUDIT_CHECKPOINTS,
                 seq.to_be_bytes().to_vec(),
                 serde_json::to_vec(&cp).expect("json"),
             );
-        }
-        let recorded = Head {
-            next_seq: seq,
-            head: hex(&head),
-            next_block: state.next_block + 1,
+            Some(cp.digest())
+        } else {
+            None
         };
+        let (count, last) = match &checkpoint {
+            Some(d) => (state.checkpoints + 1, d.clone()),
+            None => (state.checkpoints, state.last_checkpoint.clone()),
+        };
+        self.put_head(
+            seq,
+            &head,
+            state.next_block + 1,
+            count,
+            last,
+            state.unvouched_before,
+            batch,
+        );
+        Ok((seq, head, checkpoint))
+    }
+
+    /// Puts the signed head into `batch`.
+    fn put_head(
+        &self,
+        next_seq: u64,
+        head: &[u8; 32],
+        next_block: u64,
+        checkpoints: u64,
+        last_checkpoint: String,
+        unvouched_before: u64,
+        batch: &mut Batch,
+    ) {
+        let mut recorded = Head {
+            next_seq,
+            head: hex(head),
+            next_block,
+            checkpoints,
+            last_checkpoint,
+            unvouched_before,
+            signature: String::new(),
+        };
+        recorded.signature = hex(self.key.sign(&recorded.message()).as_ref());
         batch.put(
             ks::META,
             META_HEAD,
             serde_json::to_vec(&recorded).expect("json"),
         );
-        Ok((seq, head, checkpoint))
     }
 
-    fn advance(state: &mut State, seq: u64, head: [u8; 32], checkpoint: bool) {
+    fn advance(state: &mut State, seq: u64, head: [u8; 32], checkpoint: Option<String>) {
         state.next_seq = seq;
         state.head = head;
         state.next_block += 1;
-        if checkpoint {
+        if let Some(digest) = checkpoint {
             state.last_checkpoint_size = seq;
             state.last_checkpoint_at = Instant::now();
+            state.checkpoints += 1;
+            state.last_checkpoint = digest;
         }
     }
 
@@ -507,18 +654,40 @@ impl AuditLog {
     /// Writes a checkpoint of the log as it is now and returns it.
     pub fn checkpoint(&self) -> Result<Checkpoint, Error> {
         let mut state = self.state.lock().expect("audit state");
-        let cp = self.checkpoint_for(state.next_seq, &state.head);
+        // A checkpoint of this size exists already: it is the answer (a second one would
+        // take its place in the store and break the chain).
+        if state.checkpoints > 0 && state.last_checkpoint_size == state.next_seq {
+            if let Some(cp) = self.latest_checkpoint()? {
+                if cp.size == state.next_seq {
+                    return Ok(cp);
+                }
+            }
+        }
+        let cp = self.checkpoint_for(&state, state.next_seq, &state.head);
+        let digest = cp.digest();
         let mut batch = Batch::new();
         batch.put(
             ks::AUDIT_CHECKPOINTS,
             state.next_seq.to_be_bytes().to_vec(),
             serde_json::to_vec(&cp).expect("json"),
         );
+        let head = state.head;
+        self.put_head(
+            state.next_seq,
+            &head,
+            state.next_block,
+            state.checkpoints + 1,
+            digest.clone(),
+            state.unvouched_before,
+            &mut batch,
+        );
         self.store()
             .apply(batch)
             .map_err(|e| Error::Append(e.to_string()))?;
         state.last_checkpoint_size = state.next_seq;
         state.last_checkpoint_at = Instant::now();
+        state.checkpoints += 1;
+        state.last_checkpoint = digest;
         Ok(cp)
     }
 
@@ -578,6 +747,8 @@ impl AuditLog {
                         time: String::new(),
                         public_key: String::new(),
                         signature: String::new(),
+                        index: 0,
+                        prev: String::new(),
                     });
                 }
             }
@@ -687,10 +858,80 @@ impl AuditLog {
                     Some(_) => {}
                 }
             }
+            // The chain of checkpoints: each chained one names the one before it, so none
+            // can be taken out unseen.
+            let mut before: Option<&Checkpoint> = None;
+            for (i, cp) in checkpoints.iter().enumerate() {
+                if cp.index > 0 {
+                    let prev_ok = cp.prev == before.map(Checkpoint::digest).unwrap_or_default();
+                    if cp.index != i as u64 + 1 || !prev_ok {
+                        problems.push(VerifyProblem {
+                            seq: cp.size.saturating_sub(1),
+                            kind: "checkpoint_missing".into(),
+                            detail: format!(
+                                "the checkpoint at size {} is number {} of the chain but follows {} stored one(s) that do not lead to it: a checkpoint was removed or replaced",
+                                cp.size, cp.index, i
+                            ),
+                        });
+                    }
+                }
+                before = Some(cp);
+            }
             let recorded: Option<Head> = store
                 .get(ks::META, META_HEAD)
                 .map_err(|e| Error::Read(e.to_string()))?
                 .and_then(|b| serde_json::from_slice(&b).ok());
+            if recorded.as_ref().is_none_or(|r| r.signature.is_empty()) && events > 0 {
+                problems.push(VerifyProblem {
+                    seq: events.saturating_sub(1),
+                    kind: "head_unsigned".into(),
+                    detail: "the log's recorded head is missing or not signed: it was replaced (a log written before heads were signed is signed when Steward next opens it)".into(),
+                });
+            }
+            if let Some(r) = recorded.as_ref().filter(|r| !r.signature.is_empty()) {
+                let signed = unhex(&r.signature)
+                    .is_some_and(|sig| verify_signature(self.key.public_key(), &r.message(), &sig));
+                if !signed {
+                    problems.push(VerifyProblem {
+                        seq: events.saturating_sub(1),
+                        kind: "bad_signature".into(),
+                        detail: "the log's recorded head is not signed by this log's key: it was rewritten".into(),
+                    });
+                } else {
+                    if r.unvouched_before > 0 {
+                        problems.push(VerifyProblem {
+                            seq: 0,
+                            kind: "unvouched".into(),
+                            detail: format!(
+                                "the first {} events were written before heads were signed and no signed checkpoint covered them when this version first opened the log: nothing vouches for them (compare with an exported checkpoint: --against)",
+                                r.unvouched_before
+                            ),
+                        });
+                    }
+                    let last = checkpoints
+                        .last()
+                        .map(Checkpoint::digest)
+                        .unwrap_or_default();
+                    if r.checkpoints != checkpoints.len() as u64 || r.last_checkpoint != last {
+                        problems.push(VerifyProblem {
+                            seq: checkpoints.last().map_or(0, |c| c.size.saturating_sub(1)),
+                            kind: "checkpoint_missing".into(),
+                            detail: format!(
+                                "the signed head records {} checkpoint(s) but {} are stored, or the last one differs: checkpoints were removed or replaced",
+                                r.checkpoints,
+                                checkpoints.len()
+                            ),
+                        });
+                    }
+                    if r.next_seq == events && r.head != hex(&prev) {
+                        problems.push(VerifyProblem {
+                            seq: events.saturating_sub(1),
+                            kind: "hash_mismatch".into(),
+                            detail: "the log's last events differ from its signed head: they were rewritten".into(),
+                        });
+                    }
+                }
+            }
             if let Some(r) = recorded {
                 if r.next_seq > events {
                     problems.push(VerifyProblem {
@@ -732,11 +973,13 @@ impl AuditLog {
         }
         problems.sort_by_key(|p| p.seq);
         let problem = problems.into_iter().next();
+        let signed_up_to = checkpoints.last().map_or(0, |c| c.size).min(events);
         Ok(Verification {
             ok: problem.is_none(),
             events,
             checkpoints: checkpoints.len() as u64,
             head: hex(&prev),
+            unsigned_tail: events - signed_up_to,
             problem,
         })
     }

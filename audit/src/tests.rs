@@ -348,3 +348,126 @@ fn queries_filter_by_subject_actor_action_outcome_and_time_with_paging() {
         .unwrap();
     assert_eq!(all.len(), 700);
 }
+
+/// Rewrites event `target` (one byte of its body) and every chain hash after it, as someone
+/// with write access to the store but without the log's key would.
+fn rewrite_from(store: &Arc<dyn Store>, target: u64) {
+    let mut prev = [0u8; 32];
+    let mut seq = 0u64;
+    for (k, v) in blocks(store) {
+        let mut out = Vec::with_capacity(v.len());
+        let mut pos = 0;
+        while pos < v.len() {
+            let len = u32::from_le_bytes(v[pos..pos + 4].try_into().unwrap()) as usize;
+            let mut body = v[pos + 4..pos + 4 + len].to_vec();
+            if seq == target {
+                let at = body.iter().position(|b| *b == b'a').unwrap();
+                body[at] = b'b';
+            }
+            let hash = crate::event::chain_hash(&prev, &body);
+            out.extend_from_slice(&(len as u32).to_le_bytes());
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&hash);
+            prev = hash;
+            pos += 36 + len;
+            seq += 1;
+        }
+        store.put(ks::AUDIT, &k, &out).unwrap();
+    }
+}
+
+#[test]
+fn a_rewritten_log_with_a_recomputed_head_and_deleted_checkpoints_is_found() {
+    let f = fixture();
+    let store = f.vault.store().clone();
+    let log = log(&f, 100);
+    build(&log, 450, 3);
+    let v = log.verify(None).unwrap();
+    assert!(v.ok, "{v:?}");
+    // 450 events, checkpoints every 100: the 50 after the last one are the unsigned tail.
+    assert!(v.unsigned_tail > 0 && v.unsigned_tail < 100, "{v:?}");
+    let head = store.get(ks::META, b"audit.head").unwrap().unwrap();
+    let checkpoints: Vec<(Vec<u8>, Vec<u8>)> = store
+        .scan_prefix(ks::AUDIT_CHECKPOINTS, &[])
+        .map(|e| e.unwrap())
+        .collect();
+    let original = blocks(&store);
+    let put_back = || {
+        for (k, v) in &original {
+            store.put(ks::AUDIT, k, v).unwrap();
+        }
+        store.put(ks::META, b"audit.head", &head).unwrap();
+        for (k, v) in &checkpoints {
+            store.put(ks::AUDIT_CHECKPOINTS, k, v).unwrap();
+        }
+    };
+    // An event in the tail rewritten, the chain recomputed, the head updated to match (its
+    // signature cannot be made), checkpoints left alone.
+    let recompute_head = |unsigned: bool| {
+        let mut h: serde_json::Value = serde_json::from_slice(&head).unwrap();
+        let last = blocks(&store).last().unwrap().1.clone();
+        h["head"] = serde_json::json!(domain::hex(&last[last.len() - 32..]));
+        if unsigned {
+            h.as_object_mut().unwrap().remove("signature");
+        }
+        store
+            .put(ks::META, b"audit.head", &serde_json::to_vec(&h).unwrap())
+            .unwrap();
+    };
+    rewrite_from(&store, 440);
+    recompute_head(false);
+    let v = log.verify(None).unwrap();
+    assert_eq!(
+        v.problem.as_ref().map(|p| p.kind.as_str()),
+        Some("bad_signature"),
+        "{v:?}"
+    );
+    recompute_head(true);
+    let v = log.verify(None).unwrap();
+    assert_eq!(
+        v.problem.as_ref().map(|p| p.kind.as_str()),
+        Some("head_unsigned"),
+        "{v:?}"
+    );
+    put_back();
+    assert!(log.verify(None).unwrap().ok);
+    // An event before the last checkpoint rewritten, every checkpoint deleted, an unsigned
+    // head: the head gives it away.
+    rewrite_from(&store, 120);
+    recompute_head(true);
+    for (k, _) in &checkpoints {
+        store.delete(ks::AUDIT_CHECKPOINTS, k).unwrap();
+    }
+    assert!(!log.verify(None).unwrap().ok);
+    // Reopened (as a new version would open an old log), it is not signed as if it were
+    // good: nothing signed covers it, and the head says so for good.
+    drop(log);
+    let reopened = super::AuditLog::open(
+        store.clone(),
+        f.vault.keys(),
+        AuditConfig {
+            checkpoint_every: 100,
+            checkpoint_seconds: 3600,
+        },
+    )
+    .unwrap();
+    let v = reopened.verify(None).unwrap();
+    assert_eq!(
+        v.problem.as_ref().map(|p| p.kind.as_str()),
+        Some("unvouched"),
+        "{v:?}"
+    );
+    put_back();
+    // One checkpoint taken out of the middle: the chain and the signed head miss it.
+    let log = reopened;
+    store.put(ks::META, b"audit.head", &head).unwrap();
+    store
+        .delete(ks::AUDIT_CHECKPOINTS, &checkpoints[1].0)
+        .unwrap();
+    let v = log.verify(None).unwrap();
+    assert_eq!(
+        v.problem.as_ref().map(|p| p.kind.as_str()),
+        Some("checkpoint_missing"),
+        "{v:?}"
+    );
+}

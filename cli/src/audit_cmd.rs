@@ -65,8 +65,12 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
                 .transpose()?;
             let v = hub.audit_verify(&actor, against.as_ref())?;
             out.emit(&json!(v), || match &v.problem {
+                None if v.unsigned_tail > 0 => format!(
+                    "audit log verified: {} events, {} checkpoints and the signed head check out; the last {} events follow the last checkpoint (unsigned tail: only the signed head covers them, so a rollback of them shows only --against a later exported checkpoint), head {}",
+                    v.events, v.checkpoints, v.unsigned_tail, v.head
+                ),
                 None => format!(
-                    "audit log intact: {} events, {} checkpoints verified, head {}",
+                    "audit log intact: {} events, {} checkpoints and the signed head verified, head {}",
                     v.events, v.checkpoints, v.head
                 ),
                 Some(p) => format!(

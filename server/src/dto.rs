@@ -288,12 +288,16 @@ pub(crate) struct AuditPage {
 /// The result of verifying the audit log.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AuditVerification {
-    /// True when the chain, every checkpoint and the recorded head agree.
+    /// True when the chain, every checkpoint (each chained to the one before) and the
+    /// signed head agree.
     pub(crate) ok: bool,
     pub(crate) events: u64,
     pub(crate) checkpoints: u64,
     /// Chain hash after the last event (hex).
     pub(crate) head: String,
+    /// Events after the last signed checkpoint: covered by the signed head only, so a
+    /// rollback of them shows only against a later exported checkpoint.
+    pub(crate) unsigned_tail: u64,
     /// The first problem found, by sequence number.
     pub(crate) problem: Option<AuditProblem>,
 }
@@ -304,7 +308,7 @@ pub(crate) struct AuditProblem {
     /// The first bad sequence number.
     pub(crate) seq: u64,
     /// hash_mismatch, gap, out_of_order, malformed, bad_signature, checkpoint_mismatch,
-    /// truncated or rollback.
+    /// checkpoint_missing, head_unsigned, unvouched, truncated or rollback.
     pub(crate) kind: String,
     pub(crate) detail: String,
 }
@@ -316,6 +320,7 @@ impl From<audit::Verification> for AuditVerification {
             events: v.events,
             checkpoints: v.checkpoints,
             head: v.head,
+            unsigned_tail: v.unsigned_tail,
             problem: v.problem.map(|p| AuditProblem {
                 seq: p.seq,
                 kind: p.kind,
@@ -333,6 +338,11 @@ pub(crate) struct AuditCheckpoint {
     pub(crate) time: String,
     pub(crate) public_key: String,
     pub(crate) signature: String,
+    /// Its number in the log's chain of checkpoints (0 for checkpoints made before they
+    /// were chained).
+    pub(crate) index: u64,
+    /// The digest of the checkpoint before it (empty for the first).
+    pub(crate) prev: String,
 }
 
 impl From<audit::Checkpoint> for AuditCheckpoint {
@@ -343,6 +353,8 @@ impl From<audit::Checkpoint> for AuditCheckpoint {
             time: c.time,
             public_key: c.public_key,
             signature: c.signature,
+            index: c.index,
+            prev: c.prev,
         }
     }
 }
