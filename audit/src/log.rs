@@ -421,16 +421,16 @@ impl AuditLog {
                 state.unvouched_before = state.next_seq;
             }
             let mut batch = Batch::new();
-            let head = state.head;
-            log.put_head(
-                state.next_seq,
-                &head,
-                state.next_block,
-                state.checkpoints,
-                state.last_checkpoint.clone(),
-                state.unvouched_before,
-                &mut batch,
-            );
+            let recorded = Head {
+                next_seq: state.next_seq,
+                head: hex(&state.head),
+                next_block: state.next_block,
+                checkpoints: state.checkpoints,
+                last_checkpoint: state.last_checkpoint.clone(),
+                unvouched_before: state.unvouched_before,
+                signature: String::new(),
+            };
+            log.put_head(recorded, &mut batch);
             log.store()
                 .apply(batch)
                 .map_err(|e| Error::Append(e.to_string()))?;
@@ -519,38 +519,21 @@ impl AuditLog {
             Some(d) => (state.checkpoints + 1, d.clone()),
             None => (state.checkpoints, state.last_checkpoint.clone()),
         };
-        self.put_head(
-            seq,
-            &head,
-            state.next_block + 1,
-            count,
-            last,
-            state.unvouched_before,
-            batch,
-        );
+        let recorded = Head {
+            next_seq: seq,
+            head: hex(&head),
+            next_block: state.next_block + 1,
+            checkpoints: count,
+            last_checkpoint: last,
+            unvouched_before: state.unvouched_before,
+            signature: String::new(),
+        };
+        self.put_head(recorded, batch);
         Ok((seq, head, checkpoint))
     }
 
-    /// Puts the signed head into `batch`.
-    fn put_head(
-        &self,
-        next_seq: u64,
-        head: &[u8; 32],
-        next_block: u64,
-        checkpoints: u64,
-        last_checkpoint: String,
-        unvouched_before: u64,
-        batch: &mut Batch,
-    ) {
-        let mut recorded = Head {
-            next_seq,
-            head: hex(head),
-            next_block,
-            checkpoints,
-            last_checkpoint,
-            unvouched_before,
-            signature: String::new(),
-        };
+    /// Signs `recorded` and puts it into `batch`.
+    fn put_head(&self, mut recorded: Head, batch: &mut Batch) {
         recorded.signature = hex(self.key.sign(&recorded.message()).as_ref());
         batch.put(
             ks::META,
@@ -671,16 +654,16 @@ impl AuditLog {
             state.next_seq.to_be_bytes().to_vec(),
             serde_json::to_vec(&cp).expect("json"),
         );
-        let head = state.head;
-        self.put_head(
-            state.next_seq,
-            &head,
-            state.next_block,
-            state.checkpoints + 1,
-            digest.clone(),
-            state.unvouched_before,
-            &mut batch,
-        );
+        let recorded = Head {
+            next_seq: state.next_seq,
+            head: hex(&state.head),
+            next_block: state.next_block,
+            checkpoints: state.checkpoints + 1,
+            last_checkpoint: digest.clone(),
+            unvouched_before: state.unvouched_before,
+            signature: String::new(),
+        };
+        self.put_head(recorded, &mut batch);
         self.store()
             .apply(batch)
             .map_err(|e| Error::Append(e.to_string()))?;
