@@ -14,6 +14,7 @@ const META_HEAD: &[u8] = b"audit.head";
 const SIGN_DOMAIN: &[u8] = b"steward-audit-checkpoint\n";
 const SIGN_DOMAIN_V2: &[u8] = b"steward-audit-checkpoint-v2\n";
 const HEAD_DOMAIN: &[u8] = b"steward-audit-head\n";
+const ATTACH_DOMAIN: &[u8] = b"steward-audit-attachment\n";
 
 /// Errors of the audit log.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +101,27 @@ impl Checkpoint {
             m.extend_from_slice(self.prev.as_bytes());
         }
         m
+    }
+
+    fn attachment_message(&self, what: &str, bytes: &[u8]) -> Vec<u8> {
+        let mut h = vault::crypto::Sha256::new();
+        h.update(bytes);
+        let mut m = ATTACH_DOMAIN.to_vec();
+        m.extend_from_slice(what.as_bytes());
+        m.push(b'\n');
+        m.extend_from_slice(self.digest().as_bytes());
+        m.push(b'\n');
+        m.extend_from_slice(&h.finish());
+        m
+    }
+
+    /// True when `signature` is this checkpoint's key signing `bytes` as its attachment
+    /// `what` (see [`AuditLog::sign_attachment`]).
+    pub fn attachment_valid(&self, what: &str, bytes: &[u8], signature: &str) -> bool {
+        let (Some(pk), Some(sig)) = (unhex(&self.public_key), unhex(signature)) else {
+            return false;
+        };
+        verify_signature(&pk, &self.attachment_message(what, bytes), &sig)
     }
 
     /// SHA-256 of its signature (hex): what the next checkpoint and the signed head name.
@@ -672,6 +694,13 @@ impl AuditLog {
         state.checkpoints += 1;
         state.last_checkpoint = digest;
         Ok(cp)
+    }
+
+    /// Signs `bytes` as attachment `what` of checkpoint `cp` (an exported checkpoint's list
+    /// of erased subjects): bound to that checkpoint, verified with
+    /// [`Checkpoint::attachment_valid`].
+    pub fn sign_attachment(&self, cp: &Checkpoint, what: &str, bytes: &[u8]) -> String {
+        hex(self.key.sign(&cp.attachment_message(what, bytes)).as_ref())
     }
 
     /// The latest stored checkpoint, if any.

@@ -694,8 +694,13 @@ pub enum BackupCmd {
         file: PathBuf,
         /// The live directory's erasure journal (DIR/erasures.journal): erasures made after
         /// the backup are applied again before the restored directory serves anything.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "checkpoint")]
         journal: Option<PathBuf>,
+        /// A checkpoint exported with `steward audit checkpoint export --out FILE` after the backup
+        /// and kept off-host: the erasures it lists are applied again (for when the live
+        /// directory, and its journal, are lost).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
     },
 }
 

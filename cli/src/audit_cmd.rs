@@ -167,7 +167,7 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
             Ok(())
         }
         AuditCmd::Checkpoint(CheckpointCmd::Export { out: path }) => {
-            let cp = hub.audit_checkpoint(&actor)?;
+            let cp = hub.export_checkpoint(&actor)?;
             let text = serde_json::to_string_pretty(&cp)?;
             match path {
                 Some(p) => {
@@ -175,8 +175,9 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
                         .with_context(|| format!("writing {}", p.display()))?;
                     out.emit(&json!(cp), || {
                         format!(
-                            "checkpoint of {} events written to {}",
-                            cp.size,
+                            "checkpoint of {} events, with the {} subject(s) erased so far, written to {} (keep it off this host: `audit verify --against` and `backup restore --checkpoint` read it)",
+                            cp.checkpoint.size,
+                            cp.erasures.len(),
                             p.display()
                         )
                     });

@@ -10,7 +10,7 @@ use vault::{RotationOptions, SealTo};
 
 use crate::args::{BackupCmd, Cli, Command, InitArgs, KeysCmd, PolicyCmd, SubjectCmd, UsersCmd};
 use crate::output::Output;
-use crate::{actor_for, data_dir, open_hub, parse_id, unlock_for, usage};
+use crate::{actor_for, data_dir, open_hub, parse_id, usage};
 
 pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
     let g = &cli.global;
@@ -603,7 +603,11 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
                 }
             }
         }
-        BackupCmd::Restore { file, journal } => {
+        BackupCmd::Restore {
+            file,
+            journal,
+            checkpoint,
+        } => {
             let dir = data_dir(g)?;
             let mut f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
@@ -617,60 +621,28 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
                     ))
                 }
             };
-            // The journal is read first: a missing one stops the restore before anything is
-            // written.
-            let later = match &journal {
-                Some(j) => Some(
+            // What names the later erasures is read first: a missing or damaged one stops the
+            // restore before anything is written.
+            let later = match (&journal, &checkpoint) {
+                (Some(j), _) => hub::LaterErasures::Journal(
                     std::fs::read_to_string(j)
                         .with_context(|| format!("reading {}", j.display()))?,
                 ),
-                None => None,
+                (None, Some(c)) => {
+                    let text = std::fs::read_to_string(c)
+                        .with_context(|| format!("reading {}", c.display()))?;
+                    let cp: hub::ExportedCheckpoint = serde_json::from_str(&text).map_err(|e| {
+                        usage(
+                            "bad_checkpoint",
+                            format!("{} is not an exported checkpoint: {e}", c.display()),
+                        )
+                    })?;
+                    hub::LaterErasures::Checkpoint(Box::new(cp))
+                }
+                (None, None) => hub::LaterErasures::None,
             };
-            if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
-                return Err(usage(
-                    "not_empty",
-                    format!(
-                        "{} exists and is not empty: restore into a new directory",
-                        dir.display()
-                    ),
-                ));
-            }
-            // Everything happens in a temporary directory beside the target, which takes its
-            // name only once the erasures after the backup were applied again: a failed
-            // restore leaves nothing behind that could serve an erased person's data.
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_else(|| "data".into());
-            let tmp = dir.with_file_name(format!(".{name}.restoring-{}", std::process::id()));
-            let result = (|| -> anyhow::Result<vault::BackupReport> {
-                let mut reader = std::io::BufReader::new(&mut f);
-                let report =
-                    vault::Vault::restore(&mut reader, &tmp, &unlock).map_err(hub::Error::from)?;
-                if let Some(later) = &later {
-                    let target = tmp.join(vault::layout::JOURNAL);
-                    let mut text = std::fs::read_to_string(&target).unwrap_or_default();
-                    text.push_str(later);
-                    std::fs::write(&target, text)
-                        .with_context(|| format!("writing {}", target.display()))?;
-                }
-                // Opening it replays the journal's erasures and checks it unseals.
-                drop(Hub::open(&tmp, &unlock_for(&tmp, g)?)?);
-                if dir.exists() {
-                    std::fs::remove_dir(&dir)
-                        .with_context(|| format!("replacing the empty {}", dir.display()))?;
-                }
-                std::fs::rename(&tmp, &dir)
-                    .with_context(|| format!("moving the restored data to {}", dir.display()))?;
-                Ok(report)
-            })();
-            let report = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&tmp);
-                    return Err(e);
-                }
-            };
+            let mut reader = std::io::BufReader::new(&mut f);
+            let report = Hub::restore_backup(&mut reader, &dir, &unlock, &later)?;
             out.emit(&json!(report), || {
                 format!(
                     "Restored {} entries and {} data keys into {}",

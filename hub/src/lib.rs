@@ -17,6 +17,7 @@
 //! - `admin`: users, key rotation, backups.
 
 mod admin;
+mod backup;
 mod consent_ops;
 mod error;
 mod imports;
@@ -40,6 +41,7 @@ use access_control::{Policy, Principal, Principals, Role};
 use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};
 
+pub use backup::{ExportedCheckpoint, LaterErasures};
 pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::Error;
 pub use imports::{

@@ -1037,8 +1037,17 @@ impl Vault {
     /// personal) and syncs it. The journal is what lets erasures made after a backup be
     /// applied again when that backup is restored.
     fn journal_erasures(&self, ids: &[SubjectId]) -> Result<()> {
+        Vault::journal_erasures_in(&self.dir, ids)
+    }
+
+    /// Appends erasures to the journal of data directory `dir` (not open): they are applied
+    /// when it is next opened (a restore uses it for erasures made after its backup).
+    pub fn journal_erasures_in(dir: &Path, ids: &[SubjectId]) -> Result<()> {
         use std::io::Write;
-        let path = self.dir.join(layout::JOURNAL);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let path = dir.join(layout::JOURNAL);
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -1049,6 +1058,22 @@ impl Vault {
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_data())
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    /// Every subject the erasure journal lists, each once, in the order erased (ids only).
+    pub fn journaled_erasures(&self) -> Result<Vec<SubjectId>> {
+        let path = self.dir.join(layout::JOURNAL);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let mut seen = std::collections::HashSet::new();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<SubjectId>().ok())
+            .filter(|id| seen.insert(*id))
+            .collect())
     }
 
     /// Subjects the journal lists as erased that are present again (after a restore from a

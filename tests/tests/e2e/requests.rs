@@ -397,6 +397,89 @@ fn an_erasure_made_after_a_backup_survives_its_restore() {
 }
 
 #[test]
+fn with_the_live_directory_lost_an_exported_checkpoint_keeps_erasures_erased() {
+    let env = Env::init();
+    let a = env.add(&json!({"given_name": "Ann", "email": "ann@example.org"}));
+    let b = env.add(&json!({"given_name": "Bob"}));
+    let backup = env.tmp.path().join("before.stb");
+    env.json(&["backup", "create", backup.to_str().unwrap()], None);
+    env.json(&["subject", "erase", &a], None);
+    // The operator exports a checkpoint and keeps it off the host; then the host is lost.
+    let cp = env.tmp.path().join("offsite-checkpoint.json");
+    env.json(
+        &[
+            "audit",
+            "checkpoint",
+            "export",
+            "--out",
+            cp.to_str().unwrap(),
+        ],
+        None,
+    );
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert_eq!(exported["erasures"], json!([a]), "{exported}");
+    std::fs::remove_dir_all(&env.data).unwrap();
+    let restore = |name: &str, checkpoint: &std::path::Path| {
+        let target = env.tmp.path().join(name);
+        let out = std::process::Command::new(binary())
+            .args([
+                "backup",
+                "restore",
+                backup.to_str().unwrap(),
+                "--data",
+                target.to_str().unwrap(),
+                "--identity",
+                env.identity.to_str().unwrap(),
+                "--checkpoint",
+                checkpoint.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        (target, out)
+    };
+    let show = |dir: &std::path::Path, id: &str| {
+        std::process::Command::new(binary())
+            .args(["subject", "show", id, "--data", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let (restored, out) = restore("restored", &cp);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = show(&restored, &a);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(show(&restored, &b).status.success());
+    // The restored audit log is the backup's, older than the checkpoint: verified against
+    // it, the lost events show as a rollback (which is what happened), not as intact.
+    let out = std::process::Command::new(binary())
+        .args([
+            "audit",
+            "verify",
+            "--against",
+            cp.to_str().unwrap(),
+            "--data",
+            restored.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rollback"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A list with Ann taken out no longer carries the log's signature: refused, and
+    // nothing is left behind.
+    let mut forged = exported.clone();
+    forged["erasures"] = json!([]);
+    let forged_path = env.tmp.path().join("forged.json");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let (target, out) = restore("forged", &forged_path);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("signature"), "{}", stderr(&out));
+    assert!(!target.exists());
+}
+
+#[test]
 fn an_erased_persons_email_does_not_come_back_into_marketing() {
     let env = Env::init();
     let a = env.add(&json!({"given_name": "Ann", "email": "Ann@Example.org"}));
