@@ -124,12 +124,29 @@ impl Hub {
         actor: &Actor,
         against: Option<&Checkpoint>,
     ) -> Result<Verification, Error> {
-        self.audited(actor, "verify.audit", |_| {
-            self.require(actor, "audit", Action::Read)?;
+        let verify = || {
             self.audit
                 .verify(against)
                 .map_err(|e| Error::BadRequest(e.to_string()))
-        })
+        };
+        match self.audited(actor, "verify.audit", |_| {
+            self.require(actor, "audit", Action::Read)?;
+            verify()
+        }) {
+            // The log refused the verification's own event because it is damaged (shorter
+            // than its head): verifying only reads, and saying what is wrong is the point, so
+            // the answer is given all the same (the refused append is logged).
+            Err(Error::Audit(_)) if self.allows(actor.principal.role, "audit", Action::Read) => {
+                let v = verify()?;
+                if v.ok {
+                    return Err(Error::Audit(
+                        "the audit log refused an event though it verifies".into(),
+                    ));
+                }
+                Ok(v)
+            }
+            other => other,
+        }
     }
 
     /// Signs and returns a checkpoint of the log as it is now, for keeping off the host.
