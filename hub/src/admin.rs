@@ -112,6 +112,28 @@ impl Hub {
     ) -> Result<(Vec<Event>, Option<u64>), Error> {
         self.audited(actor, "read.audit", |_| {
             self.require(actor, "audit", Action::Read)?;
+            // A filter that cannot match is refused, naming it, rather than answered with
+            // an empty list that reads as "nothing happened".
+            for (name, value) in [("from", &query.from), ("to", &query.to)] {
+                if let Some(v) = value {
+                    if consent::normalise_time(v).is_none() {
+                        return Err(Error::BadRequest(format!(
+                            "{name}: \"{v}\" is not a date (YYYY-MM-DD) or an RFC 3339 time"
+                        )));
+                    }
+                }
+            }
+            if let Some(a) = &query.action {
+                let shaped = !a.is_empty()
+                    && a.split('.').all(|w| {
+                        !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    });
+                if !shaped {
+                    return Err(Error::BadRequest(format!(
+                        "action: \"{a}\" is not an action (words of lower-case letters joined by dots, such as read.subject, read or subject)"
+                    )));
+                }
+            }
             self.audit
                 .query(query)
                 .map_err(|e| Error::BadRequest(e.to_string()))

@@ -259,3 +259,26 @@ fn a_truncated_audit_log_can_still_be_verified() {
     assert!(!v.ok);
     assert_eq!(v.problem.unwrap().kind, "truncated");
 }
+
+#[test]
+fn an_audit_filter_that_cannot_match_is_refused_naming_it() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let q = |from: Option<&str>, action: Option<&str>| audit::Query {
+        from: from.map(str::to_string),
+        action: action.map(str::to_string),
+        limit: 10,
+        ..Default::default()
+    };
+    let err = hub
+        .audit_query(&admin, &q(Some("garbage"), None))
+        .unwrap_err();
+    assert!(err.to_string().starts_with("from:"), "{err}");
+    let err = hub
+        .audit_query(&admin, &q(None, Some("Read Subject!")))
+        .unwrap_err();
+    assert!(err.to_string().starts_with("action:"), "{err}");
+    assert!(hub
+        .audit_query(&admin, &q(Some("2026-01-01"), Some("read")))
+        .is_ok());
+}
