@@ -238,6 +238,43 @@ fn bad_input_names_the_field_and_never_the_value() {
 }
 
 #[test]
+fn control_characters_and_negative_gifts_are_refused() {
+    let schema = schema();
+    let refused = |record: RecordKind, input: serde_json::Value, field: &str| {
+        let err = schema
+            .parse_object(record, input.as_object().unwrap())
+            .unwrap_err();
+        let Error::Fields(errors) = &err else {
+            panic!("expected field errors")
+        };
+        assert_eq!(errors[0].field, field, "{err}");
+        assert_eq!(errors[0].problem.code(), "invalid_value", "{err}");
+    };
+    refused(
+        RecordKind::Subject,
+        serde_json::json!({"given_name": "Ann\u{0}"}),
+        "given_name",
+    );
+    refused(
+        RecordKind::Subject,
+        serde_json::json!({"family_name": "Lee\u{7}"}),
+        "family_name",
+    );
+    refused(
+        RecordKind::Gift,
+        serde_json::json!({"amount": "-5.00"}),
+        "amount",
+    );
+    // A gift of nothing is not a negative one.
+    assert!(schema
+        .parse_object(
+            RecordKind::Gift,
+            serde_json::json!({"amount": "0.00"}).as_object().unwrap()
+        )
+        .is_ok());
+}
+
+#[test]
 fn debug_output_redacts_personal_values() {
     let v = Value::Email(Email::parse("canary@example.org").unwrap());
     assert!(!format!("{v:?}").contains("canary"));

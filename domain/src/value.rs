@@ -65,6 +65,11 @@ impl Text {
         if t.len() > MAX_TEXT {
             return Err("the text is longer than 64 KiB");
         }
+        if t.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err("the text holds a control character (such as NUL)");
+        }
         Ok(Text(t.to_string()))
     }
 }
@@ -386,6 +391,11 @@ impl Value {
         Ok(match &def.ty {
             FieldType::Text => Value::Text(Text::parse(s).map_err(invalid)?),
             FieldType::Name => {
+                if s.chars().any(char::is_control) {
+                    return Err(invalid(
+                        "a name holds a control character (such as NUL or a line break)",
+                    ));
+                }
                 let n = normalise_name(s);
                 if n.len() > 200 {
                     return Err(invalid("a name is longer than 200 characters"));
@@ -404,7 +414,15 @@ impl Value {
                 }
                 Value::Date(parsed.date)
             }
-            FieldType::Money => Value::Money(Money::parse(s).map_err(invalid)?),
+            FieldType::Money => {
+                let m = Money::parse(s).map_err(invalid)?;
+                if m.0 < 0 {
+                    return Err(invalid(
+                        "an amount cannot be negative: a refund is recorded as the gift's status (refunded), not as a negative gift",
+                    ));
+                }
+                Value::Money(m)
+            }
             FieldType::Currency => {
                 let c = s.trim().to_ascii_uppercase();
                 if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {

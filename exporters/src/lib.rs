@@ -30,14 +30,17 @@ pub enum Error {
 }
 
 /// One CSV cell: cells starting with `=`, `+`, `-`, `@`, tab or CR are neutralised with a
-/// leading `'` (spreadsheets would run them as formulas), then quoted where needed.
+/// leading `'` (spreadsheets would run them as formulas), then quoted where needed (a comma,
+/// quote, line break, semicolon or tab inside).
 pub fn csv_cell(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_string()
     };
-    if s.contains([',', '"', '\n', '\r']) {
+    // Quoted too when it holds a semicolon or a tab: a spreadsheet that splits on those
+    // would otherwise start a new cell there (`;=1+1` would become a formula).
+    if s.contains([',', '"', '\n', '\r', ';', '\t']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s
@@ -219,8 +222,10 @@ mod tests {
         assert_eq!(csv_cell("+1"), "'+1");
         assert_eq!(csv_cell("-2"), "'-2");
         assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("\tx"), "'\tx");
+        assert_eq!(csv_cell("\tx"), "\"'\tx\"");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell(";=1+1"), "\";=1+1\"");
+        assert_eq!(csv_cell("x\t=1"), "\"x\t=1\"");
         assert_eq!(csv_cell("plain"), "plain");
     }
 
