@@ -323,7 +323,7 @@ async fn get_subject(
 /// Updates fields (null removes one). All or nothing. `If-Match: VERSION` refuses a stale write.
 #[utoipa::path(patch, path = "/v1/subjects/{id}", tag = "subjects", request_body = Patch,
     params(("id" = String, Path, description = "Subject id"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is based on"),
+           ("If-Match" = Option<String>, Header, description = "The version the change is based on (a number, quoted or not), or * for any"),
            ("Sec-GPC" = Option<String>, Header, description = "1: the subject opts out of sale/sharing")),
     security(("bearer" = [])),
     responses(
@@ -350,6 +350,9 @@ async fn update_subject(
     honour_gpc(&state, &actor, &headers, id).await?;
     let if_version = match headers.get(axum::http::header::IF_MATCH) {
         None => None,
+        // `*` means "any current version" (RFC 9110): the same as no precondition on a
+        // subject that exists, which the update checks anyway.
+        Some(v) if v.to_str().is_ok_and(|s| s.trim() == "*") => None,
         Some(v) => Some(
             v.to_str()
                 .ok()

@@ -449,6 +449,29 @@ fn the_http_api_creates_reads_updates_and_erases() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "409");
+    // `If-Match: *` is "any version": the write goes through.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PATCH",
+            &u(&format!("/v1/subjects/{id}")),
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "If-Match: *",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"city":"York"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
     // Invalid → 422 naming the field.
     let (s, _, v) = http(
         "POST",
