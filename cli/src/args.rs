@@ -265,9 +265,12 @@ pub enum RequestCmd {
         /// access, erasure, rectification, restriction, objection, portability, opt-out.
         #[arg(long = "type")]
         kind: String,
-        /// The subject's id.
+        /// The subject's id (as for `subject show ID`).
+        #[arg(required_unless_present = "subject", conflicts_with = "subject")]
+        id: Option<String>,
+        /// The subject's id, as a flag (the older spelling).
         #[arg(long)]
-        subject: String,
+        subject: Option<String>,
         /// gdpr, uk-gdpr or ccpa.
         #[arg(long)]
         jurisdiction: String,
@@ -332,8 +335,12 @@ pub enum RequestCmd {
 /// What to record in the consent ledger.
 #[derive(Debug, Args)]
 pub struct ConsentEventArgs {
+    /// The subject's id (as for `subject show ID`).
+    #[arg(required_unless_present = "subject", conflicts_with = "subject")]
+    pub id: Option<String>,
+    /// The subject's id, as a flag (the older spelling).
     #[arg(long)]
-    pub subject: String,
+    pub subject: Option<String>,
     /// The purpose, from policies/purposes.toml.
     #[arg(long)]
     pub purpose: String,

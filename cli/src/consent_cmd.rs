@@ -118,7 +118,12 @@ fn record(
     what: &ConsentEventArgs,
     out: Output,
 ) -> anyhow::Result<()> {
-    let subject = parse_id(&what.subject)?;
+    let subject = parse_id(
+        what.id
+            .as_deref()
+            .or(what.subject.as_deref())
+            .unwrap_or_default(),
+    )?;
     let e = hub.record_consent(actor, &subject, new_consent(event, what))?;
     out.emit(&json!(e), || {
         format!(

@@ -75,10 +75,12 @@ pub(crate) fn run(g: &Global, cmd: RequestCmd, out: Output) -> anyhow::Result<()
     match cmd {
         RequestCmd::Open {
             kind,
+            id,
             subject,
             jurisdiction,
             received,
         } => {
+            let subject = id.or(subject).unwrap_or_default();
             let r = hub.open_request(
                 &actor,
                 &parse_id(&subject)?,

@@ -306,3 +306,69 @@ fn the_cli_says_how_consent_was_recorded_and_which_purposes_exist() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no open request is due within 7 days"));
 }
+
+#[test]
+fn commands_take_the_subject_id_the_same_way_as_subject_show() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Ann", "email": "ann@example.org"}));
+    // Positional, as `subject show ID`; the flag still works.
+    let recorded = env.json(
+        &[
+            "consent",
+            "record",
+            &id,
+            "--purpose",
+            "newsletter-email",
+            "--event",
+            "given",
+            "--source",
+            "web-form",
+        ],
+        None,
+    );
+    assert_eq!(recorded["subject"], id.as_str(), "{recorded}");
+    env.json(
+        &[
+            "consent",
+            "withdraw",
+            "--subject",
+            &id,
+            "--purpose",
+            "newsletter-email",
+            "--source",
+            "email-link",
+        ],
+        None,
+    );
+    let history = env.json(&["consent", "history", &id], None);
+    assert_eq!(history["items"].as_array().map_or(0, Vec::len), 2, "{history}");
+    let opened = env.json(
+        &[
+            "request",
+            "open",
+            &id,
+            "--type",
+            "access",
+            "--jurisdiction",
+            "uk-gdpr",
+        ],
+        None,
+    );
+    assert_eq!(opened["subject"], id.as_str(), "{opened}");
+    // Both at once is refused as a usage error.
+    let out = env.run(
+        &[
+            "request",
+            "open",
+            &id,
+            "--subject",
+            &id,
+            "--type",
+            "access",
+            "--jurisdiction",
+            "uk-gdpr",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
