@@ -341,7 +341,11 @@ fn commands_take_the_subject_id_the_same_way_as_subject_show() {
         None,
     );
     let history = env.json(&["consent", "history", &id], None);
-    assert_eq!(history["items"].as_array().map_or(0, Vec::len), 2, "{history}");
+    assert_eq!(
+        history["items"].as_array().map_or(0, Vec::len),
+        2,
+        "{history}"
+    );
     let opened = env.json(
         &[
             "request",
