@@ -21,6 +21,23 @@ pub struct ParsedDate {
     pub ambiguous: bool,
 }
 
+/// True for the characters that print as nothing or reorder text (Unicode format
+/// characters): in an address they make one address look like another, or slip past a
+/// suppression list.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+    )
+}
+
 /// Lower-cases and checks an email address. The whole address is lower-cased: mail systems
 /// treat local parts case-insensitively in practice, and matching needs one form.
 pub fn normalise_email(input: &str) -> Result<String, &'static str> {
@@ -30,6 +47,11 @@ pub fn normalise_email(input: &str) -> Result<String, &'static str> {
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("an email address cannot contain spaces");
+    }
+    if s.chars().any(invisible) {
+        return Err(
+            "an email address cannot contain invisible characters (zero-width spaces, soft hyphens, direction marks)",
+        );
     }
     let (local, domain) = match s.split_once('@') {
         Some((l, d)) if !d.contains('@') => (l, d),

@@ -51,6 +51,23 @@ fn emails_are_normalised_or_rejected_with_a_reason() {
 }
 
 #[test]
+fn invisible_characters_in_an_email_are_refused() {
+    for bad in [
+        "ann\u{200B}@example.org",
+        "an\u{00AD}n@example.org",
+        "\u{202E}ann@example.org",
+        "ann@exam\u{FEFF}ple.org",
+    ] {
+        let err = crate::normalise_email(bad).unwrap_err();
+        assert!(err.contains("invisible"), "{bad:?}: {err}");
+    }
+    assert_eq!(
+        crate::normalise_email("Ann@Example.org").unwrap(),
+        "ann@example.org"
+    );
+}
+
+#[test]
 fn near_misses_of_common_mail_domains_are_reported_not_fixed() {
     for typo in [
         "ann@gmial.com",
