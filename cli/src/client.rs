@@ -6,10 +6,19 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 
 /// GETs `path` from `base` (`http://host:port`) with a bearer token and copies the body into
 /// `out`. Returns the number of body bytes.
+/// An error the server answered with: its code (as the API names it) and message, so the
+/// CLI exits with the same code as when it does the work itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct RemoteError {
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
 pub(crate) fn download(
     base: &str,
     path: &str,
@@ -68,11 +77,20 @@ pub(crate) fn download(
     if code != 200 {
         let mut text = String::new();
         body.read_to_string(&mut text)?;
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
+        let v = serde_json::from_str::<serde_json::Value>(&text).ok();
+        let message = v
+            .as_ref()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
             .unwrap_or(text);
-        bail!("the server answered {code}: {message}");
+        let error_code = v
+            .as_ref()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        return Err(RemoteError {
+            code: error_code,
+            message: format!("the server answered {code}: {message}"),
+        }
+        .into());
     }
     Ok(std::io::copy(&mut body, out)?)
 }

@@ -81,17 +81,33 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The exit code of an error code (the hub's, or the same code answered by a server).
+fn exit_for(code: &str) -> u8 {
+    match code {
+        "not_found" | "erased" => exit::NOT_FOUND,
+        "invalid_input" | "bad_request" | "policy_invalid" => exit::INVALID,
+        "data_dir_in_use" => exit::IN_USE,
+        "cannot_unseal" | "not_initialised" | "unauthenticated" => exit::KEYS,
+        "forbidden" | "consent_required" => exit::FORBIDDEN,
+        "conflict" | "already_exists" => exit::CONFLICT,
+        _ => exit::FAILURE,
+    }
+}
+
 fn classify(err: &anyhow::Error) -> (&'static str, u8) {
     if let Some(e) = err.downcast_ref::<hub::Error>() {
         let code = e.code();
-        let exit = match code {
-            "not_found" | "erased" => exit::NOT_FOUND,
-            "invalid_input" | "bad_request" | "policy_invalid" => exit::INVALID,
-            "data_dir_in_use" => exit::IN_USE,
-            "cannot_unseal" | "not_initialised" | "unauthenticated" => exit::KEYS,
-            "forbidden" | "consent_required" => exit::FORBIDDEN,
-            "conflict" | "already_exists" => exit::CONFLICT,
-            _ => exit::FAILURE,
+        return (code, exit_for(code));
+    }
+    if let Some(e) = err.downcast_ref::<client::RemoteError>() {
+        let exit = exit_for(&e.code);
+        let code = match exit {
+            exit::NOT_FOUND => "not_found",
+            exit::INVALID => "bad_request",
+            exit::KEYS => "unauthenticated",
+            exit::FORBIDDEN => "forbidden",
+            exit::CONFLICT => "conflict",
+            _ => "failed",
         };
         return (code, exit);
     }

@@ -210,7 +210,26 @@ fn backup_and_restore_give_back_every_subject_identically() {
 
     // With the server holding the directory, the backup goes through it.
     let token = admin_token(&env);
+    let fred = env.json(&["users", "add", "fred", "--role", "fundraiser"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let server = env.serve("warn");
+    // A fundraiser may not take backups: the server's 403 exits 7, as a refusal done
+    // locally does, and leaves no file.
+    let refused = env.tmp.path().join("refused.stb");
+    let out = env.run(
+        &[
+            "backup",
+            "create",
+            refused.to_str().unwrap(),
+            "--token",
+            &fred,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(!refused.exists());
     let file2 = env.tmp.path().join("backup2.stb");
     let out = env.run(
         &[
