@@ -118,7 +118,7 @@ impl Hub {
                 if let Some(v) = value {
                     if consent::normalise_time(v).is_none() {
                         return Err(Error::BadRequest(format!(
-                            "{name}: \"{v}\" is not a date (YYYY-MM-DD) or an RFC 3339 time"
+                            "{name}: not a date (YYYY-MM-DD) or an RFC 3339 time"
                         )));
                     }
                 }
@@ -129,9 +129,9 @@ impl Hub {
                         !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     });
                 if !shaped {
-                    return Err(Error::BadRequest(format!(
-                        "action: \"{a}\" is not an action (words of lower-case letters joined by dots, such as read.subject, read or subject)"
-                    )));
+                    return Err(Error::BadRequest(
+                        "action: not an action (words of lower-case letters joined by dots, such as read.subject, read or subject)".into(),
+                    ));
                 }
             }
             self.audit

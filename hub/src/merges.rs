@@ -331,15 +331,8 @@ impl Hub {
             };
             if let Some(r) = &review {
                 if let Some(mut item) = self.review_item(r)? {
-                    item.status = "accepted".into();
-                    item.decided_by = Some(actor.principal.id.to_string());
-                    item.decided_at = Some(now());
                     item.merge = Some(id.clone());
-                    extra.put(
-                        ks::IMPORTS,
-                        qkey("q", r),
-                        serde_json::to_vec(&item).expect("json"),
-                    );
+                    self.decide(actor, &mut item, "accepted", &mut extra);
                 }
             }
             // A's new record, the gifts and consent copied to it, B moved aside, the merge's
@@ -444,6 +437,32 @@ impl Hub {
         })
     }
 
+    /// A review item still waiting for a decision (else `not_found` or `conflict`).
+    fn open_review_item(&self, id: &str) -> Result<ReviewItem, Error> {
+        let item = self
+            .review_item(id)?
+            .ok_or_else(|| Error::Missing(format!("review item {id}")))?;
+        if item.status != "open" {
+            return Err(Error::Conflict(format!(
+                "review item {id} is already {}",
+                item.status
+            )));
+        }
+        Ok(item)
+    }
+
+    /// Marks `item` decided (`status`, by whom, when) and puts it into `batch`.
+    fn decide(&self, actor: &Actor, item: &mut ReviewItem, status: &str, batch: &mut Batch) {
+        item.status = status.into();
+        item.decided_by = Some(actor.principal.id.to_string());
+        item.decided_at = Some(now());
+        batch.put(
+            ks::IMPORTS,
+            qkey("q", &item.id),
+            serde_json::to_vec(&*item).expect("json"),
+        );
+    }
+
     fn review_item(&self, id: &str) -> Result<Option<ReviewItem>, Error> {
         Ok(match self.vault.store().get(ks::IMPORTS, &qkey("q", id))? {
             Some(v) => serde_json::from_slice(&v).ok(),
@@ -479,15 +498,7 @@ impl Hub {
         self.audited(actor, "merge", |_| {
             self.require(actor, "subject", Action::Merge)
         })?;
-        let item = self
-            .review_item(id)?
-            .ok_or_else(|| Error::Missing(format!("review item {id}")))?;
-        if item.status != "open" {
-            return Err(Error::Conflict(format!(
-                "review item {id} is already {}",
-                item.status
-            )));
-        }
+        let item = self.open_review_item(id)?;
         if item.kind == "household" {
             return Err(Error::BadRequest(format!(
                 "review item {id} proposes a household, not a merge: link the two with `steward review link {id}` (POST /v1/reviews/{id} with decision \"link\"), or reject it"
@@ -502,15 +513,7 @@ impl Hub {
     pub fn review_link(&self, actor: &Actor, id: &str) -> Result<ReviewItem, Error> {
         self.audited(actor, "household.link", |trail| {
             self.require(actor, "subject", Action::Merge)?;
-            let mut item = self
-                .review_item(id)?
-                .ok_or_else(|| Error::Missing(format!("review item {id}")))?;
-            if item.status != "open" {
-                return Err(Error::Conflict(format!(
-                    "review item {id} is already {}",
-                    item.status
-                )));
-            }
+            let mut item = self.open_review_item(id)?;
             if item.kind != "household" {
                 return Err(Error::BadRequest(format!(
                     "review item {id} asks whether two records are one person: accept (merge) or reject it"
@@ -531,14 +534,14 @@ impl Hub {
             let mut current = Vec::with_capacity(members.len());
             for id in &members {
                 trail.subject(*id);
-                let r = self.vault.read_subject(id, &|f| f == field)?;
-                let h = r.fields.iter().find_map(|(_, v)| match v {
-                    domain::Value::Ref(h) => Some(*h),
+                let r = self.vault.read_subject(id, &|_| true)?;
+                let h = r.fields.iter().find_map(|(f, v)| match v {
+                    domain::Value::Ref(h) if *f == field => Some(*h),
                     _ => None,
                 });
-                current.push((*id, r.version, h));
+                current.push((r, h));
             }
-            let mut homes: Vec<SubjectId> = current.iter().filter_map(|c| c.2).collect();
+            let mut homes: Vec<SubjectId> = current.iter().filter_map(|c| c.1).collect();
             homes.sort();
             homes.dedup();
             if homes.len() > 1 {
@@ -566,28 +569,21 @@ impl Hub {
             };
             trail.subject(household);
             let mut replaces = Vec::new();
-            for (id, version, h) in current {
+            for (r, h) in current {
                 if h.is_some() {
                     continue;
                 }
-                let mut fields = self.vault.read_subject(&id, &|_| true)?.fields;
+                let mut fields = r.fields;
                 fields.retain(|(f, _)| *f != field);
                 fields.push((field, domain::Value::Ref(household)));
                 replaces.push(Replace {
-                    id,
+                    id: r.id,
                     fields,
-                    expected_version: Some(version),
+                    expected_version: Some(r.version),
                 });
             }
-            item.status = "linked".into();
-            item.decided_by = Some(actor.principal.id.to_string());
-            item.decided_at = Some(now());
             let mut extra = Batch::new();
-            extra.put(
-                ks::IMPORTS,
-                qkey("q", id),
-                serde_json::to_vec(&item).expect("json"),
-            );
+            self.decide(actor, &mut item, "linked", &mut extra);
             self.commit_audited(actor, "household.link", trail, |audit| {
                 extra.extend(audit);
                 let writes = vault::Writes {
@@ -607,26 +603,11 @@ impl Hub {
     pub fn review_reject(&self, actor: &Actor, id: &str) -> Result<ReviewItem, Error> {
         self.audited(actor, "review.reject", |trail| {
             self.require(actor, "subject", Action::Merge)?;
-            let mut item = self
-                .review_item(id)?
-                .ok_or_else(|| Error::Missing(format!("review item {id}")))?;
+            let mut item = self.open_review_item(id)?;
             trail.subject(item.a);
             trail.subject(item.b);
-            if item.status != "open" {
-                return Err(Error::Conflict(format!(
-                    "review item {id} is already {}",
-                    item.status
-                )));
-            }
-            item.status = "rejected".into();
-            item.decided_by = Some(actor.principal.id.to_string());
-            item.decided_at = Some(now());
             let mut batch = Batch::new();
-            batch.put(
-                ks::IMPORTS,
-                qkey("q", id),
-                serde_json::to_vec(&item).expect("json"),
-            );
+            self.decide(actor, &mut item, "rejected", &mut batch);
             batch.put(
                 ks::IMPORTS,
                 crate::imports::rejected_key(&item.a, &item.b),

@@ -6,7 +6,8 @@ use serde_json::json;
 use crate::tests::{hub, input};
 use crate::{Hub, ImportOptions, Undone};
 
-fn import(hub: &Hub, name: &str, text: &str) -> Vec<crate::RowReport> {
+/// Imports `text` with the generic profile; the report's rows.
+pub(crate) fn import(hub: &Hub, name: &str, text: &str) -> Vec<crate::RowReport> {
     let text = text.to_string();
     let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
         Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes())))

@@ -580,16 +580,7 @@ fn an_import_objects_to_marketing_for_people_erased_at_their_request() {
         .unwrap();
     hub.erase_subjects(&admin, &[gone]).unwrap();
     let text = "Email,First Name,Last Name\ngone@example.org,Ann,Lee\nstays@example.org,Bo,Tan\n";
-    let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
-        Ok(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())))
-    };
-    let options = ImportOptions {
-        profile: importers::Profile::parse("generic"),
-        name: "people.csv".into(),
-        ..Default::default()
-    };
-    let (_, report) = hub.import(&admin, &source, &options, &|_| {}).unwrap();
-    let report = report.to_vec().unwrap();
+    let report = crate::repair_tests::import(&hub, "people.csv", text);
     let events = |n: usize| {
         hub.consent_history(&admin, &report[n].subject_id.unwrap())
             .unwrap()
