@@ -41,6 +41,13 @@ pub const SHARED_ADDRESS: u8 = 8;
 /// [`MatchRecord::shared`]: two different people of one name live at the address (a father
 /// and son both John), so a name agreeing there does not tell them apart.
 pub const NAMESAKES_AT_ADDRESS: u8 = 16;
+/// [`MatchRecord::shared`]: few records carry this exact given and family name, so two of
+/// them born on the same day are one person wherever they live (set by [`mark_shared`]).
+pub const RARE_NAME: u8 = 32;
+/// [`MatchRecord::shared`]: at this record's address, two records born on its birth date
+/// carry given names that are not one name spelt alike (twins, or a nickname), so an
+/// initial there could be either.
+pub const TWO_NAMES_BORN_THERE: u8 = 64;
 
 /// Longest value kept per field for matching (longer text says nothing more about a person).
 const MAX_FIELD: usize = 200;
@@ -425,11 +432,18 @@ fn jw(a: &str, b: &str) -> f64 {
     strsim::jaro_winkler(a, b)
 }
 
+/// The two names with any spaces left out, when either holds one ("ja ck" typed for "jack").
+fn joined<'a>(a: &'a str, b: &'a str) -> Option<(String, String)> {
+    (a.contains(' ') || b.contains(' ')).then(|| (a.replace(' ', ""), b.replace(' ', "")))
+}
+
 fn name_level(a: &str, b: &str) -> u8 {
     if a.is_empty() || b.is_empty() {
         0
     } else if a == b {
         1
+    } else if joined(a, b).is_some_and(|(x, y)| x == y) {
+        2
     } else {
         let s = jw(a, b);
         if s >= 0.94 {
@@ -584,7 +598,11 @@ pub fn given_compatible(a: &str, b: &str) -> bool {
     if (short.len() >= 3 && long.starts_with(short)) || nicknames(a, b) {
         return true;
     }
-    if a.contains(' ') || b.contains(' ') {
+    if let Some((x, y)) = joined(a, b) {
+        // A space typed inside a name: the name without it, a typo apart at most.
+        if strsim::damerau_levenshtein(&x, &y) <= 1 {
+            return true;
+        }
         let words_a: Vec<&str> = a.split(' ').collect();
         return b
             .split(' ')
@@ -695,9 +713,105 @@ pub fn mark_shared(records: &mut [MatchRecord]) {
             }
         }
     }
+    // Full names few records carry: a birth date agreeing between two of them is a
+    // coincidence no file of this size makes by chance. How few follows from how birth
+    // dates spread in the file: the chance that two records of different people share one
+    // (1 in about 25,000 for adults born over 70 years), and a name is rare when all pairs of its records together expect
+    // fewer than RARE_NAME_COINCIDENCE such coincidences.
+    // A date is counted once per given name and once per family name born on it, so that
+    // a file's duplicates (one person, one date, several records, a name mistyped in some)
+    // do not pass for dates that strangers share.
+    let mut births: HashMap<(u16, u8, u8), u32> = HashMap::new();
+    let mut names: HashMap<(&str, &str), u32> = HashMap::new();
+    let mut seen: HashSet<(&str, (u16, u8, u8))> = HashSet::new();
+    for r in records.iter() {
+        if r.birth.0 != 0 {
+            let new_given = seen.insert((r.given(), r.birth));
+            let new_family = seen.insert((r.family(), r.birth));
+            if new_given && new_family {
+                *births.entry(r.birth).or_default() += 1;
+            }
+        }
+        if !r.given().is_empty() && !r.family().is_empty() {
+            *names.entry((r.given(), r.family())).or_default() += 1;
+        }
+    }
+    // The share of pairs of dated records that share a date (sum of c(c-1) over n(n-1)).
+    let dated: f64 = births.values().map(|c| *c as f64).sum();
+    let same: f64 = births.values().map(|c| *c as f64 * (*c as f64 - 1.0)).sum();
+    let collision = if dated > 1.0 {
+        same / (dated * (dated - 1.0))
+    } else {
+        1.0
+    }
+    // Few dated records say little about the spread: assume no better than 1 in 10,000.
+    .max(1e-4);
+    for (r, f) in records.iter().zip(flags.iter_mut()) {
+        if names.get(&(r.given(), r.family())).is_some_and(|n| {
+            let k = *n as f64;
+            k * (k - 1.0) / 2.0 * collision <= RARE_NAME_COINCIDENCE
+        }) {
+            *f |= RARE_NAME;
+        }
+    }
+    // Addresses where two people born on one day have names that are not one name spelt
+    // two ways (John and Jack: twins, or one person under a nickname): an initial there may
+    // be either.
+    let mut born_at: HashMap<(String, (u16, u8, u8)), Vec<u32>> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if let (Some(key), true) = (r.address_key(), r.birth.0 != 0) {
+            if r.given().chars().count() > 1 {
+                born_at.entry((key, r.birth)).or_default().push(i as u32);
+            }
+        }
+    }
+    for members in born_at.values().filter(|m| m.len() > 1) {
+        let two_names = members.iter().enumerate().any(|(x, i)| {
+            members[x + 1..]
+                .iter()
+                .any(|j| !spelt_alike(records[*i as usize].given(), records[*j as usize].given()))
+        });
+        if two_names {
+            for i in members {
+                flags[*i as usize] |= TWO_NAMES_BORN_THERE;
+            }
+        }
+    }
     for (r, f) in records.iter_mut().zip(flags) {
         r.shared = f;
     }
+}
+
+/// The expected number of chance birth-date agreements among the records of one full name
+/// at or under which the name is rare ([`RARE_NAME`]).
+const RARE_NAME_COINCIDENCE: f64 = 0.002;
+
+/// True when two given names are one name, spelt alike: equal, a typo apart inside the name
+/// (Rebecca and Rebeca, Jon and John), or one a shortening of the other by two letters or
+/// more (Sam, Samuel); spaces aside. Not nicknames, not initials, and not an edit at the end
+/// of a name, where names change sex (Paul and Paula, Mark and Mary, Louis and Louise,
+/// Oliver and Olivia) and a brother and sister, or twins, may be named so.
+fn spelt_alike(x: &str, y: &str) -> bool {
+    let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+    if short.chars().count() <= 1 {
+        return x == y;
+    }
+    let (jx, jy) = joined(x, y).unwrap_or_else(|| (x.to_string(), y.to_string()));
+    let edits = strsim::damerau_levenshtein(&jx, &jy);
+    let ends_alike =
+        jx.chars().next() == jy.chars().next() && jx.chars().last() == jy.chars().last();
+    let shortening = short.len() >= 3 && long.starts_with(short) && long.len() >= short.len() + 2;
+    // Two typos in a long name that keeps its first two letters and its last.
+    let two_typos = edits == 2 && short.len() >= 6 && jx.get(..2) == jy.get(..2) && ends_alike;
+    shortening || (edits <= 1 && ends_alike) || two_typos
+}
+
+/// True when two given names are one name with a typo well inside it: spelt alike, and the
+/// same first letter and last two (Rebeca, Hnnah; not Frances and Francis). Enough to tell
+/// a record from a housemate's without a birth date.
+fn typo_inside(x: &str, y: &str) -> bool {
+    let tail = |s: &str| s.chars().rev().take(2).collect::<String>();
+    spelt_alike(x, y) && x.chars().count() > 2 && y.chars().count() > 2 && tail(x) == tail(y)
 }
 
 /// Compares two records field by field.
@@ -1059,11 +1173,12 @@ pub fn needs_review(g: &Gamma) -> bool {
 }
 
 /// True when two records that [`needs_review`] holds back are one person all the same: the
-/// same given and family name at the same house, which several people share (a household
+/// same given (or the same with a typo inside it: Rebecca, Rebeca) and family name at the same
+/// house, which several people share (a household
 /// sharing one email, phone and address: only the name tells its members apart), with
 /// nothing in conflict and no two people of that name known to live there.
 pub fn same_name_at_home(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
-    g[0] == 1
+    (g[0] == 1 || (matches!(g[0], 2 | 3) && typo_inside(a.given(), b.given())))
         && g[1] == 1
         && matches!(g[7], 1 | SHARED_LEVEL)
         && same_place(g)
@@ -1085,7 +1200,10 @@ pub fn same_name_at_home(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
 ///
 /// No two people of one name may be known to live at the address.
 pub fn variant_proven(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
-    if !matches!(g[0], 2 | 3)
+    let (x, y) = (a.given(), b.given());
+    let initial = x.chars().count() == 1 || y.chars().count() == 1;
+    // An initial scores as a different name (J and John are far apart letter by letter).
+    if !(matches!(g[0], 2 | 3) || (initial && g[0] == 4))
         || !matches!(g[1], 1 | 2)
         || matches!(g[4], PHONE_HOUSEHOLD | 4)
         || elsewhere(g)
@@ -1094,18 +1212,46 @@ pub fn variant_proven(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
     {
         return false;
     }
-    let (x, y) = (a.given(), b.given());
-    let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
-    let spelling = short.chars().count() > 1
-        && ((short.len() >= 3 && long.starts_with(short))
-            || strsim::damerau_levenshtein(x, y) <= 1);
     let same_house = matches!(g[7], 1 | SHARED_LEVEL) && same_place(g);
-    let at_home = spelling && g[2] == 1 && same_house;
+    // An initial stands for one name of the house's people born that day, unless two
+    // names are (twins, or a nickname that might be a twin).
+    let initial_known = initial && (a.shared | b.shared) & TWO_NAMES_BORN_THERE == 0;
+    let at_home = (spelt_alike(x, y) || initial_known) && g[2] == 1 && same_house;
     let mobile = !a.mobile().is_empty()
         && a.mobile() == b.mobile()
         && (a.shared | b.shared) & SHARED_MOBILE == 0;
     let own_mobile = mobile && (g[2] == 1 || g[3] == 1);
     at_home || own_mobile
+}
+
+/// True when two records that [`needs_review`] holds back are one person all the same: the
+/// same given and family name, a name few records in the file carry ([`RARE_NAME`]), and
+/// the same full birth date, wherever each lives (a person who moved). Not when one number
+/// is in common and another differs (two people of one household), nor when two people of
+/// that name are known to live at the address.
+pub fn rare_name_proven(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
+    g[0] == 1
+        && g[1] == 1
+        && g[2] == 1
+        && g[4] != PHONE_HOUSEHOLD
+        && a.shared & b.shared & RARE_NAME != 0
+        && (a.shared | b.shared) & NAMESAKES_AT_ADDRESS == 0
+}
+
+/// True when two records that [`needs_review`] holds back are one person who moved: the
+/// same given and family name, a name few records carry ([`RARE_NAME`]), and a mobile
+/// number no other record uses, with no birth date against it (a household shares a
+/// landline, not a mobile). Not for common names: mobile numbers are given out again, and
+/// two John Smiths a number apart in time are two people.
+pub fn mover_proven(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
+    g[0] == 1
+        && g[1] == 1
+        && g[4] == 1
+        && a.shared & b.shared & RARE_NAME != 0
+        && !a.mobile().is_empty()
+        && a.mobile() == b.mobile()
+        && (a.shared | b.shared) & SHARED_MOBILE == 0
+        && contradiction(a, b).is_none()
 }
 
 /// True when a comparison says the two records live at one house: the same house number,
@@ -1484,7 +1630,10 @@ pub fn run(
             let keep = probability >= thresholds.review.min(thresholds.auto_merge);
             if keep && needs_review {
                 let (g, x, y) = (unpack(*g), &records[a as usize], &records[b as usize]);
-                needs_review = !same_name_at_home(&g, x, y) && !variant_proven(&g, x, y);
+                needs_review = !same_name_at_home(&g, x, y)
+                    && !variant_proven(&g, x, y)
+                    && !rare_name_proven(&g, x, y)
+                    && !mover_proven(&g, x, y);
             }
             keep.then_some(Scored {
                 a,

@@ -394,8 +394,12 @@ fn contact_points_of_several_people_are_marked_shared() {
     assert_eq!(records[0].shared & both, both);
     assert_eq!(records[1].shared & both, both);
     assert_eq!(records[0].shared & matching::SHARED_MOBILE, 0);
-    assert_eq!(records[2].shared, 0);
-    assert_eq!(records[3].shared, 0);
+    let contact = matching::SHARED_EMAIL
+        | matching::SHARED_PHONE
+        | matching::SHARED_MOBILE
+        | matching::SHARED_ADDRESS;
+    assert_eq!(records[2].shared & contact, 0);
+    assert_eq!(records[3].shared & contact, 0);
     // The two household members agree on a shared email, landline and address: that is
     // household evidence, never enough to merge; the one person's two records merge.
     let g = matching::compare(&records[0], &records[1]);
@@ -746,8 +750,17 @@ fn a_spelling_variant_at_home_with_the_birth_date_is_one_person_a_nickname_is_no
     assert!(proven(&person("Sam", "", ""), &person("Samuel", "", "")));
     // John and Jack, one birth date, one house: twins may be named so.
     assert!(!proven(&person("Jack", "", ""), &person("John", "", "")));
-    // A bare initial at home is not enough either (which twin?).
-    assert!(!proven(&person("J", "", ""), &person("John", "", "")));
+    // A bare initial at home stands for the one person of that birth date there...
+    assert!(proven(&person("J", "", ""), &person("John", "", "")));
+    // ...but not where two names were born that day (twins John and Jack: which one?).
+    let mut house = vec![
+        person("J", "", ""),
+        person("John", "", ""),
+        person("Jack", "", ""),
+    ];
+    matching::mark_shared(&mut house);
+    assert!(!proven(&house[0], &house[1]));
+    assert!(!proven(&house[0], &house[2]));
     // A nickname with the same mobile and email, which a household does not share: one person.
     let m = "07700 900123";
     assert!(proven(
@@ -801,4 +814,129 @@ fn a_person_who_moved_keeps_a_mobile_a_household_shares_a_landline() {
     let g = matching::compare(&before, &sister);
     assert!(matching::needs_review(&g));
     assert!(!matching::variant_proven(&g, &before, &sister));
+}
+
+#[test]
+fn a_space_typed_inside_a_given_name_is_a_spelling_of_it() {
+    assert!(matching::given_compatible("ja ck", "jack"));
+    assert!(matching::given_compatible("cnono r", "connor"));
+    // A double name is still two names, either of which may be used alone.
+    assert!(matching::given_compatible("mary ann", "mary"));
+    assert!(!matching::given_compatible("ja ck", "james"));
+}
+
+/// Records of one full name at different addresses, born on the given dates, with a
+/// thousand other people (spread over 70 years of birth dates) so the file says how often
+/// strangers share a birth date.
+fn movers(name: (&str, &str), births: &[&str], mobile: &str) -> Vec<matching::MatchRecord> {
+    let mut records: Vec<matching::MatchRecord> = births
+        .iter()
+        .enumerate()
+        .map(|(i, birth)| {
+            rec(&[
+                ("given_name", name.0),
+                ("family_name", name.1),
+                ("birth_date", birth),
+                ("mobile", mobile),
+                (
+                    "street",
+                    ["10 High Street", "4 Mill Lane", "77 Kings Road"][i % 3],
+                ),
+                ("city", ["Leeds", "Bristol", "Cardiff"][i % 3]),
+                ("postal_code", ["LS12 8ER", "BS3 1UL", "CF15 1YL"][i % 3]),
+            ])
+        })
+        .collect();
+    for i in 0..1000 {
+        let birth = format!(
+            "{}-{:02}-{:02}",
+            1930 + i % 70,
+            1 + (i * 7) % 12,
+            1 + (i * 13) % 28
+        );
+        records.push(rec(&[
+            ("given_name", &format!("given{i}")),
+            ("family_name", &format!("family{}", i / 2)),
+            ("birth_date", &birth),
+        ]));
+    }
+    matching::mark_shared(&mut records);
+    records
+}
+
+#[test]
+fn a_rare_name_and_birth_date_are_one_person_wherever_they_live_a_common_name_is_not() {
+    let rare = movers(("Kirra", "Menzies"), &["1994-09-15", "1994-09-15"], "");
+    let g = matching::compare(&rare[0], &rare[1]);
+    assert!(
+        matching::needs_review(&g),
+        "different streets hold the pair back"
+    );
+    assert!(matching::rare_name_proven(&g, &rare[0], &rare[1]));
+    // Forty John Smiths: two born on one day may be two people.
+    let mut births = vec!["1994-09-15"; 2];
+    let others: Vec<String> = (0..38)
+        .map(|i| format!("19{:02}-03-{:02}", 40 + i, 1 + i % 28))
+        .collect();
+    births.extend(others.iter().map(String::as_str));
+    let common = movers(("John", "Smith"), &births, "");
+    let g = matching::compare(&common[0], &common[1]);
+    assert!(!matching::rare_name_proven(&g, &common[0], &common[1]));
+}
+
+#[test]
+fn a_rare_name_with_its_own_mobile_moved_a_common_one_may_be_a_reused_number() {
+    let rare = movers(("Kirra", "Menzies"), &["", ""], "07700 900123");
+    let g = matching::compare(&rare[0], &rare[1]);
+    assert!(matching::needs_review(&g));
+    assert!(matching::mover_proven(&g, &rare[0], &rare[1]));
+    let births = vec![""; 30];
+    let common = movers(("John", "Smith"), &births, "07700 900123");
+    let g = matching::compare(&common[0], &common[1]);
+    assert!(!matching::mover_proven(&g, &common[0], &common[1]));
+}
+
+#[test]
+fn names_that_change_sex_at_the_end_are_two_people_a_typo_inside_a_name_is_one() {
+    let at_home = |given: &str, birth: &str| {
+        rec(&[
+            ("given_name", given),
+            ("family_name", "Thomas"),
+            ("birth_date", birth),
+            ("phone", "01632 960903"),
+            ("street", "82 Elm Close"),
+            ("city", "Norwich"),
+            ("postal_code", "NR18 3TA"),
+        ])
+    };
+    let one = |a: &str, b: &str, birth: &str| {
+        let mut house = vec![at_home(a, birth), at_home(b, birth)];
+        matching::mark_shared(&mut house);
+        let g = matching::compare(&house[0], &house[1]);
+        matching::same_name_at_home(&g, &house[0], &house[1])
+            || matching::variant_proven(&g, &house[0], &house[1])
+    };
+    // Without a birth date: a typo inside the name is one person...
+    assert!(one("Rebecca", "Rebeca", ""));
+    assert!(one("Hannah", "Hnnah", ""));
+    // ...a brother and sister are not.
+    for (a, b) in [
+        ("Oliver", "Olivia"),
+        ("Mark", "Mary"),
+        ("Paul", "Paula"),
+        ("Francis", "Frances"),
+    ] {
+        assert!(!one(a, b, ""), "{a} and {b}");
+    }
+    // Born the same day (twins): still two people.
+    for (a, b) in [
+        ("Oliver", "Olivia"),
+        ("Louis", "Louise"),
+        ("Daniel", "Daniela"),
+    ] {
+        assert!(!one(a, b, "2001-05-04"), "{a} and {b}");
+    }
+    // A shortening and a typo with the birth date, at home: one person.
+    assert!(one("Sam", "Samuel", "2001-05-04"));
+    assert!(one("Jon", "John", "2001-05-04"));
 }

@@ -421,9 +421,11 @@ impl World {
     }
 
     fn mobile(&mut self) -> String {
-        // 07700 9xxxxx: shaped like the drama range, wider so that people do not share one
-        // by accident.
-        format!("07700 9{:05}", self.rng.below(100_000))
+        // 077xx xxxxxx: a hundred million numbers, so that strangers share one about as
+        // rarely as in life (a narrower range made one number in three shared by strangers
+        // at a million rows); households that share a mobile do so on purpose below.
+        let n = self.rng.below(100_000_000);
+        format!("077{:02} {:06}", n / 1_000_000, n % 1_000_000)
     }
 
     /// A new household of 1 to 5 people; their indices go to the queue.
