@@ -37,7 +37,7 @@ pub use schema::{
     RESERVED_NAMES,
 };
 pub use text::{format_utc, hex, unhex};
-pub use value::{country_code, Email, Money, Phone, Text, Value};
+pub use value::{country_code, Email, Money, Phone, Text, Value, MAX_TAGS};
 
 #[cfg(test)]
 mod tests;

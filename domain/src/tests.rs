@@ -400,3 +400,23 @@ mod deadlines {
         assert_eq!(add_months(date!(2024 - 02 - 29), 12), date!(2025 - 02 - 28));
     }
 }
+
+#[test]
+fn a_tags_field_holds_at_most_max_tags_labels_each_once() {
+    let schema = schema();
+    let tags = |n: usize| {
+        let list: Vec<String> = (0..n).map(|i| format!("tag {}", i % (n / 2 + 1))).collect();
+        serde_json::json!({ "tags": list })
+    };
+    let parsed = schema
+        .parse_object(RecordKind::Subject, tags(MAX_TAGS).as_object().unwrap())
+        .expect("as many as allowed");
+    match &parsed[0].1 {
+        Value::Tags(t) => assert_eq!(t.len(), MAX_TAGS / 2 + 1, "each label once"),
+        other => panic!("{other:?}"),
+    }
+    let err = schema
+        .parse_object(RecordKind::Subject, tags(MAX_TAGS + 1).as_object().unwrap())
+        .expect_err("one too many");
+    assert!(format!("{err:?}").contains("tags"), "{err:?}");
+}

@@ -14,6 +14,10 @@ use crate::schema::{FieldDef, FieldType, Schema};
 /// Longest text value accepted, in bytes (notes included).
 const MAX_TEXT: usize = 64 * 1024;
 
+/// Most labels a tags field holds: more is not a person's tags but a payload meant to cost
+/// the server work.
+pub const MAX_TAGS: usize = 1_000;
+
 macro_rules! redacted_string {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
@@ -320,7 +324,8 @@ impl Value {
         }
     }
 
-    /// Parses a JSON value for the given field, applying the field type's normaliser.
+    /// Parses a JSON value for the given field, applying the field type's normaliser
+    /// (at most [`MAX_TAGS`] labels in a tags field).
     pub fn from_json(
         def: &FieldDef,
         json: &serde_json::Value,
@@ -339,7 +344,13 @@ impl Value {
                 }
                 _ => return Err(wrong_type(name, "a list of text labels")),
             };
-            let mut tags: Vec<Text> = Vec::new();
+            if items.len() > MAX_TAGS {
+                return Err(FieldError::invalid(
+                    name,
+                    format!("more than {MAX_TAGS} tags"),
+                ));
+            }
+            let mut tags: Vec<Text> = Vec::with_capacity(items.len());
             for item in items {
                 let t = item.trim();
                 if t.is_empty() {
@@ -351,12 +362,11 @@ impl Value {
                         "a tag is longer than 200 characters",
                     ));
                 }
-                let t = Text(t.to_string());
-                if !tags.contains(&t) {
-                    tags.push(t);
-                }
+                tags.push(Text(t.to_string()));
             }
+            // Sorted, then each label once: n log n, whatever the number of tags.
             tags.sort();
+            tags.dedup();
             return Ok(Value::Tags(tags));
         }
         if let FieldType::Bool = def.ty {

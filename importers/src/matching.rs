@@ -1600,6 +1600,13 @@ pub fn run(
     thresholds: Thresholds,
 ) -> Matched {
     mark_shared(records);
+    // How rare a name is was counted in this file; against a vault, only the subjects
+    // loaded as candidates are here, and a name common in the vault would pass for rare.
+    if existing.iter().any(|e| *e) {
+        for r in records.iter_mut() {
+            r.shared &= !RARE_NAME;
+        }
+    }
     let records: &[MatchRecord] = records;
     let pairs = candidate_pairs(records, existing, MAX_BLOCK);
     // Comparison vectors packed in 36 bits (3 per field), 8 bytes per pair.

@@ -940,3 +940,20 @@ fn names_that_change_sex_at_the_end_are_two_people_a_typo_inside_a_name_is_one()
     assert!(one("Sam", "Samuel", "2001-05-04"));
     assert!(one("Jon", "John", "2001-05-04"));
 }
+
+#[test]
+fn a_rare_name_is_rare_in_a_file_not_against_a_vault_that_was_not_counted() {
+    let mut records = movers(("Kirra", "Menzies"), &["1994-09-15", "1994-09-15"], "");
+    let n = records.len();
+    let t = matching::Thresholds::default();
+    let within = matching::run(&mut records, &vec![false; n], &[], &[], t);
+    assert_eq!(
+        within.reps[0], within.reps[1],
+        "one file: one person who moved"
+    );
+    // The first record a stored subject: the vault may hold many Kirra Menzies, unseen.
+    let mut existing = vec![false; n];
+    existing[0] = true;
+    let against = matching::run(&mut records, &existing, &[], &[], t);
+    assert_ne!(against.reps[0], against.reps[1]);
+}
