@@ -544,6 +544,10 @@ pub struct LimitArgs {
     /// Requests a token may make in a burst above the steady rate.
     #[arg(long, default_value_t = 200, env = "STEWARD_RATE_BURST")]
     pub rate_burst: u32,
+    /// Failed authentications a source address may make per minute before it is answered
+    /// 429 (audited once per minute, not per request); 0 = no limit.
+    #[arg(long, default_value_t = 30, env = "STEWARD_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: u32,
     /// Largest request body in MiB.
     #[arg(long, default_value_t = 32, env = "STEWARD_BODY_LIMIT_MIB")]
     pub body_limit_mib: usize,
@@ -570,6 +574,7 @@ impl LimitArgs {
             body_limit: self.body_limit_mib * 1024 * 1024,
             rate_per_second: self.rate_limit,
             rate_burst: self.rate_burst,
+            auth_failures_per_minute: self.auth_failures_per_minute,
             ..server::ServerConfig::default()
         }
     }

@@ -107,8 +107,11 @@ fn run_server(
         ready(local);
         spawn_policy_reloader(hub.clone());
         spawn_retention_schedule(hub.clone());
-        let router = server::router(server::AppState::new(hub.clone(), &config), &config);
+        let state = server::AppState::new(hub.clone(), &config);
+        server::spawn_auth_summaries(&state);
+        let router = server::router(state.clone(), &config);
         let result = server::serve(listener, router, shutdown_signal()).await;
+        state.audit_auth_windows(true).await;
         hub.clear_owner_note();
         result?;
         Ok(())

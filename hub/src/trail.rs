@@ -121,6 +121,22 @@ impl Hub {
 
     /// Records a failed authentication (no principal is known).
     pub fn audit_auth_failure(&self, source: &str, request_id: Option<&str>) -> Result<(), Error> {
+        self.append_auth_event(source, request_id, "unauthenticated", None)
+    }
+
+    /// Records, as one event, the requests from one source that were refused without their
+    /// token being looked at because it had failed to authenticate too often (`count`).
+    pub fn audit_auth_refusals(&self, source: &str, count: u64) -> Result<(), Error> {
+        self.append_auth_event(source, None, "too_many_failed_authentications", Some(count))
+    }
+
+    fn append_auth_event(
+        &self,
+        source: &str,
+        request_id: Option<&str>,
+        reason: &str,
+        count: Option<u64>,
+    ) -> Result<(), Error> {
         let event = NewEvent {
             actor: "-".into(),
             actor_name: "-".into(),
@@ -131,9 +147,9 @@ impl Hub {
             purpose: None,
             request_id: request_id.map(str::to_string),
             outcome: Outcome::Denied,
-            reason: Some("unauthenticated".into()),
+            reason: Some(reason.into()),
             source: source.to_string(),
-            count: None,
+            count,
         };
         self.audit
             .append(event)

@@ -49,6 +49,9 @@ pub const RARE_NAME: u8 = 32;
 /// initial there could be either.
 pub const TWO_NAMES_BORN_THERE: u8 = 64;
 
+/// A birth date as (year, month, day).
+type Birth = (u16, u8, u8);
+
 /// Longest value kept per field for matching (longer text says nothing more about a person).
 const MAX_FIELD: usize = 200;
 
@@ -721,9 +724,9 @@ pub fn mark_shared(records: &mut [MatchRecord]) {
     // A date is counted once per given name and once per family name born on it, so that
     // a file's duplicates (one person, one date, several records, a name mistyped in some)
     // do not pass for dates that strangers share.
-    let mut births: HashMap<(u16, u8, u8), u32> = HashMap::new();
+    let mut births: HashMap<Birth, u32> = HashMap::new();
     let mut names: HashMap<(&str, &str), u32> = HashMap::new();
-    let mut seen: HashSet<(&str, (u16, u8, u8))> = HashSet::new();
+    let mut seen: HashSet<(&str, Birth)> = HashSet::new();
     for r in records.iter() {
         if r.birth.0 != 0 {
             let new_given = seen.insert((r.given(), r.birth));
@@ -757,7 +760,7 @@ pub fn mark_shared(records: &mut [MatchRecord]) {
     // Addresses where two people born on one day have names that are not one name spelt
     // two ways (John and Jack: twins, or one person under a nickname): an initial there may
     // be either.
-    let mut born_at: HashMap<(String, (u16, u8, u8)), Vec<u32>> = HashMap::new();
+    let mut born_at: HashMap<(String, Birth), Vec<u32>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
         if let (Some(key), true) = (r.address_key(), r.birth.0 != 0) {
             if r.given().chars().count() > 1 {

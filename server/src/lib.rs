@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub rate_per_second: u32,
     /// Requests a token may make in a burst above the steady rate.
     pub rate_burst: u32,
+    /// Failed authentications a source address may make per minute before it is answered
+    /// 429 without its token being looked at; 0 turns the limit off.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(60),
             rate_per_second: 100,
             rate_burst: 200,
+            auth_failures_per_minute: 30,
         }
     }
 }
@@ -66,6 +70,7 @@ pub struct AppState {
     /// The hub of the data directory being served.
     pub hub: Arc<Hub>,
     limiter: Arc<limits::RateLimiter>,
+    auth_failures: Arc<limits::AuthFailures>,
     metrics: Arc<metrics::Metrics>,
     jobs: Arc<import_routes::Jobs>,
 }
@@ -79,11 +84,48 @@ impl AppState {
                 config.rate_per_second,
                 config.rate_burst,
             )),
+            auth_failures: Arc::new(limits::AuthFailures::new(
+                config.auth_failures_per_minute,
+                AUTH_WINDOW,
+            )),
             metrics: Arc::new(metrics::Metrics::default()),
             jobs: Arc::new(import_routes::Jobs::default()),
         }
     }
+
+    /// Audits, once per source, the requests refused in failed-authentication windows that
+    /// have ended (with `all`, in every window: at shutdown). [`spawn_auth_summaries`] runs
+    /// it once a window.
+    pub async fn audit_auth_windows(&self, all: bool) {
+        for (source, count) in self.auth_failures.take_ended(all) {
+            audit_refusals(&self.hub, source, count).await;
+        }
+    }
 }
+
+async fn audit_refusals(hub: &Arc<Hub>, source: String, count: u64) {
+    let hub = hub.clone();
+    let done = tokio::task::spawn_blocking(move || hub.audit_auth_refusals(&source, count)).await;
+    if let Ok(Err(e)) | Err(e) = done.map_err(|e| hub::Error::Audit(e.to_string())) {
+        tracing::error!(error = %e, "could not audit refused authentications");
+    }
+}
+
+/// Audits the refused authentications of each ended window, once a window, for as long as
+/// the runtime runs.
+pub fn spawn_auth_summaries(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AUTH_WINDOW);
+        loop {
+            tick.tick().await;
+            state.audit_auth_windows(false).await;
+        }
+    });
+}
+
+/// The window over which failed authentications are counted per source.
+const AUTH_WINDOW: Duration = Duration::from_secs(60);
 
 /// The request id of the current request, set by the request-id middleware.
 #[derive(Debug, Clone)]
@@ -116,9 +158,15 @@ impl FromRequestParts<AppState> for Caller {
             .map(|t| t.trim().to_string());
         // Inline, not on the blocking pool: two point reads of tiny, always-cached records and
         // one HMAC. Moving it off the executor cost more than it saved (see BENCHMARKS.md).
+        if let Some(retry_after) = state.auth_failures.blocked(&peer) {
+            return Err(ApiError::RateLimited { retry_after });
+        }
         let principal = match token.map(|t| state.hub.authenticate(&t)) {
             Some(Ok(p)) => p,
             _ => {
+                if let Some(refused) = state.auth_failures.failed(&peer) {
+                    audit_refusals(&state.hub, peer.clone(), refused).await;
+                }
                 let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
                 let hub = state.hub.clone();
                 let source = peer.clone();

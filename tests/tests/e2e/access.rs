@@ -917,3 +917,60 @@ fn the_cli_goes_through_the_same_door_as_a_principal() {
     assert!(!list.to_string().contains("stw_") && !list.to_string().contains("token_hash"));
     assert_eq!(list["items"].as_array().unwrap().len(), 7);
 }
+
+#[test]
+fn failed_authentications_from_one_source_are_limited_and_audited_once_per_window() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let server = env.serve_with("warn", &["--auth-failures-per-minute", "5"]);
+    let u = |p: &str| format!("{}{p}", server.url);
+    let events = |env: &Env| {
+        env.json(
+            &[
+                "audit",
+                "query",
+                "--limit",
+                "100000",
+                "--action",
+                "authenticate",
+            ],
+            None,
+        )["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let mut statuses = Vec::new();
+    let mut retry = String::new();
+    for _ in 0..40 {
+        let (s, head, v) = http("GET", &u("/v1/subjects"), Some("not-a-token"), None);
+        if s == 429 {
+            assert_error_shape(&v, "rate_limited");
+            retry = head;
+        }
+        statuses.push(s);
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert!(
+        retry.to_ascii_lowercase().contains("retry-after: "),
+        "{retry}"
+    );
+    // While the source is held back, even a good token waits: guessing cannot go on.
+    let (s, _, _) = http("GET", &u("/v1/subjects"), Some(&tokens["admin"]), None);
+    assert_eq!(s, 429);
+    server.stop();
+    // Five events for the five failures, and one for the 36 requests refused unread.
+    let items = events(&env);
+    let failed: Vec<&Value> = items
+        .iter()
+        .filter(|e| e["reason"] == "unauthenticated")
+        .collect();
+    assert_eq!(failed.len(), 5, "{items:?}");
+    let summary: Vec<&Value> = items
+        .iter()
+        .filter(|e| e["reason"] == "too_many_failed_authentications")
+        .collect();
+    assert_eq!(summary.len(), 1, "{items:?}");
+    assert_eq!(summary[0]["count"], 36, "{:?}", summary[0]);
+}
