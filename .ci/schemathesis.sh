@@ -18,7 +18,7 @@ TOKEN=$("$B" users add schemathesis-admin-7f3a --role admin --data "$T/d" --json
   | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"])')
 # Some subjects to find, so reads reach real records too.
 "$B" demo --no-serve --size 50 --data "$T/d" --json >/dev/null
-"$B" serve --data "$T/d" --addr "127.0.0.1:$PORT" --rate-limit 0 >"$T/server.out" 2>"$T/server.log" &
+"$B" serve --data "$T/d" --addr "127.0.0.1:$PORT" --rate-limit 0 --auth-failures-per-minute 0 >"$T/server.out" 2>"$T/server.log" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$T"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
