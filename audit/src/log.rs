@@ -33,9 +33,22 @@ pub enum Error {
     /// Reading the log failed.
     #[error("reading the audit log failed: {0}")]
     Read(String),
+    /// The log's stored bytes failed their checksum or do not parse: the disk or the files
+    /// are damaged.
+    #[error("the audit log's storage is damaged: {0}")]
+    Damaged(String),
     /// A checkpoint file that is not one.
     #[error("not a Steward audit checkpoint: {0}")]
     BadCheckpoint(String),
+}
+
+/// A store error met while reading the log: damage is [`Error::Damaged`], the rest
+/// [`Error::Read`].
+fn read_error(e: vault::StoreError) -> Error {
+    match e {
+        vault::StoreError::Corrupt(detail) => Error::Damaged(detail),
+        other => Error::Read(other.to_string()),
+    }
 }
 
 /// When checkpoints are written.
@@ -364,14 +377,11 @@ impl AuditLog {
             .ok_or_else(|| Error::Read("cannot derive the signing key".into()))?;
         let recorded: Option<Head> = store
             .get(ks::META, META_HEAD)
-            .map_err(|e| Error::Read(e.to_string()))?
+            .map_err(read_error)?
             .and_then(|b| serde_json::from_slice(&b).ok());
         // The real end of the log is its last block.
         let (mut next_seq, mut head, mut next_block) = (0u64, [0u8; 32], 0u64);
-        if let Some((k, v)) = store
-            .last_with_prefix(ks::AUDIT, &[])
-            .map_err(|e| Error::Read(e.to_string()))?
-        {
+        if let Some((k, v)) = store.last_with_prefix(ks::AUDIT, &[]).map_err(read_error)? {
             next_block = u64::from_be_bytes(
                 k.as_slice()
                     .try_into()
@@ -398,7 +408,7 @@ impl AuditLog {
         }
         let last = store
             .last_with_prefix(ks::AUDIT_CHECKPOINTS, &[])
-            .map_err(|e| Error::Read(e.to_string()))?;
+            .map_err(read_error)?;
         let last_checkpoint_size = last
             .as_ref()
             .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or([0; 8])))
@@ -708,7 +718,7 @@ impl AuditLog {
         Ok(self
             .store()
             .last_with_prefix(ks::AUDIT_CHECKPOINTS, &[])
-            .map_err(|e| Error::Read(e.to_string()))?
+            .map_err(read_error)?
             .and_then(|(_, v)| serde_json::from_slice(&v).ok()))
     }
 
@@ -717,7 +727,7 @@ impl AuditLog {
         let limit = q.limit.clamp(1, 10_000);
         let mut out = Vec::new();
         for entry in self.store().scan_prefix(ks::AUDIT, &[]) {
-            let (_, block) = entry.map_err(|e| Error::Read(e.to_string()))?;
+            let (_, block) = entry.map_err(read_error)?;
             let events = split_block(&block).ok_or_else(|| {
                 Error::Read("a block is malformed; run `steward audit verify`".into())
             })?;
@@ -748,7 +758,7 @@ impl AuditLog {
         let store = self.store();
         let mut checkpoints: Vec<Checkpoint> = Vec::new();
         for entry in store.scan_prefix(ks::AUDIT_CHECKPOINTS, &[]) {
-            let (k, v) = entry.map_err(|e| Error::Read(e.to_string()))?;
+            let (k, v) = entry.map_err(read_error)?;
             match serde_json::from_slice::<Checkpoint>(&v) {
                 Ok(cp) => checkpoints.push(cp),
                 Err(_) => {
@@ -778,7 +788,7 @@ impl AuditLog {
         }
         let mut chain_broken = false;
         'blocks: for entry in store.scan_prefix(ks::AUDIT, &[]) {
-            let (_, block) = entry.map_err(|e| Error::Read(e.to_string()))?;
+            let (_, block) = entry.map_err(read_error)?;
             for item in events_of(&block) {
                 let Some((body, stored)) = item else {
                     problems.push(VerifyProblem {
@@ -891,7 +901,7 @@ impl AuditLog {
             }
             let recorded: Option<Head> = store
                 .get(ks::META, META_HEAD)
-                .map_err(|e| Error::Read(e.to_string()))?
+                .map_err(read_error)?
                 .and_then(|b| serde_json::from_slice(&b).ok());
             if recorded.as_ref().is_none_or(|r| r.signature.is_empty()) && events > 0 {
                 problems.push(VerifyProblem {

@@ -474,7 +474,8 @@ pub struct AuditFilter {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Recompute the hash chain and check every checkpoint; exit 0 when intact, 1 otherwise.
+    /// Recompute the hash chain and check every checkpoint; exit 0 when intact, 1 when not, 10
+    /// when the store itself is damaged (unreadable bytes: restore from a backup).
     Verify {
         /// Also check against a checkpoint exported earlier (detects truncation and rollback).
         #[arg(long, value_name = "CHECKPOINT.json")]

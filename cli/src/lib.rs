@@ -48,6 +48,8 @@ pub mod exit {
     pub const CONFLICT: u8 = 8;
     /// An import finished, but some rows were refused (the report names them and why).
     pub const ROWS_REFUSED: u8 = 9;
+    /// The store is damaged: stored bytes failed their checksum or do not parse.
+    pub const STORAGE: u8 = 10;
 }
 
 /// An outcome already printed in full that only sets the exit code.
@@ -90,6 +92,7 @@ fn exit_for(code: &str) -> u8 {
         "cannot_unseal" | "not_initialised" | "unauthenticated" => exit::KEYS,
         "forbidden" | "consent_required" => exit::FORBIDDEN,
         "conflict" | "already_exists" => exit::CONFLICT,
+        "storage_damaged" => exit::STORAGE,
         _ => exit::FAILURE,
     }
 }
@@ -107,6 +110,7 @@ fn classify(err: &anyhow::Error) -> (&'static str, u8) {
             exit::KEYS => "unauthenticated",
             exit::FORBIDDEN => "forbidden",
             exit::CONFLICT => "conflict",
+            exit::STORAGE => "storage_damaged",
             _ => "failed",
         };
         return (code, exit);

@@ -147,9 +147,14 @@ impl Hub {
         against: Option<&Checkpoint>,
     ) -> Result<Verification, Error> {
         let verify = || {
-            self.audit
-                .verify(against)
-                .map_err(|e| Error::BadRequest(e.to_string()))
+            self.audit.verify(against).map_err(|e| match e {
+                // The log's own bytes could not be read back: the disk, not the request.
+                audit::Error::Damaged(detail) => Error::Storage {
+                    keyspace: "audit log",
+                    detail,
+                },
+                other => Error::BadRequest(other.to_string()),
+            })
         };
         match self.audited(actor, "verify.audit", |_| {
             self.require(actor, "audit", Action::Read)?;

@@ -63,6 +63,15 @@ pub enum Error {
     /// The vault failed (IO, storage, integrity, sealing).
     #[error(transparent)]
     Vault(vault::Error),
+    /// Stored bytes could not be read back (a checksum or format failure in the store):
+    /// damage to the disk or the files, not anything the caller sent.
+    #[error("the stored {keyspace} is damaged and cannot be read ({detail}); restore the data directory from a backup (see the README's Backups section)")]
+    Storage {
+        /// Which part of the store: `audit log`, `vault`...
+        keyspace: &'static str,
+        /// What the storage engine said (offsets and checksums, never values).
+        detail: String,
+    },
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -109,6 +118,7 @@ impl Error {
             Error::Policy(_) => "policy_invalid",
             Error::Audit(_) => "audit_failure",
             Error::ConsentRequired { .. } => "consent_required",
+            Error::Storage { .. } => "storage_damaged",
             Error::Vault(e) => match e {
                 vault::Error::NotInitialised(_) => "not_initialised",
                 vault::Error::AlreadyExists(_) => "already_exists",
@@ -119,6 +129,8 @@ impl Error {
                 vault::Error::Tampered { .. } => "integrity_failure",
                 vault::Error::Conflict { .. } => "conflict",
                 vault::Error::Backup(_) => "backup_invalid",
+                vault::Error::Corrupt { .. }
+                | vault::Error::Store(vault::StoreError::Corrupt(_)) => "storage_damaged",
                 _ => "internal",
             },
         }

@@ -71,7 +71,7 @@ fn status_of(e: &hub::Error) -> StatusCode {
         "invalid_input" => StatusCode::UNPROCESSABLE_ENTITY,
         "bad_request" | "policy_invalid" => StatusCode::BAD_REQUEST,
         "conflict" | "already_exists" => StatusCode::CONFLICT,
-        "integrity_failure" => StatusCode::INTERNAL_SERVER_ERROR,
+        "integrity_failure" | "storage_damaged" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

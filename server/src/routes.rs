@@ -931,7 +931,7 @@ async fn consent_explain(
     params(("purpose" = String, Path, description = "Purpose name"), AtQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "One JSON object per allowed subject: `id` and the purpose's fields", body = String, content_type = "application/x-ndjson"),
+        (status = 200, description = "One JSON object per allowed subject: `id` and the purpose's fields. Should the export fail after its first row, the stream ends normally with one last line `{\"error\": {\"code\", \"message\"}}` instead of a row, and the list is incomplete", body = String, content_type = "application/x-ndjson"),
         (status = 400, description = "Unknown purpose or bad parameter", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The role may not export", body = ErrorBody),
@@ -971,8 +971,16 @@ async fn segment(
                 let _ = s.send(Err(e));
             }
             (Err(e), None) => {
+                // The status line has gone: the stream ends in order, its last line saying
+                // that the list is incomplete (a torn connection would say nothing).
                 tracing::error!(error = %e, "segment stream failed");
-                let _ = tx.blocking_send(Err(std::io::Error::other("segment failed")));
+                let mut line = serde_json::to_vec(&serde_json::json!({"error": {
+                    "code": e.code(),
+                    "message": "the segment stopped before its end; the rows above are not all of it",
+                }}))
+                .unwrap_or_default();
+                line.push(b'\n');
+                let _ = tx.blocking_send(Ok(line));
             }
         }
     });

@@ -115,6 +115,9 @@ pub enum StoreError {
     /// The directory is locked by another process.
     #[error("the store is locked by another process")]
     Locked,
+    /// Stored bytes failed their checksum or do not parse: the files or the disk are damaged.
+    #[error("the store's files are damaged ({0}); restore the data directory from a backup (see the README's Backups section)")]
+    Corrupt(String),
 }
 
 /// One write in a batch: `None` deletes.
@@ -237,7 +240,10 @@ pub struct SledStore {
 }
 
 fn backend(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Backend(other.to_string()),
+    }
 }
 
 fn prefixed(ks: Keyspace, key: &[u8]) -> Vec<u8> {

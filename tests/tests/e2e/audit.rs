@@ -193,3 +193,27 @@ fn auditors_query_and_export_without_ever_seeing_a_value() {
     let out = env.run(&["audit", "query", "--token", &fred], None);
     assert_eq!(out.status.code(), Some(7));
 }
+
+#[test]
+fn a_damaged_store_is_named_as_damage_with_its_own_exit_code_not_as_bad_input() {
+    let env = Env::init();
+    for i in 0..5 {
+        env.add(&serde_json::json!({"given_name": format!("Ann{i}")}));
+    }
+    let ok = env.run(&["audit", "verify"], None);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    // One byte of the store's log flipped, as a failing disk would.
+    let db = env.data.join("store").join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&db, bytes).unwrap();
+    let out = env.run(&["audit", "verify", "--json"], None);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["error"]["code"], "storage_damaged", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("damaged") && message.contains("backup"),
+        "{message}"
+    );
+}
