@@ -28,8 +28,8 @@ mod value;
 pub use error::{Error, FieldError, FieldProblem};
 pub use id::{GiftId, IdParseError, SubjectId};
 pub use normalise::{
-    email_domain_suspect, normalise_email, normalise_external_id, normalise_name, normalise_phone,
-    normalise_postcode, parse_date, phone_is_assigned, DateOrder, ParsedDate,
+    compose, email_domain_suspect, normalise_email, normalise_external_id, normalise_name,
+    normalise_phone, normalise_postcode, parse_date, phone_is_assigned, DateOrder, ParsedDate,
 };
 pub use par::par_map;
 pub use schema::{

@@ -38,10 +38,19 @@ fn invisible(c: char) -> bool {
     )
 }
 
+/// The text composed (Unicode NFC): a letter and its accent typed as two characters become
+/// the one character, so that two spellings that look alike compare alike.
+pub fn compose(input: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    input.nfc().collect()
+}
+
 /// Lower-cases and checks an email address. The whole address is lower-cased: mail systems
-/// treat local parts case-insensitively in practice, and matching needs one form.
+/// treat local parts case-insensitively in practice, and matching needs one form. Composed
+/// (NFC) first, so that an accented letter typed as one character or as a letter and an
+/// accent is one address, in the blind index and on the suppression list alike.
 pub fn normalise_email(input: &str) -> Result<String, &'static str> {
-    let s = input.trim().trim_start_matches("mailto:").to_lowercase();
+    let s = compose(input.trim().trim_start_matches("mailto:")).to_lowercase();
     if s.is_empty() {
         return Err("the email address is empty");
     }
@@ -300,11 +309,15 @@ fn uk_postcode(compact: &str) -> Option<String> {
     (inward_ok && outward_ok).then(|| format!("{outward} {inward}"))
 }
 
-/// Tidies a personal name: trims, collapses inner whitespace, and fixes the case of names
+/// Tidies a personal name: composes it (NFC: "é" typed as e and an accent is "é"), trims,
+/// collapses inner whitespace, and fixes the case of names
 /// typed all in capitals or all in lower case ("SMITH" → "Smith", "o'neil" → "O'Neil").
 /// Mixed-case names are kept as written ("McDonald", "van der Berg").
 pub fn normalise_name(input: &str) -> String {
-    let collapsed = input.split_whitespace().collect::<Vec<_>>().join(" ");
+    let collapsed = compose(input)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let has_upper = collapsed.chars().any(char::is_uppercase);
     let has_lower = collapsed.chars().any(char::is_lowercase);
     if has_upper && has_lower {

@@ -420,3 +420,15 @@ fn a_tags_field_holds_at_most_max_tags_labels_each_once() {
         .expect_err("one too many");
     assert!(format!("{err:?}").contains("tags"), "{err:?}");
 }
+
+#[test]
+fn composed_and_decomposed_accents_are_one_email_and_one_name() {
+    let composed = "jos\u{e9}@example.org";
+    let decomposed = "jose\u{301}@example.org";
+    assert_ne!(composed, decomposed);
+    assert_eq!(
+        normalise_email(composed).unwrap(),
+        normalise_email(decomposed).unwrap()
+    );
+    assert_eq!(normalise_name("Jose\u{301}"), normalise_name("Jos\u{e9}"));
+}

@@ -58,7 +58,8 @@ const MAX_FIELD: usize = 200;
 fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
-    for c in s.chars() {
+    // Composed first: an accent typed as its own character would otherwise split a name.
+    for c in domain::compose(s).chars() {
         if c.is_alphanumeric() {
             if space && !out.is_empty() {
                 out.push(' ');

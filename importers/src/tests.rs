@@ -957,3 +957,14 @@ fn a_rare_name_is_rare_in_a_file_not_against_a_vault_that_was_not_counted() {
     let against = matching::run(&mut records, &existing, &[], &[], t);
     assert_ne!(against.reps[0], against.reps[1]);
 }
+
+#[test]
+fn a_name_typed_with_a_separate_accent_matches_the_same_name_composed() {
+    let a = rec(&[("given_name", "Jos\u{e9}"), ("family_name", "Nu\u{f1}ez")]);
+    let b = rec(&[
+        ("given_name", "Jose\u{301}"),
+        ("family_name", "Nun\u{303}ez"),
+    ]);
+    let g = matching::compare(&a, &b);
+    assert_eq!((g[0], g[1]), (1, 1), "{g:?}");
+}
