@@ -432,3 +432,21 @@ fn composed_and_decomposed_accents_are_one_email_and_one_name() {
     );
     assert_eq!(normalise_name("Jose\u{301}"), normalise_name("Jos\u{e9}"));
 }
+
+#[test]
+fn a_domain_in_its_own_letters_is_one_address_with_its_ascii_form() {
+    // RFC 3492's own kind of example: bücher is bcher-kva, münchen mnchen-3ya.
+    assert_eq!(
+        normalise_email("anna@b\u{fc}cher.example").unwrap(),
+        "anna@xn--bcher-kva.example"
+    );
+    assert_eq!(
+        normalise_email("Anna@M\u{fc}nchen.example").unwrap(),
+        normalise_email("anna@xn--mnchen-3ya.example").unwrap()
+    );
+    // Decomposed ü is the same domain.
+    assert_eq!(
+        normalise_email("anna@bu\u{308}cher.example").unwrap(),
+        "anna@xn--bcher-kva.example"
+    );
+}
