@@ -137,13 +137,20 @@ impl Hub {
             let ra = self.vault.read_subject(a, &|_| true)?;
             let rb = self.vault.read_subject(b, &|_| true)?;
             let (params, source) = self.match_params()?;
-            let (xa, xb) = (self.match_record(&ra.fields), self.match_record(&rb.fields));
+            let mut pair = [self.match_record(&ra.fields), self.match_record(&rb.fields)];
+            // What the two say about each other (an initial where two names were born that
+            // day...); counts over a whole file (how rare a name is) are not known here.
+            matching::mark_shared(&mut pair);
+            let [xa, xb] = pair;
             let g = matching::compare(&xa, &xb);
             let w = params.weights(&g);
             let probability = params.probability(&g);
             let t = matching::Thresholds::default();
             let contradiction = matching::contradiction(&xa, &xb);
-            let held = matching::hold_reason(&g);
+            let held = matching::hold_reason(&g).filter(|_| {
+                !matching::same_name_at_home(&g, &xa, &xb)
+                    && !matching::variant_proven(&g, &xa, &xb)
+            });
             let (decision, reason) = if probability < t.review {
                 ("new", Some("below_threshold"))
             } else if let Some(why) = contradiction {

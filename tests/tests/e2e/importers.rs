@@ -1569,3 +1569,21 @@ fn damaged_files_account_for_every_row() {
         }
     }
 }
+
+#[test]
+fn explain_says_a_typo_at_home_with_the_birth_date_merges_and_twins_do_not() {
+    let env = Env::init();
+    let person = |given: &str| {
+        env.add(
+            &json!({"given_name": given, "family_name": "Smith", "birth_date": "2005-01-27",
+            "street": "130 The Green", "city": "Bristol", "postal_code": "BS8 8HW"}),
+        )
+    };
+    let (jon, john, jack) = (person("Jon"), person("John"), person("Jack"));
+    let explain = |a: &str, b: &str| env.json(&["match", "explain", a, b], None);
+    let typo = explain(&jon, &john);
+    assert_eq!(typo["decision"], "merge", "{typo}");
+    // John and Jack, born the same day at one house: twins may be named so.
+    let twins = explain(&john, &jack);
+    assert_ne!(twins["decision"], "merge", "{twins}");
+}
