@@ -66,9 +66,20 @@ impl Hub {
                     "mapping: larger than {MAX_MAPPING_BYTES} bytes"
                 )));
             }
-            MappingFile::from_toml(text).map_err(|e| {
+            let mapping = MappingFile::from_toml(text).map_err(|e| {
                 Error::BadRequest(format!("mapping: not a valid mapping file: {e}"))
             })?;
+            // An empty file parses, and would store a mapping that changes nothing.
+            if mapping.columns.is_empty()
+                && mapping.constants.is_empty()
+                && mapping.survivorship.is_empty()
+                && mapping.drop_invalid.is_empty()
+                && mapping.jurisdiction.is_none()
+            {
+                return Err(Error::BadRequest(
+                    "mapping: the file sets nothing (no [columns], [constants], [survivorship], drop_invalid or jurisdiction)".into(),
+                ));
+            }
             let dir = self.mappings_dir();
             let io = |e: std::io::Error| Error::Internal(format!("storing the mapping file: {e}"));
             std::fs::create_dir_all(&dir).map_err(io)?;

@@ -232,6 +232,12 @@ pub(crate) async fn start_import(
                 .ok_or_else(|| ApiError::bad_param("date_order", "day-first or month-first"))
         })
         .transpose()?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_param(
+            "body",
+            "the file is empty: send the CSV file as the request body",
+        ));
+    }
     let name = q.name.unwrap_or_else(|| "upload.csv".into());
     if name.len() > 200 || name.contains(['/', '\\', '@']) {
         return Err(ApiError::bad_param("name", "a short file name"));

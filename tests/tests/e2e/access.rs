@@ -974,3 +974,30 @@ fn failed_authentications_from_one_source_are_limited_and_audited_once_per_windo
     assert_eq!(summary.len(), 1, "{items:?}");
     assert_eq!(summary[0]["count"], 36, "{:?}", summary[0]);
 }
+
+#[test]
+fn an_empty_upload_and_an_empty_mapping_are_refused_naming_what_is_missing() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let server = env.serve_with("warn", &["--rate-limit", "0"]);
+    let u = |p: &str| format!("{}{p}", server.url);
+    let admin = Some(tokens["admin"].as_str());
+    let (s, _, v) = http("POST", &u("/v1/imports?profile=generic"), admin, Some(""));
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("empty"),
+        "{v}"
+    );
+    let (s, _, v) = http("PUT", &u("/v1/mappings/nothing"), admin, Some("\n"));
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sets nothing"),
+        "{v}"
+    );
+    let (s, _, v) = http("GET", &u("/v1/mappings"), admin, None);
+    assert_eq!(s, 200);
+    assert_eq!(v["names"], serde_json::json!([]), "nothing was stored");
+}
