@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-/// GETs `path` from `base` (`http://host:port`) with a bearer token and copies the body into
-/// `out`. Returns the number of body bytes.
 /// An error the server answered with: its code (as the API names it) and message, so the
 /// CLI exits with the same code as when it does the work itself.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +17,8 @@ pub(crate) struct RemoteError {
     pub(crate) message: String,
 }
 
+/// GETs `path` from `base` (`http://host:port`) with a bearer token and copies the body into
+/// `out`. Returns the number of body bytes.
 pub(crate) fn download(
     base: &str,
     path: &str,

@@ -40,9 +40,15 @@ fn invisible(c: char) -> bool {
 
 /// The text composed (Unicode NFC): a letter and its accent typed as two characters become
 /// the one character, so that two spellings that look alike compare alike.
-pub fn compose(input: &str) -> String {
+pub fn compose(input: &str) -> std::borrow::Cow<'_, str> {
     use unicode_normalization::UnicodeNormalization;
-    input.nfc().collect()
+    if input.is_ascii() {
+        // ASCII is composed already: no copy on the common path (every field the matcher
+        // folds comes through here).
+        std::borrow::Cow::Borrowed(input)
+    } else {
+        std::borrow::Cow::Owned(input.nfc().collect())
+    }
 }
 
 /// Lower-cases and checks an email address. The whole address is lower-cased: mail systems

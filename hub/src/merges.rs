@@ -147,10 +147,7 @@ impl Hub {
             let probability = params.probability(&g);
             let t = matching::Thresholds::default();
             let contradiction = matching::contradiction(&xa, &xb);
-            let held = matching::hold_reason(&g).filter(|_| {
-                !matching::same_name_at_home(&g, &xa, &xb)
-                    && !matching::variant_proven(&g, &xa, &xb)
-            });
+            let held = matching::hold_reason(&g).filter(|_| !matching::proven_anyway(&g, &xa, &xb));
             let (decision, reason) = if probability < t.review {
                 ("new", Some("below_threshold"))
             } else if let Some(why) = contradiction {

@@ -717,14 +717,12 @@ pub fn mark_shared(records: &mut [MatchRecord]) {
             }
         }
     }
-    // Full names few records carry: a birth date agreeing between two of them is a
-    // coincidence no file of this size makes by chance. How few follows from how birth
-    // dates spread in the file: the chance that two records of different people share one
-    // (1 in about 25,000 for adults born over 70 years), and a name is rare when all pairs of its records together expect
-    // fewer than RARE_NAME_COINCIDENCE such coincidences.
-    // A date is counted once per given name and once per family name born on it, so that
-    // a file's duplicates (one person, one date, several records, a name mistyped in some)
-    // do not pass for dates that strangers share.
+    // Full names few records carry: a name is rare when all pairs of its records together
+    // expect fewer than RARE_NAME_COINCIDENCE chance birth-date agreements, given how often
+    // two strangers in this file share a date (1 in about 25,000 for adults born over 70
+    // years). A date is counted once per given name and once per family name born on it,
+    // so a file's duplicates (one person, one date, several records) do not pass for
+    // strangers sharing it.
     let mut births: HashMap<Birth, u32> = HashMap::new();
     let mut names: HashMap<(&str, &str), u32> = HashMap::new();
     let mut seen: HashSet<(&str, Birth)> = HashSet::new();
@@ -1242,6 +1240,16 @@ pub fn rare_name_proven(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
         && (a.shared | b.shared) & NAMESAKES_AT_ADDRESS == 0
 }
 
+/// True when a pair that [`needs_review`] holds back is one person all the same, by any of
+/// [`same_name_at_home`], [`variant_proven`], [`rare_name_proven`] or [`mover_proven`]: the
+/// one test the import and `explain` both use.
+pub fn proven_anyway(g: &Gamma, a: &MatchRecord, b: &MatchRecord) -> bool {
+    same_name_at_home(g, a, b)
+        || variant_proven(g, a, b)
+        || rare_name_proven(g, a, b)
+        || mover_proven(g, a, b)
+}
+
 /// True when two records that [`needs_review`] holds back are one person who moved: the
 /// same given and family name, a name few records carry ([`RARE_NAME`]), and a mobile
 /// number no other record uses, with no birth date against it (a household shares a
@@ -1641,10 +1649,7 @@ pub fn run(
             let keep = probability >= thresholds.review.min(thresholds.auto_merge);
             if keep && needs_review {
                 let (g, x, y) = (unpack(*g), &records[a as usize], &records[b as usize]);
-                needs_review = !same_name_at_home(&g, x, y)
-                    && !variant_proven(&g, x, y)
-                    && !rare_name_proven(&g, x, y)
-                    && !mover_proven(&g, x, y);
+                needs_review = !proven_anyway(&g, x, y);
             }
             keep.then_some(Scored {
                 a,

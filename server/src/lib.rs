@@ -156,11 +156,11 @@ impl FromRequestParts<AppState> for Caller {
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .map(|t| t.trim().to_string());
-        // Inline, not on the blocking pool: two point reads of tiny, always-cached records and
-        // one HMAC. Moving it off the executor cost more than it saved (see BENCHMARKS.md).
         if let Some(retry_after) = state.auth_failures.blocked(&peer) {
             return Err(ApiError::RateLimited { retry_after });
         }
+        // Inline, not on the blocking pool: two point reads of tiny, always-cached records and
+        // one HMAC. Moving it off the executor cost more than it saved (see BENCHMARKS.md).
         let principal = match token.map(|t| state.hub.authenticate(&t)) {
             Some(Ok(p)) => p,
             _ => {

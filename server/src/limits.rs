@@ -63,6 +63,16 @@ struct Window {
     refused: u64,
 }
 
+impl Window {
+    fn starting(start: Instant) -> Window {
+        Window {
+            start,
+            failures: 0,
+            refused: 0,
+        }
+    }
+}
+
 /// Most sources tracked at once; beyond it, windows that have ended are dropped first.
 const MAX_SOURCES: usize = 100_000;
 
@@ -105,19 +115,13 @@ impl AuthFailures {
             let window = self.window;
             sources.retain(|_, w| now.duration_since(w.start) < window);
         }
-        let w = sources.entry(source.to_string()).or_insert(Window {
-            start: now,
-            failures: 0,
-            refused: 0,
-        });
+        let w = sources
+            .entry(source.to_string())
+            .or_insert(Window::starting(now));
         let mut ended = None;
         if now.duration_since(w.start) >= self.window {
             ended = (w.refused > 0).then_some(w.refused);
-            *w = Window {
-                start: now,
-                failures: 0,
-                refused: 0,
-            };
+            *w = Window::starting(now);
         }
         w.failures += 1;
         ended
