@@ -562,8 +562,8 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     /// The audit checkpoint schedule these options describe.
-    pub fn audit(&self) -> audit::AuditConfig {
-        audit::AuditConfig {
+    pub fn audit(&self) -> hub::audit_log::AuditConfig {
+        hub::audit_log::AuditConfig {
             checkpoint_every: self.checkpoint_every.max(1),
             checkpoint_seconds: self.checkpoint_seconds,
         }

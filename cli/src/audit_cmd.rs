@@ -9,15 +9,19 @@ use crate::args::{AuditCmd, AuditFilter, CheckpointCmd, Global};
 use crate::output::Output;
 use crate::{actor_for, open_hub, usage};
 
-fn query(filter: &AuditFilter, after: Option<u64>, limit: usize) -> anyhow::Result<audit::Query> {
+fn query(
+    filter: &AuditFilter,
+    after: Option<u64>,
+    limit: usize,
+) -> anyhow::Result<hub::audit_log::Query> {
     let outcome = match filter.outcome.as_deref() {
         None => None,
-        Some("ok") => Some(audit::Outcome::Ok),
-        Some("denied") => Some(audit::Outcome::Denied),
-        Some("error") => Some(audit::Outcome::Error),
+        Some("ok") => Some(hub::audit_log::Outcome::Ok),
+        Some("denied") => Some(hub::audit_log::Outcome::Denied),
+        Some("error") => Some(hub::audit_log::Outcome::Error),
         Some(_) => return Err(usage("bad_outcome", "--outcome is ok, denied or error")),
     };
-    Ok(audit::Query {
+    Ok(hub::audit_log::Query {
         subject: filter.subject.clone(),
         actor: filter.actor.clone(),
         action: filter.action.clone(),
@@ -29,7 +33,7 @@ fn query(filter: &AuditFilter, after: Option<u64>, limit: usize) -> anyhow::Resu
     })
 }
 
-fn event_line(e: &audit::Event) -> String {
+fn event_line(e: &hub::audit_log::Event) -> String {
     format!(
         "{:>6}  {}  {:<18} {:<16} {:<7} {}{}{}",
         e.seq,
@@ -59,7 +63,7 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
                 .map(|p| {
                     let text = std::fs::read_to_string(&p)
                         .with_context(|| format!("reading {}", p.display()))?;
-                    audit::Checkpoint::from_json(&text)
+                    hub::audit_log::Checkpoint::from_json(&text)
                         .map_err(|e| usage("bad_checkpoint", e.to_string()))
                 })
                 .transpose()?;
@@ -146,7 +150,7 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
                             "{}",
                             cells
                                 .iter()
-                                .map(|c| exporters::csv_cell(c))
+                                .map(|c| hub::files::csv_cell(c))
                                 .collect::<Vec<_>>()
                                 .join(",")
                         )?;

@@ -4,9 +4,9 @@ use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 use anyhow::Context;
+use hub::keys::{RotationOptions, SealTo};
 use hub::{Hub, Lookup, NewSubjectInput, PolicyFiles};
 use serde_json::{json, Value};
-use vault::{RotationOptions, SealTo};
 
 use crate::args::{BackupCmd, Cli, Command, InitArgs, KeysCmd, PolicyCmd, SubjectCmd, UsersCmd};
 use crate::output::Output;
@@ -202,7 +202,7 @@ fn init(g: &crate::args::Global, args: &InitArgs, out: Output) -> anyhow::Result
     let dir = data_dir(g)?;
     let seal_to = match (&args.passphrase_file, &g.passphrase_file) {
         (Some(p), _) | (None, Some(p)) => {
-            SealTo::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?)
+            SealTo::Passphrase(hub::keys::read_passphrase_file(p).map_err(hub::Error::from)?)
         }
         (None, None) => SealTo::Identity(match &g.identity {
             Some(p) => p.clone(),
@@ -506,7 +506,7 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
 fn users(g: &crate::args::Global, cmd: UsersCmd, out: Output) -> anyhow::Result<()> {
     let hub = open_hub(g)?;
     let actor = actor_for(&hub, g)?;
-    let role = |r: &str| r.parse::<access_control::Role>().map_err(hub::Error::from);
+    let role = |r: &str| r.parse::<hub::Role>().map_err(hub::Error::from);
     match cmd {
         UsersCmd::Add { name, role: r } => {
             let (p, token) = hub.add_user(&actor, &name, role(&r)?)?;
@@ -574,7 +574,7 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
                         let report = hub.backup(&actor_for(&hub, g)?, &mut f)?;
                         Ok(json!(report))
                     }
-                    Err(e) if matches!(e.downcast_ref::<hub::Error>(), Some(h) if h.code() == "data_dir_in_use") =>
+                    Err(e) if matches!(e.downcast_ref::<hub::Error>(), Some(h) if h.kind() == hub::ErrorKind::InUse) =>
                     {
                         let url = owner_url(&dir).ok_or(e)?;
                         let token = g.token.clone().ok_or_else(|| {
@@ -612,8 +612,8 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
             let mut f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
             let unlock = match (&g.identity, &g.passphrase_file) {
-                (Some(i), _) => vault::Unlock::Identity(i.clone()),
-                (None, Some(p)) => vault::Unlock::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?),
+                (Some(i), _) => hub::keys::Unlock::Identity(i.clone()),
+                (None, Some(p)) => hub::keys::Unlock::Passphrase(hub::keys::read_passphrase_file(p).map_err(hub::Error::from)?),
                 (None, None) => {
                     return Err(usage(
                         "identity_required",
@@ -658,7 +658,7 @@ fn backup(g: &crate::args::Global, cmd: BackupCmd, out: Output) -> anyhow::Resul
 
 /// The URL of the server holding `dir`, from its owner note.
 fn owner_url(dir: &Path) -> Option<String> {
-    let note = std::fs::read_to_string(dir.join(vault::layout::OWNER)).ok()?;
+    let note = std::fs::read_to_string(dir.join(hub::keys::layout::OWNER)).ok()?;
     let start = note.find("http://")?;
     let url: String = note[start..]
         .chars()

@@ -9,8 +9,8 @@ use crate::args::{ConsentCmd, ConsentEventArgs, ExportArgs, Global};
 use crate::output::Output;
 use crate::{actor_for, open_hub, parse_id, usage};
 
-fn new_consent(event: &str, a: &ConsentEventArgs) -> consent::NewConsent {
-    consent::NewConsent {
+fn new_consent(event: &str, a: &ConsentEventArgs) -> hub::NewConsent {
+    hub::NewConsent {
         purpose: a.purpose.clone(),
         event: event.to_string(),
         at: a.at.clone(),
@@ -170,14 +170,14 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
             for f in &purpose.fields {
                 cells.push(match row.fields.get(f) {
                     None => String::new(),
-                    Some(serde_json::Value::String(s)) => exporters::csv_cell(s),
-                    Some(serde_json::Value::Array(a)) => exporters::csv_cell(
+                    Some(serde_json::Value::String(s)) => hub::files::csv_cell(s),
+                    Some(serde_json::Value::Array(a)) => hub::files::csv_cell(
                         &a.iter()
                             .filter_map(|v| v.as_str())
                             .collect::<Vec<_>>()
                             .join("; "),
                     ),
-                    Some(v) => exporters::csv_cell(&v.to_string()),
+                    Some(v) => hub::files::csv_cell(&v.to_string()),
                 });
             }
             cells.join(",")

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use domain::RecordKind;
+use hub::import::Thresholds;
+use hub::import::{MappingFile, Profile, Reader, Target};
 use hub::{ImportOptions, ImportRecord, PolicyFiles, Progress, RowReport};
-use importers::matching::Thresholds;
-use importers::{MappingFile, Profile, Reader, Target};
 use serde_json::{json, Value};
 
 use crate::args::{Global, ImportArgs, ImportCmd, MatchCmd, MergeArgs, MergeCmd, ReviewCmd};
@@ -142,7 +142,7 @@ fn summary_json(r: &ImportRecord) -> Value {
 }
 
 /// One line per date column: the order it is read in and what decided it.
-fn date_columns_text(columns: &[importers::dates::DateColumn]) -> String {
+fn date_columns_text(columns: &[hub::import::DateColumn]) -> String {
     let mut s = String::new();
     for d in columns {
         let why = match d.decided_by.as_str() {
@@ -328,7 +328,7 @@ fn import(g: &Global, file: &Path, args: &ImportArgs, out: Output) -> anyhow::Re
             .unwrap_or_default(),
         id: None,
         date_order: match &args.date_order {
-            Some(o) => Some(importers::dates::parse_order(o).ok_or_else(|| {
+            Some(o) => Some(hub::import::parse_order(o).ok_or_else(|| {
                 usage(
                     "bad_date_order",
                     "--date-order is day-first (03/04/1980 is 3 April) or month-first (4 March)",
@@ -646,7 +646,7 @@ fn inspect(
     let dialect = reader.dialect().clone();
     let duplicates = reader.duplicate_columns();
     // The order of each date column, worked out from the whole file as the import does.
-    let mut evidence = importers::dates::DateEvidence::for_targets(&schema, &targets);
+    let mut evidence = hub::import::DateEvidence::for_targets(&schema, &targets);
     if !evidence.is_empty() {
         let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
         let all = Reader::new(f, None)
@@ -698,7 +698,7 @@ fn inspect(
                         .is_some_and(|d| d.ty == domain::FieldType::Phone);
                     let mut doubt = false;
                     if is_phone && matches!(t, Some(Target::Field { .. })) {
-                        let reading = importers::phones::read_phone_checked(
+                        let reading = hub::import::read_phone_checked(
                             cell,
                             country.as_deref(),
                             &schema.default_region,

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use hub::keys::Unlock;
 use hub::Hub;
-use vault::Unlock;
 
 pub use args::Cli;
 use output::Output;
@@ -83,37 +83,32 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The exit code of an error code (the hub's, or the same code answered by a server).
-fn exit_for(code: &str) -> u8 {
-    match code {
-        "not_found" | "erased" => exit::NOT_FOUND,
-        "invalid_input" | "bad_request" | "policy_invalid" => exit::INVALID,
-        "data_dir_in_use" => exit::IN_USE,
-        "cannot_unseal" | "not_initialised" | "unauthenticated" => exit::KEYS,
-        "forbidden" | "consent_required" => exit::FORBIDDEN,
-        "conflict" | "already_exists" => exit::CONFLICT,
-        "storage_damaged" => exit::STORAGE,
-        _ => exit::FAILURE,
+/// The exit code of each kind of hub error (the hub's own, or the same kind answered by a
+/// server); the one place the CLI maps them.
+fn exit_for(kind: hub::ErrorKind) -> u8 {
+    use hub::ErrorKind as K;
+    match kind {
+        K::NotFound | K::Erased => exit::NOT_FOUND,
+        K::Invalid | K::BadRequest | K::PolicyInvalid => exit::INVALID,
+        K::InUse => exit::IN_USE,
+        K::CannotUnseal | K::NotInitialised | K::Unauthenticated => exit::KEYS,
+        K::Forbidden | K::ConsentRequired => exit::FORBIDDEN,
+        K::Conflict | K::AlreadyExists => exit::CONFLICT,
+        K::StorageDamaged => exit::STORAGE,
+        K::Integrity | K::AuditFailure | K::BackupInvalid | K::Internal => exit::FAILURE,
     }
 }
 
 fn classify(err: &anyhow::Error) -> (&'static str, u8) {
     if let Some(e) = err.downcast_ref::<hub::Error>() {
-        let code = e.code();
-        return (code, exit_for(code));
+        return (e.code(), exit_for(e.kind()));
     }
     if let Some(e) = err.downcast_ref::<client::RemoteError>() {
-        let exit = exit_for(&e.code);
-        let code = match exit {
-            exit::NOT_FOUND => "not_found",
-            exit::INVALID => "bad_request",
-            exit::KEYS => "unauthenticated",
-            exit::FORBIDDEN => "forbidden",
-            exit::CONFLICT => "conflict",
-            exit::STORAGE => "storage_damaged",
-            _ => "failed",
+        // A server of another version may answer a code this one does not know.
+        return match hub::ErrorKind::from_code(&e.code) {
+            Some(kind) => (kind.code(), exit_for(kind)),
+            None => ("failed", exit::FAILURE),
         };
-        return (code, exit);
     }
     if let Some(u) = err.downcast_ref::<UsageError>() {
         return (u.code, exit::INVALID);
@@ -166,19 +161,19 @@ pub(crate) fn unlock_for(dir: &Path, global: &args::Global) -> anyhow::Result<Un
     }
     if let Some(p) = &global.passphrase_file {
         return Ok(Unlock::Passphrase(
-            vault::read_passphrase_file(p).map_err(hub::Error::from)?,
+            hub::keys::read_passphrase_file(p).map_err(hub::Error::from)?,
         ));
     }
-    let info = vault::read_seal_info(dir).map_err(hub::Error::from)?;
+    let info = hub::keys::read_seal_info(dir).map_err(hub::Error::from)?;
     match (info.method.as_str(), info.identity_path) {
         ("x25519", Some(path)) => Ok(Unlock::Identity(path)),
-        ("passphrase", _) => Err(hub::Error::from(vault::Error::CannotUnseal(
-            "this data directory is sealed with a passphrase: give --passphrase-file FILE or set STEWARD_PASSPHRASE_FILE".into(),
-        ))
+        ("passphrase", _) => Err(hub::Error::cannot_unseal(
+            "this data directory is sealed with a passphrase: give --passphrase-file FILE or set STEWARD_PASSPHRASE_FILE",
+        )
         .into()),
-        _ => Err(hub::Error::from(vault::Error::CannotUnseal(
-            "no identity file recorded: give --identity FILE or set STEWARD_IDENTITY".into(),
-        ))
+        _ => Err(hub::Error::cannot_unseal(
+            "no identity file recorded: give --identity FILE or set STEWARD_IDENTITY",
+        )
         .into()),
     }
 }

@@ -17,7 +17,7 @@ pub(crate) fn seal(
 ) -> anyhow::Result<Vec<u8>> {
     match (recipient, passphrase_file) {
         (Some(r), _) => {
-            exporters::age_encrypt(r, plain).map_err(|e| usage("bad_recipient", e.to_string()))
+            hub::files::age_encrypt(r, plain).map_err(|e| usage("bad_recipient", e.to_string()))
         }
         (None, Some(f)) => {
             let text =
@@ -29,7 +29,7 @@ pub(crate) fn seal(
                     "the export passphrase must be at least 12 characters",
                 ));
             }
-            Ok(exporters::age_encrypt_passphrase(pass, plain)?)
+            Ok(hub::files::age_encrypt_passphrase(pass, plain)?)
         }
         (None, None) => Ok(plain.to_vec()),
     }
@@ -42,7 +42,7 @@ fn new_passphrase() -> anyhow::Result<String> {
     const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
     let mut out = String::new();
     let mut bytes = [0u8; 64];
-    if !vault::crypto::fill_random(&mut bytes) {
+    if !hub::keys::fill_random(&mut bytes) {
         anyhow::bail!("the system's random source failed");
     }
     // Rejection sampling keeps every character equally likely.
@@ -196,7 +196,7 @@ fn fulfil_erasure(
     let (r, certificate) = hub.fulfil_erasure(actor, &parse_id(id)?, why)?;
     if let Some(p) = path {
         let body = serde_json::to_vec_pretty(&certificate)?;
-        exporters::write_private(p, &body, force)
+        hub::files::write_private(p, &body, force)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     let next = format!("steward request update {id} --action complete");
@@ -253,11 +253,11 @@ fn fulfil_access(
     let generated = sealing.generate.then(new_passphrase).transpose()?;
     let rid = parse_id(id)?;
     let package = hub.access_package(actor, &rid, why)?;
-    let files = exporters::package_files(&package);
+    let files = hub::files::package_files(&package);
     // What the history records: the package's own file names, never the name given to --out
     // (which may well be the person's name).
     let produced: Vec<(String, Vec<u8>)> = if format == "folder" {
-        exporters::write_private_dir(path, &files, force)
+        hub::files::write_private_dir(path, &files, force)
             .with_context(|| format!("writing {}", path.display()))?;
         files
     } else {
@@ -265,14 +265,14 @@ fn fulfil_access(
         let inner_zip = format == "zip" || lower.ends_with(".zip.age");
         let mut bytes = Vec::new();
         if inner_zip {
-            exporters::write_zip(&mut bytes, &files)?;
+            hub::files::write_zip(&mut bytes, &files)?;
         } else {
-            exporters::write_tar(&mut bytes, &files)?;
+            hub::files::write_tar(&mut bytes, &files)?;
         }
         let inner = if inner_zip { "zip" } else { "tar" };
         let mut name = format!("access-package.{inner}");
         if let Some(pass) = &generated {
-            bytes = exporters::age_encrypt_passphrase(pass, &bytes)?;
+            bytes = hub::files::age_encrypt_passphrase(pass, &bytes)?;
         } else if encrypted {
             bytes = seal(
                 sealing.to.as_deref(),
@@ -283,7 +283,7 @@ fn fulfil_access(
         if encrypted {
             name.push_str(".age");
         }
-        exporters::write_private(path, &bytes, force)
+        hub::files::write_private(path, &bytes, force)
             .with_context(|| format!("writing {}", path.display()))?;
         vec![(name, bytes)]
     };

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hub::keys::{SealTo, Unlock};
 use hub::{Hub, NewSubjectInput, PolicyFiles};
 use serde_json::json;
-use vault::{SealTo, Unlock};
 
 use crate::args::{DemoArgs, Global, ServeArgs};
 use crate::commands::default_identity_path;
@@ -150,10 +150,10 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
             )
         })?;
     }
-    let initialised = dir.join(vault::layout::SEAL).exists();
+    let initialised = dir.join(hub::keys::layout::SEAL).exists();
     let unlock = match (&g.identity, &g.passphrase_file) {
         (_, Some(p)) => {
-            Unlock::Passphrase(vault::read_passphrase_file(p).map_err(hub::Error::from)?)
+            Unlock::Passphrase(hub::keys::read_passphrase_file(p).map_err(hub::Error::from)?)
         }
         (Some(i), None) => Unlock::Identity(i.clone()),
         (None, None) if initialised => crate::unlock_for(&dir, g)?,
@@ -189,7 +189,7 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
             "Loading {} synthetic constituents (seed {DEMO_SEED}) with gifts and consent histories...",
             args.size - existing
         ));
-        let mut generator = synth::Generator::new(DEMO_SEED).skip(existing);
+        let mut generator = hub::sample::Generator::new(DEMO_SEED).skip(existing);
         let mut loaded = existing;
         while loaded < args.size {
             let n = (args.size - loaded).min(500);
@@ -211,8 +211,8 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
     let subjects = count_subjects(&hub)?;
     let (_, token) = match hub.reissue_token(&actor, DEMO_ADMIN) {
         Ok(t) => t,
-        Err(hub::Error::Principal(access_control::Error::UnknownUser(_))) => {
-            hub.add_user(&actor, DEMO_ADMIN, access_control::Role::Admin)?
+        Err(e) if e.kind() == hub::ErrorKind::NotFound => {
+            hub.add_user(&actor, DEMO_ADMIN, hub::Role::Admin)?
         }
         Err(e) => return Err(e.into()),
     };
@@ -257,7 +257,7 @@ fn seed_consent(
     let month = 1 + (n % 12);
     let at = |day: usize| Some(format!("{year}-{month:02}-{day:02}T10:00:00Z"));
     let event =
-        |purpose: &str, event: &str, day: usize, source: &str, method: &str| consent::NewConsent {
+        |purpose: &str, event: &str, day: usize, source: &str, method: &str| hub::NewConsent {
             purpose: purpose.into(),
             event: event.into(),
             at: at(day),

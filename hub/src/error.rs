@@ -93,47 +93,156 @@ fn forbidden_message(action: &str, object: &str, fields: &[String]) -> String {
     }
 }
 
-impl Error {
-    /// A stable machine code.
-    pub fn code(&self) -> &'static str {
+/// What kind of failure an [`Error`] is: the one list each adapter maps once, the server to
+/// an HTTP status and the CLI to an exit code, with no catch-all, so a new kind cannot be
+/// left unmapped by either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No valid credentials.
+    Unauthenticated,
+    /// The role may not do this.
+    Forbidden,
+    /// The consent gate refused this purpose for this subject.
+    ConsentRequired,
+    /// No such subject, user, import, review item or file.
+    NotFound,
+    /// The subject was erased.
+    Erased,
+    /// Fields were rejected.
+    Invalid,
+    /// The request was malformed.
+    BadRequest,
+    /// The policy files are invalid.
+    PolicyInvalid,
+    /// The record changed, or the name is taken.
+    Conflict,
+    /// The data directory (or file) already exists.
+    AlreadyExists,
+    /// Another process holds the data directory.
+    InUse,
+    /// The key ring could not be unsealed.
+    CannotUnseal,
+    /// The data directory was never initialised.
+    NotInitialised,
+    /// Stored data failed its integrity check (tampering or damage caught by a MAC).
+    Integrity,
+    /// Stored bytes could not be read back (checksum or format failure).
+    StorageDamaged,
+    /// The audit log could not record the operation, so it was not carried out.
+    AuditFailure,
+    /// A backup file is not one Steward wrote, or is damaged.
+    BackupInvalid,
+    /// Anything else: a fault of Steward's or of the machine.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, for tests and documentation.
+    pub const ALL: [ErrorKind; 18] = [
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::ConsentRequired,
+        ErrorKind::NotFound,
+        ErrorKind::Erased,
+        ErrorKind::Invalid,
+        ErrorKind::BadRequest,
+        ErrorKind::PolicyInvalid,
+        ErrorKind::Conflict,
+        ErrorKind::AlreadyExists,
+        ErrorKind::InUse,
+        ErrorKind::CannotUnseal,
+        ErrorKind::NotInitialised,
+        ErrorKind::Integrity,
+        ErrorKind::StorageDamaged,
+        ErrorKind::AuditFailure,
+        ErrorKind::BackupInvalid,
+        ErrorKind::Internal,
+    ];
+
+    /// The stable machine code, as the API's `error.code` and the CLI's JSON errors carry it.
+    pub fn code(self) -> &'static str {
         match self {
-            Error::Unauthenticated => "unauthenticated",
-            Error::Forbidden { .. } => "forbidden",
-            Error::NotFound(_) | Error::Missing(_) => "not_found",
-            Error::Internal(_) => "internal",
-            Error::Erased(_) => "erased",
-            Error::Invalid { .. } => "invalid_input",
-            Error::BadRequest(_) => "bad_request",
-            Error::Conflict(_) => "conflict",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::ConsentRequired => "consent_required",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Erased => "erased",
+            ErrorKind::Invalid => "invalid_input",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::PolicyInvalid => "policy_invalid",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::InUse => "data_dir_in_use",
+            ErrorKind::CannotUnseal => "cannot_unseal",
+            ErrorKind::NotInitialised => "not_initialised",
+            ErrorKind::Integrity => "integrity_failure",
+            ErrorKind::StorageDamaged => "storage_damaged",
+            ErrorKind::AuditFailure => "audit_failure",
+            ErrorKind::BackupInvalid => "backup_invalid",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The kind a code names (a server's answer read by the CLI); `None` for a code this
+    /// version does not know.
+    pub fn from_code(code: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+}
+
+impl Error {
+    /// The key ring cannot be unsealed with what was given; `why` says what to give instead.
+    pub fn cannot_unseal(why: impl Into<String>) -> Error {
+        Error::Vault(vault::Error::CannotUnseal(why.into()))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Unauthenticated => ErrorKind::Unauthenticated,
+            Error::Forbidden { .. } => ErrorKind::Forbidden,
+            Error::NotFound(_) | Error::Missing(_) => ErrorKind::NotFound,
+            Error::Internal(_) => ErrorKind::Internal,
+            Error::Erased(_) => ErrorKind::Erased,
+            Error::Invalid { .. } => ErrorKind::Invalid,
+            Error::BadRequest(_) => ErrorKind::BadRequest,
+            Error::Conflict(_) => ErrorKind::Conflict,
             Error::Principal(e) => match e {
-                access_control::Error::Unauthenticated => "unauthenticated",
-                access_control::Error::UnknownUser(_) => "not_found",
-                access_control::Error::NameTaken(_) => "conflict",
+                access_control::Error::Unauthenticated => ErrorKind::Unauthenticated,
+                access_control::Error::UnknownUser(_) => ErrorKind::NotFound,
+                access_control::Error::NameTaken(_) => ErrorKind::Conflict,
                 access_control::Error::BadName | access_control::Error::UnknownRole(_) => {
-                    "bad_request"
+                    ErrorKind::BadRequest
                 }
-                access_control::Error::BuiltIn => "forbidden",
-                access_control::Error::Vault(_) | access_control::Error::Random => "internal",
+                access_control::Error::BuiltIn => ErrorKind::Forbidden,
+                access_control::Error::Vault(_) | access_control::Error::Random => {
+                    ErrorKind::Internal
+                }
             },
-            Error::Policy(_) => "policy_invalid",
-            Error::Audit(_) => "audit_failure",
-            Error::ConsentRequired { .. } => "consent_required",
-            Error::Storage { .. } => "storage_damaged",
+            Error::Policy(_) => ErrorKind::PolicyInvalid,
+            Error::Audit(_) => ErrorKind::AuditFailure,
+            Error::ConsentRequired { .. } => ErrorKind::ConsentRequired,
+            Error::Storage { .. } => ErrorKind::StorageDamaged,
             Error::Vault(e) => match e {
-                vault::Error::NotInitialised(_) => "not_initialised",
-                vault::Error::AlreadyExists(_) => "already_exists",
-                vault::Error::InUse { .. } => "data_dir_in_use",
-                vault::Error::CannotUnseal(_) => "cannot_unseal",
-                vault::Error::NotFound(_) => "not_found",
-                vault::Error::Erased(_) => "erased",
-                vault::Error::Tampered { .. } => "integrity_failure",
-                vault::Error::Conflict { .. } => "conflict",
-                vault::Error::Backup(_) => "backup_invalid",
+                vault::Error::NotInitialised(_) => ErrorKind::NotInitialised,
+                vault::Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+                vault::Error::InUse { .. } => ErrorKind::InUse,
+                vault::Error::CannotUnseal(_) => ErrorKind::CannotUnseal,
+                vault::Error::NotFound(_) => ErrorKind::NotFound,
+                vault::Error::Erased(_) => ErrorKind::Erased,
+                vault::Error::Tampered { .. } => ErrorKind::Integrity,
+                vault::Error::Conflict { .. } => ErrorKind::Conflict,
+                vault::Error::Backup(_) => ErrorKind::BackupInvalid,
                 vault::Error::Corrupt { .. }
-                | vault::Error::Store(vault::StoreError::Corrupt(_)) => "storage_damaged",
-                _ => "internal",
+                | vault::Error::Store(vault::StoreError::Corrupt(_)) => ErrorKind::StorageDamaged,
+                _ => ErrorKind::Internal,
             },
         }
+    }
+
+    /// A stable machine code ([`ErrorKind::code`]).
+    pub fn code(&self) -> &'static str {
+        self.kind().code()
     }
 }
 
@@ -161,5 +270,22 @@ impl From<access_control::Error> for Error {
 impl From<vault::StoreError> for Error {
     fn from(e: vault::StoreError) -> Self {
         Error::Vault(vault::Error::from(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn every_kind_has_its_own_code_and_is_read_back_from_it() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_code(kind.code()), Some(kind), "{kind:?}");
+        }
+        let mut codes: Vec<_> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorKind::ALL.len());
+        assert_eq!(ErrorKind::from_code("no_such_code"), None);
     }
 }

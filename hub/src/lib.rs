@@ -37,13 +37,13 @@ use std::sync::Arc;
 use std::sync::RwLock;
 
 pub use access_control::Action;
-use access_control::{Policy, Principal, Principals, Role};
+use access_control::{Policy, Principals};
 use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};
 
 pub use backup::{ExportedCheckpoint, LaterErasures};
 pub use consent_ops::{ConsentState, Explanation, SegmentRow};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use imports::{
     default_rule, Counts, ImportOptions, ImportRecord, ImportReport, Problem, Progress, ReportRows,
     ReviewItem, RowReport, Source, Stage, Survivorship, BATCH_ROWS,
@@ -56,6 +56,48 @@ pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
 pub use retention::{ErasureCertificate, Recipient, RetentionReport};
 pub use ropa::ropa;
 pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
+
+// What the adapters name from the crates behind the door, so that they depend on `hub` and
+// `domain` alone: types to build requests and read answers, the data directory's file names,
+// and pure parsers and writers of files. Nothing re-exported here reads the store, authorises
+// or audits; that is the hub's own work.
+pub use access_control::{Principal, PrincipalId, Role};
+pub use consent::NewConsent;
+
+/// The audit log's types: events, queries, checkpoints, verification, settings.
+pub mod audit_log {
+    pub use audit::{AuditConfig, Checkpoint, Event, Outcome, Query, Verification};
+}
+
+/// Sealing and unlocking the key ring; the data directory's file names.
+pub mod keys {
+    pub use vault::crypto::fill_random;
+    pub use vault::{
+        layout, read_passphrase_file, read_seal_info, RotationOptions, SealInfo, SealTo, Unlock,
+        VaultStats,
+    };
+}
+
+/// Reading import files before they reach the hub: profiles, mappings, date orders, phones.
+pub mod import {
+    pub use importers::dates::{parse_order, DateColumn, DateEvidence};
+    pub use importers::matching::Thresholds;
+    pub use importers::phones::read_phone_checked;
+    pub use importers::{MappingFile, Profile, Reader, Target};
+}
+
+/// Writing what Steward hands out: CSV cells, private files, zip and tar, age encryption.
+pub mod files {
+    pub use exporters::{
+        age_encrypt, age_encrypt_passphrase, csv_cell, package_files, write_private,
+        write_private_dir, write_tar, write_zip,
+    };
+}
+
+/// Synthetic constituents for the demo and benchmarks.
+pub mod sample {
+    pub use synth::Generator;
+}
 
 /// How an actor reached Steward.
 #[derive(Debug, Clone, PartialEq, Eq)]

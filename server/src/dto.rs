@@ -209,8 +209,8 @@ pub(crate) struct NewUserToken {
     pub(crate) token: String,
 }
 
-impl From<access_control::Principal> for User {
-    fn from(p: access_control::Principal) -> Self {
+impl From<hub::Principal> for User {
+    fn from(p: hub::Principal) -> Self {
         User {
             id: p.id.to_string(),
             name: p.name,
@@ -257,8 +257,8 @@ pub(crate) struct AuditEvent {
     pub(crate) source: String,
 }
 
-impl From<audit::Event> for AuditEvent {
-    fn from(e: audit::Event) -> Self {
+impl From<hub::audit_log::Event> for AuditEvent {
+    fn from(e: hub::audit_log::Event) -> Self {
         AuditEvent {
             seq: e.seq,
             time: e.time,
@@ -313,8 +313,8 @@ pub(crate) struct AuditProblem {
     pub(crate) detail: String,
 }
 
-impl From<audit::Verification> for AuditVerification {
-    fn from(v: audit::Verification) -> Self {
+impl From<hub::audit_log::Verification> for AuditVerification {
+    fn from(v: hub::audit_log::Verification) -> Self {
         AuditVerification {
             ok: v.ok,
             events: v.events,
@@ -345,8 +345,8 @@ pub(crate) struct AuditCheckpoint {
     pub(crate) prev: String,
 }
 
-impl From<audit::Checkpoint> for AuditCheckpoint {
-    fn from(c: audit::Checkpoint) -> Self {
+impl From<hub::audit_log::Checkpoint> for AuditCheckpoint {
+    fn from(c: hub::audit_log::Checkpoint) -> Self {
         AuditCheckpoint {
             size: c.size,
             head: c.head,

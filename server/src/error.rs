@@ -62,17 +62,24 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// The HTTP status of each kind of hub error; the one place the server maps them.
 fn status_of(e: &hub::Error) -> StatusCode {
-    match e.code() {
-        "unauthenticated" => StatusCode::UNAUTHORIZED,
-        "forbidden" | "consent_required" => StatusCode::FORBIDDEN,
-        "not_found" => StatusCode::NOT_FOUND,
-        "erased" => StatusCode::GONE,
-        "invalid_input" => StatusCode::UNPROCESSABLE_ENTITY,
-        "bad_request" | "policy_invalid" => StatusCode::BAD_REQUEST,
-        "conflict" | "already_exists" => StatusCode::CONFLICT,
-        "integrity_failure" | "storage_damaged" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    use hub::ErrorKind as K;
+    match e.kind() {
+        K::Unauthenticated => StatusCode::UNAUTHORIZED,
+        K::Forbidden | K::ConsentRequired => StatusCode::FORBIDDEN,
+        K::NotFound => StatusCode::NOT_FOUND,
+        K::Erased => StatusCode::GONE,
+        K::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        K::BadRequest | K::PolicyInvalid | K::BackupInvalid => StatusCode::BAD_REQUEST,
+        K::Conflict | K::AlreadyExists => StatusCode::CONFLICT,
+        K::InUse
+        | K::CannotUnseal
+        | K::NotInitialised
+        | K::Integrity
+        | K::StorageDamaged
+        | K::AuditFailure
+        | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

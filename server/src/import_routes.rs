@@ -12,9 +12,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use hub::import::Profile;
+use hub::import::Thresholds;
 use hub::{ImportOptions, Progress};
-use importers::matching::Thresholds;
-use importers::Profile;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -228,7 +228,7 @@ pub(crate) async fn start_import(
         .date_order
         .as_deref()
         .map(|o| {
-            importers::dates::parse_order(o)
+            hub::import::parse_order(o)
                 .ok_or_else(|| ApiError::bad_param("date_order", "day-first or month-first"))
         })
         .transpose()?;

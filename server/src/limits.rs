@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use access_control::PrincipalId;
+use hub::PrincipalId;
 
 /// Token buckets keyed by principal.
 #[derive(Debug)]

@@ -45,7 +45,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub(crate) fn render(&self, stats: Option<&vault::VaultStats>) -> String {
+    pub(crate) fn render(&self, stats: Option<&hub::keys::VaultStats>) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP steward_http_requests_total HTTP requests by route, method and status.\n",

@@ -511,7 +511,7 @@ async fn list_users(
     }))
 }
 
-fn role(raw: &str) -> Result<access_control::Role, ApiError> {
+fn role(raw: &str) -> Result<hub::Role, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::bad_param(
             "role",
@@ -709,16 +709,16 @@ async fn audit_events(
     let Query(q) = query.map_err(|e| ApiError::bad_param("query", &e.body_text()))?;
     let outcome = match q.outcome.as_deref() {
         None => None,
-        Some("ok") => Some(audit::Outcome::Ok),
-        Some("denied") => Some(audit::Outcome::Denied),
-        Some("error") => Some(audit::Outcome::Error),
+        Some("ok") => Some(hub::audit_log::Outcome::Ok),
+        Some("denied") => Some(hub::audit_log::Outcome::Denied),
+        Some("error") => Some(hub::audit_log::Outcome::Error),
         Some(_) => return Err(ApiError::bad_param("outcome", "one of ok, denied, error")),
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_param("limit", "must be between 1 and 10000"));
     }
-    let query = audit::Query {
+    let query = hub::audit_log::Query {
         subject: q.subject,
         actor: q.actor,
         action: q.action,
@@ -824,7 +824,7 @@ async fn record_consent(
     let v = json_body(body)?;
     let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
     let need = |k: &str| text(k).ok_or_else(|| ApiError::bad_param(k, "required, a string"));
-    let new = consent::NewConsent {
+    let new = hub::NewConsent {
         purpose: need("purpose")?,
         event: need("event")?,
         source: need("source")?,

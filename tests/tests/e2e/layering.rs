@@ -1,6 +1,7 @@
 //! The crates' dependencies keep to the layering ARCHITECTURE.md describes: only `vault`
 //! touches sled and ring, only `vault` and `exporters` use age, only `server` speaks HTTP
-//! with axum. Read from `cargo metadata`, so a new dependency that breaks it fails here.
+//! with axum; and the adapters (`cli`, `server`) reach the other crates only through `hub`.
+//! Read from `cargo metadata`, so a new dependency that breaks it fails here.
 
 use serde_json::Value;
 
@@ -49,5 +50,36 @@ fn storage_crypto_and_http_stay_in_their_crates() {
         }
     }
     assert!(checked >= 12, "only {checked} workspace crates read");
+    assert!(found.is_empty(), "layering broken: {found:?}");
+
+    // The adapters: of the workspace's own crates, `server` may use `hub` and `domain`, and
+    // `cli` those and `server` (which it runs for `steward serve`).
+    let members: Vec<&str> = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let adapters: &[(&str, &[&str])] = &[
+        ("server", &["hub", "domain"]),
+        ("cli", &["hub", "domain", "server"]),
+    ];
+    for package in meta["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().expect("name");
+        let Some((_, may)) = adapters.iter().find(|(a, _)| *a == name) else {
+            continue;
+        };
+        for dep in package["dependencies"].as_array().expect("dependencies") {
+            let dep_name = dep["name"].as_str().expect("dependency name");
+            if dep["kind"].as_str() != Some("dev")
+                && members.contains(&dep_name)
+                && !may.contains(&dep_name)
+            {
+                found.push(format!(
+                    "adapter {name} depends on {dep_name}, not through hub"
+                ));
+            }
+        }
+    }
     assert!(found.is_empty(), "layering broken: {found:?}");
 }
