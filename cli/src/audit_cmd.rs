@@ -120,7 +120,7 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
                 None => Box::new(std::io::stdout().lock()),
             };
             if format == "csv" {
-                writeln!(sink, "seq,time,actor,actor_name,role,action,subjects,fields,purpose,request_id,outcome,reason,source")?;
+                writeln!(sink, "{}", hub::files::audit_csv_header())?;
             }
             let mut after = None;
             let mut n = 0u64;
@@ -130,30 +130,8 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
                     if format == "jsonl" {
                         writeln!(sink, "{}", serde_json::to_string(e)?)?;
                     } else {
-                        let cells = [
-                            e.seq.to_string(),
-                            e.time.clone(),
-                            e.actor.clone(),
-                            e.actor_name.clone(),
-                            e.role.clone(),
-                            e.action.clone(),
-                            e.subjects.join(" "),
-                            e.fields.join(" "),
-                            e.purpose.clone().unwrap_or_default(),
-                            e.request_id.clone().unwrap_or_default(),
-                            e.outcome.as_str().to_string(),
-                            e.reason.clone().unwrap_or_default(),
-                            e.source.clone(),
-                        ];
-                        writeln!(
-                            sink,
-                            "{}",
-                            cells
-                                .iter()
-                                .map(|c| hub::files::csv_cell(c))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        )?;
+                        let line = hub::files::audit_csv_line(&serde_json::to_value(e)?);
+                        writeln!(sink, "{line}")?;
                     }
                     n += 1;
                 }

@@ -159,28 +159,17 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
         (None, _) => Box::new(std::io::stdout().lock()),
     };
     if args.format == "csv" {
-        writeln!(sink, "id,{}", purpose.fields.join(","))?;
+        writeln!(sink, "{}", hub::files::segment_csv_header(&purpose.fields))?;
     }
     let mut io_error = None;
     let n = hub.segment(&actor, &args.purpose, args.at.as_deref(), &mut |row| {
         let line = if args.format == "jsonl" {
             serde_json::to_string(&row).unwrap_or_default()
         } else {
-            let mut cells = vec![row.id.to_string()];
-            for f in &purpose.fields {
-                cells.push(match row.fields.get(f) {
-                    None => String::new(),
-                    Some(serde_json::Value::String(s)) => hub::files::csv_cell(s),
-                    Some(serde_json::Value::Array(a)) => hub::files::csv_cell(
-                        &a.iter()
-                            .filter_map(|v| v.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ),
-                    Some(v) => hub::files::csv_cell(&v.to_string()),
-                });
-            }
-            cells.join(",")
+            hub::files::segment_csv_line(
+                &serde_json::to_value(&row).unwrap_or_default(),
+                &purpose.fields,
+            )
         };
         if let Err(e) = writeln!(sink, "{line}") {
             io_error = Some(e);

@@ -7,12 +7,17 @@
 //!
 //! Layout: this file (CSV cells, tar, age), `package` (the access package).
 
+mod formats;
 mod package;
 
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
+pub use formats::{
+    audit_csv_header, audit_csv_line, csv_line, segment_csv_header, segment_csv_line,
+    AUDIT_CSV_COLUMNS,
+};
 pub use package::{package_files, write_package_dir, write_package_tar, AccessPackage};
 
 /// Errors of the exporters.

@@ -86,11 +86,12 @@ pub mod import {
     pub use importers::{MappingFile, Profile, Reader, Target};
 }
 
-/// Writing what Steward hands out: CSV cells, private files, zip and tar, age encryption.
+/// Writing what Steward hands out: CSV lines, private files, zip and tar, age encryption.
 pub mod files {
     pub use exporters::{
-        age_encrypt, age_encrypt_passphrase, csv_cell, package_files, write_private,
-        write_private_dir, write_tar, write_zip,
+        age_encrypt, age_encrypt_passphrase, audit_csv_header, audit_csv_line, package_files,
+        segment_csv_header, segment_csv_line, write_private, write_private_dir, write_tar,
+        write_zip,
     };
 }
 
