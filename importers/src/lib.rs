@@ -17,6 +17,7 @@ pub mod matching;
 pub mod phones;
 mod profile;
 mod reader;
+pub mod survivorship;
 
 pub use profile::{
     legacy_value, restriction, split_address, triggers, MappingEntry, MappingFile, Profile, Target,
