@@ -142,13 +142,10 @@ mod tests {
 
     fn get<'a>(schema: &Schema, fields: &'a [(FieldId, Value)], name: &str) -> Option<&'a str> {
         let id = schema.field(RecordKind::Subject, name).expect(name).id;
-        fields
-            .iter()
-            .find(|(f, _)| *f == id)
-            .map(|(_, v)| match v {
-                Value::Text(t) => t.expose(),
-                _ => "",
-            })
+        fields.iter().find(|(f, _)| *f == id).map(|(_, v)| match v {
+            Value::Text(t) => t.expose(),
+            _ => "",
+        })
     }
 
     #[test]
@@ -184,7 +181,10 @@ mod tests {
         let keep = BTreeMap::from([("street".to_string(), Survivorship::ExistingFirst)]);
         let after = survive(&s, &base, &incoming, &keep);
         assert_eq!(get(&s, &after, "street"), Some("1 High Street"));
-        assert_eq!(parse_rule("source_priority"), Some(Survivorship::ExistingFirst));
+        assert_eq!(
+            parse_rule("source_priority"),
+            Some(Survivorship::ExistingFirst)
+        );
         assert_eq!(parse_rule("newest"), None);
     }
 }

@@ -9,14 +9,14 @@
 //! Layout:
 //! - `error`: [`ApiError`], the one mapping from errors to status codes and JSON bodies.
 //! - `dto`: the wire shapes, with their OpenAPI schemas.
-//! - `routes`: the handlers, each registered with its OpenAPI description (utoipa-axum), so
-//!   `/openapi.json` is generated from the code and cannot drift from it.
+//! - `routes`: the handlers, one module per resource (subjects and gifts, users, admin,
+//!   audit, consent, requests, imports), each registered with its OpenAPI description
+//!   (utoipa-axum), so `/openapi.json` is generated from the code and cannot drift from it.
 //! - `limits`: per-token rate limiting; `metrics`: the Prometheus counters.
 //! - this file: [`AppState`], [`router`], [`serve`], authentication and request ids.
 
 mod dto;
 mod error;
-mod import_routes;
 mod limits;
 mod metrics;
 mod routes;
@@ -72,7 +72,7 @@ pub struct AppState {
     limiter: Arc<limits::RateLimiter>,
     auth_failures: Arc<limits::AuthFailures>,
     metrics: Arc<metrics::Metrics>,
-    jobs: Arc<import_routes::Jobs>,
+    jobs: Arc<routes::imports::Jobs>,
 }
 
 impl AppState {
@@ -89,7 +89,7 @@ impl AppState {
                 AUTH_WINDOW,
             )),
             metrics: Arc::new(metrics::Metrics::default()),
-            jobs: Arc::new(import_routes::Jobs::default()),
+            jobs: Arc::new(routes::imports::Jobs::default()),
         }
     }
 
