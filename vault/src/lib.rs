@@ -15,7 +15,8 @@
 //! - `seal`: sealing the master secret with age (X25519 identity or passphrase).
 //! - `slots`: the data-key slot file, overwritten in place on erasure.
 //! - `record`: the encrypted record format.
-//! - `vault`: [`Vault`], the operations.
+//! - `vault`: [`Vault`], its lifecycle and locks; its operations one module per concern
+//!   (subjects, gifts, indexes and the suppression list, data keys, erasure, rotation).
 //! - `backup`: encrypted snapshots and restore.
 //! - `sources`: the source records merged into a subject, kept in its profile.
 

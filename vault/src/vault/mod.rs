@@ -1,0 +1,408 @@
+//! The vault: subjects and gifts encrypted under per-subject data keys, blind indexes,
+//! crypto-shredding and KEK rotation, over a [`Store`].
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use domain::{FieldId, GiftId, IndexKind, RecordKind, Schema, SubjectId, SubjectKind, Value};
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::holds::{HoldInfo, HoldRequest};
+use crate::keys::{blind_token, KeyRing, MasterSecret, KEY_LEN};
+use crate::record::{self, Header, TAG_LEN};
+use crate::seal::{self, SealInfo, SealTo, Unlock};
+use crate::slots::{Slots, HALF, SLOT};
+mod dek;
+mod erasure;
+mod gifts;
+mod indexes;
+mod rotation;
+mod subjects;
+
+use crate::store::{keyspaces as ks, Batch, SledOptions, SledStore, Store, StoreError};
+
+pub(crate) const ZERO_ID: [u8; 16] = [0u8; 16];
+const META_KEK: &[u8] = b"kek.current";
+const META_ROTATION: &[u8] = b"kek.rotation";
+
+/// File names inside a data directory.
+pub mod layout {
+    /// Sealed master secret.
+    pub const MASTER: &str = "keys/master.age";
+    /// How the master secret is sealed.
+    pub const SEAL: &str = "keys/seal.toml";
+    /// Wrapped data keys.
+    pub const SLOTS: &str = "keys/deks.slots";
+    /// sled's directory.
+    pub const STORE: &str = "store";
+    /// Advisory lock held by the process that has the directory open.
+    pub const LOCK: &str = "steward.lock";
+    /// Who holds the lock, written by that process.
+    pub const OWNER: &str = "steward.owner";
+    /// Every erasure, one line each (time, subject id): replayed after a restore.
+    pub const JOURNAL: &str = "erasures.journal";
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitReport {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// How the master secret is sealed.
+    pub seal: SealInfo,
+    /// True when `init` generated a new identity file.
+    pub identity_created: bool,
+}
+
+/// A subject to create.
+#[derive(Debug, Clone)]
+pub struct NewSubject {
+    /// Individual, household or organisation.
+    pub kind: SubjectKind,
+    /// Profile fields, each at most once.
+    pub fields: Vec<(FieldId, Value)>,
+    /// Gifts to create with it.
+    pub gifts: Vec<Vec<(FieldId, Value)>>,
+}
+
+/// A decrypted subject profile.
+#[derive(Debug, Clone)]
+pub struct SubjectRecord {
+    /// Its id.
+    pub id: SubjectId,
+    /// Its kind.
+    pub kind: SubjectKind,
+    /// Version, incremented on every update.
+    pub version: u32,
+    /// The fields that were asked for and are present.
+    pub fields: Vec<(FieldId, Value)>,
+    /// Ids of fields present but not decrypted (not asked for).
+    pub other_fields: Vec<FieldId>,
+}
+
+/// A decrypted gift.
+#[derive(Debug, Clone)]
+pub struct GiftRecord {
+    /// Its id.
+    pub id: GiftId,
+    /// The fields.
+    pub fields: Vec<(FieldId, Value)>,
+}
+
+/// What a KEK rotation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RotationReport {
+    /// The KEK version every data key is being moved to.
+    pub target_version: u32,
+    /// True when this call continued an interrupted rotation.
+    pub resumed: bool,
+    /// Data keys rewrapped by this call.
+    pub rewrapped: u64,
+    /// Slots skipped (erased, or already on the target version).
+    pub skipped: u64,
+    /// True when every slot now uses the target version.
+    pub complete: bool,
+}
+
+/// Options for [`Vault::rotate`].
+#[derive(Debug, Clone)]
+pub struct RotationOptions {
+    /// Slots per durable step.
+    pub batch_size: u64,
+    /// Stop after this many batches (tests use it to interrupt a rotation).
+    pub max_batches: Option<u64>,
+}
+
+impl Default for RotationOptions {
+    fn default() -> Self {
+        RotationOptions {
+            batch_size: 4096,
+            max_batches: None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RotationState {
+    target: u32,
+    next_slot: u64,
+}
+
+/// Counts for `/metrics` and `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VaultStats {
+    /// Data-key slots ever allocated (erased subjects included).
+    pub key_slots: u64,
+    /// Bytes used by the store on disk.
+    pub store_bytes: u64,
+    /// Current KEK version.
+    pub kek_version: u32,
+}
+
+/// The encrypted record vault of one data directory.
+pub struct Vault {
+    dir: PathBuf,
+    store: Arc<dyn Store>,
+    keys: KeyRing,
+    slots: Slots,
+    schema: Arc<Schema>,
+    rng: SystemRandom,
+    kek_version: AtomicU32,
+    /// Writers share it; a backup takes it alone, so its snapshot is consistent.
+    gate: RwLock<()>,
+    /// Serialises read-modify-write operations (update, erase, rotation).
+    rmw: Mutex<()>,
+    _lock: fs::File,
+    seal: SealInfo,
+    /// Blocking keys of a subject's fields for record matching (set by the hub); stored as
+    /// keyed hashes beside the blind indexes, so they follow every create, update and erase.
+    match_keys: RwLock<Option<MatchKeys>>,
+}
+
+/// Computes a subject's blocking keys (plain text, never stored) from its fields.
+pub type MatchKeys = Arc<dyn Fn(&[(FieldId, Value)]) -> Vec<String> + Send + Sync>;
+
+/// The index "field" under which blocking keys are stored.
+pub(crate) const MATCH_FIELD: FieldId = FieldId(0xFFFF);
+
+/// The suppression list as read at one moment: keyed hashes of erased people's emails and
+/// phones, nothing else.
+#[derive(Debug, Default)]
+pub struct SuppressionList {
+    keys: std::collections::HashSet<Vec<u8>>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn dek_aad(subject: &SubjectId, version: u32) -> [u8; 31] {
+    let mut a = [0u8; 31];
+    a[..11].copy_from_slice(b"steward-dek");
+    a[11..27].copy_from_slice(subject.as_bytes());
+    a[27..].copy_from_slice(&version.to_le_bytes());
+    a
+}
+
+/// Reads how a data directory is sealed (to find the identity file `init` recorded).
+pub fn read_seal_info(dir: &Path) -> Result<SealInfo> {
+    let path = dir.join(layout::SEAL);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotInitialised(dir.to_path_buf())
+        } else {
+            Error::io(format!("reading {}", path.display()), e)
+        }
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Corrupt {
+        what: format!("{}: {e}", path.display()),
+    })
+}
+
+fn dir_is_empty_or_missing(dir: &Path) -> Result<bool> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io(format!("reading {}", dir.display()), e)),
+    }
+}
+
+impl Vault {
+    /// Creates a new data directory: a fresh master secret sealed as asked, an empty store and
+    /// an empty slot file. Refuses, changing nothing, when `dir` exists and is not empty.
+    pub fn init(dir: &Path, seal_to: &SealTo) -> Result<InitReport> {
+        if !dir_is_empty_or_missing(dir)? {
+            return Err(Error::AlreadyExists(dir.to_path_buf()));
+        }
+        if let SealTo::Identity(identity) = seal_to {
+            let abs_dir = std::path::absolute(dir)
+                .map_err(|e| Error::io("resolving the data directory", e))?;
+            let abs_id = std::path::absolute(identity)
+                .map_err(|e| Error::io("resolving the identity path", e))?;
+            if abs_id.starts_with(&abs_dir) {
+                return Err(Error::CannotUnseal(
+                    "the identity file must not live inside the data directory: whoever copies the directory would hold its key".into(),
+                ));
+            }
+        }
+        let rng = SystemRandom::new();
+        let master = MasterSecret::generate(&rng)?;
+        let (sealed, info, identity_created) = seal::seal(&master, seal_to)?;
+        let created_dir = !dir.exists();
+        let result = (|| {
+            fs::create_dir_all(dir.join("keys"))
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            seal::write_private(&dir.join(layout::MASTER), &sealed)?;
+            let toml = toml::to_string(&info).map_err(|e| Error::Corrupt {
+                what: e.to_string(),
+            })?;
+            seal::write_private(&dir.join(layout::SEAL), toml.as_bytes())?;
+            let store = SledStore::open(&dir.join(layout::STORE), &SledOptions::default())?;
+            store.put(ks::META, META_KEK, &1u32.to_le_bytes())?;
+            store.flush()?;
+            Slots::open(&dir.join(layout::SLOTS))?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Leave nothing half-made behind.
+            if created_dir {
+                let _ = fs::remove_dir_all(dir);
+            }
+            return Err(e);
+        }
+        Ok(InitReport {
+            data_dir: dir.to_path_buf(),
+            seal: info,
+            identity_created,
+        })
+    }
+    /// Opens a data directory: takes its lock, unseals the master secret, opens the store.
+    pub fn open(dir: &Path, unlock: &Unlock, schema: Arc<Schema>) -> Result<Vault> {
+        Vault::open_with(dir, unlock, schema, &SledOptions::default())
+    }
+    /// [`Vault::open`] with backend tuning.
+    pub fn open_with(
+        dir: &Path,
+        unlock: &Unlock,
+        schema: Arc<Schema>,
+        options: &SledOptions,
+    ) -> Result<Vault> {
+        let seal = read_seal_info(dir)?;
+        // Unseal before creating anything, so a wrong key leaves the directory untouched.
+        let sealed = fs::read(dir.join(layout::MASTER))
+            .map_err(|e| Error::io(format!("reading {}", dir.join(layout::MASTER).display()), e))?;
+        let master = seal::unseal(&sealed, unlock)?;
+        let lock_path = dir.join(layout::LOCK);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(match e {
+                fs::TryLockError::WouldBlock => Error::InUse {
+                    dir: dir.to_path_buf(),
+                    holder: fs::read_to_string(dir.join(layout::OWNER))
+                        .ok()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "another Steward process".into()),
+                },
+                fs::TryLockError::Error(e) => {
+                    Error::io(format!("locking {}", lock_path.display()), e)
+                }
+            });
+        }
+        let store = SledStore::open(&dir.join(layout::STORE), options).map_err(|e| match e {
+            StoreError::Locked => Error::InUse {
+                dir: dir.to_path_buf(),
+                holder: "another process".into(),
+            },
+            other => other.into(),
+        })?;
+        Vault::assemble(dir, Arc::new(store), &master, schema, lock, seal)
+    }
+    fn assemble(
+        dir: &Path,
+        store: Arc<dyn Store>,
+        master: &MasterSecret,
+        schema: Arc<Schema>,
+        lock: fs::File,
+        seal: SealInfo,
+    ) -> Result<Vault> {
+        let kek_version = match store.get(ks::META, META_KEK)? {
+            Some(v) => u32::from_le_bytes(v.as_slice().try_into().map_err(|_| Error::Corrupt {
+                what: "KEK version".into(),
+            })?),
+            None => 1,
+        };
+        Ok(Vault {
+            dir: dir.to_path_buf(),
+            store,
+            keys: KeyRing::new(master),
+            slots: Slots::open(&dir.join(layout::SLOTS))?,
+            schema,
+            rng: SystemRandom::new(),
+            kek_version: AtomicU32::new(kek_version),
+            gate: RwLock::new(()),
+            rmw: Mutex::new(()),
+            _lock: lock,
+            seal,
+            match_keys: RwLock::new(None),
+        })
+    }
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The field catalogue the vault was opened with.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+    /// The store, for crates that keep their own keyspaces (principals, audit, consent).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    /// Derived keys, for crates that need keyed hashes (token hashes, suppression lists).
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+    /// How the master secret is sealed.
+    pub fn seal_info(&self) -> &SealInfo {
+        &self.seal
+    }
+    /// Records who holds the directory, so that a second process can say so.
+    pub fn set_owner_note(&self, note: &str) -> Result<()> {
+        let path = self.dir.join(layout::OWNER);
+        fs::write(&path, note).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+    /// Removes the owner note (on shutdown).
+    pub fn clear_owner_note(&self) {
+        let _ = fs::remove_file(self.dir.join(layout::OWNER));
+    }
+    /// Writes `batch` atomically and makes it durable before returning: the commit step of
+    /// every change that must survive a crash once acknowledged (users, requests, holds...).
+    pub fn apply_durably(&self, batch: Batch) -> Result<()> {
+        self.store.apply(batch)?;
+        self.store.flush()?;
+        Ok(())
+    }
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.store.flush()?;
+        Ok(())
+    }
+    pub(crate) fn gate_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().expect("write gate")
+    }
+    pub(crate) fn rmw_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.rmw.lock().expect("rmw lock")
+    }
+    pub(crate) fn gate_exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().expect("write gate")
+    }
+    pub(crate) fn slots(&self) -> &Slots {
+        &self.slots
+    }
+    pub(crate) fn sealed_master(&self) -> Result<Vec<u8>> {
+        fs::read(self.dir.join(layout::MASTER))
+            .map_err(|e| Error::io("reading the sealed master secret", e))
+    }
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        let _ = self.store.flush();
+    }
+}
