@@ -9,3 +9,4 @@ mod importers;
 mod layering;
 mod requests;
 mod support;
+mod vectors;
