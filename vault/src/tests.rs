@@ -499,3 +499,19 @@ fn reindex_adds_blocking_keys_to_subjects_stored_before_them() {
     vault.erase_subject(&ids[0]).unwrap();
     assert!(vault.match_candidates(&new_key, 10).unwrap().is_empty());
 }
+
+#[test]
+fn a_stored_field_length_near_two_to_the_64_is_damage_not_a_panic() {
+    // Found by the record_decode fuzz target: the field length's varint is 2^64 - 1.
+    let bytes: &[u8] = &[
+        1, 1, 3, 2, 7, 255, 255, 255, 255, 7, 96, 7, 7, 7, 7, 37, 61, 7, 165, 7, 130, 0, 0, 2, 252,
+        2, 241, 255, 255, 255, 255, 255, 255, 255, 255, 1, 255, 255, 255, 7, 7, 255, 7, 7, 7, 203,
+        1,
+    ];
+    let key = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[7u8; 32]).unwrap(),
+    );
+    let subject = SubjectId::from_bytes([1u8; 16]);
+    let opened = record::open(&key, bytes, &subject, &[0u8; 16], &|_| false);
+    assert!(matches!(opened, Err(Error::Corrupt { .. })));
+}
