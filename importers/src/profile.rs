@@ -1,7 +1,8 @@
 //! Profiles: how the columns of each legacy system's export map onto Steward's fields, gifts
 //! and consent events; a generic profile that guesses from header names; mapping files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -111,10 +112,7 @@ impl Profile {
             Profile::Bloomerang,
             Profile::Donorperfect,
         ] {
-            let hits = header
-                .iter()
-                .filter(|h| lookup(p.table(), h).is_some())
-                .count();
+            let hits = header.iter().filter(|h| p.lookup(h).is_some()).count();
             if hits > best.1 {
                 best = (p, hits);
             }
@@ -133,7 +131,7 @@ impl Profile {
     pub fn is_header_row(self, cells: &[String]) -> bool {
         // Cheap first: most rows are people, and their first filled cells are no column name.
         let names = self.known_names();
-        let known = |c: &String| c.len() <= 64 && names.contains(&norm(c));
+        let known = |c: &String| c.len() <= 64 && names.contains_key(&norm(c));
         let first: Vec<&String> = cells
             .iter()
             .filter(|c| !c.trim().is_empty())
@@ -148,23 +146,37 @@ impl Profile {
     }
 
     /// The profile's column names, normalised, computed once.
-    fn known_names(self) -> &'static std::collections::HashSet<String> {
-        static SETS: [std::sync::OnceLock<std::collections::HashSet<String>>; 6] = [
-            std::sync::OnceLock::new(),
-            std::sync::OnceLock::new(),
-            std::sync::OnceLock::new(),
-            std::sync::OnceLock::new(),
-            std::sync::OnceLock::new(),
-            std::sync::OnceLock::new(),
+    /// The profile's table keyed by normalised column name (the first entry of a name wins),
+    /// built once: a header is looked up in one hash probe, not by normalising every entry
+    /// of the table again for every column.
+    fn known_names(self) -> &'static HashMap<String, &'static str> {
+        static MAPS: [OnceLock<HashMap<String, &'static str>>; 6] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
         ];
-        SETS[self as usize].get_or_init(|| self.table().iter().map(|(k, _)| norm(k)).collect())
+        MAPS[self as usize].get_or_init(|| {
+            let mut map = HashMap::new();
+            for (k, t) in self.table() {
+                map.entry(norm(k)).or_insert(*t);
+            }
+            map
+        })
+    }
+
+    /// The target of one column name in this profile's table.
+    fn lookup(self, header: &str) -> Option<&'static str> {
+        self.known_names().get(&norm(header)).copied()
     }
 
     /// The mapping of a header row under this profile; unknown columns are `None`.
     pub fn map(self, header: &[String]) -> Vec<Option<Target>> {
         header
             .iter()
-            .map(|h| lookup(self.table(), h).map(parse_target))
+            .map(|h| self.lookup(h).map(parse_target))
             .collect()
     }
 }
@@ -176,11 +188,6 @@ fn norm(h: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn lookup(table: &[(&str, &'static str)], header: &str) -> Option<&'static str> {
-    let h = norm(header);
-    table.iter().find(|(k, _)| norm(k) == h).map(|(_, t)| *t)
 }
 
 /// Targets in the tables: `field`, `gift:field`, `c2:field`, `consent:purpose:event:v1|v2`,
