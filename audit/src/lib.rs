@@ -20,6 +20,9 @@ mod event;
 mod log;
 
 pub use event::{chain_hash, hex, unhex, Event, NewEvent, Outcome};
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub use log::fuzz;
 pub use log::{AuditConfig, AuditLog, Checkpoint, Error, Query, Verification, VerifyProblem};
 
 #[cfg(test)]

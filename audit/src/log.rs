@@ -1013,3 +1013,26 @@ impl Checkpoint {
         serde_json::from_str(text).map_err(|e| Error::BadCheckpoint(e.to_string()))
     }
 }
+
+/// Entry points for the fuzz targets under `fuzz/` (feature `fuzz` only): stored bytes in,
+/// never a panic out.
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz {
+    /// Decodes one stored block of events as a query or a verification would: its framing,
+    /// each event's sequence number and its JSON; an event that parses must serialise back to
+    /// the canonical bytes it was read from or be reported malformed by `verify`.
+    pub fn block(bytes: &[u8]) {
+        let Some(events) = super::split_block(bytes) else {
+            return;
+        };
+        for (body, _) in events {
+            let _ = super::seq_of(body);
+            if let Ok(e) = serde_json::from_slice::<crate::Event>(body) {
+                let again = e.canonical();
+                let back: crate::Event = serde_json::from_slice(&again).expect("canonical parses");
+                assert_eq!(back.canonical(), again, "canonical bytes are stable");
+            }
+        }
+    }
+}

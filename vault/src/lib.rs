@@ -53,3 +53,16 @@ pub use age::secrecy::SecretString;
 
 #[cfg(test)]
 mod tests;
+
+/// Entry points for the fuzz targets under `fuzz/` (feature `fuzz` only): stored bytes in,
+/// never a panic out.
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz {
+    /// Reads an encrypted record's framing (header, each field's id and length) and a field
+    /// value's encoding, as a read of stored bytes does.
+    pub fn record(bytes: &[u8]) {
+        crate::record::fuzz_framing(bytes);
+        let _ = domain::Value::decode(bytes);
+    }
+}

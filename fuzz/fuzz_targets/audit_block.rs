@@ -1,0 +1,13 @@
+//! A stored block of audit events as a query or `audit verify` decodes it; and an exported
+//! checkpoint as `audit verify --against` and `backup restore --checkpoint` read it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    audit::fuzz::block(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = audit::Checkpoint::from_json(text);
+        let _ = serde_json::from_str::<hub::ExportedCheckpoint>(text);
+    }
+});
