@@ -231,13 +231,13 @@ impl Hub {
             let rec = self.vault.read_with_sources(id)?;
             let mut list = sources_of(&rec.fields, "profile");
             if list.len() < 2 {
-                return Err(Error::BadRequest(format!(
+                return Err(Error::Conflict(format!(
                     "subject {id} was made from one record: there is nothing to split off (see `steward match sources {id}`)"
                 )));
             }
             if record == 0 || record > list.len() {
-                return Err(Error::BadRequest(format!(
-                    "--record must be between 1 and {} (the subject's source records; see `steward match sources {id}`)",
+                return Err(Error::Missing(format!(
+                    "source record {record} in subject {id}: give a number between 1 and {} (the subject's source records; see `steward match sources {id}`)",
                     list.len()
                 )));
             }

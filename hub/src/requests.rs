@@ -321,9 +321,11 @@ impl Hub {
             .store()
             .get(ks::REQUESTS, id.as_bytes())
             .map_err(vault::Error::from)?
-            .ok_or_else(|| Error::BadRequest(format!("no request with id {id}")))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|_| Error::BadRequest("the request record is damaged".into()))
+            .ok_or_else(|| Error::Missing(format!("request with id {id}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Storage {
+            keyspace: "requests",
+            detail: format!("request {id}: {e}"),
+        })
     }
 
     /// A request.
@@ -342,7 +344,12 @@ impl Hub {
     ) -> Result<Vec<SubjectRequest>, Error> {
         self.audited(actor, "list.request", |_| {
             self.require(actor, "requests", Action::Read)?;
-            let limit = due_within_days.map(|d| day(today() + time::Duration::days(i64::from(d))));
+            // Saturating: a window past the calendar's end is every open request.
+            let limit = due_within_days.map(|d| {
+                day(today()
+                    .checked_add(time::Duration::days(i64::from(d)))
+                    .unwrap_or(time::Date::MAX))
+            });
             let mut out = Vec::new();
             for entry in self.vault.store().scan_prefix(ks::REQUESTS, &[]) {
                 let (_, v) = entry.map_err(vault::Error::from)?;

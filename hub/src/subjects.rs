@@ -480,6 +480,19 @@ impl Hub {
             if gifts.is_empty() {
                 return Err(Error::BadRequest("no gift given".into()));
             }
+            // A gift is an amount given: one without is refused, not stored empty.
+            if let Some(i) = gifts
+                .iter()
+                .position(|g| g.get("amount").is_none_or(Json::is_null))
+            {
+                return Err(Error::Invalid {
+                    item: (gifts.len() > 1).then_some(i),
+                    errors: vec![domain::FieldError {
+                        field: "amount".into(),
+                        problem: domain::FieldProblem::Empty,
+                    }],
+                });
+            }
             let parsed = gifts
                 .iter()
                 .enumerate()

@@ -635,3 +635,27 @@ fn a_subject_never_changed_since_its_creation_lapses_from_the_day_in_its_id() {
     all.sort();
     assert_eq!(r.lapsed_sample, all);
 }
+
+#[test]
+fn what_is_not_there_is_missing_and_what_cannot_be_done_is_a_conflict() {
+    let (_tmp, hub) = hub();
+    let admin = hub.local_actor();
+    let id = hub
+        .create_subject(&admin, input(json!({"given_name": "Ann"})))
+        .unwrap();
+    // A request id that was never issued is a missing thing, not a malformed call.
+    let err = hub.get_request(&admin, &id).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    // A subject made from one record has nothing to split off.
+    let err = hub.split_subject(&admin, &id, 1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    // A gift is an amount given: one without, or with a null amount, is refused by field.
+    for gift in [json!({"fund": "General"}), json!({"amount": null})] {
+        let err = hub
+            .add_gifts(&admin, &id, vec![gift.as_object().unwrap().clone()])
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+        assert!(err.to_string().contains("amount"), "{err}");
+    }
+    assert!(hub.list_gifts(&admin, &id).unwrap().is_empty());
+}
