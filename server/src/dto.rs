@@ -43,6 +43,7 @@ pub(crate) struct Health {
 pub(crate) struct NewSubject {
     /// individual (default), household or organisation.
     #[serde(default)]
+    #[schema(pattern = "^(individual|person|household|organisation|organization)$")]
     pub(crate) kind: Option<String>,
     /// Gifts to create with the subject.
     #[serde(default)]
@@ -89,6 +90,7 @@ pub(crate) struct IdPage {
 #[allow(dead_code)]
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"email": "ada@example.org"}))]
+#[schema(min_properties = 1, max_properties = 1)]
 pub(crate) struct LookupRequest {
     pub(crate) email: Option<String>,
     pub(crate) phone: Option<String>,
@@ -165,9 +167,24 @@ pub(crate) struct GiftList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"amount": "25.00", "currency": "GBP", "date": "2024-05-01", "campaign": "Spring Appeal"}))]
 pub(crate) struct NewGift {
+    /// The amount, as in "25.00": required.
+    pub(crate) amount: String,
+    /// Other gift fields, as in `policies/schema.toml`.
     #[serde(flatten)]
     #[schema(value_type = Object, additional_properties = true)]
     pub(crate) fields: BTreeMap<String, Value>,
+}
+
+/// One gift, or a list of them.
+// Schema only: the handler reads the raw JSON so that each problem is reported by field.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum GiftBody {
+    /// One gift.
+    One(NewGift),
+    /// Several, written all or none.
+    Many(Vec<NewGift>),
 }
 
 /// A user (principal). Tokens are never shown again after creation.
@@ -190,13 +207,17 @@ pub(crate) struct UserList {
 /// A user to create.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NewUser {
+    /// 1 to 64 letters, digits, `.`, `-` and `_`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub(crate) name: String,
+    #[schema(pattern = "^(admin|fundraiser|volunteer|data-manager|dpo|auditor)$")]
     pub(crate) role: String,
 }
 
 /// A role change.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct RoleChange {
+    #[schema(pattern = "^(admin|fundraiser|volunteer|data-manager|dpo|auditor)$")]
     pub(crate) role: String,
 }
 

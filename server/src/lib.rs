@@ -328,14 +328,52 @@ fn with_info(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// What the generated document cannot say from the code alone, said from this server's own
+/// policies, so that the document is exactly as strict as the server: a `purpose` parameter
+/// names one of the purposes in `policies/purposes.toml`, and a time (`at`, `from`, `to`) is
+/// a date or an RFC 3339 time.
+fn exact(mut doc: serde_json::Value, purposes: &[String]) -> serde_json::Value {
+    let operations = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let Some(params) = operation
+            .get_mut("parameters")
+            .and_then(serde_json::Value::as_array_mut)
+        else {
+            continue;
+        };
+        for param in params {
+            let schema = match param["name"].as_str() {
+                Some("purpose") => serde_json::json!({"type": "string", "enum": purposes}),
+                Some("at" | "from" | "to") => serde_json::json!({"anyOf": [
+                    {"type": "string", "format": "date"},
+                    {"type": "string", "format": "date-time"},
+                ]}),
+                _ => continue,
+            };
+            param["schema"] = schema;
+        }
+    }
+    doc
+}
+
 /// The whole API as a router, with `/openapi.json`. Pure: no IO until served.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let (api, doc) = routes::routes().split_for_parts();
-    let doc = Arc::new(
-        with_info(doc)
-            .to_json()
-            .expect("the OpenAPI document serialises"),
-    );
+    let purposes: Vec<String> = state
+        .hub
+        .purposes()
+        .all()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let doc = serde_json::to_value(with_info(doc)).expect("the OpenAPI document serialises");
+    let doc = Arc::new(exact(doc, &purposes).to_string());
     api.route(
         "/openapi.json",
         axum::routing::get(move || {

@@ -10,8 +10,10 @@ pub(super) struct AuditQuery {
     /// Events by this actor (principal id or user name).
     actor: Option<String>,
     /// Action, or its verb or object (`read.subject`, `read`, `subject`).
+    #[param(pattern = "^[a-z_]+(\\.[a-z_]+)*$")]
     action: Option<String>,
     /// ok, denied or error.
+    #[param(pattern = "^(ok|denied|error)$")]
     outcome: Option<String>,
     /// At or after this time (RFC 3339 or YYYY-MM-DD).
     from: Option<String>,
@@ -47,6 +49,14 @@ pub(super) async fn audit_events(
         Some("error") => Some(hub::audit_log::Outcome::Error),
         Some(_) => return Err(ApiError::bad_param("outcome", "one of ok, denied, error")),
     };
+    // Sequence numbers are signed 64-bit in the document (int64); a larger cursor is refused
+    // rather than read as "after everything".
+    if q.after.is_some_and(|a| i64::try_from(a).is_err()) {
+        return Err(ApiError::bad_param(
+            "after",
+            "a sequence number up to 2^63 - 1",
+        ));
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad_param("limit", "must be between 1 and 10000"));

@@ -27,7 +27,7 @@ pub(crate) async fn honour_gpc(
 
 /// Records a consent event for a subject (given, withdrawn, objected, restricted...).
 #[utoipa::path(post, path = "/v1/subjects/{id}/consent", tag = "consent", request_body = NewConsentBody,
-    params(("id" = String, Path, description = "Subject id")),
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Recorded", body = ConsentEventView),
@@ -48,30 +48,38 @@ pub(super) async fn record_consent(
 ) -> Result<Response, ApiError> {
     let id = subject_id(&id)?;
     let v = json_body(body)?;
-    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    let need = |k: &str| text(k).ok_or_else(|| ApiError::bad_param(k, "required, a string"));
+    // A key of the wrong type is refused by name, never read as absent.
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::bad_param(k, "a string")),
+        }
+    };
+    let need = |k: &str| text(k)?.ok_or_else(|| ApiError::bad_param(k, "required, a string"));
+    let pecr_conditions = match v.get("pecr_conditions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|s| s.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ApiError::bad_param("pecr_conditions", "a list of strings"))?,
+        Some(_) => return Err(ApiError::bad_param("pecr_conditions", "a list of strings")),
+    };
     let new = hub::NewConsent {
         purpose: need("purpose")?,
         event: need("event")?,
         source: need("source")?,
-        at: text("at"),
-        method: text("method"),
-        jurisdiction: text("jurisdiction"),
-        notice_version: text("notice_version"),
-        notice_hash: text("notice_hash"),
-        evidence: text("evidence"),
-        expires: text("expires"),
-        contact_point: text("contact_point"),
-        pecr_basis: text("pecr_basis"),
-        pecr_conditions: v
-            .get("pecr_conditions")
-            .and_then(|x| x.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        at: text("at")?,
+        method: text("method")?,
+        jurisdiction: text("jurisdiction")?,
+        notice_version: text("notice_version")?,
+        notice_hash: text("notice_hash")?,
+        evidence: text("evidence")?,
+        expires: text("expires")?,
+        contact_point: text("contact_point")?,
+        pecr_basis: text("pecr_basis")?,
+        pecr_conditions,
     };
     let hub = state.hub.clone();
     let event = blocking(move || hub.record_consent(&actor, &id, new)).await?;
@@ -92,7 +100,7 @@ pub(super) struct AtQuery {
 }
 
 /// A subject's consent: every purpose's decision now (or `at`), and the full ledger.
-#[utoipa::path(get, path = "/v1/subjects/{id}/consent", tag = "consent", params(("id" = String, Path, description = "Subject id"), AtQuery),
+#[utoipa::path(get, path = "/v1/subjects/{id}/consent", tag = "consent", params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$"), AtQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "State and history", body = ConsentView),
@@ -127,7 +135,7 @@ pub(super) async fn consent_state(
 
 /// Why a purpose may or may not process a subject, with the deciding ledger event.
 #[utoipa::path(get, path = "/v1/subjects/{id}/consent/{purpose}", tag = "consent",
-    params(("id" = String, Path, description = "Subject id"), ("purpose" = String, Path, description = "Purpose name"), AtQuery),
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$"), ("purpose" = String, Path, description = "Purpose name"), AtQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The decision and its deciding event", body = ExplainView),

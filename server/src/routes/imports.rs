@@ -136,6 +136,7 @@ pub(crate) struct ReviewList {
 pub(crate) struct ReviewDecision {
     /// accept (merge the second subject into the first), link (a household proposal: link
     /// both into one household) or reject (different people, or not one household).
+    #[schema(pattern = "^(accept|link|reject)$")]
     decision: String,
 }
 
@@ -143,8 +144,10 @@ pub(crate) struct ReviewDecision {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct MergeBody {
     /// The subject kept.
+    #[schema(pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")]
     keep: String,
     /// The subject merged into it.
+    #[schema(pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")]
     gone: String,
 }
 
@@ -158,10 +161,13 @@ pub(crate) struct Record {
 
 /// Which two subjects.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PairQuery {
     /// First subject id.
+    #[param(pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")]
     a: String,
     /// Second subject id.
+    #[param(pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")]
     b: String,
 }
 
@@ -551,7 +557,7 @@ pub(crate) async fn match_check(
 /// A subject's source records, numbered for a split: where each came from and which fields
 /// it holds (names only; admin, data-manager).
 #[utoipa::path(get, path = "/v1/subjects/{id}/sources", tag = "imports",
-    params(("id" = String, Path, description = "Subject id")),
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The records", body = Record),
@@ -590,15 +596,15 @@ pub(crate) struct SplitBody {
 /// a wrong merge repaired. The record's consent events go with it, gifts stay; undo with
 /// POST /v1/merges/{id}/undo.
 #[utoipa::path(post, path = "/v1/subjects/{id}/split", tag = "imports", request_body = SplitBody,
-    params(("id" = String, Path, description = "Subject id")),
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Split; the record names the new subject", body = Record),
-        (status = 400, description = "Bad subject id, or no such record (the message gives the range)", body = ErrorBody),
+        (status = 400, description = "Bad subject id", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Admins and data managers only", body = ErrorBody),
-        (status = 404, description = "No such subject", body = ErrorBody),
-        (status = 409, description = "The subject changed meanwhile", body = ErrorBody),
+        (status = 404, description = "No such subject, or no such source record (the message gives the range)", body = ErrorBody),
+        (status = 409, description = "The subject changed meanwhile, or was made from one record", body = ErrorBody),
         (status = 410, description = "The subject was erased", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),

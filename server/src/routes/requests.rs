@@ -24,11 +24,17 @@ pub(super) struct RequestList {
 pub(super) struct NewRequestBody {
     /// access, erasure, rectification, restriction, objection, portability, opt-out.
     #[serde(rename = "type")]
+    #[schema(
+        pattern = "^(access|erasure|rectification|restriction|objection|portability|opt-out)$"
+    )]
     kind: String,
+    #[schema(pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")]
     subject: String,
     /// gdpr, uk-gdpr or ccpa.
+    #[schema(pattern = "^(gdpr|uk-gdpr|ccpa)$")]
     jurisdiction: String,
     /// YYYY-MM-DD; default today.
+    #[schema(format = Date)]
     received: Option<String>,
 }
 
@@ -36,6 +42,7 @@ pub(super) struct NewRequestBody {
 #[allow(dead_code)]
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct RequestStepBody {
+    #[schema(pattern = "^(verify|start|extend|pause|resume|complete|refuse)$")]
     action: String,
     /// Required to extend or refuse.
     reason: Option<String>,
@@ -86,7 +93,8 @@ pub(super) async fn open_request(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct DueQuery {
-    /// Only open requests due within this many days, as in `7d`.
+    /// Only open requests due within this many days, as in `7d` (the `d` may be left out).
+    #[param(pattern = "^[0-9]{1,5}d?$")]
     due_within: Option<String>,
 }
 
@@ -109,9 +117,11 @@ pub(super) async fn list_requests(
     let days = q
         .due_within
         .map(|d| {
-            d.trim_end_matches('d')
-                .parse::<u32>()
-                .map_err(|_| ApiError::bad_param("due_within", "days, as in 7d"))
+            let digits = d.strip_suffix('d').unwrap_or(&d);
+            (!digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse::<u32>().ok())
+                .flatten()
+                .ok_or_else(|| ApiError::bad_param("due_within", "days, as in 7d"))
         })
         .transpose()?;
     let hub = state.hub.clone();
@@ -123,13 +133,14 @@ pub(super) async fn list_requests(
 
 /// One request with its history (dpo, admin).
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
-    params(("id" = String, Path, description = "Request id")),
+    params(("id" = String, Path, description = "Request id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The request", body = RequestView),
-        (status = 400, description = "Not a request id, or no such request", body = ErrorBody),
+        (status = 400, description = "Not a request id", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "DPOs and admins only", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
     ))]
 pub(super) async fn get_request(
@@ -147,13 +158,14 @@ pub(super) async fn get_request(
 
 /// Moves a request along: verify, start, extend, pause, resume, complete, refuse (dpo, admin).
 #[utoipa::path(post, path = "/v1/requests/{id}/steps", tag = "requests", request_body = RequestStepBody,
-    params(("id" = String, Path, description = "Request id")),
+    params(("id" = String, Path, description = "Request id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The request after the step", body = RequestView),
-        (status = 400, description = "Unknown step, missing reason, or no such request", body = ErrorBody),
+        (status = 400, description = "Unknown step or missing reason", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "DPOs and admins only", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
         (status = 409, description = "Not possible in the request's state", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),

@@ -84,6 +84,7 @@ pub(super) async fn create_batch(
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Cursor: the last id of the previous page.
+    #[param(pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")]
     after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -189,7 +190,7 @@ pub(super) struct PurposeQuery {
 }
 
 #[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects",
-    params(("id" = String, Path, description = "Subject id"), PurposeQuery,
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$"), PurposeQuery,
            ("Sec-GPC" = Option<String>, Header, description = "1: the subject opts out of sale/sharing (recorded in the consent ledger)")),
     security(("bearer" = [])),
     responses(
@@ -221,8 +222,8 @@ pub(super) async fn get_subject(
 
 /// Updates fields (null removes one). All or nothing. `If-Match: VERSION` refuses a stale write.
 #[utoipa::path(patch, path = "/v1/subjects/{id}", tag = "subjects", request_body = Patch,
-    params(("id" = String, Path, description = "Subject id"),
-           ("If-Match" = Option<String>, Header, description = "The version the change is based on (a number, quoted or not), or * for any"),
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$"),
+           ("If-Match" = Option<String>, Header, description = "The version the change is based on (a number, quoted or not), or * for any", pattern = "^\\s*(\\*|[0-9]{1,9}|\"[0-9]{1,9}\")\\s*$"),
            ("Sec-GPC" = Option<String>, Header, description = "1: the subject opts out of sale/sharing")),
     security(("bearer" = [])),
     responses(
@@ -249,18 +250,9 @@ pub(super) async fn update_subject(
     honour_gpc(&state, &actor, &headers, id).await?;
     let if_version = match headers.get(axum::http::header::IF_MATCH) {
         None => None,
-        // `*` means "any current version" (RFC 9110): the same as no precondition on a
-        // subject that exists, which the update checks anyway.
-        Some(v) if v.to_str().is_ok_and(|s| s.trim() == "*") => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .map(|s| s.trim().trim_matches('"'))
-                .and_then(|s| s.parse::<u32>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_param("If-Match", "expected the subject's version number")
-                })?,
-        ),
+        Some(v) => if_match(v.to_str().unwrap_or("\u{0}")).ok_or_else(|| {
+            ApiError::bad_param("If-Match", "expected the subject's version number")
+        })?,
     };
     let Value::Object(patch) = json_body(body)? else {
         return Err(ApiError::bad_param(
@@ -278,7 +270,7 @@ pub(super) async fn update_subject(
 
 /// Erases a subject by destroying its data key; later reads answer 410.
 #[utoipa::path(delete, path = "/v1/subjects/{id}", tag = "subjects",
-    params(("id" = String, Path, description = "Subject id")),
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Erased", body = Erased),
@@ -306,8 +298,8 @@ pub(super) async fn erase_subject(
 }
 
 /// Adds one gift or a list of gifts to a subject.
-#[utoipa::path(post, path = "/v1/subjects/{id}/gifts", tag = "gifts", request_body = Vec<NewGift>,
-    params(("id" = String, Path, description = "Subject id")),
+#[utoipa::path(post, path = "/v1/subjects/{id}/gifts", tag = "gifts", request_body = GiftBody,
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedMany),
@@ -360,7 +352,7 @@ pub(super) async fn add_gifts(
 
 /// A subject's gifts, oldest first.
 #[utoipa::path(get, path = "/v1/subjects/{id}/gifts", tag = "gifts",
-    params(("id" = String, Path, description = "Subject id")),
+    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The gifts", body = GiftList),
@@ -388,4 +380,22 @@ pub(super) async fn list_gifts(
             })
             .collect(),
     }))
+}
+
+/// An `If-Match` value: `*` (any current version, RFC 9110: the same as no precondition on a
+/// subject that exists, which the update checks anyway) is `Some(None)`; a version number,
+/// bare or in one pair of quotes, `Some(Some(n))`; anything else `None`.
+fn if_match(raw: &str) -> Option<Option<u32>> {
+    let t = raw.trim();
+    if t == "*" {
+        return Some(None);
+    }
+    let digits = t
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(t);
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Some)
 }
