@@ -84,7 +84,8 @@ pub struct MatchExplanation {
     pub decision: &'static str,
     /// Why not `merge`, as a code: `given_name` or `birth_date` (a contradiction), or why
     /// the evidence is not one person's (`only_household_evidence`, `different_phones`,
-    /// `different_places`, `different_streets`, `given_name_only_a_variant`, `names_differ`), or
+    /// `different_places`, `different_streets`, `different_houses`, `given_name_only_a_variant`,
+    /// `names_differ`), or
     /// `below_threshold`.
     /// (Contact points several people share are only known within a file, so a pair
     /// explained here is judged as if no one else shared them.)

@@ -1096,6 +1096,12 @@ fn personal_evidence(g: &Gamma) -> usize {
         .count()
 }
 
+/// The one personal agreement is the birth date: no email, phone or external id of one
+/// person in common. Among thousands of people of a common name, two share a birth date.
+fn only_the_birth_date(g: &Gamma) -> bool {
+    g[2] == 1 && personal_evidence(g) == 1
+}
+
 /// Two personal agreements and the given name exact or close: a link no look-alike makes.
 fn strong(g: &Gamma) -> bool {
     personal_evidence(g) >= 2 && matches!(g[0], 1 | 2)
@@ -1129,6 +1135,8 @@ pub fn hold_reason(g: &Gamma) -> Option<&'static str> {
         "different_places"
     } else if personal_evidence(g) == 1 && g[6] == 4 {
         "different_streets"
+    } else if only_the_birth_date(g) && g[7] == 4 {
+        "different_houses"
     } else if personal_evidence(g) == 0 {
         "only_household_evidence"
     } else if g[0] == 3 {
@@ -1146,7 +1154,8 @@ pub fn hold_reason(g: &Gamma) -> Option<&'static str> {
 /// - or one, with given names exact or close, family names alike, and nothing in conflict
 ///   (two different mobiles or landlines; addresses in different places; two different
 ///   streets: among a million donors two John Smiths share a birth date, and a name-made
-///   email such as jsmith@ a provider);
+///   email such as jsmith@ a provider; and, when that agreement is the birth date, two
+///   different house numbers: two John Smiths born on one day on one street of a city);
 /// - or none, with given and family names agreeing closely, the same house (street or
 ///   postcode and house number) that no one else lives in, and nothing in conflict;
 /// - or the same given name and birth date at one house (a married name, a typo).
@@ -1161,7 +1170,12 @@ pub fn needs_review(g: &Gamma) -> bool {
     let family_alike = (1..=3).contains(&g[1]);
     let same_house = g[7] == 1 && same_place(g);
     let ok = (personal >= 2 && (given_close || birth))
-        || (personal == 1 && !conflicts && g[6] != 4 && family_alike && given_close)
+        || (personal == 1
+            && !conflicts
+            && g[6] != 4
+            && !(only_the_birth_date(g) && g[7] == 4)
+            && family_alike
+            && given_close)
         || (personal == 0
             && !conflicts
             && given_close

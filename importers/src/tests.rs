@@ -968,3 +968,57 @@ fn a_name_typed_with_a_separate_accent_matches_the_same_name_composed() {
     let g = matching::compare(&a, &b);
     assert_eq!((g[0], g[1]), (1, 1), "{g:?}");
 }
+
+#[test]
+fn a_birth_date_alone_does_not_make_one_person_of_two_houses_on_one_street() {
+    // Two John Smiths born on one day on The Crescent in Glasgow, at numbers 171 and 27
+    // (one record without a postcode, so the places do not conflict outright).
+    let a = rec(&[
+        ("given_name", "John"),
+        ("family_name", "Smith"),
+        ("birth_date", "1956-08-06"),
+        ("street", "171 The Crescent"),
+        ("city", "Glasgow"),
+    ]);
+    let b = rec(&[
+        ("given_name", "John"),
+        ("family_name", "Smith"),
+        ("birth_date", "1956-08-06"),
+        ("street", "27 The Crescent"),
+        ("city", "Glasgow"),
+        ("postal_code", "G6 5HZ"),
+    ]);
+    let g = matching::compare(&a, &b);
+    assert!(matching::needs_review(&g));
+    assert_eq!(matching::hold_reason(&g), Some("different_houses"));
+    assert!(!matching::proven_anyway(&g, &a, &b));
+    // At the same number the birth date and name are one person (a postcode left out).
+    let c = rec(&[
+        ("given_name", "John"),
+        ("family_name", "Smith"),
+        ("birth_date", "1956-08-06"),
+        ("street", "171 The Crescent"),
+        ("city", "Glasgow"),
+        ("postal_code", "G5 5AD"),
+    ]);
+    assert!(!matching::needs_review(&matching::compare(&a, &c)));
+    // With a mobile of one person in common, a second house on the street is a move.
+    let with_mobile = |r: &[(&str, &str)]| {
+        let mut v = r.to_vec();
+        v.push(("mobile", "07757 511367"));
+        rec(&v)
+    };
+    let fields = |street: &'static str| {
+        vec![
+            ("given_name", "John"),
+            ("family_name", "Smith"),
+            ("street", street),
+            ("city", "Glasgow"),
+        ]
+    };
+    let g = matching::compare(
+        &with_mobile(&fields("171 The Crescent")),
+        &with_mobile(&fields("27 The Crescent")),
+    );
+    assert!(!matching::needs_review(&g));
+}
