@@ -124,14 +124,11 @@ impl Hub {
                 }
             }
             if let Some(a) = &query.action {
-                let shaped = !a.is_empty()
-                    && a.split('.').all(|w| {
-                        !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                    });
-                if !shaped {
-                    return Err(Error::BadRequest(
-                        "action: not an action (words of lower-case letters joined by dots, such as read.subject, read or subject)".into(),
-                    ));
+                if !crate::trail::known_action(a) {
+                    return Err(Error::BadRequest(format!(
+                        "action: not an action Steward records; give one of {}, or its first word (read) or last (subject)",
+                        crate::ACTIONS.join(", ")
+                    )));
                 }
             }
             self.audit

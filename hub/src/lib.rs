@@ -30,6 +30,7 @@ mod retention;
 mod ropa;
 mod subjects;
 mod trail;
+pub use trail::{action_filters, ACTIONS};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

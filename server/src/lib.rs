@@ -350,6 +350,9 @@ fn exact(mut doc: serde_json::Value, purposes: &[String]) -> serde_json::Value {
         for param in params {
             let schema = match param["name"].as_str() {
                 Some("purpose") => serde_json::json!({"type": "string", "enum": purposes}),
+                Some("action") => {
+                    serde_json::json!({"type": "string", "enum": hub::action_filters()})
+                }
                 Some("at" | "from" | "to") => serde_json::json!({"anyOf": [
                     {"type": "string", "format": "date"},
                     {"type": "string", "format": "date-time"},

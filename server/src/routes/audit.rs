@@ -9,8 +9,8 @@ pub(super) struct AuditQuery {
     subject: Option<String>,
     /// Events by this actor (principal id or user name).
     actor: Option<String>,
-    /// Action, or its verb or object (`read.subject`, `read`, `subject`).
-    #[param(pattern = "^[a-z_]+(\\.[a-z_]+)*$")]
+    /// Action, or its verb or object (`read.subject`, `read`, `subject`): one of the
+    /// actions Steward records (the document lists them).
     action: Option<String>,
     /// ok, denied or error.
     #[param(pattern = "^(ok|denied|error)$")]
