@@ -273,6 +273,32 @@ pub fn normalise_phone(input: &str, default_region: &str) -> Result<String, &'st
     Ok(e164)
 }
 
+/// An E.164 number (`+447700900123`) as people write it, in international format with its
+/// groups (`+44 7700 900123`); `None` when `s` is not an E.164 number. Spreadsheets read the
+/// grouped form as text, where they turn the bare one into a number and drop its `+`.
+pub fn phone_display(s: &str) -> Option<String> {
+    let digits = s.strip_prefix('+')?;
+    if !(7..=15).contains(&digits.len())
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || digits.starts_with('0')
+    {
+        return None;
+    }
+    let number = phonenumber::parse(None, s).ok()?;
+    let shown = number
+        .format()
+        .mode(phonenumber::Mode::International)
+        .to_string()
+        // Groups apart by spaces only (NANP writes +1 202-555-0143): a hyphen is a minus
+        // to a spreadsheet.
+        .replace('-', " ");
+    // Only digits, spaces and the leading plus: nothing a spreadsheet could run.
+    let plain = shown.strip_prefix('+').is_some_and(|rest| {
+        rest.bytes().all(|b| b.is_ascii_digit() || b == b' ') && rest.contains(' ')
+    });
+    plain.then_some(shown)
+}
+
 /// True when libphonenumber's metadata lists the number's range as valid for its country.
 pub fn phone_is_assigned(e164: &str) -> bool {
     phonenumber::parse(None, e164)

@@ -105,7 +105,8 @@ mod tests {
         assert_eq!(segment_csv_header(&fields), "id,email,tags,given_name");
         assert_eq!(
             segment_csv_line(&row, &fields),
-            "01X,,\"major; -x\",\"Ana, Maria\""
+            // The second tag starts a cell where a spreadsheet splits on semicolons.
+            "01X,,\"major; '-x\",\"Ana, Maria\""
         );
     }
 }

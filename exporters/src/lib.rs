@@ -34,21 +34,35 @@ pub enum Error {
     Encrypt(String),
 }
 
-/// One CSV cell: cells starting with `=`, `+`, `-`, `@`, tab or CR are neutralised with a
-/// leading `'` (spreadsheets would run them as formulas), then quoted where needed (a comma,
-/// quote, line break, semicolon or tab inside).
+/// One CSV cell, safe to open in a spreadsheet and still the value it was:
+/// - a phone number in E.164 form is written in international format with its groups
+///   (`+44 7700 900123`), which spreadsheets keep as text (the bare `+447700900123` becomes
+///   the number 447700900123);
+/// - a cell starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'` (spreadsheets
+///   would run it as a formula);
+/// - a `'` goes before any of those characters that follows a semicolon, tab or line break
+///   inside the cell: a spreadsheet that splits this comma-separated file on semicolons
+///   starts a new cell there, whatever the quotes say (`a;=1+1` would run `=1+1`);
+/// - then the cell is quoted where needed (a comma, quote, line break, semicolon or tab).
 pub fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
+    if let Some(phone) = domain::phone_display(s) {
+        return phone;
+    }
+    let trigger = |c: char| matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r');
+    let mut out = String::with_capacity(s.len() + 2);
+    let mut at_cell_start = true;
+    for c in s.chars() {
+        if at_cell_start && trigger(c) {
+            out.push('\'');
+        }
+        // Spaces before a formula do not stop some spreadsheets from running it.
+        at_cell_start = matches!(c, ';' | '\t' | '\n' | '\r') || (at_cell_start && c == ' ');
+        out.push(c);
+    }
+    if out.contains([',', '"', '\n', '\r', ';', '\t']) {
+        format!("\"{}\"", out.replace('"', "\"\""))
     } else {
-        s.to_string()
-    };
-    // Quoted too when it holds a semicolon or a tab: a spreadsheet that splits on those
-    // would otherwise start a new cell there (`;=1+1` would become a formula).
-    if s.contains([',', '"', '\n', '\r', ';', '\t']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
+        out
     }
 }
 
@@ -229,9 +243,26 @@ mod tests {
         assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_cell("\tx"), "\"'\tx\"");
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell(";=1+1"), "\";=1+1\"");
-        assert_eq!(csv_cell("x\t=1"), "\"x\t=1\"");
         assert_eq!(csv_cell("plain"), "plain");
+        // After a semicolon, tab or line break: where a spreadsheet splitting on it starts a
+        // cell.
+        assert_eq!(csv_cell(";=1+1"), "\";'=1+1\"");
+        assert_eq!(csv_cell("a;=3+4"), "\"a;'=3+4\"");
+        assert_eq!(csv_cell("x\t=1"), "\"x\t'=1\"");
+        assert_eq!(csv_cell("a\n@SUM(1)"), "\"a\n'@SUM(1)\"");
+        assert_eq!(csv_cell("a;b"), "\"a;b\"");
+        assert_eq!(csv_cell("a; =1+1"), "\"a; '=1+1\"");
+        assert_eq!(csv_cell(" =1+1"), " '=1+1");
+    }
+
+    #[test]
+    fn an_e164_phone_is_written_as_people_write_it_not_escaped_and_not_a_number() {
+        assert_eq!(csv_cell("+447700900123"), "+44 7700 900123");
+        assert_eq!(csv_cell("+12025550143"), "+1 202 555 0143");
+        // Not E.164: escaped as any other cell starting with a plus.
+        assert_eq!(csv_cell("+4412"), "'+4412");
+        assert_eq!(csv_cell("+44 7700 900123"), "'+44 7700 900123");
+        assert_eq!(csv_cell("+447700900123=1"), "'+447700900123=1");
     }
 
     #[test]
