@@ -49,6 +49,16 @@ pub struct AccessPackage {
     pub access_history: Vec<Value>,
 }
 
+/// A field's name as a person reads it: `given_name` is "Given name".
+fn in_words(field: &str) -> String {
+    let words = field.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => words,
+    }
+}
+
 /// The package's files: package.json, data.csv and index.html, with their bytes.
 pub fn package_files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
     let json = serde_json::to_vec_pretty(p).unwrap_or_default();
@@ -65,24 +75,39 @@ pub fn package_files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
         };
         csv.push_str(&format!("{},{}\n", csv_cell(k), csv_cell(&text)));
     }
-    let mut html = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your personal data</title></head><body>\n");
+    let mut html = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your personal data</title>\n<style>body{font-family:system-ui,sans-serif;max-width:46em;margin:2em auto;padding:0 1em;line-height:1.45}h1{font-size:1.5em}th{text-align:left;padding-right:1.5em;font-weight:600}td,th{vertical-align:top}</style></head><body>\n");
     html.push_str(&format!(
         "<h1>The personal data {} holds about you</h1>\n",
         html_escape(&p.controller)
     ));
+    let name: Vec<&str> = ["given_name", "family_name"]
+        .iter()
+        .filter_map(|f| p.data.get(*f).and_then(Value::as_str))
+        .collect();
     html.push_str(&format!(
-        "<p>Request {} — generated {}</p>\n<h2>Your data</h2>\n<table>\n",
+        "<p>Dear {},</p>\n<p>You asked us for a copy of the personal data we hold about you. This letter answers that request (reference {}, prepared {}): it lists the data itself, then why we use it, who receives it, how long we keep it and what you can ask of us. The same data comes with it as a spreadsheet (data.csv) and for computers (package.json).</p>\n<h2>Your data</h2>\n<table>\n",
+        html_escape(&if name.is_empty() {
+            "supporter".to_string()
+        } else {
+            name.join(" ")
+        }),
         html_escape(&p.request_id),
-        html_escape(&p.generated_at)
+        html_escape(p.generated_at.get(..10).unwrap_or(&p.generated_at))
     ));
     for (k, v) in &p.data {
         let text = match v {
-            Value::String(s) => s.clone(),
+            // A phone number as people write it (+44 7700 900123).
+            Value::String(s) => domain::phone_display(s).unwrap_or_else(|| s.clone()),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
             other => other.to_string(),
         };
         html.push_str(&format!(
             "<tr><th>{}</th><td>{}</td></tr>\n",
-            html_escape(k),
+            html_escape(&in_words(k)),
             html_escape(&text)
         ));
     }
@@ -169,9 +194,10 @@ pub fn package_files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
         html_escape(&p.automated_decisions)
     ));
     html.push_str(&format!(
-        "<h2>Your consent history and who accessed your data</h2>\n<p>{} consent event(s) and {} access(es) are listed in package.json.</p>\n</body></html>\n",
+        "<h2>Your consent history and who accessed your data</h2>\n<p>{} consent event(s) and {} access(es) are listed in package.json.</p>\n<p>If anything here is wrong or incomplete, tell us and we will put it right.</p>\n<p>Yours sincerely,<br>{}</p>\n</body></html>\n",
         p.consent_history.len(),
-        p.access_history.len()
+        p.access_history.len(),
+        html_escape(&p.controller)
     ));
     vec![
         ("package.json".into(), json),

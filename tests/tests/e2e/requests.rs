@@ -284,6 +284,7 @@ fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
         "user.contact",
         "policies/retention",
         "retention class",
+        "given_name",
     ] {
         assert!(!html.contains(internal), "{internal} in the letter");
     }
