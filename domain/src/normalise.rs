@@ -72,19 +72,18 @@ pub fn normalise_email(input: &str) -> Result<String, &'static str> {
         Some((l, d)) if !d.contains('@') => (l, d),
         _ => return Err("an email address needs exactly one @"),
     };
-    // A domain in its own letters is stored in its ASCII form (IDNA: xn-- and Punycode), the
-    // form mail systems use, so that both spellings are one address.
-    let ascii: String = domain
-        .split('.')
-        .map(|label| {
-            if label.is_ascii() {
-                label.to_string()
-            } else {
-                format!("xn--{}", punycode(label))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".");
+    // A domain in its own letters is stored in its ASCII form, the form mail systems use, so
+    // that both spellings are one address: UTS 46 processing (its mapping, so full-width
+    // letters and ideographic full stops are the plain ones; NFC; the validity and bidi
+    // rules), then Punycode with xn--, by the `idna` crate.
+    // An ASCII domain is its own form, unless it carries Punycode, which must decode to a
+    // valid name.
+    let ascii = if domain.is_ascii() && !domain.contains("xn--") {
+        domain.to_string()
+    } else {
+        idna::domain_to_ascii_strict(domain)
+            .map_err(|_| "the domain after @ is not a valid international domain name")?
+    };
     let s = format!("{local}@{ascii}");
     let domain = ascii.as_str();
     if local.is_empty() || local.len() > 64 {
@@ -111,74 +110,6 @@ pub fn normalise_email(input: &str) -> Result<String, &'static str> {
         return Err("the domain after @ has no valid top-level part");
     }
     Ok(s)
-}
-
-/// A label in Punycode (RFC 3492: base 36, tmin 1, tmax 26, skew 38, damp 700, initial bias
-/// 72, initial n 128), without the `xn--` prefix.
-fn punycode(label: &str) -> String {
-    const BASE: u32 = 36;
-    const TMIN: u32 = 1;
-    const TMAX: u32 = 26;
-    fn adapt(delta: u32, points: u32, first: bool) -> u32 {
-        let mut delta = if first { delta / 700 } else { delta / 2 };
-        delta += delta / points;
-        let mut k = 0;
-        while delta > ((BASE - TMIN) * TMAX) / 2 {
-            delta /= BASE - TMIN;
-            k += BASE;
-        }
-        k + ((BASE - TMIN + 1) * delta) / (delta + 38)
-    }
-    fn digit(d: u32) -> char {
-        char::from(if d < 26 {
-            b'a' + d as u8
-        } else {
-            b'0' + (d - 26) as u8
-        })
-    }
-    let input: Vec<u32> = label.chars().map(u32::from).collect();
-    let mut out: String = label.chars().filter(char::is_ascii).collect();
-    let basic = out.len() as u32;
-    if basic > 0 {
-        out.push('-');
-    }
-    let (mut n, mut delta, mut bias, mut handled) = (128u32, 0u32, 72u32, basic);
-    while (handled as usize) < input.len() {
-        let m = input.iter().copied().filter(|c| *c >= n).min().unwrap_or(n);
-        delta = delta.saturating_add((m - n).saturating_mul(handled + 1));
-        n = m;
-        for c in &input {
-            if *c < n {
-                delta = delta.saturating_add(1);
-            }
-            if *c == n {
-                let mut q = delta;
-                let mut k = BASE;
-                loop {
-                    let t = if k <= bias {
-                        TMIN
-                    } else if k >= bias + TMAX {
-                        TMAX
-                    } else {
-                        k - bias
-                    };
-                    if q < t {
-                        break;
-                    }
-                    out.push(digit(t + (q - t) % (BASE - t)));
-                    q = (q - t) / (BASE - t);
-                    k += BASE;
-                }
-                out.push(digit(q));
-                bias = adapt(delta, handled + 1, handled == basic);
-                delta = 0;
-                handled += 1;
-            }
-        }
-        delta = delta.saturating_add(1);
-        n += 1;
-    }
-    out
 }
 
 /// Mail domains common enough among supporters that a near miss of one is more likely a typing

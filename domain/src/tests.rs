@@ -449,4 +449,24 @@ fn a_domain_in_its_own_letters_is_one_address_with_its_ascii_form() {
         normalise_email("anna@bu\u{308}cher.example").unwrap(),
         "anna@xn--bcher-kva.example"
     );
+    // UTS 46 mapping: full-width letters and an ideographic full stop are the plain ones,
+    // so a look-alike typed on another keyboard is the same address (and on the
+    // suppression list the same person).
+    assert_eq!(
+        normalise_email("anna@\u{ff45}xample\u{3002}org").unwrap(),
+        "anna@example.org"
+    );
+    assert_eq!(
+        normalise_email("anna@B\u{dc}CHER.example").unwrap(),
+        "anna@xn--bcher-kva.example"
+    );
+    // What UTS 46 disallows is refused, naming the domain.
+    for bad in [
+        "anna@exa\u{2488}mple.org", // a digit with a full stop in one character
+        "anna@\u{5d0}\u{5d1}1a.example", // right-to-left label breaking the bidi rule
+        "anna@xn--a.example",       // Punycode that does not decode
+    ] {
+        let err = normalise_email(bad).unwrap_err();
+        assert!(err.contains("domain"), "{bad}: {err}");
+    }
 }
