@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds="${FUZZ_SECONDS:-10}"
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-  cargo install cargo-fuzz --locked --quiet
+# Pinned: a new release must not turn CI red overnight. Change the pin on purpose.
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$(cargo +nightly fuzz --version 2>/dev/null | awk '{print $NF}')" != "$CARGO_FUZZ_VERSION" ]; then
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet
 fi
 cargo +nightly fuzz build -s none --dev
 work="$(mktemp -d)"
