@@ -322,8 +322,8 @@ pub enum RequestCmd {
         #[arg(long = "encrypt-passphrase-file", conflicts_with = "encrypt_to")]
         encrypt_passphrase_file: Option<PathBuf>,
         /// Encrypt with a new random passphrase, printed once: send it to the person by
-        /// another channel (a phone call, a text), never with the file. Name --out
-        /// `X.zip.age` so that, once decrypted, it is a zip any computer opens.
+        /// another channel (a phone call, a text), never with the file. Once decrypted it is
+        /// a zip any computer opens (a tar if --out is named `X.tar.age`).
         #[arg(
             long = "generate-passphrase",
             conflicts_with_all = ["encrypt_to", "encrypt_passphrase_file"]

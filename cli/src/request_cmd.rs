@@ -261,8 +261,9 @@ fn fulfil_access(
             .with_context(|| format!("writing {}", path.display()))?;
         files
     } else {
-        // Inside an age file: a zip when the name says so (X.zip.age), else tar.
-        let inner_zip = format == "zip" || lower.ends_with(".zip.age");
+        // Inside an age file: a zip, which any computer opens once decrypted, unless the
+        // name asks for a tar (X.tar.age).
+        let inner_zip = format != "tar" && !lower.ends_with(".tar.age");
         let mut bytes = Vec::new();
         if inner_zip {
             hub::files::write_zip(&mut bytes, &files)?;

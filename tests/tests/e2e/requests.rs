@@ -188,7 +188,8 @@ fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
     );
     let (key, recipient) = age_keys(&env);
     verify_and_start(&env, r["id"].as_str().unwrap());
-    let sealed = env.tmp.path().join("package.age");
+    // Named .tar.age: a tar inside (the default inside age is a zip, tested below).
+    let sealed = env.tmp.path().join("package.tar.age");
     env.json(
         &[
             "request",
@@ -959,6 +960,19 @@ fn an_access_package_is_released_only_after_verification_and_never_overwritten()
     let identity = age::scrypt::Identity::new(age::secrecy::SecretString::from(pass.clone()));
     let zip_bytes = age::decrypt(&identity, &std::fs::read(&sealed).unwrap()).unwrap();
     assert!(zip_bytes.starts_with(b"PK\x03\x04"), "a zip inside");
+    // Any other .age name holds a zip too: what ordinary tools open once decrypted.
+    let plain_name = env.tmp.path().join("for-the-person.age");
+    let out = fulfil(&plain_name, &["--generate-passphrase", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let identity = age::scrypt::Identity::new(age::secrecy::SecretString::from(
+        v["passphrase"].as_str().unwrap().to_string(),
+    ));
+    let inner = age::decrypt(&identity, &std::fs::read(&plain_name).unwrap()).unwrap();
+    assert!(
+        inner.starts_with(b"PK\x03\x04"),
+        "a zip inside a plain .age name"
+    );
     let shown = env.json(&["request", "show", &rid], None);
     assert!(
         !shown.to_string().contains(&pass),
