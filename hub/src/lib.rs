@@ -189,6 +189,26 @@ impl Hub {
         unlock: &Unlock,
         audit_config: audit::AuditConfig,
     ) -> Result<Hub, Error> {
+        Hub::open_inner(dir, unlock, audit_config, None)
+    }
+
+    /// [`Hub::open_with`] on a store the caller built ([`vault::Vault::open_on`]): the seam
+    /// for other backends, and for tests that wrap the store.
+    pub fn open_on(
+        dir: &Path,
+        unlock: &Unlock,
+        audit_config: audit::AuditConfig,
+        store: std::sync::Arc<dyn vault::Store>,
+    ) -> Result<Hub, Error> {
+        Hub::open_inner(dir, unlock, audit_config, Some(store))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        unlock: &Unlock,
+        audit_config: audit::AuditConfig,
+        store: Option<std::sync::Arc<dyn vault::Store>>,
+    ) -> Result<Hub, Error> {
         let policies = PolicyFiles::load(&dir.join(policies::DIR)).map_err(|e| match e {
             Error::BadRequest(m) if !dir.join(vault::layout::SEAL).exists() => {
                 let _ = m;
@@ -203,7 +223,10 @@ impl Hub {
         let lapsed = retention::lapsed_rule(&policies)?;
         let holidays = requests::holiday_rules(&policies)?;
         let organisation = ropa::org_facts(&policies)?;
-        let vault = Arc::new(Vault::open(dir, unlock, schema.clone())?);
+        let vault = Arc::new(match store {
+            Some(store) => Vault::open_on(dir, unlock, schema.clone(), store)?,
+            None => Vault::open(dir, unlock, schema.clone())?,
+        });
         vault.set_match_keys(imports::match_keys(schema.clone()));
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;

@@ -516,14 +516,79 @@ fn a_batch_erasure_erases_all_keeps_holds_and_leaves_one_event() {
     assert!(hub.audit_log().verify(None).unwrap().ok);
 }
 
+/// A store that holds back every write of subject records, so that an import's next batch
+/// is surely worked out while the one before is still in flight.
+struct SlowSubjectWrites {
+    inner: std::sync::Arc<dyn vault::Store>,
+    delay: std::time::Duration,
+}
+
+impl vault::Store for SlowSubjectWrites {
+    fn get(&self, ks: vault::Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, vault::StoreError> {
+        self.inner.get(ks, key)
+    }
+    fn scan_prefix(&self, ks: vault::Keyspace, prefix: &[u8]) -> vault::EntryIter<'_> {
+        self.inner.scan_prefix(ks, prefix)
+    }
+    fn scan_from(&self, ks: vault::Keyspace, start: &[u8]) -> vault::EntryIter<'_> {
+        self.inner.scan_from(ks, start)
+    }
+    fn last_with_prefix(
+        &self,
+        ks: vault::Keyspace,
+        prefix: &[u8],
+    ) -> Result<Option<vault::Entry>, vault::StoreError> {
+        self.inner.last_with_prefix(ks, prefix)
+    }
+    fn apply(&self, batch: vault::Batch) -> Result<(), vault::StoreError> {
+        if batch
+            .ops()
+            .iter()
+            .any(|(ks, _, _)| *ks == vault::keyspaces::SUBJECTS)
+        {
+            std::thread::sleep(self.delay);
+        }
+        self.inner.apply(batch)
+    }
+    fn flush(&self) -> Result<(), vault::StoreError> {
+        self.inner.flush()
+    }
+    fn size_on_disk(&self) -> Result<u64, vault::StoreError> {
+        self.inner.size_on_disk()
+    }
+}
+
 #[test]
 fn a_batch_prepared_while_the_one_before_is_written_sees_what_that_one_writes() {
-    // Each commit is held back, so batch n+1 is surely worked out while batch n is in
-    // flight: its rows merge into subjects batch n creates, repeat batch n's gifts and
-    // consent events (recorded once) and add consent events after batch n's. Read from the store, those subjects would not exist
-    // yet; the overlay of the batch in flight has them.
-    imports::COMMIT_DELAY_MS.store(300, std::sync::atomic::Ordering::Relaxed);
-    let (_tmp, hub) = hub();
+    // Each write of subjects is held back, so batch n+1 is surely worked out while batch n
+    // is in flight: its rows merge into subjects batch n creates, repeat batch n's gifts and
+    // consent events (recorded once) and add consent events after batch n's. Read from the
+    // store, those subjects would not exist yet; the overlay of the batch in flight has them.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let identity = tmp.path().join("id.txt");
+    Hub::init(
+        &dir,
+        &SealTo::Identity(identity.clone()),
+        &PolicyFiles::defaults(),
+    )
+    .unwrap();
+    let sled = vault::SledStore::open(
+        &dir.join(vault::layout::STORE),
+        &vault::SledOptions::default(),
+    )
+    .unwrap();
+    let slow = SlowSubjectWrites {
+        inner: std::sync::Arc::new(sled),
+        delay: std::time::Duration::from_millis(300),
+    };
+    let hub = Hub::open_on(
+        &dir,
+        &Unlock::Identity(identity),
+        audit::AuditConfig::default(),
+        std::sync::Arc::new(slow),
+    )
+    .unwrap();
     let admin = hub.local_actor();
     let people = imports::BATCH_ROWS;
     let row = |i: usize, tx: &str, flags: &str| {
@@ -553,7 +618,6 @@ fn a_batch_prepared_while_the_one_before_is_written_sees_what_that_one_writes() 
     };
     let (record, report) = hub.import(&admin, &source, &options, &|_| {}).unwrap();
     let report = report.to_vec().unwrap();
-    imports::COMMIT_DELAY_MS.store(0, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(record.batches, 3);
     assert_eq!(record.counts.errors, 0, "{:?}", record.counts);
     let subject_of = |n: usize| report[n].subject_id.unwrap();

@@ -160,6 +160,11 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// The writes, in order, without taking them.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
     /// The writes, in order.
     pub fn into_ops(self) -> Vec<Op> {
         self.ops

@@ -79,12 +79,6 @@ const UNDO_CHUNK: usize = 2048;
 /// Review items written per durable batch.
 const ITEM_CHUNK: usize = 20_000;
 
-/// Tests hold each batch's commit back this long, so that the next batch is surely prepared
-/// while the one before is still in flight.
-#[cfg(test)]
-pub(crate) static COMMIT_DELAY_MS: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
-
 /// One batch, worked out and ready to be written.
 struct Prepared {
     import: String,

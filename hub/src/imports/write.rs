@@ -574,10 +574,6 @@ impl Hub {
     /// Writes a prepared batch (its new subjects already sealed) with its journal and audit
     /// event, in one atomic, durable batch.
     pub(super) fn commit_batch(&self, actor: &Actor, prepared: Prepared) -> Result<(), Error> {
-        #[cfg(test)]
-        std::thread::sleep(std::time::Duration::from_millis(
-            COMMIT_DELAY_MS.load(std::sync::atomic::Ordering::Relaxed),
-        ));
         let Prepared {
             import,
             extra,

@@ -277,6 +277,35 @@ impl Vault {
         schema: Arc<Schema>,
         options: &SledOptions,
     ) -> Result<Vault> {
+        Vault::open_backend(dir, unlock, schema, |dir| {
+            let store =
+                SledStore::open(&dir.join(layout::STORE), options).map_err(|e| match e {
+                    StoreError::Locked => Error::InUse {
+                        dir: dir.to_path_buf(),
+                        holder: "another process".into(),
+                    },
+                    other => other.into(),
+                })?;
+            Ok(Arc::new(store))
+        })
+    }
+    /// [`Vault::open`] on a store the caller built (the data directory still holds the sealed
+    /// master secret and its lock): the seam for other backends, and for tests that wrap the
+    /// store to watch or slow its writes.
+    pub fn open_on(
+        dir: &Path,
+        unlock: &Unlock,
+        schema: Arc<Schema>,
+        store: Arc<dyn Store>,
+    ) -> Result<Vault> {
+        Vault::open_backend(dir, unlock, schema, |_| Ok(store))
+    }
+    fn open_backend(
+        dir: &Path,
+        unlock: &Unlock,
+        schema: Arc<Schema>,
+        store: impl FnOnce(&Path) -> Result<Arc<dyn Store>>,
+    ) -> Result<Vault> {
         let seal = read_seal_info(dir)?;
         // Unseal before creating anything, so a wrong key leaves the directory untouched.
         let sealed = fs::read(dir.join(layout::MASTER))
@@ -304,14 +333,8 @@ impl Vault {
                 }
             });
         }
-        let store = SledStore::open(&dir.join(layout::STORE), options).map_err(|e| match e {
-            StoreError::Locked => Error::InUse {
-                dir: dir.to_path_buf(),
-                holder: "another process".into(),
-            },
-            other => other.into(),
-        })?;
-        Vault::assemble(dir, Arc::new(store), &master, schema, lock, seal)
+        let store = store(dir)?;
+        Vault::assemble(dir, store, &master, schema, lock, seal)
     }
     fn assemble(
         dir: &Path,
