@@ -61,7 +61,10 @@ run() { wrk -t1 -c"$1" -d"$DURATION" --latency -s "$2" "$3"; }
 
 start "$B" serve --data "$W/d" --addr "127.0.0.1:$PORT" --rate-limit 0
 echo "== GET /v1/subjects/{id} (fundraiser token; $N subjects; $(wc -l < "$IDS_FILE") distinct ids at random)"
+sleep 1; du -sb "$W/d" | cut -f1 > "$W/size-before"
 run "$CONNECTIONS" bench/wrk/get_subject.lua "$URL" | tee "$W/get.txt"
+# Every read is audited: the data directory grows by what an audit event costs on disk.
+sleep 1; du -sb "$W/d" | cut -f1 > "$W/size-after"
 echo "== GET /healthz"
 run "$CONNECTIONS" bench/wrk/healthz.lua "$URL/healthz" | tee "$W/healthz.txt"
 echo "== POST /v1/subjects/batch (1,000 subjects per request)"
@@ -91,4 +94,7 @@ print(f"| GET /healthz | {h[0]:.0f} | {h[1].get('50')} | {h[1].get('99')} | {h[2
 print(f"| POST /v1/subjects/batch (x1000) | {b[0]:.1f} ({b[0]*1000:.0f} subjects/s) | {b[1].get('50')} | {b[1].get('99')} | {b[2]} |")
 print(f"| GET /v1/subjects/{{id}}, audit store write discarded | {n[0]:.0f} | {n[1].get('50')} | {n[1].get('99')} | {n[2]} |")
 print(f"\nsubject reads / healthz = {g[0]/h[0]:.2f}; cost of the audit append on reads = {(1 - g[0]/n[0])*100:.1f}%")
+reads = int(re.search(r"(\d+) requests in", open(f"{w}/get.txt").read()).group(1))
+grown = int(open(f"{w}/size-after").read()) - int(open(f"{w}/size-before").read())
+print(f"data directory growth during the reads: {grown} bytes for {reads} audited reads = {grown / reads:.0f} bytes per read")
 PY
