@@ -1,7 +1,7 @@
 //! Matching quality on FEBRL files: precision, recall and F1 of the auto-merge band and of
 //! auto-merge + review, with and without the `soc_sec_id` column, ids hidden from the matcher.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use importers::matching::{self, MatchRecord, Thresholds};
@@ -518,6 +518,38 @@ pub(crate) fn import_synthetic(
     } else {
         2.0 * p * r / (p + r)
     };
+    // The review queue: how many duplicate items put two records of one person side by side,
+    // the pairs a person accepting them would add, and the items by why they were held.
+    let mut review_true_items = 0u64;
+    let mut review_true_pairs = 0u64;
+    let mut held_for: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let review = hub.review_list(&actor, false).expect("review list");
+    let review_total = review.iter().filter(|i| i.kind == "duplicate").count() as u64;
+    for item in review.iter().filter(|i| i.kind == "duplicate") {
+        let rows_of =
+            |id: &domain::SubjectId| by_subject.get(&id.to_string()).cloned().unwrap_or_default();
+        let (ra, rb) = (rows_of(&item.a), rows_of(&item.b));
+        let pairs: u64 = ra
+            .iter()
+            .map(|x| rb.iter().filter(|y| entity[*x] == entity[**y]).count() as u64)
+            .sum();
+        let reason = <[u8; 12]>::try_from(item.levels.as_slice())
+            .ok()
+            .and_then(|g| importers::matching::hold_reason(&g))
+            .unwrap_or("none");
+        let e = held_for.entry(reason.to_string()).or_default();
+        e.0 += 1;
+        if pairs > 0 {
+            review_true_items += 1;
+            review_true_pairs += pairs;
+            e.1 += 1;
+        }
+    }
+    let recall_with_review = if truth_pairs == 0 {
+        1.0
+    } else {
+        (tp + review_true_pairs) as f64 / truth_pairs as f64
+    };
     let record = records.last().expect("one piece at least");
     let stages: serde_json::Map<String, serde_json::Value> = record
         .stages
@@ -543,6 +575,13 @@ pub(crate) fn import_synthetic(
             "household_proposals": sum(&|r| r.household_proposals),
             "household_pairs": sum(&|r| r.household_pairs),
             "precision": p, "recall": r, "f1": f1,
+            "review_duplicate_items": review_total,
+            "review_items_of_one_person": review_true_items,
+            "recall_if_review_accepted": recall_with_review,
+            "review_items_by_reason": held_for
+                .iter()
+                .map(|(k, (n, t))| (k.clone(), serde_json::json!({"items": n, "of_one_person": t})))
+                .collect::<serde_json::Map<_, _>>(),
             "wrong_pairs": predicted - tp, "wrong_housemate_pairs": housemates,
             "largest_subject_rows": largest,
             "peak_rss_mib": crate::peak_rss_mib(),

@@ -82,7 +82,9 @@ pub struct MatchExplanation {
     /// What an import would do with the pair: `merge`, `review`, `two-people` (they
     /// contradict each other: never merged, not put to review) or `new`.
     pub decision: &'static str,
-    /// Why not `merge`, as a code: `given_name` or `birth_date` (a contradiction), or why
+    /// Why not `merge`, as a code: `given_name` or `birth_date` (a contradiction),
+    /// `different_phones` or `different_places` with nothing personal in common (also
+    /// `two-people`), or why
     /// the evidence is not one person's (`only_household_evidence`, `different_phones`,
     /// `different_places`, `different_streets`, `different_houses`, `given_name_only_a_variant`,
     /// `names_differ`), or
@@ -153,6 +155,9 @@ impl Hub {
                 ("new", Some("below_threshold"))
             } else if let Some(why) = contradiction {
                 ("two-people", Some(why))
+            } else if matching::apart(&g) {
+                // Nothing personal in common, numbers or places apart.
+                ("two-people", matching::hold_reason(&g))
             } else if probability < t.auto_merge {
                 ("review", Some("below_threshold"))
             } else if let Some(why) = held {

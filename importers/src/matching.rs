@@ -1124,6 +1124,15 @@ fn incoherent(a: &MatchRecord, b: &MatchRecord) -> bool {
     g[4] == 4 && elsewhere(&g) && personal_evidence(&g) == 0
 }
 
+/// True when two records share nothing of one person (no birth date, email, phone or
+/// external id of one person in common) while their numbers or their places differ:
+/// namesakes elsewhere, or two people of one household. Never merged, and not put to a
+/// person either: in the generated donor files 17,664 such review items held 22 of one person
+/// (BENCHMARKS.md). They are handled as two people, like a contradiction.
+pub fn apart(g: &Gamma) -> bool {
+    personal_evidence(g) == 0 && (matches!(g[4], PHONE_HOUSEHOLD | 4) || elsewhere(g))
+}
+
 /// Why [`needs_review`] holds a pair back, as a code (`None` when it does not).
 pub fn hold_reason(g: &Gamma) -> Option<&'static str> {
     if !needs_review(g) {
@@ -1465,14 +1474,17 @@ pub fn cluster(
             .map(|i| refused[i].1)
     };
     // Pairs whose two records contradict each other are two people (the members of one
-    // household look alike on everything but who they are): household links, not review.
+    // household look alike on everything but who they are), and so are pairs with nothing
+    // personal in common whose numbers or places differ ([`apart`]): household links (kept
+    // when they share a house), not review.
     let (households, review): (Vec<_>, Vec<_>) = scored
         .iter()
         .filter(|s| s.probability >= thresholds.review)
         .filter(|s| reps[s.a as usize] != reps[s.b as usize])
         .map(|s| (*s, refusal(s)))
         .partition(|(s, _)| {
-            contradiction(&records[s.a as usize], &records[s.b as usize]).is_some()
+            let (a, b) = (&records[s.a as usize], &records[s.b as usize]);
+            contradiction(a, b).is_some() || apart(&compare(a, b))
         });
     let mut review: Vec<(Scored, Option<Refusal>)> = review;
     review.sort_by(|x, y| x.0.a.cmp(&y.0.a).then(x.0.b.cmp(&y.0.b)));

@@ -1022,3 +1022,46 @@ fn a_birth_date_alone_does_not_make_one_person_of_two_houses_on_one_street() {
     );
     assert!(!matching::needs_review(&g));
 }
+
+#[test]
+fn namesakes_elsewhere_with_other_numbers_and_nothing_personal_are_two_people_not_a_question() {
+    let person = |mobile: &str, street: &str, city: &str, postcode: &str, birth: &str| {
+        rec(&[
+            ("given_name", "Oliver"),
+            ("family_name", "Brown"),
+            ("mobile", mobile),
+            ("street", street),
+            ("city", city),
+            ("postal_code", postcode),
+            ("birth_date", birth),
+        ])
+    };
+    let a = person("07700 900111", "3 Mill Lane", "Leeds", "LS12 8ER", "");
+    let b = person("07700 900222", "9 Kings Road", "Cardiff", "CF15 1YL", "");
+    let g = matching::compare(&a, &b);
+    assert!(matching::needs_review(&g));
+    assert!(matching::apart(&g), "{g:?}");
+    assert_eq!(matching::hold_reason(&g), Some("different_phones"));
+    // One thing of one person in common (the birth date) and it is a question again.
+    let a = person(
+        "07700 900111",
+        "3 Mill Lane",
+        "Leeds",
+        "LS12 8ER",
+        "1970-04-02",
+    );
+    let b = person(
+        "07700 900222",
+        "9 Kings Road",
+        "Cardiff",
+        "CF15 1YL",
+        "1970-04-02",
+    );
+    let g = matching::compare(&a, &b);
+    assert!(matching::needs_review(&g));
+    assert!(!matching::apart(&g), "{g:?}");
+    // No numbers to compare and the same town: nothing says apart.
+    let a = person("", "3 Mill Lane", "Leeds", "", "");
+    let b = person("", "3 Mill Lane", "Leeds", "", "");
+    assert!(!matching::apart(&matching::compare(&a, &b)));
+}
