@@ -322,9 +322,14 @@ impl Hub {
             .get(ks::REQUESTS, id.as_bytes())
             .map_err(vault::Error::from)?
             .ok_or_else(|| Error::Missing(format!("request with id {id}")))?;
+        // Where, not what: a JSON error can quote the value it stopped at (a stated reason).
         serde_json::from_slice(&bytes).map_err(|e| Error::Storage {
             keyspace: "requests",
-            detail: format!("request {id}: {e}"),
+            detail: format!(
+                "request {id} does not read back (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         })
     }
 

@@ -1,7 +1,9 @@
 use super::*;
 use serde_json::json;
 
-pub(crate) fn hub() -> (tempfile::TempDir, Hub) {
+/// A data directory with the default policies, not yet opened: the temporary folder that
+/// holds it, the directory and its identity file.
+fn initialised() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     let id = tmp.path().join("id.txt");
@@ -11,6 +13,11 @@ pub(crate) fn hub() -> (tempfile::TempDir, Hub) {
         &PolicyFiles::defaults(),
     )
     .unwrap();
+    (tmp, dir, id)
+}
+
+pub(crate) fn hub() -> (tempfile::TempDir, Hub) {
+    let (tmp, dir, id) = initialised();
     let hub = Hub::open(&dir, &Unlock::Identity(id)).unwrap();
     (tmp, hub)
 }
@@ -564,15 +571,7 @@ fn a_batch_prepared_while_the_one_before_is_written_sees_what_that_one_writes() 
     // is in flight: its rows merge into subjects batch n creates, repeat batch n's gifts and
     // consent events (recorded once) and add consent events after batch n's. Read from the
     // store, those subjects would not exist yet; the overlay of the batch in flight has them.
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("d");
-    let identity = tmp.path().join("id.txt");
-    Hub::init(
-        &dir,
-        &SealTo::Identity(identity.clone()),
-        &PolicyFiles::defaults(),
-    )
-    .unwrap();
+    let (_tmp, dir, identity) = initialised();
     let sled = vault::SledStore::open(
         &dir.join(vault::layout::STORE),
         &vault::SledOptions::default(),

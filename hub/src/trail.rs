@@ -110,7 +110,9 @@ pub fn action_filters() -> Vec<&'static str> {
 
 /// True when `filter` names an action, or the first or last word of one.
 pub(crate) fn known_action(filter: &str) -> bool {
-    action_filters().contains(&filter)
+    ACTIONS.iter().any(|a| {
+        *a == filter || a.split('.').next() == Some(filter) || a.rsplit('.').next() == Some(filter)
+    })
 }
 
 impl Hub {

@@ -1075,6 +1075,9 @@ pub struct Scored {
     /// True when the pair may not merge without a person: what agrees could be a household's
     /// or a namesake's as well as one person's ([`needs_review`]).
     pub needs_review: bool,
+    /// True when the two share nothing of one person while their numbers or places differ
+    /// ([`apart`]): two people, never put to review.
+    pub apart: bool,
 }
 
 /// The street or postcode of a house agree: the postcode, or the street with a postcode one
@@ -1483,8 +1486,7 @@ pub fn cluster(
         .filter(|s| reps[s.a as usize] != reps[s.b as usize])
         .map(|s| (*s, refusal(s)))
         .partition(|(s, _)| {
-            let (a, b) = (&records[s.a as usize], &records[s.b as usize]);
-            contradiction(a, b).is_some() || apart(&compare(a, b))
+            s.apart || contradiction(&records[s.a as usize], &records[s.b as usize]).is_some()
         });
     let mut review: Vec<(Scored, Option<Refusal>)> = review;
     review.sort_by(|x, y| x.0.a.cmp(&y.0.a).then(x.0.b.cmp(&y.0.b)));
@@ -1658,19 +1660,27 @@ pub fn run(
     }
     let patterns: Vec<(Gamma, f64)> = counts.iter().map(|(g, c)| (unpack(*g), *c)).collect();
     let params = estimate_patterns(records, &patterns);
-    // Probability per distinct vector; only pairs in the review band or above are kept.
-    let verdicts: HashMap<u64, (f64, bool)> = counts
+    // Probability and verdicts per distinct vector; only pairs in the review band or above
+    // are kept.
+    let verdicts: HashMap<u64, (f64, bool, bool)> = counts
         .keys()
         .map(|g| {
             let gamma = unpack(*g);
-            (*g, (params.probability(&gamma), needs_review(&gamma)))
+            (
+                *g,
+                (
+                    params.probability(&gamma),
+                    needs_review(&gamma),
+                    apart(&gamma),
+                ),
+            )
         })
         .collect();
     let scored: Vec<Scored> = pairs
         .iter()
         .zip(&packed)
         .filter_map(|(p, g)| {
-            let (probability, mut needs_review) = verdicts[g];
+            let (probability, mut needs_review, apart) = verdicts[g];
             let (a, b) = pair_of(*p);
             let keep = probability >= thresholds.review.min(thresholds.auto_merge);
             if keep && needs_review {
@@ -1682,6 +1692,7 @@ pub fn run(
                 b,
                 probability,
                 needs_review,
+                apart,
             })
         })
         .collect();

@@ -27,7 +27,7 @@ pub(crate) async fn honour_gpc(
 
 /// Records a consent event for a subject (given, withdrawn, objected, restricted...).
 #[utoipa::path(post, path = "/v1/subjects/{id}/consent", tag = "consent", request_body = NewConsentBody,
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
+    params(SubjectIdPath),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Recorded", body = ConsentEventView),
@@ -59,12 +59,15 @@ pub(super) async fn record_consent(
     let need = |k: &str| text(k)?.ok_or_else(|| ApiError::bad_param(k, "required, a string"));
     let pecr_conditions = match v.get("pecr_conditions") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|s| s.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
+        Some(list) => list
+            .as_array()
+            .and_then(|items| {
+                items
+                    .iter()
+                    .map(|s| s.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            })
             .ok_or_else(|| ApiError::bad_param("pecr_conditions", "a list of strings"))?,
-        Some(_) => return Err(ApiError::bad_param("pecr_conditions", "a list of strings")),
     };
     let new = hub::NewConsent {
         purpose: need("purpose")?,
@@ -100,7 +103,7 @@ pub(super) struct AtQuery {
 }
 
 /// A subject's consent: every purpose's decision now (or `at`), and the full ledger.
-#[utoipa::path(get, path = "/v1/subjects/{id}/consent", tag = "consent", params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$"), AtQuery),
+#[utoipa::path(get, path = "/v1/subjects/{id}/consent", tag = "consent", params(SubjectIdPath, AtQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "State and history", body = ConsentView),
@@ -135,7 +138,7 @@ pub(super) async fn consent_state(
 
 /// Why a purpose may or may not process a subject, with the deciding ledger event.
 #[utoipa::path(get, path = "/v1/subjects/{id}/consent/{purpose}", tag = "consent",
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$"), ("purpose" = String, Path, description = "Purpose name"), AtQuery),
+    params(SubjectIdPath, ("purpose" = String, Path, description = "Purpose name"), AtQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The decision and its deciding event", body = ExplainView),

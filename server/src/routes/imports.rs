@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::SubjectIdPath;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -557,7 +558,7 @@ pub(crate) async fn match_check(
 /// A subject's source records, numbered for a split: where each came from and which fields
 /// it holds (names only; admin, data-manager).
 #[utoipa::path(get, path = "/v1/subjects/{id}/sources", tag = "imports",
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
+    params(SubjectIdPath),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The records", body = Record),
@@ -596,7 +597,7 @@ pub(crate) struct SplitBody {
 /// a wrong merge repaired. The record's consent events go with it, gifts stay; undo with
 /// POST /v1/merges/{id}/undo.
 #[utoipa::path(post, path = "/v1/subjects/{id}/split", tag = "imports", request_body = SplitBody,
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
+    params(SubjectIdPath),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Split; the record names the new subject", body = Record),

@@ -28,6 +28,27 @@ mod users;
 
 pub(crate) use consent::honour_gpc;
 
+/// The `id` path parameter of the routes under `/v1/subjects/{id}` (documentation only: the
+/// handlers read it with `Path` and `subject_id`).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct SubjectIdPath {
+    /// Subject id: 26 letters and digits (Crockford base32)
+    #[param(pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")]
+    id: String,
+}
+
+/// The `id` path parameter of the routes under `/v1/requests/{id}` (documentation only).
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct RequestIdPath {
+    /// Request id: 26 letters and digits (Crockford base32)
+    #[param(pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")]
+    id: String,
+}
+
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))

@@ -133,7 +133,7 @@ pub(super) async fn list_requests(
 
 /// One request with its history (dpo, admin).
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
-    params(("id" = String, Path, description = "Request id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
+    params(RequestIdPath),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The request", body = RequestView),
@@ -158,7 +158,7 @@ pub(super) async fn get_request(
 
 /// Moves a request along: verify, start, extend, pause, resume, complete, refuse (dpo, admin).
 #[utoipa::path(post, path = "/v1/requests/{id}/steps", tag = "requests", request_body = RequestStepBody,
-    params(("id" = String, Path, description = "Request id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
+    params(RequestIdPath),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The request after the step", body = RequestView),

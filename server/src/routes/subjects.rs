@@ -190,7 +190,7 @@ pub(super) struct PurposeQuery {
 }
 
 #[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects",
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$"), PurposeQuery,
+    params(SubjectIdPath, PurposeQuery,
            ("Sec-GPC" = Option<String>, Header, description = "1: the subject opts out of sale/sharing (recorded in the consent ledger)")),
     security(("bearer" = [])),
     responses(
@@ -222,7 +222,7 @@ pub(super) async fn get_subject(
 
 /// Updates fields (null removes one). All or nothing. `If-Match: VERSION` refuses a stale write.
 #[utoipa::path(patch, path = "/v1/subjects/{id}", tag = "subjects", request_body = Patch,
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$"),
+    params(SubjectIdPath,
            ("If-Match" = Option<String>, Header, description = "The version the change is based on (a number, quoted or not), or * for any", pattern = "^\\s*(\\*|[0-9]{1,9}|\"[0-9]{1,9}\")\\s*$"),
            ("Sec-GPC" = Option<String>, Header, description = "1: the subject opts out of sale/sharing")),
     security(("bearer" = [])),
@@ -270,7 +270,7 @@ pub(super) async fn update_subject(
 
 /// Erases a subject by destroying its data key; later reads answer 410.
 #[utoipa::path(delete, path = "/v1/subjects/{id}", tag = "subjects",
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
+    params(SubjectIdPath),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Erased", body = Erased),
@@ -299,7 +299,7 @@ pub(super) async fn erase_subject(
 
 /// Adds one gift or a list of gifts to a subject.
 #[utoipa::path(post, path = "/v1/subjects/{id}/gifts", tag = "gifts", request_body = GiftBody,
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
+    params(SubjectIdPath),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedMany),
@@ -352,7 +352,7 @@ pub(super) async fn add_gifts(
 
 /// A subject's gifts, oldest first.
 #[utoipa::path(get, path = "/v1/subjects/{id}/gifts", tag = "gifts",
-    params(("id" = String, Path, description = "Subject id: 26 letters and digits (Crockford base32)", pattern = "^\\s*[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}\\s*$")),
+    params(SubjectIdPath),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The gifts", body = GiftList),
