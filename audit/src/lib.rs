@@ -23,7 +23,9 @@ pub use event::{chain_hash, hex, unhex, Event, NewEvent, Outcome};
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub use log::fuzz;
-pub use log::{AuditConfig, AuditLog, Checkpoint, Error, Query, Verification, VerifyProblem};
+pub use log::{
+    verify_archive, AuditConfig, AuditLog, Checkpoint, Error, Query, Verification, VerifyProblem,
+};
 
 #[cfg(test)]
 mod tests;

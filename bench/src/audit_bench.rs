@@ -49,11 +49,14 @@ pub(crate) fn suite(n: u64, threads: usize, subjects: usize, reads: usize) {
     });
     let append_secs = t.elapsed().as_secs_f64();
     let total = log.len();
-    let blocks = hub
-        .vault()
-        .store()
-        .scan_prefix(vault::keyspaces::AUDIT, &[])
-        .count();
+    log.close().expect("close");
+    let audit_dir = hub.vault().dir().join(vault::layout::AUDIT);
+    let mut blocks = 0usize;
+    let mut on_disk = 0u64;
+    for s in vault::segments::list(&audit_dir).expect("segments") {
+        on_disk += std::fs::metadata(&s.path).expect("size").len();
+        blocks += vault::segments::frames(&s.read().expect("read").raw).count();
+    }
     hub.vault().flush().expect("flush");
 
     // 2. Full verification.
@@ -152,6 +155,10 @@ pub(crate) fn suite(n: u64, threads: usize, subjects: usize, reads: usize) {
     println!("|---|---|");
     println!("| appends ({threads} threads, group commit) | {:.0} events/s ({total} events in {append_secs:.2} s, {:.1} events per block) |", total as f64 / append_secs, total as f64 / blocks as f64);
     println!(
+        "| audit segment files | {on_disk} bytes, {:.1} bytes per event |",
+        on_disk as f64 / total as f64
+    );
+    println!(
         "| full verification | {:.0} events/s ({} events, {} checkpoints, {verify_secs:.2} s) |",
         v.events as f64 / verify_secs,
         v.events,
@@ -166,6 +173,78 @@ pub(crate) fn suite(n: u64, threads: usize, subjects: usize, reads: usize) {
     println!(
         "| cost of auditing on reads | {:.1}% |",
         (1.0 - w / wo) * 100.0
+    );
+}
+
+/// Appends `n` events (8 threads), closes the log, and verifies it in a fresh process that
+/// reports its speed and its peak memory: verification must stay in bounded memory however
+/// long the log is.
+pub(crate) fn scale(n: u64) {
+    let (tmp, hub) = crate::bench_hub();
+    let log = hub.audit_log().clone();
+    let threads = 8u64;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for k in 0..threads {
+            let log = log.clone();
+            s.spawn(move || {
+                for i in 0..n / threads {
+                    log.append(event(k * (n / threads) + i)).expect("append");
+                }
+            });
+        }
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let total = log.len();
+    drop(log);
+    drop(hub);
+    let audit_dir = tmp.path().join("d").join(vault::layout::AUDIT);
+    let on_disk: u64 = vault::segments::list(&audit_dir)
+        .expect("segments")
+        .iter()
+        .map(|s| std::fs::metadata(&s.path).expect("size").len())
+        .sum();
+    println!("| measurement | figure |");
+    println!("|---|---|");
+    println!(
+        "| appends (8 threads) | {:.0} events/s ({total} events in {secs:.1} s) |",
+        total as f64 / secs
+    );
+    println!(
+        "| audit segment files | {on_disk} bytes, {:.1} bytes per event |",
+        on_disk as f64 / total as f64
+    );
+    let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args(["audit-verify", "--data"])
+        .arg(tmp.path().join("d"))
+        .arg("--identity")
+        .arg(tmp.path().join("id.txt"))
+        .output()
+        .expect("verify process");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Opens a data directory and verifies its audit log; prints events/s and peak RSS.
+pub(crate) fn verify_only(data: &str, identity: &str) {
+    let hub = Hub::open(
+        std::path::Path::new(data),
+        &Unlock::Identity(identity.into()),
+    )
+    .expect("open");
+    let t = Instant::now();
+    let v = hub.audit_log().verify(None).expect("verify");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(v.ok, "{v:?}");
+    println!(
+        "| verification in a fresh process | {:.0} events/s ({} events, {} checkpoints, {secs:.2} s) |",
+        v.events as f64 / secs,
+        v.events,
+        v.checkpoints
+    );
+    println!(
+        "| its peak memory (VmHWM, opening the directory included) | {:.0} MiB |",
+        crate::peak_rss_mib()
     );
 }
 
@@ -212,6 +291,9 @@ pub(crate) fn serve(data: &str, identity: &str, addr: &str, discard_audit: bool)
     );
     if discard_audit {
         hub.audit_log().set_store(Arc::new(Discard));
+        hub.audit_log()
+            .segments()
+            .set_mode(vault::segments::AppendMode::Discard);
     }
     let config = server::ServerConfig {
         rate_per_second: 0,

@@ -6,6 +6,7 @@
 //! steward-bench vault --n N --mode encrypted|plain [--batch B]        # one run, one JSON line
 //! steward-bench batch-json N                                          # a POST /v1/subjects/batch body
 //! steward-bench audit-suite [--events 1000000] [--threads 8]          # audit append, verify, read cost
+//! steward-bench audit-scale [--events 10000000]                     # verify a long log: speed, memory
 //! steward-bench consent-suite [--subjects 1000000]                    # segment vs plain scan
 //! steward-bench requests-suite [--erasures 10000]                     # access package, erasures
 //! steward-bench retention-suite [--subjects 1000000]                  # retention sweep
@@ -185,6 +186,17 @@ fn main() {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1_000_000);
             consent_bench::suite(n);
+        }
+        Some("audit-scale") => {
+            let n: u64 = arg(&args, "--events")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000_000);
+            audit_bench::scale(n);
+        }
+        Some("audit-verify") => {
+            let data = arg(&args, "--data").expect("--data DIR");
+            let identity = arg(&args, "--identity").expect("--identity FILE");
+            audit_bench::verify_only(&data, &identity);
         }
         Some("audit-suite") => {
             let n: u64 = arg(&args, "--events")

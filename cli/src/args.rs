@@ -480,6 +480,17 @@ pub enum AuditCmd {
         /// Also check against a checkpoint exported earlier (detects truncation and rollback).
         #[arg(long, value_name = "CHECKPOINT.json")]
         against: Option<PathBuf>,
+        /// Read the segments moved away by `audit archive` from this directory first, so the
+        /// whole log is verified from its first event.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
+    },
+    /// Move the log's sealed (full, compressed) segments to DIR, e.g. on other storage; the
+    /// live log then starts after them, and `audit verify --archive DIR` reads them back.
+    Archive {
+        /// Where the segments go (created if missing; segments already there are kept).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
     },
     /// Events, filtered, a page at a time.
     Query {
@@ -566,6 +577,7 @@ impl LimitArgs {
         hub::audit_log::AuditConfig {
             checkpoint_every: self.checkpoint_every.max(1),
             checkpoint_seconds: self.checkpoint_seconds,
+            ..hub::audit_log::AuditConfig::default()
         }
     }
 

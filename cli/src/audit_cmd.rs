@@ -58,7 +58,22 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
     let hub = open_hub(g)?;
     let actor = actor_for(&hub, g)?;
     match cmd {
-        AuditCmd::Verify { against } => {
+        AuditCmd::Archive { to } => {
+            let (segments, events) = hub.audit_archive(&actor, &to)?;
+            out.emit(&json!({"segments": segments, "events": events, "to": to}), || {
+                if segments == 0 {
+                    "no sealed audit segment to archive yet (a segment is sealed when it reaches 4 MiB)".to_string()
+                } else {
+                    format!(
+                        "{segments} sealed audit segment(s), {events} events, moved to {}; verify the whole log with `steward audit verify --archive {}`",
+                        to.display(),
+                        to.display()
+                    )
+                }
+            });
+            Ok(())
+        }
+        AuditCmd::Verify { against, archive } => {
             let against = against
                 .map(|p| {
                     let text = std::fs::read_to_string(&p)
@@ -67,10 +82,10 @@ pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> 
                         .map_err(|e| usage("bad_checkpoint", e.to_string()))
                 })
                 .transpose()?;
-            let v = hub.audit_verify(&actor, against.as_ref())?;
+            let v = hub.audit_verify_with_archive(&actor, against.as_ref(), archive.as_deref())?;
             out.emit(&json!(v), || match &v.problem {
                 None if v.unsigned_tail > 0 => format!(
-                    "audit log verified: {} events, {} checkpoints and the signed head check out; the last {} events follow the last checkpoint (unsigned tail: only the signed head covers them, so a rollback of them shows only --against a later exported checkpoint), head {}",
+                    "audit log verified: {} events, {} checkpoints and the signed head check out; the last {} events follow the last checkpoint (each block of them is signed, but a rollback of them shows only --against a later exported checkpoint), head {}",
                     v.events, v.checkpoints, v.unsigned_tail, v.head
                 ),
                 None => format!(

@@ -143,15 +143,42 @@ impl Hub {
         actor: &Actor,
         against: Option<&Checkpoint>,
     ) -> Result<Verification, Error> {
+        self.audit_verify_with_archive(actor, against, None)
+    }
+
+    /// Moves the audit log's sealed segments to `to` (a directory on other storage): the
+    /// live log then starts after them, and `audit verify --archive` reads them back.
+    /// Returns how many segments and events moved. An administrator's task.
+    pub fn audit_archive(&self, actor: &Actor, to: &std::path::Path) -> Result<(u64, u64), Error> {
+        self.audited(actor, "archive.audit", |trail| {
+            self.require(actor, "audit", Action::Write)?;
+            let (segments, events) = self
+                .audit
+                .archive(to)
+                .map_err(|e| Error::Audit(e.to_string()))?;
+            trail.count = Some(events);
+            Ok((segments, events))
+        })
+    }
+
+    /// [`Hub::audit_verify`], reading the archived segments from `archive` first.
+    pub fn audit_verify_with_archive(
+        &self,
+        actor: &Actor,
+        against: Option<&Checkpoint>,
+        archive: Option<&std::path::Path>,
+    ) -> Result<Verification, Error> {
         let verify = || {
-            self.audit.verify(against).map_err(|e| match e {
-                // The log's own bytes could not be read back: the disk, not the request.
-                audit::Error::Damaged(detail) => Error::Storage {
-                    keyspace: "audit log",
-                    detail,
-                },
-                other => Error::BadRequest(other.to_string()),
-            })
+            self.audit
+                .verify_with_archive(against, archive)
+                .map_err(|e| match e {
+                    // The log's own bytes could not be read back: the disk, not the request.
+                    audit::Error::Damaged(detail) => Error::Storage {
+                        keyspace: "audit log",
+                        detail,
+                    },
+                    other => Error::BadRequest(other.to_string()),
+                })
         };
         match self.audited(actor, "verify.audit", |_| {
             self.require(actor, "audit", Action::Read)?;

@@ -231,8 +231,13 @@ impl Hub {
         let principals = Principals::new(vault.clone());
         let local_admin = principals.ensure_local_admin()?;
         let audit = Arc::new(
-            audit::AuditLog::open(vault.store().clone(), vault.keys(), audit_config)
-                .map_err(|e| Error::Audit(e.to_string()))?,
+            audit::AuditLog::open(
+                vault.store().clone(),
+                vault.audit_segments()?,
+                vault.keys(),
+                audit_config,
+            )
+            .map_err(|e| Error::Audit(e.to_string()))?,
         );
         let ledger = consent::Ledger::new(vault.store().clone())
             .with_jurisdiction(&organisation.jurisdiction);

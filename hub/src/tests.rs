@@ -189,9 +189,9 @@ fn with_the_audit_store_failing_reads_return_nothing() {
     let id = hub
         .create_subject(&admin, input(json!({"given_name": "Ann"})))
         .unwrap();
-    let real = hub.vault().store().clone();
     hub.audit_log()
-        .set_store(std::sync::Arc::new(vault::FailingStore));
+        .segments()
+        .set_mode(vault::segments::AppendMode::Fail);
     let err = hub.get_subject(&admin, &id).unwrap_err();
     assert_eq!(err.code(), "audit_failure", "{err}");
     assert_eq!(
@@ -200,7 +200,9 @@ fn with_the_audit_store_failing_reads_return_nothing() {
             .code(),
         "audit_failure"
     );
-    hub.audit_log().set_store(real);
+    hub.audit_log()
+        .segments()
+        .set_mode(vault::segments::AppendMode::Write);
     let view = hub.get_subject(&admin, &id).unwrap();
     assert_eq!(view.fields["given_name"], "Ann");
     assert!(hub.audit_verify(&admin, None).unwrap().ok);

@@ -38,6 +38,7 @@ impl Trail {
 /// first word such as `read`, or its last such as `subject`). Debug builds check each event
 /// against it, so the tests find an action missing here.
 pub const ACTIONS: &[&str] = &[
+    "archive.audit",
     "authenticate",
     "create.backup",
     "create.gift",

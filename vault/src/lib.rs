@@ -19,6 +19,7 @@
 //!   (subjects, gifts, indexes and the suppression list, data keys, erasure, rotation).
 //! - `backup`: encrypted snapshots and restore.
 //! - `sources`: the source records merged into a subject, kept in its profile.
+//! - `segments`: append-only segment files outside the store (the audit log's events).
 
 mod backup;
 pub mod crypto;
@@ -28,6 +29,7 @@ mod keys;
 mod merge;
 mod record;
 mod seal;
+pub mod segments;
 mod slots;
 pub mod sources;
 mod store;

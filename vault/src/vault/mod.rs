@@ -48,6 +48,8 @@ pub mod layout {
     pub const OWNER: &str = "steward.owner";
     /// Every erasure, one line each (time, subject id): replayed after a restore.
     pub const JOURNAL: &str = "erasures.journal";
+    /// The audit log's segment files.
+    pub const AUDIT: &str = "audit";
 }
 
 /// What `init` did.
@@ -376,6 +378,15 @@ impl Vault {
     /// The store, for crates that keep their own keyspaces (principals, audit, consent).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+    /// Opens the audit log's segment files (`audit/` in the data directory); a torn last
+    /// frame left by a crash is cut off and reported in the log.
+    pub fn audit_segments(&self) -> Result<crate::segments::SegmentLog> {
+        let (log, cut) = crate::segments::SegmentLog::open(&self.dir.join(layout::AUDIT))?;
+        if cut > 0 {
+            tracing::warn!(bytes = cut, "cut the torn end of the audit log's active segment (a write interrupted by a crash)");
+        }
+        Ok(log)
     }
     /// Derived keys, for crates that need keyed hashes (token hashes, suppression lists).
     pub fn keys(&self) -> &KeyRing {
