@@ -1,7 +1,7 @@
 //! The log itself: appends, checkpoints, verification and queries.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -326,8 +326,8 @@ impl Archived {
     }
 }
 
-/// What a sealed segment says about itself (its `meta`): where it starts and ends, and the
-/// signed checkpoint made when it was sealed, so an archive can be verified on its own.
+/// What a sealed segment says about itself (its `meta`): where it starts and ends, so an
+/// archive can be verified on its own (its last block's signature vouches for the end).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SegmentMeta {
     first_seq: u64,
@@ -336,7 +336,8 @@ struct SegmentMeta {
     next_block: u64,
     /// Chain hash before its first event (hex).
     start: String,
-    checkpoint: Checkpoint,
+    /// Chain hash after its last event (hex).
+    end: String,
 }
 
 struct State {
@@ -355,10 +356,12 @@ struct State {
     /// Set when a write's block reached the store but not the segment file: appends are
     /// refused until the log is opened again (which moves the block over).
     broken: bool,
-    /// First event and block of the active segment (its chain hash before it).
+    /// First event and block of the active segment, and the chain hash before it.
     segment_first: (u64, u64, [u8; 32]),
     /// Blocks of writes kept in the store until the segment holding them is synced.
     pending: Vec<u64>,
+    /// The last checkpoint made by this process.
+    last_cp: Option<Checkpoint>,
 }
 
 #[derive(Default)]
@@ -369,15 +372,97 @@ struct Queue {
     leader: bool,
 }
 
-/// The audit log of one data directory.
-pub struct AuditLog {
+/// What the log's background writer does, in order: checkpoints (sync the segment, then
+/// store the checkpoint, the signed head and the deletion of writes' blocks) and seals.
+/// Appends never wait for it; an explicit checkpoint does.
+enum Job {
+    Checkpoint {
+        checkpoint: Option<Checkpoint>,
+        head: Vec<u8>,
+        pending: Vec<u64>,
+        done: Option<mpsc::Sender<Result<(), String>>>,
+    },
+    Seal {
+        segment: vault::segments::Segment,
+        meta: Vec<u8>,
+    },
+}
+
+/// What the appenders and the background writer share.
+struct Shared {
     store: RwLock<Arc<dyn Store>>,
     segments: SegmentLog,
+    /// Set when a checkpoint could not be stored: appends are refused (fail closed).
+    failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.read().expect("audit store").clone()
+    }
+
+    /// Syncs the segment, then stores `checkpoint`, the signed `head` and the deletion of
+    /// the writes' blocks the segment now holds, in one batch: the head never names events
+    /// the files might lose.
+    fn store_head(
+        &self,
+        checkpoint: Option<&Checkpoint>,
+        head: Vec<u8>,
+        pending: &[u64],
+    ) -> Result<(), Error> {
+        self.segments.sync().map_err(append_error)?;
+        let mut batch = Batch::new();
+        if let Some(cp) = checkpoint {
+            batch.put(
+                ks::AUDIT_CHECKPOINTS,
+                cp.size.to_be_bytes().to_vec(),
+                serde_json::to_vec(cp).expect("json"),
+            );
+        }
+        batch.put(ks::META, META_HEAD, head);
+        for no in pending {
+            batch.delete(ks::AUDIT, no.to_be_bytes().to_vec());
+        }
+        self.store().apply(batch).map_err(append_error)
+    }
+
+    fn work(&self, jobs: mpsc::Receiver<Job>) {
+        for job in jobs {
+            match job {
+                Job::Checkpoint {
+                    checkpoint,
+                    head,
+                    pending,
+                    done,
+                } => {
+                    let r = self.store_head(checkpoint.as_ref(), head, &pending);
+                    if let Err(e) = &r {
+                        tracing::error!(error = %e, "an audit checkpoint could not be stored; audited operations are refused until Steward restarts");
+                        *self.failed.lock().expect("audit failed") = Some(e.to_string());
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(r.map_err(|e| e.to_string()));
+                    }
+                }
+                Job::Seal { segment, meta } => {
+                    if let Err(e) = self.segments.seal_file(&segment, &meta) {
+                        tracing::warn!(error = %e, "an audit segment was not sealed; it is sealed when Steward next opens the log");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The audit log of one data directory.
+pub struct AuditLog {
+    shared: Arc<Shared>,
     key: SigningKey,
     config: AuditConfig,
     state: Mutex<State>,
     queue: Mutex<Queue>,
     wake: Condvar,
+    worker: Mutex<Option<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)>>,
 }
 
 /// Current UTC time, RFC 3339 with microseconds and `Z`.
@@ -466,6 +551,34 @@ fn block_end(block: &[u8]) -> Option<(u64, [u8; 32])> {
     Some((seq_of(body)?, (*hash).try_into().ok()?))
 }
 
+/// A chain hash from hex (zeros when it is not one: verification then reports the break).
+fn hash_of(text: &str) -> [u8; 32] {
+    unhex(text)
+        .and_then(|h| h.try_into().ok())
+        .unwrap_or([0; 32])
+}
+
+/// The first event and block of a segment's frames, and its last event, block and chain
+/// hash: `Some(None)` for an empty segment, `None` when its first or last frame is unreadable.
+#[allow(clippy::type_complexity)]
+fn segment_ends(raw: &[u8]) -> Option<Option<((u64, u64), (u64, u64, [u8; 32]))>> {
+    let mut frames = vault::segments::frames(raw);
+    let Some(first) = frames.next() else {
+        return Some(None);
+    };
+    let first = frame_of(first.ok()?.payload)?;
+    let first_seq = seq_of(split_block(first.block)?.first()?.0)?;
+    let last = match vault::segments::frames(raw).last()? {
+        Ok(f) => frame_of(f.payload)?,
+        Err(_) => return None,
+    };
+    let (end_seq, end) = block_end(last.block)?;
+    Some(Some((
+        (first_seq, first.block_no),
+        (end_seq, last.block_no, end),
+    )))
+}
+
 /// A block built and not yet stored.
 struct Built {
     block_no: u64,
@@ -496,48 +609,63 @@ impl AuditLog {
             .get(ks::META, META_ARCHIVED)
             .map_err(read_error)?
             .and_then(|b| serde_json::from_slice(&b).ok());
-        // The end of the segment files: the active segment's last frame, or the last sealed
-        // segment's own record, or where the archive ends.
+        // Walk the segments' ends in order: each one's start is the end before it; the last
+        // end is the end of the log. Segments rotated out but not sealed (a crash, or Steward
+        // stopped before the writer got to them) are sealed once the log is open.
         let (mut next_seq, mut head, mut next_block) = match &archived {
-            Some(a) => (
-                a.next_seq,
-                unhex(&a.head)
-                    .and_then(|h| h.try_into().ok())
-                    .unwrap_or([0; 32]),
-                a.next_block,
-            ),
+            Some(a) => (a.next_seq, hash_of(&a.head), a.next_block),
             None => (0, [0u8; 32], 0),
         };
-        for segment in segments.segments().map_err(read_error_v)?.iter().rev() {
-            let data = segment.read().map_err(read_error_v)?;
+        let listed = segments.segments().map_err(read_error_v)?;
+        let last = listed.len().saturating_sub(1);
+        let mut to_seal = Vec::new();
+        let mut segment_first = (next_seq, next_block, head);
+        for (i, segment) in listed.iter().enumerate() {
+            let start = (next_seq, next_block, head);
             if segment.sealed {
+                let data = segment.read().map_err(read_error_v)?;
                 let meta: SegmentMeta = serde_json::from_slice(&data.meta).map_err(|_| {
                     Error::Damaged(format!("{} has no readable header", segment.path.display()))
                 })?;
-                (next_seq, next_block) = (meta.next_seq, meta.next_block);
-                head = unhex(&meta.checkpoint.head)
-                    .and_then(|h| h.try_into().ok())
-                    .unwrap_or([0; 32]);
-                break;
+                (next_seq, next_block, head) = (meta.next_seq, meta.next_block, hash_of(&meta.end));
+                continue;
             }
-            let last = vault::segments::frames(&data.raw)
-                .filter_map(|f| f.ok())
-                .last()
-                .map(|f| f.payload);
-            match last {
-                Some(payload) => {
-                    let end =
-                        frame_of(payload).and_then(|f| Some((f.block_no, block_end(f.block)?)));
-                    let (no, (seq, hash)) = end.ok_or_else(|| {
-                        Error::Damaged(format!(
-                            "the last block of {} cannot be read; run `steward audit verify`",
-                            segment.path.display()
-                        ))
-                    })?;
-                    (next_seq, head, next_block) = (seq + 1, hash, no + 1);
-                    break;
+            let data = segment.read().map_err(read_error_v)?;
+            let ends = segment_ends(&data.raw).ok_or_else(|| {
+                Error::Damaged(format!(
+                    "the first or last block of {} cannot be read; run `steward audit verify`",
+                    segment.path.display()
+                ))
+            });
+            match ends {
+                Ok(Some(((first_seq, first_block), (end_seq, end_block, end)))) => {
+                    if i < last {
+                        let meta = SegmentMeta {
+                            first_seq,
+                            next_seq: end_seq + 1,
+                            first_block,
+                            next_block: end_block + 1,
+                            start: hex(&start.2),
+                            end: hex(&end),
+                        };
+                        to_seal.push((segment.clone(), meta));
+                    } else {
+                        segment_first = (first_seq, first_block, start.2);
+                    }
+                    (next_seq, next_block, head) = (end_seq + 1, end_block + 1, end);
                 }
-                None => continue,
+                Ok(None) => segment_first = start,
+                // A damaged active segment: the log's end is where its readable part stops;
+                // verification says what is wrong.
+                Err(e) if i == last => {
+                    tracing::error!(error = %e, "the audit log's active segment is damaged");
+                    if let Some(Ok(f)) = vault::segments::frames(&data.raw).next() {
+                        if let Some(end) = frame_of(f.payload).and_then(|f| block_end(f.block)) {
+                            (next_seq, head) = (end.0 + 1, end.1);
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         // Blocks of writes still in the store: the ones the segments lack go there now, in
@@ -571,6 +699,9 @@ impl AuditLog {
                     .as_ref(),
             );
             segments.append(&payload).map_err(append_error)?;
+            if segment_first.0 == next_seq && listed.last().is_none_or(|s| s.sealed) {
+                segment_first = (next_seq, next_block, head);
+            }
             (next_seq, head, next_block) = (end_seq + 1, end_hash, no + 1);
             moved.push(k);
         }
@@ -611,10 +742,13 @@ impl AuditLog {
             None => 0,
         };
         let last_checkpoint = last_cp.map(|cp| cp.digest()).unwrap_or_default();
-        let segment_first = (next_seq, next_block, head);
-        let log = AuditLog {
+        let shared = Arc::new(Shared {
             store: RwLock::new(store),
             segments,
+            failed: Mutex::new(None),
+        });
+        let log = AuditLog {
+            shared,
             key,
             config,
             state: Mutex::new(State {
@@ -630,11 +764,12 @@ impl AuditLog {
                 broken: false,
                 segment_first,
                 pending: Vec::new(),
+                last_cp: None,
             }),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            worker: Mutex::new(None),
         };
-        log.find_segment_start()?;
         // A log last written before heads were signed: its head is signed now, if its events
         // verify against a signed checkpoint; if nothing signed covers them, the head says
         // so for good (`unvouched`), so a log rewritten with its checkpoints deleted cannot
@@ -648,58 +783,26 @@ impl AuditLog {
                 state.unvouched_before = state.next_seq;
             }
         }
-        if truncated.is_none()
-            && recorded
-                .as_ref()
-                .is_none_or(|r| r.next_seq != next_seq || r.signature.is_empty())
-        {
+        let stale = recorded
+            .as_ref()
+            .is_none_or(|r| r.next_seq != next_seq || r.signature.is_empty());
+        if truncated.is_none() && stale {
             let state = log.state.lock().expect("audit state");
-            log.write_head(&state, None)?;
+            log.shared
+                .store_head(None, log.head_bytes(&state, None), &[])?;
         }
+        let (jobs, receiver) = mpsc::channel();
+        let shared = log.shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || shared.work(receiver))
+            .map_err(|e| Error::Read(format!("cannot start the audit writer: {e}")))?;
+        for (segment, meta) in to_seal {
+            let meta = serde_json::to_vec(&meta).expect("json");
+            let _ = jobs.send(Job::Seal { segment, meta });
+        }
+        *log.worker.lock().expect("audit worker") = Some((jobs, handle));
         Ok(log)
-    }
-
-    /// Where the active segment starts (its first event, block and the chain hash before
-    /// it), read from its first frame, for the header it gets when sealed.
-    fn find_segment_start(&self) -> Result<(), Error> {
-        let mut state = self.state.lock().expect("audit state");
-        let segments = self.segments.segments().map_err(read_error_v)?;
-        let Some(active) = segments.iter().rev().find(|s| !s.sealed) else {
-            return Ok(());
-        };
-        let data = active.read().map_err(read_error_v)?;
-        let Some(Ok(vault::segments::RawFrame { payload: first, .. })) =
-            vault::segments::frames(&data.raw).next()
-        else {
-            state.segment_first = (state.next_seq, state.next_block, state.head);
-            return Ok(());
-        };
-        let Some(frame) = frame_of(first) else {
-            return Ok(());
-        };
-        let Some(events) = split_block(frame.block) else {
-            return Ok(());
-        };
-        let Some((body, _)) = events.first() else {
-            return Ok(());
-        };
-        let first_seq = seq_of(body).unwrap_or(0);
-        // The chain hash before the segment: the end of the segment (or archive) before it.
-        let mut start = [0u8; 32];
-        if let Some(prev) = segments.iter().rev().find(|s| s.sealed) {
-            let data = prev.read().map_err(read_error_v)?;
-            if let Ok(meta) = serde_json::from_slice::<SegmentMeta>(&data.meta) {
-                start = unhex(&meta.checkpoint.head)
-                    .and_then(|h| h.try_into().ok())
-                    .unwrap_or([0; 32]);
-            }
-        } else if let Some(a) = self.archived()? {
-            start = unhex(&a.head)
-                .and_then(|h| h.try_into().ok())
-                .unwrap_or([0; 32]);
-        }
-        state.segment_first = (first_seq, frame.block_no, start);
-        Ok(())
     }
 
     fn archived(&self) -> Result<Option<Archived>, Error> {
@@ -711,20 +814,20 @@ impl AuditLog {
     }
 
     pub(crate) fn store(&self) -> Arc<dyn Store> {
-        self.store.read().expect("audit store").clone()
+        self.shared.store()
     }
 
     /// Replaces the store that keeps checkpoints, the head and writes' blocks (tests use it
     /// to make the store fail).
     #[doc(hidden)]
     pub fn set_store(&self, store: Arc<dyn Store>) {
-        *self.store.write().expect("audit store") = store;
+        *self.shared.store.write().expect("audit store") = store;
     }
 
     /// The segment files (tests and benchmarks make their appends fail or vanish).
     #[doc(hidden)]
     pub fn segments(&self) -> &SegmentLog {
-        &self.segments
+        &self.shared.segments
     }
 
     /// The public key that verifies this log's checkpoints (hex).
@@ -761,6 +864,11 @@ impl AuditLog {
         if let Some((expected, found)) = state.truncated {
             return Err(Error::Truncated { expected, found });
         }
+        if let Some(e) = self.shared.failed.lock().expect("audit failed").as_ref() {
+            return Err(Error::Append(format!(
+                "a checkpoint could not be stored ({e}); restart Steward"
+            )));
+        }
         if state.broken {
             return Err(Error::Append(
                 "an earlier write's event did not reach the log's files; restart Steward, which moves it there".into(),
@@ -796,21 +904,10 @@ impl AuditLog {
         payload
     }
 
-    /// Writes the signed head (and `checkpoint`, if given) to the store, with the deletion of
-    /// writes' blocks that the synced segments now hold. The segments are synced first, so
-    /// the head never names events the files might lose.
-    fn write_head(&self, state: &State, checkpoint: Option<&Checkpoint>) -> Result<(), Error> {
-        self.segments.sync().map_err(append_error)?;
-        let mut batch = Batch::new();
+    /// The signed head as `state` has it, with `checkpoint` counted if given.
+    fn head_bytes(&self, state: &State, checkpoint: Option<&Checkpoint>) -> Vec<u8> {
         let (count, last) = match checkpoint {
-            Some(cp) => {
-                batch.put(
-                    ks::AUDIT_CHECKPOINTS,
-                    cp.size.to_be_bytes().to_vec(),
-                    serde_json::to_vec(cp).expect("json"),
-                );
-                (state.checkpoints + 1, cp.digest())
-            }
+            Some(cp) => (state.checkpoints + 1, cp.digest()),
             None => (state.checkpoints, state.last_checkpoint.clone()),
         };
         let mut recorded = Head {
@@ -823,66 +920,113 @@ impl AuditLog {
             signature: String::new(),
         };
         recorded.signature = hex(self.key.sign(&recorded.message()).as_ref());
-        batch.put(
-            ks::META,
-            META_HEAD,
-            serde_json::to_vec(&recorded).expect("json"),
-        );
-        for no in &state.pending {
-            batch.delete(ks::AUDIT, no.to_be_bytes().to_vec());
-        }
-        self.store().apply(batch).map_err(append_error)
+        serde_json::to_vec(&recorded).expect("json")
     }
 
-    /// Records a checkpoint of the log as `state` has it, and the signed head.
-    fn record_checkpoint(&self, state: &mut State) -> Result<Checkpoint, Error> {
+    /// Hands a job to the background writer (or does it here when the writer is gone) and,
+    /// with `wait`, returns once it is done.
+    fn submit(&self, job: Job, wait: bool) -> Result<(), Error> {
+        let worker = self.worker.lock().expect("audit worker");
+        let Some((jobs, _)) = worker.as_ref() else {
+            drop(worker);
+            return match job {
+                Job::Checkpoint {
+                    checkpoint,
+                    head,
+                    pending,
+                    ..
+                } => self.shared.store_head(checkpoint.as_ref(), head, &pending),
+                Job::Seal { segment, meta } => self
+                    .shared
+                    .segments
+                    .seal_file(&segment, &meta)
+                    .map_err(append_error),
+            };
+        };
+        let (done, answer) = mpsc::channel();
+        let job = match job {
+            Job::Checkpoint {
+                checkpoint,
+                head,
+                pending,
+                ..
+            } => Job::Checkpoint {
+                checkpoint,
+                head,
+                pending,
+                done: wait.then_some(done),
+            },
+            seal => seal,
+        };
+        jobs.send(job)
+            .map_err(|_| Error::Append("the audit writer stopped".into()))?;
+        drop(worker);
+        if wait {
+            return answer
+                .recv()
+                .map_err(|_| Error::Append("the audit writer stopped".into()))?
+                .map_err(Error::Append);
+        }
+        Ok(())
+    }
+
+    /// Records a checkpoint of the log as `state` has it (signed now; stored by the
+    /// background writer, and waited for with `wait`).
+    fn record_checkpoint(&self, state: &mut State, wait: bool) -> Result<Checkpoint, Error> {
         let cp = self.checkpoint_for(state, state.next_seq, &state.head);
-        self.write_head(state, Some(&cp))?;
-        state.pending.clear();
+        let head = self.head_bytes(state, Some(&cp));
+        let pending = std::mem::take(&mut state.pending);
         state.last_checkpoint_size = state.next_seq;
         state.last_checkpoint_at = Instant::now();
         state.checkpoints += 1;
         state.last_checkpoint = cp.digest();
+        state.last_cp = Some(cp.clone());
+        let job = Job::Checkpoint {
+            checkpoint: Some(cp.clone()),
+            head,
+            pending,
+            done: None,
+        };
+        self.submit(job, wait)?;
         Ok(cp)
     }
 
-    /// After a block reached the segment: the state moves on; a checkpoint is written when
-    /// one is due, and the active segment sealed when it is full. Neither failing undoes the
-    /// append (the event is in the log); both are tried again on the next one.
+    /// After a block reached the segment: the state moves on; a checkpoint is made when one
+    /// is due, and the active segment rotated out (and sealed by the writer) when it is full.
     fn advance(&self, state: &mut State, built: &Built) {
         state.next_seq = built.next_seq;
         state.head = built.head;
         state.next_block = built.block_no + 1;
-        let full = self.segments.active_len() >= self.config.seal_bytes;
-        let due = full
-            || state.next_seq - state.last_checkpoint_size >= self.config.checkpoint_every
-            || state.last_checkpoint_at.elapsed().as_secs() >= self.config.checkpoint_seconds;
-        if !due {
-            return;
-        }
-        let cp = match self.record_checkpoint(state) {
-            Ok(cp) => cp,
-            Err(e) => {
-                tracing::warn!(error = %e, "audit checkpoint not written; tried again on the next event");
-                return;
+        if self.config.seal_bytes > 0 && self.shared.segments.active_len() >= self.config.seal_bytes
+        {
+            match self.shared.segments.rotate(state.next_seq) {
+                Ok(Some(segment)) => {
+                    let (first_seq, first_block, start) = state.segment_first;
+                    let meta = SegmentMeta {
+                        first_seq,
+                        next_seq: state.next_seq,
+                        first_block,
+                        next_block: state.next_block,
+                        start: hex(&start),
+                        end: hex(&state.head),
+                    };
+                    state.segment_first = (state.next_seq, state.next_block, state.head);
+                    let meta = serde_json::to_vec(&meta).expect("json");
+                    if let Err(e) = self.submit(Job::Seal { segment, meta }, false) {
+                        tracing::warn!(error = %e, "an audit segment was not handed over for sealing");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the audit segment was not rotated; tried again later")
+                }
             }
-        };
-        if full {
-            let (first_seq, first_block, start) = state.segment_first;
-            let meta = SegmentMeta {
-                first_seq,
-                next_seq: state.next_seq,
-                first_block,
-                next_block: state.next_block,
-                start: hex(&start),
-                checkpoint: cp,
-            };
-            let sealed = self
-                .segments
-                .seal(&serde_json::to_vec(&meta).expect("json"), state.next_seq);
-            match sealed {
-                Ok(()) => state.segment_first = (state.next_seq, state.next_block, state.head),
-                Err(e) => tracing::warn!(error = %e, "audit segment not sealed; tried again later"),
+        }
+        let due = state.next_seq - state.last_checkpoint_size >= self.config.checkpoint_every
+            || state.last_checkpoint_at.elapsed().as_secs() >= self.config.checkpoint_seconds;
+        if due {
+            if let Err(e) = self.record_checkpoint(state, false) {
+                tracing::warn!(error = %e, "audit checkpoint not written");
             }
         }
     }
@@ -891,7 +1035,8 @@ impl AuditLog {
         let mut state = self.state.lock().expect("audit state");
         let first = state.next_seq;
         let built = self.build(&state, events)?;
-        self.segments
+        self.shared
+            .segments
             .append(&self.frame(&built))
             .map_err(append_error)?;
         self.advance(&mut state, &built);
@@ -960,7 +1105,7 @@ impl AuditLog {
     ) -> Result<Result<T, E>, Error> {
         let mut state = self.state.lock().expect("audit state");
         let built = self.build(&state, events)?;
-        self.segments.sync().map_err(append_error)?;
+        self.shared.segments.sync().map_err(append_error)?;
         let mut batch = Batch::new();
         batch.put(
             ks::AUDIT,
@@ -969,7 +1114,7 @@ impl AuditLog {
         );
         let result = write(batch);
         if result.is_ok() {
-            if let Err(e) = self.segments.append(&self.frame(&built)) {
+            if let Err(e) = self.shared.segments.append(&self.frame(&built)) {
                 // The write and its block are in the store; the next open moves the block to
                 // the segments. Until then nothing may be appended after it.
                 tracing::error!(error = %e, "a write's audit block did not reach the segment file");
@@ -989,25 +1134,37 @@ impl AuditLog {
     pub fn checkpoint(&self) -> Result<Checkpoint, Error> {
         let mut state = self.state.lock().expect("audit state");
         // A checkpoint of this size exists already: it is the answer (a second one would
-        // take its place in the store and break the chain).
-        if state.checkpoints > 0 && state.last_checkpoint_size == state.next_seq {
-            if let Some(cp) = self.latest_checkpoint()? {
-                if cp.size == state.next_seq {
-                    return Ok(cp);
-                }
-            }
+        // take its place in the store and break the chain), once it is stored.
+        if let Some(cp) = state.last_cp.clone().filter(|cp| cp.size == state.next_seq) {
+            let head = self.head_bytes(&state, None);
+            let pending = std::mem::take(&mut state.pending);
+            let job = Job::Checkpoint {
+                checkpoint: None,
+                head,
+                pending,
+                done: None,
+            };
+            self.submit(job, true)?;
+            return Ok(cp);
         }
-        self.record_checkpoint(&mut state)
+        self.record_checkpoint(&mut state, true)
     }
 
-    /// Writes the signed head as the log is now (Steward does it when it stops, so a later
-    /// removal of the last events shows as truncation).
+    /// Stops the background writer once it has done what it was given, and stores the
+    /// signed head as the log is now (Steward does it when it stops, so a later removal of
+    /// the last events shows as truncation). Appends after it are stored without the writer.
     pub fn close(&self) -> Result<(), Error> {
+        let worker = self.worker.lock().expect("audit worker").take();
+        if let Some((jobs, handle)) = worker {
+            drop(jobs);
+            let _ = handle.join();
+        }
         let mut state = self.state.lock().expect("audit state");
         if state.truncated.is_some() || state.broken {
             return Ok(());
         }
-        self.write_head(&state, None)?;
+        let head = self.head_bytes(&state, None);
+        self.shared.store_head(None, head, &state.pending)?;
         state.pending.clear();
         Ok(())
     }
@@ -1033,7 +1190,7 @@ impl AuditLog {
     pub fn query(&self, q: &Query) -> Result<(Vec<Event>, Option<u64>), Error> {
         let limit = q.limit.clamp(1, 10_000);
         let mut out = Vec::new();
-        let segments = self.segments.segments().map_err(read_error_v)?;
+        let segments = self.shared.segments.segments().map_err(read_error_v)?;
         for (i, segment) in segments.iter().enumerate() {
             // A segment is named by its first event: skip it whole when the next one starts
             // at or before the cursor.
@@ -1082,10 +1239,24 @@ impl AuditLog {
     /// `steward audit verify --archive DIR` verifies the archive and the live log together;
     /// [`verify_archive`] verifies an archive on its own.
     pub fn archive(&self, to: &std::path::Path) -> Result<(u64, u64), Error> {
+        // What the writer was given is done first (segments rotated out are sealed).
+        {
+            let mut state = self.state.lock().expect("audit state");
+            let head = self.head_bytes(&state, None);
+            let pending = std::mem::take(&mut state.pending);
+            let job = Job::Checkpoint {
+                checkpoint: None,
+                head,
+                pending,
+                done: None,
+            };
+            self.submit(job, true)?;
+        }
         // Appends may go on; the active segment is never moved.
         let active = {
             let _state = self.state.lock().expect("audit state");
-            self.segments
+            self.shared
+                .segments
                 .segments()
                 .map_err(read_error_v)?
                 .into_iter()
@@ -1093,6 +1264,7 @@ impl AuditLog {
                 .map_or(u64::MAX, |s| s.name)
         };
         let moved = self
+            .shared
             .segments
             .copy_sealed(active, to)
             .map_err(|e| Error::Append(e.to_string()))?;
@@ -1107,7 +1279,7 @@ impl AuditLog {
         let mut marker = Archived {
             next_seq: meta.next_seq,
             next_block: meta.next_block,
-            head: meta.checkpoint.head.clone(),
+            head: meta.end.clone(),
             signature: String::new(),
         };
         marker.signature = hex(self.key.sign(&marker.message()).as_ref());
@@ -1119,7 +1291,8 @@ impl AuditLog {
         );
         self.store().apply(batch).map_err(append_error)?;
         self.store().flush().map_err(append_error)?;
-        self.segments
+        self.shared
+            .segments
             .remove_sealed(&moved)
             .map_err(|e| Error::Append(e.to_string()))?;
         Ok((moved.len() as u64, meta.next_seq - before))
@@ -1192,7 +1365,7 @@ impl AuditLog {
             }
             (None, _) => {}
         }
-        for segment in self.segments.segments().map_err(read_error_v)? {
+        for segment in self.shared.segments.segments().map_err(read_error_v)? {
             if walk.broken {
                 break;
             }
@@ -1389,6 +1562,9 @@ pub fn verify_archive(dir: &std::path::Path, public_key: &str) -> Result<Verific
     let pk = unhex(public_key)
         .ok_or_else(|| Error::BadCheckpoint("the public key is not hex".into()))?;
     let mut walk = Walk::new(pk, &[], None);
+    // Only each segment's last block signature is checked (the chain links the rest).
+    walk.signed_up_to = u64::MAX;
+    // Each segment's signed end counts as a checkpoint of the archive.
     let mut checkpoints = 0;
     let mut first = true;
     for segment in vault::segments::list(dir)
@@ -1420,37 +1596,35 @@ pub fn verify_archive(dir: &std::path::Path, public_key: &str) -> Result<Verific
             walk.start_at(meta.first_seq, &meta.start);
             first = false;
         }
-        if !meta.checkpoint.signature_valid() || meta.checkpoint.public_key != public_key {
+        walk.segment_data(&segment, &data)?;
+        if walk.broken {
+            break;
+        }
+        // The segment's last block is signed over where the chain stands after it: the
+        // segment's end cannot be rewritten or cut without the log's key.
+        let last = vault::segments::frames(&data.raw)
+            .last()
+            .and_then(|f| f.ok())
+            .and_then(|f| frame_of(f.payload));
+        let signed = last.is_some_and(|f| {
+            verify_signature(
+                &walk.public_key,
+                &frame_message(f.block_no, walk.expected, &walk.prev),
+                f.signature,
+            )
+        });
+        if !signed || walk.expected != meta.next_seq || hex(&walk.prev) != meta.end {
             walk.problem(
-                meta.next_seq.saturating_sub(1),
+                walk.expected.saturating_sub(1),
                 "bad_signature",
                 format!(
-                    "the checkpoint sealed into {} is not signed by this log's key",
+                    "the end of {} is not signed by this log's key, or differs from its header",
                     segment.path.display()
                 ),
             );
             break;
         }
-        walk.wanted.insert(meta.checkpoint.size, None);
-        walk.segment_data(&segment, &data)?;
-        if walk.broken {
-            break;
-        }
         checkpoints += 1;
-        match walk.wanted.get(&meta.checkpoint.size).copied().flatten() {
-            Some(h) if hex(&h) == meta.checkpoint.head => {}
-            _ => {
-                walk.problem(
-                    meta.next_seq.saturating_sub(1),
-                    "checkpoint_mismatch",
-                    format!(
-                        "the events of {} differ from the checkpoint sealed into it",
-                        segment.path.display()
-                    ),
-                );
-                break;
-            }
-        }
     }
     let (events, head) = (walk.expected - walk.start, hex(&walk.prev));
     let problem = walk.first_problem();

@@ -553,6 +553,8 @@ fn sealed_segments_move_to_an_archive_and_verify_from_it_and_on_their_own() {
     )
     .unwrap();
     build(&log, 2000, 5);
+    // Sealing happens on the log's writer thread; a checkpoint waits for what it was given.
+    log.checkpoint().unwrap();
     let dir = f.vault.dir().join(vault::layout::AUDIT);
     let sealed = vault::segments::list(&dir)
         .unwrap()

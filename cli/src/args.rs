@@ -569,6 +569,9 @@ pub struct LimitArgs {
     /// ...or when this many seconds have passed since the last one (checked as events arrive).
     #[arg(long, default_value_t = 60, env = "STEWARD_AUDIT_CHECKPOINT_SECONDS")]
     pub checkpoint_seconds: u64,
+    /// Seal (compress) the audit log's active segment file once it holds this many KiB.
+    #[arg(long, default_value_t = 4096, env = "STEWARD_AUDIT_SEGMENT_KIB")]
+    pub audit_segment_kib: u64,
 }
 
 impl LimitArgs {
@@ -577,7 +580,7 @@ impl LimitArgs {
         hub::audit_log::AuditConfig {
             checkpoint_every: self.checkpoint_every.max(1),
             checkpoint_seconds: self.checkpoint_seconds,
-            ..hub::audit_log::AuditConfig::default()
+            seal_bytes: self.audit_segment_kib.max(1) * 1024,
         }
     }
 

@@ -48,6 +48,10 @@ struct Active {
     name: u64,
     len: u64,
     synced: u64,
+    /// Files rotated out and not synced yet: the next sync covers them.
+    retired: Vec<File>,
+    /// A file was created since the directory was last synced.
+    dir_dirty: bool,
 }
 
 /// One segment of a log, live or in an archive directory.
@@ -197,9 +201,20 @@ impl Segment {
     pub fn read(&self) -> Result<SegmentData> {
         let what = || format!("audit segment {}", self.path.display());
         if !self.sealed {
+            let file = match File::open(&self.path) {
+                // Sealed since it was listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let sealed = Segment {
+                        path: self.path.with_extension(SEALED_EXT),
+                        sealed: true,
+                        ..self.clone()
+                    };
+                    return sealed.read();
+                }
+                other => other,
+            };
             let mut raw = Vec::with_capacity(self.len as usize);
-            File::open(&self.path)
-                .map_err(io(format!("opening {}", self.path.display())))?
+            file.map_err(io(format!("opening {}", self.path.display())))?
                 .take(self.len)
                 .read_to_end(&mut raw)
                 .map_err(io(format!("reading {}", self.path.display())))?;
@@ -270,17 +285,16 @@ impl SegmentLog {
                 open.push(s);
             }
         }
-        if open.len() > 1 {
-            return Err(corrupt(format!(
-                "audit segments in {} ({} active files; only the last may be active)",
-                dir.display(),
-                open.len()
-            )));
-        }
-        let (name, path) = match open.first() {
-            Some(s) => (s.name, s.path.clone()),
-            None => {
-                let name = sealed.last().map_or(0, |n| n + 1);
+        // Files rotated out but not yet sealed stay as they are (complete: nothing is
+        // appended to a file after its rotation); the last one is the active file.
+        let (name, path) = match open.last() {
+            Some(s) if sealed.last().is_none_or(|n| *n < s.name) => (s.name, s.path.clone()),
+            _ => {
+                let name = sealed
+                    .last()
+                    .copied()
+                    .max(open.last().map(|s| s.name))
+                    .map_or(0, |n| n + 1);
                 (name, dir.join(file_name(name, OPEN_EXT)))
             }
         };
@@ -315,6 +329,8 @@ impl SegmentLog {
                     name,
                     len: good,
                     synced: good,
+                    retired: Vec::new(),
+                    dir_dirty: false,
                 }),
                 mode: AtomicU8::new(AppendMode::Write as u8),
             },
@@ -376,15 +392,29 @@ impl SegmentLog {
         Ok(())
     }
 
-    /// Makes every frame appended so far durable.
+    /// Makes every frame appended so far durable. Appends go on while the disk syncs.
     pub fn sync(&self) -> Result<()> {
         self.failing()?;
+        let context = || format!("syncing {}", self.dir.display());
+        let (name, target, file, retired, dir_dirty) = {
+            let mut a = self.active.lock().expect("segment");
+            if a.synced >= a.len && a.retired.is_empty() && !a.dir_dirty {
+                return Ok(());
+            }
+            let file = a.file.try_clone().map_err(io(context()))?;
+            let dirty = std::mem::take(&mut a.dir_dirty);
+            (a.name, a.len, file, std::mem::take(&mut a.retired), dirty)
+        };
+        for f in &retired {
+            f.sync_data().map_err(io(context()))?;
+        }
+        file.sync_data().map_err(io(context()))?;
+        if dir_dirty {
+            sync_dir(&self.dir)?;
+        }
         let mut a = self.active.lock().expect("segment");
-        if a.synced < a.len {
-            a.file
-                .sync_data()
-                .map_err(io(format!("syncing {}", self.dir.display())))?;
-            a.synced = a.len;
+        if a.name == name {
+            a.synced = a.synced.max(target);
         }
         Ok(())
     }
@@ -404,13 +434,14 @@ impl SegmentLog {
         Ok(out)
     }
 
-    /// Compresses the active segment into a sealed one carrying `meta`, and starts a new
-    /// active segment named `next`. Nothing changes if the active segment is empty.
-    pub fn seal(&self, meta: &[u8], next: u64) -> Result<()> {
+    /// Starts a new active segment named `next` and returns the one it replaces, synced and
+    /// complete, for [`SegmentLog::seal_file`] (which may run on another thread while appends
+    /// go on). Nothing happens if the active segment is empty.
+    pub fn rotate(&self, next: u64) -> Result<Option<Segment>> {
         self.failing()?;
         let mut a = self.active.lock().expect("segment");
         if a.len == 0 || self.mode() == AppendMode::Discard {
-            return Ok(());
+            return Ok(None);
         }
         if next <= a.name {
             return Err(corrupt(format!(
@@ -418,13 +449,36 @@ impl SegmentLog {
                 a.name
             )));
         }
-        let open_path = self.dir.join(file_name(a.name, OPEN_EXT));
-        let mut raw = Vec::with_capacity(a.len as usize);
-        File::open(&open_path)
-            .map_err(io(format!("opening {}", open_path.display())))?
-            .take(a.len)
-            .read_to_end(&mut raw)
-            .map_err(io(format!("reading {}", open_path.display())))?;
+        let next_path = self.dir.join(file_name(next, OPEN_EXT));
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&next_path)
+            .map_err(io(format!("opening {}", next_path.display())))?;
+        // The new file's name reaches the disk with the next sync, not under this lock.
+        a.dir_dirty = true;
+        let old = Segment {
+            name: a.name,
+            path: self.dir.join(file_name(a.name, OPEN_EXT)),
+            sealed: false,
+            len: a.len,
+        };
+        let previous = std::mem::replace(&mut a.file, file);
+        if a.synced < a.len {
+            a.retired.push(previous);
+        }
+        a.name = next;
+        a.len = 0;
+        a.synced = 0;
+        Ok(Some(old))
+    }
+
+    /// Compresses a rotated-out segment into a sealed one carrying `meta` (written aside,
+    /// synced, renamed), then removes the uncompressed file.
+    pub fn seal_file(&self, segment: &Segment, meta: &[u8]) -> Result<()> {
+        self.failing()?;
+        let raw = segment.read()?.raw;
         let packed = lz4_flex::block::compress(&raw);
         let mut out = Vec::with_capacity(packed.len() + meta.len() + 64);
         out.extend_from_slice(MAGIC);
@@ -433,24 +487,18 @@ impl SegmentLog {
         out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&packed).to_le_bytes());
         out.extend_from_slice(&packed);
-        let sealed_path = self.dir.join(file_name(a.name, SEALED_EXT));
-        write_durably(&sealed_path, &out)?;
-        let next_path = self.dir.join(file_name(next, OPEN_EXT));
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&next_path)
-            .map_err(io(format!("opening {}", next_path.display())))?;
+        write_durably(&self.dir.join(file_name(segment.name, SEALED_EXT)), &out)?;
+        let open_path = self.dir.join(file_name(segment.name, OPEN_EXT));
         fs::remove_file(&open_path).map_err(io(format!("removing {}", open_path.display())))?;
-        sync_dir(&self.dir)?;
-        *a = Active {
-            file,
-            name: next,
-            len: 0,
-            synced: 0,
-        };
-        Ok(())
+        sync_dir(&self.dir)
+    }
+
+    /// [`SegmentLog::rotate`] and [`SegmentLog::seal_file`] at once.
+    pub fn seal(&self, meta: &[u8], next: u64) -> Result<()> {
+        match self.rotate(next)? {
+            Some(old) => self.seal_file(&old, meta),
+            None => Ok(()),
+        }
     }
 
     /// Copies the sealed segments numbered below `before` into `to` (created if needed;

@@ -217,3 +217,82 @@ fn a_damaged_store_is_named_as_damage_with_its_own_exit_code_not_as_bad_input() 
         "{message}"
     );
 }
+
+#[test]
+fn sealed_segments_are_archived_elsewhere_and_the_whole_log_verifies_from_the_archive() {
+    let env = Env::init();
+    let id = env.add(&json!({"given_name": "Ann"}));
+    let token = env.json(&["users", "add", "reader", "--role", "fundraiser"], None)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Small segments, so that a few hundred reads fill several.
+    let server = env.serve_with("warn", &["--audit-segment-kib", "8"]);
+    for _ in 0..120 {
+        let (status, _, _) = http(
+            "GET",
+            &format!("{}/v1/subjects/{id}", server.url),
+            Some(&token),
+            None,
+        );
+        assert_eq!(status, 200);
+    }
+    assert!(server.stop().success());
+    let live = env.data.join("audit");
+    let sealed = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "seg")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(sealed(&live) >= 3, "{} sealed segments", sealed(&live));
+    let before = env.json(&["audit", "verify"], None);
+    assert_eq!(before["ok"], true, "{before}");
+    let archive = env.tmp.path().join("archive");
+    let moved = env.json(
+        &["audit", "archive", "--to", archive.to_str().unwrap()],
+        None,
+    );
+    assert!(moved["segments"].as_u64().unwrap() >= 3, "{moved}");
+    assert_eq!(sealed(&live), 0);
+    assert_eq!(sealed(&archive) as u64, moved["segments"].as_u64().unwrap());
+    // The live log verifies on its own, and the whole log with the archive read first.
+    assert_eq!(env.json(&["audit", "verify"], None)["ok"], true);
+    let whole = env.json(
+        &["audit", "verify", "--archive", archive.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(whole["ok"], true, "{whole}");
+    assert!(whole["events"].as_u64().unwrap() > 120, "{whole}");
+    // A byte changed in the archive is found, and named as damage at an event.
+    let mut files: Vec<_> = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut bytes = std::fs::read(&files[1]).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x20;
+    std::fs::write(&files[1], &bytes).unwrap();
+    let out = env.run(
+        &[
+            "audit",
+            "verify",
+            "--archive",
+            archive.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["problem"]["kind"], "malformed", "{v}");
+}
