@@ -1852,6 +1852,14 @@ pub mod fuzz {
     /// each event's sequence number and its JSON; an event that parses must serialise back to
     /// the canonical bytes it was read from or be reported malformed by `verify`.
     pub fn block(bytes: &[u8]) {
+        // The same bytes as a segment file's frames: each frame's number, block and
+        // signature as the log reads them.
+        for f in vault::segments::frames(bytes).flatten() {
+            if let Some(frame) = super::frame_of(f.payload) {
+                let _ = super::block_end(frame.block);
+                let _ = super::events_of(frame.block);
+            }
+        }
         let Some(events) = super::split_block(bytes) else {
             return;
         };

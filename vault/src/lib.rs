@@ -67,4 +67,10 @@ pub mod fuzz {
         crate::record::fuzz_framing(bytes);
         let _ = domain::Value::decode(bytes);
     }
+
+    /// Reads bytes as an audit segment file (sealed and active), as opening the log and
+    /// `audit verify` do.
+    pub fn segment(bytes: &[u8]) {
+        crate::segments::fuzz(bytes);
+    }
 }

@@ -199,7 +199,6 @@ pub fn list(dir: &Path) -> Result<Vec<Segment>> {
 impl Segment {
     /// Reads the segment: a sealed one is checked against its checksum and unpacked.
     pub fn read(&self) -> Result<SegmentData> {
-        let what = || format!("audit segment {}", self.path.display());
         if !self.sealed {
             let file = match File::open(&self.path) {
                 // Sealed since it was listed.
@@ -224,37 +223,61 @@ impl Segment {
             });
         }
         let bytes = fs::read(&self.path).map_err(io(format!("reading {}", self.path.display())))?;
-        let rest = bytes
-            .strip_prefix(MAGIC)
-            .ok_or_else(|| corrupt(format!("{} (not a segment file)", what())))?;
-        let take = |rest: &[u8], n: usize| -> Result<(Vec<u8>, usize)> {
-            rest.get(..n)
-                .map(|b| (b.to_vec(), n))
-                .ok_or_else(|| corrupt(format!("{} (cut short)", what())))
-        };
-        let (len, _) = take(rest, 4)?;
-        let meta_len = u32::from_le_bytes(len.try_into().expect("4")) as usize;
-        let rest = &rest[4..];
-        let (meta, _) = take(rest, meta_len)?;
-        let rest = &rest[meta_len..];
-        let (raw_len, _) = take(rest, 8)?;
-        let raw_len = u64::from_le_bytes(raw_len.try_into().expect("8")) as usize;
-        let (crc, _) = take(&rest[8..], 4)?;
-        let crc = u32::from_le_bytes(crc.try_into().expect("4"));
-        let packed = &rest[12..];
-        if crc32fast::hash(packed) != crc {
-            return Err(corrupt(format!("{} (checksum)", what())));
-        }
-        if raw_len > 1 << 34 {
-            return Err(corrupt(format!("{} (size)", what())));
-        }
-        let raw = lz4_flex::block::decompress(packed, raw_len)
-            .map_err(|_| corrupt(format!("{} (compressed data)", what())))?;
-        if raw.len() != raw_len {
-            return Err(corrupt(format!("{} (size)", what())));
-        }
-        Ok(SegmentData { meta, raw })
+        unpack(&bytes, &self.path.display().to_string())
     }
+}
+
+/// A sealed segment's bytes: checked against their checksum and unpacked. `name` names the
+/// file in errors.
+fn unpack(bytes: &[u8], name: &str) -> Result<SegmentData> {
+    let what = || format!("audit segment {name}");
+    let rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| corrupt(format!("{} (not a segment file)", what())))?;
+    let take = |rest: &[u8], n: usize| -> Result<(Vec<u8>, usize)> {
+        rest.get(..n)
+            .map(|b| (b.to_vec(), n))
+            .ok_or_else(|| corrupt(format!("{} (cut short)", what())))
+    };
+    let (len, _) = take(rest, 4)?;
+    let meta_len = u32::from_le_bytes(len.try_into().expect("4")) as usize;
+    let rest = &rest[4..];
+    let (meta, _) = take(rest, meta_len)?;
+    let rest = &rest[meta_len..];
+    let (raw_len, _) = take(rest, 8)?;
+    let raw_len = u64::from_le_bytes(raw_len.try_into().expect("8")) as usize;
+    let (crc, _) = take(&rest[8..], 4)?;
+    let crc = u32::from_le_bytes(crc.try_into().expect("4"));
+    let packed = &rest[12..];
+    if crc32fast::hash(packed) != crc {
+        return Err(corrupt(format!("{} (checksum)", what())));
+    }
+    // LZ4 expands at most about 255 times: a larger claimed size is damage, and is not
+    // allocated.
+    if raw_len > packed.len().saturating_mul(255).saturating_add(64) {
+        return Err(corrupt(format!("{} (size)", what())));
+    }
+    let raw = lz4_flex::block::decompress(packed, raw_len)
+        .map_err(|_| corrupt(format!("{} (compressed data)", what())))?;
+    if raw.len() != raw_len {
+        return Err(corrupt(format!("{} (size)", what())));
+    }
+    Ok(SegmentData { meta, raw })
+}
+
+/// Entry point of the `audit_block` fuzz target: bytes read as a sealed segment and as an
+/// active one, never a panic out.
+#[cfg(feature = "fuzz")]
+pub(crate) fn fuzz(bytes: &[u8]) {
+    if let Ok(data) = unpack(bytes, "fuzz") {
+        for f in frames(&data.raw) {
+            let _ = f.map(|f| f.intact);
+        }
+    }
+    for f in frames(bytes) {
+        let _ = f.map(|f| f.intact);
+    }
+    let _ = torn_end(bytes);
 }
 
 impl SegmentLog {

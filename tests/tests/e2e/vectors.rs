@@ -24,7 +24,9 @@ use crate::support::{binary, stderr};
 const SETS: &[&str] = &["v1", "v2"];
 
 fn vectors(set: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors").join(set)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../vectors")
+        .join(set)
 }
 
 /// A `steward` command on `data`, unsealed with the vectors' identity file.
