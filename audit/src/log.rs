@@ -699,11 +699,25 @@ impl AuditLog {
                     .as_ref(),
             );
             segments.append(&payload).map_err(append_error)?;
-            if segment_first.0 == next_seq && listed.last().is_none_or(|s| s.sealed) {
-                segment_first = (next_seq, next_block, head);
-            }
             (next_seq, head, next_block) = (end_seq + 1, end_hash, no + 1);
             moved.push(k);
+            // A log moved over from the store (written before segment files) is cut into
+            // segments of the usual size as it goes.
+            if config.seal_bytes > 0 && segments.active_len() >= config.seal_bytes {
+                if let Some(segment) = segments.rotate(next_seq).map_err(append_error)? {
+                    let (first_seq, first_block, start) = segment_first;
+                    let meta = SegmentMeta {
+                        first_seq,
+                        next_seq,
+                        first_block,
+                        next_block,
+                        start: hex(&start),
+                        end: hex(&head),
+                    };
+                    to_seal.push((segment, meta));
+                    segment_first = (next_seq, next_block, head);
+                }
+            }
         }
         if !moved.is_empty() {
             segments.sync().map_err(append_error)?;

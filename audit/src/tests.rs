@@ -649,3 +649,45 @@ fn a_writes_block_that_a_crash_kept_from_its_segment_is_moved_there_on_open() {
     reopened.append(event(40)).unwrap();
     assert!(reopened.verify(None).unwrap().ok);
 }
+
+#[test]
+fn a_log_kept_in_the_store_by_an_earlier_version_moves_into_segments_of_the_usual_size() {
+    let f = fixture();
+    // Blocks only in the store, as Steward wrote them before segment files: the segment
+    // file keeps nothing and no checkpoint or close moves them out.
+    let old = log_of(&f, 1_000_000);
+    old.segments()
+        .set_mode(vault::segments::AppendMode::Discard);
+    build(&old, 2000, 11);
+    std::mem::forget(old);
+    assert!(f.vault.store().scan_prefix(ks::AUDIT, &[]).count() > 200);
+    let log = AuditLog::open(
+        f.vault.store().clone(),
+        f.vault.audit_segments().unwrap(),
+        f.vault.keys(),
+        AuditConfig {
+            checkpoint_every: 100,
+            checkpoint_seconds: 3600,
+            seal_bytes: 16 * 1024,
+        },
+    )
+    .unwrap();
+    assert_eq!(log.len(), 2000);
+    log.checkpoint().unwrap();
+    let sealed = vault::segments::list(&f.vault.dir().join(vault::layout::AUDIT))
+        .unwrap()
+        .iter()
+        .filter(|s| s.sealed)
+        .count();
+    assert!(sealed >= 10, "{sealed} sealed segments");
+    assert!(f.vault.store().scan_prefix(ks::AUDIT, &[]).next().is_none());
+    let v = log.verify(None).unwrap();
+    assert!(v.ok && v.events == 2000, "{v:?}");
+    let archive = f._tmp.path().join("archive");
+    log.archive(&archive).unwrap();
+    assert!(
+        crate::verify_archive(&archive, &log.public_key())
+            .unwrap()
+            .ok
+    );
+}
