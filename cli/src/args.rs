@@ -485,6 +485,16 @@ pub enum AuditCmd {
         #[arg(long, value_name = "DIR")]
         archive: Option<PathBuf>,
     },
+    /// Verify an archive made by `audit archive` on its own, without the data directory:
+    /// each segment's chain and signed end, and that each continues the one before.
+    VerifyArchive {
+        /// The archive directory.
+        dir: PathBuf,
+        /// A checkpoint exported from the same log (`audit checkpoint export`): its public key
+        /// is the one the archive must be signed with.
+        #[arg(long, value_name = "CHECKPOINT.json")]
+        checkpoint: PathBuf,
+    },
     /// Move the log's sealed (full, compressed) segments to DIR, e.g. on other storage; the
     /// live log then starts after them, and `audit verify --archive DIR` reads them back.
     Archive {

@@ -54,10 +54,52 @@ fn event_line(e: &hub::audit_log::Event) -> String {
     )
 }
 
+/// `audit verify-archive`: needs no data directory, only the archive and a checkpoint of the
+/// same log (for its public key).
+fn verify_archive(
+    dir: &std::path::Path,
+    checkpoint: &std::path::Path,
+    out: Output,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(checkpoint)
+        .with_context(|| format!("reading {}", checkpoint.display()))?;
+    let public_key = serde_json::from_str::<hub::ExportedCheckpoint>(&text)
+        .map(|e| e.checkpoint)
+        .or_else(|_| hub::audit_log::Checkpoint::from_json(&text))
+        .map_err(|e| usage("bad_checkpoint", e.to_string()))?
+        .public_key;
+    if !dir.is_dir() {
+        return Err(usage(
+            "not_found",
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let v = hub::audit_log::verify_archive(dir, &public_key)
+        .map_err(|e| usage("bad_archive", e.to_string()))?;
+    out.emit(&json!(v), || match &v.problem {
+        None => format!(
+            "audit archive intact: {} events in {} segment(s), each signed at its end, head {}",
+            v.events, v.checkpoints, v.head
+        ),
+        Some(p) => format!(
+            "audit archive damaged at event {}: {} ({})",
+            p.seq, p.detail, p.kind
+        ),
+    });
+    if !v.ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 pub(crate) fn run(g: &Global, cmd: AuditCmd, out: Output) -> anyhow::Result<()> {
+    if let AuditCmd::VerifyArchive { dir, checkpoint } = &cmd {
+        return verify_archive(dir, checkpoint, out);
+    }
     let hub = open_hub(g)?;
     let actor = actor_for(&hub, g)?;
     match cmd {
+        AuditCmd::VerifyArchive { .. } => unreachable!("handled before the hub opens"),
         AuditCmd::Archive { to } => {
             let (segments, events) = hub.audit_archive(&actor, &to)?;
             out.emit(&json!({"segments": segments, "events": events, "to": to}), || {

@@ -67,7 +67,7 @@ pub use consent::NewConsent;
 
 /// The audit log's types: events, queries, checkpoints, verification, settings.
 pub mod audit_log {
-    pub use audit::{AuditConfig, Checkpoint, Event, Outcome, Query, Verification};
+    pub use audit::{verify_archive, AuditConfig, Checkpoint, Event, Outcome, Query, Verification};
 }
 
 /// Sealing and unlocking the key ring; the data directory's file names.

@@ -272,6 +272,30 @@ fn sealed_segments_are_archived_elsewhere_and_the_whole_log_verifies_from_the_ar
     );
     assert_eq!(whole["ok"], true, "{whole}");
     assert!(whole["events"].as_u64().unwrap() > 120, "{whole}");
+    // An auditor with the archive and an exported checkpoint, and no data directory.
+    let cp = env.tmp.path().join("cp.json");
+    env.json(
+        &[
+            "audit",
+            "checkpoint",
+            "export",
+            "--out",
+            cp.to_str().unwrap(),
+        ],
+        None,
+    );
+    let alone = std::process::Command::new(binary())
+        .args(["audit", "verify-archive", "--json"])
+        .arg(&archive)
+        .arg("--checkpoint")
+        .arg(&cp)
+        .env_remove("STEWARD_DATA")
+        .output()
+        .unwrap();
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    let alone: Value = serde_json::from_slice(&alone.stdout).unwrap();
+    assert_eq!(alone["ok"], true, "{alone}");
+    assert_eq!(alone["events"], moved["events"], "{alone}");
     // A byte changed in the archive is found, and named as damage at an event.
     let mut files: Vec<_> = std::fs::read_dir(&archive)
         .unwrap()
@@ -295,4 +319,13 @@ fn sealed_segments_are_archived_elsewhere_and_the_whole_log_verifies_from_the_ar
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["problem"]["kind"], "malformed", "{v}");
+    let alone = std::process::Command::new(binary())
+        .args(["audit", "verify-archive", "--json"])
+        .arg(&archive)
+        .arg("--checkpoint")
+        .arg(&cp)
+        .env_remove("STEWARD_DATA")
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(1), "{}", stderr(&alone));
 }
