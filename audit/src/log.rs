@@ -984,6 +984,20 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Stores the signed head as `state` has it, once the writer has done everything it was
+    /// given before (checkpoints stored, rotated segments sealed).
+    fn settle(&self, state: &mut State) -> Result<(), Error> {
+        let head = self.head_bytes(state, None);
+        let pending = std::mem::take(&mut state.pending);
+        let job = Job::Checkpoint {
+            checkpoint: None,
+            head,
+            pending,
+            done: None,
+        };
+        self.submit(job, true)
+    }
+
     /// Records a checkpoint of the log as `state` has it (signed now; stored by the
     /// background writer, and waited for with `wait`).
     fn record_checkpoint(&self, state: &mut State, wait: bool) -> Result<Checkpoint, Error> {
@@ -1150,15 +1164,7 @@ impl AuditLog {
         // A checkpoint of this size exists already: it is the answer (a second one would
         // take its place in the store and break the chain), once it is stored.
         if let Some(cp) = state.last_cp.clone().filter(|cp| cp.size == state.next_seq) {
-            let head = self.head_bytes(&state, None);
-            let pending = std::mem::take(&mut state.pending);
-            let job = Job::Checkpoint {
-                checkpoint: None,
-                head,
-                pending,
-                done: None,
-            };
-            self.submit(job, true)?;
+            self.settle(&mut state)?;
             return Ok(cp);
         }
         self.record_checkpoint(&mut state, true)
@@ -1254,18 +1260,7 @@ impl AuditLog {
     /// [`verify_archive`] verifies an archive on its own.
     pub fn archive(&self, to: &std::path::Path) -> Result<(u64, u64), Error> {
         // What the writer was given is done first (segments rotated out are sealed).
-        {
-            let mut state = self.state.lock().expect("audit state");
-            let head = self.head_bytes(&state, None);
-            let pending = std::mem::take(&mut state.pending);
-            let job = Job::Checkpoint {
-                checkpoint: None,
-                head,
-                pending,
-                done: None,
-            };
-            self.submit(job, true)?;
-        }
+        self.settle(&mut self.state.lock().expect("audit state"))?;
         // Appends may go on; the active segment is never moved.
         let active = {
             let _state = self.state.lock().expect("audit state");

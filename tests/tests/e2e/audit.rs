@@ -284,14 +284,17 @@ fn sealed_segments_are_archived_elsewhere_and_the_whole_log_verifies_from_the_ar
         ],
         None,
     );
-    let alone = std::process::Command::new(binary())
-        .args(["audit", "verify-archive", "--json"])
-        .arg(&archive)
-        .arg("--checkpoint")
-        .arg(&cp)
-        .env_remove("STEWARD_DATA")
-        .output()
-        .unwrap();
+    let verify_alone = || {
+        std::process::Command::new(binary())
+            .args(["audit", "verify-archive", "--json"])
+            .arg(&archive)
+            .arg("--checkpoint")
+            .arg(&cp)
+            .env_remove("STEWARD_DATA")
+            .output()
+            .unwrap()
+    };
+    let alone = verify_alone();
     assert!(alone.status.success(), "{}", stderr(&alone));
     let alone: Value = serde_json::from_slice(&alone.stdout).unwrap();
     assert_eq!(alone["ok"], true, "{alone}");
@@ -319,13 +322,6 @@ fn sealed_segments_are_archived_elsewhere_and_the_whole_log_verifies_from_the_ar
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["problem"]["kind"], "malformed", "{v}");
-    let alone = std::process::Command::new(binary())
-        .args(["audit", "verify-archive", "--json"])
-        .arg(&archive)
-        .arg("--checkpoint")
-        .arg(&cp)
-        .env_remove("STEWARD_DATA")
-        .output()
-        .unwrap();
+    let alone = verify_alone();
     assert_eq!(alone.status.code(), Some(1), "{}", stderr(&alone));
 }
