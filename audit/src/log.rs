@@ -393,7 +393,7 @@ struct Shared {
     store: RwLock<Arc<dyn Store>>,
     segments: SegmentLog,
     /// Set when a checkpoint could not be stored: appends are refused (fail closed).
-    failed: Mutex<Option<String>>,
+    failed: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -438,7 +438,7 @@ impl Shared {
                     let r = self.store_head(checkpoint.as_ref(), head, &pending);
                     if let Err(e) = &r {
                         tracing::error!(error = %e, "an audit checkpoint could not be stored; audited operations are refused until Steward restarts");
-                        *self.failed.lock().expect("audit failed") = Some(e.to_string());
+                        let _ = self.failed.set(e.to_string());
                     }
                     if let Some(done) = done {
                         let _ = done.send(r.map_err(|e| e.to_string()));
@@ -579,6 +579,12 @@ fn segment_ends(raw: &[u8]) -> Option<Option<((u64, u64), (u64, u64, [u8; 32]))>
     )))
 }
 
+/// A sealed segment's header, read without unpacking the segment.
+fn segment_meta(segment: &vault::segments::Segment) -> Result<SegmentMeta, Error> {
+    serde_json::from_slice(&segment.meta().map_err(read_error_v)?)
+        .map_err(|_| Error::Damaged(format!("{} has no readable header", segment.path.display())))
+}
+
 /// A block built and not yet stored.
 struct Built {
     block_no: u64,
@@ -623,10 +629,7 @@ impl AuditLog {
         for (i, segment) in listed.iter().enumerate() {
             let start = (next_seq, next_block, head);
             if segment.sealed {
-                let data = segment.read().map_err(read_error_v)?;
-                let meta: SegmentMeta = serde_json::from_slice(&data.meta).map_err(|_| {
-                    Error::Damaged(format!("{} has no readable header", segment.path.display()))
-                })?;
+                let meta = segment_meta(segment)?;
                 (next_seq, next_block, head) = (meta.next_seq, meta.next_block, hash_of(&meta.end));
                 continue;
             }
@@ -759,7 +762,7 @@ impl AuditLog {
         let shared = Arc::new(Shared {
             store: RwLock::new(store),
             segments,
-            failed: Mutex::new(None),
+            failed: std::sync::OnceLock::new(),
         });
         let log = AuditLog {
             shared,
@@ -878,7 +881,7 @@ impl AuditLog {
         if let Some((expected, found)) = state.truncated {
             return Err(Error::Truncated { expected, found });
         }
-        if let Some(e) = self.shared.failed.lock().expect("audit failed").as_ref() {
+        if let Some(e) = self.shared.failed.get() {
             return Err(Error::Append(format!(
                 "a checkpoint could not be stored ({e}); restart Steward"
             )));
@@ -958,20 +961,10 @@ impl AuditLog {
             };
         };
         let (done, answer) = mpsc::channel();
-        let job = match job {
-            Job::Checkpoint {
-                checkpoint,
-                head,
-                pending,
-                ..
-            } => Job::Checkpoint {
-                checkpoint,
-                head,
-                pending,
-                done: wait.then_some(done),
-            },
-            seal => seal,
-        };
+        let mut job = job;
+        if let Job::Checkpoint { done: slot, .. } = &mut job {
+            *slot = wait.then_some(done);
+        }
         jobs.send(job)
             .map_err(|_| Error::Append("the audit writer stopped".into()))?;
         drop(worker);
@@ -1261,29 +1254,16 @@ impl AuditLog {
     pub fn archive(&self, to: &std::path::Path) -> Result<(u64, u64), Error> {
         // What the writer was given is done first (segments rotated out are sealed).
         self.settle(&mut self.state.lock().expect("audit state"))?;
-        // Appends may go on; the active segment is never moved.
-        let active = {
-            let _state = self.state.lock().expect("audit state");
-            self.shared
-                .segments
-                .segments()
-                .map_err(read_error_v)?
-                .into_iter()
-                .find(|s| !s.sealed)
-                .map_or(u64::MAX, |s| s.name)
-        };
+        // Appends may go on: only sealed segments move.
         let moved = self
             .shared
             .segments
-            .copy_sealed(active, to)
+            .copy_sealed(to)
             .map_err(|e| Error::Append(e.to_string()))?;
         let Some(last) = moved.last() else {
             return Ok((0, 0));
         };
-        let meta: SegmentMeta = serde_json::from_slice(&last.read().map_err(read_error_v)?.meta)
-            .map_err(|_| {
-                Error::Damaged(format!("{} has no readable header", last.path.display()))
-            })?;
+        let meta = segment_meta(last)?;
         let before = self.archived()?.map_or(0, |a| a.next_seq);
         let mut marker = Archived {
             next_seq: meta.next_seq,
@@ -1341,7 +1321,14 @@ impl AuditLog {
                 }
             }
         }
+        let recorded: Option<Head> = store
+            .get(ks::META, META_HEAD)
+            .map_err(read_error)?
+            .and_then(|b| serde_json::from_slice(&b).ok());
         let mut walk = Walk::new(self.key.public_key().to_vec(), &checkpoints, against);
+        if let Some(r) = &recorded {
+            walk.wanted.entry(r.next_seq).or_insert(None);
+        }
         let marker = self.archived()?;
         if let Some(m) = &marker {
             let signed = unhex(&m.signature)
@@ -1438,10 +1425,6 @@ impl AuditLog {
                 }
                 before = Some(cp);
             }
-            let recorded: Option<Head> = store
-                .get(ks::META, META_HEAD)
-                .map_err(read_error)?
-                .and_then(|b| serde_json::from_slice(&b).ok());
             if recorded.as_ref().is_none_or(|r| r.signature.is_empty()) && events > 0 {
                 walk.problem(
                     events.saturating_sub(1),
@@ -1489,10 +1472,7 @@ impl AuditLog {
                         );
                     }
                     if r.next_seq <= events && r.next_seq >= walk.start {
-                        let at = walk
-                            .recorded_head
-                            .filter(|_| r.next_seq == events)
-                            .or_else(|| walk.wanted.get(&r.next_seq).copied().flatten());
+                        let at = walk.wanted.get(&r.next_seq).copied().flatten();
                         if at.is_some_and(|h| hex(&h) != r.head) {
                             walk.problem(
                                 r.next_seq.saturating_sub(1),
@@ -1565,8 +1545,8 @@ impl Drop for AuditLog {
 }
 
 /// Verifies an archive of sealed segments on its own (no data directory needed): each
-/// segment's chain, the signed checkpoint it carries, and that each continues the one
-/// before. `public_key` (hex) is the log's, as an exported checkpoint names it.
+/// segment's chain, the signature of its last block (which vouches for where the chain
+/// stands at its end), and that each continues the one before. `public_key` (hex) is the log's, as an exported checkpoint names it.
 pub fn verify_archive(dir: &std::path::Path, public_key: &str) -> Result<Verification, Error> {
     let pk = unhex(public_key)
         .ok_or_else(|| Error::BadCheckpoint("the public key is not hex".into()))?;
@@ -1581,17 +1561,8 @@ pub fn verify_archive(dir: &std::path::Path, public_key: &str) -> Result<Verific
         .into_iter()
         .filter(|s| s.sealed)
     {
-        let data = match segment.read() {
-            Ok(data) => data,
-            Err(vault::Error::Corrupt { what }) => {
-                walk.problem(
-                    walk.expected,
-                    "malformed",
-                    format!("{what} cannot be read: it was altered or damaged"),
-                );
-                break;
-            }
-            Err(e) => return Err(read_error_v(e)),
+        let Some(data) = walk.read(&segment)? else {
+            break;
         };
         let Ok(meta) = serde_json::from_slice::<SegmentMeta>(&data.meta) else {
             walk.problem(
@@ -1611,15 +1582,11 @@ pub fn verify_archive(dir: &std::path::Path, public_key: &str) -> Result<Verific
         }
         // The segment's last block is signed over where the chain stands after it: the
         // segment's end cannot be rewritten or cut without the log's key.
-        let last = vault::segments::frames(&data.raw)
-            .last()
-            .and_then(|f| f.ok())
-            .and_then(|f| frame_of(f.payload));
-        let signed = last.is_some_and(|f| {
+        let signed = walk.last_block.take().is_some_and(|(block_no, sig)| {
             verify_signature(
                 &walk.public_key,
-                &frame_message(f.block_no, walk.expected, &walk.prev),
-                f.signature,
+                &frame_message(block_no, walk.expected, &walk.prev),
+                &sig,
             )
         });
         if !signed || walk.expected != meta.next_seq || hex(&walk.prev) != meta.end {
@@ -1660,9 +1627,8 @@ struct Walk {
     /// Frames ending after this size are not covered by a checkpoint: their signatures are
     /// checked.
     signed_up_to: u64,
-    /// The chain hash after the last event, as its block's signature vouches (None when no
-    /// frame signature was checked).
-    recorded_head: Option<[u8; 32]>,
+    /// The number and signature of the last block walked (an archive checks each segment's).
+    last_block: Option<(u64, [u8; 64])>,
     problems: Vec<VerifyProblem>,
     /// The first block whose signature fails (first and last event): the chain goes on
     /// being checked after it.
@@ -1687,7 +1653,7 @@ impl Walk {
             prev: [0; 32],
             wanted,
             signed_up_to: checkpoints.last().map_or(0, |c| c.size),
-            recorded_head: None,
+            last_block: None,
             problems: Vec::new(),
             unsigned_block: None,
             broken: false,
@@ -1697,9 +1663,7 @@ impl Walk {
     fn start_at(&mut self, seq: u64, head: &str) {
         self.start = seq;
         self.expected = seq;
-        self.prev = unhex(head)
-            .and_then(|h| h.try_into().ok())
-            .unwrap_or([0; 32]);
+        self.prev = hash_of(head);
         if let Some(slot) = self.wanted.get_mut(&seq) {
             *slot = Some(self.prev);
         }
@@ -1726,9 +1690,13 @@ impl Walk {
         });
     }
 
-    fn segment(&mut self, segment: &vault::segments::Segment) -> Result<(), Error> {
+    /// Reads a segment; one that cannot be read is the problem where the walk stands.
+    fn read(
+        &mut self,
+        segment: &vault::segments::Segment,
+    ) -> Result<Option<vault::segments::SegmentData>, Error> {
         match segment.read() {
-            Ok(data) => self.segment_data(segment, &data),
+            Ok(data) => Ok(Some(data)),
             Err(vault::Error::Corrupt { what }) => {
                 self.problem(
                     self.expected,
@@ -1736,9 +1704,16 @@ impl Walk {
                     format!("{what} cannot be read: it was altered or damaged"),
                 );
                 self.broken = true;
-                Ok(())
+                Ok(None)
             }
             Err(e) => Err(read_error_v(e)),
+        }
+    }
+
+    fn segment(&mut self, segment: &vault::segments::Segment) -> Result<(), Error> {
+        match self.read(segment)? {
+            Some(data) => self.segment_data(segment, &data),
+            None => Ok(()),
         }
     }
 
@@ -1747,8 +1722,8 @@ impl Walk {
         segment: &vault::segments::Segment,
         data: &vault::segments::SegmentData,
     ) -> Result<(), Error> {
-        let expected_at_start = self.expected;
         for payload in vault::segments::frames(&data.raw) {
+            let block_first = self.expected;
             let raw = payload.ok();
             let Some(frame) = raw.as_ref().and_then(|f| frame_of(f.payload)) else {
                 let expected = self.expected;
@@ -1764,6 +1739,11 @@ impl Walk {
                 return Ok(());
             };
             let intact = raw.is_some_and(|f| f.intact);
+            self.last_block = frame
+                .signature
+                .try_into()
+                .ok()
+                .map(|sig| (frame.block_no, sig));
             for item in events_of(frame.block) {
                 let expected = self.expected;
                 let Some((body, stored)) = item else {
@@ -1815,30 +1795,29 @@ impl Walk {
             if !intact {
                 // Every event of the block matched its hash: the damage is in the block's
                 // number or signature.
-                let first = self
-                    .expected
-                    .saturating_sub(split_block(frame.block).map_or(1, |e| e.len() as u64));
+                let first = block_first;
                 self.problem(first, "malformed", format!("the block of events from {first} fails its checksum: its number or signature was altered"));
                 self.broken = true;
                 return Ok(());
             }
-            if self.expected > self.signed_up_to && self.expected > expected_at_start {
-                let message = frame_message(frame.block_no, self.expected, &self.prev);
-                if !verify_signature(&self.public_key, &message, frame.signature) {
-                    if self.unsigned_block.is_none() {
-                        let first = self
-                            .expected
-                            .saturating_sub(split_block(frame.block).map_or(1, |e| e.len() as u64));
-                        let last = self.expected - 1;
-                        self.unsigned_block = Some((first, last, VerifyProblem {
-                            seq: first,
-                            kind: "bad_signature".into(),
-                            detail: format!("the block of events {first} to {last} is not signed by this log's key: one of them, or one before them, was rewritten"),
-                        }));
-                    }
-                    continue;
-                }
-                self.recorded_head = Some(self.prev);
+            // Blocks after the last checkpoint are checked against their signatures, until
+            // one fails (every later one then fails too).
+            let unchecked = self.unsigned_block.is_none()
+                && self.expected > self.signed_up_to
+                && self.expected > block_first;
+            if unchecked
+                && !verify_signature(
+                    &self.public_key,
+                    &frame_message(frame.block_no, self.expected, &self.prev),
+                    frame.signature,
+                )
+            {
+                let (first, last) = (block_first, self.expected - 1);
+                self.unsigned_block = Some((first, last, VerifyProblem {
+                    seq: first,
+                    kind: "bad_signature".into(),
+                    detail: format!("the block of events {first} to {last} is not signed by this log's key: one of them, or one before them, was rewritten"),
+                }));
             }
         }
         Ok(())

@@ -25,6 +25,21 @@ fn log(f: &Fixture, every: u64) -> AuditLog {
     log_of(f, every)
 }
 
+/// A log with checkpoints every 100 events whose segments are sealed at 16 KiB.
+fn sealing_log(f: &Fixture) -> AuditLog {
+    AuditLog::open(
+        f.vault.store().clone(),
+        f.vault.audit_segments().unwrap(),
+        f.vault.keys(),
+        AuditConfig {
+            checkpoint_every: 100,
+            checkpoint_seconds: 3600,
+            seal_bytes: 16 * 1024,
+        },
+    )
+    .unwrap()
+}
+
 fn log_of(f: &Fixture, every: u64) -> AuditLog {
     AuditLog::open(
         f.vault.store().clone(),
@@ -541,17 +556,7 @@ fn a_rewritten_log_with_a_recomputed_head_and_deleted_checkpoints_is_found() {
 #[test]
 fn sealed_segments_move_to_an_archive_and_verify_from_it_and_on_their_own() {
     let f = fixture();
-    let log = AuditLog::open(
-        f.vault.store().clone(),
-        f.vault.audit_segments().unwrap(),
-        f.vault.keys(),
-        AuditConfig {
-            checkpoint_every: 100,
-            checkpoint_seconds: 3600,
-            seal_bytes: 16 * 1024,
-        },
-    )
-    .unwrap();
+    let log = sealing_log(&f);
     build(&log, 2000, 5);
     // Sealing happens on the log's writer thread; a checkpoint waits for what it was given.
     log.checkpoint().unwrap();
@@ -661,17 +666,7 @@ fn a_log_kept_in_the_store_by_an_earlier_version_moves_into_segments_of_the_usua
     build(&old, 2000, 11);
     std::mem::forget(old);
     assert!(f.vault.store().scan_prefix(ks::AUDIT, &[]).count() > 200);
-    let log = AuditLog::open(
-        f.vault.store().clone(),
-        f.vault.audit_segments().unwrap(),
-        f.vault.keys(),
-        AuditConfig {
-            checkpoint_every: 100,
-            checkpoint_seconds: 3600,
-            seal_bytes: 16 * 1024,
-        },
-    )
-    .unwrap();
+    let log = sealing_log(&f);
     assert_eq!(log.len(), 2000);
     log.checkpoint().unwrap();
     let sealed = vault::segments::list(&f.vault.dir().join(vault::layout::AUDIT))

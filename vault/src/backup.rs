@@ -312,22 +312,13 @@ impl Vault {
         }
         report.key_slots = n_slots;
         for listed in extra_files(self.dir())? {
-            let (rel, bytes) = match fs::read(self.dir().join(&listed)) {
-                Ok(bytes) => (listed, bytes),
-                // An audit segment sealed since the listing: the sealed file took its place
-                // (it is written before the active one is removed).
-                Err(e)
-                    if e.kind() == io::ErrorKind::NotFound
-                        && listed.starts_with(layout::AUDIT)
-                        && listed.extension().is_some_and(|x| x == "open") =>
-                {
-                    let sealed = listed.with_extension("seg");
-                    let bytes = fs::read(self.dir().join(&sealed))
-                        .map_err(|e| Error::io(format!("reading {}", sealed.display()), e))?;
-                    (sealed, bytes)
-                }
-                Err(e) => return Err(Error::io(format!("reading {}", listed.display()), e)),
-            };
+            // Audit segments may be sealed while this runs: `read_file` reads the sealed form
+            // of one that went.
+            let (path, bytes) = crate::segments::read_file(&self.dir().join(&listed))?;
+            let rel = path
+                .strip_prefix(self.dir())
+                .unwrap_or(&listed)
+                .to_path_buf();
             let name = rel.to_string_lossy().into_owned();
             w.write_all(&[ITEM_FILE]).map_err(io_err)?;
             w.write_all(&(name.len() as u16).to_le_bytes())

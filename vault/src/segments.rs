@@ -199,31 +199,59 @@ pub fn list(dir: &Path) -> Result<Vec<Segment>> {
 impl Segment {
     /// Reads the segment: a sealed one is checked against its checksum and unpacked.
     pub fn read(&self) -> Result<SegmentData> {
-        if !self.sealed {
-            let file = match File::open(&self.path) {
-                // Sealed since it was listed.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let sealed = Segment {
-                        path: self.path.with_extension(SEALED_EXT),
-                        sealed: true,
-                        ..self.clone()
-                    };
-                    return sealed.read();
-                }
-                other => other,
-            };
-            let mut raw = Vec::with_capacity(self.len as usize);
-            file.map_err(io(format!("opening {}", self.path.display())))?
-                .take(self.len)
-                .read_to_end(&mut raw)
-                .map_err(io(format!("reading {}", self.path.display())))?;
-            return Ok(SegmentData {
-                meta: Vec::new(),
-                raw,
-            });
+        let (path, mut bytes) = read_file(&self.path)?;
+        if self.sealed || path != self.path {
+            return unpack(&bytes, &path.display().to_string());
         }
-        let bytes = fs::read(&self.path).map_err(io(format!("reading {}", self.path.display())))?;
-        unpack(&bytes, &self.path.display().to_string())
+        // An active file: only the frames that were complete when it was listed.
+        bytes.truncate(self.len as usize);
+        Ok(SegmentData {
+            meta: Vec::new(),
+            raw: bytes,
+        })
+    }
+
+    /// What the caller stored in a sealed segment's header, read without unpacking it
+    /// (empty for an active segment).
+    pub fn meta(&self) -> Result<Vec<u8>> {
+        if !self.sealed {
+            return Ok(Vec::new());
+        }
+        let what = || format!("audit segment {} (header)", self.path.display());
+        let mut f =
+            File::open(&self.path).map_err(io(format!("opening {}", self.path.display())))?;
+        let mut head = vec![0u8; MAGIC.len() + 4];
+        f.read_exact(&mut head).map_err(|_| corrupt(what()))?;
+        if !head.starts_with(MAGIC) {
+            return Err(corrupt(what()));
+        }
+        let len = u32::from_le_bytes(head[MAGIC.len()..].try_into().expect("4")) as usize;
+        if len > MAX_FRAME {
+            return Err(corrupt(what()));
+        }
+        let mut meta = vec![0u8; len];
+        f.read_exact(&mut meta).map_err(|_| corrupt(what()))?;
+        Ok(meta)
+    }
+}
+
+/// Reads a file of a segment directory whole. An active segment sealed since it was listed
+/// is read in its sealed form: the sealed file is written before the active one is removed.
+/// Returns the file actually read.
+pub(crate) fn read_file(path: &Path) -> Result<(PathBuf, Vec<u8>)> {
+    match fs::read(path) {
+        Ok(bytes) => Ok((path.to_path_buf(), bytes)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && path.extension().is_some_and(|x| x == OPEN_EXT) =>
+        {
+            let sealed = path.with_extension(SEALED_EXT);
+            match fs::read(&sealed) {
+                Ok(bytes) => Ok((sealed, bytes)),
+                Err(_) => Err(Error::io(format!("reading {}", path.display()), e)),
+            }
+        }
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
     }
 }
 
@@ -359,11 +387,6 @@ impl SegmentLog {
             },
             cut,
         ))
-    }
-
-    /// The log's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Changes what appends do (tests and benchmarks only).
@@ -516,24 +539,12 @@ impl SegmentLog {
         sync_dir(&self.dir)
     }
 
-    /// [`SegmentLog::rotate`] and [`SegmentLog::seal_file`] at once.
-    pub fn seal(&self, meta: &[u8], next: u64) -> Result<()> {
-        match self.rotate(next)? {
-            Some(old) => self.seal_file(&old, meta),
-            None => Ok(()),
-        }
-    }
-
-    /// Copies the sealed segments numbered below `before` into `to` (created if needed;
-    /// each file written aside, synced and renamed) and returns them. The live copies stay
-    /// until [`SegmentLog::remove_sealed`].
-    pub fn copy_sealed(&self, before: u64, to: &Path) -> Result<Vec<Segment>> {
+    /// Copies the sealed segments into `to` (created if needed; each file written aside,
+    /// synced and renamed) and returns them. The live copies stay until
+    /// [`SegmentLog::remove_sealed`].
+    pub fn copy_sealed(&self, to: &Path) -> Result<Vec<Segment>> {
         fs::create_dir_all(to).map_err(io(format!("creating {}", to.display())))?;
-        let chosen: Vec<Segment> = self
-            .segments()?
-            .into_iter()
-            .filter(|s| s.sealed && s.name < before)
-            .collect();
+        let chosen: Vec<Segment> = self.segments()?.into_iter().filter(|s| s.sealed).collect();
         for s in &chosen {
             let bytes = fs::read(&s.path).map_err(io(format!("reading {}", s.path.display())))?;
             let target = to.join(file_name(s.name, SEALED_EXT));
@@ -586,6 +597,12 @@ fn sync_dir(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Rotates the active segment out and seals it at once.
+    fn seal(log: &SegmentLog, meta: &[u8], next: u64) {
+        let old = log.rotate(next).unwrap().unwrap();
+        log.seal_file(&old, meta).unwrap();
+    }
+
     fn payloads(log: &SegmentLog) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for s in log.segments().unwrap() {
@@ -611,7 +628,7 @@ mod tests {
         for (i, p) in want.iter().enumerate() {
             log.append(p).unwrap();
             if i == 99 || i == 199 {
-                log.seal(b"meta", i as u64 + 1).unwrap();
+                seal(&log, b"meta", i as u64 + 1);
             }
         }
         log.sync().unwrap();
@@ -625,6 +642,7 @@ mod tests {
             vec![(0, true), (100, true), (200, false)]
         );
         assert_eq!(sealed[0].read().unwrap().meta, b"meta");
+        assert_eq!(sealed[0].meta().unwrap(), b"meta");
         // A sealed segment is smaller than its frames.
         let packed = fs::metadata(&sealed[0].path).unwrap().len();
         assert!(
@@ -657,7 +675,7 @@ mod tests {
         for i in 0..50u32 {
             log.append(&i.to_le_bytes()).unwrap();
         }
-        log.seal(b"m", 50).unwrap();
+        seal(&log, b"m", 50);
         let s = &log.segments().unwrap()[0];
         let mut bytes = fs::read(&s.path).unwrap();
         let last = bytes.len() - 1;
