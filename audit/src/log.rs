@@ -662,10 +662,13 @@ impl AuditLog {
                 // verification says what is wrong.
                 Err(e) if i == last => {
                     tracing::error!(error = %e, "the audit log's active segment is damaged");
-                    if let Some(Ok(f)) = vault::segments::frames(&data.raw).next() {
-                        if let Some(end) = frame_of(f.payload).and_then(|f| block_end(f.block)) {
-                            (next_seq, head) = (end.0 + 1, end.1);
-                        }
+                    let readable = vault::segments::frames(&data.raw)
+                        .map_while(|f| f.ok())
+                        .map_while(|f| frame_of(f.payload))
+                        .map_while(|f| Some((f.block_no, block_end(f.block)?)))
+                        .last();
+                    if let Some((no, (seq, end))) = readable {
+                        (next_seq, head, next_block) = (seq + 1, end, no + 1);
                     }
                 }
                 Err(e) => return Err(e),

@@ -686,3 +686,32 @@ fn a_log_kept_in_the_store_by_an_earlier_version_moves_into_segments_of_the_usua
             .ok
     );
 }
+
+#[test]
+fn a_log_whose_last_block_is_unreadable_goes_on_from_the_last_readable_one() {
+    let f = fixture();
+    let log = log(&f, 1_000_000);
+    build(&log, 40, 2);
+    drop(log);
+    // The last block replaced by bytes that are framed (length and checksum right) but are
+    // not a block: someone wrote into the file.
+    let path = active(&f);
+    let mut payloads: Vec<Vec<u8>> = frames_in(&std::fs::read(&path).unwrap())
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let last = payloads.pop().unwrap();
+    let before: u64 = layout(&framed(&payloads)).len() as u64;
+    assert!(before < 40 && before > 1, "{before}");
+    payloads.push(last[..10].to_vec());
+    std::fs::write(&path, framed(&payloads)).unwrap();
+    let reopened = log_of(&f, 1_000_000);
+    // The log goes on where its readable part stops, and verification names the damage.
+    assert_eq!(reopened.len(), before);
+    let v = reopened.verify(None).unwrap();
+    assert_eq!(
+        v.problem.as_ref().map(|p| (p.seq, p.kind.as_str())),
+        Some((before, "malformed")),
+        "{v:?}"
+    );
+}
