@@ -8,13 +8,22 @@
 //!
 //! Layout:
 //! - `principals`: [`Principals`], the store of principals and token hashes; [`Role`].
+//! - `sessions`: console sign-in sessions ([`Session`]) and their CSRF tokens.
 //! - `policy`: [`Policy`], casbin's decisions from `policies/model.conf` and `policy.csv`.
+//!
+//! Console passwords are argon2id PHC strings (through `vault::crypto`); five failed sign-ins
+//! in a row lock an account for 15 minutes. Sessions, like tokens, are stored as keyed hashes.
 
 mod policy;
 mod principals;
+mod sessions;
 
 pub use policy::{Action, Grant, Policy, PolicyError, OBJECTS};
-pub use principals::{Error, Principal, PrincipalId, Principals, Role, LOCAL_ADMIN};
+pub use principals::{
+    Error, Principal, PrincipalId, Principals, Role, LOCAL_ADMIN, LOCKOUT_SECONDS,
+    MAX_FAILED_SIGN_INS, MAX_PASSWORD, MIN_PASSWORD,
+};
+pub use sessions::{now, Session, SESSION_ABSOLUTE_SECONDS, SESSION_IDLE_SECONDS};
 
 #[cfg(test)]
 mod tests;

@@ -41,7 +41,30 @@ pub enum Error {
     /// The random generator failed.
     #[error("the system random generator failed")]
     Random,
+    /// A console password that is too short or too long.
+    #[error("a console password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")]
+    WeakPassword,
+    /// Sign-in refused: unknown user, wrong password, no console password, or revoked.
+    /// Deliberately says no more.
+    #[error("the user name or password is not right")]
+    BadCredentials,
+    /// Sign-in refused without looking at the password: too many failures in a row.
+    #[error("this account is locked for {minutes} more minute(s) after {MAX_FAILED_SIGN_INS} failed sign-ins in a row; an administrator can unlock it by setting a new password")]
+    Locked {
+        /// Whole minutes until the lock ends (at least 1).
+        minutes: u64,
+    },
 }
+
+/// Shortest console password accepted (NIST SP 800-63B asks for at least 8; staff accounts
+/// here open personal data, so more).
+pub const MIN_PASSWORD: usize = 12;
+/// Longest console password accepted (argon2 takes any length; this bounds the work).
+pub const MAX_PASSWORD: usize = 256;
+/// Failed sign-ins in a row after which an account is locked.
+pub const MAX_FAILED_SIGN_INS: u32 = 5;
+/// How long a locked account stays locked, in seconds.
+pub const LOCKOUT_SECONDS: u64 = 15 * 60;
 
 /// The roles Steward knows. Their permissions live in `policies/policy.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -131,6 +154,41 @@ pub struct Principal {
     /// store writes it through [`Stored`].
     #[serde(skip)]
     token_hash: Option<String>,
+    /// The console password's argon2id PHC string, if one is set. Never serialised with the
+    /// principal, like the token hash.
+    #[serde(skip)]
+    password_hash: Option<String>,
+    /// Console sign-in state: failures in a row, the end of a lock (Unix seconds), and when
+    /// the password last changed (sessions begun before it end).
+    #[serde(skip)]
+    sign_in: SignInState,
+}
+
+/// A principal's console sign-in state, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SignInState {
+    #[serde(default)]
+    pub(crate) failures: u32,
+    #[serde(default)]
+    pub(crate) locked_until: u64,
+    #[serde(default)]
+    pub(crate) password_changed: u64,
+}
+
+impl Principal {
+    /// True when the principal has a console password.
+    pub fn has_password(&self) -> bool {
+        self.password_hash.is_some()
+    }
+
+    /// When a console lock ends (Unix seconds), if the account is locked at `now`.
+    pub fn locked_until(&self, now: u64) -> Option<u64> {
+        (self.sign_in.locked_until > now).then_some(self.sign_in.locked_until)
+    }
+
+    pub(crate) fn password_changed(&self) -> u64 {
+        self.sign_in.password_changed
+    }
 }
 
 /// A principal as stored: the public record plus its token hash.
@@ -140,13 +198,47 @@ struct Stored {
     principal: Principal,
     #[serde(default)]
     token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    sign_in: SignInState,
 }
 
-fn decode(bytes: &[u8]) -> Option<Principal> {
+fn is_default(s: &SignInState) -> bool {
+    *s == SignInState::default()
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Option<Principal> {
     let stored: Stored = serde_json::from_slice(bytes).ok()?;
     let mut p = stored.principal;
     p.token_hash = stored.token_hash;
+    p.password_hash = stored.password_hash;
+    p.sign_in = stored.sign_in;
     Some(p)
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn hash_new_password(password: &str) -> Result<String, Error> {
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.chars().count()) {
+        return Err(Error::WeakPassword);
+    }
+    vault::crypto::hash_password(password).ok_or(Error::Random)
+}
+
+/// A PHC string of a password nobody has, checked against when the user is unknown so that
+/// an unknown name costs the same time as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        vault::crypto::hash_password("decoy password, never set").unwrap_or_default()
+    })
 }
 
 /// The principal store, kept in the vault's store (keyspaces `principals` and `tokens`).
@@ -178,13 +270,19 @@ impl Principals {
         self.vault.keys().keyed_hash(HASH_LABEL, token.as_bytes())
     }
 
-    fn save(&self, batch: &mut Batch, p: &Principal) {
+    pub(crate) fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    pub(crate) fn save(&self, batch: &mut Batch, p: &Principal) {
         batch.put(
             ks::PRINCIPALS,
             p.id.0.as_bytes().to_vec(),
             serde_json::to_vec(&Stored {
                 principal: p.clone(),
                 token_hash: p.token_hash.clone(),
+                password_hash: p.password_hash.clone(),
+                sign_in: p.sign_in.clone(),
             })
             .expect("principal serialises"),
         );
@@ -244,6 +342,8 @@ impl Principals {
             created: now(),
             revoked: false,
             token_hash: None,
+            password_hash: None,
+            sign_in: SignInState::default(),
         };
         let mut b = Batch::new();
         self.save(&mut b, &p);
@@ -251,15 +351,23 @@ impl Principals {
         Ok(p)
     }
 
-    /// Adds a principal and returns it with its token, which is shown only this once. `extra`
-    /// writes (the audit event) go in the same atomic batch; so for the other changes below.
-    pub fn add(&self, name: &str, role: Role, extra: Batch) -> Result<(Principal, String), Error> {
+    /// Adds a principal and returns it with its token, which is shown only this once, and
+    /// with a console password if one is given. `extra` writes (the audit event) go in the
+    /// same atomic batch; so for the other changes below.
+    pub fn add(
+        &self,
+        name: &str,
+        role: Role,
+        password: Option<&str>,
+        extra: Batch,
+    ) -> Result<(Principal, String), Error> {
         if !valid_name(name) {
             return Err(Error::BadName);
         }
         if self.by_name(name).is_ok() {
             return Err(Error::NameTaken(name.to_string()));
         }
+        let password_hash = password.map(hash_new_password).transpose()?;
         let token = self.new_token()?;
         let hash = self.token_hash(&token);
         let p = Principal {
@@ -269,6 +377,15 @@ impl Principals {
             created: now(),
             revoked: false,
             token_hash: Some(hex(&hash)),
+            sign_in: SignInState {
+                password_changed: if password_hash.is_some() {
+                    unix_now()
+                } else {
+                    0
+                },
+                ..SignInState::default()
+            },
+            password_hash,
         };
         let mut b = Batch::new();
         self.save(&mut b, &p);
@@ -317,6 +434,82 @@ impl Principals {
         Ok(p)
     }
 
+    /// Sets (or replaces) a principal's console password: it also lifts a lock, and every
+    /// console session begun before it ends.
+    pub fn set_password(
+        &self,
+        name: &str,
+        password: &str,
+        extra: Batch,
+    ) -> Result<Principal, Error> {
+        let mut p = self.by_name(name)?;
+        if p.name == LOCAL_ADMIN {
+            return Err(Error::BuiltIn);
+        }
+        p.password_hash = Some(hash_new_password(password)?);
+        // Strictly later than any session begun in this second, which then ends.
+        p.sign_in = SignInState {
+            password_changed: unix_now() + 1,
+            ..SignInState::default()
+        };
+        let mut b = Batch::new();
+        self.save(&mut b, &p);
+        b.extend(extra);
+        self.vault.apply_durably(b)?;
+        Ok(p)
+    }
+
+    /// Checks a console sign-in at `now` (Unix seconds). A locked account is refused without
+    /// its password being looked at; an unknown name costs the same argon2 work as a wrong
+    /// password. Returns the principal it checked (if the name is known, so that a failure
+    /// can be counted against it) and the outcome.
+    pub fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+        now: u64,
+    ) -> Result<(Option<Principal>, Result<(), Error>), Error> {
+        let found = self.by_name(name).ok().filter(|p| p.name != LOCAL_ADMIN);
+        let Some(p) = found else {
+            vault::crypto::verify_password(password, decoy_hash());
+            return Ok((None, Err(Error::BadCredentials)));
+        };
+        if let Some(until) = p.locked_until(now) {
+            let minutes = (until - now).div_ceil(60).max(1);
+            return Ok((Some(p), Err(Error::Locked { minutes })));
+        }
+        let stored = p.password_hash.as_deref().unwrap_or_else(|| decoy_hash());
+        let right = vault::crypto::verify_password(password, stored) && p.password_hash.is_some();
+        let outcome = if right && !p.revoked {
+            Ok(())
+        } else {
+            Err(Error::BadCredentials)
+        };
+        Ok((Some(p), outcome))
+    }
+
+    /// Counts a failed sign-in against `p` into `batch`; locks the account when it was the
+    /// last one allowed. Returns true when this failure locked it.
+    pub fn record_failed_sign_in(&self, p: &mut Principal, now: u64, batch: &mut Batch) -> bool {
+        p.sign_in.failures += 1;
+        let locks = p.sign_in.failures >= MAX_FAILED_SIGN_INS;
+        if locks {
+            p.sign_in.failures = 0;
+            p.sign_in.locked_until = now + LOCKOUT_SECONDS;
+        }
+        self.save(batch, p);
+        locks
+    }
+
+    /// Clears `p`'s count of failed sign-ins into `batch` (after a good one).
+    pub fn record_sign_in(&self, p: &mut Principal, batch: &mut Batch) {
+        if p.sign_in.failures != 0 || p.sign_in.locked_until != 0 {
+            p.sign_in.failures = 0;
+            p.sign_in.locked_until = 0;
+            self.save(batch, p);
+        }
+    }
+
     /// Changes a principal's role.
     pub fn set_role(&self, name: &str, role: Role, extra: Batch) -> Result<Principal, Error> {
         let mut p = self.by_name(name)?;
@@ -329,6 +522,16 @@ impl Principals {
         b.extend(extra);
         self.vault.apply_durably(b)?;
         Ok(p)
+    }
+
+    /// The principal of an id, if it exists.
+    pub(crate) fn by_id(&self, id: &[u8]) -> Result<Option<Principal>, Error> {
+        Ok(self
+            .vault
+            .store()
+            .get(ks::PRINCIPALS, id)
+            .map_err(vault::Error::from)?
+            .and_then(|b| decode(&b)))
     }
 
     /// Resolves a bearer token to its principal. Unknown, malformed and revoked tokens all

@@ -696,11 +696,23 @@ pub enum SubjectCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCmd {
-    /// Add a user and print its API token (shown once).
+    /// Add a user and print its API token (shown once); with --password-file the user can
+    /// also sign in to the console.
     Add {
         name: String,
         #[arg(long)]
         role: String,
+        /// A file whose first line is the user's console password (12 to 256 characters).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Set a user's console password from a file (first line); ends the user's console
+    /// sessions and lifts a lock after failed sign-ins.
+    Password {
+        name: String,
+        /// A file whose first line is the new password (12 to 256 characters).
+        #[arg(long, value_name = "FILE")]
+        password_file: PathBuf,
     },
     /// List users.
     List,

@@ -503,22 +503,65 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
     Ok(())
 }
 
+/// The first line of a password file, without its line ending.
+fn read_password_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the password file {}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default().to_string();
+    if line.is_empty() {
+        anyhow::bail!(
+            "the password file {} is empty: its first line is the password",
+            path.display()
+        );
+    }
+    Ok(line)
+}
+
 fn users(g: &crate::args::Global, cmd: UsersCmd, out: Output) -> anyhow::Result<()> {
     let hub = open_hub(g)?;
     let actor = actor_for(&hub, g)?;
     let role = |r: &str| r.parse::<hub::Role>().map_err(hub::Error::from);
     match cmd {
-        UsersCmd::Add { name, role: r } => {
-            let (p, token) = hub.add_user(&actor, &name, role(&r)?)?;
+        UsersCmd::Add {
+            name,
+            role: r,
+            password_file,
+        } => {
+            let password = password_file
+                .as_deref()
+                .map(read_password_file)
+                .transpose()?;
+            let (p, token) =
+                hub.add_user_with_password(&actor, &name, role(&r)?, password.as_deref())?;
             out.emit(
-                &json!({"id": p.id, "name": p.name, "role": p.role, "token": token}),
+                &json!({"id": p.id, "name": p.name, "role": p.role, "token": token,
+                        "console_password": p.has_password()}),
                 || {
                     format!(
-                        "User {} ({}) added. API token (shown once, keep it safe):\n{token}",
-                        p.name, p.role
+                        "User {} ({}) added{}. API token (shown once, keep it safe):\n{token}",
+                        p.name,
+                        p.role,
+                        if p.has_password() {
+                            ", with a console password"
+                        } else {
+                            ""
+                        }
                     )
                 },
             );
+        }
+        UsersCmd::Password {
+            name,
+            password_file,
+        } => {
+            let password = read_password_file(&password_file)?;
+            let p = hub.set_password(&actor, &name, &password)?;
+            out.emit(&json!(p), || {
+                format!(
+                    "Console password of {} set; their console sessions have ended",
+                    p.name
+                )
+            });
         }
         UsersCmd::Token { name } => {
             let (p, token) = hub.reissue_token(&actor, &name)?;

@@ -17,12 +17,26 @@ impl Hub {
         name: &str,
         role: Role,
     ) -> Result<(Principal, String), Error> {
+        self.add_user_with_password(actor, name, role, None)
+    }
+
+    /// Adds a user with a console password as well as a token, in one write.
+    pub fn add_user_with_password(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        password: Option<&str>,
+    ) -> Result<(Principal, String), Error> {
         self.audited(actor, "create.user", |trail| {
             trail.subject(format!("user:{name}"));
             trail.fields(["role"]);
+            if password.is_some() {
+                trail.fields(["password"]);
+            }
             self.require(actor, "users", Action::Admin)?;
             self.commit_audited(actor, "create.user", trail, |batch| {
-                Ok(self.principals.add(name, role, batch)?)
+                Ok(self.principals.add(name, role, password, batch)?)
             })
         })
     }

@@ -208,7 +208,10 @@ impl Error {
             Error::BadRequest(_) => ErrorKind::BadRequest,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Principal(e) => match e {
-                access_control::Error::Unauthenticated => ErrorKind::Unauthenticated,
+                access_control::Error::Unauthenticated
+                | access_control::Error::BadCredentials
+                | access_control::Error::Locked { .. } => ErrorKind::Unauthenticated,
+                access_control::Error::WeakPassword => ErrorKind::Invalid,
                 access_control::Error::UnknownUser(_) => ErrorKind::NotFound,
                 access_control::Error::NameTaken(_) => ErrorKind::Conflict,
                 access_control::Error::BadName | access_control::Error::UnknownRole(_) => {

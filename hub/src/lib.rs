@@ -15,6 +15,7 @@
 //! - `policies`: the default policy files and how a data directory gets its copy.
 //! - `subjects`: create, read, update, erase, find, list; gifts.
 //! - `admin`: users, key rotation, backups.
+//! - `sessions`: console sign-in, sessions, CSRF tokens, passwords.
 
 mod admin;
 mod backup;
@@ -28,6 +29,7 @@ mod repair;
 mod requests;
 mod retention;
 mod ropa;
+mod sessions;
 mod subjects;
 mod trail;
 pub use trail::{action_filters, ACTIONS};
@@ -56,13 +58,17 @@ pub use repair::{CheckFinding, CheckReport, SplitRecord, Undone};
 pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
 pub use retention::{ErasureCertificate, Recipient, RetentionReport};
 pub use ropa::ropa;
+pub use sessions::SignedIn;
 pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
 
 // What the adapters name from the crates behind the door, so that they depend on `hub` and
 // `domain` alone: types to build requests and read answers, the data directory's file names,
 // and pure parsers and writers of files. Nothing re-exported here reads the store, authorises
 // or audits; that is the hub's own work.
-pub use access_control::{Principal, PrincipalId, Role};
+pub use access_control::{
+    Principal, PrincipalId, Role, Session, LOCKOUT_SECONDS, MAX_FAILED_SIGN_INS, MIN_PASSWORD,
+    SESSION_ABSOLUTE_SECONDS, SESSION_IDLE_SECONDS,
+};
 pub use consent::NewConsent;
 
 /// The audit log's types: events, queries, checkpoints, verification, settings.

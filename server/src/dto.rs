@@ -196,6 +196,8 @@ pub(crate) struct User {
     pub(crate) role: String,
     pub(crate) created: String,
     pub(crate) revoked: bool,
+    /// True when the user can sign in to the console with a password.
+    pub(crate) console_password: bool,
 }
 
 /// Users.
@@ -212,6 +214,18 @@ pub(crate) struct NewUser {
     pub(crate) name: String,
     #[schema(pattern = "^(admin|fundraiser|volunteer|data-manager|dpo|auditor)$")]
     pub(crate) role: String,
+    /// A console password (12 to 256 characters), if the user is to sign in to the console.
+    #[serde(default)]
+    #[schema(min_length = 12, max_length = 256)]
+    pub(crate) password: Option<String>,
+}
+
+/// A new console password.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct NewPassword {
+    /// 12 to 256 characters.
+    #[schema(min_length = 12, max_length = 256)]
+    pub(crate) password: String,
 }
 
 /// A role change.
@@ -233,6 +247,7 @@ pub(crate) struct NewUserToken {
 impl From<hub::Principal> for User {
     fn from(p: hub::Principal) -> Self {
         User {
+            console_password: p.has_password(),
             id: p.id.to_string(),
             name: p.name,
             role: p.role.to_string(),

@@ -65,3 +65,58 @@ pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> 
         .verify(message, signature)
         .is_ok()
 }
+
+/// Argon2id's cost for console passwords: 19 MiB, two passes, one lane (RFC 9106's second
+/// recommended option scaled to a small server; about 30 ms here).
+fn argon2id() -> argon2::Argon2<'static> {
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).expect("fixed argon2 parameters");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// Hashes a password with argon2id and a fresh random salt, as a PHC string
+/// (`$argon2id$v=19$m=...`); `None` if the random source failed.
+pub fn hash_password(password: &str) -> Option<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    if !fill_random(&mut salt) {
+        return None;
+    }
+    let salt = SaltString::encode_b64(&salt).ok()?;
+    argon2id()
+        .hash_password(password.as_bytes(), &salt)
+        .ok()
+        .map(|h| h.to_string())
+}
+
+/// True when `password` matches the PHC string `stored` (made by [`hash_password`]; its own
+/// parameters are used). A malformed `stored` matches nothing.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    match PasswordHash::new(stored) {
+        Ok(parsed) => argon2id()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let a = hash_password("correct horse battery staple").unwrap();
+        let b = hash_password("correct horse battery staple").unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(verify_password("correct horse battery staple", &a));
+        assert!(verify_password("correct horse battery staple", &b));
+        assert!(!verify_password("correct horse battery stapler", &a));
+        assert!(!verify_password("", &a));
+        assert!(!verify_password(
+            "correct horse battery staple",
+            "not a hash"
+        ));
+    }
+}

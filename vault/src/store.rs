@@ -76,6 +76,8 @@ pub mod keyspaces {
     /// Erasure certificates: subject id → the certificate (field names, counts, hold and
     /// recipient organisations; no personal value), to be printed again on demand.
     pub const CERTIFICATES: Keyspace = Keyspace::new(19, "certificates");
+    /// Console sessions: keyed hash of the session token → principal id and times.
+    pub const SESSIONS: Keyspace = Keyspace::new(20, "sessions");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -98,6 +100,7 @@ pub mod keyspaces {
         MERGED,
         IMPORTS,
         CERTIFICATES,
+        SESSIONS,
     ];
 
     /// Looks a keyspace up by id (backup restore).

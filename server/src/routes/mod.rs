@@ -64,6 +64,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(subjects::add_gifts, subjects::list_gifts))
         .routes(routes!(users::list_users, users::add_user))
         .routes(routes!(users::revoke_user, users::change_role))
+        .routes(routes!(users::set_password))
         .routes(routes!(admin::backup))
         .routes(routes!(consent::record_consent, consent::consent_state))
         .routes(routes!(consent::consent_explain))

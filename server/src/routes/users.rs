@@ -49,11 +49,18 @@ pub(super) async fn add_user(
     Caller(actor): Caller,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let req: NewUser = serde_json::from_value(json_body(body)?)
-        .map_err(|_| ApiError::bad_param("body", "expected {\"name\": ..., \"role\": ...}"))?;
+    let req: NewUser = serde_json::from_value(json_body(body)?).map_err(|_| {
+        ApiError::bad_param(
+            "body",
+            "expected {\"name\": ..., \"role\": ..., \"password\": optional}",
+        )
+    })?;
     let role = role(&req.role)?;
     let hub = state.hub.clone();
-    let (p, token) = blocking(move || hub.add_user(&actor, &req.name, role)).await?;
+    let (p, token) = blocking(move || {
+        hub.add_user_with_password(&actor, &req.name, role, req.password.as_deref())
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(NewUserToken {
@@ -116,6 +123,37 @@ pub(super) async fn change_role(
     let hub = state.hub.clone();
     Ok(Json(
         blocking(move || hub.set_user_role(&actor, &name, role))
+            .await?
+            .into(),
+    ))
+}
+
+/// Sets a user's console password; the user's console sessions end and a lock is lifted
+/// (admin only).
+#[utoipa::path(put, path = "/v1/users/{name}/password", tag = "users", request_body = NewPassword,
+    params(("name" = String, Path, description = "User name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Set", body = User),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Admins only; the local admin has no password", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Too short or too long", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(super) async fn set_password(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    let req: NewPassword = serde_json::from_value(json_body(body)?)
+        .map_err(|_| ApiError::bad_param("body", "expected {\"password\": ...}"))?;
+    let hub = state.hub.clone();
+    Ok(Json(
+        blocking(move || hub.set_password(&actor, &name, &req.password))
             .await?
             .into(),
     ))
