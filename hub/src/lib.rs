@@ -59,7 +59,9 @@ pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
 pub use retention::{ErasureCertificate, Recipient, RetentionReport};
 pub use ropa::ropa;
 pub use sessions::SignedIn;
-pub use subjects::{GiftView, Lookup, NewSubjectInput, SubjectView, MAX_BATCH};
+pub use subjects::{
+    GiftView, Lookup, NewSubjectInput, Special, SubjectView, MAX_BATCH, REVEAL_REASONS,
+};
 
 // What the adapters name from the crates behind the door, so that they depend on `hub` and
 // `domain` alone: types to build requests and read answers, the data directory's file names,

@@ -118,6 +118,33 @@ pub struct SubjectView {
     pub fields: BTreeMap<String, Json>,
     /// Names of fields present but held back from this principal (never their values).
     pub withheld: Vec<String>,
+    /// Special-category fields the principal may read but did not ask to reveal (the
+    /// console's reads; never their values). Empty for API and CLI reads.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<String>,
+}
+
+/// The reasons a console user may give for revealing special-category fields: codes, so that
+/// the audit event records why without free text that could hold a personal value.
+pub const REVEAL_REASONS: &[(&str, &str)] = &[
+    ("subject-request", "Answering a subject-rights request"),
+    ("care", "Providing a service the person asked for"),
+    ("safeguarding", "Safeguarding or vital interests"),
+    (
+        "correction",
+        "Correcting the record at the person's request",
+    ),
+];
+
+/// How a read treats the special-category fields a role may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special<'a> {
+    /// Decrypted like every other readable field (API and CLI reads).
+    Include,
+    /// Left encrypted and named in [`SubjectView::hidden`] (a console page, until asked).
+    Hide,
+    /// Decrypted for one of [`REVEAL_REASONS`], which the audit event records.
+    Reveal(&'a str),
 }
 
 /// A gift.
@@ -303,9 +330,43 @@ impl Hub {
         id: &SubjectId,
         purpose: Option<&str>,
     ) -> Result<SubjectView, Error> {
+        self.read_subject(actor, id, purpose, Special::Include)
+    }
+
+    /// Reads a subject as [`Hub::get_subject`] does, with its special-category fields hidden
+    /// or revealed for a reason (the console's page of a constituent).
+    pub fn get_subject_revealing(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+        special: Special<'_>,
+    ) -> Result<SubjectView, Error> {
+        self.read_subject(actor, id, None, special)
+    }
+
+    fn read_subject(
+        &self,
+        actor: &Actor,
+        id: &SubjectId,
+        purpose: Option<&str>,
+        special: Special<'_>,
+    ) -> Result<SubjectView, Error> {
         self.audited(actor, "read.subject", |trail| {
             trail.subject(id);
             trail.purpose = purpose.map(str::to_string);
+            if let Special::Reveal(reason) = special {
+                if !REVEAL_REASONS.iter().any(|(code, _)| *code == reason) {
+                    return Err(Error::BadRequest(format!(
+                        "reason: give one of {}",
+                        REVEAL_REASONS
+                            .iter()
+                            .map(|(c, _)| *c)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                trail.note = Some(format!("reveal:{reason}"));
+            }
             let groups = self.readable_groups(actor);
             if groups.is_empty() {
                 return Err(Error::Forbidden {
@@ -333,33 +394,47 @@ impl Hub {
                 }
             };
             let schema = &self.schema;
+            let hide_special = special == Special::Hide;
             let wanted = |f: FieldId| {
                 schema.field_by_id(RecordKind::Subject, f).is_some_and(|d| {
                     groups.contains(&d.group)
+                        && !(hide_special && d.group == AccessGroup::Special)
                         && purpose_fields
                             .as_ref()
                             .is_none_or(|pf| pf.contains(&d.name))
                 })
             };
             let record = self.vault.read_subject(id, &wanted)?;
+            let mut hidden = Vec::new();
             let fields: BTreeMap<String, Json> = record
                 .fields
                 .iter()
                 .map(|(f, v)| (self.field_name(RecordKind::Subject, *f), v.to_json()))
                 .collect();
             trail.fields(fields.keys());
-            let mut withheld: Vec<String> = record
-                .other_fields
-                .iter()
-                .map(|f| self.field_name(RecordKind::Subject, *f))
-                .collect();
+            let mut withheld = Vec::new();
+            for f in &record.other_fields {
+                let readable_special = hide_special
+                    && groups.contains(&AccessGroup::Special)
+                    && schema
+                        .field_by_id(RecordKind::Subject, *f)
+                        .is_some_and(|d| d.group == AccessGroup::Special);
+                let name = self.field_name(RecordKind::Subject, *f);
+                if readable_special {
+                    hidden.push(name);
+                } else {
+                    withheld.push(name);
+                }
+            }
             withheld.sort();
+            hidden.sort();
             Ok(SubjectView {
                 id: record.id,
                 kind: record.kind,
                 version: record.version,
                 fields,
                 withheld,
+                hidden,
             })
         })
     }

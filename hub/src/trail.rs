@@ -20,6 +20,9 @@ pub(crate) struct Trail {
     pub(crate) purpose: Option<String>,
     /// Records covered, for exports.
     pub(crate) count: Option<u64>,
+    /// A code saying why, for an `ok` event (a reveal's reason); refusals carry their error
+    /// code instead.
+    pub(crate) note: Option<String>,
     /// Set once the operation's own event went into its write batch.
     recorded: bool,
 }
@@ -145,7 +148,7 @@ impl Hub {
             purpose: trail.purpose.clone(),
             request_id: actor.request_id.clone(),
             outcome,
-            reason: reason.map(str::to_string),
+            reason: reason.map(str::to_string).or_else(|| trail.note.clone()),
             source: match &actor.channel {
                 Channel::Cli => "cli".into(),
                 Channel::Http(addr) => addr.clone(),

@@ -63,9 +63,9 @@ impl From<JsonRejection> for ApiError {
 }
 
 /// The HTTP status of each kind of hub error; the one place the server maps them.
-fn status_of(e: &hub::Error) -> StatusCode {
+pub(crate) fn status_of(kind: hub::ErrorKind) -> StatusCode {
     use hub::ErrorKind as K;
-    match e.kind() {
+    match kind {
         K::Unauthenticated => StatusCode::UNAUTHORIZED,
         K::Forbidden | K::ConsentRequired => StatusCode::FORBIDDEN,
         K::NotFound => StatusCode::NOT_FOUND,
@@ -87,7 +87,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
             ApiError::Hub(e) => {
-                let status = status_of(&e);
+                let status = status_of(e.kind());
                 if status.is_server_error() {
                     // The cause goes to the log (it names ids and files, never values); the
                     // client gets a generic message.

@@ -15,6 +15,7 @@
 //! - `limits`: per-token rate limiting; `metrics`: the Prometheus counters.
 //! - this file: [`AppState`], [`router`], [`serve`], authentication and request ids.
 
+mod console;
 mod dto;
 mod error;
 mod limits;
@@ -377,26 +378,27 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .collect();
     let doc = serde_json::to_value(with_info(doc)).expect("the OpenAPI document serialises");
     let doc = Arc::new(exact(doc, &purposes).to_string());
-    api.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    doc.as_str().to_owned(),
-                )
-            }
-        }),
-    )
-    .route_layer(axum::middleware::from_fn_with_state(
-        (config.request_timeout, state.metrics.clone()),
-        request_id,
-    ))
-    .fallback(routes::not_found)
-    .layer(axum::middleware::from_fn(ensure_request_id))
-    .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
-    .with_state(state)
+    api.merge(console::routes())
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            (config.request_timeout, state.metrics.clone()),
+            request_id,
+        ))
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(ensure_request_id))
+        .layer(axum::extract::DefaultBodyLimit::max(config.body_limit))
+        .with_state(state)
 }
 
 /// Serves the router on a bound listener until `shutdown` completes, then lets in-flight

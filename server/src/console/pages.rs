@@ -1,0 +1,532 @@
+//! The console's screens. Each is one or more hub calls made as the signed-in user; what a
+//! role may not see is not fetched (the hub refuses it) and is said in words.
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use domain::{AccessGroup, RecordKind, SubjectId};
+use hub::audit_log::Outcome;
+use hub::{Action, Lookup, Special, REVEAL_REASONS};
+use maud::{html, Markup};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use super::{error_page, page, Signed};
+use crate::AppState;
+
+/// Runs a hub call off the executor as the signed-in user.
+async fn call<T, F>(state: &AppState, f: F) -> Result<T, hub::Error>
+where
+    F: FnOnce(&hub::Hub) -> Result<T, hub::Error> + Send + 'static,
+    T: Send + 'static,
+{
+    let hub = state.hub.clone();
+    tokio::task::spawn_blocking(move || f(&hub))
+        .await
+        .unwrap_or_else(|e| Err(hub::Error::Internal(e.to_string())))
+}
+
+/// Whether the hub would let the user's role do this: used only to choose which parts of a
+/// page to ask the hub for; the hub decides again on every call.
+fn may(state: &AppState, user: &Signed, object: &str, action: Action) -> bool {
+    state.hub.allows(user.role(), object, action)
+}
+
+/// A field's name in words: `given_name` → "Given name".
+fn label(name: &str) -> String {
+    super::sentence(&name.replace('_', " "))
+        .trim_end_matches('.')
+        .to_string()
+}
+
+fn show(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        Json::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn days_between(from: &str, to: &str) -> Option<i64> {
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    let a = time::Date::parse(from.get(..10)?, &f).ok()?;
+    let b = time::Date::parse(to.get(..10)?, &f).ok()?;
+    Some((b - a).whole_days())
+}
+
+fn today() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Screen 1, the work queue: each role sees its own part.
+pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Response {
+    let mut sections = Vec::new();
+    if may(&state, &user, "requests", Action::Read) {
+        let actor = user.actor.clone();
+        match call(&state, move |h| h.list_requests(&actor, None)).await {
+            Ok(list) => {
+                let today = today();
+                sections.push(html! {
+                    section aria-labelledby="requests" {
+                        h2 #requests { "Subject-rights requests" }
+                        @if list.is_empty() {
+                            p { "No open requests." }
+                        } @else {
+                            table {
+                                caption { "Open requests, the soonest due first" }
+                                thead { tr { th scope="col" { "Due" } th scope="col" { "Days left" } th scope="col" { "Type" } th scope="col" { "Law" } th scope="col" { "State" } th scope="col" { "Request" } } }
+                                tbody {
+                                    @for r in &list {
+                                        @let left = days_between(&today, &r.due);
+                                        tr.overdue[left.is_some_and(|d| d < 0)] {
+                                            td { (r.due) }
+                                            td { @match left { Some(d) if d < 0 => { strong { "overdue by " (-d) " day(s)" } } Some(d) => { (d) } None => { "?" } } }
+                                            td { (r.kind) }
+                                            td { (r.jurisdiction) }
+                                            td { (r.state) }
+                                            td { code { (r.id) } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+            Err(e) => return error_page(&user, &e),
+        }
+    }
+    if may(&state, &user, "merges", Action::Read) || may(&state, &user, "imports", Action::Write) {
+        let actor = user.actor.clone();
+        if let Ok(items) = call(&state, move |h| h.review_list(&actor, false)).await {
+            sections.push(html! {
+                section aria-labelledby="review" {
+                    h2 #review { "Possible duplicates waiting for review" }
+                    p { (items.len()) " pair(s) waiting." }
+                }
+            });
+        }
+    }
+    if sections.is_empty() {
+        sections.push(html! {
+            p { "Nothing waits for your role here. Use " a href="/find" { "Find a constituent" } " to look someone up." }
+        });
+    }
+    page(
+        StatusCode::OK,
+        "Work queue",
+        Some(&user),
+        html! { @for s in &sections { (s) } },
+    )
+}
+
+fn find_body(user: &Signed, by: &str, results: Option<Markup>) -> Markup {
+    let ways = [
+        ("email", "Email address"),
+        ("phone", "Phone number"),
+        ("external_id", "ID in the old system"),
+    ];
+    html! {
+        form method="post" action="/find" {
+            input type="hidden" name="csrf" value=(user.csrf);
+            fieldset {
+                legend { "Find by" }
+                @for (value, text) in ways {
+                    label.inline {
+                        input type="radio" name="by" value=(value) checked[by == value];
+                        " " (text)
+                    }
+                }
+            }
+            p {
+                label for="term" { "Search for" }
+                input #term name="term" type="search" autocomplete="off" required;
+            }
+            p { button type="submit" { "Find" } }
+        }
+        @if let Some(r) = results { (r) }
+    }
+}
+
+/// Screen 2, find a constituent: the form.
+pub(crate) async fn find_form(user: Signed) -> Response {
+    page(
+        StatusCode::OK,
+        "Find a constituent",
+        Some(&user),
+        find_body(&user, "email", None),
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FindForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    term: String,
+}
+
+/// Screen 2, the results (POST: the term is a personal value and stays out of URLs).
+pub(crate) async fn find(
+    State(state): State<AppState>,
+    user: Signed,
+    Form(form): Form<FindForm>,
+) -> Response {
+    if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
+        return resp;
+    }
+    let lookup = match form.by.as_str() {
+        "phone" => Lookup::Phone,
+        "external_id" => Lookup::ExternalId,
+        _ => Lookup::Email,
+    };
+    let actor = user.actor.clone();
+    let term = form.term;
+    let found = call(&state, move |h| h.find(&actor, lookup, &term)).await;
+    let results = match found {
+        Ok(ids) if ids.is_empty() => {
+            html! { p role="status" { "No constituent has that " (lookup.param().replace('_', " ")) "." } }
+        }
+        Ok(ids) => html! {
+            h2 { "Found " (ids.len()) }
+            ul.results { @for id in &ids { li { a href={"/subjects/" (id)} { "Constituent " code { (id) } } } } }
+        },
+        Err(e) if matches!(e.kind(), hub::ErrorKind::Invalid) => {
+            html! { p.notice role="alert" { (super::sentence(&e.to_string())) } }
+        }
+        Err(e) => return error_page(&user, &e),
+    };
+    page(
+        StatusCode::OK,
+        "Find a constituent",
+        Some(&user),
+        find_body(&user, lookup.param(), Some(results)),
+    )
+}
+
+fn display_name(fields: &std::collections::BTreeMap<String, Json>) -> Option<String> {
+    let part = |k: &str| fields.get(k).map(show).filter(|s| !s.is_empty());
+    let name = [part("given_name"), part("family_name")]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!name.is_empty())
+        .then_some(name)
+        .or_else(|| part("organisation_name"))
+}
+
+async fn subject_page(
+    state: AppState,
+    user: Signed,
+    raw_id: String,
+    special: Special<'static>,
+) -> Response {
+    let Ok(id) = raw_id.trim().parse::<SubjectId>() else {
+        return super::message_page(
+            StatusCode::NOT_FOUND,
+            Some(&user),
+            "Not found",
+            "That is not a constituent's id (26 letters and digits).",
+        );
+    };
+    let actor = user.actor.clone();
+    let view = match call(&state, move |h| {
+        h.get_subject_revealing(&actor, &id, special)
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => return error_page(&user, &e),
+    };
+    let schema = state.hub.schema().clone();
+    let financial = may(&state, &user, AccessGroup::Financial.object(), Action::Read);
+    let gifts = if financial {
+        let actor = user.actor.clone();
+        match call(&state, move |h| h.list_gifts(&actor, &id)).await {
+            Ok(g) => Some(g),
+            Err(e) => return error_page(&user, &e),
+        }
+    } else {
+        None
+    };
+    let consent = if may(&state, &user, "consent", Action::Read) {
+        let actor = user.actor.clone();
+        call(&state, move |h| h.consent_state(&actor, &id, None))
+            .await
+            .ok()
+    } else {
+        None
+    };
+    let title = display_name(&view.fields).unwrap_or_else(|| "Constituent".into());
+    let body = html! {
+        p.meta { "Record " code { (view.id) } " · " (format!("{:?}", view.kind).to_lowercase()) " · version " (view.version) }
+        section aria-labelledby="details" {
+            h2 #details { "Details" }
+            table.fields {
+                tbody {
+                    @for (name, value) in &view.fields {
+                        tr { th scope="row" { (label(name)) } td { (show(value)) } }
+                    }
+                    @for name in &view.hidden {
+                        tr { th scope="row" { (label(name)) } td.hidden { "special category, hidden until revealed" } }
+                    }
+                    @for name in &view.withheld {
+                        tr { th scope="row" { (label(name)) } td.withheld { "not visible to your role" } }
+                    }
+                }
+            }
+            @if !view.hidden.is_empty() {
+                form.reveal method="post" action={"/subjects/" (view.id) "/reveal"} {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    p {
+                        label for="reason" { "Reveal the special-category fields because" }
+                        select #reason name="reason" required {
+                            @for (code, text) in REVEAL_REASONS { option value=(code) { (text) } }
+                        }
+                        " "
+                        button type="submit" { "Reveal" }
+                    }
+                    p.help { "The reveal and its reason are recorded in the audit log." }
+                }
+            }
+        }
+        section aria-labelledby="gifts" {
+            h2 #gifts { "Gifts" }
+            @match &gifts {
+                None => { p.withheld { "Gifts are not visible to your role." } }
+                Some(g) if g.is_empty() => { p { "No gifts recorded." } }
+                Some(g) => {
+                    @let columns: Vec<&str> = schema.fields(RecordKind::Gift).map(|f| f.name.as_str()).filter(|n| g.iter().any(|x| x.fields.contains_key(*n))).collect();
+                    table {
+                        thead { tr { @for c in &columns { th scope="col" { (label(c)) } } } }
+                        tbody {
+                            @for gift in g {
+                                tr { @for c in &columns { td { (gift.fields.get(*c).map(show).unwrap_or_default()) } } }
+                            }
+                        }
+                    }
+                    @for (currency, total) in totals(g) {
+                        p.total { "Total " (currency) " " (total) }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="consent" {
+            h2 #consent { "Consent and lawful basis" }
+            @match &consent {
+                None => { p.withheld { "Consent is not visible to your role." } }
+                Some(c) => {
+                    table {
+                        thead { tr { th scope="col" { "Purpose" } th scope="col" { "May process" } th scope="col" { "Why" } th scope="col" { "Deciding event" } } }
+                        tbody {
+                            @for (purpose, d) in &c.purposes {
+                                tr {
+                                    td { (purpose) }
+                                    td { @if d.allowed { "yes" } @else { strong { "no" } } }
+                                    td { (d.reason.replace('_', " ")) }
+                                    td { @if let Some(e) = &d.deciding_event { (e.event.as_str()) " on " (e.time.get(..10).unwrap_or(&e.time)) } @else { "none" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, &title, Some(&user), body)
+}
+
+/// Sums gift amounts per currency, in minor units so that no float rounding shows.
+fn totals(gifts: &[hub::GiftView]) -> Vec<(String, String)> {
+    let mut sums: std::collections::BTreeMap<String, i128> = Default::default();
+    for g in gifts {
+        let Some(amount) = g.fields.get("amount").map(show) else {
+            continue;
+        };
+        let currency = g.fields.get("currency").map(show).unwrap_or_default();
+        let (units, cents) = amount.split_once('.').unwrap_or((&amount, "0"));
+        let cents = format!("{cents:0<2}");
+        let (Ok(u), Ok(c)) = (
+            units.parse::<i128>(),
+            cents.get(..2).unwrap_or("00").parse::<i128>(),
+        ) else {
+            continue;
+        };
+        let minor = if units.starts_with('-') {
+            u * 100 - c
+        } else {
+            u * 100 + c
+        };
+        *sums.entry(currency).or_default() += minor;
+    }
+    sums.into_iter()
+        .map(|(c, m)| (c, format!("{}.{:02}", m / 100, (m % 100).abs())))
+        .collect()
+}
+
+/// Screen 3, a constituent, special-category fields hidden.
+pub(crate) async fn subject(
+    State(state): State<AppState>,
+    user: Signed,
+    Path(id): Path<String>,
+) -> Response {
+    subject_page(state, user, id, Special::Hide).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RevealForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Screen 3 with the special-category fields revealed for a reason (audited with it).
+pub(crate) async fn reveal(
+    State(state): State<AppState>,
+    user: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<RevealForm>,
+) -> Response {
+    if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
+        return resp;
+    }
+    let Some((code, _)) = REVEAL_REASONS.iter().find(|(c, _)| *c == form.reason) else {
+        return super::message_page(
+            StatusCode::BAD_REQUEST,
+            Some(&user),
+            "Please check what you entered",
+            "Choose one of the reasons in the list.",
+        );
+    };
+    subject_page(state, user, id, Special::Reveal(code)).await
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct AuditFilter {
+    subject: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<u64>,
+}
+
+fn blank(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Screen 7, the audit log: a query whose filters are in the URL, a page at a time.
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    user: Signed,
+    Query(f): Query<AuditFilter>,
+) -> Response {
+    let outcome = match blank(&f.outcome).as_deref() {
+        None => None,
+        Some("ok") => Some(Outcome::Ok),
+        Some("denied") => Some(Outcome::Denied),
+        Some("error") => Some(Outcome::Error),
+        Some(_) => None,
+    };
+    let query = hub::audit_log::Query {
+        subject: blank(&f.subject),
+        actor: blank(&f.actor),
+        action: blank(&f.action),
+        outcome,
+        from: blank(&f.from),
+        to: blank(&f.to),
+        after: f.after,
+        limit: 50,
+    };
+    let actor = user.actor.clone();
+    let result = call(&state, move |h| h.audit_query(&actor, &query)).await;
+    let (events, next) = match result {
+        Ok(r) => r,
+        Err(e)
+            if matches!(
+                e.kind(),
+                hub::ErrorKind::BadRequest | hub::ErrorKind::Invalid
+            ) =>
+        {
+            (Vec::new(), None)
+        }
+        Err(e) => return error_page(&user, &e),
+    };
+    let value = |s: &Option<String>| blank(s).unwrap_or_default();
+    let next_link = next.map(|n| {
+        let mut q = String::from("/audit?");
+        for (k, v) in [
+            ("subject", value(&f.subject)),
+            ("actor", value(&f.actor)),
+            ("action", value(&f.action)),
+            ("outcome", value(&f.outcome)),
+            ("from", value(&f.from)),
+            ("to", value(&f.to)),
+        ] {
+            if !v.is_empty() {
+                q.push_str(&format!("{k}={}&", super::percent_encode(&v)));
+            }
+        }
+        q.push_str(&format!("after={n}"));
+        q
+    });
+    let body = html! {
+        form.filters method="get" action="/audit" {
+            @for (name, text, hint) in [("subject", "Subject id", ""), ("actor", "Who (user name)", ""), ("action", "Action", "e.g. read, read.subject, create.session"), ("from", "From", "YYYY-MM-DD"), ("to", "Before", "YYYY-MM-DD")] {
+                p {
+                    label for=(name) { (text) }
+                    input id=(name) name=(name) type="text" value=(match name { "subject" => value(&f.subject), "actor" => value(&f.actor), "action" => value(&f.action), "from" => value(&f.from), _ => value(&f.to) }) placeholder=(hint);
+                }
+            }
+            p {
+                label for="outcome" { "Outcome" }
+                select #outcome name="outcome" {
+                    @for o in ["", "ok", "denied", "error"] {
+                        option value=(o) selected[value(&f.outcome) == o] { @if o.is_empty() { "any" } @else { (o) } }
+                    }
+                }
+            }
+            p { button type="submit" { "Search the log" } }
+        }
+        @if events.is_empty() {
+            p role="status" { "No events match." }
+        } @else {
+            table.audit {
+                caption { "Audit events, oldest first" }
+                thead { tr { th scope="col" { "#" } th scope="col" { "Time (UTC)" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "Outcome" } th scope="col" { "Subjects" } th scope="col" { "Fields" } th scope="col" { "Source" } } }
+                tbody {
+                    @for e in &events {
+                        tr {
+                            td { (e.seq) }
+                            td { (e.time) }
+                            td { (e.actor_name) " (" (e.role) ")" }
+                            td { (e.action) @if let Some(p) = &e.purpose { " for " (p) } }
+                            td { (e.outcome.as_str()) @if let Some(r) = &e.reason { " (" (r) ")" } }
+                            td { (e.subjects.join(", ")) }
+                            td { (e.fields.join(", ")) }
+                            td { (e.source) }
+                        }
+                    }
+                }
+            }
+            @if let Some(link) = &next_link { p { a href=(link) { "Next page" } } }
+        }
+    };
+    page(StatusCode::OK, "Audit log", Some(&user), body)
+}
+
+/// A path under /subjects/ for a redirect after a form.
+#[allow(dead_code)]
+pub(crate) fn to_subject(id: &SubjectId) -> Response {
+    Redirect::to(&format!("/subjects/{id}")).into_response()
+}
