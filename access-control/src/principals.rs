@@ -158,8 +158,8 @@ pub struct Principal {
     /// principal, like the token hash.
     #[serde(skip)]
     password_hash: Option<String>,
-    /// Console sign-in state: failures in a row, the end of a lock (Unix seconds), and when
-    /// the password last changed (sessions begun before it end).
+    /// Console sign-in state: failures in a row, the end of a lock (Unix seconds), and the
+    /// password's generation (sessions begun under an earlier one have ended).
     #[serde(skip)]
     sign_in: SignInState,
 }
@@ -172,7 +172,7 @@ pub(crate) struct SignInState {
     #[serde(default)]
     pub(crate) locked_until: u64,
     #[serde(default)]
-    pub(crate) password_changed: u64,
+    pub(crate) generation: u32,
 }
 
 impl Principal {
@@ -186,8 +186,8 @@ impl Principal {
         (self.sign_in.locked_until > now).then_some(self.sign_in.locked_until)
     }
 
-    pub(crate) fn password_changed(&self) -> u64 {
-        self.sign_in.password_changed
+    pub(crate) fn password_generation(&self) -> u32 {
+        self.sign_in.generation
     }
 }
 
@@ -377,14 +377,7 @@ impl Principals {
             created: now(),
             revoked: false,
             token_hash: Some(hex(&hash)),
-            sign_in: SignInState {
-                password_changed: if password_hash.is_some() {
-                    unix_now()
-                } else {
-                    0
-                },
-                ..SignInState::default()
-            },
+            sign_in: SignInState::default(),
             password_hash,
         };
         let mut b = Batch::new();
@@ -447,9 +440,8 @@ impl Principals {
             return Err(Error::BuiltIn);
         }
         p.password_hash = Some(hash_new_password(password)?);
-        // Strictly later than any session begun in this second, which then ends.
         p.sign_in = SignInState {
-            password_changed: unix_now() + 1,
+            generation: p.sign_in.generation.wrapping_add(1),
             ..SignInState::default()
         };
         let mut b = Batch::new();

@@ -25,6 +25,9 @@ struct Stored {
     principal: String,
     started: u64,
     seen: u64,
+    /// The principal's password generation at sign-in.
+    #[serde(default)]
+    generation: u32,
 }
 
 /// A live console session.
@@ -81,6 +84,7 @@ impl Principals {
             principal: hex(p.id.0.as_bytes()),
             started: now,
             seen: now,
+            generation: p.password_generation(),
         };
         batch.put(
             ks::SESSIONS,
@@ -111,7 +115,7 @@ impl Principals {
         let live = |p: &Principal| {
             !p.revoked
                 && p.has_password()
-                && stored.started >= p.password_changed()
+                && stored.generation == p.password_generation()
                 && now < stored.started + SESSION_ABSOLUTE_SECONDS
                 && now < stored.seen + SESSION_IDLE_SECONDS
         };

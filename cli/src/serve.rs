@@ -216,9 +216,19 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
         }
         Err(e) => return Err(e.into()),
     };
+    let sign_ins = demo_sign_ins(&hub, &actor)?;
+    let sign_in_lines = sign_ins
+        .iter()
+        .map(|(user, role, password)| format!("    {user:<20} {:<13} {password}", role.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sign_in_json: Vec<_> = sign_ins
+        .iter()
+        .map(|(user, role, password)| json!({"user": user, "role": role, "password": password}))
+        .collect();
     if args.no_serve {
         out.emit(
-            &json!({"data": dir, "subjects": subjects, "token": token}),
+            &json!({"data": dir, "subjects": subjects, "token": token, "sign_ins": sign_in_json}),
             || {
                 format!(
                     "Demo data ready in {} ({subjects} subjects). Admin token: {token}",
@@ -230,11 +240,15 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
     }
     run_server(hub, args.addr, args.limits.config(), |local| {
         out.emit(
-            &json!({"url": format!("http://{local}"), "data": dir, "subjects": subjects, "token": token}),
+            &json!({"url": format!("http://{local}"), "console": format!("http://{local}/"),
+                    "data": dir, "subjects": subjects, "token": token, "sign_ins": sign_in_json}),
             || {
                 format!(
                     "\nSteward demo: {subjects} synthetic constituents in {}\n\
-                     \n  URL:          http://{local}\n  Admin token:  {token}\n\
+                     \n  Console:      open http://{local}/ in a browser and sign in as one of\n\
+                     \n{sign_in_lines}\n\
+                     \n  (demo passwords, new at every start: a role each, to see what each may see)\n\
+                     \n  API:          http://{local}/v1 (OpenAPI at /openapi.json)\n  Admin token:  {token}\n\
                      \nTry:\n  curl -H 'Authorization: Bearer {token}' 'http://{local}/v1/subjects?limit=3'\n\
                      \nCtrl-C stops the server; run the demo again to reuse the same data (with a new token).",
                     dir.display()
@@ -242,6 +256,44 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
             },
         );
     })
+}
+
+/// One console sign-in per role for the demo, each with a fresh random password (set again at
+/// every start, like the admin token): (user, role, password).
+fn demo_sign_ins(
+    hub: &Hub,
+    actor: &hub::Actor,
+) -> anyhow::Result<Vec<(String, hub::Role, String)>> {
+    let mut out = Vec::new();
+    for role in hub::Role::ALL {
+        let user = format!("demo-{role}");
+        let mut bytes = [0u8; 12];
+        if !hub::keys::fill_random(&mut bytes) {
+            anyhow::bail!("the system random generator failed");
+        }
+        // Four groups of four letters and digits (no look-alikes): easy to type, about 60 bits.
+        const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+        let password = bytes
+            .chunks(3)
+            .map(|c| {
+                c.iter()
+                    .flat_map(|b| [b % 31, (b / 31) % 31])
+                    .take(4)
+                    .map(|i| ALPHABET[usize::from(i)] as char)
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("-");
+        match hub.set_password(actor, &user, &password) {
+            Ok(_) => {}
+            Err(e) if e.kind() == hub::ErrorKind::NotFound => {
+                hub.add_user_with_password(actor, &user, role, Some(&password))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        out.push((user, role, password));
+    }
+    Ok(out)
 }
 
 /// A realistic consent history for the demo's constituent number `n`: most gave email

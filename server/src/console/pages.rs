@@ -98,9 +98,13 @@ pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Respons
             Err(e) => return error_page(&user, &e),
         }
     }
-    if may(&state, &user, "merges", Action::Read) || may(&state, &user, "imports", Action::Write) {
+    if may(&state, &user, "subject", Action::Merge) {
         let actor = user.actor.clone();
-        if let Ok(items) = call(&state, move |h| h.review_list(&actor, false)).await {
+        let items = match call(&state, move |h| h.review_list(&actor, false)).await {
+            Ok(items) => items,
+            Err(e) => return error_page(&user, &e),
+        };
+        {
             sections.push(html! {
                 section aria-labelledby="review" {
                     h2 #review { "Possible duplicates waiting for review" }

@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod consent;
+mod console;
 mod foundation;
 mod importers;
 mod layering;

@@ -1,0 +1,356 @@
+//! The web console over real HTTP (curl, no browser): sign-in, cookies, headers, CSRF,
+//! lockout, session end, and what each role's page of one constituent shows. The browser
+//! tests (`browser.rs`) drive the same pages in Chromium.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::support::{Env, Server};
+
+pub(crate) const PASSWORD: &str = "correct horse battery staple 7";
+
+/// A data directory with one user per role (password [`PASSWORD`]) and one constituent with
+/// a gift and a special-category field; returns the env and the subject's id.
+pub(crate) fn console_env() -> (Env, String) {
+    let env = Env::init();
+    let pw = env.tmp.path().join("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    for (name, role) in [
+        ("ada", "admin"),
+        ("vera", "volunteer"),
+        ("fran", "fundraiser"),
+        ("dora", "dpo"),
+        ("aldo", "auditor"),
+    ] {
+        let v = env.json(
+            &[
+                "users",
+                "add",
+                name,
+                "--role",
+                role,
+                "--password-file",
+                pw.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(v["console_password"], true, "{v}");
+    }
+    let id = env.add(&json!({
+        "given_name": "Winnifred", "family_name": "Quarles", "email": "wq@example.org",
+        "health_notes": "Uses a wheelchair",
+        "gifts": [{"amount": "4321.00", "currency": "GBP", "date": "2025-05-01"},
+                  {"amount": "10.50", "currency": "GBP", "date": "2025-06-01"}]
+    }));
+    (env, id)
+}
+
+/// A cookie jar and curl, for one browser-like client.
+pub(crate) struct Client {
+    jar: std::path::PathBuf,
+    base: String,
+}
+
+/// One answer: status, headers (lower-case names), body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: String,
+    pub(crate) body: String,
+}
+
+impl Answer {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+impl Client {
+    pub(crate) fn new(dir: &Path, name: &str, server: &Server) -> Client {
+        Client {
+            jar: dir.join(format!("{name}.cookies")),
+            base: server.url.clone(),
+        }
+    }
+
+    /// GET or POST (a form, url-encoded by curl) without following redirects.
+    pub(crate) fn call(&self, method: &str, path: &str, form: &[(&str, &str)]) -> Answer {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-D", "-", "-X", method])
+            .arg("-b")
+            .arg(&self.jar)
+            .arg("-c")
+            .arg(&self.jar)
+            .arg(format!("{}{path}", self.base));
+        for (k, v) in form {
+            c.arg("--data-urlencode").arg(format!("{k}={v}"));
+        }
+        let out = c
+            .stdout(Stdio::piped())
+            .output()
+            .expect("curl is installed");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Answer {
+            status,
+            headers: head.to_string(),
+            body: body.to_string(),
+        }
+    }
+
+    pub(crate) fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, &[])
+    }
+
+    pub(crate) fn sign_in(&self, user: &str, password: &str) -> Answer {
+        self.get("/");
+        self.call(
+            "POST",
+            "/sign-in",
+            &[
+                ("username", user),
+                ("password", password),
+                ("next", "/home"),
+            ],
+        )
+    }
+
+    /// The CSRF token in a page's forms.
+    pub(crate) fn csrf(&self, path: &str) -> String {
+        let page = self.get(path).body;
+        let at = page
+            .find("name=\"csrf\" value=\"")
+            .expect("the page has a CSRF field");
+        page[at + 19..at + 19 + 64].to_string()
+    }
+}
+
+#[test]
+fn console_sign_in_sets_a_strict_cookie_and_each_role_sees_its_own_page() {
+    let (env, id) = console_env();
+    let server = env.serve("info");
+    let anon = Client::new(env.tmp.path(), "anon", &server);
+    // Not signed in: the page of a constituent sends to sign-in, remembering the path.
+    let a = anon.get(&format!("/subjects/{id}"));
+    assert_eq!(a.status, 303);
+    assert_eq!(
+        a.header("location").unwrap(),
+        format!("/?next=/subjects/{id}")
+    );
+    let page = anon.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("name=\"username\"") && page.body.contains("type=\"password\""));
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.starts_with("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!page.body.contains("<script>"), "no inline script");
+    assert_eq!(page.header("cache-control").unwrap(), "no-store");
+    // The vendored htmx is served from the binary.
+    let htmx = anon.get("/static/htmx-2.0.11.min.js");
+    assert_eq!(htmx.status, 200);
+    assert!(htmx.body.contains("htmx"), "htmx is served");
+
+    // A volunteer: the name, no gift, no special category.
+    let vera = Client::new(env.tmp.path(), "vera", &server);
+    let signed = vera.sign_in("vera", PASSWORD);
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(signed.header("location").unwrap(), "/home");
+    let cookie = signed.header("set-cookie").unwrap();
+    for part in [
+        "steward_session=stw_s_",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure flag");
+    let v = vera.get(&format!("/subjects/{id}"));
+    assert_eq!(v.status, 200);
+    assert!(v.body.contains("Winnifred"));
+    assert!(!v.body.contains("4321") && !v.body.contains("4,321"));
+    assert!(v.body.contains("Gifts are not visible to your role"));
+    assert!(!v.body.contains("wheelchair"));
+    assert!(
+        v.body.contains("not visible to your role"),
+        "withheld fields are named"
+    );
+
+    // An admin: the gifts and their total; special category hidden until revealed.
+    let ada = Client::new(env.tmp.path(), "ada", &server);
+    assert_eq!(ada.sign_in("ada", PASSWORD).status, 303);
+    let a = ada.get(&format!("/subjects/{id}"));
+    assert!(
+        a.body.contains("4321.00") && a.body.contains("Total GBP 4331.50"),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("wheelchair"), "hidden until revealed");
+    assert!(a.body.contains("special category, hidden until revealed"));
+    let csrf = ada.csrf(&format!("/subjects/{id}"));
+    let r = ada.call(
+        "POST",
+        &format!("/subjects/{id}/reveal"),
+        &[("csrf", &csrf), ("reason", "care")],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("wheelchair"));
+    // A reason outside the list is refused.
+    let r = ada.call(
+        "POST",
+        &format!("/subjects/{id}/reveal"),
+        &[("csrf", &csrf), ("reason", "curiosity")],
+    );
+    assert_eq!(r.status, 400);
+    assert!(!r.body.contains("wheelchair"));
+
+    // An auditor reads no personal data; the page says so.
+    let aldo = Client::new(env.tmp.path(), "aldo", &server);
+    assert_eq!(aldo.sign_in("aldo", PASSWORD).status, 303);
+    let p = aldo.get(&format!("/subjects/{id}"));
+    assert_eq!(p.status, 403);
+    assert!(!p.body.contains("Winnifred"));
+    assert!(p.body.contains("Not open to your role"));
+    // ... and finds the page views in the audit log: the reveal with its reason.
+    let log = aldo.get(&format!("/audit?subject={id}&action=read.subject"));
+    assert_eq!(log.status, 200);
+    assert!(log.body.contains("reveal:care"), "{}", log.body);
+    assert!(log.body.contains("vera (volunteer)") && log.body.contains("ada (admin)"));
+    let denied = aldo.get("/audit?action=read.subject&outcome=denied");
+    assert!(denied.body.contains("aldo (auditor)"));
+
+    // Find by email: a POST with the CSRF token; the term is not in any URL.
+    let csrf = vera.csrf("/find");
+    let f = vera.call(
+        "POST",
+        "/find",
+        &[("csrf", &csrf), ("by", "email"), ("term", "WQ@example.org")],
+    );
+    assert_eq!(f.status, 200);
+    assert!(f.body.contains(&format!("/subjects/{id}")));
+    // Without the CSRF token, or with another session's, nothing is done.
+    let other = ada.csrf("/find");
+    for bad in ["", other.as_str(), "not-a-token"] {
+        let f = vera.call(
+            "POST",
+            "/find",
+            &[("csrf", bad), ("by", "email"), ("term", "wq@example.org")],
+        );
+        assert_eq!(f.status, 403, "csrf {bad:?}");
+        assert!(!f.body.contains(&format!("/subjects/{id}")));
+    }
+    // Sign-out ends the session: the same cookie no longer opens pages.
+    let csrf = vera.csrf("/home");
+    let out = vera.call("POST", "/sign-out", &[("csrf", &csrf)]);
+    assert_eq!(out.status, 303);
+    assert_eq!(vera.get("/home").status, 303);
+    // The session cookie never reaches the server log.
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(!log.contains("stw_s_") && !log.contains("Winnifred") && !log.contains("wq@"));
+}
+
+#[test]
+fn console_lockout_after_five_failures_is_audited_and_a_new_password_ends_sessions() {
+    let (env, _id) = console_env();
+    let server = env.serve("info");
+    let vera = Client::new(env.tmp.path(), "vera", &server);
+    let open = vera.sign_in("vera", PASSWORD);
+    assert_eq!(open.status, 303);
+    let mallory = Client::new(env.tmp.path(), "mallory", &server);
+    let started = std::time::Instant::now();
+    for i in 1..=5 {
+        let a = mallory.sign_in("vera", "not the password at all");
+        assert_eq!(a.status, 401, "attempt {i}");
+        assert!(
+            a.body.contains("The user name or password is not right"),
+            "{}",
+            a.body
+        );
+        assert!(!a.body.contains("locked"));
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(5),
+        "a second's delay after each failure"
+    );
+    // Locked now: the right password is refused too, saying for how long.
+    let a = mallory.sign_in("vera", PASSWORD);
+    assert_eq!(a.status, 401);
+    assert!(
+        a.body.contains("locked for 15 more minute(s)"),
+        "{}",
+        a.body
+    );
+    // An unknown name reads exactly like a wrong password.
+    let a = mallory.sign_in("nobody-here", PASSWORD);
+    assert!(a.body.contains("The user name or password is not right"));
+    // The session begun before the lock still works (the lock stops new sign-ins).
+    assert_eq!(vera.get("/home").status, 200);
+    // The audit log has every attempt, with its reason, and never the password.
+    let aldo = Client::new(env.tmp.path(), "aldo", &server);
+    assert_eq!(aldo.sign_in("aldo", PASSWORD).status, 303);
+    let log = aldo.get("/audit?action=create.session&outcome=denied").body;
+    assert_eq!(
+        log.matches("(bad_credentials)").count(),
+        5,
+        "4 against vera, 1 unknown:\n{log}"
+    );
+    assert_eq!(log.matches("(locked_now)").count(), 1);
+    assert_eq!(log.matches("(locked)").count(), 1);
+    assert!(!log.contains("not the password"));
+    // An admin sets a new password (the CLI, with the server stopped): the lock is lifted and
+    // vera's old session has ended.
+    server.stop();
+    let pw2 = env.tmp.path().join("pw2");
+    std::fs::write(&pw2, "a brand new passphrase\n").unwrap();
+    let out = env.run(
+        &[
+            "users",
+            "password",
+            "vera",
+            "--password-file",
+            pw2.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let short = env.tmp.path().join("short");
+    std::fs::write(&short, "short\n").unwrap();
+    let out = env.run(
+        &[
+            "users",
+            "password",
+            "vera",
+            "--password-file",
+            short.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(crate::support::stderr(&out).contains("12 to 256 characters"));
+    let server = env.serve("info");
+    let vera = Client {
+        jar: vera.jar.clone(),
+        base: server.url.clone(),
+    };
+    let ended = vera.get("/home");
+    assert_eq!(ended.status, 303);
+    assert!(ended.header("location").unwrap().starts_with("/?ended=1"));
+    let page = vera.get("/?ended=1&next=/home");
+    assert!(page.body.contains("Your session has ended"));
+    assert_eq!(vera.sign_in("vera", "a brand new passphrase").status, 303);
+    assert_eq!(vera.get("/home").status, 200);
+}
