@@ -147,6 +147,8 @@ pub(crate) struct Signed {
     pub(crate) actor: Actor,
     token: String,
     pub(crate) csrf: String,
+    /// Whether the role may read the audit log (the hub's answer; for the navigation only).
+    may_audit: bool,
 }
 
 impl Signed {
@@ -232,7 +234,11 @@ impl FromRequestParts<AppState> for Signed {
                 &format!("Please wait {retry_after} seconds and try again."),
             ));
         }
+        let may_audit = state
+            .hub
+            .allows(session.principal.role, "audit", hub::Action::Read);
         Ok(Signed {
+            may_audit,
             actor: Actor {
                 principal: session.principal,
                 channel: Channel::Http(peer(parts)),
@@ -252,8 +258,9 @@ pub(crate) fn layout(title: &str, user: Option<&Signed>, body: Markup) -> Markup
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                // htmx may not add a <style> element (the CSP forbids inline style).
-                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
+                // htmx may not add a <style> element (the CSP forbids inline style), and shows
+                // refusals and errors (4xx, 5xx) like any page instead of ignoring them.
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"responseHandling":[{"code":"204","swap":false},{"code":"...","swap":true}]}"#;
                 title { (title) " · Steward" }
                 link rel="stylesheet" href=(CSS_PATH);
                 script src=(HTMX_PATH) defer {}
@@ -267,7 +274,7 @@ pub(crate) fn layout(title: &str, user: Option<&Signed>, body: Markup) -> Markup
                             ul {
                                 li { a href="/home" { "Work queue" } }
                                 li { a href="/find" { "Find a constituent" } }
-                                li { a href="/audit" { "Audit log" } }
+                                @if u.may_audit { li { a href="/audit" { "Audit log" } } }
                             }
                         }
                         form.signout method="post" action="/sign-out" {

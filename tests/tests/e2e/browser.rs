@@ -1,0 +1,508 @@
+//! The console in a real browser: Debian's Chromium, driven through chromedriver's WebDriver
+//! API (W3C) over loopback with curl. Each test saves a screenshot under
+//! `target/browser-screenshots/` when it fails, and runs axe-core (vendored, MPL-2.0) on
+//! every screen it opens: no serious or critical violation is accepted.
+//!
+//! Needs `chromedriver` and `chromium` (`.ci/run` installs them). Without them the tests say
+//! so and pass, except under CI (`CI` set), where they fail.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::console::{console_env, PASSWORD};
+use crate::support::{binary, Server};
+
+const AXE: &str = include_str!("../../assets/axe-4.14.1.min.js");
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn tools() -> Option<(String, String)> {
+    let find = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("/usr/bin/{n}"))
+            .find(|p| std::path::Path::new(p).exists())
+    };
+    match (
+        find(&["chromedriver"]),
+        find(&["chromium", "chromium-browser"]),
+    ) {
+        (Some(d), Some(c)) => Some((d, c)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("chromium and chromedriver are required under CI (apt-get install chromium chromium-driver)")
+        }
+        _ => {
+            eprintln!("browser tests skipped: chromium or chromedriver is not installed");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A WebDriver session on its own chromedriver and Chromium profile.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    name: String,
+    _profile: tempfile::TempDir,
+}
+
+fn wd(method: &str, url: &str, body: Option<&Value>) -> Value {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "-X",
+        method,
+        url,
+        "-H",
+        "content-type: application/json",
+    ]);
+    // The body on stdin: axe-core alone is larger than an argument may be.
+    if body.is_some() {
+        c.args(["--data-binary", "@-"]).stdin(Stdio::piped());
+    }
+    let mut child = c.stdout(Stdio::piped()).spawn().expect("curl is installed");
+    if let Some(b) = body {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b.to_string().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+impl Browser {
+    fn start(name: &str) -> Option<Browser> {
+        let (driver_bin, chromium) = tools()?;
+        let port = free_port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while wd("GET", &format!("{base}/status"), None)["value"]["ready"] != true {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--window-size=1280,900",
+                         format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let v = wd("POST", &format!("{base}/session"), Some(&caps));
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_string();
+        Some(Browser {
+            driver,
+            base,
+            session,
+            name: name.to_string(),
+            _profile: profile,
+        })
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let v = wd(
+            method,
+            &format!("{}/session/{}{path}", self.base, self.session),
+            body.as_ref(),
+        );
+        if let Some(err) = v["value"]["error"].as_str() {
+            panic!(
+                "WebDriver {method} {path}: {err}: {}",
+                v["value"]["message"]
+            );
+        }
+        v["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({"url": url})));
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn source(&self) -> String {
+        self.cmd("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The visible text of the page's main content.
+    fn text(&self) -> String {
+        let main = self.find("main");
+        self.cmd("GET", &format!("/element/{main}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = wd(
+                "POST",
+                &format!("{}/session/{}/element", self.base, self.session),
+                Some(&json!({"using": "css selector", "value": css})),
+            );
+            if let Some(id) = v["value"][ELEMENT].as_str() {
+                return id.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no element {css} on {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.cmd("POST", &format!("/element/{e}/clear"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+
+    fn script(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    /// Keys pressed one after another on whatever has the focus (keyboard-only use).
+    fn keys(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| {
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.cmd(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+    }
+
+    /// Waits until the page's URL path is `path` (after a form's redirect).
+    fn wait_for_path(&self, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url();
+            let here = url
+                .splitn(4, '/')
+                .nth(3)
+                .map(|p| format!("/{p}"))
+                .unwrap_or_default();
+            if here == path || here.starts_with(&format!("{path}?")) {
+                // Let the document finish loading.
+                let _ = self.script("return document.readyState", json!([]));
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still at {url}, waiting for {path}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs axe-core on the page: no serious or critical violation.
+    fn accessible(&self, screen: &str) {
+        self.script(&format!("{AXE}\n;return true;"), json!([]));
+        let v = self.cmd(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": "const done = arguments[arguments.length - 1];
+                axe.run(document, {resultTypes: ['violations']}).then(r => done(JSON.stringify(
+                  r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                    .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))})))))
+                  .catch(e => done(JSON.stringify([{id: 'axe failed', impact: String(e)}])));", "args": []})),
+        );
+        let found: Value = serde_json::from_str(v.as_str().unwrap_or("[]")).unwrap();
+        assert_eq!(
+            found,
+            json!([]),
+            "axe: serious or critical violations on {screen}"
+        );
+    }
+
+    fn sign_in(&self, server: &Server, user: &str, password: &str) {
+        self.open(&format!("{}/", server.url));
+        self.type_into("#username", user);
+        self.type_into("#password", password);
+        self.click("form.signin button[type=submit]");
+    }
+
+    fn screenshot(&self) {
+        let v = wd(
+            "GET",
+            &format!("{}/session/{}/screenshot", self.base, self.session),
+            None,
+        );
+        let Some(b64) = v["value"].as_str() else {
+            return;
+        };
+        let target = binary()
+            .parent()
+            .and_then(|p| p.parent())
+            .map(|t| t.join("browser-screenshots"))
+            .unwrap();
+        let _ = std::fs::create_dir_all(&target);
+        let path = target.join(format!("{}.png", self.name));
+        let _ = std::fs::write(&path, base64_decode(b64));
+        eprintln!("screenshot of the failing page: {}", path.display());
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.screenshot();
+        }
+        let _ = wd(
+            "DELETE",
+            &format!("{}/session/{}", self.base, self.session),
+            None,
+        );
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(value) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn browser_sign_in_bad_password_each_roles_view_and_sign_out() {
+    let Some(b) = Browser::start("sign-in-and-roles") else {
+        return;
+    };
+    let (env, id) = console_env();
+    let server = env.serve("info");
+    // The sign-in page, then a wrong password.
+    b.open(&format!("{}/", server.url));
+    b.accessible("sign-in");
+    b.sign_in(&server, "vera", "wrong password entirely");
+    assert!(b.text().contains("The user name or password is not right"));
+    b.accessible("sign-in with an error");
+    // A volunteer: the name, no gift, no special category.
+    b.sign_in(&server, "vera", PASSWORD);
+    b.wait_for_path("/home");
+    b.accessible("work queue (volunteer)");
+    b.open(&format!("{}/subjects/{id}", server.url));
+    let text = b.text();
+    assert!(text.contains("Winnifred Quarles"), "{text}");
+    assert!(text.contains("Gifts are not visible to your role"));
+    assert!(!text.contains("4321") && !text.contains("wheelchair"));
+    b.accessible("constituent (volunteer)");
+    // Sign out: back at sign-in, and the page is closed again.
+    b.click("form.signout button");
+    b.wait_for_path("/");
+    b.open(&format!("{}/subjects/{id}", server.url));
+    b.wait_for_path("/");
+    assert!(b.find("#password").len() > 0);
+    // A DPO: gifts, consent, special category after a reveal with a reason.
+    b.sign_in(&server, "dora", PASSWORD);
+    b.wait_for_path("/home");
+    b.accessible("work queue (dpo)");
+    b.open(&format!("{}/subjects/{id}", server.url));
+    let text = b.text();
+    assert!(
+        text.contains("4321.00") && text.contains("Total GBP 4331.50"),
+        "{text}"
+    );
+    assert!(!text.contains("wheelchair"));
+    b.click("form.reveal button");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.text().contains("wheelchair") {
+        assert!(
+            Instant::now() < deadline,
+            "the reveal did not show the field"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.accessible("constituent revealed (dpo)");
+    // An auditor: no personal data; the audit log with the reveal and its reason.
+    b.click("form.signout button");
+    b.wait_for_path("/");
+    b.sign_in(&server, "aldo", PASSWORD);
+    b.wait_for_path("/home");
+    b.open(&format!("{}/subjects/{id}", server.url));
+    let text = b.text();
+    assert!(text.contains("Not open to your role") && !text.contains("Winnifred"));
+    b.open(&format!("{}/audit", server.url));
+    b.type_into("#action", "read.subject");
+    b.type_into("#subject", &id);
+    b.click("form.filters button");
+    b.wait_for_path("/audit");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.text().contains("reveal:subject-request") {
+        assert!(
+            Instant::now() < deadline,
+            "no reveal in the audit page: {}",
+            b.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.accessible("audit query");
+}
+
+#[test]
+fn browser_lockout_csrf_refusal_ended_session_and_keyboard_only() {
+    let Some(b) = Browser::start("lockout-csrf-session") else {
+        return;
+    };
+    let (env, id) = console_env();
+    let server = env.serve("info");
+    // Keyboard only: type the name, Tab to the password, Enter to sign in.
+    b.open(&format!("{}/", server.url));
+    b.find("#username");
+    b.keys("fran");
+    b.keys("\u{E004}"); // Tab
+    b.keys(PASSWORD);
+    b.keys("\u{E007}"); // Enter
+    b.wait_for_path("/home");
+    // Tab from the top of the page reaches the skip link first, then the navigation.
+    b.keys("\u{E004}");
+    let focused = b.script("return document.activeElement.textContent", json!([]));
+    assert_eq!(focused, "Skip to the main content");
+    b.keys("\u{E004}\u{E004}");
+    let focused = b.script("return document.activeElement.textContent", json!([]));
+    assert_eq!(focused, "Find a constituent");
+    b.keys("\u{E007}");
+    b.wait_for_path("/find");
+    b.accessible("find");
+    // Find by email, then open the constituent from the results with the keyboard.
+    b.type_into("#term", "wq@example.org");
+    b.keys("\u{E007}");
+    let link = b.find("ul.results a");
+    b.accessible("find results");
+    b.cmd("POST", &format!("/element/{link}/click"), Some(json!({})));
+    b.wait_for_path(&format!("/subjects/{id}"));
+    // A form whose CSRF token was changed is refused, and nothing is found.
+    b.open(&format!("{}/find", server.url));
+    b.script(
+        "document.querySelector('form[action=\"/find\"] input[name=csrf]').value = '0'.repeat(64); return true",
+        json!([]),
+    );
+    b.type_into("#term", "wq@example.org");
+    b.click("form[action='/find'] button");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.text().contains("This form cannot be accepted") {
+        assert!(Instant::now() < deadline, "no CSRF refusal: {}", b.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!b.source().contains(&format!("/subjects/{id}")));
+    // Five wrong passwords lock the account; the page says for how long.
+    b.click("form.signout button");
+    b.wait_for_path("/");
+    for _ in 0..5 {
+        b.sign_in(&server, "vera", "not it at all, sorry");
+        b.find("p.notice");
+    }
+    b.sign_in(&server, "vera", PASSWORD);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.text().contains("locked for 15 more minute(s)") {
+        assert!(
+            Instant::now() < deadline,
+            "no lockout message: {}",
+            b.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A session that has ended: signed in as fran, the password changes (the CLI, with the
+    // server stopped), and the next page asks to sign in again, saying why.
+    b.sign_in(&server, "fran", PASSWORD);
+    b.wait_for_path("/home");
+    server.stop();
+    let pw = env.tmp.path().join("pw-new");
+    std::fs::write(&pw, "fran's second passphrase\n").unwrap();
+    let out = env.run(
+        &[
+            "users",
+            "password",
+            "fran",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let server = env.serve("info");
+    // The browser keeps its cookie for the address; the new server is on a new port, so
+    // carry the cookie over as a browser would for the same origin.
+    let cookie = b.cmd("GET", "/cookie/steward_session", None);
+    b.open(&format!("{}/", server.url));
+    b.cmd(
+        "POST",
+        "/cookie",
+        Some(json!({"cookie": {"name": "steward_session", "value": cookie["value"], "path": "/", "httpOnly": true, "sameSite": "Strict"}})),
+    );
+    b.open(&format!("{}/home", server.url));
+    b.wait_for_path("/");
+    assert!(b.text().contains("Your session has ended"), "{}", b.text());
+}
