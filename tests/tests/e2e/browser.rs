@@ -364,7 +364,7 @@ fn browser_sign_in_bad_password_each_roles_view_and_sign_out() {
     b.wait_for_path("/");
     b.open(&format!("{}/subjects/{id}", server.url));
     b.wait_for_path("/");
-    assert!(b.find("#password").len() > 0);
+    assert!(!b.find("#password").is_empty());
     // A DPO: gifts, consent, special category after a reveal with a reason.
     b.sign_in(&server, "dora", PASSWORD);
     b.wait_for_path("/home");
