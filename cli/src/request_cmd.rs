@@ -35,31 +35,9 @@ pub(crate) fn seal(
     }
 }
 
-/// A new random passphrase for an encrypted package: 25 characters in five groups, from an
-/// alphabet without look-alikes (no 0/O, 1/I/L), read aloud or typed without doubt; about
-/// 124 bits.
+/// A new random passphrase for an encrypted package (see `hub::keys::new_passphrase`).
 fn new_passphrase() -> anyhow::Result<String> {
-    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
-    let mut out = String::new();
-    let mut bytes = [0u8; 64];
-    if !hub::keys::fill_random(&mut bytes) {
-        anyhow::bail!("the system's random source failed");
-    }
-    // Rejection sampling keeps every character equally likely.
-    let limit = 256 - 256 % ALPHABET.len();
-    for b in bytes.iter().filter(|b| usize::from(**b) < limit) {
-        if out.len() == 29 {
-            break;
-        }
-        if out.len() % 6 == 5 {
-            out.push('-');
-        }
-        out.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
-    }
-    if out.len() < 29 {
-        anyhow::bail!("not enough random bytes");
-    }
-    Ok(out)
+    hub::keys::new_passphrase().ok_or_else(|| anyhow::anyhow!("the system's random source failed"))
 }
 
 fn line(r: &hub::SubjectRequest) -> String {

@@ -80,7 +80,7 @@ pub mod audit_log {
 
 /// Sealing and unlocking the key ring; the data directory's file names.
 pub mod keys {
-    pub use vault::crypto::fill_random;
+    pub use vault::crypto::{fill_random, new_passphrase};
     pub use vault::{
         layout, read_passphrase_file, read_seal_info, RotationOptions, SealInfo, SealTo, Unlock,
         VaultStats,

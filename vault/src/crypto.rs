@@ -120,3 +120,27 @@ mod password_tests {
         ));
     }
 }
+
+/// A new random passphrase for a file handed to a person (an encrypted access package): 25
+/// characters in five groups, from an alphabet without look-alikes (no 0/O, 1/I/L), read
+/// aloud or typed without doubt; about 124 bits. `None` if the random source failed.
+pub fn new_passphrase() -> Option<String> {
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+    let mut out = String::new();
+    let mut bytes = [0u8; 64];
+    if !fill_random(&mut bytes) {
+        return None;
+    }
+    // Rejection sampling keeps every character equally likely.
+    let limit = 256 - 256 % ALPHABET.len();
+    for b in bytes.iter().filter(|b| usize::from(**b) < limit) {
+        if out.len() == 29 {
+            break;
+        }
+        if out.len() % 6 == 5 {
+            out.push('-');
+        }
+        out.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
+    }
+    (out.len() == 29).then_some(out)
+}

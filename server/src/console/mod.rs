@@ -17,6 +17,7 @@
 //! - `pages`: the screens (work queue, find, constituent, audit).
 
 mod pages;
+mod requests;
 
 use std::net::SocketAddr;
 
@@ -53,6 +54,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/subjects/{id}", get(pages::subject))
         .route("/subjects/{id}/reveal", post(pages::reveal))
         .route("/audit", get(pages::audit))
+        .route("/requests", get(requests::list).post(requests::open))
+        .route("/requests/{id}", get(requests::show))
+        .route("/requests/{id}/step", post(requests::step))
+        .route("/requests/{id}/package", post(requests::package))
+        .route("/requests/{id}/erase", post(requests::erase))
+        .route("/subjects/{id}/certificate", get(requests::certificate))
         .route(
             HTMX_PATH,
             get(|| async { static_file(HTMX, "text/javascript") }),
@@ -149,6 +156,8 @@ pub(crate) struct Signed {
     pub(crate) csrf: String,
     /// Whether the role may read the audit log (the hub's answer; for the navigation only).
     may_audit: bool,
+    /// Whether the role may read subject-rights requests (likewise).
+    pub(crate) may_requests: bool,
 }
 
 impl Signed {
@@ -237,8 +246,12 @@ impl FromRequestParts<AppState> for Signed {
         let may_audit = state
             .hub
             .allows(session.principal.role, "audit", hub::Action::Read);
+        let may_requests = state
+            .hub
+            .allows(session.principal.role, "requests", hub::Action::Read);
         Ok(Signed {
             may_audit,
+            may_requests,
             actor: Actor {
                 principal: session.principal,
                 channel: Channel::Http(peer(parts)),
@@ -274,6 +287,7 @@ pub(crate) fn layout(title: &str, user: Option<&Signed>, body: Markup) -> Markup
                             ul {
                                 li { a href="/home" { "Work queue" } }
                                 li { a href="/find" { "Find a constituent" } }
+                                @if u.may_requests { li { a href="/requests" { "Requests" } } }
                                 @if u.may_audit { li { a href="/audit" { "Audit log" } } }
                             }
                         }

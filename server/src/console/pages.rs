@@ -3,7 +3,7 @@
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use domain::{AccessGroup, RecordKind, SubjectId};
 use hub::audit_log::Outcome;
 use hub::{Action, Lookup, Special, REVEAL_REASONS};
@@ -15,7 +15,7 @@ use super::{error_page, page, Signed};
 use crate::AppState;
 
 /// Runs a hub call off the executor as the signed-in user.
-async fn call<T, F>(state: &AppState, f: F) -> Result<T, hub::Error>
+pub(crate) async fn call<T, F>(state: &AppState, f: F) -> Result<T, hub::Error>
 where
     F: FnOnce(&hub::Hub) -> Result<T, hub::Error> + Send + 'static,
     T: Send + 'static,
@@ -48,14 +48,14 @@ fn show(v: &Json) -> String {
     }
 }
 
-fn days_between(from: &str, to: &str) -> Option<i64> {
+pub(crate) fn days_between(from: &str, to: &str) -> Option<i64> {
     let f = time::macros::format_description!("[year]-[month]-[day]");
     let a = time::Date::parse(from.get(..10)?, &f).ok()?;
     let b = time::Date::parse(to.get(..10)?, &f).ok()?;
     Some((b - a).whole_days())
 }
 
-fn today() -> String {
+pub(crate) fn today() -> String {
     let d = time::OffsetDateTime::now_utc().date();
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
@@ -86,7 +86,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Respons
                                             td { (r.kind) }
                                             td { (r.jurisdiction) }
                                             td { (r.state) }
-                                            td { code { (r.id) } }
+                                            td { a href={"/requests/" (r.id)} { "Open " code { (r.id) } } }
                                         }
                                     }
                                 }
@@ -342,6 +342,16 @@ async fn subject_page(
             }
         }
     };
+    let may_open = may(&state, &user, "requests", Action::Write);
+    let body = html! {
+        (body)
+        @if may_open {
+            section aria-labelledby="rights" {
+                h2 #rights { "Open a subject-rights request" }
+                (super::requests::open_form(&user, &view.id))
+            }
+        }
+    };
     page(StatusCode::OK, &title, Some(&user), body)
 }
 
@@ -527,10 +537,4 @@ pub(crate) async fn audit(
         }
     };
     page(StatusCode::OK, "Audit log", Some(&user), body)
-}
-
-/// A path under /subjects/ for a redirect after a form.
-#[allow(dead_code)]
-pub(crate) fn to_subject(id: &SubjectId) -> Response {
-    Redirect::to(&format!("/subjects/{id}")).into_response()
 }

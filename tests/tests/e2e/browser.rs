@@ -506,3 +506,115 @@ fn browser_lockout_csrf_refusal_ended_session_and_keyboard_only() {
     b.wait_for_path("/");
     assert!(b.text().contains("Your session has ended"), "{}", b.text());
 }
+
+#[test]
+fn browser_subject_access_request_from_opening_to_the_package_download() {
+    let Some(b) = Browser::start("subject-access-request") else {
+        return;
+    };
+    let (env, id) = console_env();
+    let server = env.serve("info");
+    b.sign_in(&server, "dora", PASSWORD);
+    b.wait_for_path("/home");
+    // From the constituent's page: open an access request under the UK GDPR.
+    b.open(&format!("{}/subjects/{id}", server.url));
+    b.script(
+        "document.querySelector('#kind').value = 'access'; return true",
+        json!([]),
+    );
+    b.click("form.inline button");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.url().contains("/requests/") {
+        assert!(Instant::now() < deadline, "no request page: {}", b.url());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = b.text();
+    assert!(
+        text.contains("Request: access") && text.contains("day(s) left"),
+        "{text}"
+    );
+    b.accessible("request (received)");
+    // The package is not released before the identity is verified: the page says why.
+    let refused = fetch_package(&b);
+    assert_eq!(refused["status"], 409, "{refused}");
+    let request_path = b
+        .url()
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .unwrap();
+    // Identity verified, then work started.
+    b.click("form.step button");
+    b.wait_for_path(&request_path);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.text().contains("identity-verified") {
+        assert!(Instant::now() < deadline, "not verified: {}", b.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.click("form.step button");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.text().contains("in-progress") {
+        assert!(Instant::now() < deadline, "not started: {}", b.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.accessible("request (in progress)");
+    // Download the package as the browser would (the form's POST, with its CSRF token and
+    // the suggested passphrase), and open it with age and a zip reader.
+    let passphrase = b
+        .script(
+            "return document.querySelector('#passphrase').value",
+            json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(passphrase.len(), 29, "{passphrase}");
+    let v = fetch_package(&b);
+    assert_eq!(v["status"], 200, "{v}");
+    assert!(v["disposition"]
+        .as_str()
+        .unwrap()
+        .contains("access-package.zip.age"));
+    let sealed = base64_decode(v["body"].as_str().unwrap());
+    assert!(sealed.starts_with(b"age-encryption.org/v1"));
+    let identity = age::scrypt::Identity::new(age::secrecy::SecretString::from(passphrase));
+    let zip = age::decrypt(&identity, &sealed).expect("the passphrase shown opens the package");
+    let zip_path = env.tmp.path().join("package.zip");
+    std::fs::write(&zip_path, &zip).unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile, json; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.loads(z.read('package.json'))['data']['given_name'])",
+            zip_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Winnifred");
+    // The history records the package (its name and hash), then the request is completed.
+    b.open(&format!("{}{request_path}", server.url));
+    assert!(b.text().contains("access-package.zip.age"), "{}", b.text());
+    b.click("form.step button");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.text().contains("completed") {
+        assert!(Instant::now() < deadline, "not completed: {}", b.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.accessible("request (completed)");
+}
+
+/// Posts the page's access-package form as the browser would (its CSRF token and passphrase)
+/// and returns the status, the Content-Disposition and the body (base64).
+fn fetch_package(b: &Browser) -> Value {
+    b.cmd(
+        "POST",
+        "/execute/async",
+        Some(json!({"script": "const done = arguments[arguments.length - 1];
+            const form = document.querySelector('form.package');
+            fetch(form.action, {method: 'POST', body: new URLSearchParams(new FormData(form))})
+              .then(r => r.arrayBuffer().then(buf => {
+                 let s = ''; const a = new Uint8Array(buf);
+                 for (let i = 0; i < a.length; i++) s += String.fromCharCode(a[i]);
+                 done({status: r.status, disposition: r.headers.get('content-disposition'), body: btoa(s)});
+              }));", "args": []})),
+    )
+}
