@@ -14,14 +14,14 @@ use super::pages::{call, days_between, today};
 use super::{error_page, message_page, page, Signed};
 use crate::AppState;
 
-fn parse_id(user: &Signed, raw: &str) -> Result<SubjectId, Response> {
+fn parse_id(user: &Signed, raw: &str) -> Result<SubjectId, Box<Response>> {
     raw.trim().parse().map_err(|_| {
-        message_page(
+        Box::new(message_page(
             StatusCode::NOT_FOUND,
             Some(user),
             "Not found",
             "That is not a request's id (26 letters and digits).",
-        )
+        ))
     })
 }
 
@@ -131,7 +131,7 @@ pub(crate) async fn open(
     }
     let subject = match parse_id(&user, &form.subject) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let actor = user.actor.clone();
     let received = Some(form.received.trim().to_string()).filter(|r| !r.is_empty());
@@ -189,7 +189,7 @@ pub(crate) async fn show(
 ) -> Response {
     let id = match parse_id(&user, &raw) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let actor = user.actor.clone();
     let r = match call(&state, move |h| h.get_request(&actor, &id)).await {
@@ -296,7 +296,7 @@ pub(crate) async fn step(
     }
     let id = match parse_id(&user, &raw) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let actor = user.actor.clone();
     let reason = Some(form.reason.trim().to_string()).filter(|r| !r.is_empty());
@@ -330,7 +330,7 @@ pub(crate) async fn package(
     }
     let id = match parse_id(&user, &raw) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let passphrase = form.passphrase.trim().to_string();
     if passphrase.chars().count() < 12 {
@@ -382,7 +382,7 @@ pub(crate) async fn erase(
     }
     let id = match parse_id(&user, &raw) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let actor = user.actor.clone();
     match call(&state, move |h| h.fulfil_erasure(&actor, &id, None)).await {
@@ -399,7 +399,7 @@ pub(crate) async fn certificate(
 ) -> Response {
     let id = match parse_id(&user, &raw) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let actor = user.actor.clone();
     match call(&state, move |h| h.erasure_certificate(&actor, &id)).await {
