@@ -100,27 +100,6 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-mod password_tests {
-    use super::*;
-
-    #[test]
-    fn a_password_verifies_against_its_own_hash_only() {
-        let a = hash_password("correct horse battery staple").unwrap();
-        let b = hash_password("correct horse battery staple").unwrap();
-        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
-        assert_ne!(a, b, "each hash has its own salt");
-        assert!(verify_password("correct horse battery staple", &a));
-        assert!(verify_password("correct horse battery staple", &b));
-        assert!(!verify_password("correct horse battery stapler", &a));
-        assert!(!verify_password("", &a));
-        assert!(!verify_password(
-            "correct horse battery staple",
-            "not a hash"
-        ));
-    }
-}
-
 /// A new random passphrase for a file handed to a person (an encrypted access package): 25
 /// characters in five groups, from an alphabet without look-alikes (no 0/O, 1/I/L), read
 /// aloud or typed without doubt; about 124 bits. `None` if the random source failed.
@@ -143,4 +122,25 @@ pub fn new_passphrase() -> Option<String> {
         out.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
     }
     (out.len() == 29).then_some(out)
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let a = hash_password("correct horse battery staple").unwrap();
+        let b = hash_password("correct horse battery staple").unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(verify_password("correct horse battery staple", &a));
+        assert!(verify_password("correct horse battery staple", &b));
+        assert!(!verify_password("correct horse battery stapler", &a));
+        assert!(!verify_password("", &a));
+        assert!(!verify_password(
+            "correct horse battery staple",
+            "not a hash"
+        ));
+    }
 }
