@@ -18,6 +18,7 @@
 
 mod pages;
 mod requests;
+mod review;
 
 use std::net::SocketAddr;
 
@@ -54,6 +55,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/subjects/{id}", get(pages::subject))
         .route("/subjects/{id}/reveal", post(pages::reveal))
         .route("/audit", get(pages::audit))
+        .route("/review", get(review::list))
+        .route("/review/accept-safe", post(review::accept_safe))
+        .route(
+            "/review/{item}",
+            get(review::show_item).post(review::decide),
+        )
         .route("/requests", get(requests::list).post(requests::open))
         .route("/requests/{id}", get(requests::show))
         .route("/requests/{id}/step", post(requests::step))
@@ -158,6 +165,8 @@ pub(crate) struct Signed {
     may_audit: bool,
     /// Whether the role may read subject-rights requests (likewise).
     pub(crate) may_requests: bool,
+    /// Whether the role may decide review items (likewise).
+    may_review: bool,
 }
 
 impl Signed {
@@ -249,9 +258,13 @@ impl FromRequestParts<AppState> for Signed {
         let may_requests = state
             .hub
             .allows(session.principal.role, "requests", hub::Action::Read);
+        let may_review = state
+            .hub
+            .allows(session.principal.role, "subject", hub::Action::Merge);
         Ok(Signed {
             may_audit,
             may_requests,
+            may_review,
             actor: Actor {
                 principal: session.principal,
                 channel: Channel::Http(peer(parts)),
@@ -288,6 +301,7 @@ pub(crate) fn layout(title: &str, user: Option<&Signed>, body: Markup) -> Markup
                                 li { a href="/home" { "Work queue" } }
                                 li { a href="/find" { "Find a constituent" } }
                                 @if u.may_requests { li { a href="/requests" { "Requests" } } }
+                                @if u.may_review { li { a href="/review" { "Review" } } }
                                 @if u.may_audit { li { a href="/audit" { "Audit log" } } }
                             }
                         }

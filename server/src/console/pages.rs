@@ -33,13 +33,13 @@ fn may(state: &AppState, user: &Signed, object: &str, action: Action) -> bool {
 }
 
 /// A field's name in words: `given_name` → "Given name".
-fn label(name: &str) -> String {
+pub(crate) fn label(name: &str) -> String {
     super::sentence(&name.replace('_', " "))
         .trim_end_matches('.')
         .to_string()
 }
 
-fn show(v: &Json) -> String {
+pub(crate) fn show(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         Json::Null => String::new(),
@@ -108,7 +108,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Respons
             sections.push(html! {
                 section aria-labelledby="review" {
                     h2 #review { "Possible duplicates waiting for review" }
-                    p { (items.len()) " pair(s) waiting." }
+                    p { (items.len()) " pair(s) waiting. " a href="/review" { "Review them" } }
                 }
             });
         }

@@ -618,3 +618,78 @@ fn fetch_package(b: &Browser) -> Value {
               }));", "args": []})),
     )
 }
+
+#[test]
+fn browser_review_compares_two_records_and_accepts_one_person() {
+    let Some(b) = Browser::start("review") else {
+        return;
+    };
+    let (env, _id) = console_env();
+    // T Reed may be Tom Reed (review); Kim and Kit Oak may be one person (review); Jo and Tom
+    // Reed are a household.
+    let file = env.tmp.path().join("household.csv");
+    std::fs::write(
+        &file,
+        "First Name,Last Name,Street,Postcode,City\n\
+         Tom,Reed,5 Park Lane,BS1 5TR,Bristol\n\
+         T,Reed,5 Park Lane,BS1 5TR,Bristol\n\
+         Jo,Reed,5 Park Lane,BS1 5TR,Bristol\n\
+         Kim,Oak,1 Elm Road,LS1 4AP,Leeds\n\
+         Kit,Oak,1 Elm Road,LS1 4AP,Leeds\n",
+    )
+    .unwrap();
+    env.json(
+        &["import", file.to_str().unwrap(), "--profile", "generic"],
+        None,
+    );
+    let open = |env: &crate::support::Env| {
+        env.json(&["review", "list"], None)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == "duplicate")
+            .count()
+    };
+    assert_eq!(open(&env), 2);
+    let server = env.serve("info");
+    b.sign_in(&server, "ada", PASSWORD);
+    b.wait_for_path("/home");
+    b.open(&format!("{}/review", server.url));
+    b.accessible("review queue");
+    let text = b.text();
+    assert!(
+        text.contains("same person") && text.contains("same household"),
+        "{text}"
+    );
+    // The first proposal of one person twice, side by side.
+    let link = b
+        .script(
+            "const row = [...document.querySelectorAll('tbody tr')].find(r => r.textContent.includes('same person'));
+             return row.querySelector('a').getAttribute('href')",
+            json!([]),
+        )
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.open(&format!("{}{link}", server.url));
+    let text = b.text();
+    assert!(
+        text.contains("Record A (kept)") && (text.contains("Reed") || text.contains("Oak")),
+        "{text}"
+    );
+    let meters = b.script(
+        "return [...document.querySelectorAll('meter')].filter(m => m.getAttribute('aria-label')).length",
+        json!([]),
+    );
+    assert!(
+        meters.as_u64().unwrap() >= 2,
+        "each field's weight is a labelled meter"
+    );
+    b.accessible("compare two records");
+    b.click("form.decide button[value=accept]");
+    b.wait_for_path("/review");
+    server.stop();
+    assert_eq!(open(&env), 1, "one proposal decided");
+    let merges = env.json(&["audit", "query", "--action", "merge"], None);
+    assert!(merges.to_string().contains("ada"), "{merges}");
+}
