@@ -107,20 +107,9 @@ fn write_report(
     let tmp = path.with_extension("partial");
     let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = std::io::BufWriter::new(f);
-    writeln!(w, "row,outcome,subject_id,matched_subject_id,error_code")?;
+    writeln!(w, "{}", hub::REPORT_CSV_HEADER)?;
     for r in rows {
-        let r = r?;
-        writeln!(
-            w,
-            "{},{},{},{},{}",
-            r.row,
-            r.outcome,
-            r.subject_id.map(|i| i.to_string()).unwrap_or_default(),
-            r.matched_subject_id
-                .map(|i| i.to_string())
-                .unwrap_or_default(),
-            r.error_code.as_deref().unwrap_or("")
-        )?;
+        writeln!(w, "{}", r?.csv_line())?;
     }
     w.flush()?;
     drop(w);

@@ -49,7 +49,7 @@ pub use consent_ops::{ConsentState, Explanation, SegmentRow};
 pub use error::{Error, ErrorKind};
 pub use imports::{
     default_rule, Counts, ImportOptions, ImportRecord, ImportReport, Problem, Progress, ReportRows,
-    ReviewItem, RowReport, Source, Stage, Survivorship, BATCH_ROWS,
+    ReviewItem, RowReport, Source, Stage, Survivorship, BATCH_ROWS, REPORT_CSV_HEADER,
 };
 pub use mappings::{MAPPINGS_DIR, MAX_MAPPING_BYTES};
 pub use merges::{FieldContribution, MatchExplanation, MergeRecord};

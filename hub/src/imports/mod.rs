@@ -147,6 +147,26 @@ pub struct RowReport {
     pub error_code: Option<String>,
 }
 
+/// The header of an import report as CSV (the checks rely on these names and this order).
+pub const REPORT_CSV_HEADER: &str = "row,outcome,subject_id,matched_subject_id,error_code";
+
+impl RowReport {
+    /// The row as a line of the report's CSV, without its line ending. Ids, outcomes and
+    /// codes only: nothing in it needs quoting.
+    pub fn csv_line(&self) -> String {
+        format!(
+            "{},{},{},{},{}",
+            self.row,
+            self.outcome,
+            self.subject_id.map(|i| i.to_string()).unwrap_or_default(),
+            self.matched_subject_id
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+            self.error_code.as_deref().unwrap_or("")
+        )
+    }
+}
+
 /// Time and rate of one stage.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Stage {

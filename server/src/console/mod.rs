@@ -16,6 +16,7 @@
 //! - this file: the routes, the session extractor, CSRF, headers, static files, the layout.
 //! - `pages`: the screens (work queue, find, constituent, audit).
 
+mod imports;
 mod pages;
 mod requests;
 mod review;
@@ -55,6 +56,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/subjects/{id}", get(pages::subject))
         .route("/subjects/{id}/reveal", post(pages::reveal))
         .route("/audit", get(pages::audit))
+        .route("/imports", get(imports::list).post(imports::upload))
+        .route("/imports/{id}", get(imports::show))
+        .route("/imports/{id}/commit", post(imports::commit))
+        .route("/imports/{id}/report.csv", get(imports::report))
+        .route("/imports/{id}/undo", post(imports::undo))
         .route("/review", get(review::list))
         .route("/review/accept-safe", post(review::accept_safe))
         .route(
@@ -167,6 +173,8 @@ pub(crate) struct Signed {
     pub(crate) may_requests: bool,
     /// Whether the role may decide review items (likewise).
     may_review: bool,
+    /// Whether the role may import (likewise).
+    may_import: bool,
 }
 
 impl Signed {
@@ -261,7 +269,11 @@ impl FromRequestParts<AppState> for Signed {
         let may_review = state
             .hub
             .allows(session.principal.role, "subject", hub::Action::Merge);
+        let may_import = state
+            .hub
+            .allows(session.principal.role, "imports", hub::Action::Import);
         Ok(Signed {
+            may_import,
             may_audit,
             may_requests,
             may_review,
@@ -301,6 +313,7 @@ pub(crate) fn layout(title: &str, user: Option<&Signed>, body: Markup) -> Markup
                                 li { a href="/home" { "Work queue" } }
                                 li { a href="/find" { "Find a constituent" } }
                                 @if u.may_requests { li { a href="/requests" { "Requests" } } }
+                                @if u.may_import { li { a href="/imports" { "Imports" } } }
                                 @if u.may_review { li { a href="/review" { "Review" } } }
                                 @if u.may_audit { li { a href="/audit" { "Audit log" } } }
                             }

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use hub::import::Profile;
 use hub::import::Thresholds;
-use hub::{ImportOptions, Progress};
+use hub::{Actor, ImportOptions, Progress};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -30,16 +30,20 @@ pub(crate) struct Jobs {
 }
 
 #[derive(Clone, Serialize)]
-struct Job {
-    status: &'static str,
-    stage: &'static str,
-    done: u64,
-    total: Option<u64>,
+pub(crate) struct Job {
+    pub(crate) status: &'static str,
+    pub(crate) stage: &'static str,
+    pub(crate) done: u64,
+    pub(crate) total: Option<u64>,
     /// The import the file turned out to be (an identical earlier import, when it was one).
-    import_id: Option<String>,
-    error: Option<Value>,
+    pub(crate) import_id: Option<String>,
+    pub(crate) error: Option<Value>,
     /// A dry run's summary and report (it writes nothing, so they live here).
-    dry_run: Option<Value>,
+    pub(crate) dry_run: Option<Value>,
+    /// A dry run's file and options, kept in memory so that the console can commit what was
+    /// checked without a second upload. Never serialised.
+    #[serde(skip)]
+    pub(crate) upload: Option<(Bytes, ImportOptions)>,
 }
 
 impl Jobs {
@@ -53,11 +57,12 @@ impl Jobs {
             import_id: None,
             error: None,
             dry_run: None,
+            upload: None,
         });
         f(job);
     }
 
-    fn get(&self, id: &str) -> Option<Job> {
+    pub(crate) fn get(&self, id: &str) -> Option<Job> {
         self.jobs.lock().expect("jobs").get(id).cloned()
     }
 }
@@ -279,12 +284,26 @@ pub(crate) async fn start_import(
         date_order,
         max_error_share: (!q.accept_errors.unwrap_or(false)).then_some(0.5),
     };
+    spawn_import(&state, actor, options, body);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ImportAccepted {
+            import_id: id,
+            status: "running".into(),
+        }),
+    ))
+}
+
+/// Runs an import on its own thread under the job id `options.id`; its progress, outcome
+/// and (for a dry run) summary, report and upload are kept in the server's jobs.
+pub(crate) fn spawn_import(state: &AppState, actor: Actor, options: ImportOptions, body: Bytes) {
     let jobs = state.jobs.clone();
-    jobs.set(&id, |_| {});
+    let job_id = options.id.clone().unwrap_or_default();
+    jobs.set(&job_id, |_| {});
     let hub = state.hub.clone();
-    let job_id = id.clone();
     std::thread::spawn(move || {
         let bytes = body;
+        let kept = bytes.clone();
         let source = move || -> std::io::Result<Box<dyn std::io::Read>> {
             Ok(Box::new(std::io::Cursor::new(bytes.clone())))
         };
@@ -304,6 +323,7 @@ pub(crate) async fn start_import(
                     // A dry run's report is in memory (nothing is stored).
                     let rows = report.to_vec().unwrap_or_default();
                     j.dry_run = Some(json!({"summary": summary(&record), "report": rows}));
+                    j.upload = Some((kept, options.clone()));
                 }
             }
             Err(e) => {
@@ -312,13 +332,6 @@ pub(crate) async fn start_import(
             }
         });
     });
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(ImportAccepted {
-            import_id: id,
-            status: "running".into(),
-        }),
-    ))
 }
 
 /// An import's status: progress while it runs, then its summary and per-row report

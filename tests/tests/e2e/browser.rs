@@ -693,3 +693,122 @@ fn browser_review_compares_two_records_and_accepts_one_person() {
     let merges = env.json(&["audit", "query", "--action", "merge"], None);
     assert!(merges.to_string().contains("ada"), "{merges}");
 }
+
+#[test]
+fn browser_import_from_upload_through_dry_run_commit_report_and_undo() {
+    let Some(b) = Browser::start("import") else {
+        return;
+    };
+    let (env, _id) = console_env();
+    let file = env.tmp.path().join("donors.csv");
+    std::fs::write(
+        &file,
+        "First Name,Last Name,Email,Birth Date\n\
+         Ann,Lee,ann.lee@example.org,13/10/1965\n\
+         Bob,Stone,bob.stone@example.org,02/03/1970\n\
+         Cy,Marsh,not an email,25/12/1980\n",
+    )
+    .unwrap();
+    let server = env.serve("info");
+    b.sign_in(&server, "ada", PASSWORD);
+    b.wait_for_path("/home");
+    b.open(&format!("{}/imports", server.url));
+    b.accessible("imports");
+    let input = b.find("#file");
+    b.cmd(
+        "POST",
+        &format!("/element/{input}/value"),
+        Some(json!({"text": file.to_str().unwrap()})),
+    );
+    b.script(
+        "document.querySelector('#profile').value = 'generic'; return true",
+        json!([]),
+    );
+    b.click("form.upload button[value=dry-run]");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b.text().contains("A dry run: nothing was written") {
+        assert!(Instant::now() < deadline, "no dry run: {}", b.text());
+        std::thread::sleep(Duration::from_millis(200));
+        if b.text().contains("Working") {
+            b.open(&b.url());
+        }
+    }
+    let text = b.text();
+    assert!(
+        text.contains("Rows read 3") && text.contains("New constituents 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Birth Date: day first"),
+        "the date column's order is said: {text}"
+    );
+    assert!(
+        text.contains("Problems") && !text.contains("not an email"),
+        "row problems without values: {text}"
+    );
+    b.accessible("dry run");
+    // Nothing was written by the dry run: no import is listed, and no one is found.
+    let dry_run_page = b.url();
+    b.open(&format!("{}/imports", server.url));
+    assert!(b.text().contains("No imports yet"), "{}", b.text());
+    b.open(&format!("{}/find", server.url));
+    b.type_into("#term", "ann.lee@example.org");
+    b.click("form[action='/find'] button");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.text().contains("No constituent has that email") {
+        assert!(Instant::now() < deadline, "{}", b.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.open(&dry_run_page);
+    b.click("form[action$='/commit'] button");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b.text().contains("Download the report") {
+        assert!(Instant::now() < deadline, "no import result: {}", b.text());
+        std::thread::sleep(Duration::from_millis(200));
+        if b.text().contains("Working") {
+            b.open(&b.url());
+        }
+    }
+    let text = b.text();
+    assert!(
+        text.contains("completed") && text.contains("New constituents 2"),
+        "{text}"
+    );
+    b.accessible("import result");
+    let csv = b.cmd(
+        "POST",
+        "/execute/async",
+        Some(json!({"script": "const done = arguments[arguments.length - 1];
+            fetch(document.querySelector('a[href$=\"report.csv\"]').href).then(r => r.text()).then(done);", "args": []})),
+    );
+    let csv = csv.as_str().unwrap();
+    assert!(
+        csv.starts_with("row,outcome,subject_id,matched_subject_id,error_code\n2,new,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("4,error,")), "{csv}");
+    // Undo: the two constituents go.
+    b.click("form[action$='/undo'] button");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.text().contains("undone") {
+        assert!(Instant::now() < deadline, "not undone: {}", b.text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.stop();
+    let out = env.run(
+        &[
+            "subject",
+            "find",
+            "--email",
+            "ann.lee@example.org",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("\"id\""),
+        "undone: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
