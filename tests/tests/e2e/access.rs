@@ -320,7 +320,9 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     deny_403(s, &v);
                 }
             }
-            ("DELETE", "/v1/users/{name}") | ("PATCH", "/v1/users/{name}") => {
+            ("DELETE", "/v1/users/{name}")
+            | ("PATCH", "/v1/users/{name}")
+            | ("PUT", "/v1/users/{name}/password") => {
                 let victim = format!("victim-{n}");
                 let (s, _, _) = http(
                     "POST",
@@ -329,13 +331,17 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     Some(&json!({"name": victim, "role": "volunteer"}).to_string()),
                 );
                 assert_eq!(s, 201);
-                let body = (row.method == "PATCH").then_some(r#"{"role":"auditor"}"#);
-                let (s, _, v) = http(
-                    &row.method,
-                    &u(&format!("/v1/users/{victim}")),
-                    Some(token),
-                    body,
-                );
+                let body = match row.method.as_str() {
+                    "PATCH" => Some(r#"{"role":"auditor"}"#),
+                    "PUT" => Some(r#"{"password":"a long enough passphrase"}"#),
+                    _ => None,
+                };
+                let path = if row.method == "PUT" {
+                    format!("/v1/users/{victim}/password")
+                } else {
+                    format!("/v1/users/{victim}")
+                };
+                let (s, _, v) = http(&row.method, &u(&path), Some(token), body);
                 if row.allow {
                     assert_eq!(s, 200, "{ctx}: {v}")
                 } else {

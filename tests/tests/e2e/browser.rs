@@ -158,13 +158,30 @@ impl Browser {
             .to_string()
     }
 
-    /// The visible text of the page's main content.
+    /// The visible text of the page's main content (whitespace runs as one space), read in one script (an element looked up
+    /// first could be replaced by an htmx swap before its text is read).
     fn text(&self) -> String {
-        let main = self.find("main");
-        self.cmd("GET", &format!("/element/{main}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = wd(
+                "POST",
+                &format!("{}/session/{}/execute/sync", self.base, self.session),
+                Some(
+                    &json!({"script": "const m = document.querySelector('main'); return m ? m.innerText : null", "args": []}),
+                ),
+            );
+            if let Some(t) = v["value"].as_str() {
+                // Cells are separated by tabs, lines by newlines: one space each.
+                return t.split_whitespace().collect::<Vec<_>>().join(" ");
+            }
+            // Between two pages (a navigation in flight): ask again.
+            assert!(
+                Instant::now() < deadline,
+                "no page content at {}: {v}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn find(&self, css: &str) -> String {
