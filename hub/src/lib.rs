@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use std::sync::RwLock;
 
-pub use access_control::Action;
+pub use access_control::{Action, OBJECTS};
 use access_control::{Policy, Principals};
 use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};

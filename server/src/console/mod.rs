@@ -18,6 +18,7 @@
 
 mod imports;
 mod pages;
+mod policies;
 mod requests;
 mod review;
 
@@ -56,6 +57,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/subjects/{id}", get(pages::subject))
         .route("/subjects/{id}/reveal", post(pages::reveal))
         .route("/audit", get(pages::audit))
+        .route("/policies", get(policies::show))
+        .route("/subjects/{id}/consent", post(pages::record_consent))
+        .route("/subjects/{id}/erase", post(pages::erase))
         .route("/imports", get(imports::list).post(imports::upload))
         .route("/imports/{id}", get(imports::show))
         .route("/imports/{id}/commit", post(imports::commit))
@@ -316,6 +320,7 @@ pub(crate) fn layout(title: &str, user: Option<&Signed>, body: Markup) -> Markup
                                 @if u.may_import { li { a href="/imports" { "Imports" } } }
                                 @if u.may_review { li { a href="/review" { "Review" } } }
                                 @if u.may_audit { li { a href="/audit" { "Audit log" } } }
+                                li { a href="/policies" { "Policies" } }
                             }
                         }
                         form.signout method="post" action="/sign-out" {

@@ -3,7 +3,7 @@
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use domain::{AccessGroup, RecordKind, SubjectId};
 use hub::audit_log::Outcome;
 use hub::{Action, Lookup, Special, REVEAL_REASONS};
@@ -266,6 +266,62 @@ async fn subject_page(
     } else {
         None
     };
+    let history = if may(&state, &user, "consent", Action::Read) {
+        let actor = user.actor.clone();
+        call(&state, move |h| h.consent_history(&actor, &id))
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let requests: Vec<hub::SubjectRequest> = if may(&state, &user, "requests", Action::Read) {
+        let actor = user.actor.clone();
+        call(&state, move |h| h.list_requests(&actor, None))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.subject == id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Who has read it comes from the audit log, a search of its own (a link, so that the
+    // page does not wait on a scan of the log).
+    let readers = may(&state, &user, "audit", Action::Read);
+    // The timeline: gifts, consent events and requests, newest first; each kind only if the
+    // role may see it (what was not fetched above is not here).
+    let mut timeline: Vec<(String, String)> = Vec::new();
+    for g in gifts.iter().flatten() {
+        let date = g.fields.get("date").map(show).unwrap_or_default();
+        let amount = g.fields.get("amount").map(show).unwrap_or_default();
+        let currency = g.fields.get("currency").map(show).unwrap_or_default();
+        timeline.push((date, format!("Gift of {currency} {amount}")));
+    }
+    for e in &history {
+        timeline.push((
+            e.time.get(..10).unwrap_or(&e.time).to_string(),
+            format!("Consent {} for {}", e.event.as_str(), e.purpose),
+        ));
+    }
+    for r in &requests {
+        timeline.push((
+            r.received.clone(),
+            format!(
+                "{} request received ({}), now {}",
+                r.kind, r.jurisdiction, r.state
+            ),
+        ));
+    }
+    timeline.sort_by(|a, b| b.0.cmp(&a.0));
+    let purposes: Vec<String> = state
+        .hub
+        .purposes()
+        .all()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let may_consent = may(&state, &user, "consent", Action::Write);
+    let may_erase = may(&state, &user, "subject", Action::Erase);
     let title = display_name(&view.fields).unwrap_or_else(|| "Constituent".into());
     let body = html! {
         p.meta { "Record " code { (view.id) } " · " (format!("{:?}", view.kind).to_lowercase()) " · version " (view.version) }
@@ -345,6 +401,58 @@ async fn subject_page(
     let may_open = may(&state, &user, "requests", Action::Write);
     let body = html! {
         (body)
+        section aria-labelledby="timeline" {
+            h2 #timeline { "Timeline" }
+            @if timeline.is_empty() {
+                p { "Nothing your role may see has happened yet." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "Date" } th scope="col" { "What" } } }
+                    tbody { @for (date, what) in &timeline { tr { td { (date) } td { (what) } } } }
+                }
+            }
+        }
+        @if readers {
+            p { a href={"/audit?subject=" (view.id) "&action=read.subject"} { "Who has read this record (the audit log)" } }
+        }
+        @if may_consent {
+            section aria-labelledby="record-consent" {
+                h2 #record-consent { "Record a consent event" }
+                form.inline method="post" action={"/subjects/" (view.id) "/consent"} {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    p {
+                        label for="purpose" { "Purpose" }
+                        select #purpose name="purpose" { @for p in &purposes { option value=(p) { (p) } } }
+                    }
+                    p {
+                        label for="event" { "What happened" }
+                        select #event name="event" {
+                            @for e in ["given", "withdrawn", "refused", "objected", "restricted", "unrestricted", "renewed"] { option value=(e) { (e) } }
+                        }
+                    }
+                    p {
+                        label for="source" { "Where it was said (a reference: form, call log, letter)" }
+                        input #source name="source" type="text" maxlength="200" required;
+                    }
+                    p { button type="submit" { "Record it" } }
+                }
+            }
+        }
+        @if may_erase {
+            section aria-labelledby="erase" {
+                h2 #erase { "Erase this constituent" }
+                form.erase method="post" action={"/subjects/" (view.id) "/erase"} {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    p {
+                        input #confirm name="confirm" type="checkbox" value="yes" required;
+                        " "
+                        label.inline for="confirm" { "I understand that erasure destroys this person's key and cannot be undone" }
+                    }
+                    p { button type="submit" { "Erase" } }
+                    p.help { "To answer an erasure request, open the request instead: its history then records the erasure." }
+                }
+            }
+        }
         @if may_open {
             section aria-labelledby="rights" {
                 h2 #rights { "Open a subject-rights request" }
@@ -537,4 +645,89 @@ pub(crate) async fn audit(
         }
     };
     page(StatusCode::OK, "Audit log", Some(&user), body)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConsentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    event: String,
+    #[serde(default)]
+    source: String,
+}
+
+/// Records a consent event for the constituent, then shows the page again.
+pub(crate) async fn record_consent(
+    State(state): State<AppState>,
+    user: Signed,
+    Path(raw): Path<String>,
+    Form(form): Form<ConsentForm>,
+) -> Response {
+    if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
+        return resp;
+    }
+    let Ok(id) = raw.trim().parse::<SubjectId>() else {
+        return super::message_page(
+            StatusCode::NOT_FOUND,
+            Some(&user),
+            "Not found",
+            "That is not a constituent's id.",
+        );
+    };
+    let actor = user.actor.clone();
+    let new = hub::NewConsent {
+        purpose: form.purpose,
+        event: form.event,
+        source: form.source.trim().to_string(),
+        method: Some("console".into()),
+        ..Default::default()
+    };
+    match call(&state, move |h| h.record_consent(&actor, &id, new)).await {
+        Ok(_) => Redirect::to(&format!("/subjects/{id}")).into_response(),
+        Err(e) => error_page(&user, &e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EraseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Erases the constituent (after the box was ticked), then shows the certificate.
+pub(crate) async fn erase(
+    State(state): State<AppState>,
+    user: Signed,
+    Path(raw): Path<String>,
+    Form(form): Form<EraseForm>,
+) -> Response {
+    if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
+        return resp;
+    }
+    if form.confirm != "yes" {
+        return super::message_page(
+            StatusCode::BAD_REQUEST,
+            Some(&user),
+            "Please check what you entered",
+            "Tick the box to confirm the erasure. Nothing was erased.",
+        );
+    }
+    let Ok(id) = raw.trim().parse::<SubjectId>() else {
+        return super::message_page(
+            StatusCode::NOT_FOUND,
+            Some(&user),
+            "Not found",
+            "That is not a constituent's id.",
+        );
+    };
+    let actor = user.actor.clone();
+    match call(&state, move |h| h.erase_subject(&actor, &id)).await {
+        Ok(_) => Redirect::to(&format!("/subjects/{id}/certificate")).into_response(),
+        Err(e) => error_page(&user, &e),
+    }
 }

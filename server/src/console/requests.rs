@@ -86,7 +86,7 @@ pub(crate) async fn list(
 /// The form that opens a request for a constituent (shown on the constituent's page).
 pub(crate) fn open_form(user: &Signed, subject: &SubjectId) -> Markup {
     html! {
-        form.inline method="post" action="/requests" {
+        form.open-request method="post" action="/requests" {
             input type="hidden" name="csrf" value=(user.csrf);
             input type="hidden" name="subject" value=(subject);
             p {

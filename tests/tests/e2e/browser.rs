@@ -403,6 +403,9 @@ fn browser_sign_in_bad_password_each_roles_view_and_sign_out() {
         std::thread::sleep(Duration::from_millis(100));
     }
     b.accessible("constituent revealed (dpo)");
+    b.open(&format!("{}/policies", server.url));
+    assert!(b.text().contains("What each role may do"));
+    b.accessible("policies");
     // An auditor: no personal data; the audit log with the reveal and its reason.
     b.click("form.signout button");
     b.wait_for_path("/");
@@ -539,7 +542,7 @@ fn browser_subject_access_request_from_opening_to_the_package_download() {
         "document.querySelector('#kind').value = 'access'; return true",
         json!([]),
     );
-    b.click("form.inline button");
+    b.click("form.open-request button");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !b.url().contains("/requests/") {
         assert!(Instant::now() < deadline, "no request page: {}", b.url());
@@ -617,6 +620,8 @@ fn browser_subject_access_request_from_opening_to_the_package_download() {
         std::thread::sleep(Duration::from_millis(100));
     }
     b.accessible("request (completed)");
+    b.open(&format!("{}/requests", server.url));
+    b.accessible("requests");
 }
 
 /// Posts the page's access-package form as the browser would (its CSRF token and passphrase)

@@ -354,3 +354,102 @@ fn console_lockout_after_five_failures_is_audited_and_a_new_password_ends_sessio
     assert_eq!(vera.sign_in("vera", "a brand new passphrase").status, 303);
     assert_eq!(vera.get("/home").status, 200);
 }
+
+#[test]
+fn console_records_consent_erases_with_confirmation_and_shows_policies() {
+    let (env, id) = console_env();
+    let server = env.serve("info");
+    let dora = Client::new(env.tmp.path(), "dora", &server);
+    assert_eq!(dora.sign_in("dora", PASSWORD).status, 303);
+    let page = dora.get(&format!("/subjects/{id}")).body;
+    assert!(page.contains("Record a consent event") && page.contains("Erase this constituent"));
+    assert!(
+        page.contains("Gift of GBP 4321.00"),
+        "the timeline has the gifts"
+    );
+    // A consent event from the page lands in the ledger and the timeline.
+    let csrf = dora.csrf(&format!("/subjects/{id}"));
+    let r = dora.call(
+        "POST",
+        &format!("/subjects/{id}/consent"),
+        &[
+            ("csrf", &csrf),
+            ("purpose", "newsletter-email"),
+            ("event", "given"),
+            ("source", "signup-form-2026"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = dora.get(&format!("/subjects/{id}")).body;
+    assert!(
+        page.contains("Consent given for newsletter-email"),
+        "{page}"
+    );
+    // A fundraiser reads consent but may not record it: no form, and a forged post is refused.
+    let fran = Client::new(env.tmp.path(), "fran", &server);
+    assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
+    let page = fran.get(&format!("/subjects/{id}")).body;
+    assert!(!page.contains("Record a consent event") && !page.contains("Erase this constituent"));
+    let csrf_f = fran.csrf(&format!("/subjects/{id}"));
+    let r = fran.call(
+        "POST",
+        &format!("/subjects/{id}/consent"),
+        &[
+            ("csrf", &csrf_f),
+            ("purpose", "newsletter-email"),
+            ("event", "withdrawn"),
+            ("source", "x"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    let r = fran.call(
+        "POST",
+        &format!("/subjects/{id}/erase"),
+        &[("csrf", &csrf_f), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 403);
+    // Erasure needs the box ticked.
+    let r = dora.call("POST", &format!("/subjects/{id}/erase"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        dora.get(&format!("/subjects/{id}")).status,
+        200,
+        "not erased"
+    );
+    let r = dora.call(
+        "POST",
+        &format!("/subjects/{id}/erase"),
+        &[("csrf", &csrf), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("/subjects/{id}/certificate")
+    );
+    let cert = dora.get(&format!("/subjects/{id}/certificate"));
+    assert!(
+        cert.body.contains("ERASURE CERTIFICATE") && !cert.body.contains("Winnifred"),
+        "{}",
+        cert.body
+    );
+    let gone = dora.get(&format!("/subjects/{id}"));
+    assert_eq!(gone.status, 410);
+    // Policies: purposes and each role's permissions, for any role.
+    let vera = Client::new(env.tmp.path(), "vera", &server);
+    assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);
+    let p = vera.get("/policies");
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("newsletter-email") && p.body.contains("subject:special"));
+    // The audit log has both writes, done through the console's hub calls.
+    let aldo = Client::new(env.tmp.path(), "aldo", &server);
+    assert_eq!(aldo.sign_in("aldo", PASSWORD).status, 303);
+    let log = aldo.get(&format!("/audit?subject={id}")).body;
+    assert!(
+        log.contains("update.consent") && log.contains("erase.subject"),
+        "{log}"
+    );
+    assert!(
+        log.contains("(forbidden)"),
+        "the fundraiser's refused writes are audited"
+    );
+}
