@@ -16,33 +16,12 @@ B=target/release/steward
 W=${BENCH_DIR:-/tmp}/steward-api-bench-$N
 # The loaded directory is kept between runs (loading takes a while); each run works on a
 # fresh copy, so the batch-create phase of one run does not grow the next run's data.
-if [ ! -f "$W/ready" ]; then
-  rm -rf "$W"; mkdir -p "$W"
-  "$B" init --data "$W/base" --identity "$W/id.txt" --json >/dev/null
-  "$B" demo --no-serve --size "$N" --data "$W/base" --json >/dev/null
-  touch "$W/ready"
-fi
-rm -rf "$W/d"; cp -r "$W/base" "$W/d"; rm -f "$W/d/steward.lock" "$W/d/steward.owner"
-if "$B" users list --data "$W/d" --json | grep -q '"name": "bench"'; then
-  TOKEN=$("$B" users token bench --data "$W/d" --json)
-else
-  TOKEN=$("$B" users add bench --role fundraiser --data "$W/d" --json)
-fi
-TOKEN=$(echo "$TOKEN" | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"])')
+. bench/load.sh
+load_bench_dir
+TOKEN=$(bench_token bench fundraiser)
 export TOKEN
-if "$B" users list --data "$W/d" --json | grep -q '"name": "bench-admin"'; then
-  ADMIN=$("$B" users token bench-admin --data "$W/d" --json)
-else
-  ADMIN=$("$B" users add bench-admin --role admin --data "$W/d" --json)
-fi
-ADMIN=$(echo "$ADMIN" | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"])')
-rm -f "$W/ids.txt"; after=""
-for _ in $(seq 20); do
-  page=$("$B" subject list --limit 1000 ${after:+--after "$after"} --data "$W/d" --json)
-  echo "$page" | python3 -c 'import sys, json; print("\n".join(json.load(sys.stdin)["items"]))' >> "$W/ids.txt"
-  after=$(echo "$page" | python3 -c 'import sys, json; print(json.load(sys.stdin)["next"] or "")')
-  [ -n "$after" ] || break
-done
+ADMIN=$(bench_token bench-admin admin)
+bench_ids
 export IDS_FILE="$W/ids.txt"
 ./target/release/steward-bench batch-json 1000 > "$W/batch.json"
 export BATCH_FILE="$W/batch.json"
