@@ -113,6 +113,28 @@ pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Respons
             });
         }
     }
+    if may(&state, &user, "imports", Action::Read) {
+        let actor = user.actor.clone();
+        // Reading the server's jobs is the hub's decision too: the call is audited.
+        if let Err(e) = call(&state, move |h| h.authorize_import_read(&actor)).await {
+            return error_page(&user, &e);
+        }
+        let running = state.jobs.running();
+        sections.push(html! {
+            section aria-labelledby="imports" {
+                h2 #imports { "Imports in progress" }
+                @if running.is_empty() {
+                    p { "None. " a href="/imports" { "Import a file" } }
+                } @else {
+                    ul {
+                        @for (id, j) in &running {
+                            li { a href={"/imports/" (id)} { code { (id) } } ": " (j.stage) ", " (j.done) " row(s)" @if let Some(t) = j.total { " of " (t) } }
+                        }
+                    }
+                }
+            }
+        });
+    }
     if sections.is_empty() {
         sections.push(html! {
             p { "Nothing waits for your role here. Use " a href="/find" { "Find a constituent" } " to look someone up." }

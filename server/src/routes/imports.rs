@@ -62,6 +62,20 @@ impl Jobs {
         f(job);
     }
 
+    /// The imports running now, by id.
+    pub(crate) fn running(&self) -> Vec<(String, Job)> {
+        let mut out: Vec<(String, Job)> = self
+            .jobs
+            .lock()
+            .expect("jobs")
+            .iter()
+            .filter(|(_, j)| j.status == "running")
+            .map(|(id, j)| (id.clone(), j.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     pub(crate) fn get(&self, id: &str) -> Option<Job> {
         self.jobs.lock().expect("jobs").get(id).cloned()
     }

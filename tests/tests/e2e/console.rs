@@ -434,9 +434,18 @@ fn console_records_consent_erases_with_confirmation_and_shows_policies() {
     );
     let gone = dora.get(&format!("/subjects/{id}"));
     assert_eq!(gone.status, 410);
+    // The work queue: each role its own part.
+    let home = dora.get("/home").body;
+    assert!(home.contains("Subject-rights requests") && !home.contains("Imports in progress"));
+    let ada = Client::new(env.tmp.path(), "ada", &server);
+    assert_eq!(ada.sign_in("ada", PASSWORD).status, 303);
+    let home = ada.get("/home").body;
+    assert!(home.contains("Imports in progress") && home.contains("Possible duplicates"));
     // Policies: purposes and each role's permissions, for any role.
     let vera = Client::new(env.tmp.path(), "vera", &server);
     assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);
+    let home = vera.get("/home").body;
+    assert!(home.contains("Nothing waits for your role here"), "{home}");
     let p = vera.get("/policies");
     assert_eq!(p.status, 200);
     assert!(p.body.contains("newsletter-email") && p.body.contains("subject:special"));
