@@ -16,6 +16,7 @@
 //! - this file: the routes, the session extractor, CSRF, headers, static files, the layout.
 //! - `pages`: the screens (work queue, find, constituent, audit).
 
+mod edit;
 mod imports;
 mod pages;
 mod policies;
@@ -56,6 +57,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/find", get(pages::find_form).post(pages::find))
         .route("/subjects/{id}", get(pages::subject))
         .route("/subjects/{id}/reveal", post(pages::reveal))
+        .route("/subjects/{id}/edit", get(edit::form).post(edit::save))
         .route("/audit", get(pages::audit))
         .route("/policies", get(policies::show))
         .route("/subjects/{id}/consent", post(pages::record_consent))

@@ -344,9 +344,18 @@ async fn subject_page(
         .collect();
     let may_consent = may(&state, &user, "consent", Action::Write);
     let may_erase = may(&state, &user, "subject", Action::Erase);
+    let may_edit = [
+        AccessGroup::Identity,
+        AccessGroup::Contact,
+        AccessGroup::Profile,
+        AccessGroup::Financial,
+    ]
+    .iter()
+    .any(|g| may(&state, &user, g.object(), Action::Write));
     let title = display_name(&view.fields).unwrap_or_else(|| "Constituent".into());
     let body = html! {
         p.meta { "Record " code { (view.id) } " · " (format!("{:?}", view.kind).to_lowercase()) " · version " (view.version) }
+        @if may_edit { p { a href={"/subjects/" (view.id) "/edit"} { "Edit details" } } }
         section aria-labelledby="details" {
             h2 #details { "Details" }
             table.fields {

@@ -462,3 +462,59 @@ fn console_records_consent_erases_with_confirmation_and_shows_policies() {
         "the fundraiser's refused writes are audited"
     );
 }
+
+#[test]
+fn console_edits_only_what_changed_and_refuses_a_stale_form() {
+    let (env, id) = console_env();
+    let server = env.serve("info");
+    let fran = Client::new(env.tmp.path(), "fran", &server);
+    assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
+    let form = fran.get(&format!("/subjects/{id}/edit"));
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("value=\"Winnifred\"") && !form.body.contains("wheelchair"));
+    let csrf = fran.csrf(&format!("/subjects/{id}/edit"));
+    let r = fran.call(
+        "POST",
+        &format!("/subjects/{id}/edit"),
+        &[
+            ("csrf", &csrf),
+            ("_version", "1"),
+            ("given_name", "Winnie"),
+            ("family_name", "Quarles"),
+            ("email", "wq@example.org"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = fran.get(&format!("/subjects/{id}")).body;
+    assert!(page.contains("Winnie Quarles"), "{page}");
+    // The same form again (version 1) is stale now: refused, nothing written.
+    let r = fran.call(
+        "POST",
+        &format!("/subjects/{id}/edit"),
+        &[("csrf", &csrf), ("_version", "1"), ("given_name", "Wendy")],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(fran
+        .get(&format!("/subjects/{id}"))
+        .body
+        .contains("Winnie Quarles"));
+    // A volunteer may not edit: no link, and the form is refused.
+    let vera = Client::new(env.tmp.path(), "vera", &server);
+    assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);
+    assert!(!vera
+        .get(&format!("/subjects/{id}"))
+        .body
+        .contains("Edit details"));
+    assert_eq!(vera.get(&format!("/subjects/{id}/edit")).status, 403);
+    // The audit log names the one field that changed.
+    server.stop();
+    let events = env.json(&["audit", "query", "--action", "update.subject"], None);
+    let items = events["items"]
+        .as_array()
+        .or(events.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let ok: Vec<_> = items.iter().filter(|e| e["outcome"] == "ok").collect();
+    assert_eq!(ok.len(), 1, "{events}");
+    assert_eq!(ok[0]["fields"], json!(["given_name"]), "{events}");
+}
