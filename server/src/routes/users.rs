@@ -37,6 +37,7 @@ pub(super) fn role(raw: &str) -> Result<hub::Role, ApiError> {
     responses(
         (status = 201, description = "Created, with the token", body = NewUserToken),
         (status = 400, description = "Bad name or role", body = ErrorBody),
+        (status = 422, description = "A console password too short or too long", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
@@ -135,6 +136,7 @@ pub(super) async fn change_role(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Set", body = User),
+        (status = 400, description = "Not a JSON object with a password", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Admins only; the local admin has no password", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
