@@ -560,7 +560,7 @@ pub(crate) async fn reveal(
     subject_page(state, user, id, Special::Reveal(code)).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 pub(crate) struct AuditFilter {
     subject: Option<String>,
     actor: Option<String>,
@@ -569,6 +569,44 @@ pub(crate) struct AuditFilter {
     from: Option<String>,
     to: Option<String>,
     after: Option<u64>,
+}
+
+impl AuditFilter {
+    fn query(&self, after: Option<u64>, limit: usize) -> hub::audit_log::Query {
+        hub::audit_log::Query {
+            subject: blank(&self.subject),
+            actor: blank(&self.actor),
+            action: blank(&self.action),
+            outcome: match blank(&self.outcome).as_deref() {
+                Some("ok") => Some(Outcome::Ok),
+                Some("denied") => Some(Outcome::Denied),
+                Some("error") => Some(Outcome::Error),
+                _ => None,
+            },
+            from: blank(&self.from),
+            to: blank(&self.to),
+            after,
+            limit,
+        }
+    }
+
+    /// The filters as a URL query (each followed by `&`), for links to more of the same.
+    fn url_query(&self) -> String {
+        let mut q = String::new();
+        for (k, v) in [
+            ("subject", &self.subject),
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("outcome", &self.outcome),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if let Some(v) = blank(v) {
+                q.push_str(&format!("{k}={}&", super::percent_encode(&v)));
+            }
+        }
+        q
+    }
 }
 
 fn blank(s: &Option<String>) -> Option<String> {
@@ -584,25 +622,10 @@ pub(crate) async fn audit(
     user: Signed,
     Query(f): Query<AuditFilter>,
 ) -> Response {
-    let outcome = match blank(&f.outcome).as_deref() {
-        None => None,
-        Some("ok") => Some(Outcome::Ok),
-        Some("denied") => Some(Outcome::Denied),
-        Some("error") => Some(Outcome::Error),
-        Some(_) => None,
-    };
-    let query = hub::audit_log::Query {
-        subject: blank(&f.subject),
-        actor: blank(&f.actor),
-        action: blank(&f.action),
-        outcome,
-        from: blank(&f.from),
-        to: blank(&f.to),
-        after: f.after,
-        limit: 50,
-    };
     let actor = user.actor.clone();
+    let query = f.query(f.after, 50);
     let result = call(&state, move |h| h.audit_query(&actor, &query)).await;
+    let mut problem = None;
     let (events, next) = match result {
         Ok(r) => r,
         Err(e)
@@ -611,28 +634,15 @@ pub(crate) async fn audit(
                 hub::ErrorKind::BadRequest | hub::ErrorKind::Invalid
             ) =>
         {
+            problem = Some(super::sentence(&e.to_string()));
             (Vec::new(), None)
         }
         Err(e) => return error_page(&user, &e),
     };
     let value = |s: &Option<String>| blank(s).unwrap_or_default();
-    let next_link = next.map(|n| {
-        let mut q = String::from("/audit?");
-        for (k, v) in [
-            ("subject", value(&f.subject)),
-            ("actor", value(&f.actor)),
-            ("action", value(&f.action)),
-            ("outcome", value(&f.outcome)),
-            ("from", value(&f.from)),
-            ("to", value(&f.to)),
-        ] {
-            if !v.is_empty() {
-                q.push_str(&format!("{k}={}&", super::percent_encode(&v)));
-            }
-        }
-        q.push_str(&format!("after={n}"));
-        q
-    });
+    let filters = f.url_query();
+    let next_link = next.map(|n| format!("/audit?{filters}after={n}"));
+    let export_link = format!("/audit/export.csv?{filters}");
     let body = html! {
         form.filters method="get" action="/audit" {
             @for (name, text, hint) in [("subject", "Subject id", ""), ("actor", "Who (user name)", ""), ("action", "Action", "e.g. read, read.subject, create.session"), ("from", "From", "YYYY-MM-DD"), ("to", "Before", "YYYY-MM-DD")] {
@@ -651,9 +661,21 @@ pub(crate) async fn audit(
             }
             p { button type="submit" { "Search the log" } }
         }
+        @if let Some(p) = &problem { p.notice role="alert" { (p) } }
+        section aria-labelledby="chain" {
+            h2 #chain { "The chain" }
+            form.inline method="post" action="/audit/verify" {
+                input type="hidden" name="csrf" value=(user.csrf);
+                button type="submit" { "Verify the whole log" }
+                " "
+                button.secondary type="submit" formaction="/audit/checkpoint" { "Sign a checkpoint to keep elsewhere" }
+            }
+        }
+        h2 { "Events" }
         @if events.is_empty() {
             p role="status" { "No events match." }
         } @else {
+            p { a href=(export_link) { "Export every matching event (CSV)" } }
             table.audit {
                 caption { "Audit events, oldest first" }
                 thead { tr { th scope="col" { "#" } th scope="col" { "Time (UTC)" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "Outcome" } th scope="col" { "Subjects" } th scope="col" { "Fields" } th scope="col" { "Source" } } }
@@ -759,6 +781,104 @@ pub(crate) async fn erase(
     let actor = user.actor.clone();
     match call(&state, move |h| h.erase_subject(&actor, &id)).await {
         Ok(_) => Redirect::to(&format!("/subjects/{id}/certificate")).into_response(),
+        Err(e) => error_page(&user, &e),
+    }
+}
+
+/// Every event matching the filters, as CSV (the CLI's `audit export` columns).
+pub(crate) async fn audit_export(
+    State(state): State<AppState>,
+    user: Signed,
+    Query(f): Query<AuditFilter>,
+) -> Response {
+    let actor = user.actor.clone();
+    let csv = call(&state, move |h| {
+        let mut out = hub::files::audit_csv_header();
+        out.push('\n');
+        let mut after = None;
+        loop {
+            let (events, next) = h.audit_query(&actor, &f.query(after, 10_000))?;
+            for e in &events {
+                let v = serde_json::to_value(e).map_err(|e| hub::Error::Internal(e.to_string()))?;
+                out.push_str(&hub::files::audit_csv_line(&v));
+                out.push('\n');
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        Ok(out)
+    })
+    .await;
+    match csv {
+        Ok(text) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"audit-events.csv\"",
+                ),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(e) => error_page(&user, &e),
+    }
+}
+
+/// Verifies the whole chain and says how it stands.
+pub(crate) async fn audit_verify(
+    State(state): State<AppState>,
+    user: Signed,
+    Form(form): Form<super::CsrfForm>,
+) -> Response {
+    if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
+        return resp;
+    }
+    let actor = user.actor.clone();
+    match call(&state, move |h| h.audit_verify(&actor, None)).await {
+        Ok(v) => {
+            let body = html! {
+                @if v.ok {
+                    p role="status" { strong { "The log verifies." } " " (v.events) " events, " (v.checkpoints) " signed checkpoint(s); " (v.unsigned_tail) " event(s) after the last checkpoint." }
+                } @else {
+                    p.notice role="alert" {
+                        strong { "The log does not verify." }
+                        @if let Some(p) = &v.problem { " First bad event: " (p.seq) " (" (p.kind.replace('_', " ")) "): " (p.detail) }
+                    }
+                }
+                p { "Head of the chain: " code { (v.head) } }
+                p { a href="/audit" { "Back to the audit log" } }
+            };
+            page(StatusCode::OK, "Audit log verification", Some(&user), body)
+        }
+        Err(e) => error_page(&user, &e),
+    }
+}
+
+/// Signs a checkpoint of the log as it is now, as a JSON file to keep off this machine.
+pub(crate) async fn audit_checkpoint(
+    State(state): State<AppState>,
+    user: Signed,
+    Form(form): Form<super::CsrfForm>,
+) -> Response {
+    if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
+        return resp;
+    }
+    let actor = user.actor.clone();
+    match call(&state, move |h| h.export_checkpoint(&actor)).await {
+        Ok(c) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "application/json"),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"audit-checkpoint.json\"",
+                ),
+            ],
+            serde_json::to_string_pretty(&c).unwrap_or_default(),
+        )
+            .into_response(),
         Err(e) => error_page(&user, &e),
     }
 }

@@ -232,6 +232,29 @@ fn console_sign_in_sets_a_strict_cookie_and_each_role_sees_its_own_page() {
     assert!(log.body.contains("vera (volunteer)") && log.body.contains("ada (admin)"));
     let denied = aldo.get("/audit?action=read.subject&outcome=denied");
     assert!(denied.body.contains("aldo (auditor)"));
+    let bad = aldo.get("/audit?from=yesterday");
+    assert!(bad.body.contains("From: not a date"), "{}", bad.body);
+    // The chain verifies; a checkpoint is signed; a range exports as CSV.
+    let csrf = aldo.csrf("/audit");
+    let v = aldo.call("POST", "/audit/verify", &[("csrf", &csrf)]);
+    assert!(v.body.contains("The log verifies."), "{}", v.body);
+    let c = aldo.call("POST", "/audit/checkpoint", &[("csrf", &csrf)]);
+    let cp: serde_json::Value = serde_json::from_str(&c.body).expect("a checkpoint as JSON");
+    assert!(
+        cp["signature"].as_str().is_some() && cp["erasures"].is_array(),
+        "{cp}"
+    );
+    let csv = aldo.get(&format!(
+        "/audit/export.csv?subject={id}&action=read.subject"
+    ));
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines.len() >= 4 && lines[1..].iter().all(|l| l.contains("read.subject")),
+        "{}",
+        csv.body
+    );
+    assert!(!csv.body.contains("Winnifred") && !csv.body.contains("wheelchair"));
 
     // Find by email: a POST with the CSRF token; the term is not in any URL.
     let csrf = vera.csrf("/find");
