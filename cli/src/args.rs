@@ -645,6 +645,9 @@ pub enum SubjectCmd {
         phone: Option<String>,
         #[arg(long, group = "by")]
         external_id: Option<String>,
+        /// A family name (case, accents, spaces and hyphens set aside).
+        #[arg(long, group = "by")]
+        family_name: Option<String>,
     },
     /// Update fields from a JSON object on stdin (null removes a field).
     Update {

@@ -321,15 +321,17 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
             email,
             phone,
             external_id,
+            family_name,
         } => {
-            let (lookup, term) = match (email, phone, external_id) {
-                (Some(e), _, _) => (Lookup::Email, e),
-                (_, Some(p), _) => (Lookup::Phone, p),
-                (_, _, Some(x)) => (Lookup::ExternalId, x),
+            let (lookup, term) = match (email, phone, external_id, family_name) {
+                (Some(e), _, _, _) => (Lookup::Email, e),
+                (_, Some(p), _, _) => (Lookup::Phone, p),
+                (_, _, Some(x), _) => (Lookup::ExternalId, x),
+                (_, _, _, Some(n)) => (Lookup::FamilyName, n),
                 _ => {
                     return Err(usage(
                         "missing_lookup",
-                        "give --email, --phone or --external-id",
+                        "give --email, --phone, --external-id or --family-name",
                     ))
                 }
             };

@@ -28,9 +28,9 @@ mod value;
 pub use error::{Error, FieldError, FieldProblem};
 pub use id::{GiftId, IdParseError, SubjectId};
 pub use normalise::{
-    compose, email_domain_suspect, normalise_email, normalise_external_id, normalise_name,
-    normalise_phone, normalise_postcode, parse_date, phone_display, phone_is_assigned, DateOrder,
-    ParsedDate,
+    compose, email_domain_suspect, name_key, normalise_email, normalise_external_id,
+    normalise_name, normalise_phone, normalise_postcode, parse_date, phone_display,
+    phone_is_assigned, DateOrder, ParsedDate,
 };
 pub use par::par_map;
 pub use schema::{

@@ -382,6 +382,18 @@ pub fn normalise_name(input: &str) -> String {
     out
 }
 
+/// A name's search key: letters and digits only, lower case, accents removed ("O'Neil",
+/// "o neil" and "ONEIL" are one key; "Zoë" and "Zoe" too). Empty when nothing is left.
+pub fn name_key(input: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    input
+        .nfd()
+        .filter(|c| !is_combining_mark(*c) && c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// Trims an identifier from another system; its case is kept, as some systems are
 /// case-sensitive.
 pub fn normalise_external_id(input: &str) -> Result<String, &'static str> {

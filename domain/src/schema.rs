@@ -168,6 +168,9 @@ pub enum IndexKind {
     Phone,
     /// Exact lookup on the external id.
     ExternalId,
+    /// Exact lookup on a name's search key ([`crate::name_key`]: case, accents, spaces,
+    /// hyphens and apostrophes set aside), for finding a person by surname.
+    Name,
 }
 
 impl IndexKind {
@@ -178,6 +181,7 @@ impl IndexKind {
             IndexKind::Email => "email",
             IndexKind::Phone => "phone",
             IndexKind::ExternalId => "external_id",
+            IndexKind::Name => "name",
         }
     }
 }

@@ -470,3 +470,19 @@ fn a_domain_in_its_own_letters_is_one_address_with_its_ascii_form() {
         assert!(err.contains("domain"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_name_key_sets_aside_case_accents_spaces_and_punctuation() {
+    for (a, b) in [
+        ("O'Neil", "oneil"),
+        ("o neil", "oneil"),
+        ("ONEIL", "oneil"),
+        ("Zoë", "zoe"),
+        ("Smith-Jones", "smithjones"),
+        ("van der Berg", "vanderberg"),
+        ("Müller", "muller"),
+    ] {
+        assert_eq!(crate::name_key(a), b, "{a}");
+    }
+    assert_eq!(crate::name_key("'- "), "");
+}

@@ -60,7 +60,8 @@ pub use retention::{ErasureCertificate, Recipient, RetentionReport};
 pub use ropa::ropa;
 pub use sessions::SignedIn;
 pub use subjects::{
-    GiftView, Lookup, NewSubjectInput, Special, SubjectView, MAX_BATCH, REVEAL_REASONS,
+    GiftView, Lookup, NameHit, NewSubjectInput, Special, SubjectView, MAX_BATCH, MAX_NAME_HITS,
+    REVEAL_REASONS,
 };
 
 // What the adapters name from the crates behind the door, so that they depend on `hub` and

@@ -25,6 +25,9 @@ pub enum Lookup {
     Phone,
     /// The legacy CRM id.
     ExternalId,
+    /// The family name (surname), by its search key: case, accents, spaces, hyphens and
+    /// apostrophes set aside.
+    FamilyName,
 }
 
 impl Lookup {
@@ -33,13 +36,14 @@ impl Lookup {
             Lookup::Email => IndexKind::Email,
             Lookup::Phone => IndexKind::Phone,
             Lookup::ExternalId => IndexKind::ExternalId,
+            Lookup::FamilyName => IndexKind::Name,
         }
     }
 
     fn group(self) -> AccessGroup {
         match self {
             Lookup::Email | Lookup::Phone => AccessGroup::Contact,
-            Lookup::ExternalId => AccessGroup::Identity,
+            Lookup::ExternalId | Lookup::FamilyName => AccessGroup::Identity,
         }
     }
 
@@ -49,9 +53,24 @@ impl Lookup {
             Lookup::Email => "email",
             Lookup::Phone => "phone",
             Lookup::ExternalId => "external_id",
+            Lookup::FamilyName => "family_name",
         }
     }
 }
+
+/// One person found by name: what a list of namesakes needs to tell them apart.
+#[derive(Debug, Clone, Serialize)]
+pub struct NameHit {
+    /// The subject.
+    pub id: SubjectId,
+    /// Given and family name, as stored.
+    pub name: String,
+    /// Town, if the role may read contact details and one is stored.
+    pub city: Option<String>,
+}
+
+/// Most people a name search returns.
+pub const MAX_NAME_HITS: usize = 50;
 
 /// A subject to create, as received: field names → JSON values.
 #[derive(Debug, Clone)]
@@ -508,6 +527,14 @@ impl Hub {
                 Lookup::Email => normalise_email(term),
                 Lookup::Phone => normalise_phone(term, &self.schema.default_region),
                 Lookup::ExternalId => normalise_external_id(term),
+                Lookup::FamilyName => {
+                    let key = domain::name_key(term);
+                    if key.is_empty() {
+                        Err("a name needs at least one letter")
+                    } else {
+                        Ok(key)
+                    }
+                }
             }
             .map_err(|reason| Error::Invalid {
                 item: None,
@@ -523,6 +550,89 @@ impl Hub {
                 trail.subject(id);
             }
             Ok(ids)
+        })
+    }
+
+    /// Finds people by family name (and, if given, a given name or its first letters), and
+    /// reads back only what tells namesakes apart: their name and, for roles that may read
+    /// contact details, their town. One `search.subject` event names everyone returned; at
+    /// most [`MAX_NAME_HITS`], with `true` when there were more.
+    pub fn find_by_name(
+        &self,
+        actor: &Actor,
+        family: &str,
+        given: Option<&str>,
+    ) -> Result<(Vec<NameHit>, bool), Error> {
+        self.audited(actor, "search.subject", |trail| {
+            trail.fields(["family_name"]);
+            self.require(actor, AccessGroup::Identity.object(), Action::Read)?;
+            let key = domain::name_key(family);
+            if key.is_empty() {
+                return Err(Error::Invalid {
+                    item: None,
+                    errors: vec![FieldError {
+                        field: "family_name".into(),
+                        problem: domain::FieldProblem::Invalid {
+                            reason: "a name needs at least one letter".into(),
+                        },
+                    }],
+                });
+            }
+            let given = given.map(domain::name_key).filter(|g| !g.is_empty());
+            let contact =
+                self.allows_group(actor.principal.role, AccessGroup::Contact, Action::Read);
+            let field = |n: &str| self.schema.field(RecordKind::Subject, n).map(|d| d.id);
+            let wanted: Vec<FieldId> = ["given_name", "family_name"]
+                .into_iter()
+                .chain(contact.then_some("city"))
+                .filter_map(field)
+                .collect();
+            let mut hits = Vec::new();
+            let mut more = false;
+            for id in self.vault.lookup(IndexKind::Name, &key)? {
+                let record = match self.vault.read_subject(&id, &|f| wanted.contains(&f)) {
+                    Ok(r) => r,
+                    Err(vault::Error::NotFound(_) | vault::Error::Erased(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let get = |n: &str| {
+                    field(n).and_then(|f| {
+                        record
+                            .fields
+                            .iter()
+                            .find(|(id, _)| *id == f)
+                            .and_then(|(_, v)| v.to_json().as_str().map(str::to_string))
+                    })
+                };
+                let given_name = get("given_name").unwrap_or_default();
+                if let Some(g) = &given {
+                    if !domain::name_key(&given_name).starts_with(g.as_str()) {
+                        continue;
+                    }
+                }
+                if hits.len() == MAX_NAME_HITS {
+                    more = true;
+                    break;
+                }
+                let name = [given_name, get("family_name").unwrap_or_default()]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                hits.push(NameHit {
+                    id,
+                    name,
+                    city: get("city"),
+                });
+            }
+            trail.fields(["given_name"]);
+            if contact {
+                trail.fields(["city"]);
+            }
+            for h in &hits {
+                trail.subject(h.id);
+            }
+            Ok((hits, more))
         })
     }
 

@@ -95,6 +95,9 @@ pub(crate) struct LookupRequest {
     pub(crate) email: Option<String>,
     pub(crate) phone: Option<String>,
     pub(crate) external_id: Option<String>,
+    /// A family name, matched by its search key (case, accents, spaces, hyphens and
+    /// apostrophes set aside).
+    pub(crate) family_name: Option<String>,
 }
 
 /// Matching subject ids.

@@ -150,6 +150,7 @@ pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Respons
 
 fn find_body(user: &Signed, by: &str, results: Option<Markup>) -> Markup {
     let ways = [
+        ("family_name", "Family name"),
         ("email", "Email address"),
         ("phone", "Phone number"),
         ("external_id", "ID in the old system"),
@@ -170,6 +171,10 @@ fn find_body(user: &Signed, by: &str, results: Option<Markup>) -> Markup {
                 label for="term" { "Search for" }
                 input #term name="term" type="search" autocomplete="off" required;
             }
+            p {
+                label for="given" { "Given name or its first letters (family name searches only; optional)" }
+                input #given name="given" type="search" autocomplete="off";
+            }
             p { button type="submit" { "Find" } }
         }
         @if let Some(r) = results { (r) }
@@ -182,7 +187,7 @@ pub(crate) async fn find_form(user: Signed) -> Response {
         StatusCode::OK,
         "Find a constituent",
         Some(&user),
-        find_body(&user, "email", None),
+        find_body(&user, "family_name", None),
     )
 }
 
@@ -194,6 +199,8 @@ pub(crate) struct FindForm {
     by: String,
     #[serde(default)]
     term: String,
+    #[serde(default)]
+    given: String,
 }
 
 /// Screen 2, the results (POST: the term is a personal value and stays out of URLs).
@@ -204,6 +211,45 @@ pub(crate) async fn find(
 ) -> Response {
     if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
         return resp;
+    }
+    if form.by == "family_name" {
+        let actor = user.actor.clone();
+        let (family, given) = (form.term, form.given);
+        let found = call(&state, move |h| {
+            let given = Some(given.trim()).filter(|g| !g.is_empty());
+            h.find_by_name(&actor, &family, given)
+        })
+        .await;
+        let results = match found {
+            Ok((hits, _)) if hits.is_empty() => {
+                html! { p role="status" { "No constituent has that name." } }
+            }
+            Ok((hits, more)) => html! {
+                h2 { "Found " (hits.len()) @if more { " (the first " (hits.len()) "; add a given name to narrow it)" } }
+                table.results {
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Town" } th scope="col" { "Record" } } }
+                    tbody {
+                        @for h in &hits {
+                            tr {
+                                td { (h.name) }
+                                td { (h.city.clone().unwrap_or_default()) }
+                                td { a href={"/subjects/" (h.id)} { "Open " code { (h.id) } } }
+                            }
+                        }
+                    }
+                }
+            },
+            Err(e) if matches!(e.kind(), hub::ErrorKind::Invalid) => {
+                html! { p.notice role="alert" { (super::sentence(&e.to_string())) } }
+            }
+            Err(e) => return error_page(&user, &e),
+        };
+        return page(
+            StatusCode::OK,
+            "Find a constituent",
+            Some(&user),
+            find_body(&user, "family_name", Some(results)),
+        );
     }
     let lookup = match form.by.as_str() {
         "phone" => Lookup::Phone,

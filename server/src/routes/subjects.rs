@@ -149,14 +149,14 @@ pub(super) async fn lookup(
     let Value::Object(m) = json_body(body)? else {
         return Err(ApiError::bad_param(
             "body",
-            "expected {\"email\": ...}, {\"phone\": ...} or {\"external_id\": ...}",
+            "expected {\"email\": ...}, {\"phone\": ...}, {\"external_id\": ...} or {\"family_name\": ...}",
         ));
     };
     let given: Vec<(String, Value)> = m.into_iter().filter(|(_, v)| !v.is_null()).collect();
     if given.len() != 1 {
         return Err(ApiError::bad_param(
             "body",
-            "give exactly one of email, phone, external_id",
+            "give exactly one of email, phone, external_id, family_name",
         ));
     }
     let (key, value) = given.into_iter().next().expect("one entry");
@@ -164,10 +164,11 @@ pub(super) async fn lookup(
         "email" => Lookup::Email,
         "phone" => Lookup::Phone,
         "external_id" => Lookup::ExternalId,
+        "family_name" => Lookup::FamilyName,
         other => {
             return Err(ApiError::bad_param(
                 other,
-                "lookups are by email, phone or external_id",
+                "lookups are by email, phone, external_id or family_name",
             ))
         }
     };

@@ -265,6 +265,43 @@ fn console_sign_in_sets_a_strict_cookie_and_each_role_sees_its_own_page() {
     );
     assert_eq!(f.status, 200);
     assert!(f.body.contains(&format!("/subjects/{id}")));
+    // By family name, as typed in any case, with or without the first letters of a given
+    // name: one search event names who was returned.
+    for (term, given, found) in [
+        ("QUARLES", "", true),
+        ("quarles", "win", true),
+        ("Quarles", "bob", false),
+        ("Quarrels", "", false),
+    ] {
+        let f = vera.call(
+            "POST",
+            "/find",
+            &[
+                ("csrf", &csrf),
+                ("by", "family_name"),
+                ("term", term),
+                ("given", given),
+            ],
+        );
+        assert_eq!(f.status, 200);
+        assert_eq!(
+            f.body.contains("Winnifred Quarles") && f.body.contains(&format!("/subjects/{id}")),
+            found,
+            "{term} {given}: {}",
+            f.body
+        );
+    }
+    let f = vera.call(
+        "POST",
+        "/find",
+        &[("csrf", &csrf), ("by", "family_name"), ("term", "'-")],
+    );
+    assert!(
+        f.body.contains("A name needs at least one letter")
+            || f.body.contains("a name needs at least one letter"),
+        "{}",
+        f.body
+    );
     // Without the CSRF token, or with another session's, nothing is done.
     let other = ada.csrf("/find");
     for bad in ["", other.as_str(), "not-a-token"] {

@@ -20,10 +20,15 @@ impl Vault {
             .iter()
             .filter_map(|(id, v)| {
                 let def = self.schema.field_by_id(RecordKind::Subject, *id)?;
-                if def.index == IndexKind::None {
-                    return None;
+                match def.index {
+                    IndexKind::None => None,
+                    // Names are looked up by their search key, not as written.
+                    IndexKind::Name => {
+                        let key = domain::name_key(v.index_term()?);
+                        (!key.is_empty()).then(|| self.index_key(*id, &key, subject))
+                    }
+                    _ => Some(self.index_key(*id, v.index_term()?, subject)),
                 }
-                Some(self.index_key(*id, v.index_term()?, subject))
             })
             .collect();
         if let Some(keys) = self.match_keys.read().expect("match keys").as_ref() {
