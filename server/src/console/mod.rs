@@ -108,7 +108,16 @@ fn static_file(bytes: &'static [u8], kind: &'static str) -> Response {
 /// pages never cached (they hold personal data).
 async fn headers(req: Request, next: Next) -> Response {
     let is_static = req.uri().path().starts_with("/static/");
-    let mut resp = next.run(req).await;
+    let mut resp = if cross_site_post(&req) {
+        message_page(
+            StatusCode::FORBIDDEN,
+            None,
+            "This form cannot be accepted",
+            "It was sent from another site. Nothing was changed.",
+        )
+    } else {
+        next.run(req).await
+    };
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -130,6 +139,32 @@ async fn headers(req: Request, next: Next) -> Response {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
+}
+
+/// A POST whose `Origin` (which browsers send with every form post) is not this server: a
+/// cross-site form, refused before anything reads it. This also covers the sign-in form,
+/// which has no session and so no CSRF token (a forged sign-in into the attacker's account).
+fn cross_site_post(req: &Request) -> bool {
+    if req.method() != axum::http::Method::POST {
+        return false;
+    }
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .unwrap_or("");
+    origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host)
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

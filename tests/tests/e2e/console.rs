@@ -164,6 +164,34 @@ fn console_sign_in_sets_a_strict_cookie_and_each_role_sees_its_own_page() {
     assert_eq!(htmx.status, 200);
     assert!(htmx.body.contains("htmx"), "htmx is served");
 
+    // A sign-in posted from another site is refused (browsers send Origin with form posts);
+    // from this one it works.
+    for (origin, status) in [("http://evil.example", "403"), (server.url.as_str(), "303")] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &format!("Origin: {origin}"),
+            ])
+            .args([
+                "--data-urlencode",
+                "username=vera",
+                "--data-urlencode",
+                &format!("password={PASSWORD}"),
+            ])
+            .arg(format!("{}/sign-in", server.url))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            status,
+            "Origin {origin}"
+        );
+    }
     // A volunteer: the name, no gift, no special category.
     let vera = Client::new(env.tmp.path(), "vera", &server);
     let signed = vera.sign_in("vera", PASSWORD);
