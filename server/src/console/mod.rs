@@ -5,7 +5,7 @@
 //! the hub's authorisation, consent gate and audit event. What it adds is the browser's side of
 //! the door: password sign-in (argon2id, lockout in `access-control`), a session cookie
 //! (HttpOnly, SameSite=Strict, Secure behind TLS), a CSRF token in every form, and headers
-//! that forbid inline script, framing and caching (`Content-Security-Policy: default-src
+//! that forbid inline script, framing, caching and cross-site form posts (`Content-Security-Policy: default-src
 //! 'self'`). htmx 2 is vendored and served from the binary; every page works without it.
 //!
 //! Forms that change something are POST, then a redirect (303). Searches for a person are
@@ -131,9 +131,11 @@ async fn headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // same-origin, not no-referrer: under no-referrer browsers send `Origin: null` with our
+    // own form posts, which the cross-site check refuses. Nothing goes to other sites.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !is_static {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
