@@ -569,6 +569,29 @@ impl Hub {
         })
     }
 
+    /// Legal holds that end on or before `until` (YYYY-MM-DD), soonest first: what the next
+    /// retention sweeps will shred (DPO, admin). Hold records are few: this reads them all.
+    pub fn holds_due(
+        &self,
+        actor: &Actor,
+        until: &str,
+    ) -> Result<Vec<(SubjectId, vault::HoldInfo)>, Error> {
+        self.audited(actor, "read.hold", |trail| {
+            self.require(actor, "subject", Action::Erase)?;
+            let mut due: Vec<_> = self
+                .vault
+                .holds()?
+                .into_iter()
+                .filter(|(_, info)| info.until.as_str() <= until)
+                .collect();
+            due.sort_by(|a, b| a.1.until.cmp(&b.1.until));
+            for (id, _) in &due {
+                trail.subject(id);
+            }
+            Ok(due)
+        })
+    }
+
     /// The data a legal hold keeps for an erased subject (DPO, admin).
     pub fn held_data(
         &self,

@@ -113,6 +113,42 @@ pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Respons
             });
         }
     }
+    if may(&state, &user, "subject", Action::Erase) {
+        let actor = user.actor.clone();
+        let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(31);
+        let until = format!(
+            "{:04}-{:02}-{:02}",
+            until.year(),
+            u8::from(until.month()),
+            until.day()
+        );
+        let due = match call(&state, move |h| h.holds_due(&actor, &until)).await {
+            Ok(d) => d,
+            Err(e) => return error_page(&user, &e),
+        };
+        sections.push(html! {
+            section aria-labelledby="holds" {
+                h2 #holds { "Legal holds ending within a month" }
+                @if due.is_empty() {
+                    p { "None." }
+                } @else {
+                    table {
+                        caption { "What the retention sweep will shred when each hold ends" }
+                        thead { tr { th scope="col" { "Ends" } th scope="col" { "Hold" } th scope="col" { "Why" } th scope="col" { "Keeps" } th scope="col" { "Erased constituent" } } }
+                        tbody {
+                            @for (id, info) in &due {
+                                tr {
+                                    td { (info.until) } td { (info.hold) } td { (info.reason) }
+                                    td { (info.fields.join(", ")) @if info.gifts > 0 { "; " (info.gifts) " gift(s)" } }
+                                    td { code { (id) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
     if may(&state, &user, "imports", Action::Read) {
         let actor = user.actor.clone();
         // Reading the server's jobs is the hub's decision too: the call is audited.

@@ -606,3 +606,41 @@ fn console_edits_only_what_changed_and_refuses_a_stale_form() {
     assert_eq!(ok.len(), 1, "{events}");
     assert_eq!(ok[0]["fields"], json!(["given_name"]), "{events}");
 }
+
+#[test]
+fn console_work_queue_lists_legal_holds_that_end_soon_for_the_dpo_only() {
+    let (env, _id) = console_env();
+    // A hold that ends at the end of the calendar year of the last gift: last year's gift
+    // makes a hold that is already due.
+    let retention = env.data.join("policies/retention.toml");
+    let text = std::fs::read_to_string(&retention)
+        .unwrap()
+        .replace("years_after_period_end = 6", "years_after_period_end = 0")
+        .replace(
+            "accounting_year_end = \"03-31\"",
+            "accounting_year_end = \"12-31\"",
+        );
+    std::fs::write(&retention, text).unwrap();
+    let held = env.add(&json!({
+        "given_name": "Hal", "family_name": "Dunn", "gift_aid_declared": true,
+        "gift_aid_declaration_date": "2024-01-10",
+        "gifts": [{"amount": "25.00", "currency": "GBP", "date": "2025-06-01", "gift_aid": true}]
+    }));
+    env.json(&["subject", "erase", &held], None);
+    let server = env.serve("info");
+    let dora = Client::new(env.tmp.path(), "dora", &server);
+    assert_eq!(dora.sign_in("dora", PASSWORD).status, 303);
+    let home = dora.get("/home").body;
+    assert!(home.contains("Legal holds ending within a month"), "{home}");
+    assert!(
+        home.contains("2025-12-31") && home.contains("gift-aid") && home.contains(&held),
+        "{home}"
+    );
+    assert!(
+        !home.contains("Hal") && !home.contains("Dunn"),
+        "the hold's values are not shown"
+    );
+    let fran = Client::new(env.tmp.path(), "fran", &server);
+    assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
+    assert!(!fran.get("/home").body.contains("Legal holds"));
+}
