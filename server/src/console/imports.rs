@@ -318,9 +318,21 @@ pub(crate) async fn show(
             );
         }
         if let Some(dry) = &j.dry_run {
+            let unmapped: Vec<String> = dry["summary"]["unmapped_columns"]
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let used_mapping = j.upload.as_ref().is_some_and(|(_, o)| o.mapping.is_some());
             let body = html! {
                 p.meta { "A dry run: nothing was written. This is what importing the file would do." }
                 (summary_table(&dry["summary"]))
+                @if !unmapped.is_empty() && !used_mapping {
+                    (mapping_form(&state, &user, &id, &unmapped))
+                }
                 form method="post" action={"/imports/" (id) "/commit"} {
                     input type="hidden" name="csrf" value=(user.csrf);
                     p { button type="submit" { "Import this file now" } }
@@ -350,6 +362,113 @@ pub(crate) async fn show(
         }
     };
     page(StatusCode::OK, "Import", Some(&user), body)
+}
+
+/// A form that gives each unmapped column a home (a subject field, a gift field, or left
+/// out), saved as a mapping file the next imports can use too.
+fn mapping_form(state: &AppState, user: &Signed, id: &str, columns: &[String]) -> Markup {
+    let schema = state.hub.schema();
+    let subject: Vec<String> = schema
+        .fields(domain::RecordKind::Subject)
+        .map(|f| f.name.clone())
+        .collect();
+    let gift: Vec<String> = schema
+        .fields(domain::RecordKind::Gift)
+        .map(|f| format!("gift:{}", f.name))
+        .collect();
+    html! {
+        h2 { "Map the columns Steward did not recognise" }
+        form.mapping method="post" action={"/imports/" (id) "/mapping"} {
+            input type="hidden" name="csrf" value=(user.csrf);
+            table {
+                thead { tr { th scope="col" { "Column of the file" } th scope="col" { "Goes to" } } }
+                tbody {
+                    @for (i, c) in columns.iter().enumerate() {
+                        tr {
+                            th scope="row" { label for={"col-" (i)} { (c) } input type="hidden" name={"name-" (i)} value=(c); }
+                            td {
+                                select id={"col-" (i)} name={"col-" (i)} {
+                                    option value="ignore" { "leave it out" }
+                                    optgroup label="Constituent" { @for f in &subject { option value=(f) { (f) } } }
+                                    optgroup label="Gift" { @for f in &gift { option value=(f) { (f) } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p {
+                label for="mapping-name" { "Save the mapping as (letters, digits, - and _)" }
+                input #mapping-name name="mapping_name" type="text" pattern="[A-Za-z0-9_-]{1,64}" required;
+            }
+            p { button type="submit" { "Save the mapping and check the file again" } }
+        }
+    }
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Saves the mapping made on a dry run's page, then checks the same file again with it.
+pub(crate) async fn save_mapping(
+    State(state): State<AppState>,
+    user: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    if let Some(resp) =
+        user.csrf_refusal(&state, form.get("csrf").map(String::as_str).unwrap_or(""))
+    {
+        return resp;
+    }
+    let Some((bytes, mut options)) = state.jobs.get(&id).and_then(|j| j.upload) else {
+        return bad(&user, "That dry run is no longer held by this server (it was restarted): upload the file again.");
+    };
+    let mut text =
+        String::from("# Made in the console from a dry run's unmapped columns.\n[columns]\n");
+    let mut i = 0;
+    while let (Some(column), Some(target)) = (
+        form.get(&format!("name-{i}")),
+        form.get(&format!("col-{i}")),
+    ) {
+        text.push_str(&format!(
+            "{} = {}\n",
+            toml_string(column),
+            toml_string(target)
+        ));
+        i += 1;
+    }
+    let name = form.get("mapping_name").cloned().unwrap_or_default();
+    let actor = user.actor.clone();
+    let stored = call(&state, move |h| {
+        h.put_mapping(&actor, &name, &text)?;
+        let (file, text) = h.load_mapping(&name)?;
+        h.authorize_import(&actor)?;
+        Ok((h.new_import_id()?, file, text))
+    })
+    .await;
+    let (new_id, file, text) = match stored {
+        Ok(x) => x,
+        Err(e) => return error_page(&user, &e),
+    };
+    options.mapping = Some(file);
+    options.mapping_text = text;
+    options.dry_run = true;
+    options.id = Some(new_id.clone());
+    spawn_import(&state, user.actor.clone(), options, bytes);
+    Redirect::to(&format!("/imports/{new_id}")).into_response()
 }
 
 /// Imports the file a dry run checked, with the same options.

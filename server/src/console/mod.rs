@@ -68,6 +68,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/imports", get(imports::list).post(imports::upload))
         .route("/imports/{id}", get(imports::show))
         .route("/imports/{id}/commit", post(imports::commit))
+        .route("/imports/{id}/mapping", post(imports::save_mapping))
         .route("/imports/{id}/report.csv", get(imports::report))
         .route("/imports/{id}/undo", post(imports::undo))
         .route("/review", get(review::list))

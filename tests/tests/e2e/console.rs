@@ -644,3 +644,95 @@ fn console_work_queue_lists_legal_holds_that_end_soon_for_the_dpo_only() {
     assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
     assert!(!fran.get("/home").body.contains("Legal holds"));
 }
+
+#[test]
+fn console_maps_unrecognised_columns_into_a_saved_mapping_and_checks_again() {
+    let (env, _id) = console_env();
+    let file = env.tmp.path().join("odd.csv");
+    std::fs::write(
+        &file,
+        "First Name,Family Called,E-post\nAnn,Lee,ann.lee@example.org\nBob,Stone,bob@example.org\n",
+    )
+    .unwrap();
+    let server = env.serve("info");
+    let ada = Client::new(env.tmp.path(), "ada", &server);
+    assert_eq!(ada.sign_in("ada", PASSWORD).status, 303);
+    let csrf = ada.csrf("/imports");
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "-b"])
+        .arg(&ada.jar)
+        .args([
+            "-F",
+            &format!("csrf={csrf}"),
+            "-F",
+            &format!("file=@{}", file.display()),
+        ])
+        .args(["-F", "profile=generic", "-F", "mode=dry-run"])
+        .arg(format!("{}/imports", server.url))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_string();
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap_or_else(|| panic!("{head}"))
+        .trim()
+        .to_string();
+    let wait = |path: &str| {
+        for _ in 0..100 {
+            let page = ada.get(path).body;
+            if page.contains("A dry run: nothing was written") {
+                return page;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("no dry run at {path}");
+    };
+    let page = wait(&location);
+    assert!(
+        page.contains("Map the columns Steward did not recognise"),
+        "{page}"
+    );
+    assert!(page.contains("Family Called") && page.contains("E-post"));
+    let names: Vec<(String, String)> = (0..2)
+        .map(|i| {
+            let pattern = format!("name=\"name-{i}\" value=\"");
+            let at = page.find(&pattern).unwrap() + pattern.len();
+            let end = page[at..].find('"').unwrap();
+            (format!("name-{i}"), page[at..at + end].to_string())
+        })
+        .collect();
+    let target = |column: &str| {
+        if column == "E-post" {
+            "email"
+        } else {
+            "family_name"
+        }
+    };
+    let mut form: Vec<(String, String)> = vec![
+        ("csrf".into(), csrf.clone()),
+        ("mapping_name".into(), "odd-crm".into()),
+    ];
+    for (i, (k, column)) in names.iter().enumerate() {
+        form.push((k.clone(), column.clone()));
+        form.push((format!("col-{i}"), target(column).into()));
+    }
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = ada.call("POST", &format!("{location}/mapping"), &pairs);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let again = wait(r.header("location").unwrap().trim());
+    assert!(
+        !again.contains("Columns no profile or mapping reads"),
+        "{again}"
+    );
+    assert!(again.contains("New constituents</th><td>2"), "{again}");
+    // The mapping is kept for the next imports.
+    assert!(ada.get("/imports").body.contains("value=\"odd-crm\""));
+    server.stop();
+    let stored = std::fs::read_to_string(env.data.join("mappings/odd-crm.toml")).unwrap();
+    assert!(
+        stored.contains("\"Family Called\" = \"family_name\"")
+            && stored.contains("\"E-post\" = \"email\""),
+        "{stored}"
+    );
+}
