@@ -338,6 +338,38 @@ impl Hub {
         Ok(n)
     }
 
+    /// The access rules (`policies/policy.csv`) of the data directory, as text (admin only).
+    pub fn access_rules(&self, actor: &Actor) -> Result<String, Error> {
+        self.audited(actor, "read.policy", |_| {
+            self.require(actor, "users", Action::Admin)?;
+            let files = PolicyFiles::load(&self.vault.dir().join(policies::DIR))?;
+            Ok(files.text_of("policy.csv").to_string())
+        })
+    }
+
+    /// Replaces the access rules (`policies/policy.csv`) after checking them, and puts them in
+    /// force at once (admin only). A rule that does not parse refuses the whole edit, naming
+    /// its line; the file is replaced whole (written beside it, then renamed).
+    pub fn put_access_rules(&self, actor: &Actor, text: &str) -> Result<usize, Error> {
+        self.audited(actor, "update.policy", |trail| {
+            trail.fields(["policy.csv"]);
+            self.require(actor, "users", Action::Admin)?;
+            let dir = self.vault.dir().join(policies::DIR);
+            let files = PolicyFiles::load(&dir)?.with_text("policy.csv", text);
+            let policy = files
+                .policy()
+                .map_err(|e| Error::BadRequest(format!("the rules were not changed: {e}")))?;
+            let io = |e: std::io::Error| Error::Internal(format!("writing policy.csv: {e}"));
+            let part = dir.join(".policy.csv.part");
+            std::fs::write(&part, text).map_err(io)?;
+            std::fs::rename(&part, dir.join("policy.csv")).map_err(io)?;
+            let n = policy.rule_count();
+            *self.policy.write().expect("policy lock") = Arc::new(policy);
+            trail.count = Some(n as u64);
+            Ok(n)
+        })
+    }
+
     /// The decision table now in force.
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.read().expect("policy lock").clone()

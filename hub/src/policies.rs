@@ -109,6 +109,16 @@ impl PolicyFiles {
             .map_err(|e| Error::Policy(format!("{}: {e}", self.origin)))
     }
 
+    /// The same files with one replaced (to check an edit before it is written).
+    pub(crate) fn with_text(mut self, name: &str, text: &str) -> PolicyFiles {
+        for (n, t) in &mut self.files {
+            if n == name {
+                *t = text.to_string();
+            }
+        }
+        self
+    }
+
     /// Writes the files into a folder.
     pub(crate) fn write_to(&self, dir: &Path) -> Result<(), Error> {
         fs::create_dir_all(dir).map_err(|e| vault::Error::Io {

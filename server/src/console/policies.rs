@@ -1,19 +1,31 @@
 //! Screen 8, policies: the purposes with their lawful basis and fields, and each role's
-//! permissions as the hub decides them (the decision table of `policies/policy.csv`). Read
-//! only: policies change in the data directory's files (then `SIGHUP` or a restart).
+//! permissions as the hub decides them (the decision table of `policies/policy.csv`). An
+//! administrator may change the access rules here (checked, then in force at once); the other
+//! policy files change in the data directory (then a restart).
 
-use axum::extract::State;
+use axum::extract::{Form, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use hub::{Action, Role, OBJECTS};
 use maud::html;
+use serde::Deserialize;
 
-use super::{page, Signed};
+use super::pages::call;
+use super::{error_page, page, Signed};
 use crate::AppState;
 
-/// The purposes and the decision table.
+/// The purposes and the decision table; for an admin, the access rules to edit.
 pub(crate) async fn show(State(state): State<AppState>, user: Signed) -> Response {
     let purposes = state.hub.purposes().all().to_vec();
+    let rules = if state.hub.allows(user.role(), "users", Action::Admin) {
+        let actor = user.actor.clone();
+        match call(&state, move |h| h.access_rules(&actor)).await {
+            Ok(text) => Some(text),
+            Err(e) => return error_page(&user, &e),
+        }
+    } else {
+        None
+    };
     let body = html! {
         p.help { "Policies live in the data directory's policies/ folder; an administrator changes them there and reloads the server. This page shows what the server decides with now." }
         section aria-labelledby="purposes" {
@@ -52,6 +64,46 @@ pub(crate) async fn show(State(state): State<AppState>, user: Signed) -> Respons
                 }
             }
         }
+        @if let Some(text) = &rules {
+            section aria-labelledby="edit-rules" {
+                h2 #edit-rules { "Change the access rules (administrators)" }
+                form.rules method="post" action="/policies/rules" {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    p {
+                        label for="rules" { "policies/policy.csv: one rule a line, p, ROLE, OBJECT, ACTION (everything not allowed is refused)" }
+                        textarea #rules name="rules" rows="24" cols="70" spellcheck="false" { (text) }
+                    }
+                    p { button type="submit" { "Check and put in force" } }
+                    p.help { "The rules are checked first: a line that does not parse changes nothing and is named. Purposes, the field catalogue and retention are changed in their files, then the server restarted." }
+                }
+            }
+        }
     };
     page(StatusCode::OK, "Policies", Some(&user), body)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RulesForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    rules: String,
+}
+
+/// Checks and puts new access rules in force, then shows the decision table they give.
+pub(crate) async fn save_rules(
+    State(state): State<AppState>,
+    user: Signed,
+    Form(form): Form<RulesForm>,
+) -> Response {
+    if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
+        return resp;
+    }
+    let actor = user.actor.clone();
+    // Browsers send text areas with CRLF line ends; the file keeps LF.
+    let text = form.rules.replace("\r\n", "\n");
+    match call(&state, move |h| h.put_access_rules(&actor, &text)).await {
+        Ok(_) => Redirect::to("/policies").into_response(),
+        Err(e) => error_page(&user, &e),
+    }
 }

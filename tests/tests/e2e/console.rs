@@ -736,3 +736,72 @@ fn console_maps_unrecognised_columns_into_a_saved_mapping_and_checks_again() {
         "{stored}"
     );
 }
+
+#[test]
+fn console_admin_changes_the_access_rules_which_are_in_force_at_once() {
+    let (env, id) = console_env();
+    let server = env.serve("info");
+    let vera = Client::new(env.tmp.path(), "vera", &server);
+    assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);
+    assert!(vera
+        .get(&format!("/subjects/{id}"))
+        .body
+        .contains("wq@example.org"));
+    assert!(!vera
+        .get("/policies")
+        .body
+        .contains("Change the access rules"));
+    let ada = Client::new(env.tmp.path(), "ada", &server);
+    assert_eq!(ada.sign_in("ada", PASSWORD).status, 303);
+    let page = ada.get("/policies").body;
+    assert!(page.contains("Change the access rules"));
+    let rules = std::fs::read_to_string(env.data.join("policies/policy.csv")).unwrap();
+    let csrf = ada.csrf("/policies");
+    // A rule that does not parse changes nothing and is named.
+    let bad = format!("{rules}\np, volunteer, subject:nonsense, read\n");
+    let r = ada.call(
+        "POST",
+        "/policies/rules",
+        &[("csrf", &csrf), ("rules", &bad)],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("subject:nonsense"), "{}", r.body);
+    assert_eq!(
+        std::fs::read_to_string(env.data.join("policies/policy.csv")).unwrap(),
+        rules
+    );
+    // Volunteers lose contact details: at once, no restart.
+    let fewer = rules.replace("p, volunteer, subject:contact, read\n", "");
+    assert_ne!(fewer, rules);
+    let r = ada.call(
+        "POST",
+        "/policies/rules",
+        &[("csrf", &csrf), ("rules", &fewer)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = vera.get(&format!("/subjects/{id}")).body;
+    assert!(
+        page.contains("Winnifred") && !page.contains("wq@example.org"),
+        "{page}"
+    );
+    // Only an admin may change them.
+    let csrf_v = vera.csrf("/policies");
+    let r = vera.call(
+        "POST",
+        "/policies/rules",
+        &[("csrf", &csrf_v), ("rules", &rules)],
+    );
+    assert_eq!(r.status, 403);
+    server.stop();
+    assert_eq!(
+        std::fs::read_to_string(env.data.join("policies/policy.csv")).unwrap(),
+        fewer
+    );
+    let events = env
+        .json(&["audit", "query", "--action", "update.policy"], None)
+        .to_string();
+    assert!(
+        events.contains("\"ok\"") && events.contains("\"denied\""),
+        "{events}"
+    );
+}
