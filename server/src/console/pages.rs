@@ -434,6 +434,11 @@ async fn subject_page(
     ]
     .iter()
     .any(|g| may(&state, &user, g.object(), Action::Write));
+    let refs: Vec<&str> = schema
+        .fields(RecordKind::Subject)
+        .filter(|f| matches!(f.ty, domain::FieldType::SubjectRef))
+        .map(|f| f.name.as_str())
+        .collect();
     let title = display_name(&view.fields).unwrap_or_else(|| "Constituent".into());
     let body = html! {
         p.meta { "Record " code { (view.id) } " · " (format!("{:?}", view.kind).to_lowercase()) " · version " (view.version) }
@@ -443,7 +448,17 @@ async fn subject_page(
             table.fields {
                 tbody {
                     @for (name, value) in &view.fields {
-                        tr { th scope="row" { (label(name)) } td { (show(value)) } }
+                        tr {
+                            th scope="row" { (label(name)) }
+                            td {
+                                // A reference to another record (household, employer): a link.
+                                @if refs.contains(&name.as_str()) {
+                                    a href={"/subjects/" (show(value))} { "Record " code { (show(value)) } }
+                                } @else {
+                                    (show(value))
+                                }
+                            }
+                        }
                     }
                     @for name in &view.hidden {
                         tr { th scope="row" { (label(name)) } td.hidden { "special category, hidden until revealed" } }

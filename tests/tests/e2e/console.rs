@@ -805,3 +805,38 @@ fn console_admin_changes_the_access_rules_which_are_in_force_at_once() {
         "{events}"
     );
 }
+
+#[test]
+fn console_links_a_member_to_its_household_record() {
+    let (env, _id) = console_env();
+    let file = env.tmp.path().join("household.csv");
+    std::fs::write(
+        &file,
+        "First Name,Last Name,Street,Postcode,City\n\
+         Tom,Reed,5 Park Lane,BS1 5TR,Bristol\n\
+         Jo,Reed,5 Park Lane,BS1 5TR,Bristol\n",
+    )
+    .unwrap();
+    env.json(
+        &["import", file.to_str().unwrap(), "--profile", "generic"],
+        None,
+    );
+    env.json(&["review", "link", "--all-households"], None);
+    let tom = env.json(&["subject", "find", "--family-name", "reed"], None)["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let household = env.json(&["subject", "show", &tom], None)["fields"]["household"]
+        .as_str()
+        .expect("linked into a household")
+        .to_string();
+    let server = env.serve("info");
+    let fran = Client::new(env.tmp.path(), "fran", &server);
+    assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
+    let page = fran.get(&format!("/subjects/{tom}")).body;
+    assert!(
+        page.contains(&format!("href=\"/subjects/{household}\"")),
+        "{page}"
+    );
+    assert_eq!(fran.get(&format!("/subjects/{household}")).status, 200);
+}
