@@ -376,7 +376,73 @@ impl Ledger {
             key,
             serde_json::to_vec(&event).expect("event serialises"),
         );
+        Self::note_expiry(&event, batch);
         Ok(event)
+    }
+
+    /// Indexes an event's expiry (if it has one) by time, for [`Ledger::expiring`].
+    fn note_expiry(event: &ConsentEvent, batch: &mut Batch) {
+        if let Some(expires) = &event.expires {
+            let mut key = expires.as_bytes().to_vec();
+            key.extend_from_slice(event.subject.as_bytes());
+            key.extend_from_slice(&event.seq.to_be_bytes());
+            batch.put(ks::CONSENT_EXPIRY, key, Vec::new());
+        }
+    }
+
+    /// Events that expire at or after `from` and before `to` (ledger UTC times), as (subject,
+    /// seq, expiry), soonest first, at most `limit`. Hints only: a later event may have
+    /// superseded one, and the caller checks the ledger.
+    pub fn expiring(
+        &self,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<(SubjectId, u64, String)>, Error> {
+        let mut out = Vec::new();
+        for entry in self.store.scan_from(ks::CONSENT_EXPIRY, from.as_bytes()) {
+            let (k, _) = entry?;
+            if k.len() < 24 {
+                continue;
+            }
+            let (time, rest) = k.split_at(k.len() - 24);
+            let time = String::from_utf8_lossy(time).to_string();
+            if time.as_str() >= to || out.len() >= limit {
+                break;
+            }
+            let (Some(subject), Ok(seq)) = (
+                SubjectId::from_slice(&rest[..16]),
+                <[u8; 8]>::try_from(&rest[16..24]),
+            ) else {
+                continue;
+            };
+            out.push((subject, u64::from_be_bytes(seq), time));
+        }
+        Ok(out)
+    }
+
+    /// Builds the expiry index from the whole ledger (once, for ledgers written before it
+    /// existed); returns how many events with an expiry it found.
+    pub fn index_expiries(&self) -> Result<u64, Error> {
+        let mut batch = Batch::new();
+        let mut n = 0;
+        for entry in self.store.scan_prefix(ks::CONSENT, &[]) {
+            let (_, v) = entry?;
+            if let Ok(event) = serde_json::from_slice::<ConsentEvent>(&v) {
+                if event.expires.is_some() {
+                    Self::note_expiry(&event, &mut batch);
+                    n += 1;
+                }
+            }
+            if batch.len() >= 10_000 {
+                self.store.apply(std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            self.store.apply(batch)?;
+        }
+        self.store.flush()?;
+        Ok(n)
     }
 
     /// Puts a copy of another subject's event into `to`'s ledger at `seq`, unchanged except
@@ -398,6 +464,7 @@ impl Ledger {
             key.clone(),
             serde_json::to_vec(&copy).expect("event serialises"),
         );
+        Self::note_expiry(&copy, batch);
         key
     }
 

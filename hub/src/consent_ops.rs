@@ -21,6 +21,17 @@ pub struct ConsentState {
     pub purposes: BTreeMap<String, Decision>,
 }
 
+/// A consent in force that will expire.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpiringConsent {
+    /// The subject.
+    pub subject: SubjectId,
+    /// The purpose it was given for.
+    pub purpose: String,
+    /// When it expires (UTC).
+    pub expires: String,
+}
+
 /// Why a purpose may or may not process a subject.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
@@ -278,6 +289,73 @@ impl Hub {
                 at,
                 purposes,
             })
+        })
+    }
+
+    /// Consents in force now that expire at or after `from` and before `to` (dates or RFC
+    /// 3339 times), soonest first, at most `limit`: each is checked against the ledger, so a
+    /// consent already withdrawn or renewed is not listed.
+    pub fn consents_expiring(
+        &self,
+        actor: &Actor,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<ExpiringConsent>, Error> {
+        self.audited(actor, "read.consent", |trail| {
+            self.require(actor, "consent", Action::Read)?;
+            let (Some(from), Some(to)) =
+                (consent::normalise_time(from), consent::normalise_time(to))
+            else {
+                return Err(Error::BadRequest(
+                    "from and to are dates (YYYY-MM-DD) or RFC 3339 times".into(),
+                ));
+            };
+            let mut out: Vec<ExpiringConsent> = Vec::new();
+            // Read more hints than wanted: some are superseded.
+            for (subject, seq, expires) in self
+                .ledger
+                .expiring(&from, &to, limit.saturating_mul(4).max(64))
+                .map_err(consent_error)?
+            {
+                if out.len() >= limit {
+                    break;
+                }
+                let history = self.ledger.history(&subject).map_err(consent_error)?;
+                let Some(event) = history.iter().find(|e| e.seq == seq) else {
+                    continue;
+                };
+                let Ok(p) = self.purpose(&event.purpose) else {
+                    continue;
+                };
+                if out
+                    .iter()
+                    .any(|x| x.subject == subject && x.purpose == p.name)
+                {
+                    continue;
+                }
+                let decision = decide(
+                    p,
+                    &history,
+                    self.vault.is_erased(&subject)?,
+                    &now(),
+                    &self.marketing(),
+                );
+                let current = decision.allowed
+                    && decision
+                        .deciding_event
+                        .as_ref()
+                        .is_some_and(|d| d.seq == seq);
+                if current {
+                    trail.subject(subject);
+                    out.push(ExpiringConsent {
+                        subject,
+                        purpose: p.name.clone(),
+                        expires,
+                    });
+                }
+            }
+            Ok(out)
         })
     }
 

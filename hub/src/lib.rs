@@ -45,7 +45,7 @@ use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};
 
 pub use backup::{ExportedCheckpoint, LaterErasures};
-pub use consent_ops::{ConsentState, Explanation, SegmentRow};
+pub use consent_ops::{ConsentState, ExpiringConsent, Explanation, SegmentRow};
 pub use error::{Error, ErrorKind};
 pub use imports::{
     default_rule, Counts, ImportOptions, ImportRecord, ImportReport, Problem, Progress, ReportRows,
@@ -264,6 +264,25 @@ impl Hub {
             policy: RwLock::new(Arc::new(policy)),
             local_admin,
         };
+        // Ledgers written before consent expiries were indexed get their index, once.
+        const EXPIRY_INDEXED: &[u8] = b"consent-expiry-indexed";
+        if hub
+            .vault
+            .store()
+            .get(vault::keyspaces::META, EXPIRY_INDEXED)?
+            .is_none()
+        {
+            let n = hub
+                .ledger
+                .index_expiries()
+                .map_err(consent_ops::consent_error)?;
+            let mut b = vault::Batch::new();
+            b.put(vault::keyspaces::META, EXPIRY_INDEXED.to_vec(), Vec::new());
+            hub.vault.apply_durably(b)?;
+            if n > 0 {
+                tracing::info!(events = n, "consent expiries indexed");
+            }
+        }
         // Erasures made after the backup this directory may have been restored from are
         // applied again (holds included) before anything is served.
         let pending = hub.vault.pending_erasures()?;

@@ -724,3 +724,54 @@ fn what_is_not_there_is_missing_and_what_cannot_be_done_is_a_conflict() {
     }
     assert!(hub.list_gifts(&admin, &id).unwrap().is_empty());
 }
+
+#[test]
+fn a_ledger_written_before_the_expiry_index_gets_it_when_opened() {
+    let (_tmp, dir, identity) = initialised();
+    let unlock = Unlock::Identity(identity);
+    let id = {
+        let hub = Hub::open(&dir, &unlock).unwrap();
+        let actor = hub.local_actor();
+        let id = hub
+            .create_subject(&actor, input(json!({"given_name": "Ann"})))
+            .unwrap();
+        hub.record_consent(
+            &actor,
+            &id,
+            NewConsent {
+                purpose: "newsletter-email".into(),
+                event: "given".into(),
+                source: "form-7".into(),
+                expires: Some("2099-01-15T00:00:00Z".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            hub.consents_expiring(&actor, "2099-01-01", "2099-02-01", 10)
+                .unwrap()
+                .len(),
+            1
+        );
+        // As a ledger written by an earlier version: no index, no flag.
+        let store = hub.vault().store().clone();
+        let mut b = vault::Batch::new();
+        for entry in store.scan_prefix(vault::keyspaces::CONSENT_EXPIRY, &[]) {
+            b.delete(vault::keyspaces::CONSENT_EXPIRY, entry.unwrap().0);
+        }
+        b.delete(vault::keyspaces::META, b"consent-expiry-indexed".to_vec());
+        hub.vault().apply_durably(b).unwrap();
+        assert!(hub
+            .consents_expiring(&actor, "2099-01-01", "2099-02-01", 10)
+            .unwrap()
+            .is_empty());
+        id
+    };
+    let hub = Hub::open(&dir, &unlock).unwrap();
+    let found = hub
+        .consents_expiring(&hub.local_actor(), "2099-01-01", "2099-02-01", 10)
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].subject, id);
+    assert_eq!(found[0].expires, "2099-01-15T00:00:00.000000Z");
+}

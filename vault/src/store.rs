@@ -78,6 +78,9 @@ pub mod keyspaces {
     pub const CERTIFICATES: Keyspace = Keyspace::new(19, "certificates");
     /// Console sessions: keyed hash of the session token → principal id and times.
     pub const SESSIONS: Keyspace = Keyspace::new(20, "sessions");
+    /// When consents expire: expiry time (RFC 3339 UTC) + subject id + ledger seq → empty.
+    /// Hints for the work queue, each checked against the ledger when read.
+    pub const CONSENT_EXPIRY: Keyspace = Keyspace::new(21, "consent_expiry");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -101,6 +104,7 @@ pub mod keyspaces {
         IMPORTS,
         CERTIFICATES,
         SESSIONS,
+        CONSENT_EXPIRY,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -113,6 +113,45 @@ pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Respons
             });
         }
     }
+    if may(&state, &user, "consent", Action::Read) {
+        let actor = user.actor.clone();
+        let today = time::OffsetDateTime::now_utc().date();
+        let next_month = if today.month() == time::Month::December {
+            (today.year() + 1, 1u8)
+        } else {
+            (today.year(), u8::from(today.month()) + 1)
+        };
+        let from = format!(
+            "{:04}-{:02}-{:02}",
+            today.year(),
+            u8::from(today.month()),
+            today.day()
+        );
+        let to = format!("{:04}-{:02}-01", next_month.0, next_month.1);
+        let expiring =
+            match call(&state, move |h| h.consents_expiring(&actor, &from, &to, 50)).await {
+                Ok(x) => x,
+                Err(e) => return error_page(&user, &e),
+            };
+        sections.push(html! {
+            section aria-labelledby="expiring" {
+                h2 #expiring { "Consents expiring this month" }
+                @if expiring.is_empty() {
+                    p { "None." }
+                } @else {
+                    table {
+                        caption { "Consents in force that end before the month is out (the first 50): ask again before they do" }
+                        thead { tr { th scope="col" { "Expires (UTC)" } th scope="col" { "Purpose" } th scope="col" { "Constituent" } } }
+                        tbody {
+                            @for c in &expiring {
+                                tr { td { (c.expires) } td { (c.purpose) } td { a href={"/subjects/" (c.subject)} { code { (c.subject) } } } }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
     if may(&state, &user, "subject", Action::Erase) {
         let actor = user.actor.clone();
         let until = time::OffsetDateTime::now_utc().date() + time::Duration::days(31);

@@ -840,3 +840,59 @@ fn console_links_a_member_to_its_household_record() {
     );
     assert_eq!(fran.get(&format!("/subjects/{household}")).status, 200);
 }
+
+#[test]
+fn console_work_queue_lists_consents_in_force_that_expire_this_month() {
+    let (env, _) = console_env();
+    let soon = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "-d", "+5 min", "+%Y-%m-%dT%H:%M:%SZ"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let next_year = format!("{}-06-01T00:00:00Z", soon[..4].parse::<u32>().unwrap() + 1);
+    let person = |name: &str| env.add(&json!({"given_name": name, "family_name": "Expiry"}));
+    let record = |id: &str, event: &str, expires: Option<&str>| {
+        let mut args = vec![
+            "consent",
+            "record",
+            id,
+            "--purpose",
+            "newsletter-email",
+            "--event",
+            event,
+            "--source",
+            "form-7",
+        ];
+        if let Some(e) = expires {
+            args.extend(["--expires", e]);
+        }
+        env.json(&args, None);
+    };
+    let (a, b, c, d) = (person("Ann"), person("Ben"), person("Cat"), person("Dan"));
+    record(&a, "given", Some(&soon)); // listed
+    record(&b, "given", Some(&next_year)); // not this month
+    record(&c, "given", Some(&soon));
+    record(&c, "withdrawn", None); // withdrawn since: not listed
+    record(&d, "given", Some(&soon));
+    record(&d, "renewed", Some(&next_year)); // renewed: not listed
+    let server = env.serve("info");
+    let dora = Client::new(env.tmp.path(), "dora", &server);
+    assert_eq!(dora.sign_in("dora", PASSWORD).status, 303);
+    let home = dora.get("/home").body;
+    assert!(home.contains("Consents expiring this month"), "{home}");
+    for (id, listed) in [(&a, true), (&b, false), (&c, false), (&d, false)] {
+        assert_eq!(
+            home.contains(&format!("/subjects/{id}")),
+            listed,
+            "{id}: {home}"
+        );
+    }
+    let vera = Client::new(env.tmp.path(), "vera", &server);
+    assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);
+    assert!(!vera.get("/home").body.contains("Consents expiring"));
+}
