@@ -37,6 +37,9 @@ fn clock(due: &str) -> Markup {
 #[derive(Deserialize, Default)]
 pub(crate) struct ListFilter {
     within: Option<u32>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    law: Option<String>,
 }
 
 /// The open requests, soonest due first; `?within=N` keeps those due within N days.
@@ -51,11 +54,32 @@ pub(crate) async fn list(
         Ok(l) => l,
         Err(e) => return error_page(&user, &e),
     };
+    let kind = f.kind.clone().filter(|k| !k.is_empty());
+    let law = f.law.clone().filter(|l| !l.is_empty());
+    let list: Vec<_> = list
+        .into_iter()
+        .filter(|r| kind.as_ref().is_none_or(|k| &r.kind == k))
+        .filter(|r| law.as_ref().is_none_or(|l| &r.jurisdiction == l))
+        .collect();
     let body = html! {
         form.filters method="get" action="/requests" {
             p {
                 label for="within" { "Due within (days)" }
                 input #within name="within" type="number" min="0" value=(f.within.map(|w| w.to_string()).unwrap_or_default());
+            }
+            p {
+                label for="type" { "Type" }
+                select #type name="type" {
+                    option value="" { "any" }
+                    @for t in REQUEST_TYPES { option value=(t) selected[kind.as_deref() == Some(t)] { (t) } }
+                }
+            }
+            p {
+                label for="law" { "Law" }
+                select #law name="law" {
+                    option value="" { "any" }
+                    @for j in JURISDICTIONS { option value=(j) selected[law.as_deref() == Some(j)] { (j) } }
+                }
             }
             p { button type="submit" { "Show" } }
         }

@@ -896,3 +896,49 @@ fn console_work_queue_lists_consents_in_force_that_expire_this_month() {
     assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);
     assert!(!vera.get("/home").body.contains("Consents expiring"));
 }
+
+#[test]
+fn console_request_list_filters_by_type_and_law_in_the_url() {
+    let (env, id) = console_env();
+    let open = |kind: &str, law: &str| {
+        env.json(
+            &[
+                "request",
+                "open",
+                "--subject",
+                &id,
+                "--type",
+                kind,
+                "--jurisdiction",
+                law,
+            ],
+            None,
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let access = open("access", "uk-gdpr");
+    let erasure = open("erasure", "ccpa");
+    let server = env.serve("info");
+    let dora = Client::new(env.tmp.path(), "dora", &server);
+    assert_eq!(dora.sign_in("dora", PASSWORD).status, 303);
+    for (query, want_access, want_erasure) in [
+        ("", true, true),
+        ("?type=erasure", false, true),
+        ("?law=uk-gdpr", true, false),
+        ("?type=access&law=ccpa", false, false),
+    ] {
+        let page = dora.get(&format!("/requests{query}")).body;
+        assert_eq!(
+            page.contains(&format!("/requests/{access}")),
+            want_access,
+            "{query}"
+        );
+        assert_eq!(
+            page.contains(&format!("/requests/{erasure}")),
+            want_erasure,
+            "{query}"
+        );
+    }
+}
