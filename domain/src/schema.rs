@@ -171,6 +171,8 @@ pub enum IndexKind {
     /// Exact lookup on a name's search key ([`crate::name_key`]: case, accents, spaces,
     /// hyphens and apostrophes set aside), for finding a person by surname.
     Name,
+    /// Exact lookup on the id a reference field holds (the members of a household).
+    Ref,
 }
 
 impl IndexKind {
@@ -182,6 +184,7 @@ impl IndexKind {
             IndexKind::Phone => "phone",
             IndexKind::ExternalId => "external_id",
             IndexKind::Name => "name",
+            IndexKind::Ref => "ref",
         }
     }
 }

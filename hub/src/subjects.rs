@@ -579,61 +579,92 @@ impl Hub {
                 });
             }
             let given = given.map(domain::name_key).filter(|g| !g.is_empty());
-            let contact =
-                self.allows_group(actor.principal.role, AccessGroup::Contact, Action::Read);
-            let field = |n: &str| self.schema.field(RecordKind::Subject, n).map(|d| d.id);
-            let wanted: Vec<FieldId> = ["given_name", "family_name"]
-                .into_iter()
-                .chain(contact.then_some("city"))
-                .filter_map(field)
-                .collect();
-            let mut hits = Vec::new();
-            let mut more = false;
-            for id in self.vault.lookup(IndexKind::Name, &key)? {
-                let record = match self.vault.read_subject(&id, &|f| wanted.contains(&f)) {
-                    Ok(r) => r,
-                    Err(vault::Error::NotFound(_) | vault::Error::Erased(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let get = |n: &str| {
-                    field(n).and_then(|f| {
-                        record
-                            .fields
-                            .iter()
-                            .find(|(id, _)| *id == f)
-                            .and_then(|(_, v)| v.to_json().as_str().map(str::to_string))
-                    })
-                };
-                let given_name = get("given_name").unwrap_or_default();
-                if let Some(g) = &given {
-                    if !domain::name_key(&given_name).starts_with(g.as_str()) {
-                        continue;
-                    }
-                }
-                if hits.len() == MAX_NAME_HITS {
-                    more = true;
-                    break;
-                }
-                let name = [given_name, get("family_name").unwrap_or_default()]
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                hits.push(NameHit {
-                    id,
-                    name,
-                    city: get("city"),
-                });
-            }
-            trail.fields(["given_name"]);
-            if contact {
-                trail.fields(["city"]);
-            }
-            for h in &hits {
-                trail.subject(h.id);
-            }
-            Ok((hits, more))
+            let ids = self.vault.lookup(IndexKind::Name, &key)?;
+            self.name_hits(actor, trail, ids, given.as_deref())
         })
+    }
+
+    /// The members of a household (the subjects whose `household` field names it), as
+    /// [`Hub::find_by_name`] shows people: name and, for roles that may read contact details,
+    /// town. One `search.subject` event names the household and everyone returned.
+    pub fn household_members(
+        &self,
+        actor: &Actor,
+        household: &SubjectId,
+    ) -> Result<(Vec<NameHit>, bool), Error> {
+        self.audited(actor, "search.subject", |trail| {
+            trail.subject(household);
+            trail.fields(["household"]);
+            self.require(actor, AccessGroup::Identity.object(), Action::Read)?;
+            self.require(actor, AccessGroup::Profile.object(), Action::Read)?;
+            let ids = self.vault.lookup(IndexKind::Ref, &household.to_string())?;
+            self.name_hits(actor, trail, ids, None)
+        })
+    }
+
+    /// Reads what tells people apart (name, and town for roles that may read contact
+    /// details) for up to [`MAX_NAME_HITS`] of `ids`, skipping the erased and, with `given`,
+    /// those whose given name's search key does not start with it.
+    fn name_hits(
+        &self,
+        actor: &Actor,
+        trail: &mut crate::trail::Trail,
+        ids: Vec<SubjectId>,
+        given: Option<&str>,
+    ) -> Result<(Vec<NameHit>, bool), Error> {
+        let contact = self.allows_group(actor.principal.role, AccessGroup::Contact, Action::Read);
+        let field = |n: &str| self.schema.field(RecordKind::Subject, n).map(|d| d.id);
+        let wanted: Vec<FieldId> = ["given_name", "family_name"]
+            .into_iter()
+            .chain(contact.then_some("city"))
+            .filter_map(field)
+            .collect();
+        let mut hits = Vec::new();
+        let mut more = false;
+        for id in ids {
+            let record = match self.vault.read_subject(&id, &|f| wanted.contains(&f)) {
+                Ok(r) => r,
+                Err(vault::Error::NotFound(_) | vault::Error::Erased(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let get = |n: &str| {
+                field(n).and_then(|f| {
+                    record
+                        .fields
+                        .iter()
+                        .find(|(id, _)| *id == f)
+                        .and_then(|(_, v)| v.to_json().as_str().map(str::to_string))
+                })
+            };
+            let given_name = get("given_name").unwrap_or_default();
+            if let Some(g) = given {
+                if !domain::name_key(&given_name).starts_with(g) {
+                    continue;
+                }
+            }
+            if hits.len() == MAX_NAME_HITS {
+                more = true;
+                break;
+            }
+            let name = [given_name, get("family_name").unwrap_or_default()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            hits.push(NameHit {
+                id,
+                name,
+                city: get("city"),
+            });
+        }
+        trail.fields(["given_name", "family_name"]);
+        if contact {
+            trail.fields(["city"]);
+        }
+        for h in &hits {
+            trail.subject(h.id);
+        }
+        Ok((hits, more))
     }
 
     /// Subject ids in creation order, after the cursor.

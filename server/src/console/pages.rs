@@ -473,6 +473,17 @@ async fn subject_page(
     ]
     .iter()
     .any(|g| may(&state, &user, g.object(), Action::Write));
+    let members = if view.kind == domain::SubjectKind::Household
+        && may(&state, &user, AccessGroup::Profile.object(), Action::Read)
+    {
+        let actor = user.actor.clone();
+        match call(&state, move |h| h.household_members(&actor, &id)).await {
+            Ok(m) => Some(m),
+            Err(e) => return error_page(&user, &e),
+        }
+    } else {
+        None
+    };
     let refs: Vec<&str> = schema
         .fields(RecordKind::Subject)
         .filter(|f| matches!(f.ty, domain::FieldType::SubjectRef))
@@ -568,6 +579,24 @@ async fn subject_page(
     let may_open = may(&state, &user, "requests", Action::Write);
     let body = html! {
         (body)
+        @if let Some((people, more)) = &members {
+            section aria-labelledby="members" {
+                h2 #members { "Members of this household" }
+                @if people.is_empty() {
+                    p { "No one is linked to this household." }
+                } @else {
+                    table {
+                        thead { tr { th scope="col" { "Name" } th scope="col" { "Town" } th scope="col" { "Record" } } }
+                        tbody {
+                            @for m in people {
+                                tr { td { (m.name) } td { (m.city.clone().unwrap_or_default()) } td { a href={"/subjects/" (m.id)} { "Open " code { (m.id) } } } }
+                            }
+                        }
+                    }
+                    @if *more { p { "(the first " (people.len()) ")" } }
+                }
+            }
+        }
         section aria-labelledby="timeline" {
             h2 #timeline { "Timeline" }
             @if timeline.is_empty() {

@@ -838,7 +838,20 @@ fn console_links_a_member_to_its_household_record() {
         page.contains(&format!("href=\"/subjects/{household}\"")),
         "{page}"
     );
-    assert_eq!(fran.get(&format!("/subjects/{household}")).status, 200);
+    // The household's page lists its members.
+    let home = fran.get(&format!("/subjects/{household}"));
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body.contains("Members of this household"),
+        "{}",
+        home.body
+    );
+    assert!(
+        home.body.contains("Tom Reed") && home.body.contains("Jo Reed"),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains(&format!("href=\"/subjects/{tom}\"")));
 }
 
 #[test]

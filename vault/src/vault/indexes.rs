@@ -27,6 +27,12 @@ impl Vault {
                         let key = domain::name_key(v.index_term()?);
                         (!key.is_empty()).then(|| self.index_key(*id, &key, subject))
                     }
+                    IndexKind::Ref => match v {
+                        Value::Ref(target) => {
+                            Some(self.index_key(*id, &target.to_string(), subject))
+                        }
+                        _ => None,
+                    },
                     _ => Some(self.index_key(*id, v.index_term()?, subject)),
                 }
             })
