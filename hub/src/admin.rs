@@ -214,6 +214,17 @@ impl Hub {
         }
     }
 
+    /// The latest signed checkpoint of the log (stored as the log grows), if any: its size,
+    /// head and time, for the auditor's page. Reads only; signs nothing.
+    pub fn latest_checkpoint(&self, actor: &Actor) -> Result<Option<Checkpoint>, Error> {
+        self.audited(actor, "read.audit", |_| {
+            self.require(actor, "audit", Action::Read)?;
+            self.audit
+                .latest_checkpoint()
+                .map_err(|e| Error::Audit(e.to_string()))
+        })
+    }
+
     /// Signs and returns a checkpoint of the log as it is now, for keeping off the host.
     pub fn audit_checkpoint(&self, actor: &Actor) -> Result<Checkpoint, Error> {
         self.audited(actor, "export.checkpoint", |_| {

@@ -788,6 +788,11 @@ pub(crate) async fn audit(
     Query(f): Query<AuditFilter>,
 ) -> Response {
     let actor = user.actor.clone();
+    let latest = match call(&state, move |h| h.latest_checkpoint(&actor)).await {
+        Ok(c) => c,
+        Err(e) => return error_page(&user, &e),
+    };
+    let actor = user.actor.clone();
     let query = f.query(f.after, 50);
     let result = call(&state, move |h| h.audit_query(&actor, &query)).await;
     let mut problem = None;
@@ -829,6 +834,10 @@ pub(crate) async fn audit(
         @if let Some(p) = &problem { p.notice role="alert" { (p) } }
         section aria-labelledby="chain" {
             h2 #chain { "The chain" }
+            @match &latest {
+                Some(c) => p { "Latest signed checkpoint: " (c.size) " events, at " (c.time) ", head " code { (c.head.get(..16).unwrap_or(&c.head)) "…" } }
+                None => p { "No checkpoint has been signed yet." }
+            }
             form.inline method="post" action="/audit/verify" {
                 input type="hidden" name="csrf" value=(user.csrf);
                 button type="submit" { "Verify the whole log" }
