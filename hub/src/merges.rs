@@ -125,6 +125,16 @@ impl Hub {
         })
     }
 
+    /// The records merged into a subject (ids only), for its timeline; readable by the roles
+    /// that may read identities.
+    pub fn merged_into(&self, actor: &Actor, id: &SubjectId) -> Result<Vec<SubjectId>, Error> {
+        self.audited(actor, "read.match", |trail| {
+            trail.subject(id);
+            self.require(actor, domain::AccessGroup::Identity.object(), Action::Read)?;
+            Ok(self.vault.merged_into(id)?)
+        })
+    }
+
     /// Explains the match score of two subjects field by field (levels and weights, never
     /// values).
     pub fn explain_match(

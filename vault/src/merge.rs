@@ -269,6 +269,18 @@ impl Vault {
         Ok(())
     }
 
+    /// The subjects merged into `keep` and not taken back out (by a merge's undo).
+    pub fn merged_into(&self, keep: &SubjectId) -> Result<Vec<SubjectId>> {
+        let mut out = Vec::new();
+        for entry in self.store().scan_prefix(ks::MERGED, keep.as_bytes()) {
+            let (k, _) = entry?;
+            if let Some(gone) = k.get(16..32).and_then(SubjectId::from_slice) {
+                out.push(gone);
+            }
+        }
+        Ok(out)
+    }
+
     /// Undoes a merge's move of `gone` (see [`Writes::absorb`]): `gone` comes back exactly as it was.
     pub fn unabsorb(&self, keep: &SubjectId, gone: &SubjectId, extra: Batch) -> Result<()> {
         let _gate = self.gate_shared();

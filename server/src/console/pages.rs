@@ -484,6 +484,12 @@ async fn subject_page(
     } else {
         None
     };
+    let merged = {
+        let actor = user.actor.clone();
+        call(&state, move |h| h.merged_into(&actor, &id))
+            .await
+            .unwrap_or_default()
+    };
     let refs: Vec<&str> = schema
         .fields(RecordKind::Subject)
         .filter(|f| matches!(f.ty, domain::FieldType::SubjectRef))
@@ -599,6 +605,13 @@ async fn subject_page(
         }
         section aria-labelledby="timeline" {
             h2 #timeline { "Timeline" }
+            @if !merged.is_empty() {
+                p {
+                    "Merged into this record: "
+                    @for (i, m) in merged.iter().enumerate() { @if i > 0 { ", " } code { (m) } }
+                    " (each merge can be undone)."
+                }
+            }
             @if timeline.is_empty() {
                 p { "Nothing your role may see has happened yet." }
             } @else {

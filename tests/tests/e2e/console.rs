@@ -955,3 +955,29 @@ fn console_request_list_filters_by_type_and_law_in_the_url() {
         );
     }
 }
+
+#[test]
+fn console_timeline_names_the_records_merged_into_a_constituent() {
+    let (env, id) = console_env();
+    let other = env.add(
+        &json!({"given_name": "Winnie", "family_name": "Quarles", "email": "wq2@example.org"}),
+    );
+    let m = env.json(&["merge", &id, &other], None);
+    let server = env.serve("info");
+    let fran = Client::new(env.tmp.path(), "fran", &server);
+    assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
+    let page = fran.get(&format!("/subjects/{id}")).body;
+    assert!(
+        page.contains("Merged into this record: <code>") && page.contains(&other),
+        "{page}"
+    );
+    server.stop();
+    env.json(&["merge", "undo", m["id"].as_str().unwrap()], None);
+    let server = env.serve("info");
+    let fran = Client::new(env.tmp.path(), "fran2", &server);
+    assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
+    assert!(!fran
+        .get(&format!("/subjects/{id}"))
+        .body
+        .contains("Merged into this record"));
+}
