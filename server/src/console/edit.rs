@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use domain::{AccessGroup, FieldType, RecordKind, SubjectId};
+use domain::{AccessGroup, FieldType, RecordKind};
 use hub::{Action, Special};
 use maud::html;
 use serde_json::{Map, Value as Json};
@@ -32,23 +32,15 @@ fn writable(state: &AppState, user: &Signed) -> Vec<(String, FieldType)> {
         .collect()
 }
 
-fn parse_id(raw: &str) -> Option<SubjectId> {
-    raw.trim().parse().ok()
-}
-
 /// The edit form.
 pub(crate) async fn form(
     State(state): State<AppState>,
     user: Signed,
     Path(raw): Path<String>,
 ) -> Response {
-    let Some(id) = parse_id(&raw) else {
-        return message_page(
-            StatusCode::NOT_FOUND,
-            Some(&user),
-            "Not found",
-            "That is not a constituent's id.",
-        );
+    let id = match super::path_id(&user, &raw, "a constituent") {
+        Ok(id) => id,
+        Err(resp) => return *resp,
     };
     let fields = writable(&state, &user);
     if fields.is_empty() {
@@ -117,13 +109,9 @@ pub(crate) async fn save(
     {
         return resp;
     }
-    let Some(id) = parse_id(&raw) else {
-        return message_page(
-            StatusCode::NOT_FOUND,
-            Some(&user),
-            "Not found",
-            "That is not a constituent's id.",
-        );
+    let id = match super::path_id(&user, &raw, "a constituent") {
+        Ok(id) => id,
+        Err(resp) => return *resp,
     };
     let Some(version) = form.get("_version").and_then(|v| v.parse::<u32>().ok()) else {
         return message_page(

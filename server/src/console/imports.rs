@@ -6,7 +6,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Form, Multipart, Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use hub::import::{Profile, Thresholds};
 use hub::ImportOptions;
@@ -520,17 +520,11 @@ pub(crate) async fn report(
     })
     .await;
     match csv {
-        Ok(text) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"import-{name}-report.csv\""),
-                ),
-            ],
+        Ok(text) => super::download(
+            "text/csv; charset=utf-8",
+            &format!("import-{name}-report.csv"),
             text,
-        )
-            .into_response(),
+        ),
         Err(e) => error_page(&user, &e),
     }
 }

@@ -412,6 +412,38 @@ pub(crate) fn message_page(
     )
 }
 
+/// A file to download: its type, its name, its bytes (the page is not shown).
+pub(crate) fn download(
+    kind: &'static str,
+    name: &str,
+    body: impl Into<axum::body::Body>,
+) -> Response {
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    let mut resp = (StatusCode::OK, body.into()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    resp.headers_mut()
+        .insert(header::CONTENT_DISPOSITION, disposition);
+    resp
+}
+
+/// The id in a path (a constituent's or a request's), or the page saying it is not one.
+pub(crate) fn path_id(
+    user: &Signed,
+    raw: &str,
+    what: &str,
+) -> Result<domain::SubjectId, Box<Response>> {
+    raw.trim().parse().map_err(|_| {
+        Box::new(message_page(
+            StatusCode::NOT_FOUND,
+            Some(user),
+            "Not found",
+            &format!("That is not {what}'s id (26 letters and digits)."),
+        ))
+    })
+}
+
 /// A hub error as a page: what happened in words, the status of the API's mapping.
 pub(crate) fn error_page(user: &Signed, e: &hub::Error) -> Response {
     let status = crate::error::status_of(e.kind());

@@ -4,7 +4,7 @@
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use domain::{AccessGroup, RecordKind, SubjectId};
+use domain::{AccessGroup, RecordKind};
 use hub::audit_log::Outcome;
 use hub::{Action, Lookup, Special, REVEAL_REASONS};
 use maud::{html, Markup};
@@ -373,13 +373,9 @@ async fn subject_page(
     raw_id: String,
     special: Special<'static>,
 ) -> Response {
-    let Ok(id) = raw_id.trim().parse::<SubjectId>() else {
-        return super::message_page(
-            StatusCode::NOT_FOUND,
-            Some(&user),
-            "Not found",
-            "That is not a constituent's id (26 letters and digits).",
-        );
+    let id = match super::path_id(&user, &raw_id, "a constituent") {
+        Ok(id) => id,
+        Err(resp) => return *resp,
     };
     let actor = user.actor.clone();
     let view = match call(&state, move |h| {
@@ -909,13 +905,9 @@ pub(crate) async fn record_consent(
     if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
         return resp;
     }
-    let Ok(id) = raw.trim().parse::<SubjectId>() else {
-        return super::message_page(
-            StatusCode::NOT_FOUND,
-            Some(&user),
-            "Not found",
-            "That is not a constituent's id.",
-        );
+    let id = match super::path_id(&user, &raw, "a constituent") {
+        Ok(id) => id,
+        Err(resp) => return *resp,
     };
     let actor = user.actor.clone();
     let new = hub::NewConsent {
@@ -957,13 +949,9 @@ pub(crate) async fn erase(
             "Tick the box to confirm the erasure. Nothing was erased.",
         );
     }
-    let Ok(id) = raw.trim().parse::<SubjectId>() else {
-        return super::message_page(
-            StatusCode::NOT_FOUND,
-            Some(&user),
-            "Not found",
-            "That is not a constituent's id.",
-        );
+    let id = match super::path_id(&user, &raw, "a constituent") {
+        Ok(id) => id,
+        Err(resp) => return *resp,
     };
     let actor = user.actor.clone();
     match call(&state, move |h| h.erase_subject(&actor, &id)).await {
@@ -999,17 +987,7 @@ pub(crate) async fn audit_export(
     })
     .await;
     match csv {
-        Ok(text) => (
-            [
-                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"audit-events.csv\"",
-                ),
-            ],
-            text,
-        )
-            .into_response(),
+        Ok(text) => super::download("text/csv; charset=utf-8", "audit-events.csv", text),
         Err(e) => error_page(&user, &e),
     }
 }
@@ -1055,17 +1033,11 @@ pub(crate) async fn audit_checkpoint(
     }
     let actor = user.actor.clone();
     match call(&state, move |h| h.export_checkpoint(&actor)).await {
-        Ok(c) => (
-            [
-                (axum::http::header::CONTENT_TYPE, "application/json"),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"audit-checkpoint.json\"",
-                ),
-            ],
+        Ok(c) => super::download(
+            "application/json",
+            "audit-checkpoint.json",
             serde_json::to_string_pretty(&c).unwrap_or_default(),
-        )
-            .into_response(),
+        ),
         Err(e) => error_page(&user, &e),
     }
 }

@@ -3,7 +3,7 @@
 //! sent to the person by another channel), the erasure and its certificate.
 
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use domain::SubjectId;
 use hub::{JURISDICTIONS, REQUEST_TYPES};
@@ -13,17 +13,6 @@ use serde::Deserialize;
 use super::pages::{call, days_between, today};
 use super::{error_page, message_page, page, Signed};
 use crate::AppState;
-
-fn parse_id(user: &Signed, raw: &str) -> Result<SubjectId, Box<Response>> {
-    raw.trim().parse().map_err(|_| {
-        Box::new(message_page(
-            StatusCode::NOT_FOUND,
-            Some(user),
-            "Not found",
-            "That is not a request's id (26 letters and digits).",
-        ))
-    })
-}
 
 fn clock(due: &str) -> Markup {
     match days_between(&today(), due) {
@@ -153,7 +142,7 @@ pub(crate) async fn open(
     if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
         return resp;
     }
-    let subject = match parse_id(&user, &form.subject) {
+    let subject = match super::path_id(&user, &form.subject, "a constituent") {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -211,7 +200,7 @@ pub(crate) async fn show(
     user: Signed,
     Path(raw): Path<String>,
 ) -> Response {
-    let id = match parse_id(&user, &raw) {
+    let id = match super::path_id(&user, &raw, "a request") {
         Ok(id) => id,
         Err(resp) => return *resp,
     };
@@ -318,7 +307,7 @@ pub(crate) async fn step(
     if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
         return resp;
     }
-    let id = match parse_id(&user, &raw) {
+    let id = match super::path_id(&user, &raw, "a request") {
         Ok(id) => id,
         Err(resp) => return *resp,
     };
@@ -352,7 +341,7 @@ pub(crate) async fn package(
     if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
         return resp;
     }
-    let id = match parse_id(&user, &raw) {
+    let id = match super::path_id(&user, &raw, "a request") {
         Ok(id) => id,
         Err(resp) => return *resp,
     };
@@ -379,17 +368,7 @@ pub(crate) async fn package(
     })
     .await;
     match made {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"access-package.zip.age\"",
-                ),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => super::download("application/octet-stream", "access-package.zip.age", bytes),
         Err(e) => error_page(&user, &e),
     }
 }
@@ -404,7 +383,7 @@ pub(crate) async fn erase(
     if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
         return resp;
     }
-    let id = match parse_id(&user, &raw) {
+    let id = match super::path_id(&user, &raw, "a request") {
         Ok(id) => id,
         Err(resp) => return *resp,
     };
@@ -421,7 +400,7 @@ pub(crate) async fn certificate(
     user: Signed,
     Path(raw): Path<String>,
 ) -> Response {
-    let id = match parse_id(&user, &raw) {
+    let id = match super::path_id(&user, &raw, "a request") {
         Ok(id) => id,
         Err(resp) => return *resp,
     };
