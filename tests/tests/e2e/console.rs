@@ -981,3 +981,25 @@ fn console_timeline_names_the_records_merged_into_a_constituent() {
         .body
         .contains("Merged into this record"));
 }
+
+#[test]
+fn an_older_data_directory_finds_by_name_after_its_schema_gains_the_index_and_a_reindex() {
+    let env = crate::support::Env::init();
+    // As made before the name and household indexes: the schema has neither.
+    let schema = env.data.join("policies/schema.toml");
+    let with = std::fs::read_to_string(&schema).unwrap();
+    let without = with
+        .replace("index = \"name\"\n", "")
+        .replace("index = \"ref\"\n", "");
+    assert_ne!(with, without);
+    std::fs::write(&schema, &without).unwrap();
+    let id = env.add(&json!({"given_name": "Olwen", "family_name": "O'Neill"}));
+    let found = |env: &crate::support::Env| {
+        env.json(&["subject", "find", "--family-name", "oneill"], None)["ids"].clone()
+    };
+    assert_eq!(found(&env), json!([]));
+    std::fs::write(&schema, &with).unwrap();
+    assert_eq!(found(&env), json!([]), "not indexed until the reindex");
+    env.json(&["match", "reindex"], None);
+    assert_eq!(found(&env), json!([id]));
+}
