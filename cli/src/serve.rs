@@ -203,6 +203,22 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
             }
             loaded += n;
         }
+        // A few subject-rights requests, so that a DPO's work queue shows the legal clock: one
+        // overdue, one under way, one received today.
+        let first = hub.list_subjects(&actor, None, 3)?;
+        for (id, (kind, days_ago)) in
+            first
+                .iter()
+                .zip([("access", 40), ("erasure", 12), ("access", 0)])
+        {
+            hub.open_request(
+                &actor,
+                id,
+                kind,
+                "uk-gdpr",
+                Some(&day_before_today(days_ago)),
+            )?;
+        }
         std::fs::write(
             dir.join(DEMO_LOADED),
             format!("{} constituents loaded (seed {DEMO_SEED})\n", args.size),
@@ -256,6 +272,25 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
             },
         );
     })
+}
+
+/// The date `days` days before today (UTC), as YYYY-MM-DD.
+fn day_before_today(days: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0);
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian, by 400-year eras).
+    let z = (now - days.min(now)) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// One console sign-in per role for the demo, each with a fresh random password (set again at
