@@ -473,9 +473,19 @@ pub(crate) struct SignInQuery {
 }
 
 /// A path to return to after sign-in: one of ours, never another site.
+/// A path of ours to return to after sign-in: it starts with one `/`, and holds no
+/// backslash, whitespace or control character (browsers drop tabs and newlines from URLs,
+/// so "/\t/evil.example" would become "//evil.example", another site).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n != "/" => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n != "/"
+                && !n
+                    .chars()
+                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
+        {
             n.to_string()
         }
         _ => "/home".into(),
@@ -643,4 +653,27 @@ async fn sign_out(
         session_cookie("", Some(0), over_tls(&headers)),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_a_path_of_this_site_is_returned_to_after_sign_in() {
+        assert_eq!(safe_next(Some("/subjects/01ABC")), "/subjects/01ABC");
+        for bad in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "evil",
+            "/",
+            "/ /x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/home", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/home");
+    }
 }
