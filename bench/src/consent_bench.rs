@@ -33,7 +33,7 @@ pub(crate) fn suite(n: usize) {
                 // subject's events from what is already stored.
                 let mut b = vault::Batch::new();
                 ledger
-                    .prepare(hub.purposes(), id, &new, "bench", &mut b)
+                    .prepare(&hub.purposes(), id, &new, "bench", &mut b)
                     .expect("event");
                 vault.store().apply(b).expect("apply");
             };

@@ -1,6 +1,7 @@
 //! Consent: recording events, current state, explanations, and purpose-scoped segments.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use consent::{decide, ConsentEvent, Decision, NewConsent, Purpose};
 use domain::{FieldId, RecordKind, SubjectId};
@@ -73,17 +74,13 @@ pub(crate) fn consent_error(e: consent::Error) -> Error {
 }
 
 impl Hub {
-    fn marketing(&self) -> impl Fn(&str) -> bool + '_ {
-        |name: &str| {
-            self.purposes
-                .get(name)
-                .map(|p| p.marketing)
-                .unwrap_or(false)
-        }
+    fn marketing(&self) -> impl Fn(&str) -> bool {
+        let purposes = self.purposes();
+        move |name: &str| purposes.get(name).map(|p| p.marketing).unwrap_or(false)
     }
 
-    fn purpose(&self, name: &str) -> Result<&Purpose, Error> {
-        self.purposes.get(name).map_err(consent_error)
+    fn purpose(&self, name: &str) -> Result<Purpose, Error> {
+        self.purposes().get(name).cloned().map_err(consent_error)
     }
 
     /// The gate's decision for one subject and purpose, now.
@@ -91,7 +88,7 @@ impl Hub {
         let p = self.purpose(purpose)?;
         let history = self.ledger.history(subject).map_err(consent_error)?;
         Ok(decide(
-            p,
+            &p,
             &history,
             self.vault.is_erased(subject)?,
             &now(),
@@ -99,9 +96,10 @@ impl Hub {
         ))
     }
 
-    /// The processing purposes.
-    pub fn purposes(&self) -> &consent::Purposes {
-        &self.purposes
+    /// The processing purposes in force (a snapshot: an administrator's change applies to
+    /// the next call).
+    pub fn purposes(&self) -> Arc<consent::Purposes> {
+        self.purposes.read().expect("purposes lock").clone()
     }
 
     /// Records a consent event (given, withdrawn, objected, restricted...) for a subject.
@@ -149,7 +147,7 @@ impl Hub {
             let event = self
                 .ledger
                 .prepare(
-                    &self.purposes,
+                    &self.purposes(),
                     subject,
                     &new,
                     &actor.principal.id.to_string(),
@@ -178,7 +176,8 @@ impl Hub {
         {
             return Ok(());
         }
-        let Ok(purpose) = self.purposes.get("data-sharing") else {
+        let purposes = self.purposes();
+        let Ok(purpose) = purposes.get("data-sharing") else {
             return Ok(());
         };
         let history = self.ledger.history(subject).map_err(consent_error)?;
@@ -212,12 +211,8 @@ impl Hub {
         seqs: &mut std::collections::HashMap<SubjectId, u64>,
         batch: &mut vault::Batch,
     ) -> Result<(), Error> {
-        let Some(p) = self
-            .purposes
-            .all()
-            .iter()
-            .find(|p| p.marketing && p.opt_out)
-        else {
+        let purposes = self.purposes();
+        let Some(p) = purposes.all().iter().find(|p| p.marketing && p.opt_out) else {
             return Ok(());
         };
         for (id, fields) in news {
@@ -238,7 +233,7 @@ impl Hub {
                 ..Default::default()
             };
             self.ledger
-                .prepare_seq(&self.purposes, id, &new, "system", seq, batch)
+                .prepare_seq(&self.purposes(), id, &new, "system", seq, batch)
                 .map_err(consent_error)?;
         }
         Ok(())
@@ -274,7 +269,7 @@ impl Hub {
             }
             let history = self.ledger.history(subject).map_err(consent_error)?;
             let purposes = self
-                .purposes
+                .purposes()
                 .all()
                 .iter()
                 .map(|p| {
@@ -335,7 +330,7 @@ impl Hub {
                     continue;
                 }
                 let decision = decide(
-                    p,
+                    &p,
                     &history,
                     self.vault.is_erased(&subject)?,
                     &now(),
@@ -381,7 +376,7 @@ impl Hub {
             Ok(Explanation {
                 purpose: p.name.clone(),
                 basis: p.basis,
-                decision: decide(p, &history, erased, &at, &self.marketing()),
+                decision: decide(&p, &history, erased, &at, &self.marketing()),
                 history,
             })
         })
@@ -436,7 +431,7 @@ impl Hub {
                         }
                         _ => Vec::new(),
                     };
-                    if !consent::verdict(p, &events, false, &at, &marketing).0 {
+                    if !consent::verdict(&p, &events, false, &at, &marketing).0 {
                         continue;
                     }
                     let record = self.vault.read_subject(id, &|f| fields.contains(&f))?;

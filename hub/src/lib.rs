@@ -138,7 +138,8 @@ pub struct Hub {
     holds: Vec<retention::HoldRule>,
     lapsed: Option<(i32, bool)>,
     ledger: consent::Ledger,
-    purposes: Arc<consent::Purposes>,
+    /// The purposes in force; an administrator may replace them ([`Hub::put_purposes`]).
+    purposes: RwLock<Arc<consent::Purposes>>,
     vault: Arc<Vault>,
     audit: Arc<audit::AuditLog>,
     schema: Arc<Schema>,
@@ -256,7 +257,7 @@ impl Hub {
             holds,
             lapsed,
             ledger,
-            purposes,
+            purposes: RwLock::new(purposes),
             vault,
             audit,
             schema,
@@ -384,6 +385,39 @@ impl Hub {
             std::fs::rename(&part, dir.join("policy.csv")).map_err(io)?;
             let n = policy.rule_count();
             *self.policy.write().expect("policy lock") = Arc::new(policy);
+            trail.count = Some(n as u64);
+            Ok(n)
+        })
+    }
+
+    /// The purposes file (`policies/purposes.toml`) of the data directory, as text (admin).
+    pub fn purposes_text(&self, actor: &Actor) -> Result<String, Error> {
+        self.audited(actor, "read.policy", |_| {
+            self.require(actor, "users", Action::Admin)?;
+            let files = PolicyFiles::load(&self.vault.dir().join(policies::DIR))?;
+            Ok(files.text_of("purposes.toml").to_string())
+        })
+    }
+
+    /// Replaces the purposes (`policies/purposes.toml`) after checking them against the field
+    /// catalogue, and puts them in force at once: the consent gate, segments and packages use
+    /// them from the next call (admin only). An invalid file changes nothing and says why.
+    /// Events already in the ledger keep the purpose names they were recorded under.
+    pub fn put_purposes(&self, actor: &Actor, text: &str) -> Result<usize, Error> {
+        self.audited(actor, "update.policy", |trail| {
+            trail.fields(["purposes.toml"]);
+            self.require(actor, "users", Action::Admin)?;
+            let dir = self.vault.dir().join(policies::DIR);
+            let files = PolicyFiles::load(&dir)?.with_text("purposes.toml", text);
+            let purposes = files
+                .purposes(&self.schema)
+                .map_err(|e| Error::BadRequest(format!("the purposes were not changed: {e}")))?;
+            let io = |e: std::io::Error| Error::Internal(format!("writing purposes.toml: {e}"));
+            let part = dir.join(".purposes.toml.part");
+            std::fs::write(&part, text).map_err(io)?;
+            std::fs::rename(&part, dir.join("purposes.toml")).map_err(io)?;
+            let n = purposes.all().len();
+            *self.purposes.write().expect("purposes lock") = Arc::new(purposes);
             trail.count = Some(n as u64);
             Ok(n)
         })

@@ -280,12 +280,12 @@ impl Hub {
             let id = domain::hex(&self.vault.new_subject_ids(1)?[0].as_bytes()[6..14]);
             let at = now();
             let marketing = |name: &str| {
-                self.purposes
+                self.purposes()
                     .get(name)
                     .map(|p| p.marketing)
                     .unwrap_or(false)
             };
-            for p in self.purposes.all() {
+            for p in self.purposes().all() {
                 let da = decide(p, &ha, false, &at, &marketing);
                 let db = decide(p, &hb, false, &at, &marketing);
                 let dt = decide(p, &together, false, &at, &marketing);
@@ -322,7 +322,7 @@ impl Hub {
                 let ev = self
                     .ledger
                     .prepare_seq(
-                        &self.purposes,
+                        &self.purposes(),
                         keep,
                         &new,
                         &actor.principal.id.to_string(),

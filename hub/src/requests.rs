@@ -579,9 +579,8 @@ impl Hub {
             }
             let history = self.ledger.history(&id).map_err(|e| Error::BadRequest(e.to_string()))?;
             let now = consent::now();
-            let marketing = |name: &str| self.purposes.get(name).map(|p| p.marketing).unwrap_or(false);
-            let purposes: Vec<Json> = self
-                .purposes
+            let marketing = |name: &str| self.purposes().get(name).map(|p| p.marketing).unwrap_or(false);
+            let purposes: Vec<Json> = self.purposes()
                 .all()
                 .iter()
                 .map(|p| {
@@ -593,8 +592,7 @@ impl Hub {
                     })
                 })
                 .collect();
-            let retention: Vec<Json> = self
-                .purposes
+            let retention: Vec<Json> = self.purposes()
                 .all()
                 .iter()
                 .map(|p| json!({"purpose": p.name, "retention": p.retention, "summary": format!("For {}: {}", p.description.to_lowercase(), p.retention)}))

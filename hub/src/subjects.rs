@@ -405,7 +405,7 @@ impl Hub {
                         });
                     }
                     Some(
-                        self.purposes
+                        self.purposes()
                             .get(p)
                             .map(|x| x.fields.clone())
                             .unwrap_or_default(),

@@ -437,7 +437,7 @@ impl Hub {
                 }
                 Some(Target::Gift { field }) => (RecordKind::Gift, field),
                 Some(Target::Consent { purpose, event, .. }) => {
-                    self.purposes.get(purpose).map_err(|_| {
+                    self.purposes().get(purpose).map_err(|_| {
                         Error::BadRequest(format!(
                             "column \"{h}\" maps to purpose \"{purpose}\", which policies/purposes.toml does not define"
                         ))

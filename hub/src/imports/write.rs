@@ -490,7 +490,7 @@ impl Hub {
             seqs.insert(*subject, seq + 1);
             self.ledger
                 .prepare_seq(
-                    &self.purposes,
+                    &self.purposes(),
                     subject,
                     new,
                     &actor.principal.id.to_string(),

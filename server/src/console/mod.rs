@@ -64,6 +64,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/audit/checkpoint", post(pages::audit_checkpoint))
         .route("/policies", get(policies::show))
         .route("/policies/rules", post(policies::save_rules))
+        .route("/policies/purposes", post(policies::save_purposes))
         .route("/subjects/{id}/consent", post(pages::record_consent))
         .route("/subjects/{id}/erase", post(pages::erase))
         .route("/imports", get(imports::list).post(imports::upload))

@@ -1003,3 +1003,75 @@ fn an_older_data_directory_finds_by_name_after_its_schema_gains_the_index_and_a_
     env.json(&["match", "reindex"], None);
     assert_eq!(found(&env), json!([id]));
 }
+
+#[test]
+fn console_admin_adds_a_purpose_which_the_gate_uses_at_once() {
+    let (env, id) = console_env();
+    let server = env.serve("info");
+    let ada = Client::new(env.tmp.path(), "ada", &server);
+    assert_eq!(ada.sign_in("ada", PASSWORD).status, 303);
+    assert!(!ada
+        .get(&format!("/subjects/{id}"))
+        .body
+        .contains("spring-appeal-sms"));
+    let before = std::fs::read_to_string(env.data.join("policies/purposes.toml")).unwrap();
+    let csrf = ada.csrf("/policies");
+    // A purpose naming a field the catalogue does not have changes nothing.
+    let bad = format!(
+        "{before}\n[[purpose]]\nname = \"spring-appeal-sms\"\ndescription = \"x\"\nbasis = \"consent\"\nchannel = \"sms\"\nmarketing = true\nopt_out = true\nfields = [\"shoe_size\"]\nretention = \"until withdrawn\"\n"
+    );
+    let r = ada.call(
+        "POST",
+        "/policies/purposes",
+        &[("csrf", &csrf), ("purposes", &bad)],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("shoe_size"), "{}", r.body);
+    assert_eq!(
+        std::fs::read_to_string(env.data.join("policies/purposes.toml")).unwrap(),
+        before
+    );
+    // A valid one is in force at once: the constituent's consent table lists it, not allowed
+    // (no consent given), and consent can be recorded for it.
+    let good = bad.replace("[\"shoe_size\"]", "[\"given_name\", \"mobile\"]");
+    let r = ada.call(
+        "POST",
+        "/policies/purposes",
+        &[("csrf", &csrf), ("purposes", &good)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = ada.get(&format!("/subjects/{id}")).body;
+    assert!(page.contains("<td>spring-appeal-sms</td>"), "{page}");
+    let csrf = ada.csrf(&format!("/subjects/{id}"));
+    let r = ada.call(
+        "POST",
+        &format!("/subjects/{id}/consent"),
+        &[
+            ("csrf", &csrf),
+            ("purpose", "spring-appeal-sms"),
+            ("event", "given"),
+            ("source", "call-2026-12"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(ada
+        .get(&format!("/subjects/{id}"))
+        .body
+        .contains("Consent given for spring-appeal-sms"));
+    // Only an admin sees and may post the form.
+    let dora = Client::new(env.tmp.path(), "dora", &server);
+    assert_eq!(dora.sign_in("dora", PASSWORD).status, 303);
+    assert!(!dora.get("/policies").body.contains("Change the purposes"));
+    let csrf_d = dora.csrf("/policies");
+    let r = dora.call(
+        "POST",
+        "/policies/purposes",
+        &[("csrf", &csrf_d), ("purposes", &before)],
+    );
+    assert_eq!(r.status, 403);
+    server.stop();
+    assert_eq!(
+        std::fs::read_to_string(env.data.join("policies/purposes.toml")).unwrap(),
+        good
+    );
+}
