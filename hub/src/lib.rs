@@ -348,13 +348,17 @@ impl Hub {
         self.vault.clear_owner_note();
     }
 
-    /// Re-reads `model.conf` and `policy.csv` from the data directory and swaps the decision
-    /// table in; on error the old table stays. Returns the number of rules.
+    /// Re-reads `model.conf`, `policy.csv` and `purposes.toml` from the data directory and
+    /// puts the decision table and the purposes in force; on error both old ones stay.
+    /// Returns the number of rules.
     pub fn reload_policies(&self) -> Result<usize, Error> {
         let files = PolicyFiles::load(&self.vault.dir().join(policies::DIR))?;
+        // Both checked before either is put in force: an invalid file changes nothing.
         let policy = files.policy()?;
+        let purposes = files.purposes(&self.schema)?;
         let n = policy.rule_count();
         *self.policy.write().expect("policy lock") = Arc::new(policy);
+        *self.purposes.write().expect("purposes lock") = Arc::new(purposes);
         Ok(n)
     }
 

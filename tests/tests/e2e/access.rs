@@ -868,6 +868,21 @@ fn openapi_metrics_and_policy_reload_on_sighup() {
         None,
     );
     assert_eq!(v["fields"]["gift_aid_declared"], true, "{v}");
+    // Purposes reload with the rules: a purpose added to the file is in force after SIGHUP.
+    std::fs::write(&policy, &text).unwrap();
+    let purposes = env.data.join("policies/purposes.toml");
+    let mut ptext = std::fs::read_to_string(&purposes).unwrap();
+    ptext.push_str("\n[[purpose]]\nname = \"reload-check\"\ndescription = \"x\"\nbasis = \"legitimate_interests\"\nmarketing = false\nopt_out = true\nfields = [\"given_name\"]\nretention = \"while active\"\n");
+    std::fs::write(&purposes, &ptext).unwrap();
+    hup();
+    let (s, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{id}/consent")),
+        Some(&tokens["admin"]),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert!(v.to_string().contains("reload-check"), "{v}");
     let log = server.log.clone();
     assert!(server.stop().success());
     let log = std::fs::read_to_string(log).unwrap();
@@ -876,6 +891,11 @@ fn openapi_metrics_and_policy_reload_on_sighup() {
         "{log}"
     );
     // The CLI check names the bad line.
+    std::fs::write(
+        &policy,
+        format!("{text}p, volunteer, subject:nonsense, read\n"),
+    )
+    .unwrap();
     let out = env.run(&["policy", "check"], None);
     assert_eq!(out.status.code(), Some(4));
     assert!(
