@@ -2,7 +2,7 @@
 //!
 //! `policies/model.conf` and `policies/policy.csv` are evaluated by casbin once, when the
 //! files are loaded, for every role × object × action Steward knows (a finite table of
-//! 6 × 13 × 7 cells). Requests are then answered from that table: the same decisions casbin
+//! 6 × 16 × 7 cells). Requests are then answered from that table: the same decisions casbin
 //! makes, without running its matcher engine on the hot path. Reloading the files rebuilds it.
 
 use std::collections::HashSet;
@@ -19,12 +19,15 @@ pub const OBJECTS: &[&str] = &[
     "subject:financial",
     "subject:special",
     "subject:profile",
+    "subject:interactions",
+    "subject:interaction_notes",
     "subject",
     "consent",
     "requests",
     "imports",
     "exports",
     "audit",
+    "analytics",
     "users",
     "keys",
 ];

@@ -91,6 +91,96 @@ pub enum Command {
     /// Records of processing activities (GDPR Art. 30), from the policy files.
     #[command(subcommand)]
     Ropa(RopaCmd),
+    /// Interactions with constituents: calls, emails, meetings, letters, events, notes, tasks.
+    #[command(subcommand)]
+    Interaction(InteractionCmd),
+    /// Donor analytics under the `analytics` purpose: retention, FEP gains and losses,
+    /// LYBUNT/SYBUNT, RFM.
+    #[command(subcommand)]
+    Analytics(AnalyticsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InteractionCmd {
+    /// Add an interaction from a JSON object on stdin (`kind` required; `occurred_at`
+    /// defaults to now, `staff` to you). Several --subject: one interaction they all took
+    /// part in (each keeps a copy under its own key).
+    Add {
+        /// A participant (repeat for several).
+        #[arg(long = "subject", required = true, value_name = "ID")]
+        subjects: Vec<String>,
+    },
+    /// List a subject's interactions, oldest first.
+    List {
+        #[arg(long, value_name = "ID")]
+        subject: String,
+        /// Only if this purpose may use interactions and the consent gate allows it.
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+    /// Show one interaction.
+    Show { id: String },
+    /// Update an interaction from a JSON object on stdin (null removes a field).
+    Update {
+        id: String,
+        /// Refuse if the interaction's version is not this one.
+        #[arg(long)]
+        if_version: Option<u32>,
+    },
+    /// Mark a task done.
+    Complete {
+        id: String,
+        /// What came of it.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        if_version: Option<u32>,
+    },
+}
+
+/// The period and filters of an analysis.
+#[derive(Debug, Args)]
+pub struct AnalyticsArgs {
+    /// A calendar year, compared with the year before.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub year: Option<i32>,
+    /// First day of the period (YYYY-MM-DD), compared with the period of the same length
+    /// before it.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last day of the period, included.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Only gifts to this fund.
+    #[arg(long)]
+    pub fund: Option<String>,
+    /// Only gifts of this campaign.
+    #[arg(long)]
+    pub campaign: Option<String>,
+    /// Only gifts of this appeal.
+    #[arg(long)]
+    pub appeal: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnalyticsCmd {
+    /// Donor retention (FEP): overall, new-donor and repeat-donor.
+    Retention(AnalyticsArgs),
+    /// The FEP table: gains and losses in donors and money.
+    Fep(AnalyticsArgs),
+    /// LYBUNT and SYBUNT donors.
+    Lapsed {
+        #[command(flatten)]
+        args: AnalyticsArgs,
+        /// Periods to look back for SYBUNT.
+        #[arg(long, default_value_t = 4)]
+        lookback: u32,
+        /// List the subjects' ids too (roles that may read gifts).
+        #[arg(long)]
+        list: bool,
+    },
+    /// RFM quintiles, average gift, revenue per donor, lifetime value.
+    Rfm(AnalyticsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -682,6 +772,8 @@ pub enum SubjectCmd {
     },
     /// List a subject's gifts.
     Gifts { id: String },
+    /// A subject's timeline: gifts, interactions, consent events, requests and merges.
+    Timeline { id: String },
     /// What a legal hold keeps of an erased subject, and until when.
     Held { id: String },
     /// Recipients a subject's data was disclosed to (Art. 19 notices); --add records one.

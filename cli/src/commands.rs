@@ -27,6 +27,18 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             crate::init_logging("info");
             crate::serve::demo(g, &args, out)
         }
+        Command::Interaction(cmd) => {
+            crate::init_logging("warn");
+            crate::interaction_cmd::interaction(g, cmd, out)
+        }
+        Command::Analytics(cmd) => {
+            crate::init_logging("warn");
+            crate::interaction_cmd::analytics(g, cmd, out)
+        }
+        Command::Subject(SubjectCmd::Timeline { id }) => {
+            crate::init_logging("warn");
+            crate::interaction_cmd::timeline(g, &id, out)
+        }
         Command::Subject(cmd) => {
             crate::init_logging("warn");
             subject(g, cmd, out)
@@ -258,7 +270,7 @@ pub(crate) fn default_identity_path(dir: &Path) -> std::path::PathBuf {
     dir.with_file_name(format!("{name}.identity.txt"))
 }
 
-fn read_stdin_json() -> anyhow::Result<Value> {
+pub(crate) fn read_stdin_json() -> anyhow::Result<Value> {
     let mut text = String::new();
     std::io::stdin()
         .read_to_string(&mut text)
@@ -473,6 +485,7 @@ fn subject(g: &crate::args::Global, cmd: SubjectCmd, out: Output) -> anyhow::Res
                 ),
             }
         }
+        SubjectCmd::Timeline { .. } => unreachable!("dispatched in run"),
         SubjectCmd::Gifts { id } => {
             let id = parse_id(&id)?;
             let hub = open_hub(g)?;

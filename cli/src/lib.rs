@@ -14,6 +14,7 @@ mod client;
 mod commands;
 mod consent_cmd;
 mod import_cmd;
+mod interaction_cmd;
 mod output;
 mod request_cmd;
 mod serve;

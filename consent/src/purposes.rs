@@ -62,6 +62,10 @@ pub struct Purpose {
     pub opt_out: bool,
     /// The fields the purpose may use.
     pub fields: Vec<String>,
+    /// Whether the purpose may use interactions (calls, meetings, notes) and, for
+    /// `analytics`, count them.
+    #[serde(default)]
+    pub interactions: bool,
     /// Retention period or criteria, in words.
     #[serde(default)]
     pub retention: String,

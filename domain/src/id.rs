@@ -121,3 +121,7 @@ opaque_id!(
     "The stable opaque id of a subject (individual, household or organisation)."
 );
 opaque_id!(GiftId, "The opaque id of one gift.");
+opaque_id!(
+    InteractionId,
+    "The opaque id of one interaction (a call, a meeting...): the same id in every participant's copy."
+);

@@ -26,7 +26,7 @@ mod text;
 mod value;
 
 pub use error::{Error, FieldError, FieldProblem};
-pub use id::{GiftId, IdParseError, SubjectId};
+pub use id::{GiftId, IdParseError, InteractionId, SubjectId};
 pub use normalise::{
     compose, email_domain_suspect, name_key, normalise_email, normalise_external_id,
     normalise_name, normalise_phone, normalise_postcode, parse_date, phone_display,
@@ -35,10 +35,11 @@ pub use normalise::{
 pub use par::par_map;
 pub use schema::{
     AccessGroup, FieldDef, FieldId, FieldType, IndexKind, RecordKind, Schema, SubjectKind,
-    RESERVED_NAMES,
+    INTERACTION_RESERVED, RESERVED_NAMES,
 };
 pub use text::{format_utc, hex, unhex};
 pub use value::{country_code, Email, Money, Phone, Text, Value, MAX_TAGS};
+pub use value::{format_timestamp, parse_timestamp};
 
 #[cfg(test)]
 mod tests;

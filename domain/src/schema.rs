@@ -19,6 +19,8 @@ pub enum RecordKind {
     Subject,
     /// One gift of a constituent.
     Gift,
+    /// One interaction (call, email, meeting, letter, event, note, task) with constituents.
+    Interaction,
 }
 
 /// What a subject is.
@@ -107,6 +109,10 @@ pub enum FieldType {
     Enum(Vec<String>),
     /// An identifier from another system (legacy CRM id).
     ExternalId,
+    /// A moment in time (RFC 3339, stored as seconds since 1970 in UTC).
+    Timestamp,
+    /// A whole number, zero or more (a duration in minutes).
+    Count,
 }
 
 impl FieldType {
@@ -126,6 +132,8 @@ impl FieldType {
             "subject_ref" => FieldType::SubjectRef,
             "tags" => FieldType::Tags,
             "external_id" => FieldType::ExternalId,
+            "timestamp" => FieldType::Timestamp,
+            "count" => FieldType::Count,
             "enum" => match values {
                 Some(v) if !v.is_empty() => FieldType::Enum(v),
                 _ => return Err("type \"enum\" needs a non-empty `values` list".into()),
@@ -152,6 +160,8 @@ impl FieldType {
             FieldType::Tags => "tags",
             FieldType::Enum(_) => "enum",
             FieldType::ExternalId => "external_id",
+            FieldType::Timestamp => "timestamp",
+            FieldType::Count => "count",
         }
     }
 }
@@ -203,6 +213,10 @@ pub enum AccessGroup {
     Special,
     /// Preferences, tags, notes and relationships.
     Profile,
+    /// That an interaction happened: its kind, direction, channel, time, task status.
+    Interactions,
+    /// What an interaction was about: summary, outcome, duration, campaign, staff member.
+    InteractionNotes,
 }
 
 impl AccessGroup {
@@ -214,8 +228,21 @@ impl AccessGroup {
             AccessGroup::Financial => "subject:financial",
             AccessGroup::Special => "subject:special",
             AccessGroup::Profile => "subject:profile",
+            AccessGroup::Interactions => "subject:interactions",
+            AccessGroup::InteractionNotes => "subject:interaction_notes",
         }
     }
+
+    /// Every group, in a stable order.
+    pub const ALL: [AccessGroup; 7] = [
+        AccessGroup::Identity,
+        AccessGroup::Contact,
+        AccessGroup::Financial,
+        AccessGroup::Special,
+        AccessGroup::Profile,
+        AccessGroup::Interactions,
+        AccessGroup::InteractionNotes,
+    ];
 }
 
 /// One field of the catalogue.
@@ -255,6 +282,8 @@ struct RawSchema {
     fields: Vec<RawField>,
     #[serde(default, rename = "gift_field")]
     gift_fields: Vec<RawField>,
+    #[serde(default, rename = "interaction_field")]
+    interaction_fields: Vec<RawField>,
 }
 
 fn default_region() -> String {
@@ -337,6 +366,7 @@ impl Schema {
         for (record, list) in [
             (RecordKind::Subject, raw.fields),
             (RecordKind::Gift, raw.gift_fields),
+            (RecordKind::Interaction, raw.interaction_fields),
         ] {
             for f in list {
                 let ty = FieldType::parse(&f.ty, f.values)
@@ -347,7 +377,12 @@ impl Schema {
                         f.name
                     )));
                 }
-                if RESERVED_NAMES.contains(&f.name.as_str()) {
+                let reserved = if record == RecordKind::Interaction {
+                    INTERACTION_RESERVED.contains(&f.name.as_str())
+                } else {
+                    RESERVED_NAMES.contains(&f.name.as_str())
+                };
+                if reserved {
                     return Err(Error::SchemaRule(format!(
                         "field \"{}\": the name is reserved for the record envelope",
                         f.name
@@ -359,9 +394,14 @@ impl Schema {
                         f.name
                     )));
                 }
-                if f.index != IndexKind::None && record == RecordKind::Gift {
+                if f.index != IndexKind::None && record != RecordKind::Subject {
                     return Err(Error::SchemaRule(format!(
-                        "gift field \"{}\" cannot feed a blind index",
+                        "{} field \"{}\" cannot feed a blind index",
+                        if record == RecordKind::Gift {
+                            "gift"
+                        } else {
+                            "interaction"
+                        },
                         f.name
                     )));
                 }
@@ -476,7 +516,18 @@ impl Schema {
 }
 
 /// Names used by the record envelope (`{"id", "kind", "gifts", ...}`), never field names.
-pub const RESERVED_NAMES: &[&str] = &["id", "kind", "version", "fields", "withheld", "gifts"];
+pub const RESERVED_NAMES: &[&str] = &[
+    "id",
+    "kind",
+    "version",
+    "fields",
+    "withheld",
+    "gifts",
+    "participants",
+];
+
+/// Names an interaction's envelope uses (`{"id", "participants", ...}`), never field names.
+pub const INTERACTION_RESERVED: &[&str] = &["id", "version", "participants", "subjects"];
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -165,6 +165,10 @@ pub enum Value {
     Tags(Vec<Text>),
     /// A link to another subject.
     Ref(SubjectId),
+    /// A moment: seconds since 1970-01-01T00:00:00Z.
+    Timestamp(i64),
+    /// A whole number, zero or more.
+    Count(u64),
 }
 
 impl fmt::Debug for Value {
@@ -178,6 +182,8 @@ impl fmt::Debug for Value {
             Value::Money(_) => "Money",
             Value::Tags(_) => "Tags",
             Value::Ref(_) => "Ref",
+            Value::Timestamp(_) => "Timestamp",
+            Value::Count(_) => "Count",
         };
         write!(f, "Value::{kind}(<redacted>)")
     }
@@ -191,6 +197,8 @@ const TAG_BOOL: u8 = 5;
 const TAG_MONEY: u8 = 6;
 const TAG_TAGS: u8 = 7;
 const TAG_REF: u8 = 8;
+const TAG_TIMESTAMP: u8 = 9;
+const TAG_COUNT: u8 = 10;
 
 /// Why stored bytes could not be decoded as a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -236,6 +244,14 @@ impl Value {
             Value::Ref(id) => {
                 out.push(TAG_REF);
                 out.extend_from_slice(id.as_bytes());
+            }
+            Value::Timestamp(t) => {
+                out.push(TAG_TIMESTAMP);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            Value::Count(n) => {
+                out.push(TAG_COUNT);
+                out.extend_from_slice(&n.to_le_bytes());
             }
         }
     }
@@ -286,6 +302,12 @@ impl Value {
                 Value::Tags(tags)
             }
             TAG_REF => Value::Ref(SubjectId::from_slice(body).ok_or(DecodeError)?),
+            TAG_TIMESTAMP => Value::Timestamp(i64::from_le_bytes(
+                body.try_into().map_err(|_| DecodeError)?,
+            )),
+            TAG_COUNT => Value::Count(u64::from_le_bytes(
+                body.try_into().map_err(|_| DecodeError)?,
+            )),
             _ => return Err(DecodeError),
         })
     }
@@ -302,6 +324,8 @@ impl Value {
             Value::Money(m) => J::String(m.to_string()),
             Value::Tags(tags) => J::Array(tags.iter().map(|t| J::String(t.0.clone())).collect()),
             Value::Ref(id) => J::String(id.to_string()),
+            Value::Timestamp(t) => J::String(format_timestamp(*t)),
+            Value::Count(n) => J::Number((*n).into()),
         }
     }
 
@@ -316,10 +340,13 @@ impl Value {
         }
     }
 
-    /// The date, for date fields.
+    /// The date, for date fields (and the UTC day of a timestamp).
     pub fn as_date(&self) -> Option<Date> {
         match self {
             Value::Date(d) => Some(*d),
+            Value::Timestamp(t) => time::OffsetDateTime::from_unix_timestamp(*t)
+                .ok()
+                .map(|x| x.date()),
             _ => None,
         }
     }
@@ -378,6 +405,17 @@ impl Value {
                     _ => Err(wrong_type(name, "true or false")),
                 },
                 _ => Err(wrong_type(name, "true or false")),
+            };
+        }
+        if let FieldType::Count = def.ty {
+            let n = match json {
+                serde_json::Value::Number(n) => n.as_u64(),
+                serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+                _ => None,
+            };
+            return match n {
+                Some(n) if n <= 1_000_000_000 => Ok(Value::Count(n)),
+                _ => Err(wrong_type(name, "a whole number, zero or more")),
             };
         }
         let owned;
@@ -495,7 +533,10 @@ impl Value {
                 Value::Text(Text(canonical.clone()))
             }
             FieldType::ExternalId => Value::Text(Text(normalise_external_id(s).map_err(invalid)?)),
-            FieldType::Tags | FieldType::Bool => unreachable!("handled above"),
+            FieldType::Timestamp => Value::Timestamp(parse_timestamp(s).ok_or_else(|| {
+                invalid("expected a date and time such as 2026-03-01T10:00:00Z, or a date such as 2026-03-01")
+            })?),
+            FieldType::Tags | FieldType::Bool | FieldType::Count => unreachable!("handled above"),
         })
     }
 }
@@ -507,6 +548,37 @@ fn wrong_type(field: &str, expected: &str) -> FieldError {
             expected: expected.to_string(),
         },
     )
+}
+
+/// Reads an RFC 3339 date and time (`2026-03-01T10:00:00Z`, `...+01:00`), or a date alone
+/// (midnight UTC), as seconds since 1970 in UTC. Years 1900 to 2200 only.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let t = if s.len() == 10 {
+        let d =
+            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+        d.midnight().assume_utc().unix_timestamp()
+    } else {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .ok()?
+            .unix_timestamp()
+    };
+    // 1900-01-01 to 2200-01-01.
+    (-2_208_988_800..=7_258_118_400).contains(&t).then_some(t)
+}
+
+/// Formats seconds since 1970 as RFC 3339 in UTC, to the second.
+pub fn format_timestamp(t: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(t) {
+        Ok(x) => format!(
+            "{}T{:02}:{:02}:{:02}Z",
+            format_date(x.date()),
+            x.hour(),
+            x.minute(),
+            x.second()
+        ),
+        Err(_) => t.to_string(),
+    }
 }
 
 /// Formats a date as `YYYY-MM-DD`.

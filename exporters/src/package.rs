@@ -25,6 +25,9 @@ pub struct AccessPackage {
     pub data: BTreeMap<String, Value>,
     /// Gifts.
     pub gifts: Vec<BTreeMap<String, Value>>,
+    /// Interactions (calls, meetings, letters...): this subject's copies, without the other
+    /// participants.
+    pub interactions: Vec<BTreeMap<String, Value>>,
     /// (a) Purposes of the processing, with their lawful basis and whether they apply now.
     pub purposes: Vec<Value>,
     /// (b) Categories of personal data concerned (codes, for systems).
@@ -152,6 +155,34 @@ pub fn package_files(p: &AccessPackage) -> Vec<(String, Vec<u8>)> {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Bool(true)) => "yes".into(),
                     Some(Value::Bool(false)) => "no".into(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                html.push_str(&format!("<td>{}</td>", html_escape(&text)));
+            }
+            html.push_str("</tr>\n");
+        }
+        html.push_str("</table>\n");
+    }
+    html.push_str("<h2>Our contacts with you</h2>\n");
+    if p.interactions.is_empty() {
+        html.push_str(
+            "<p>We hold no record of calls, meetings, letters or other contacts with you.</p>\n",
+        );
+    } else {
+        html.push_str("<table>\n<tr><th>when</th><th>what</th><th>direction</th><th>summary</th><th>details</th><th>outcome</th></tr>\n");
+        for i in &p.interactions {
+            html.push_str("<tr>");
+            for c in [
+                "occurred_at",
+                "kind",
+                "direction",
+                "summary",
+                "details",
+                "outcome",
+            ] {
+                let text = match i.get(c) {
+                    Some(Value::String(s)) => s.clone(),
                     Some(other) => other.to_string(),
                     None => String::new(),
                 };

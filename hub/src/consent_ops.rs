@@ -79,7 +79,7 @@ impl Hub {
         move |name: &str| purposes.get(name).map(|p| p.marketing).unwrap_or(false)
     }
 
-    fn purpose(&self, name: &str) -> Result<Purpose, Error> {
+    pub(crate) fn purpose(&self, name: &str) -> Result<Purpose, Error> {
         self.purposes().get(name).cloned().map_err(consent_error)
     }
 

@@ -253,6 +253,7 @@ impl From<vault::Error> for Error {
     fn from(e: vault::Error) -> Self {
         match e {
             vault::Error::NotFound(id) => Error::NotFound(id),
+            vault::Error::NoRecord(what) => Error::Missing(what),
             vault::Error::Erased(id) => Error::Erased(id),
             vault::Error::Conflict { .. } => Error::Conflict(e.to_string()),
             other => Error::Vault(other),

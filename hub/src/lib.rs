@@ -18,10 +18,12 @@
 //! - `sessions`: console sign-in, sessions, CSRF tokens, passwords.
 
 mod admin;
+mod analytics;
 mod backup;
 mod consent_ops;
 mod error;
 mod imports;
+mod interactions;
 mod mappings;
 mod merges;
 mod policies;
@@ -31,6 +33,7 @@ mod retention;
 mod ropa;
 mod sessions;
 mod subjects;
+mod timeline;
 mod trail;
 pub use trail::{action_filters, ACTIONS};
 
@@ -44,6 +47,10 @@ use access_control::{Policy, Principals};
 use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};
 
+pub use analytics::{
+    fep, lapsed, rfm, suppress_fep, AnalyticsQuery, Cell, Coverage, Donor, Fep, Lapsed, Period,
+    Rate, Report, Rfm, ANALYTICS_PURPOSE, MIN_CELL,
+};
 pub use backup::{ExportedCheckpoint, LaterErasures};
 pub use consent_ops::{ConsentState, ExpiringConsent, Explanation, SegmentRow};
 pub use error::{Error, ErrorKind};
@@ -51,6 +58,7 @@ pub use imports::{
     default_rule, Counts, ImportOptions, ImportRecord, ImportReport, Problem, Progress, ReportRows,
     ReviewItem, RowReport, Source, Stage, Survivorship, BATCH_ROWS, REPORT_CSV_HEADER,
 };
+pub use interactions::{InteractionView, NewInteraction, MAX_INTERACTIONS, MAX_PARTICIPANTS};
 pub use mappings::{MAPPINGS_DIR, MAX_MAPPING_BYTES};
 pub use merges::{FieldContribution, MatchExplanation, MergeRecord};
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
@@ -63,6 +71,7 @@ pub use subjects::{
     GiftView, Lookup, NameHit, NewSubjectInput, Special, SubjectView, MAX_BATCH, MAX_NAME_HITS,
     REVEAL_REASONS,
 };
+pub use timeline::{Timeline, TimelineItem};
 
 // What the adapters name from the crates behind the door, so that they depend on `hub` and
 // `domain` alone: types to build requests and read answers, the data directory's file names,

@@ -577,6 +577,22 @@ impl Hub {
             if !gifts.is_empty() {
                 categories.insert("user.financial".into());
             }
+            let interactions: Vec<BTreeMap<String, Json>> = self
+                .vault
+                .list_interactions(&id, &|_| true)?
+                .into_iter()
+                .map(|i| {
+                    i.fields
+                        .iter()
+                        .filter_map(|(f, v)| {
+                            let d = self.schema.field_by_id(RecordKind::Interaction, *f)?;
+                            categories.insert(d.category.clone());
+                            retention.insert(d.retention.clone());
+                            Some((d.name.clone(), v.to_json()))
+                        })
+                        .collect()
+                })
+                .collect();
             let history = self.ledger.history(&id).map_err(|e| Error::BadRequest(e.to_string()))?;
             let now = consent::now();
             let marketing = |name: &str| self.purposes().get(name).map(|p| p.marketing).unwrap_or(false);
@@ -629,6 +645,7 @@ impl Hub {
                 controller: self.organisation.controller.clone(),
                 data,
                 gifts,
+                interactions,
                 purposes,
                 categories_in_words: {
                     let mut words: Vec<String> = categories.iter().map(|c| crate::ropa::category_in_words(c)).collect();

@@ -177,7 +177,7 @@ pub struct GiftView {
 
 impl Hub {
     /// Refuses, naming them, every field the actor may not write.
-    fn check_writable<'a>(
+    pub(crate) fn check_writable<'a>(
         &self,
         actor: &Actor,
         record: RecordKind,
@@ -747,7 +747,7 @@ impl Hub {
     }
 }
 
-fn invalid(e: domain::Error, item: Option<usize>) -> Error {
+pub(crate) fn invalid(e: domain::Error, item: Option<usize>) -> Error {
     match e {
         domain::Error::Fields(errors) => Error::Invalid { item, errors },
         other => Error::Policy(other.to_string()),

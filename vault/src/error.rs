@@ -40,6 +40,9 @@ pub enum Error {
     /// No such subject.
     #[error("no subject with id {0}")]
     NotFound(SubjectId),
+    /// No such record other than a subject (an interaction): the words say which.
+    #[error("no {0}")]
+    NoRecord(String),
     /// The subject was erased.
     #[error("subject {0} was erased; its data is no longer readable")]
     Erased(SubjectId),

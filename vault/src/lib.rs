@@ -46,8 +46,8 @@ pub use store::{
     StoreError,
 };
 pub use vault::{
-    layout, read_seal_info, GiftRecord, InitReport, MatchKeys, NewSubject, RotationOptions,
-    RotationReport, SubjectRecord, SuppressionList, Vault, VaultStats,
+    layout, read_seal_info, GiftRecord, InitReport, InteractionRecord, MatchKeys, NewSubject,
+    RotationOptions, RotationReport, SubjectRecord, SuppressionList, Vault, VaultStats,
 };
 
 /// Re-exported so callers can hold passphrases without depending on age directly.

@@ -81,6 +81,9 @@ pub mod keyspaces {
     /// When consents expire: expiry time (RFC 3339 UTC) + subject id + ledger seq → empty.
     /// Hints for the work queue, each checked against the ledger when read.
     pub const CONSENT_EXPIRY: Keyspace = Keyspace::new(21, "consent_expiry");
+    /// Interactions: subject id + interaction id → that participant's copy, sealed under
+    /// its data key (participants found through `INDEX` entries of the id's keyed hash).
+    pub const INTERACTIONS: Keyspace = Keyspace::new(22, "interactions");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -105,6 +108,7 @@ pub mod keyspaces {
         CERTIFICATES,
         SESSIONS,
         CONSENT_EXPIRY,
+        INTERACTIONS,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -67,6 +67,9 @@ impl Vault {
                 if slot < self.slots.len() {
                     to_shred.push(slot);
                 }
+                if let Some(gone) = key.get(16..32).and_then(SubjectId::from_slice) {
+                    self.stage_delete_interactions(&gone, &mut batch)?;
+                }
                 batch.delete(ks::MERGED, key);
             }
             batch.delete(ks::SUBJECTS, id.as_bytes().to_vec());
@@ -77,6 +80,7 @@ impl Vault {
                 let (k, _) = entry?;
                 batch.delete(ks::GIFTS, k);
             }
+            self.stage_delete_interactions(id, &mut batch)?;
             batch.put(
                 ks::ERASED,
                 id.as_bytes().to_vec(),

@@ -93,3 +93,41 @@ impl Vault {
         Ok(out)
     }
 }
+
+impl Vault {
+    /// Every gift of every live subject, in subject-id order: `sink` gets each subject's
+    /// gifts (the fields `wanted` accepts) at once. One data key is unwrapped per subject.
+    pub fn scan_gifts(
+        &self,
+        wanted: &dyn Fn(FieldId) -> bool,
+        sink: &mut dyn FnMut(SubjectId, Vec<GiftRecord>) -> Result<()>,
+    ) -> Result<()> {
+        let mut current: Option<(SubjectId, LessSafeKey)> = None;
+        let mut gifts: Vec<GiftRecord> = Vec::new();
+        for entry in self.store.scan_prefix(ks::GIFTS, b"") {
+            let (key, value) = entry?;
+            let corrupt = || Error::Corrupt {
+                what: "gift key".into(),
+            };
+            let subject = SubjectId::from_slice(&key).ok_or_else(corrupt)?;
+            let gid = GiftId::from_slice(key.get(16..).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+            if current.as_ref().map(|(s, _)| *s) != Some(subject) {
+                if let Some((s, _)) = current.take() {
+                    sink(s, std::mem::take(&mut gifts))?;
+                }
+                let (_, _, dek) = self.load_subject(&subject)?;
+                current = Some((subject, dek));
+            }
+            let (_, dek) = current.as_ref().expect("set above");
+            let opened = record::open(dek, &value, &subject, gid.as_bytes(), wanted)?;
+            gifts.push(GiftRecord {
+                id: gid,
+                fields: opened.fields,
+            });
+        }
+        if let Some((s, _)) = current {
+            sink(s, gifts)?;
+        }
+        Ok(())
+    }
+}

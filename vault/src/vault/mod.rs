@@ -23,6 +23,8 @@ mod dek;
 mod erasure;
 mod gifts;
 mod indexes;
+mod interactions;
+pub use interactions::InteractionRecord;
 mod rotation;
 mod subjects;
 
