@@ -100,7 +100,7 @@ pub struct Donor {
 }
 
 /// A count of people and an amount, possibly suppressed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Cell {
     /// People (`null` when suppressed).
     pub donors: Option<u64>,
@@ -117,6 +117,16 @@ fn money_opt<S: serde::Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Er
     match v {
         Some(m) => s.serialize_str(&domain::Money(*m).to_string()),
         None => s.serialize_none(),
+    }
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Cell {
+            donors: Some(0),
+            amount: Some(0),
+            top: 0,
+        }
     }
 }
 

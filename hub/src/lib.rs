@@ -474,6 +474,8 @@ impl Hub {
 }
 
 #[cfg(test)]
+mod analytics_tests;
+#[cfg(test)]
 mod repair_tests;
 #[cfg(test)]
 mod tests;

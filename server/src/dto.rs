@@ -456,3 +456,74 @@ pub(crate) struct GpcSupport {
     #[serde(rename = "lastUpdate")]
     pub(crate) last_update: String,
 }
+
+/// An interaction (one participant's copy, with the fields the caller may read).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Interaction {
+    pub(crate) id: String,
+    /// For `If-Match` on updates.
+    pub(crate) version: u32,
+    /// The subjects it involved.
+    pub(crate) participants: Vec<String>,
+    /// Field name → value, as in `[[interaction_field]]` of `policies/schema.toml`.
+    #[schema(value_type = Object, additional_properties = true)]
+    pub(crate) fields: BTreeMap<String, Value>,
+    /// Names of fields present but held back from this caller.
+    pub(crate) withheld: Vec<String>,
+}
+
+impl From<hub::InteractionView> for Interaction {
+    fn from(v: hub::InteractionView) -> Self {
+        Interaction {
+            id: v.id.to_string(),
+            version: v.version,
+            participants: v.participants.iter().map(ToString::to_string).collect(),
+            fields: v.fields,
+            withheld: v.withheld,
+        }
+    }
+}
+
+/// A subject's interactions, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InteractionList {
+    pub(crate) items: Vec<Interaction>,
+}
+
+/// A new interaction: `kind` is required; other fields as in `policies/schema.toml`;
+/// `participants` adds other subjects to the path's subject.
+// Schema only: handlers read the raw JSON so that each problem is reported by field.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"kind": "call", "direction": "outbound", "occurred_at": "2026-03-01T10:00:00Z", "summary": "Thanked for the spring gift"}))]
+pub(crate) struct NewInteractionBody {
+    /// call, email, meeting, letter, event, note or task (extendable in schema.toml).
+    pub(crate) kind: String,
+    /// Other participants' subject ids.
+    pub(crate) participants: Option<Vec<String>>,
+    /// Other interaction fields.
+    #[serde(flatten)]
+    #[schema(value_type = Object, additional_properties = true)]
+    pub(crate) fields: BTreeMap<String, Value>,
+}
+
+/// Marking a task done.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct Complete {
+    /// What came of it.
+    pub(crate) outcome: Option<String>,
+}
+
+/// A subject's timeline, oldest first; kinds the role may not see are named in `omitted`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TimelineBody {
+    pub(crate) subject: String,
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) items: Vec<Value>,
+    pub(crate) omitted: Vec<String>,
+}
+
+/// Analytics figures with their `coverage` (donors counted, left out, suppression).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = Object)]
+pub(crate) struct AnalyticsBody(pub(crate) Value);

@@ -22,11 +22,13 @@ mod admin;
 mod audit;
 mod consent;
 pub(crate) mod imports;
+mod interactions;
 mod requests;
 mod subjects;
 mod users;
 
 pub(crate) use consent::honour_gpc;
+use subjects::if_match_header;
 
 /// The `id` path parameter of the routes under `/v1/subjects/{id}` (documentation only: the
 /// handlers read it with `Path` and `subject_id`).
@@ -62,6 +64,20 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             subjects::erase_subject
         ))
         .routes(routes!(subjects::add_gifts, subjects::list_gifts))
+        .routes(routes!(
+            interactions::add_interactions,
+            interactions::list_interactions
+        ))
+        .routes(routes!(
+            interactions::get_interaction,
+            interactions::update_interaction
+        ))
+        .routes(routes!(interactions::complete_interaction))
+        .routes(routes!(interactions::timeline))
+        .routes(routes!(interactions::fep))
+        .routes(routes!(interactions::retention))
+        .routes(routes!(interactions::lapsed))
+        .routes(routes!(interactions::rfm))
         .routes(routes!(users::list_users, users::add_user))
         .routes(routes!(users::revoke_user, users::change_role))
         .routes(routes!(users::set_password))

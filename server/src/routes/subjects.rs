@@ -185,9 +185,9 @@ pub(super) async fn lookup(
 /// Reads a subject: the fields the caller's role may read, and the names of the others.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(super) struct PurposeQuery {
+pub(crate) struct PurposeQuery {
     /// Read for this processing purpose: only if the consent gate allows it, and only its fields.
-    purpose: Option<String>,
+    pub(crate) purpose: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/subjects/{id}", tag = "subjects",
@@ -249,12 +249,7 @@ pub(super) async fn update_subject(
 ) -> Result<Json<Updated>, ApiError> {
     let id = subject_id(&id)?;
     honour_gpc(&state, &actor, &headers, id).await?;
-    let if_version = match headers.get(axum::http::header::IF_MATCH) {
-        None => None,
-        Some(v) => if_match(v.to_str().unwrap_or("\u{0}")).ok_or_else(|| {
-            ApiError::bad_param("If-Match", "expected the subject's version number")
-        })?,
-    };
+    let if_version = if_match_header(&headers)?;
     let Value::Object(patch) = json_body(body)? else {
         return Err(ApiError::bad_param(
             "body",
@@ -386,6 +381,15 @@ pub(super) async fn list_gifts(
 /// An `If-Match` value: `*` (any current version, RFC 9110: the same as no precondition on a
 /// subject that exists, which the update checks anyway) is `Some(None)`; a version number,
 /// bare or in one pair of quotes, `Some(Some(n))`; anything else `None`.
+/// The `If-Match` header's version, if one was given.
+pub(super) fn if_match_header(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
+    match headers.get(axum::http::header::IF_MATCH) {
+        None => Ok(None),
+        Some(v) => if_match(v.to_str().unwrap_or("\u{0}"))
+            .ok_or_else(|| ApiError::bad_param("If-Match", "expected the record's version number")),
+    }
+}
+
 fn if_match(raw: &str) -> Option<Option<u32>> {
     let t = raw.trim();
     if t == "*" {

@@ -617,6 +617,57 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     assert_eq!(after["records"].as_array().unwrap().len(), 2, "{ctx}");
                 }
             }
+            ("POST", "/v1/subjects/{id}/interactions") => {
+                let body = json!({"kind": "call", "summary": "Matrix call"});
+                let (s, _, v) = http(
+                    "POST",
+                    &u(&format!("/v1/subjects/{id}/interactions")),
+                    Some(token),
+                    Some(&body.to_string()),
+                );
+                if row.allow {
+                    assert_eq!(s, 201, "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                }
+            }
+            ("GET", "/v1/subjects/{id}/interactions")
+            | ("GET", "/v1/subjects/{id}/timeline")
+            | ("GET", "/v1/analytics/fep")
+            | ("GET", "/v1/analytics/retention")
+            | ("GET", "/v1/analytics/lapsed")
+            | ("GET", "/v1/analytics/rfm") => {
+                let path = row.route.replace("{id}", &id) + "?year=2025";
+                let (s, _, v) = http("GET", &u(&path), Some(token), None);
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                }
+            }
+            ("GET", "/v1/interactions/{id}")
+            | ("PATCH", "/v1/interactions/{id}")
+            | ("POST", "/v1/interactions/{id}/complete") => {
+                let (s, _, made) = http(
+                    "POST",
+                    &u(&format!("/v1/subjects/{id}/interactions")),
+                    Some(&admin),
+                    Some(&json!({"kind": "task", "summary": "Matrix task"}).to_string()),
+                );
+                assert_eq!(s, 201, "{made}");
+                let path = row.route.replace("{id}", made["ids"][0].as_str().unwrap());
+                let body = match row.method.as_str() {
+                    "PATCH" => Some(json!({"outcome": "Matrix outcome"}).to_string()),
+                    "POST" => Some(json!({"outcome": "Matrix done"}).to_string()),
+                    _ => None,
+                };
+                let (s, _, v) = http(&row.method, &u(&path), Some(token), body.as_deref());
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                }
+            }
             (m, r) => panic!("the test does not know how to exercise {m} {r}: add it here"),
         }
         checked += 1;

@@ -8,6 +8,7 @@ mod consent;
 mod console;
 mod foundation;
 mod importers;
+mod interactions;
 mod layering;
 mod requests;
 mod support;

@@ -1,0 +1,282 @@
+//! The analytics functions against a separately written, straightforward version over random
+//! gift histories, and suppression rules on small tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use time::{Date, Month};
+
+use crate::analytics::*;
+
+/// The FEP table written the obvious way: per-year sets of donors and per-year totals.
+struct Naive {
+    new: u64,
+    recaptured: u64,
+    upgraded: u64,
+    same: u64,
+    downgraded: u64,
+    lapsed_new: u64,
+    lapsed_repeat: u64,
+    money_new: i64,
+    money_recaptured: i64,
+    money_up: i64,
+    money_down: i64,
+    money_lapsed_new: i64,
+    money_lapsed_repeat: i64,
+    overall: (u64, u64),
+    new_rate: (u64, u64),
+    repeat_rate: (u64, u64),
+    lybunt: u64,
+    sybunt: u64,
+}
+
+fn naive(histories: &[Vec<(i32, i64)>], year: i32, lookback: i32) -> Naive {
+    let mut n = Naive {
+        new: 0,
+        recaptured: 0,
+        upgraded: 0,
+        same: 0,
+        downgraded: 0,
+        lapsed_new: 0,
+        lapsed_repeat: 0,
+        money_new: 0,
+        money_recaptured: 0,
+        money_up: 0,
+        money_down: 0,
+        money_lapsed_new: 0,
+        money_lapsed_repeat: 0,
+        overall: (0, 0),
+        new_rate: (0, 0),
+        repeat_rate: (0, 0),
+        lybunt: 0,
+        sybunt: 0,
+    };
+    for h in histories {
+        let mut by_year: BTreeMap<i32, i64> = BTreeMap::new();
+        for (y, a) in h {
+            *by_year.entry(*y).or_default() += a;
+        }
+        let years: BTreeSet<i32> = by_year.keys().copied().collect();
+        let this = years.contains(&year);
+        let last = years.contains(&(year - 1));
+        let earlier = years.iter().any(|y| *y < year - 1);
+        let t = by_year.get(&year).copied().unwrap_or(0);
+        let l = by_year.get(&(year - 1)).copied().unwrap_or(0);
+        if this && !last && !earlier {
+            n.new += 1;
+            n.money_new += t;
+        }
+        if this && !last && earlier {
+            n.recaptured += 1;
+            n.money_recaptured += t;
+        }
+        if this && last {
+            if t > l {
+                n.upgraded += 1;
+                n.money_up += t - l;
+            } else if t == l {
+                n.same += 1;
+            } else {
+                n.downgraded += 1;
+                n.money_down += l - t;
+            }
+        }
+        if !this && last && !earlier {
+            n.lapsed_new += 1;
+            n.money_lapsed_new += l;
+        }
+        if !this && last && earlier {
+            n.lapsed_repeat += 1;
+            n.money_lapsed_repeat += l;
+        }
+        if last {
+            n.overall.1 += 1;
+            if this {
+                n.overall.0 += 1;
+            }
+            if earlier {
+                n.repeat_rate.1 += 1;
+                n.repeat_rate.0 += u64::from(this);
+            } else {
+                n.new_rate.1 += 1;
+                n.new_rate.0 += u64::from(this);
+            }
+        }
+        if !this && last {
+            n.lybunt += 1;
+        }
+        if !this
+            && !last
+            && years
+                .iter()
+                .any(|y| *y >= year - 1 - lookback && *y < year - 1)
+        {
+            n.sybunt += 1;
+        }
+    }
+    n
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn day(y: i32, m: u8, d: u8) -> Date {
+    Date::from_calendar_date(y, Month::try_from(m).unwrap(), d).unwrap()
+}
+
+#[test]
+fn fep_and_lapsed_agree_with_a_straightforward_version_over_random_histories() {
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    for round in 0..200 {
+        let people = 1 + rng.below(60) as usize;
+        let mut histories: Vec<Vec<(i32, i64)>> = Vec::new();
+        let mut donors = Vec::new();
+        for _ in 0..people {
+            let gifts = rng.below(7);
+            let mut h = Vec::new();
+            let mut d = Donor::default();
+            for _ in 0..gifts {
+                let y = 2016 + rng.below(10) as i32;
+                // Amounts often equal, so "same" happens.
+                let a = [500, 1000, 2500, 1000, 12345][rng.below(5) as usize];
+                let m = 1 + rng.below(12) as u8;
+                let dd = 1 + rng.below(28) as u8;
+                h.push((y, a));
+                d.gifts.push((day(y, m, dd), a));
+            }
+            histories.push(h);
+            donors.push(d);
+        }
+        let year = 2018 + rng.below(8) as i32;
+        let lookback = 1 + rng.below(4) as u32;
+        let want = naive(&histories, year, lookback as i32);
+        let got = fep(&donors, Period::year(year).unwrap());
+        let ctx = format!("round {round}, year {year}");
+        let c = |cell: &Cell| (cell.donors.unwrap(), cell.amount.unwrap());
+        assert_eq!(c(&got.new_donors), (want.new, want.money_new), "{ctx}");
+        assert_eq!(
+            c(&got.recaptured),
+            (want.recaptured, want.money_recaptured),
+            "{ctx}"
+        );
+        assert_eq!(c(&got.upgraded), (want.upgraded, want.money_up), "{ctx}");
+        assert_eq!(got.same.donors.unwrap(), want.same, "{ctx}");
+        assert_eq!(
+            c(&got.downgraded),
+            (want.downgraded, want.money_down),
+            "{ctx}"
+        );
+        assert_eq!(
+            c(&got.lapsed_new),
+            (want.lapsed_new, want.money_lapsed_new),
+            "{ctx}"
+        );
+        assert_eq!(
+            c(&got.lapsed_repeat),
+            (want.lapsed_repeat, want.money_lapsed_repeat),
+            "{ctx}"
+        );
+        let r = |rate: &Rate| (rate.retained.unwrap(), rate.base.unwrap());
+        assert_eq!(r(&got.overall), want.overall, "{ctx}");
+        assert_eq!(r(&got.new), want.new_rate, "{ctx}");
+        assert_eq!(r(&got.repeat), want.repeat_rate, "{ctx}");
+        let (l, ly, sy) = lapsed(&donors, Period::year(year).unwrap(), lookback);
+        assert_eq!(l.lybunt.donors.unwrap(), want.lybunt, "{ctx}");
+        assert_eq!(
+            l.sybunt.donors.unwrap(),
+            want.sybunt,
+            "{ctx} lookback {lookback}"
+        );
+        assert_eq!(ly.len() as u64, want.lybunt);
+        assert_eq!(sy.len() as u64, want.sybunt);
+    }
+}
+
+#[test]
+fn a_period_is_compared_with_the_one_of_the_same_length_before_it() {
+    let y = Period::year(2025).unwrap();
+    assert_eq!(y.previous(), Period::year(2024).unwrap());
+    let q = Period {
+        start: day(2025, 4, 6),
+        end: day(2025, 7, 6),
+    };
+    let p = q.previous();
+    assert_eq!(p.end, q.start);
+    assert_eq!(p.end - p.start, q.end - q.start);
+}
+
+#[test]
+fn suppression_hides_small_cells_their_complements_and_dominated_money() {
+    // 12 new donors (one gives most of the money), 4 recaptured, 15 upgraded.
+    let mut donors = Vec::new();
+    for i in 0..12 {
+        donors.push(Donor {
+            gifts: vec![(day(2025, 3, 1), if i == 0 { 1_000_000 } else { 100 })],
+        });
+    }
+    for _ in 0..4 {
+        donors.push(Donor {
+            gifts: vec![(day(2020, 3, 1), 100), (day(2025, 3, 1), 100)],
+        });
+    }
+    for _ in 0..15 {
+        donors.push(Donor {
+            gifts: vec![(day(2024, 3, 1), 100), (day(2025, 3, 1), 200)],
+        });
+    }
+    let mut t = fep(&donors, Period::year(2025).unwrap());
+    assert_eq!(t.recaptured.donors, Some(4));
+    suppress_fep(&mut t);
+    assert_eq!(t.recaptured.donors, None);
+    // Its total's other members: the smallest shown one goes too.
+    assert_eq!(t.new_donors.donors, None);
+    assert_eq!(t.upgraded.donors, Some(15));
+    // One upgrade each of 100: not dominated; the donors total is dominated by one gift.
+    assert!(t.upgraded.amount.is_some());
+    assert_eq!(t.donors.amount, None);
+    assert!(
+        t.suppressed.contains(&"donors.amount".to_string()),
+        "{:?}",
+        t.suppressed
+    );
+    // Zero cells are shown: nobody is in them.
+    assert_eq!(t.lapsed_new.donors, Some(0));
+    assert_eq!(t.donor_gain_loss_ratio, None);
+}
+
+#[test]
+fn rfm_scores_every_donor_once_per_measure() {
+    let donors: Vec<Donor> = (0..50)
+        .map(|i| Donor {
+            gifts: (0..=(i % 5))
+                .map(|k| {
+                    (
+                        day(2020 + (k as i32), 1 + (i % 12) as u8, 1),
+                        100 * (i as i64 + 1),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let r = rfm(&donors, Period::year(2024).unwrap(), Some(0.5));
+    assert_eq!(r.donors, 50);
+    for scores in [r.recency, r.frequency, r.monetary] {
+        assert_eq!(scores.iter().sum::<u64>(), 50);
+    }
+    // Frequency: 1 to 5 gifts, ten donors each: one score each (ties share a score).
+    assert_eq!(r.frequency, [10, 10, 10, 10, 10]);
+    assert_eq!(
+        r.lifetime_value_estimate,
+        r.revenue_per_donor.map(|v| v * 2)
+    );
+}

@@ -1,0 +1,327 @@
+//! Interactions and donor analytics through the real binary and the real server: field
+//! groups per role, one copy per participant, erasure, If-Match, the timeline, and the FEP
+//! table of a gift history worked out by hand, with an objection left out and small cells
+//! suppressed for a volunteer.
+
+use serde_json::{json, Value};
+
+use crate::access::tokens;
+use crate::support::*;
+
+fn interaction_list(env: &Env, subject: &str, token: Option<&str>) -> Value {
+    let mut args = vec!["interaction", "list", "--subject", subject];
+    if let Some(t) = token {
+        args.extend(["--token", t]);
+    }
+    env.json(&args, None)
+}
+
+#[test]
+fn interactions_are_sealed_per_participant_read_by_group_and_erased_with_one_participant() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let a = env.add(&json!({"given_name": "Ines", "family_name": "Marlow"}));
+    let b = env.add(&json!({"given_name": "Tom", "family_name": "Marlow"}));
+    let meeting = json!({"kind": "meeting", "direction": "inbound", "channel": "in_person",
+        "occurred_at": "2026-03-01T10:00:00Z", "duration_minutes": 45,
+        "summary": "Talked about a legacy gift CANARYSUMMARY",
+        "details": "Mentioned a hospital stay CANARYDETAILS"});
+    let v = env.json(
+        &["interaction", "add", "--subject", &a, "--subject", &b],
+        Some(&meeting.to_string()),
+    );
+    let iid = v["id"].as_str().unwrap().to_string();
+
+    // Each role reads the groups it may: a volunteer that it happened, a fundraiser what it
+    // was about, the DPO the special-category details too.
+    let vol = interaction_list(&env, &a, Some(&tokens["volunteer"]));
+    let item = &vol["items"][0];
+    assert_eq!(item["fields"]["kind"], "meeting", "{vol}");
+    assert_eq!(item["fields"]["occurred_at"], "2026-03-01T10:00:00Z");
+    assert!(item["fields"].get("summary").is_none(), "{vol}");
+    let withheld: Vec<&str> = item["withheld"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        withheld.contains(&"summary") && withheld.contains(&"details"),
+        "{vol}"
+    );
+    let fr = interaction_list(&env, &a, Some(&tokens["fundraiser"]));
+    assert!(fr["items"][0]["fields"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("CANARYSUMMARY"));
+    assert!(fr["items"][0]["fields"].get("details").is_none(), "{fr}");
+    assert_eq!(fr["items"][0]["fields"]["duration_minutes"], 45);
+    let dpo = interaction_list(&env, &b, Some(&tokens["dpo"]));
+    assert!(dpo["items"][0]["fields"]["details"]
+        .as_str()
+        .unwrap()
+        .contains("CANARYDETAILS"));
+    assert_eq!(dpo["items"][0]["id"], iid.as_str());
+    // The auditor reads none of it, and a volunteer may not write a special-category field.
+    let out = env.run(
+        &[
+            "interaction",
+            "list",
+            "--subject",
+            &a,
+            "--token",
+            &tokens["auditor"],
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let out = env.run(
+        &[
+            "interaction",
+            "add",
+            "--subject",
+            &a,
+            "--token",
+            &tokens["volunteer"],
+            "--json",
+        ],
+        Some(&json!({"kind": "call", "details": "no"}).to_string()),
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).contains("details"), "{}", stderr(&out));
+    // A bad value names its field.
+    let out = env.run(
+        &["interaction", "add", "--subject", &a, "--json"],
+        Some(&json!({"kind": "telegram"}).to_string()),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("kind"), "{}", stderr(&out));
+
+    // Nothing of it is in clear under the data directory.
+    let hits = find_markers(&env.data, &[], &["CANARYSUMMARY", "CANARYDETAILS"]);
+    assert!(hits.is_empty(), "found in clear: {hits:?}");
+
+    // A task, then done.
+    let task = env.json(
+        &["interaction", "add", "--subject", &a],
+        Some(&json!({"kind": "task", "summary": "Send the legacy pack", "follow_up_due": "2026-04-01"}).to_string()),
+    );
+    let tid = task["id"].as_str().unwrap().to_string();
+    let shown = env.json(&["interaction", "show", &tid], None);
+    assert_eq!(shown["fields"]["status"], "open", "{shown}");
+    assert_eq!(shown["fields"]["staff"], "local-admin", "{shown}");
+    env.json(
+        &["interaction", "complete", &tid, "--outcome", "Pack sent"],
+        None,
+    );
+    let shown = env.json(&["interaction", "show", &tid], None);
+    assert_eq!(shown["fields"]["status"], "done", "{shown}");
+    assert_eq!(shown["fields"]["outcome"], "Pack sent");
+    assert!(shown["fields"]["completed_at"].is_string());
+
+    // Erasing one participant takes its copy only; the other keeps the meeting.
+    env.json(&["subject", "erase", &a, "--yes"], None);
+    let out = env.run(&["interaction", "list", "--subject", &a, "--json"], None);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("CANARY"));
+    let left = interaction_list(&env, &b, None);
+    assert_eq!(left["items"].as_array().unwrap().len(), 1, "{left}");
+    let shown = env.json(&["interaction", "show", &iid], None);
+    assert_eq!(shown["fields"]["kind"], "meeting");
+
+    // Over HTTP: If-Match on updates, and the timeline with what the role may not see named.
+    let server = env.serve("warn");
+    let u = |p: &str| format!("{}{p}", server.url);
+    let admin = &tokens["admin"];
+    let (s, _, v) = http_with(
+        "PATCH",
+        &u(&format!("/v1/interactions/{iid}")),
+        Some(admin),
+        Some(r#"{"outcome": "Will call back"}"#),
+        &["If-Match: 1"],
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["version"], 2);
+    let (s, _, v) = http_with(
+        "PATCH",
+        &u(&format!("/v1/interactions/{iid}")),
+        Some(admin),
+        Some(r#"{"outcome": "Stale"}"#),
+        &["If-Match: 1"],
+    );
+    assert_eq!(s, 409, "{v}");
+    let (s, _, v) = http(
+        "POST",
+        &u(&format!("/v1/subjects/{b}/gifts")),
+        Some(admin),
+        Some(r#"{"amount": "12.00", "currency": "GBP", "date": "2026-02-01"}"#),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, _, t) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{b}/timeline")),
+        Some(&tokens["volunteer"]),
+        None,
+    );
+    assert_eq!(s, 200, "{t}");
+    let kinds: Vec<&str> = t["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["interaction"], "{t}");
+    assert!(t["omitted"].as_array().unwrap().iter().any(|o| o == "gift"));
+    assert!(!t.to_string().contains("CANARY"), "{t}");
+    let (s, _, t) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{b}/timeline")),
+        Some(admin),
+        None,
+    );
+    assert_eq!(s, 200, "{t}");
+    let items = t["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["gift", "interaction"], "oldest first: {t}");
+    let (s, _, v) = http(
+        "GET",
+        &u(&format!("/v1/subjects/{b}/timeline")),
+        Some(&tokens["auditor"]),
+        None,
+    );
+    assert_eq!(s, 403, "{v}");
+    // The interactions purpose flag: analytics may use them, newsletter-email may not.
+    let (s, _, v) = http(
+        "GET",
+        &u(&format!(
+            "/v1/subjects/{b}/interactions?purpose=newsletter-email"
+        )),
+        Some(admin),
+        None,
+    );
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "consent_required", "{v}");
+    server.stop();
+}
+
+/// Donors by pattern: (count, [(year, amount in pounds)]).
+const PATTERNS: &[(&str, usize, &[(i32, u32)])] = &[
+    ("A", 10, &[(2024, 10), (2025, 20)]),
+    ("B", 10, &[(2024, 10)]),
+    ("C", 10, &[(2023, 10), (2024, 30), (2025, 30)]),
+    ("D", 12, &[(2023, 10), (2024, 10)]),
+    ("E", 10, &[(2025, 5)]),
+    ("F", 3, &[(2022, 10), (2025, 10)]),
+    ("G", 10, &[(2023, 10), (2024, 50), (2025, 20)]),
+    ("H", 1, &[(2024, 10), (2025, 10)]),
+];
+
+#[test]
+fn fep_table_of_a_known_history_leaves_out_an_objection_and_suppresses_small_cells() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let server = env.serve_with("warn", &["--rate-limit", "0"]);
+    let u = |p: &str| format!("{}{p}", server.url);
+    let admin = &tokens["admin"];
+    let mut subjects = Vec::new();
+    for (p, n, gifts) in PATTERNS {
+        for i in 0..*n {
+            let gifts: Vec<Value> = gifts
+                .iter()
+                .map(|(y, a)| json!({"amount": format!("{a}.00"), "currency": "GBP", "date": format!("{y}-06-15")}))
+                .collect();
+            subjects.push(json!({"given_name": format!("Donor{p}"), "family_name": format!("Pattern{i}"), "gifts": gifts}));
+        }
+    }
+    let (s, _, v) = http(
+        "POST",
+        &u("/v1/subjects/batch"),
+        Some(admin),
+        Some(&json!({ "subjects": subjects }).to_string()),
+    );
+    assert_eq!(s, 201, "{v}");
+    let ids = v["ids"].as_array().unwrap();
+    // The last subject (pattern H) objects to analytics.
+    let h = ids.last().unwrap().as_str().unwrap();
+    let (s, _, v) = http(
+        "POST",
+        &u(&format!("/v1/subjects/{h}/consent")),
+        Some(admin),
+        Some(r#"{"purpose": "analytics", "event": "objected", "source": "letter"}"#),
+    );
+    assert_eq!(s, 201, "{v}");
+
+    let (s, _, t) = http("GET", &u("/v1/analytics/fep?year=2025"), Some(admin), None);
+    assert_eq!(s, 200, "{t}");
+    let cell = |k: &str| (t[k]["donors"].clone(), t[k]["amount"].clone());
+    assert_eq!(cell("new_donors"), (json!(10), json!("50.00")), "{t}");
+    assert_eq!(cell("recaptured"), (json!(3), json!("30.00")), "{t}");
+    assert_eq!(cell("upgraded"), (json!(10), json!("100.00")), "{t}");
+    assert_eq!(cell("same"), (json!(10), json!("0.00")), "{t}");
+    assert_eq!(cell("downgraded"), (json!(10), json!("300.00")), "{t}");
+    assert_eq!(cell("lapsed_new"), (json!(10), json!("100.00")), "{t}");
+    assert_eq!(cell("lapsed_repeat"), (json!(12), json!("120.00")), "{t}");
+    assert_eq!(cell("donors"), (json!(43), json!("780.00")), "{t}");
+    assert_eq!(
+        cell("previous_donors"),
+        (json!(52), json!("1120.00")),
+        "{t}"
+    );
+    let rate = |k: &str| t[k]["rate"].as_f64().unwrap();
+    assert!((rate("overall") - 30.0 / 52.0).abs() < 1e-9, "{t}");
+    assert!((rate("new") - 0.5).abs() < 1e-9, "{t}");
+    assert!((rate("repeat") - 20.0 / 32.0).abs() < 1e-9, "{t}");
+    assert!((t["donor_gain_loss_ratio"].as_f64().unwrap() - 13.0 / 22.0).abs() < 1e-9);
+    assert!((t["money_gain_loss_ratio"].as_f64().unwrap() - 180.0 / 520.0).abs() < 1e-9);
+    assert_eq!(t["coverage"]["excluded"], 1, "{t}");
+    assert_eq!(t["coverage"]["donors"], 65, "{t}");
+    assert_eq!(t["coverage"]["suppression"], false);
+    assert_eq!(t["suppressed"], json!([]));
+
+    // A volunteer: the 3 recaptured donors are held back, and one more cell of their total.
+    let (s, _, t) = http(
+        "GET",
+        &u("/v1/analytics/fep?year=2025"),
+        Some(&tokens["volunteer"]),
+        None,
+    );
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["recaptured"]["donors"], Value::Null, "{t}");
+    assert_eq!(t["recaptured"]["amount"], Value::Null, "{t}");
+    assert_eq!(t["suppressed"], json!(["new_donors", "recaptured"]), "{t}");
+    assert_eq!(t["new_donors"]["donors"], Value::Null, "{t}");
+    assert_eq!(t["upgraded"]["donors"], 10, "{t}");
+    assert_eq!(t["donor_gain_loss_ratio"], Value::Null);
+    assert_eq!(t["coverage"]["suppression"], true);
+    // ...who may not list people; a fundraiser may.
+    let (s, _, v) = http(
+        "GET",
+        &u("/v1/analytics/lapsed?year=2025&list=true"),
+        Some(&tokens["volunteer"]),
+        None,
+    );
+    assert_eq!(s, 403, "{v}");
+    let (s, _, l) = http(
+        "GET",
+        &u("/v1/analytics/lapsed?year=2025&list=true"),
+        Some(&tokens["fundraiser"]),
+        None,
+    );
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(l["lybunt"]["donors"], 22, "{l}");
+    assert_eq!(l["lybunt"]["amount"], "220.00", "{l}");
+    assert_eq!(l["lybunt_ids"].as_array().unwrap().len(), 22);
+    assert_eq!(l["sybunt"]["donors"], 0, "no SYBUNT donors: {l}");
+    // The run is audited with its purpose, parameters and count.
+    server.stop();
+    let events = env.json(&["audit", "query", "--action", "read.analytics"], None);
+    let list = events["items"].as_array().unwrap();
+    assert!(list.len() >= 4, "{events}");
+    let e = list.iter().find(|e| e["outcome"] == "ok").unwrap();
+    assert_eq!(e["purpose"], "analytics", "{e}");
+    assert!(e["reason"].as_str().unwrap().contains("year=2025"), "{e}");
+    assert_eq!(e["count"], 65, "{e}");
+    // The CLI answers the same.
+    let r = env.json(&["analytics", "retention", "--year", "2025"], None);
+    assert!((r["overall"]["rate"].as_f64().unwrap() - 30.0 / 52.0).abs() < 1e-9);
+}
