@@ -127,6 +127,17 @@ pub enum InteractionCmd {
         #[arg(long)]
         if_version: Option<u32>,
     },
+    /// Import CiviCRM activities or NPSP tasks (CSV), linked to subjects by the external id
+    /// their contacts were imported with; refused rows are listed by number and code.
+    Import {
+        file: PathBuf,
+        /// civicrm or npsp (default: detected from the columns).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Read and link every row, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Mark a task done.
     Complete {
         id: String,

@@ -101,6 +101,59 @@ pub(crate) fn interaction(g: &Global, cmd: InteractionCmd, out: Output) -> anyho
                 format!("{id} updated (version {version})")
             });
         }
+        InteractionCmd::Import {
+            file,
+            profile,
+            dry_run,
+        } => {
+            let f = std::fs::File::open(&file)
+                .map_err(|e| usage("not_found", &format!("{}: {e}", file.display())))?;
+            let hub = open_hub(g)?;
+            let r =
+                hub.import_interactions(&actor_for(&hub, g)?, f, profile.as_deref(), dry_run)?;
+            out.emit(&json!(r), || {
+                let mut s = format!(
+                    "{} rows ({} profile): {} interactions {}, {} already present, {} refused",
+                    r.rows,
+                    r.profile,
+                    r.added,
+                    if r.dry_run {
+                        "would be added (dry run)"
+                    } else {
+                        "added"
+                    },
+                    r.already_present,
+                    r.refused.len()
+                );
+                if r.kinds_defaulted > 0 {
+                    s.push_str(&format!(
+                        "\n{} activities of a type Steward has no kind for were added as notes",
+                        r.kinds_defaulted
+                    ));
+                }
+                if !r.unmapped_columns.is_empty() {
+                    s.push_str(&format!(
+                        "\ncolumns not read: {}",
+                        r.unmapped_columns.join(", ")
+                    ));
+                }
+                for x in r.refused.iter().take(20) {
+                    s.push_str(&format!(
+                        "\n  row {}: {}{}",
+                        x.row,
+                        x.code,
+                        x.column
+                            .as_deref()
+                            .map(|c| format!(" (column {c})"))
+                            .unwrap_or_default()
+                    ));
+                }
+                s
+            });
+            if !r.refused.is_empty() {
+                return Err(crate::Quiet(crate::exit::ROWS_REFUSED).into());
+            }
+        }
         InteractionCmd::Complete {
             id,
             outcome,

@@ -377,3 +377,241 @@ impl Hub {
         self.update_interaction(actor, id, patch, if_version)
     }
 }
+
+/// A row an activity import refused: its number, the column, a code (never the value).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RefusedActivity {
+    /// Row number as a spreadsheet shows it.
+    pub row: u64,
+    /// The column or interaction field at fault, when one is.
+    pub column: Option<String>,
+    /// `unknown_contact` (none, or erased), `ambiguous_contact`, `no_contact`, `invalid_date`,
+    /// `invalid_number`, `invalid_field`, or a CSV problem (`ragged_row`, `invalid_text`...).
+    pub code: String,
+}
+
+/// What an activity import did (or, dry, would do).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActivityImport {
+    /// civicrm or npsp.
+    pub profile: &'static str,
+    /// True when nothing was written.
+    pub dry_run: bool,
+    /// Data rows read.
+    pub rows: u64,
+    /// Interactions added (or that would be).
+    pub added: u64,
+    /// Rows whose activity id a participant already has (an import run again).
+    pub already_present: u64,
+    /// Rows whose activity type had no counterpart and became a note.
+    pub kinds_defaulted: u64,
+    /// Columns nothing reads.
+    pub unmapped_columns: Vec<String>,
+    /// Rows refused, with why.
+    pub refused: Vec<RefusedActivity>,
+}
+
+/// Rows per write batch of an activity import.
+const ACTIVITY_BATCH: usize = 1000;
+
+impl Hub {
+    /// Imports CiviCRM activities or NPSP tasks as interactions, linked to subjects by the
+    /// external id their contacts were imported with. A contact id that matches no subject,
+    /// or more than one, refuses the row (it is never guessed); an activity a participant
+    /// already has (same activity id) is skipped, so a file can be imported again. Good rows
+    /// are written in batches, each with its audit event; refused rows are reported by
+    /// number and code.
+    pub fn import_interactions(
+        &self,
+        actor: &Actor,
+        input: impl std::io::Read,
+        profile: Option<&str>,
+        dry_run: bool,
+    ) -> Result<ActivityImport, Error> {
+        use importers::activities::{ActivityMapping, ActivityProfile};
+        self.audited(actor, "import.interactions", |trail| {
+            self.require(actor, "imports", Action::Import)?;
+            self.require(actor, AccessGroup::Interactions.object(), Action::Write)?;
+            let reader = importers::Reader::new(input, None)
+                .map_err(|e| Error::BadRequest(format!("the file cannot be read: {e}")))?;
+            let header = reader.header().to_vec();
+            let profile = match profile {
+                Some(p) => ActivityProfile::parse(p).ok_or_else(|| {
+                    Error::BadRequest(format!("profile: \"{p}\" is not civicrm or npsp"))
+                })?,
+                None => ActivityProfile::detect(&header).ok_or_else(|| {
+                    Error::BadRequest(
+                        "profile: the columns are neither CiviCRM activities nor NPSP tasks; give --profile".into(),
+                    )
+                })?,
+            };
+            let mapping = ActivityMapping::new(profile, &header).map_err(Error::BadRequest)?;
+            let ext_field = self
+                .schema
+                .field(RecordKind::Interaction, "external_id")
+                .map(|d| d.id);
+            let mut report = ActivityImport {
+                profile: match profile {
+                    ActivityProfile::CiviCrm => "civicrm",
+                    ActivityProfile::Npsp => "npsp",
+                },
+                dry_run,
+                rows: 0,
+                added: 0,
+                already_present: 0,
+                kinds_defaulted: 0,
+                unmapped_columns: mapping
+                    .unmapped(&header)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+                refused: Vec::new(),
+            };
+            let mut known: std::collections::HashMap<SubjectId, std::collections::HashSet<String>> =
+                std::collections::HashMap::new();
+            let mut pending: Vec<(Vec<SubjectId>, Vec<(FieldId, domain::Value)>)> = Vec::new();
+            let refuse = |report: &mut ActivityImport, row: u64, column: Option<String>, code: &str| {
+                report.refused.push(RefusedActivity {
+                    row,
+                    column,
+                    code: code.to_string(),
+                });
+            };
+            let flush = |pending: &mut Vec<(Vec<SubjectId>, Vec<(FieldId, domain::Value)>)>,
+                         trail: &mut crate::trail::Trail|
+             -> Result<(), Error> {
+                if pending.is_empty() || dry_run {
+                    pending.clear();
+                    return Ok(());
+                }
+                trail.count = Some(pending.len() as u64);
+                let items = std::mem::take(pending);
+                self.commit_audited(actor, "import.interactions", trail, |mut batch| {
+                    for (participants, _) in &items {
+                        for p in participants {
+                            crate::retention::touch(&mut batch, p);
+                        }
+                    }
+                    Ok(self.vault.add_interactions_with(&items, batch)?)
+                })?;
+                Ok(())
+            };
+            for row in reader {
+                report.rows += 1;
+                let row = match row {
+                    Ok(r) => r,
+                    Err(e) => {
+                        refuse(&mut report, e.row, e.column, &e.code);
+                        continue;
+                    }
+                };
+                let read = match mapping.read(&header, &row.cells) {
+                    Ok(r) => r,
+                    Err(p) => {
+                        refuse(&mut report, row.number, Some(p.column), p.code);
+                        continue;
+                    }
+                };
+                let mut participants = Vec::new();
+                let mut problem = None;
+                for c in &read.contacts {
+                    let Ok(term) = domain::normalise_external_id(c) else {
+                        problem = Some("unknown_contact");
+                        break;
+                    };
+                    let found = self.vault.lookup(domain::IndexKind::ExternalId, &term)?;
+                    match found.as_slice() {
+                        [one] => {
+                            if !participants.contains(one) {
+                                participants.push(*one);
+                            }
+                        }
+                        [] => {
+                            problem = Some("unknown_contact");
+                            break;
+                        }
+                        _ => {
+                            problem = Some("ambiguous_contact");
+                            break;
+                        }
+                    }
+                }
+                if let Some(code) = problem {
+                    refuse(&mut report, row.number, None, code);
+                    continue;
+                }
+                if participants.len() > MAX_PARTICIPANTS {
+                    refuse(&mut report, row.number, None, "too_many_contacts");
+                    continue;
+                }
+                if let Err(Error::Forbidden { fields, .. }) =
+                    self.check_writable(actor, RecordKind::Interaction, read.fields.keys())
+                {
+                    return Err(Error::Forbidden {
+                        action: "write",
+                        object: "subject:interactions".into(),
+                        fields,
+                    });
+                }
+                let parsed = match self.schema.parse_object(RecordKind::Interaction, &read.fields) {
+                    Ok(p) => p,
+                    Err(domain::Error::Fields(errors)) => {
+                        refuse(
+                            &mut report,
+                            row.number,
+                            errors.first().map(|e| e.field.clone()),
+                            "invalid_field",
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(Error::Policy(e.to_string())),
+                };
+                // Already there: any participant holds this activity id.
+                if let (Some(f), Some(serde_json::Value::String(ext))) =
+                    (ext_field, read.fields.get("external_id"))
+                {
+                    let ext = domain::normalise_external_id(ext).unwrap_or_else(|_| ext.clone());
+                    let mut present = false;
+                    for p in &participants {
+                        if !known.contains_key(p) {
+                            let ids = self
+                                .vault
+                                .list_interactions(p, &|x| x == f)?
+                                .into_iter()
+                                .filter_map(|i| {
+                                    i.fields.into_iter().find(|(x, _)| *x == f).and_then(|(_, v)| {
+                                        v.to_json().as_str().map(str::to_string)
+                                    })
+                                })
+                                .collect();
+                            known.insert(*p, ids);
+                        }
+                        present |= known[p].contains(&ext);
+                    }
+                    if present {
+                        report.already_present += 1;
+                        continue;
+                    }
+                    for p in &participants {
+                        known.get_mut(p).expect("loaded above").insert(ext.clone());
+                    }
+                }
+                if read.kind_defaulted {
+                    report.kinds_defaulted += 1;
+                }
+                for p in &participants {
+                    trail.subject(p);
+                }
+                pending.push((participants, parsed));
+                report.added += 1;
+                if pending.len() >= ACTIVITY_BATCH {
+                    flush(&mut pending, trail)?;
+                    trail.subjects.clear();
+                }
+            }
+            flush(&mut pending, trail)?;
+            trail.count = Some(report.added);
+            Ok(report)
+        })
+    }
+}

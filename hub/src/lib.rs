@@ -58,7 +58,10 @@ pub use imports::{
     default_rule, Counts, ImportOptions, ImportRecord, ImportReport, Problem, Progress, ReportRows,
     ReviewItem, RowReport, Source, Stage, Survivorship, BATCH_ROWS, REPORT_CSV_HEADER,
 };
-pub use interactions::{InteractionView, NewInteraction, MAX_INTERACTIONS, MAX_PARTICIPANTS};
+pub use interactions::{
+    ActivityImport, InteractionView, NewInteraction, RefusedActivity, MAX_INTERACTIONS,
+    MAX_PARTICIPANTS,
+};
 pub use mappings::{MAPPINGS_DIR, MAX_MAPPING_BYTES};
 pub use merges::{FieldContribution, MatchExplanation, MergeRecord};
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};

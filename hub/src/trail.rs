@@ -58,6 +58,7 @@ pub const ACTIONS: &[&str] = &[
     "import",
     "import.authorize",
     "import.dry_run",
+    "import.interactions",
     "import.rows",
     "import.undo",
     "list.request",

@@ -12,6 +12,7 @@
 //!
 //! Profiles, normalisation, matching and merges are the rest of the importers issue.
 
+pub mod activities;
 pub mod dates;
 pub mod matching;
 pub mod phones;

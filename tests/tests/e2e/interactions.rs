@@ -325,3 +325,89 @@ fn fep_table_of_a_known_history_leaves_out_an_objection_and_suppresses_small_cel
     let r = env.json(&["analytics", "retention", "--year", "2025"], None);
     assert!((r["overall"]["rate"].as_f64().unwrap() - 30.0 / 52.0).abs() < 1e-9);
 }
+
+#[test]
+fn civicrm_activities_link_by_contact_id_refuse_what_they_cannot_link_and_import_once() {
+    let env = Env::init();
+    let a = env.add(&json!({"given_name": "Ada", "family_name": "Lee", "external_id": "civi-101"}));
+    let b = env.add(&json!({"given_name": "Bo", "family_name": "Lee", "external_id": "civi-102"}));
+    // Two subjects carry the same legacy id: a row naming it is never guessed.
+    env.add(&json!({"given_name": "Cy", "family_name": "Ng", "external_id": "civi-103"}));
+    env.add(&json!({"given_name": "Cy", "family_name": "Ng", "external_id": "civi-103"}));
+    let file = env.tmp.path().join("activities.csv");
+    std::fs::write(
+        &file,
+        "Activity ID,Activity Type,Subject,Activity Date,Details,Duration,Activity Status,Target Contact ID,Priority\n\
+         9001,Phone Call,Thanked for gift,2024-03-01 10:15:00,,12,Completed,civi-101,Normal\n\
+         9002,Meeting,Visit with both,2024-04-02 14:00:00,Spoke of a diagnosis,60,Completed,civi-101;civi-102,Normal\n\
+         9003,Phone Call,Nobody,2024-04-03,,,Completed,civi-999,Normal\n\
+         9004,Phone Call,Which one,2024-04-04,,,Completed,civi-103,Normal\n\
+         9005,Meeting,Bad date,04/05/2024,,,Completed,civi-101,Normal\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    // A dry run links every row and writes nothing.
+    let out = env.run(
+        &["interaction", "import", path, "--dry-run", "--json"],
+        None,
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["dry_run"].clone(), r["added"].clone()),
+        (json!(true), json!(2)),
+        "{r}"
+    );
+    assert_eq!(interaction_list(&env, &a, None)["items"], json!([]));
+    let out = env.run(&["interaction", "import", path, "--json"], None);
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["profile"], "civicrm", "{r}");
+    assert_eq!(r["rows"], 5);
+    assert_eq!(r["added"], 2, "{r}");
+    let refused: Vec<(u64, String)> = r["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["row"].as_u64().unwrap(),
+                x["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (4, "unknown_contact".to_string()),
+            (5, "ambiguous_contact".to_string()),
+            (6, "invalid_date".to_string())
+        ],
+        "{r}"
+    );
+    assert_eq!(r["unmapped_columns"], json!(["Priority"]));
+    let list = interaction_list(&env, &a, None);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+    let both = interaction_list(&env, &b, None);
+    let meeting = &both["items"][0];
+    assert_eq!(meeting["fields"]["kind"], "meeting");
+    assert_eq!(meeting["fields"]["duration_minutes"], 60);
+    assert_eq!(meeting["participants"].as_array().unwrap().len(), 2);
+    // Again: nothing new.
+    let out = env.run(&["interaction", "import", path, "--json"], None);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["added"], 0, "{r}");
+    assert_eq!(r["already_present"], 2, "{r}");
+    assert_eq!(
+        interaction_list(&env, &a, None)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let hits = find_markers(
+        &env.data,
+        &[],
+        &["Spoke of a diagnosis", "Thanked for gift"],
+    );
+    assert!(hits.is_empty(), "{hits:?}");
+}
