@@ -10,6 +10,8 @@
 //! steward-bench consent-suite [--subjects 1000000]                    # segment vs plain scan
 //! steward-bench requests-suite [--erasures 10000]                     # access package, erasures
 //! steward-bench retention-suite [--subjects 1000000]                  # retention sweep
+//! steward-bench analytics-suite [--subjects 1000000] [--interactions 100000] # FEP, LYBUNT,
+//!     interaction adds, a 1,000-item timeline
 //! steward-bench import-quality [--febrl DIR] [--mapping M.toml]      # each FEBRL set in DIR through the import
 //! steward-bench match-only [DIR]                                      # the matcher alone on FEBRL
 //! steward-bench import-synthetic [--n N] [--dup 0.1] [--seed S] [--parts K] # synthetic donor import
@@ -34,6 +36,7 @@ use domain::{FieldId, IndexKind, RecordKind, Schema, SubjectId, SubjectKind, Val
 use serde_json::{json, Value as Json};
 use vault::{keyspaces, Batch, NewSubject, SealTo, SledOptions, SledStore, Store, Unlock, Vault};
 
+mod analytics_bench;
 mod audit_bench;
 mod consent_bench;
 mod match_bench;
@@ -169,6 +172,15 @@ fn main() {
                 args.iter().any(|a| a == "--discard-audit"),
             );
         }
+        Some("analytics-suite") => {
+            let n: usize = arg(&args, "--subjects")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000);
+            let k: usize = arg(&args, "--interactions")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100_000);
+            analytics_bench::suite(n, k);
+        }
         Some("retention-suite") => {
             let n: usize = arg(&args, "--subjects")
                 .and_then(|v| v.parse().ok())
@@ -248,7 +260,7 @@ pub(crate) fn bench_hub() -> (tempfile::TempDir, Arc<hub::Hub>) {
     (tmp, hub)
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
 }

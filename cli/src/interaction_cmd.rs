@@ -93,7 +93,7 @@ pub(crate) fn interaction(g: &Global, cmd: InteractionCmd, out: Output) -> anyho
         InteractionCmd::Update { id, if_version } => {
             let id = parse_interaction_id(&id)?;
             let Value::Object(patch) = read_stdin_json()? else {
-                return Err(usage("bad_json", "expected a JSON object of fields").into());
+                return Err(usage("bad_json", "expected a JSON object of fields"));
             };
             let hub = open_hub(g)?;
             let version = hub.update_interaction(&actor_for(&hub, g)?, &id, patch, if_version)?;
@@ -107,7 +107,7 @@ pub(crate) fn interaction(g: &Global, cmd: InteractionCmd, out: Output) -> anyho
             dry_run,
         } => {
             let f = std::fs::File::open(&file)
-                .map_err(|e| usage("not_found", &format!("{}: {e}", file.display())))?;
+                .map_err(|e| usage("not_found", format!("{}: {e}", file.display())))?;
             let hub = open_hub(g)?;
             let r =
                 hub.import_interactions(&actor_for(&hub, g)?, f, profile.as_deref(), dry_run)?;

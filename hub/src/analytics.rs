@@ -404,10 +404,7 @@ pub fn suppress_fep(t: &mut Fep) {
     t.donors = cells["donors"];
     t.previous_donors = cells["previous_donors"];
     let mut hide_rate = |r: &mut Rate, n: &str, base_hidden: bool| {
-        if base_hidden
-            || (1..MIN_CELL).contains(&r.retained.unwrap_or(0))
-            || count_held.iter().any(|c| *c == n)
-        {
+        if base_hidden || (1..MIN_CELL).contains(&r.retained.unwrap_or(0)) {
             *r = Rate {
                 rate: None,
                 retained: None,
@@ -770,7 +767,9 @@ impl Hub {
                 .unwrap_or(false)
         };
         let mut ledger = self.ledger.scan().peekable();
-        let mut raw: Vec<(domain::SubjectId, Vec<(Date, i64, String)>)> = Vec::new();
+        // Each donor's counted gifts: day, amount, currency.
+        type Counted = Vec<(Date, i64, String)>;
+        let mut raw: Vec<(domain::SubjectId, Counted)> = Vec::new();
         let mut excluded = 0u64;
         let mut not_counted = 0u64;
         let mut currencies: HashMap<String, u64> = HashMap::new();
@@ -967,6 +966,37 @@ impl Hub {
                 }
             }
             Ok(r)
+        })
+    }
+}
+
+impl Hub {
+    /// The FEP table of each year from `first` to the query's year (at most 20), from one
+    /// read of the gifts: retention over the years.
+    pub fn analytics_series(
+        &self,
+        actor: &Actor,
+        query: &AnalyticsQuery,
+        first: i32,
+    ) -> Result<Report<Vec<Fep>>, Error> {
+        let last = query
+            .year
+            .ok_or_else(|| Error::BadRequest("year: a series needs the last year".into()))?;
+        if first > last || last - first >= 20 {
+            return Err(Error::BadRequest(
+                "from_year: a series covers 1 to 20 years ending with the year".into(),
+            ));
+        }
+        self.analyse(actor, query, "series", |donors, _, _, suppress| {
+            (first..=last)
+                .map(|y| {
+                    let mut t = fep(donors, Period::year(y)?);
+                    if suppress {
+                        suppress_fep(&mut t);
+                    }
+                    Ok(t)
+                })
+                .collect()
         })
     }
 }

@@ -259,12 +259,7 @@ fn rfm_scores_every_donor_once_per_measure() {
     let donors: Vec<Donor> = (0..50)
         .map(|i| Donor {
             gifts: (0..=(i % 5))
-                .map(|k| {
-                    (
-                        day(2020 + (k as i32), 1 + (i % 12) as u8, 1),
-                        100 * (i as i64 + 1),
-                    )
-                })
+                .map(|k| (day(2020 + k, 1 + (i % 12) as u8, 1), 100 * (i as i64 + 1)))
                 .collect(),
         })
         .collect();

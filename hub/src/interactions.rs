@@ -469,7 +469,7 @@ impl Hub {
             };
             let mut known: std::collections::HashMap<SubjectId, std::collections::HashSet<String>> =
                 std::collections::HashMap::new();
-            let mut pending: Vec<(Vec<SubjectId>, Vec<(FieldId, domain::Value)>)> = Vec::new();
+            let mut pending: Vec<vault::NewInteractionCopy> = Vec::new();
             let refuse = |report: &mut ActivityImport, row: u64, column: Option<String>, code: &str| {
                 report.refused.push(RefusedActivity {
                     row,
@@ -477,7 +477,7 @@ impl Hub {
                     code: code.to_string(),
                 });
             };
-            let flush = |pending: &mut Vec<(Vec<SubjectId>, Vec<(FieldId, domain::Value)>)>,
+            let flush = |pending: &mut Vec<vault::NewInteractionCopy>,
                          trail: &mut crate::trail::Trail|
              -> Result<(), Error> {
                 if pending.is_empty() || dry_run {

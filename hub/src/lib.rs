@@ -149,6 +149,8 @@ pub struct Hub {
     organisation: ropa::OrgFacts,
     holds: Vec<retention::HoldRule>,
     lapsed: Option<(i32, bool)>,
+    /// Years interactions are kept (retention.toml's `interactions` class), if it has one.
+    interaction_years: Option<i32>,
     ledger: consent::Ledger,
     /// The purposes in force; an administrator may replace them ([`Hub::put_purposes`]).
     purposes: RwLock<Arc<consent::Purposes>>,
@@ -243,6 +245,7 @@ impl Hub {
         let purposes = Arc::new(policies.purposes(&schema)?);
         let holds = retention::hold_rules(&policies, &schema)?;
         let lapsed = retention::lapsed_rule(&policies)?;
+        let interaction_years = retention::class_years(&policies, "interactions")?;
         let holidays = requests::holiday_rules(&policies)?;
         let organisation = ropa::org_facts(&policies)?;
         let vault = Arc::new(match store {
@@ -268,6 +271,7 @@ impl Hub {
             organisation,
             holds,
             lapsed,
+            interaction_years,
             ledger,
             purposes: RwLock::new(purposes),
             vault,

@@ -139,6 +139,17 @@ struct ClassFile {
     classes: Vec<ClassRule>,
 }
 
+/// The `years` of a retention class, if the class is there.
+pub(crate) fn class_years(files: &PolicyFiles, name: &str) -> Result<Option<i32>, Error> {
+    let file: ClassFile = toml::from_str(files.text_of("retention.toml"))
+        .map_err(|e| Error::Policy(format!("retention.toml: {e}")))?;
+    Ok(file
+        .classes
+        .into_iter()
+        .find(|c| c.name == name && c.years > 0)
+        .map(|c| c.years))
+}
+
 /// The `supporter` class's rule for lapsed supporters: (years, erase?).
 pub(crate) fn lapsed_rule(files: &PolicyFiles) -> Result<Option<(i32, bool)>, Error> {
     let file: ClassFile = toml::from_str(files.text_of("retention.toml"))
@@ -256,6 +267,8 @@ pub struct RetentionReport {
     pub lapsed_sample: Vec<SubjectId>,
     /// Lapsed subjects erased by this run.
     pub lapsed_erased: u64,
+    /// Interactions older than their class's years, removed (each participant's copy).
+    pub interactions_removed: u64,
 }
 
 impl Hub {
@@ -741,10 +754,54 @@ impl Hub {
                     lapsed_erased += self.erase_subjects(actor, chunk)?.len() as u64;
                 }
             }
+            // Interactions past their class's years: each copy's time is inside its
+            // encryption, so this pass decrypts that one field per interaction.
+            let mut interactions_removed = 0u64;
+            if let (Some(years), Some(at)) = (
+                self.interaction_years,
+                self.schema
+                    .field(domain::RecordKind::Interaction, "occurred_at")
+                    .map(|d| d.id),
+            ) {
+                let cutoff = Date::from_calendar_date(
+                    today.year() - years,
+                    today.month(),
+                    today.day().min(28),
+                )
+                .unwrap_or(today);
+                let mut old: Vec<(SubjectId, Vec<domain::InteractionId>)> = Vec::new();
+                self.vault
+                    .scan_interactions(&|f| f == at, &mut |subject, items| {
+                        let ids: Vec<domain::InteractionId> = items
+                            .iter()
+                            .filter(|i| {
+                                i.fields
+                                    .iter()
+                                    .find(|(f, _)| *f == at)
+                                    .and_then(|(_, v)| v.as_date())
+                                    .is_some_and(|d| d < cutoff)
+                            })
+                            .map(|i| i.id)
+                            .collect();
+                        if !ids.is_empty() {
+                            old.push((subject, ids));
+                        }
+                        Ok(())
+                    })?;
+                for (subject, ids) in old {
+                    interactions_removed += ids.len() as u64;
+                    if !dry_run {
+                        self.vault
+                            .delete_interactions(&subject, &ids, vault::Batch::new())?;
+                    }
+                }
+            }
             for id in &holds_ended {
                 trail.subject(id);
             }
-            trail.count = Some(holds_ended.len() as u64 + requests_purged + lapsed_erased);
+            trail.count = Some(
+                holds_ended.len() as u64 + requests_purged + lapsed_erased + interactions_removed,
+            );
             lapsed_ids.truncate(100);
             Ok(RetentionReport {
                 dry_run,
@@ -755,6 +812,7 @@ impl Hub {
                 lapsed,
                 lapsed_sample: lapsed_ids,
                 lapsed_erased,
+                interactions_removed,
             })
         })
     }

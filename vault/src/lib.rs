@@ -46,8 +46,9 @@ pub use store::{
     StoreError,
 };
 pub use vault::{
-    layout, read_seal_info, GiftRecord, InitReport, InteractionRecord, MatchKeys, NewSubject,
-    RotationOptions, RotationReport, SubjectRecord, SuppressionList, Vault, VaultStats,
+    layout, read_seal_info, GiftRecord, InitReport, InteractionRecord, MatchKeys,
+    NewInteraction as NewInteractionCopy, NewSubject, RotationOptions, RotationReport,
+    SubjectRecord, SuppressionList, Vault, VaultStats,
 };
 
 /// Re-exported so callers can hold passphrases without depending on age directly.

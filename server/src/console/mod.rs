@@ -16,6 +16,7 @@
 //! - this file: the routes, the session extractor, CSRF, headers, static files, the layout.
 //! - `pages`: the screens (work queue, find, constituent, audit).
 
+mod analytics;
 mod edit;
 mod imports;
 mod pages;
@@ -63,6 +64,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/audit/verify", post(pages::audit_verify))
         .route("/audit/checkpoint", post(pages::audit_checkpoint))
         .route("/policies", get(policies::show))
+        .route("/analytics", get(analytics::show))
         .route("/policies/rules", post(policies::save_rules))
         .route("/policies/purposes", post(policies::save_purposes))
         .route("/subjects/{id}/consent", post(pages::record_consent))
@@ -224,6 +226,8 @@ pub(crate) struct Signed {
     may_review: bool,
     /// Whether the role may import (likewise).
     may_import: bool,
+    /// Whether the role may read analytics (likewise).
+    may_analytics: bool,
 }
 
 impl Signed {
@@ -321,8 +325,13 @@ impl FromRequestParts<AppState> for Signed {
         let may_import = state
             .hub
             .allows(session.principal.role, "imports", hub::Action::Import);
+        let may_analytics =
+            state
+                .hub
+                .allows(session.principal.role, "analytics", hub::Action::Read);
         Ok(Signed {
             may_import,
+            may_analytics,
             may_audit,
             may_requests,
             may_review,
@@ -364,6 +373,7 @@ pub(crate) fn layout(title: &str, user: Option<&Signed>, body: Markup) -> Markup
                                 @if u.may_requests { li { a href="/requests" { "Requests" } } }
                                 @if u.may_import { li { a href="/imports" { "Imports" } } }
                                 @if u.may_review { li { a href="/review" { "Review" } } }
+                                @if u.may_analytics { li { a href="/analytics" { "Analytics" } } }
                                 @if u.may_audit { li { a href="/audit" { "Audit log" } } }
                                 li { a href="/policies" { "Policies" } }
                             }

@@ -427,7 +427,7 @@ async fn subject_page(
     // Who has read it comes from the audit log, a search of its own (a link, so that the
     // page does not wait on a scan of the log).
     let readers = may(&state, &user, "audit", Action::Read);
-    // The timeline: gifts, consent events and requests, newest first; each kind only if the
+    // The timeline: gifts, consent events, requests and interactions, newest first; each kind only if the
     // role may see it (what was not fetched above is not here).
     let mut timeline: Vec<(String, String)> = Vec::new();
     for g in gifts.iter().flatten() {
@@ -450,6 +450,38 @@ async fn subject_page(
                 r.kind, r.jurisdiction, r.state
             ),
         ));
+    }
+    if may(
+        &state,
+        &user,
+        AccessGroup::Interactions.object(),
+        Action::Read,
+    ) {
+        let actor = user.actor.clone();
+        match call(&state, move |h| h.list_interactions(&actor, &id, None)).await {
+            Ok(list) => {
+                for i in list {
+                    let at = i.fields.get("occurred_at").map(show).unwrap_or_default();
+                    let mut what = i.fields.get("kind").map(show).unwrap_or_default();
+                    if let Some(d) = i.fields.get("direction") {
+                        what = format!("{what} ({})", show(d));
+                    }
+                    if let Some(s) = i.fields.get("summary") {
+                        what = format!("{what}: {}", show(s));
+                    }
+                    let mut chars = what.chars();
+                    let mut what: String = match chars.next() {
+                        Some(first) => first.to_uppercase().chain(chars).collect(),
+                        None => what.clone(),
+                    };
+                    if i.participants.len() > 1 {
+                        what.push_str(&format!(" (with {} others)", i.participants.len() - 1));
+                    }
+                    timeline.push((at.get(..10).unwrap_or(&at).to_string(), what));
+                }
+            }
+            Err(e) => return error_page(&user, &e),
+        }
     }
     timeline.sort_by(|a, b| b.0.cmp(&a.0));
     let purposes: Vec<String> = state

@@ -406,6 +406,9 @@ fn browser_sign_in_bad_password_each_roles_view_and_sign_out() {
     b.open(&format!("{}/policies", server.url));
     assert!(b.text().contains("What each role may do"));
     b.accessible("policies");
+    b.open(&format!("{}/analytics?year=2025", server.url));
+    assert!(b.text().contains("Retention over the years"));
+    b.accessible("analytics");
     // An auditor: no personal data; the audit log with the reveal and its reason.
     b.click("form.signout button");
     b.wait_for_path("/");

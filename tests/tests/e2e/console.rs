@@ -1075,3 +1075,44 @@ fn console_admin_adds_a_purpose_which_the_gate_uses_at_once() {
         good
     );
 }
+
+#[test]
+fn console_analytics_draws_retention_and_suppresses_small_cells_for_a_volunteer() {
+    let (env, id) = console_env();
+    env.json(
+        &["interaction", "add", "--subject", &id],
+        Some(&json!({"kind": "call", "direction": "outbound", "occurred_at": "2025-07-01T09:00:00Z", "summary": "Thanked her"}).to_string()),
+    );
+    let server = env.serve("info");
+    let fran = Client::new(env.tmp.path(), "fran", &server);
+    assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
+    // The constituent's timeline holds the call.
+    let page = fran.get(&format!("/subjects/{id}")).body;
+    assert!(page.contains("Call (outbound): Thanked her"), "{page}");
+    let a = fran.get("/analytics?year=2025");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body.contains("<svg") && a.body.contains("Retention over the years"),
+        "{}",
+        a.body
+    );
+    // One donor, new in 2025: shown exactly to a role that reads gifts.
+    assert!(a.body.contains("New donors"), "{}", a.body);
+    assert!(!a.body.contains("suppressed"), "{}", a.body);
+    let vera = Client::new(env.tmp.path(), "vera", &server);
+    assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);
+    let v = vera.get("/analytics?year=2025");
+    assert_eq!(v.status, 200, "{}", v.body);
+    assert!(v.body.contains("suppressed"), "{}", v.body);
+    assert!(!v.body.contains("4331.50"), "{}", v.body);
+    // The volunteer's timeline shows the call without what was said.
+    let page = vera.get(&format!("/subjects/{id}")).body;
+    assert!(
+        page.contains("Call (outbound)") && !page.contains("Thanked her"),
+        "{page}"
+    );
+    let aldo = Client::new(env.tmp.path(), "aldo", &server);
+    assert_eq!(aldo.sign_in("aldo", PASSWORD).status, 303);
+    assert_eq!(aldo.get("/analytics?year=2025").status, 403);
+    server.stop();
+}

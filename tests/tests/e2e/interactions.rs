@@ -204,8 +204,11 @@ fn interactions_are_sealed_per_participant_read_by_group_and_erased_with_one_par
     server.stop();
 }
 
-/// Donors by pattern: (count, [(year, amount in pounds)]).
-const PATTERNS: &[(&str, usize, &[(i32, u32)])] = &[
+/// A pattern's name, how many donors follow it, and their gifts (year, pounds).
+type Pattern = (&'static str, usize, &'static [(i32, u32)]);
+
+/// Donors by pattern.
+const PATTERNS: &[Pattern] = &[
     ("A", 10, &[(2024, 10), (2025, 20)]),
     ("B", 10, &[(2024, 10)]),
     ("C", 10, &[(2023, 10), (2024, 30), (2025, 30)]),
@@ -410,4 +413,34 @@ fn civicrm_activities_link_by_contact_id_refuse_what_they_cannot_link_and_import
         &["Spoke of a diagnosis", "Thanked for gift"],
     );
     assert!(hits.is_empty(), "{hits:?}");
+}
+
+#[test]
+fn the_retention_sweep_removes_interactions_past_their_years_and_keeps_the_rest() {
+    let env = Env::init();
+    let a = env.add(&json!({"given_name": "Old", "family_name": "Friend"}));
+    for at in ["2015-02-01T10:00:00Z", "2025-02-01T10:00:00Z"] {
+        env.json(
+            &["interaction", "add", "--subject", &a],
+            Some(&json!({"kind": "letter", "occurred_at": at}).to_string()),
+        );
+    }
+    let dry = env.json(
+        &["retention", "run", "--dry-run", "--now", "2026-12-01"],
+        None,
+    );
+    assert_eq!(dry["interactions_removed"], 1, "{dry}");
+    assert_eq!(
+        interaction_list(&env, &a, None)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let run = env.json(&["retention", "run", "--now", "2026-12-01"], None);
+    assert_eq!(run["interactions_removed"], 1, "{run}");
+    let left = interaction_list(&env, &a, None);
+    let items = left["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{left}");
+    assert_eq!(items[0]["fields"]["occurred_at"], "2025-02-01T10:00:00Z");
 }

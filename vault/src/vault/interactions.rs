@@ -14,6 +14,9 @@ const PARTICIPANTS: FieldId = FieldId(0);
 /// The blind-index field id under which an interaction's participants are indexed.
 pub(crate) const INTERACTION_FIELD: FieldId = FieldId(0xFFFE);
 
+/// An interaction to add: its participants and its fields.
+pub type NewInteraction = (Vec<SubjectId>, Vec<(FieldId, Value)>);
+
 /// One participant's decrypted copy of an interaction.
 #[derive(Debug, Clone)]
 pub struct InteractionRecord {
@@ -85,7 +88,7 @@ impl Vault {
     /// one atomic batch with `extra`; returns their ids in order.
     pub fn add_interactions_with(
         &self,
-        items: &[(Vec<SubjectId>, Vec<(FieldId, Value)>)],
+        items: &[NewInteraction],
         extra: Batch,
     ) -> Result<Vec<InteractionId>> {
         let _gate = self.gate_shared();
@@ -190,6 +193,39 @@ impl Vault {
             out.push(self.open_interaction(subject, &id, &value, &dek, wanted)?);
         }
         Ok(out)
+    }
+
+    /// Every live subject's interactions, in subject-id order: `sink` gets each subject's
+    /// copies (the fields `wanted` accepts) at once.
+    pub fn scan_interactions(
+        &self,
+        wanted: &dyn Fn(FieldId) -> bool,
+        sink: &mut dyn FnMut(SubjectId, Vec<InteractionRecord>) -> Result<()>,
+    ) -> Result<()> {
+        let mut current: Option<(SubjectId, LessSafeKey)> = None;
+        let mut items = Vec::new();
+        for entry in self.store.scan_prefix(ks::INTERACTIONS, b"") {
+            let (key, value) = entry?;
+            let corrupt = || Error::Corrupt {
+                what: "interaction key".into(),
+            };
+            let subject = SubjectId::from_slice(&key).ok_or_else(corrupt)?;
+            let id = InteractionId::from_slice(key.get(16..).ok_or_else(corrupt)?)
+                .ok_or_else(corrupt)?;
+            if current.as_ref().map(|(s, _)| *s) != Some(subject) {
+                if let Some((s, _)) = current.take() {
+                    sink(s, std::mem::take(&mut items))?;
+                }
+                let (_, _, dek) = self.load_subject(&subject)?;
+                current = Some((subject, dek));
+            }
+            let (_, dek) = current.as_ref().expect("set above");
+            items.push(self.open_interaction(&subject, &id, &value, dek, wanted)?);
+        }
+        if let Some((s, _)) = current {
+            sink(s, items)?;
+        }
+        Ok(())
     }
 
     /// The subjects holding a copy of an interaction now (erased participants have none).

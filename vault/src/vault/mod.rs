@@ -24,7 +24,7 @@ mod erasure;
 mod gifts;
 mod indexes;
 mod interactions;
-pub use interactions::InteractionRecord;
+pub use interactions::{InteractionRecord, NewInteraction};
 mod rotation;
 mod subjects;
 
