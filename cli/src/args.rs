@@ -178,7 +178,14 @@ pub enum AnalyticsCmd {
     /// Donor retention (FEP): overall, new-donor and repeat-donor.
     Retention(AnalyticsArgs),
     /// The FEP table: gains and losses in donors and money.
-    Fep(AnalyticsArgs),
+    Fep {
+        #[command(flatten)]
+        args: AnalyticsArgs,
+        /// A differentially private release of the donor counts instead, spending this much
+        /// of the analytics purpose's privacy budget (above 0, at most 1).
+        #[arg(long)]
+        epsilon: Option<f64>,
+    },
     /// LYBUNT and SYBUNT donors.
     Lapsed {
         #[command(flatten)]

@@ -226,7 +226,34 @@ pub(crate) fn analytics(g: &Global, cmd: AnalyticsCmd, out: Output) -> anyhow::R
                 )
             });
         }
-        AnalyticsCmd::Fep(a) => {
+        AnalyticsCmd::Fep {
+            args,
+            epsilon: Some(epsilon),
+        } => {
+            let r = hub.analytics_fep_private(&actor, &query(args), epsilon)?;
+            let v = json!(r);
+            out.emit(&v, || {
+                let mut s = format!(
+                    "Differentially private donor counts (epsilon {epsilon}; {:.3} of the budget left):\n",
+                    r.budget_left
+                );
+                for (k, n) in &r.counts {
+                    s.push_str(&format!("  {k:<18} {n:>8}\n"));
+                }
+                let pct = |x: Option<f64>| x.map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+                s.push_str(&format!(
+                    "  retention: overall {}, new {}, repeat {}",
+                    pct(r.overall),
+                    pct(r.new),
+                    pct(r.repeat)
+                ));
+                s
+            });
+        }
+        AnalyticsCmd::Fep {
+            args: a,
+            epsilon: None,
+        } => {
             let r = hub.analytics_fep(&actor, &query(a))?;
             let v = json!(r);
             out.emit(&v, || {

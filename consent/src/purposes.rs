@@ -66,6 +66,10 @@ pub struct Purpose {
     /// `analytics`, count them.
     #[serde(default)]
     pub interactions: bool,
+    /// For `analytics`: the total epsilon of differentially private releases the data
+    /// directory may make (each release spends its own; none once spent). Unset: none.
+    #[serde(default)]
+    pub privacy_budget: Option<f64>,
     /// Retention period or criteria, in words.
     #[serde(default)]
     pub retention: String,

@@ -621,6 +621,8 @@ pub struct AnalyticsQuery {
     pub lookback: Option<u32>,
     /// List the LYBUNT and SYBUNT subjects' ids (roles that may read gifts only).
     pub list: bool,
+    /// For a private FEP release over HTTP: the epsilon to spend.
+    pub epsilon: Option<f64>,
 }
 
 /// The gifts analytics read, and what it left out.
@@ -997,6 +999,175 @@ impl Hub {
                     Ok(t)
                 })
                 .collect()
+        })
+    }
+}
+
+/// The classes of a private release: each donor is in one at most.
+const PRIVATE_CLASSES: [&str; 10] = [
+    "new_donors",
+    "recaptured",
+    "upgraded_new",
+    "upgraded_repeat",
+    "same_new",
+    "same_repeat",
+    "downgraded_new",
+    "downgraded_repeat",
+    "lapsed_new",
+    "lapsed_repeat",
+];
+
+/// Where the epsilon already spent on private releases is kept (the store's meta keyspace).
+const DP_SPENT: &[u8] = b"analytics.dp.spent";
+
+/// A differentially private release of the FEP table's donor counts.
+///
+/// Each donor falls in exactly one of ten classes of a period against the one before (new,
+/// recaptured; upgraded, same and downgraded, each split by whether the donor was new in the
+/// previous period; lapsed new, lapsed repeat) or in none, so adding or removing one donor
+/// changes the vector of the ten counts by 1 in one place: its L1 sensitivity is 1. Adding to each count independent two-sided geometric noise with
+/// α = e^(−ε) (P(k) ∝ α^|k|) is then ε-differentially private for that vector (the geometric
+/// mechanism, the discrete Laplace mechanism for sensitivity 1). Everything shown is worked
+/// out from the noisy counts alone (clamping at zero, the totals, the retention rates), which
+/// is post-processing and keeps the guarantee. Money is not released: one gift is unbounded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrivateFep {
+    /// The period analysed.
+    pub period: Period,
+    /// The epsilon this release spent.
+    pub epsilon: f64,
+    /// What is left of the data directory's budget after it.
+    pub budget_left: f64,
+    /// Noisy donor counts per class (clamped at zero).
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Overall retention from the noisy counts.
+    pub overall: Option<f64>,
+    /// New-donor retention from the noisy counts.
+    pub new: Option<f64>,
+    /// Repeat-donor retention from the noisy counts.
+    pub repeat: Option<f64>,
+    /// Donors gained per donor lost, from the noisy counts.
+    pub donor_gain_loss_ratio: Option<f64>,
+}
+
+/// A sample of the two-sided geometric distribution with α = e^(−ε), from `uniform`, a
+/// source of independent uniform numbers in (0, 1).
+pub fn two_sided_geometric(epsilon: f64, uniform: &mut dyn FnMut() -> f64) -> i64 {
+    // The difference of two geometric variables on {0, 1, ...} with P(k) = (1−α)α^k has
+    // P(d) = (1−α)/(1+α) · α^|d|.
+    let ln_alpha = -epsilon;
+    let mut geometric = || (uniform().ln() / ln_alpha).floor() as i64;
+    geometric() - geometric()
+}
+
+/// A uniform number in (0, 1) from the system's secure random source.
+fn secure_uniform() -> f64 {
+    let mut b = [0u8; 8];
+    assert!(
+        vault::crypto::fill_random(&mut b),
+        "the system's random source failed"
+    );
+    // 53 random bits, shifted off zero.
+    ((u64::from_le_bytes(b) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+}
+
+impl Hub {
+    /// A differentially private release of the FEP table's donor counts, spending `epsilon`
+    /// of the `analytics` purpose's `privacy_budget` (refused once spent, and for an epsilon
+    /// outside (0, 1]). The spend is stored with the run's audit event, in one batch.
+    pub fn analytics_fep_private(
+        &self,
+        actor: &Actor,
+        query: &AnalyticsQuery,
+        epsilon: f64,
+    ) -> Result<PrivateFep, Error> {
+        self.audited(actor, "read.analytics", |trail| {
+            trail.purpose = Some(ANALYTICS_PURPOSE.into());
+            trail.note = Some(format!("{} epsilon={epsilon}", query.describe("fep-private")));
+            self.require(actor, "analytics", Action::Read)?;
+            if !(epsilon > 0.0 && epsilon <= 1.0) {
+                return Err(Error::BadRequest(
+                    "epsilon: give a number above 0 and at most 1".into(),
+                ));
+            }
+            let budget = self
+                .purpose(ANALYTICS_PURPOSE)?
+                .privacy_budget
+                .ok_or_else(|| {
+                    Error::Policy(
+                        "purposes.toml: the analytics purpose has no privacy_budget, so no private release may be made".into(),
+                    )
+                })?;
+            let period = query.period()?;
+            let _one = self.dp_lock.lock().expect("dp lock");
+            let spent = match self.vault.store().get(vault::keyspaces::META, DP_SPENT)? {
+                Some(v) => f64::from_le_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
+                None => 0.0,
+            };
+            if spent + epsilon > budget + 1e-12 {
+                return Err(Error::Conflict(format!(
+                    "the privacy budget is spent: {spent:.3} of {budget:.3} used, this release asks {epsilon}"
+                )));
+            }
+            let (donors, _, coverage) = self.donors(query)?;
+            trail.count = Some(coverage.donors);
+            // Ten classes, each donor in one at most: the seven of the FEP table with the
+            // retained ones split by whether they were new in the previous period.
+            let q = period.previous();
+            let mut exact: BTreeMap<&'static str, i64> = BTreeMap::new();
+            for name in PRIVATE_CLASSES {
+                exact.insert(name, 0);
+            }
+            for d in &donors {
+                let s = sums(d, &period, &q);
+                let repeat = s.before_prev;
+                let name = match (classify(&s), repeat) {
+                    (Class::New, _) => "new_donors",
+                    (Class::Recaptured, _) => "recaptured",
+                    (Class::Upgraded, false) => "upgraded_new",
+                    (Class::Upgraded, true) => "upgraded_repeat",
+                    (Class::Same, false) => "same_new",
+                    (Class::Same, true) => "same_repeat",
+                    (Class::Downgraded, false) => "downgraded_new",
+                    (Class::Downgraded, true) => "downgraded_repeat",
+                    (Class::LapsedNew, _) => "lapsed_new",
+                    (Class::LapsedRepeat, _) => "lapsed_repeat",
+                    (Class::None, _) => continue,
+                };
+                *exact.get_mut(name).expect("every class") += 1;
+            }
+            let mut uniform = secure_uniform;
+            let counts: BTreeMap<&'static str, u64> = exact
+                .into_iter()
+                .map(|(name, n)| {
+                    (name, (n + two_sided_geometric(epsilon, &mut uniform)).max(0) as u64)
+                })
+                .collect();
+            let c = |n: &str| counts[n];
+            let retained_new = c("upgraded_new") + c("same_new") + c("downgraded_new");
+            let retained_repeat = c("upgraded_repeat") + c("same_repeat") + c("downgraded_repeat");
+            let rate = |kept: u64, lost: u64| (kept + lost > 0).then(|| kept as f64 / (kept + lost) as f64);
+            let lost = c("lapsed_new") + c("lapsed_repeat");
+            let release = PrivateFep {
+                period,
+                epsilon,
+                budget_left: budget - spent - epsilon,
+                overall: rate(retained_new + retained_repeat, lost),
+                new: rate(retained_new, c("lapsed_new")),
+                repeat: rate(retained_repeat, c("lapsed_repeat")),
+                donor_gain_loss_ratio: (lost > 0)
+                    .then(|| (c("new_donors") + c("recaptured")) as f64 / lost as f64),
+                counts,
+            };
+            self.commit_audited(actor, "read.analytics", trail, |mut batch| {
+                batch.put(
+                    vault::keyspaces::META,
+                    DP_SPENT.to_vec(),
+                    (spent + epsilon).to_le_bytes().to_vec(),
+                );
+                Ok(self.vault.apply_durably(batch)?)
+            })?;
+            Ok(release)
         })
     }
 }

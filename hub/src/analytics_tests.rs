@@ -275,3 +275,32 @@ fn rfm_scores_every_donor_once_per_measure() {
         r.revenue_per_donor.map(|v| v * 2)
     );
 }
+
+#[test]
+fn the_two_sided_geometric_noise_has_the_spread_its_epsilon_gives() {
+    // Var = 2α / (1 − α)² with α = e^(−ε); mean 0.
+    let mut rng = Rng(0x0dd5_eed5_0000_0001);
+    let mut uniform = || ((rng.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    for epsilon in [0.5f64, 1.0] {
+        let n = 200_000;
+        let samples: Vec<i64> = (0..n)
+            .map(|_| two_sided_geometric(epsilon, &mut uniform))
+            .collect();
+        let mean = samples.iter().sum::<i64>() as f64 / n as f64;
+        let var = samples
+            .iter()
+            .map(|x| (*x as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        let a = (-epsilon).exp();
+        let want = 2.0 * a / (1.0 - a).powi(2);
+        assert!(mean.abs() < 0.05, "epsilon {epsilon}: mean {mean}");
+        assert!(
+            (var / want - 1.0).abs() < 0.05,
+            "epsilon {epsilon}: var {var}, want {want}"
+        );
+        // P(0) = (1 − α)/(1 + α).
+        let zeros = samples.iter().filter(|x| **x == 0).count() as f64 / n as f64;
+        assert!((zeros - (1.0 - a) / (1.0 + a)).abs() < 0.01, "{zeros}");
+    }
+}

@@ -48,8 +48,8 @@ use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};
 
 pub use analytics::{
-    fep, lapsed, rfm, suppress_fep, AnalyticsQuery, Cell, Coverage, Donor, Fep, Lapsed, Period,
-    Rate, Report, Rfm, ANALYTICS_PURPOSE, MIN_CELL,
+    fep, lapsed, rfm, suppress_fep, two_sided_geometric, AnalyticsQuery, Cell, Coverage, Donor,
+    Fep, Lapsed, Period, PrivateFep, Rate, Report, Rfm, ANALYTICS_PURPOSE, MIN_CELL,
 };
 pub use backup::{ExportedCheckpoint, LaterErasures};
 pub use consent_ops::{ConsentState, ExpiringConsent, Explanation, SegmentRow};
@@ -154,6 +154,8 @@ pub struct Hub {
     ledger: consent::Ledger,
     /// The purposes in force; an administrator may replace them ([`Hub::put_purposes`]).
     purposes: RwLock<Arc<consent::Purposes>>,
+    /// One private analytics release at a time: the budget is read, then spent.
+    dp_lock: std::sync::Mutex<()>,
     vault: Arc<Vault>,
     audit: Arc<audit::AuditLog>,
     schema: Arc<Schema>,
@@ -274,6 +276,7 @@ impl Hub {
             interaction_years,
             ledger,
             purposes: RwLock::new(purposes),
+            dp_lock: std::sync::Mutex::new(()),
             vault,
             audit,
             schema,

@@ -245,6 +245,9 @@ pub(super) struct AnalyticsParams {
     lookback: Option<u32>,
     /// true: list the subjects' ids (lapsed only; roles that may read gifts).
     list: Option<bool>,
+    /// fep only: a differentially private release of the donor counts, spending this much
+    /// of the analytics purpose's privacy budget (above 0, at most 1).
+    epsilon: Option<f64>,
 }
 
 impl From<AnalyticsParams> for hub::AnalyticsQuery {
@@ -258,6 +261,7 @@ impl From<AnalyticsParams> for hub::AnalyticsQuery {
             appeal: p.appeal,
             lookback: p.lookback,
             list: p.list.unwrap_or(false),
+            epsilon: p.epsilon,
         }
     }
 }
@@ -288,8 +292,9 @@ async fn analytics_run<T: serde::Serialize + Send + 'static>(
     params(AnalyticsParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The FEP table", body = AnalyticsBody),
-        (status = 400, description = "No year or period", body = ErrorBody),
+        (status = 200, description = "The FEP table (with epsilon: the private release of its donor counts)", body = AnalyticsBody),
+        (status = 400, description = "No year or period, or an epsilon out of range", body = ErrorBody),
+        (status = 409, description = "The privacy budget is spent", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The role may not read analytics", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
@@ -299,7 +304,11 @@ pub(super) async fn fep(
     Caller(actor): Caller,
     query: AnalyticsQueryResult,
 ) -> Result<Json<AnalyticsBody>, ApiError> {
-    analytics_run(state, actor, query, |h, a, q| h.analytics_fep(a, q)).await
+    analytics_run(state, actor, query, |h, a, q| match q.epsilon {
+        Some(e) => Ok(serde_json::to_value(h.analytics_fep_private(a, q, e)?).unwrap_or_default()),
+        None => Ok(serde_json::to_value(h.analytics_fep(a, q)?).unwrap_or_default()),
+    })
+    .await
 }
 
 /// Donor retention (the FEP table's `overall`, `new` and `repeat`, with the rest of it).

@@ -444,3 +444,69 @@ fn the_retention_sweep_removes_interactions_past_their_years_and_keeps_the_rest(
     assert_eq!(items.len(), 1, "{left}");
     assert_eq!(items[0]["fields"]["occurred_at"], "2025-02-01T10:00:00Z");
 }
+
+#[test]
+fn a_private_release_spends_the_budget_and_is_refused_once_it_is_spent() {
+    let env = Env::init();
+    for i in 0..30 {
+        env.add(
+            &json!({"given_name": "P", "family_name": format!("Donor{i}"),
+            "gifts": [{"amount": "10.00", "currency": "GBP", "date": "2024-05-01"},
+                      {"amount": "10.00", "currency": "GBP", "date": "2025-05-01"}]}),
+        );
+    }
+    // The default budget is 3.0: three releases of 1.0, then a refusal.
+    for left in [2.0, 1.0, 0.0] {
+        let r = env.json(
+            &["analytics", "fep", "--year", "2025", "--epsilon", "1"],
+            None,
+        );
+        assert!(
+            (r["budget_left"].as_f64().unwrap() - left).abs() < 1e-9,
+            "{r}"
+        );
+        let same = r["counts"]["same_repeat"].as_u64().unwrap()
+            + r["counts"]["same_new"].as_u64().unwrap();
+        // 30 retained donors, give or take the noise (|noise| > 12 has probability < 1e-4).
+        assert!((18..=42).contains(&same), "{r}");
+        assert!(r.get("amount").is_none() && !r.to_string().contains("\"amount\""));
+    }
+    let out = env.run(
+        &[
+            "analytics",
+            "fep",
+            "--year",
+            "2025",
+            "--epsilon",
+            "0.5",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert!(stderr(&out).contains("privacy budget"), "{}", stderr(&out));
+    let out = env.run(
+        &[
+            "analytics",
+            "fep",
+            "--year",
+            "2025",
+            "--epsilon",
+            "2",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let events = env.json(&["audit", "query", "--action", "read.analytics"], None);
+    let spent: Vec<&Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "ok")
+        .collect();
+    assert_eq!(spent.len(), 3, "{events}");
+    assert!(spent
+        .iter()
+        .all(|e| e["reason"].as_str().unwrap().contains("epsilon=1")));
+}
