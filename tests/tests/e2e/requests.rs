@@ -173,6 +173,12 @@ fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
     let id = env.add(&json!({"given_name": "Sar", "family_name": "Subject", "email": "sar@example.org", "gifts": [{"amount": "12.00"}]}));
     env.give_consent(&id, "newsletter-email", "signup-form");
     env.json(&["subject", "show", &id], None);
+    // A meeting with someone else: the package lists it, never the other participant.
+    let other = env.add(&json!({"given_name": "Oth", "family_name": "Person"}));
+    env.json(
+        &["interaction", "add", "--subject", &id, "--subject", &other],
+        Some(&json!({"kind": "meeting", "occurred_at": "2026-01-05T11:00:00Z", "summary": "Talked about volunteering"}).to_string()),
+    );
     let r = env.json(
         &[
             "request",
@@ -239,6 +245,14 @@ fn the_access_package_opens_with_stock_age_and_holds_items_a_to_h() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
     assert_eq!(p["data"]["email"], "sar@example.org");
     assert_eq!(p["gifts"][0]["amount"], "12.00");
+    assert_eq!(p["interactions"][0]["kind"], "meeting", "{p}");
+    assert_eq!(p["interactions"][0]["summary"], "Talked about volunteering");
+    assert!(
+        !p.to_string().contains(&other),
+        "another participant is named"
+    );
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("Our contacts with you") && html.contains("Talked about volunteering"));
     for item in [
         "purposes",
         "categories",
