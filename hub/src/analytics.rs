@@ -690,16 +690,33 @@ impl AnalyticsQuery {
         if let Some(y) = self.year {
             s.push_str(&format!(" year={y}"));
         }
+        // Query parameters are free text, and the audit log never holds a value someone
+        // typed: dates only when they are dates, and which filters were used, not their text.
+        let date = |d: &str| {
+            let ok = d.len() == 10
+                && d.bytes().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                });
+            if ok {
+                d.to_string()
+            } else {
+                "invalid".to_string()
+            }
+        };
         if let (Some(f), Some(t)) = (&self.from, &self.to) {
-            s.push_str(&format!(" from={f} to={t}"));
+            s.push_str(&format!(" from={} to={}", date(f), date(t)));
         }
         for (k, v) in [
             ("fund", &self.fund),
             ("campaign", &self.campaign),
             ("appeal", &self.appeal),
         ] {
-            if let Some(v) = v {
-                s.push_str(&format!(" {k}={}", v.replace(char::is_whitespace, "_")));
+            if v.is_some() {
+                s.push_str(&format!(" {k}=given"));
             }
         }
         if let Some(l) = self.lookback {

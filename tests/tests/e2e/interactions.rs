@@ -327,6 +327,26 @@ fn fep_table_of_a_known_history_leaves_out_an_objection_and_suppresses_small_cel
     // The CLI answers the same.
     let r = env.json(&["analytics", "retention", "--year", "2025"], None);
     assert!((r["overall"]["rate"].as_f64().unwrap() - 30.0 / 52.0).abs() < 1e-9);
+    // A filter's text is free text: the audit log says a filter was given, not what.
+    let r = env.json(
+        &[
+            "analytics",
+            "fep",
+            "--year",
+            "2025",
+            "--fund",
+            "jo.typed@example.org",
+        ],
+        None,
+    );
+    assert_eq!(r["donors"]["donors"], 0, "{r}");
+    let out = env.run(&["audit", "export"], None);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("fund=given"), "{log}");
+    assert!(
+        !log.contains("jo.typed"),
+        "a typed value reached the audit log"
+    );
 }
 
 #[test]
