@@ -291,7 +291,7 @@ impl Hub {
             self.require(actor, AccessGroup::Interactions.object(), Action::Read)?;
             let holders = self.vault.interaction_holders(id)?;
             let Some(holder) = holders.first() else {
-                return Err(Error::Missing(format!("interaction {id}")));
+                return Err(self.no_live_copy(id)?);
             };
             for h in &holders {
                 trail.subject(h);
@@ -305,6 +305,18 @@ impl Hub {
             let view = self.interaction_view(record);
             trail.fields(view.fields.keys());
             Ok(view)
+        })
+    }
+
+    /// Why an interaction has no live participant's copy: none at all, or only in records
+    /// merged into another subject (read there, unchanged until the merge is undone).
+    fn no_live_copy(&self, id: &InteractionId) -> Result<Error, Error> {
+        Ok(if self.vault.interaction_copies(id)?.is_empty() {
+            Error::Missing(format!("interaction {id}"))
+        } else {
+            Error::Conflict(format!(
+                "interaction {id} belongs only to a record merged into another subject: it is listed with that subject's interactions, as it was at the merge, and changes only after the merge is undone"
+            ))
         })
     }
 
@@ -342,7 +354,7 @@ impl Hub {
                 .map_err(|e| invalid(e, None))?;
             let holders = self.vault.interaction_holders(id)?;
             if holders.is_empty() {
-                return Err(Error::Missing(format!("interaction {id}")));
+                return Err(self.no_live_copy(id)?);
             }
             for h in &holders {
                 trail.subject(h);

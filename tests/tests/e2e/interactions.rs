@@ -530,3 +530,72 @@ fn a_private_release_spends_the_budget_and_is_refused_once_it_is_spent() {
         .iter()
         .all(|e| e["reason"].as_str().unwrap().contains("epsilon=1")));
 }
+
+#[test]
+fn a_merged_records_interactions_are_listed_with_the_kept_subject_and_come_back_on_undo() {
+    let env = Env::init();
+    let keep =
+        env.add(&json!({"given_name": "Mae", "family_name": "Orr", "email": "mae@example.org"}));
+    let gone =
+        env.add(&json!({"given_name": "May", "family_name": "Orr", "email": "may@example.org"}));
+    let friend = env.add(&json!({"given_name": "Ivo", "family_name": "Tam"}));
+    let alone = env.json(
+        &["interaction", "add", "--subject", &gone],
+        Some(&json!({"kind": "letter", "occurred_at": "2025-01-10T09:00:00Z", "summary": "Welcome letter"}).to_string()),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shared = env.json(
+        &[
+            "interaction",
+            "add",
+            "--subject",
+            &gone,
+            "--subject",
+            &friend,
+        ],
+        Some(
+            &json!({"kind": "meeting", "occurred_at": "2025-02-10T09:00:00Z", "summary": "Coffee"})
+                .to_string(),
+        ),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let m = env.json(&["merge", &keep, &gone], None);
+    // The kept subject lists both, as they were at the merge.
+    let list = interaction_list(&env, &keep, None);
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [alone.as_str(), shared.as_str()], "{list}");
+    // The shared meeting is still read and changed through its live participant.
+    let shown = env.json(&["interaction", "show", &shared], None);
+    assert_eq!(shown["fields"]["summary"], "Coffee");
+    env.json(
+        &["interaction", "update", &shared],
+        Some(r#"{"outcome": "Will volunteer"}"#),
+    );
+    let f = interaction_list(&env, &friend, None);
+    assert_eq!(f["items"][0]["fields"]["outcome"], "Will volunteer", "{f}");
+    // One only the merged record held: refused with why, not "no such interaction".
+    let out = env.run(&["interaction", "show", &alone, "--json"], None);
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert!(stderr(&out).contains("merged"), "{}", stderr(&out));
+    // The retention sweep passes the merged record's copies by (they go with it).
+    let sweep = env.json(
+        &["retention", "run", "--dry-run", "--now", "2026-12-01"],
+        None,
+    );
+    assert_eq!(sweep["interactions_removed"], 0, "{sweep}");
+    // Undo: the record comes back with its interactions.
+    env.json(&["merge", "undo", m["id"].as_str().unwrap()], None);
+    let back = interaction_list(&env, &gone, None);
+    assert_eq!(back["items"].as_array().unwrap().len(), 2, "{back}");
+    assert_eq!(interaction_list(&env, &keep, None)["items"], json!([]));
+    env.json(&["interaction", "show", &alone], None);
+}

@@ -176,21 +176,48 @@ impl Vault {
         })
     }
 
-    /// A subject's copies of its interactions, decrypting only the fields `wanted` accepts,
-    /// in id order (which is creation order).
+    /// A subject's copies of its interactions, and those of the records merged into it (kept
+    /// as they were at the merge, under the merged record's key), decrypting only the fields
+    /// `wanted` accepts, in id order (which is creation order); one copy per interaction, the
+    /// subject's own first.
     pub fn list_interactions(
         &self,
         subject: &SubjectId,
         wanted: &dyn Fn(FieldId) -> bool,
     ) -> Result<Vec<InteractionRecord>> {
         let (_, _, dek) = self.load_subject(subject)?;
+        let mut out = self.copies_of(subject, &dek, wanted)?;
+        for (slot, key) in self.absorbed(subject)? {
+            let Some(gone) = key.get(16..32).and_then(SubjectId::from_slice) else {
+                continue;
+            };
+            if slot == u64::MAX {
+                continue;
+            }
+            let dek = self.dek_for(&gone, slot)?;
+            for copy in self.copies_of(&gone, &dek, wanted)? {
+                if !out.iter().any(|c| c.id == copy.id) {
+                    out.push(copy);
+                }
+            }
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    fn copies_of(
+        &self,
+        subject: &SubjectId,
+        dek: &LessSafeKey,
+        wanted: &dyn Fn(FieldId) -> bool,
+    ) -> Result<Vec<InteractionRecord>> {
         let mut out = Vec::new();
         for entry in self.store.scan_prefix(ks::INTERACTIONS, subject.as_bytes()) {
             let (key, value) = entry?;
             let id = InteractionId::from_slice(&key[16..]).ok_or_else(|| Error::Corrupt {
                 what: "interaction key".into(),
             })?;
-            out.push(self.open_interaction(subject, &id, &value, &dek, wanted)?);
+            out.push(self.open_interaction(subject, &id, &value, dek, wanted)?);
         }
         Ok(out)
     }
@@ -202,7 +229,9 @@ impl Vault {
         wanted: &dyn Fn(FieldId) -> bool,
         sink: &mut dyn FnMut(SubjectId, Vec<InteractionRecord>) -> Result<()>,
     ) -> Result<()> {
-        let mut current: Option<(SubjectId, LessSafeKey)> = None;
+        // A subject merged into another has no record of its own: its copies go with the
+        // merged record (kept as they were) and are passed by here.
+        let mut current: Option<(SubjectId, Option<LessSafeKey>)> = None;
         let mut items = Vec::new();
         for entry in self.store.scan_prefix(ks::INTERACTIONS, b"") {
             let (key, value) = entry?;
@@ -213,23 +242,40 @@ impl Vault {
             let id = InteractionId::from_slice(key.get(16..).ok_or_else(corrupt)?)
                 .ok_or_else(corrupt)?;
             if current.as_ref().map(|(s, _)| *s) != Some(subject) {
-                if let Some((s, _)) = current.take() {
+                if let Some((s, Some(_))) = current.take() {
                     sink(s, std::mem::take(&mut items))?;
                 }
-                let (_, _, dek) = self.load_subject(&subject)?;
+                let dek = match self.load_subject(&subject) {
+                    Ok((_, _, dek)) => Some(dek),
+                    Err(Error::NotFound(_) | Error::Erased(_)) => None,
+                    Err(e) => return Err(e),
+                };
                 current = Some((subject, dek));
             }
-            let (_, dek) = current.as_ref().expect("set above");
-            items.push(self.open_interaction(&subject, &id, &value, dek, wanted)?);
+            if let Some((_, Some(dek))) = current.as_ref() {
+                items.push(self.open_interaction(&subject, &id, &value, dek, wanted)?);
+            }
         }
-        if let Some((s, _)) = current {
+        if let Some((s, Some(_))) = current {
             sink(s, items)?;
         }
         Ok(())
     }
 
-    /// The subjects holding a copy of an interaction now (erased participants have none).
+    /// The live subjects holding a copy of an interaction now (erased participants have
+    /// none; a participant merged into another keeps its copy in the merged record).
     pub fn interaction_holders(&self, id: &InteractionId) -> Result<Vec<SubjectId>> {
+        let mut out = Vec::new();
+        for s in self.interaction_copies(id)? {
+            if self.store.get(ks::SUBJECTS, s.as_bytes())?.is_some() {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every subject with a copy of an interaction under its id, merged-away ones included.
+    pub fn interaction_copies(&self, id: &InteractionId) -> Result<Vec<SubjectId>> {
         let token = blind_token(
             &self.keys.index_key(INTERACTION_FIELD),
             id.to_string().as_bytes(),
