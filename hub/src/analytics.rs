@@ -52,6 +52,11 @@ impl Serialize for Period {
 impl Period {
     /// A calendar year.
     pub fn year(y: i32) -> Result<Period, Error> {
+        if !(1900..=2200).contains(&y) {
+            return Err(Error::BadRequest(format!(
+                "year: {y} is outside 1900 to 2200"
+            )));
+        }
         let d = |y: i32| {
             Date::from_calendar_date(y, time::Month::January, 1)
                 .map_err(|_| Error::BadRequest(format!("year: {y} is out of range")))
@@ -656,6 +661,9 @@ pub struct Report<T: Serialize> {
 
 impl AnalyticsQuery {
     fn period(&self) -> Result<Period, Error> {
+        if self.lookback.is_some_and(|l| l == 0 || l > 20) {
+            return Err(Error::BadRequest("lookback: give 1 to 20 periods".into()));
+        }
         match (self.year, &self.from, &self.to) {
             (Some(y), None, None) => Period::year(y),
             (None, Some(f), Some(t)) => {
@@ -672,6 +680,16 @@ impl AnalyticsQuery {
                         "to: the period ends before it starts".into(),
                     ));
                 }
+                if !(1900..=2200).contains(&start.year()) || !(1900..=2200).contains(&last.year()) {
+                    return Err(Error::BadRequest(
+                        "from, to: a period lies between 1900 and 2200".into(),
+                    ));
+                }
+                if (last - start).whole_days() > 20 * 366 {
+                    return Err(Error::BadRequest(
+                        "to: a period is at most 20 years long".into(),
+                    ));
+                }
                 Ok(Period {
                     start,
                     end: last
@@ -683,6 +701,11 @@ impl AnalyticsQuery {
                 "give a year, or a period with both from and to".into(),
             )),
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn period_for_test(&self) -> Result<Period, Error> {
+        self.period()
     }
 
     fn describe(&self, what: &str) -> String {

@@ -304,3 +304,31 @@ fn the_two_sided_geometric_noise_has_the_spread_its_epsilon_gives() {
         assert!((zeros - (1.0 - a) / (1.0 + a)).abs() < 0.01, "{zeros}");
     }
 }
+
+#[test]
+fn periods_and_look_backs_out_of_range_are_refused_not_computed() {
+    assert!(Period::year(i32::MAX).is_err());
+    assert!(Period::year(1899).is_err());
+    let q = |year: Option<i32>, from: Option<&str>, to: Option<&str>, lookback: Option<u32>| {
+        AnalyticsQuery {
+            year,
+            from: from.map(str::to_string),
+            to: to.map(str::to_string),
+            lookback,
+            ..Default::default()
+        }
+    };
+    for bad in [
+        q(Some(2025), None, None, Some(u32::MAX)),
+        q(Some(2025), None, None, Some(0)),
+        q(None, Some("1000-01-01"), Some("2025-01-01"), None),
+        q(None, Some("1900-01-01"), Some("2200-12-31"), None),
+        q(None, Some("2025-01-01"), None, None),
+        q(Some(2025), Some("2025-01-01"), Some("2025-12-31"), None),
+    ] {
+        assert!(bad.period_for_test().is_err(), "{bad:?}");
+    }
+    assert!(q(Some(2025), None, None, Some(20))
+        .period_for_test()
+        .is_ok());
+}

@@ -87,7 +87,7 @@ pub(crate) async fn show(
     Query(q): Query<YearQuery>,
 ) -> Response {
     let this_year = time::OffsetDateTime::now_utc().year();
-    let year = q.year.unwrap_or(this_year - 1).clamp(1900, 2200);
+    let year = q.year.unwrap_or(this_year - 1).clamp(1900 + YEARS, 2200);
     let actor = user.actor.clone();
     let query = hub::AnalyticsQuery {
         year: Some(year),
