@@ -213,7 +213,7 @@ impl Vault {
     }
 
     /// Takes back subjects an import created: their keys are shredded and their records,
-    /// gifts and index entries deleted, with no tombstone and no suppression entry (the
+    /// gifts, interactions and index entries deleted, with no tombstone and no suppression entry (the
     /// people did not ask for anything; the import is simply undone).
     pub fn discard_subjects(&self, ids: &[SubjectId], extra: Batch) -> Result<()> {
         let _gate = self.gate_shared();
@@ -234,6 +234,7 @@ impl Vault {
             for entry in self.store().scan_prefix(ks::GIFTS, id.as_bytes()) {
                 batch.delete(ks::GIFTS, entry?.0);
             }
+            self.stage_delete_interactions(id, &mut batch)?;
             slots.push(h.slot);
         }
         self.slots_ref().shred_all(&slots)?;

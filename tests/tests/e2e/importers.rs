@@ -1587,3 +1587,24 @@ fn explain_says_a_typo_at_home_with_the_birth_date_merges_and_twins_do_not() {
     let twins = explain(&john, &jack);
     assert_ne!(twins["decision"], "merge", "{twins}");
 }
+
+#[test]
+fn undoing_an_import_takes_the_interactions_of_the_subjects_it_created() {
+    let env = Env::init();
+    let (v, rows) = import(&env, &fixture("profiles/civicrm_contributions.csv"), &[]);
+    let created = rows
+        .iter()
+        .find(|r| r[1] == "new")
+        .map(|r| r[2].clone())
+        .expect("the import created a subject");
+    let iid = env.json(
+        &["interaction", "add", "--subject", &created],
+        Some(&json!({"kind": "call"}).to_string()),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.json(&["import", "undo", v["id"].as_str().unwrap()], None);
+    let out = env.run(&["interaction", "show", &iid, "--json"], None);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
