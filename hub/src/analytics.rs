@@ -664,6 +664,11 @@ impl AnalyticsQuery {
         if self.lookback.is_some_and(|l| l == 0 || l > 20) {
             return Err(Error::BadRequest("lookback: give 1 to 20 periods".into()));
         }
+        if self.epsilon.is_some_and(|e| !(e > 0.0 && e <= 1.0)) {
+            return Err(Error::BadRequest(
+                "epsilon: give a number above 0 and at most 1".into(),
+            ));
+        }
         match (self.year, &self.from, &self.to) {
             (Some(y), None, None) => Period::year(y),
             (None, Some(f), Some(t)) => {

@@ -230,10 +230,13 @@ pub(super) async fn timeline(
 #[into_params(parameter_in = Query)]
 pub(super) struct AnalyticsParams {
     /// A calendar year, compared with the year before (or give from and to).
+    #[param(minimum = 1900, maximum = 2200)]
     year: Option<i32>,
     /// First day of the period (YYYY-MM-DD).
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     from: Option<String>,
     /// Last day of the period, included.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     to: Option<String>,
     /// Only gifts to this fund.
     fund: Option<String>,
@@ -242,11 +245,13 @@ pub(super) struct AnalyticsParams {
     /// Only gifts of this appeal.
     appeal: Option<String>,
     /// SYBUNT look-back in periods (lapsed only; default 4).
+    #[param(minimum = 1, maximum = 20)]
     lookback: Option<u32>,
     /// true: list the subjects' ids (lapsed only; roles that may read gifts).
     list: Option<bool>,
     /// fep only: a differentially private release of the donor counts, spending this much
     /// of the analytics purpose's privacy budget (above 0, at most 1).
+    #[param(exclusive_minimum = 0, maximum = 1)]
     epsilon: Option<f64>,
 }
 
