@@ -155,7 +155,12 @@ impl Purposes {
         })
     }
 
-    /// Every purpose.
+    /// Every purpose's name, in file order.
+    pub fn names(&self) -> Vec<String> {
+        self.list.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// Every purpose, in file order.
     pub fn all(&self) -> &[Purpose] {
         &self.list
     }

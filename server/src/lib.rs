@@ -369,13 +369,7 @@ fn exact(mut doc: serde_json::Value, purposes: &[String]) -> serde_json::Value {
 /// The whole API as a router, with `/openapi.json`. Pure: no IO until served.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let (api, doc) = routes::routes().split_for_parts();
-    let purposes: Vec<String> = state
-        .hub
-        .purposes()
-        .all()
-        .iter()
-        .map(|p| p.name.clone())
-        .collect();
+    let purposes = state.hub.purposes().names();
     let doc = serde_json::to_value(with_info(doc)).expect("the OpenAPI document serialises");
     let doc = Arc::new(exact(doc, &purposes).to_string());
     api.merge(console::routes())

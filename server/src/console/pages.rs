@@ -484,13 +484,7 @@ async fn subject_page(
         }
     }
     timeline.sort_by(|a, b| b.0.cmp(&a.0));
-    let purposes: Vec<String> = state
-        .hub
-        .purposes()
-        .all()
-        .iter()
-        .map(|p| p.name.clone())
-        .collect();
+    let purposes = state.hub.purposes().names();
     let may_consent = may(&state, &user, "consent", Action::Write);
     let may_erase = may(&state, &user, "subject", Action::Erase);
     let may_edit = [

@@ -143,12 +143,7 @@ pub(super) async fn update_interaction(
 ) -> Result<Json<Updated>, ApiError> {
     let id = interaction_id(&id)?;
     let if_version = if_match_header(&headers)?;
-    let Value::Object(patch) = json_body(body)? else {
-        return Err(ApiError::bad_param(
-            "body",
-            "expected a JSON object of field names and values",
-        ));
-    };
+    let patch = object_body(body)?;
     let hub = state.hub.clone();
     let version = blocking(move || hub.update_interaction(&actor, &id, patch, if_version)).await?;
     Ok(Json(Updated {

@@ -152,6 +152,17 @@ fn json_body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError
     Ok(body?.0)
 }
 
+/// A body that must be one JSON object of field names and values (a patch).
+fn object_body(body: Result<Json<Value>, JsonRejection>) -> Result<Map<String, Value>, ApiError> {
+    match json_body(body)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_param(
+            "body",
+            "expected a JSON object of field names and values",
+        )),
+    }
+}
+
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
 }

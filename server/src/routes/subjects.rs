@@ -250,12 +250,7 @@ pub(super) async fn update_subject(
     let id = subject_id(&id)?;
     honour_gpc(&state, &actor, &headers, id).await?;
     let if_version = if_match_header(&headers)?;
-    let Value::Object(patch) = json_body(body)? else {
-        return Err(ApiError::bad_param(
-            "body",
-            "expected a JSON object of field names and values",
-        ));
-    };
+    let patch = object_body(body)?;
     let hub = state.hub.clone();
     let version = blocking(move || hub.update_subject(&actor, &id, patch, if_version)).await?;
     Ok(Json(Updated {

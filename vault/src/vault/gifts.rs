@@ -94,42 +94,16 @@ impl Vault {
     }
 }
 
-/// Subjects per parallel step of [`Vault::scan_gifts`].
-const SCAN_STEP: usize = 8192;
-
 impl Vault {
     /// Every gift of every live subject, in subject-id order: `sink` gets each subject's
-    /// gifts (the fields `wanted` accepts) at once. The store is read in order; each step of
-    /// subjects is decrypted on every core (one data key unwrapped per subject), then handed
-    /// to `sink` in order.
+    /// gifts (the fields `wanted` accepts) at once. One data key is unwrapped per subject.
     pub fn scan_gifts(
         &self,
-        wanted: &(dyn Fn(FieldId) -> bool + Sync),
+        wanted: &dyn Fn(FieldId) -> bool,
         sink: &mut dyn FnMut(SubjectId, Vec<GiftRecord>) -> Result<()>,
     ) -> Result<()> {
-        type Raw = (SubjectId, Vec<(GiftId, Vec<u8>)>);
-        let open = |group: &Raw| -> Result<(SubjectId, Vec<GiftRecord>)> {
-            let (subject, raw) = group;
-            let (_, _, dek) = self.load_subject(subject)?;
-            let mut gifts = Vec::with_capacity(raw.len());
-            for (gid, value) in raw {
-                let opened = record::open(&dek, value, subject, gid.as_bytes(), wanted)?;
-                gifts.push(GiftRecord {
-                    id: *gid,
-                    fields: opened.fields,
-                });
-            }
-            Ok((*subject, gifts))
-        };
-        let mut step: Vec<Raw> = Vec::with_capacity(SCAN_STEP);
-        let mut flush = |step: &mut Vec<Raw>| -> Result<()> {
-            for done in domain::par_map(step, open) {
-                let (subject, gifts) = done?;
-                sink(subject, gifts)?;
-            }
-            step.clear();
-            Ok(())
-        };
+        let mut current: Option<(SubjectId, LessSafeKey)> = None;
+        let mut gifts: Vec<GiftRecord> = Vec::new();
         for entry in self.store.scan_prefix(ks::GIFTS, b"") {
             let (key, value) = entry?;
             let corrupt = || Error::Corrupt {
@@ -137,16 +111,23 @@ impl Vault {
             };
             let subject = SubjectId::from_slice(&key).ok_or_else(corrupt)?;
             let gid = GiftId::from_slice(key.get(16..).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
-            match step.last_mut() {
-                Some((s, raw)) if *s == subject => raw.push((gid, value)),
-                _ => {
-                    if step.len() == SCAN_STEP {
-                        flush(&mut step)?;
-                    }
-                    step.push((subject, vec![(gid, value)]));
+            if current.as_ref().map(|(s, _)| *s) != Some(subject) {
+                if let Some((s, _)) = current.take() {
+                    sink(s, std::mem::take(&mut gifts))?;
                 }
+                let (_, _, dek) = self.load_subject(&subject)?;
+                current = Some((subject, dek));
             }
+            let (_, dek) = current.as_ref().expect("set above");
+            let opened = record::open(dek, &value, &subject, gid.as_bytes(), wanted)?;
+            gifts.push(GiftRecord {
+                id: gid,
+                fields: opened.fields,
+            });
         }
-        flush(&mut step)
+        if let Some((s, _)) = current {
+            sink(s, gifts)?;
+        }
+        Ok(())
     }
 }
