@@ -28,6 +28,7 @@ pub const OBJECTS: &[&str] = &[
     "exports",
     "audit",
     "analytics",
+    "recipients",
     "users",
     "keys",
 ];

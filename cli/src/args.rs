@@ -98,6 +98,110 @@ pub enum Command {
     /// LYBUNT/SYBUNT, RFM.
     #[command(subcommand)]
     Analytics(AnalyticsCmd),
+    /// The register of recipients (organisations data is disclosed to): add, list, show,
+    /// update, disable, enable, and `of SUBJECT` (who received a person's data).
+    #[command(subcommand)]
+    Recipients(RecipientsCmd),
+    /// Art. 19 notifications owed to recipients: pending tasks, done, deliver now.
+    #[command(subcommand)]
+    Notify(NotifyCmd),
+}
+
+/// What a recipient may receive and where it is (each optional on update).
+#[derive(Debug, Args, Default)]
+pub struct RecipientArgs {
+    /// processor (acts on your instructions) or controller.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Purposes whose segments it may receive, comma-separated (default: any).
+    #[arg(long, value_delimiter = ',')]
+    pub purposes: Option<Vec<String>>,
+    /// Field groups it may receive, comma-separated: identity, contact, financial, special,
+    /// profile, interactions, interaction_notes (default: those of the purpose).
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Option<Vec<String>>,
+    /// The legal basis of the disclosure, in words.
+    #[arg(long = "basis")]
+    pub legal_basis: Option<String>,
+    /// The contract or data processing agreement's reference.
+    #[arg(long)]
+    pub contract: Option<String>,
+    /// Where it processes the data (ISO 3166 alpha-2: GB, IE, US...).
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Webhook endpoint for its notifications (https; "" removes it).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// A file holding its Standard Webhooks signing secret (`whsec_` + base64). Without one,
+    /// an endpoint gets a generated secret, printed once.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Allow plain HTTP to a loopback address (a local receiver, tests).
+    #[arg(long)]
+    pub allow_loopback: bool,
+    /// Allow private and link-local addresses (a receiver inside your network).
+    #[arg(long)]
+    pub allow_private: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipientsCmd {
+    /// Register a recipient.
+    Add {
+        name: String,
+        #[command(flatten)]
+        fields: RecipientArgs,
+    },
+    /// The register.
+    List,
+    /// One recipient.
+    Show { name: String },
+    /// Change a recipient (what the flags name).
+    Update {
+        name: String,
+        #[command(flatten)]
+        fields: RecipientArgs,
+        /// Generate a new signing secret (printed once); the old one signs for another day.
+        #[arg(long, conflicts_with = "secret_file")]
+        rotate_secret: bool,
+        /// Take back the loopback allowance.
+        #[arg(long, conflicts_with = "allow_loopback")]
+        deny_loopback: bool,
+        /// Take back the private-address allowance.
+        #[arg(long, conflicts_with = "allow_private")]
+        deny_private: bool,
+    },
+    /// Disable a recipient: exports to it are refused, its notifications become tasks.
+    Disable {
+        name: String,
+        /// Why (one line).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Enable a disabled recipient again.
+    Enable { name: String },
+    /// Who received a subject's data (Art. 15(1)(c), Art. 19): organisations, purposes,
+    /// field groups, dates.
+    Of { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCmd {
+    /// Notifications a person must act on: recipients without an endpoint, failed deliveries.
+    Pending {
+        /// Also those the delivery worker is still sending.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Mark a notification done: you told the recipient, as the note says.
+    Done {
+        id: String,
+        /// How they were told (a ticket, a letter's reference); one line.
+        #[arg(long)]
+        note: String,
+    },
+    /// Send the webhook notifications due now (the server does this every second).
+    Deliver,
 }
 
 #[derive(Debug, Subcommand)]
@@ -555,6 +659,10 @@ pub struct ExportArgs {
         conflicts_with = "encrypt_to"
     )]
     pub encrypt_passphrase_file: Option<PathBuf>,
+    /// Export to this registered recipient: only what the register allows it, each row with
+    /// its reference for the person (`ref`), and recorded for Art. 19 notices.
+    #[arg(long)]
+    pub recipient: Option<String>,
 }
 
 /// Filters shared by `audit query` and `audit export`.

@@ -27,6 +27,14 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             crate::init_logging("info");
             crate::serve::demo(g, &args, out)
         }
+        Command::Recipients(cmd) => {
+            crate::init_logging("warn");
+            crate::recipients_cmd::recipients(g, cmd, out)
+        }
+        Command::Notify(cmd) => {
+            crate::init_logging("warn");
+            crate::recipients_cmd::notify(g, cmd, out)
+        }
         Command::Interaction(cmd) => {
             crate::init_logging("warn");
             crate::interaction_cmd::interaction(g, cmd, out)

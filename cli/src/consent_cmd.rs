@@ -158,25 +158,38 @@ pub(crate) fn export(g: &Global, args: &ExportArgs, out: Output) -> anyhow::Resu
         }
         (None, _) => Box::new(std::io::stdout().lock()),
     };
+    // An export to a recipient carries its reference for each person first.
+    let columns: Vec<String> = args
+        .recipient
+        .iter()
+        .map(|_| "ref".to_string())
+        .chain(purpose.fields.iter().cloned())
+        .collect();
     if args.format == "csv" {
-        writeln!(sink, "{}", hub::files::segment_csv_header(&purpose.fields))?;
+        writeln!(sink, "{}", hub::files::segment_csv_header(&columns))?;
     }
     let mut io_error = None;
-    let n = hub.segment(&actor, &args.purpose, args.at.as_deref(), &mut |row| {
-        let line = if args.format == "jsonl" {
-            serde_json::to_string(&row).unwrap_or_default()
-        } else {
-            hub::files::segment_csv_line(
-                &serde_json::to_value(&row).unwrap_or_default(),
-                &purpose.fields,
-            )
-        };
-        if let Err(e) = writeln!(sink, "{line}") {
-            io_error = Some(e);
-            return Err(hub::Error::BadRequest("writing the export failed".into()));
-        }
-        Ok(())
-    });
+    let n = hub.segment_for(
+        &actor,
+        &args.purpose,
+        args.at.as_deref(),
+        args.recipient.as_deref(),
+        &mut |row| {
+            let line = if args.format == "jsonl" {
+                serde_json::to_string(&row).unwrap_or_default()
+            } else {
+                hub::files::segment_csv_line(
+                    &serde_json::to_value(&row).unwrap_or_default(),
+                    &columns,
+                )
+            };
+            if let Err(e) = writeln!(sink, "{line}") {
+                io_error = Some(e);
+                return Err(hub::Error::BadRequest("writing the export failed".into()));
+            }
+            Ok(())
+        },
+    );
     if let Some(e) = io_error {
         return Err(e).context("writing the export");
     }

@@ -16,6 +16,7 @@ mod consent_cmd;
 mod import_cmd;
 mod interaction_cmd;
 mod output;
+mod recipients_cmd;
 mod request_cmd;
 mod serve;
 

@@ -81,6 +81,42 @@ fn spawn_retention_schedule(hub: Arc<Hub>) {
     });
 }
 
+/// The Art. 19 delivery worker: sends due webhook notifications every second (at once again
+/// while a run finds a full batch), so a restart picks up whatever was pending.
+fn spawn_delivery_worker(hub: Arc<Hub>) {
+    const BATCH: usize = 200;
+    tokio::spawn(async move {
+        loop {
+            let h = hub.clone();
+            let full = match tokio::task::spawn_blocking(move || h.deliver_due(BATCH)).await {
+                Ok(Ok(r)) => {
+                    let n = r.delivered + r.retrying + r.to_person;
+                    if n > 0 {
+                        tracing::info!(
+                            delivered = r.delivered,
+                            retrying = r.retrying,
+                            to_person = r.to_person,
+                            "notifications sent"
+                        );
+                    }
+                    n as usize >= BATCH
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "notification delivery failed");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "notification delivery failed");
+                    false
+                }
+            };
+            if !full {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    });
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,6 +143,7 @@ fn run_server(
         ready(local);
         spawn_policy_reloader(hub.clone());
         spawn_retention_schedule(hub.clone());
+        spawn_delivery_worker(hub.clone());
         let state = server::AppState::new(hub.clone(), &config);
         server::spawn_auth_summaries(&state);
         let router = server::router(state.clone(), &config);

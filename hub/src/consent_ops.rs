@@ -51,6 +51,10 @@ pub struct Explanation {
 pub struct SegmentRow {
     /// The subject.
     pub id: SubjectId,
+    /// The recipient's own reference for the subject, in an export to a registered
+    /// recipient: its notifications name the subject by it.
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     /// The purpose's fields that the subject has (and the caller may read).
     #[serde(flatten)]
     pub fields: BTreeMap<String, Json>,
@@ -154,6 +158,28 @@ impl Hub {
                     &mut batch,
                 )
                 .map_err(consent_error)?;
+            // Withdrawal and objection concern the recipients of that purpose; a restriction
+            // every recipient.
+            match event.event.as_str() {
+                "withdrawn" => self.stage_notifications(
+                    &mut batch,
+                    subject,
+                    "consent.withdrawn",
+                    None,
+                    Some(&new.purpose),
+                )?,
+                "objected" => self.stage_notifications(
+                    &mut batch,
+                    subject,
+                    "subject.objected",
+                    None,
+                    Some(&new.purpose),
+                )?,
+                "restricted" => {
+                    self.stage_notifications(&mut batch, subject, "subject.restricted", None, None)?
+                }
+                _ => 0,
+            };
             self.commit_audited(actor, "update.consent", trail, |audit| {
                 batch.extend(audit);
                 self.vault.apply_durably(batch)?;
@@ -392,68 +418,139 @@ impl Hub {
         at: Option<&str>,
         sink: &mut dyn FnMut(SegmentRow) -> Result<(), Error>,
     ) -> Result<u64, Error> {
+        self.segment_for(actor, purpose, at, None, sink)
+    }
+
+    /// A segment, to a registered recipient when `recipient` names one: only if the register
+    /// allows it the purpose, with only the field groups it allows, each row carrying the
+    /// recipient's reference for the subject; what went to it is recorded per subject (the
+    /// rows handed to `sink`, also when the export stops early) in the batch of the audit
+    /// event.
+    pub fn segment_for(
+        &self,
+        actor: &Actor,
+        purpose: &str,
+        at: Option<&str>,
+        recipient: Option<&str>,
+        sink: &mut dyn FnMut(SegmentRow) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
         self.audited(actor, "export.segment", |trail| {
             trail.purpose = Some(purpose.to_string());
             self.require(actor, "exports", Action::Export)?;
             let p = self.purpose(purpose)?;
             let at = at_or_now(at)?;
+            let allowed_groups = match recipient {
+                Some(r) => {
+                    trail.note = Some(format!("to {r}"));
+                    Some(self.export_allowed(r, purpose)?)
+                }
+                None => None,
+            };
             let role = actor.principal.role;
-            let fields: Vec<FieldId> = p
+            let defs: Vec<&domain::FieldDef> = p
                 .fields
                 .iter()
                 .filter_map(|name| self.schema.field(RecordKind::Subject, name))
                 .filter(|d| self.allows(role, d.group.object(), Action::Read))
-                .map(|d| d.id)
+                .filter(|d| match &allowed_groups {
+                    Some(gs) if !gs.is_empty() => gs
+                        .iter()
+                        .any(|g| g == crate::recipients::group_name(d.group)),
+                    _ => true,
+                })
                 .collect();
+            let fields: Vec<FieldId> = defs.iter().map(|d| d.id).collect();
+            let mut groups: Vec<String> = defs
+                .iter()
+                .map(|d| crate::recipients::group_name(d.group).to_string())
+                .collect();
+            groups.sort();
+            groups.dedup();
             trail.fields(fields.iter().map(|f| self.field_name_of(*f)));
-            let marketing = self.marketing();
-            let mut ledger = self.ledger.scan().peekable();
-            let mut after: Option<SubjectId> = None;
-            let mut count = 0u64;
-            loop {
-                let page = self.vault.list_subjects(after.as_ref(), 1000)?;
-                for id in &page {
-                    // Merge: the ledger is in subject-id order, like the subjects.
-                    while let Some(Ok((s, _))) = ledger.peek() {
-                        if s >= id {
-                            break;
-                        }
-                        ledger.next();
-                    }
-                    let events: Vec<consent::GateEvent> = match ledger.peek() {
-                        Some(Ok((s, ev))) if s == id => ev.clone(),
-                        Some(Err(_)) => {
-                            return Err(ledger
-                                .next()
-                                .and_then(|r| r.err())
-                                .map(consent_error)
-                                .unwrap_or_else(|| Error::BadRequest("ledger".into())))
-                        }
-                        _ => Vec::new(),
-                    };
-                    if !consent::verdict(&p, &events, false, &at, &marketing).0 {
-                        continue;
-                    }
-                    let record = self.vault.read_subject(id, &|f| fields.contains(&f))?;
-                    let row = SegmentRow {
-                        id: *id,
-                        fields: record
-                            .fields
-                            .iter()
-                            .map(|(f, v)| (self.field_name_of(*f), v.to_json()))
-                            .collect(),
-                    };
-                    sink(row)?;
-                    count += 1;
+            let mut sent: Vec<SubjectId> = Vec::new();
+            let result = self.segment_rows(&p, &at, &fields, recipient, &mut |row| {
+                let id = row.id;
+                sink(row)?;
+                if recipient.is_some() {
+                    sent.push(id);
                 }
-                match page.last() {
-                    Some(last) if page.len() == 1000 => after = Some(*last),
-                    _ => break,
+                Ok(())
+            });
+            let count = result.as_ref().map(|n| *n).unwrap_or(sent.len() as u64);
+            trail.count = Some(count);
+            if let Some(r) = recipient {
+                // What went out is recorded whether or not the export ran to its end.
+                let mut batch = vault::Batch::new();
+                self.stage_disclosures(r, purpose, &groups, &sent, &mut batch)?;
+                if result.is_err() {
+                    self.vault.apply_durably(batch)?;
+                } else {
+                    self.commit_audited(actor, "export.segment", trail, |audit| {
+                        batch.extend(audit);
+                        self.vault.apply_durably(batch)?;
+                        Ok(())
+                    })?;
                 }
             }
-            trail.count = Some(count);
-            Ok(count)
+            result
         })
+    }
+
+    fn segment_rows(
+        &self,
+        p: &consent::Purpose,
+        at: &str,
+        fields: &[FieldId],
+        recipient: Option<&str>,
+        sink: &mut dyn FnMut(SegmentRow) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        let marketing = self.marketing();
+        let mut ledger = self.ledger.scan().peekable();
+        let mut after: Option<SubjectId> = None;
+        let mut count = 0u64;
+        loop {
+            let page = self.vault.list_subjects(after.as_ref(), 1000)?;
+            for id in &page {
+                // Merge: the ledger is in subject-id order, like the subjects.
+                while let Some(Ok((s, _))) = ledger.peek() {
+                    if s >= id {
+                        break;
+                    }
+                    ledger.next();
+                }
+                let events: Vec<consent::GateEvent> = match ledger.peek() {
+                    Some(Ok((s, ev))) if s == id => ev.clone(),
+                    Some(Err(_)) => {
+                        return Err(ledger
+                            .next()
+                            .and_then(|r| r.err())
+                            .map(consent_error)
+                            .unwrap_or_else(|| Error::BadRequest("ledger".into())))
+                    }
+                    _ => Vec::new(),
+                };
+                if !consent::verdict(p, &events, false, at, &marketing).0 {
+                    continue;
+                }
+                let record = self.vault.read_subject(id, &|f| fields.contains(&f))?;
+                let row = SegmentRow {
+                    id: *id,
+                    reference: recipient.map(|r| self.recipient_ref(r, id)),
+                    fields: record
+                        .fields
+                        .iter()
+                        .map(|(f, v)| (self.field_name_of(*f), v.to_json()))
+                        .collect(),
+                };
+                sink(row)?;
+                count += 1;
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(*last),
+                _ => break,
+            }
+        }
+        Ok(count)
     }
 
     fn field_name_of(&self, f: FieldId) -> String {

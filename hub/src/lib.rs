@@ -26,7 +26,9 @@ mod imports;
 mod interactions;
 mod mappings;
 mod merges;
+mod notify;
 mod policies;
+mod recipients;
 mod repair;
 mod requests;
 mod retention;
@@ -35,6 +37,7 @@ mod sessions;
 mod subjects;
 mod timeline;
 mod trail;
+mod webhook;
 pub use trail::{action_filters, ACTIONS};
 
 use std::path::{Path, PathBuf};
@@ -64,7 +67,11 @@ pub use interactions::{
 };
 pub use mappings::{MAPPINGS_DIR, MAX_MAPPING_BYTES};
 pub use merges::{FieldContribution, MatchExplanation, MergeRecord};
+pub use notify::{Attempt, DeliveryReport, Notification, RETRY_DELAYS};
 pub use policies::{PolicyFiles, DEFAULT_POLICIES, DIR as POLICY_DIR};
+pub use recipients::{
+    Disabled, RecipientInput, RecipientView, Registered, ROTATION_OVERLAP_SECONDS,
+};
 pub use repair::{CheckFinding, CheckReport, SplitRecord, Undone};
 pub use requests::{RequestStep, SubjectRequest, JURISDICTIONS, REQUEST_TYPES};
 pub use retention::{ErasureCertificate, Recipient, RetentionReport};
@@ -75,6 +82,7 @@ pub use subjects::{
     REVEAL_REASONS,
 };
 pub use timeline::{Timeline, TimelineItem};
+pub use webhook::signature_header;
 
 // What the adapters name from the crates behind the door, so that they depend on `hub` and
 // `domain` alone: types to build requests and read answers, the data directory's file names,

@@ -72,6 +72,11 @@ pub struct SubjectRequest {
     pub paused_since: Option<String>,
     /// Every step.
     pub history: Vec<RequestStep>,
+    /// The Art. 19 notifications owed for this subject since the request was received, per
+    /// recipient: delivered, pending, failed, a task, or done by a person. Filled when the
+    /// request is read, never stored with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::Notification>,
 }
 
 fn today() -> Date {
@@ -261,6 +266,7 @@ impl Hub {
                 extended: false,
                 paused_days: 0,
                 paused_since: None,
+                notifications: Vec::new(),
                 history: vec![RequestStep {
                     at: consent::now(),
                     action: "open".into(),
@@ -337,7 +343,17 @@ impl Hub {
     pub fn get_request(&self, actor: &Actor, id: &SubjectId) -> Result<SubjectRequest, Error> {
         self.audited(actor, "read.request", |_| {
             self.require(actor, "requests", Action::Read)?;
-            self.load_request(id)
+            let mut r = self.load_request(id)?;
+            r.notifications = self
+                .notifications_of(&r.subject)?
+                .into_iter()
+                .filter(|n| {
+                    n.created
+                        .get(..10)
+                        .is_some_and(|d| d >= r.received.as_str())
+                })
+                .collect();
+            Ok(r)
         })
     }
 

@@ -96,6 +96,12 @@ pub struct Recipient {
     pub purpose: Option<String>,
     /// Since when (YYYY-MM-DD).
     pub since: String,
+    /// The field groups that went (exports to a registered recipient).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The last disclosure (YYYY-MM-DD), for exports to a registered recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
 }
 
 /// Records today as the subject's last activity (in the caller's batch).
@@ -279,6 +285,9 @@ impl Hub {
         id: &SubjectId,
         extra: vault::Batch,
     ) -> Result<ErasureCertificate, Error> {
+        // Every recipient of its data is owed a notice (Art. 19): in the erasure's own batch.
+        let mut extra = extra;
+        self.stage_notifications(&mut extra, id, "subject.erased", None, None)?;
         let record = match self.vault.read_subject(id, &|_| true) {
             Ok(r) => r,
             // Its data key is already gone (a record brought back from an old copy of the
@@ -462,6 +471,9 @@ impl Hub {
                 for id in &held {
                     certificates.push(self.erase_with_rules(id, vault::Batch::new())?);
                 }
+                for id in &plain {
+                    self.stage_notifications(&mut batch, id, "subject.erased", None, None)?;
+                }
                 if plain.is_empty() {
                     self.vault.apply_durably(std::mem::take(&mut batch))?;
                 } else {
@@ -560,6 +572,8 @@ impl Hub {
                     recipient: name.to_string(),
                     purpose: purpose.map(str::to_string),
                     since: consent::now()[..10].to_string(),
+                    groups: Vec::new(),
+                    last: None,
                 });
             }
             let bytes = serde_json::to_vec(&list).expect("json");

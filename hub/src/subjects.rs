@@ -485,8 +485,23 @@ impl Hub {
                 .schema
                 .parse_patch(RecordKind::Subject, &patch)
                 .map_err(|e| invalid(e, None))?;
+            let mut changed: Vec<String> = parsed
+                .iter()
+                .filter_map(|(f, _)| self.schema.field_by_id(RecordKind::Subject, *f))
+                .map(|d| crate::recipients::group_name(d.group).to_string())
+                .collect();
+            changed.sort();
+            changed.dedup();
             self.commit_audited(actor, "update.subject", trail, |mut batch| {
                 crate::retention::touch(&mut batch, id);
+                // Recipients of the changed groups are owed a notice of the rectification.
+                self.stage_notifications(
+                    &mut batch,
+                    id,
+                    "subject.rectified",
+                    Some(&changed),
+                    None,
+                )?;
                 Ok(self
                     .vault
                     .update_subject_with(id, &parsed, if_version, batch)?)

@@ -37,6 +37,14 @@ pub fn fill_random(buf: &mut [u8]) -> bool {
     ring::rand::SystemRandom::new().fill(buf).is_ok()
 }
 
+/// HMAC-SHA256 of `message` under `key` (webhook signatures, Standard Webhooks `v1`).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::hmac::sign(&k, message).as_ref());
+    out
+}
+
 /// An Ed25519 signing key.
 pub struct SigningKey(Ed25519KeyPair);
 

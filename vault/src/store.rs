@@ -84,6 +84,15 @@ pub mod keyspaces {
     /// Interactions: subject id + interaction id → that participant's copy, sealed under
     /// its data key (participants found through `INDEX` entries of the id's keyed hash).
     pub const INTERACTIONS: Keyspace = Keyspace::new(22, "interactions");
+    /// The register of recipients (GDPR Art. 30(1)(d)): name → role, purposes, field groups,
+    /// basis, contract, country, webhook endpoint and its signing secrets (sealed).
+    pub const REGISTER: Keyspace = Keyspace::new(23, "recipient_register");
+    /// Art. 19 notifications: subject id + event id → recipient, event type, field groups,
+    /// state and attempts. Ids, codes and times only; sent by the delivery worker or done by
+    /// a person.
+    pub const OUTBOX: Keyspace = Keyspace::new(24, "outbox");
+    /// Notifications due: due time (u64 seconds, big-endian) + subject id + event id → empty.
+    pub const OUTBOX_DUE: Keyspace = Keyspace::new(25, "outbox_due");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -109,6 +118,9 @@ pub mod keyspaces {
         SESSIONS,
         CONSENT_EXPIRY,
         INTERACTIONS,
+        REGISTER,
+        OUTBOX,
+        OUTBOX_DUE,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -86,6 +86,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/requests/{id}/step", post(requests::step))
         .route("/requests/{id}/package", post(requests::package))
         .route("/requests/{id}/erase", post(requests::erase))
+        .route("/notifications/{id}/done", post(pages::notification_done))
         .route("/subjects/{id}/certificate", get(requests::certificate))
         .route(
             HTMX_PATH,

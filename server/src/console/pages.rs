@@ -210,6 +210,44 @@ pub(crate) async fn home(State(state): State<AppState>, user: Signed) -> Respons
             }
         });
     }
+    if may(&state, &user, "recipients", Action::Write) {
+        let actor = user.actor.clone();
+        let tasks = match call(&state, move |h| h.notifications_pending(&actor, false)).await {
+            Ok(t) => t,
+            Err(e) => return error_page(&user, &e),
+        };
+        sections.push(html! {
+            section aria-labelledby="notify" {
+                h2 #notify { "Recipients to tell by hand (Art. 19)" }
+                @if tasks.is_empty() {
+                    p { "None." }
+                } @else {
+                    table {
+                        caption { "Organisations that received a person's data and must be told of a change: they have no webhook, or every delivery failed" }
+                        thead { tr { th scope="col" { "Since (UTC)" } th scope="col" { "Recipient" } th scope="col" { "Change" } th scope="col" { "Their reference" } th scope="col" { "State" } th scope="col" { "Done" } } }
+                        tbody {
+                            @for n in &tasks {
+                                tr {
+                                    td { (n.created) } td { (n.recipient) } td { (n.event) " (" (n.groups.join(", ")) ")" }
+                                    td { code { (n.reference) } }
+                                    td { (super::requests::notification_state(&n.state)) }
+                                    td {
+                                        form method="post" action={"/notifications/" (n.id) "/done"} {
+                                            input type="hidden" name="csrf" value=(user.csrf);
+                                            label for={"note-" (n.id)} { "How they were told" }
+                                            input id={"note-" (n.id)} name="note" type="text" maxlength="500" required;
+                                            " "
+                                            button type="submit" { "Mark done" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
     if sections.is_empty() {
         sections.push(html! {
             p { "Nothing waits for your role here. Use " a href="/find" { "Find a constituent" } " to look someone up." }
@@ -1064,6 +1102,35 @@ pub(crate) async fn audit_checkpoint(
             "audit-checkpoint.json",
             serde_json::to_string_pretty(&c).unwrap_or_default(),
         ),
+        Err(e) => error_page(&user, &e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct DoneForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// Marks a notification done (a person told the recipient), then shows the work queue.
+pub(crate) async fn notification_done(
+    State(state): State<AppState>,
+    user: Signed,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::Form(form): axum::Form<DoneForm>,
+) -> Response {
+    if let Some(resp) = user.csrf_refusal(&state, &form.csrf) {
+        return resp;
+    }
+    let actor = user.actor.clone();
+    match call(&state, move |h| {
+        h.complete_notification(&actor, &id, &form.note)
+    })
+    .await
+    {
+        Ok(_) => axum::response::Redirect::to("/home").into_response(),
         Err(e) => error_page(&user, &e),
     }
 }

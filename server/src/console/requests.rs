@@ -275,6 +275,23 @@ pub(crate) async fn show(
                 }
             }
         }
+        @if !r.notifications.is_empty() {
+            h2 { "Recipients told (Art. 19)" }
+            table {
+                caption { "Each organisation that received this person's data, and whether it has been told of the change" }
+                thead { tr { th scope="col" { "Recipient" } th scope="col" { "Change" } th scope="col" { "State" } th scope="col" { "Attempts" } th scope="col" { "Finished (UTC)" } } }
+                tbody {
+                    @for n in &r.notifications {
+                        tr {
+                            td { (n.recipient) } td { (n.event) }
+                            td { (notification_state(&n.state)) }
+                            td { (n.attempt_count) }
+                            td { (n.finished.clone().unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
         @if r.kind == "erasure" && r.state == "completed" {
             p { a href={"/subjects/" (r.subject) "/certificate"} { "The erasure certificate" } }
         }
@@ -413,5 +430,17 @@ pub(crate) async fn certificate(
             html! { pre.certificate { (c.text()) } },
         ),
         Err(e) => error_page(&user, &e),
+    }
+}
+
+/// A notification's state in words.
+pub(crate) fn notification_state(state: &str) -> &'static str {
+    match state {
+        "delivered" => "delivered (the recipient's endpoint confirmed it)",
+        "pending" => "pending (being sent)",
+        "failed" => "failed: a person must tell the recipient",
+        "task" => "to do: a person must tell the recipient",
+        "done" => "done by a person",
+        _ => "unknown",
     }
 }

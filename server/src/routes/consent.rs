@@ -102,6 +102,17 @@ pub(super) struct AtQuery {
     at: Option<String>,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct SegmentQuery {
+    /// Decide as of this time (RFC 3339 or YYYY-MM-DD; default now).
+    at: Option<String>,
+    /// Export to this registered recipient: only if the register allows it the purpose, with
+    /// only the field groups it may receive, each row with the recipient's `ref`; what went
+    /// is recorded per subject for Art. 19 notices.
+    recipient: Option<String>,
+}
+
 /// A subject's consent: every purpose's decision now (or `at`), and the full ledger.
 #[utoipa::path(get, path = "/v1/subjects/{id}/consent", tag = "consent", params(SubjectIdPath, AtQuery),
     security(("bearer" = [])),
@@ -165,20 +176,21 @@ pub(super) async fn consent_explain(
 
 /// The subjects a purpose may process, with that purpose's fields only, as JSON Lines.
 #[utoipa::path(get, path = "/v1/segments/{purpose}", tag = "consent",
-    params(("purpose" = String, Path, description = "Purpose name"), AtQuery),
+    params(("purpose" = String, Path, description = "Purpose name"), SegmentQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One JSON object per allowed subject: `id` and the purpose's fields. Should the export fail after its first row, the stream ends normally with one last line `{\"error\": {\"code\", \"message\"}}` instead of a row, and the list is incomplete", body = String, content_type = "application/x-ndjson"),
         (status = 400, description = "Unknown purpose or bad parameter", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "The role may not export", body = ErrorBody),
+        (status = 403, description = "The role may not export, or the register does not allow the recipient this purpose", body = ErrorBody),
+        (status = 404, description = "No such recipient", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
     ))]
 pub(super) async fn segment(
     State(state): State<AppState>,
     Caller(actor): Caller,
     Path(purpose): Path<String>,
-    query: Result<Query<AtQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<SegmentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_param("at", &e.body_text()))?;
     // Authorisation, the purpose and `at` are the hub's to check (audited, refusals too); a
@@ -190,15 +202,21 @@ pub(super) async fn segment(
     let hub = state.hub.clone();
     tokio::task::spawn_blocking(move || {
         let mut started = Some(started);
-        let result = hub.segment(&actor, &purpose, q.at.as_deref(), &mut |row| {
-            if let Some(s) = started.take() {
-                let _ = s.send(Ok(()));
-            }
-            let mut line = serde_json::to_vec(&row).unwrap_or_default();
-            line.push(b'\n');
-            tx.blocking_send(Ok(line))
-                .map_err(|_| hub::Error::BadRequest("client went away".into()))
-        });
+        let result = hub.segment_for(
+            &actor,
+            &purpose,
+            q.at.as_deref(),
+            q.recipient.as_deref(),
+            &mut |row| {
+                if let Some(s) = started.take() {
+                    let _ = s.send(Ok(()));
+                }
+                let mut line = serde_json::to_vec(&row).unwrap_or_default();
+                line.push(b'\n');
+                tx.blocking_send(Ok(line))
+                    .map_err(|_| hub::Error::BadRequest("client went away".into()))
+            },
+        );
         match (result, started.take()) {
             (Ok(_), Some(s)) => {
                 let _ = s.send(Ok(()));

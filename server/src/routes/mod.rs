@@ -23,6 +23,7 @@ mod audit;
 mod consent;
 pub(crate) mod imports;
 mod interactions;
+mod recipients;
 mod requests;
 mod subjects;
 mod users;
@@ -85,6 +86,18 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(consent::record_consent, consent::consent_state))
         .routes(routes!(consent::consent_explain))
         .routes(routes!(consent::segment))
+        .routes(routes!(
+            recipients::list_recipients,
+            recipients::add_recipient
+        ))
+        .routes(routes!(
+            recipients::get_recipient,
+            recipients::update_recipient
+        ))
+        .routes(routes!(recipients::disable_recipient))
+        .routes(routes!(recipients::pending_notifications))
+        .routes(routes!(recipients::notification_done))
+        .routes(routes!(recipients::subject_recipients))
         .routes(routes!(consent::gpc_json))
         .routes(routes!(requests::open_request, requests::list_requests))
         .routes(routes!(requests::get_request))

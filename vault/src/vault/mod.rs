@@ -26,6 +26,7 @@ mod indexes;
 mod interactions;
 pub use interactions::{InteractionRecord, NewInteraction};
 mod rotation;
+mod secrets;
 mod subjects;
 
 use crate::store::{keyspaces as ks, Batch, SledOptions, SledStore, Store, StoreError};
