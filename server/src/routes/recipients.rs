@@ -103,6 +103,7 @@ pub(super) struct NotificationIdPath {
 
 /// `all`: also the notifications the worker is still sending.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PendingQuery {
     /// true: every notification not yet delivered or done; false (default): only those a
     /// person must act on.

@@ -668,6 +668,111 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
                     deny_403(s, &v);
                 }
             }
+            ("GET", "/v1/recipients")
+            | ("GET", "/v1/notifications")
+            | ("GET", "/v1/subjects/{id}/recipients")
+            | ("GET", "/v1/recipients/{name}")
+            | ("PATCH", "/v1/recipients/{name}")
+            | ("POST", "/v1/recipients/{name}/disable") => {
+                // One registered recipient for the rows that name one.
+                let (s, _, v) = http(
+                    "POST",
+                    &u("/v1/recipients"),
+                    Some(&admin),
+                    Some(&json!({"name": "matrix-r", "country": "GB"}).to_string()),
+                );
+                assert!(s == 201 || s == 409, "{v}");
+                let path = row.route.replace("{id}", &id).replace("{name}", "matrix-r");
+                let body = match (row.method.as_str(), row.route.as_str()) {
+                    ("PATCH", _) => Some(json!({"contract": format!("DPA-{n}")}).to_string()),
+                    ("POST", _) => Some(json!({"reason": null}).to_string()),
+                    _ => None,
+                };
+                let before = http("GET", &u("/v1/recipients/matrix-r"), Some(&admin), None).2;
+                let (s, _, v) = http(&row.method, &u(&path), Some(token), body.as_deref());
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                    let after = http("GET", &u("/v1/recipients/matrix-r"), Some(&admin), None).2;
+                    assert_eq!(
+                        before, after,
+                        "{ctx}: a refused change changed the register"
+                    );
+                }
+            }
+            ("POST", "/v1/recipients") => {
+                let body = json!({"name": format!("matrix-new-{n}"), "role": "controller"});
+                let (s, _, v) = http(
+                    "POST",
+                    &u("/v1/recipients"),
+                    Some(token),
+                    Some(&body.to_string()),
+                );
+                if row.allow {
+                    assert_eq!(s, 201, "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                }
+            }
+            ("POST", "/v1/notifications/{id}/done") => {
+                // A recipient without an endpoint received a new subject's data; the subject
+                // is rectified: a task for a person.
+                let (s, _, _) = http(
+                    "POST",
+                    &u("/v1/recipients"),
+                    Some(&admin),
+                    Some(&json!({"name": "matrix-task"}).to_string()),
+                );
+                assert!(s == 201 || s == 409);
+                let (_, _, made) = http(
+                    "POST",
+                    &u("/v1/subjects"),
+                    Some(&admin),
+                    Some(&json!({"given_name": format!("Task{n}"), "city": "York"}).to_string()),
+                );
+                let sid = made["id"].as_str().unwrap().to_string();
+                let (s, _, _) = http(
+                    "GET",
+                    &u("/v1/segments/donor-stewardship?recipient=matrix-task"),
+                    Some(&admin),
+                    None,
+                );
+                assert_eq!(s, 200);
+                let (s, _, _) = http(
+                    "PATCH",
+                    &u(&format!("/v1/subjects/{sid}")),
+                    Some(&admin),
+                    Some(r#"{"city": "Hull"}"#),
+                );
+                assert_eq!(s, 200);
+                let (_, _, pending) = http("GET", &u("/v1/notifications"), Some(&admin), None);
+                let task = pending["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|t| t["subject"] == sid.as_str())
+                    .unwrap_or_else(|| panic!("{ctx}: no task for {sid}: {pending}"))["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let (s, _, v) = http(
+                    "POST",
+                    &u(&format!("/v1/notifications/{task}/done")),
+                    Some(token),
+                    Some(r#"{"note": "told them by phone"}"#),
+                );
+                if row.allow {
+                    assert_eq!(s, 200, "{ctx}: {v}");
+                } else {
+                    deny_403(s, &v);
+                    let (_, _, still) = http("GET", &u("/v1/notifications"), Some(&admin), None);
+                    assert!(
+                        still.to_string().contains(&task),
+                        "{ctx}: a refused step closed the task"
+                    );
+                }
+            }
             (m, r) => panic!("the test does not know how to exercise {m} {r}: add it here"),
         }
         checked += 1;

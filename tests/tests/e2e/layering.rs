@@ -31,6 +31,8 @@ fn storage_crypto_and_http_stay_in_their_crates() {
         ("ring", &["vault"]),
         ("age", &["vault", "exporters"]),
         ("axum", &["server"]),
+        // Outgoing HTTP (webhooks) only from the hub's delivery worker.
+        ("ureq", &["hub"]),
     ];
     let mut found = Vec::new();
     let mut checked = 0;
