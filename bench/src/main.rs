@@ -9,6 +9,8 @@
 //! steward-bench audit-scale [--events 10000000]                     # verify a long log: speed, memory
 //! steward-bench consent-suite [--subjects 1000000]                    # segment vs plain scan
 //! steward-bench requests-suite [--erasures 10000]                     # access package, erasures
+//! steward-bench recipients-suite [--erasures 10000]                  # outbox cost on erasure,
+//!     webhook deliveries per second
 //! steward-bench retention-suite [--subjects 1000000]                  # retention sweep
 //! steward-bench analytics-suite [--subjects 1000000] [--interactions 100000] # FEP, LYBUNT,
 //!     interaction adds, a 1,000-item timeline
@@ -40,6 +42,7 @@ mod analytics_bench;
 mod audit_bench;
 mod consent_bench;
 mod match_bench;
+mod recipients_bench;
 mod requests_bench;
 mod retention_bench;
 
@@ -186,6 +189,12 @@ fn main() {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1_000_000);
             retention_bench::suite(n);
+        }
+        Some("recipients-suite") => {
+            let n: usize = arg(&args, "--erasures")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000);
+            recipients_bench::suite(n);
         }
         Some("requests-suite") => {
             let n: usize = arg(&args, "--erasures")
