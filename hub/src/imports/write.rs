@@ -506,6 +506,34 @@ impl Hub {
                 );
             }
         }
+        // Recipients of an existing subject's data are told of what the import changed
+        // (Art. 19), in this batch: which fields changed is not worked out here, so each is
+        // told of every group it received (a notice too many, never one too few).
+        for r in &replaces {
+            self.stage_notifications(&mut extra, &r.id, "subject.rectified", None, None)?;
+        }
+        for (subject, new) in consents.iter().filter(|(s, _)| !news.contains_key(s)) {
+            match new.event.as_str() {
+                "withdrawn" => self.stage_notifications(
+                    &mut extra,
+                    subject,
+                    "consent.withdrawn",
+                    None,
+                    Some(&new.purpose),
+                )?,
+                "objected" => self.stage_notifications(
+                    &mut extra,
+                    subject,
+                    "subject.objected",
+                    None,
+                    Some(&new.purpose),
+                )?,
+                "restricted" => {
+                    self.stage_notifications(&mut extra, subject, "subject.restricted", None, None)?
+                }
+                _ => 0,
+            };
+        }
         // People erased at their request are not re-added to marketing.
         self.stage_suppression(
             news.iter().map(|(id, n)| (id, n.fields.as_slice())),

@@ -747,3 +747,82 @@ fn endpoints_at_private_addresses_and_operator_allowances_over_the_api_are_refus
     assert!(!list.to_string().contains("whsec_"), "{list}");
     assert!(server.stop().success());
 }
+
+#[test]
+fn an_import_that_changes_a_disclosed_subject_and_a_withdrawal_owe_the_recipient_a_notice() {
+    let env = Env::init();
+    register(
+        &env,
+        "Email Platform",
+        &["--purposes", "newsletter-email,donor-stewardship"],
+    );
+    let id = env.add(&json!({"given_name": "Rae", "family_name": "Okafor",
+        "email": "rae@example.org", "external_id": "CRM-77", "city": "Leeds"}));
+    env.give_consent(&id, "newsletter-email", "form:signup");
+    export_to(&env, "newsletter-email", "Email Platform");
+    assert_eq!(env.json(&["notify", "pending"], None)["items"], json!([]));
+    // The same person again from the old CRM, with a new city: merged by external id.
+    let file = env.tmp.path().join("update.csv");
+    std::fs::write(
+        &file,
+        "External ID,First Name,Last Name,Email,City\nCRM-77,Rae,Okafor,rae@example.org,York\n",
+    )
+    .unwrap();
+    let v = env.json(
+        &["import", file.to_str().unwrap(), "--profile", "generic"],
+        None,
+    );
+    assert_eq!(v["merged"], 1, "{v}");
+    let pending = env.json(&["notify", "pending"], None);
+    let items = pending["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{pending}");
+    assert_eq!(items[0]["event"], "subject.rectified");
+    assert_eq!(items[0]["subject"], id.as_str());
+    // Withdrawing the newsletter consent concerns the recipient of that purpose.
+    env.json(
+        &[
+            "consent",
+            "record",
+            "--subject",
+            &id,
+            "--purpose",
+            "newsletter-email",
+            "--event",
+            "withdrawn",
+            "--source",
+            "unsubscribe-link",
+        ],
+        None,
+    );
+    // A withdrawal for a purpose it never received for concerns nobody.
+    env.json(
+        &[
+            "consent",
+            "record",
+            "--subject",
+            &id,
+            "--purpose",
+            "fundraising-phone",
+            "--event",
+            "withdrawn",
+            "--source",
+            "phone",
+        ],
+        None,
+    );
+    let pending = env.json(&["notify", "pending"], None);
+    let events: Vec<(&str, Option<&str>)> = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["event"].as_str().unwrap(), n["purpose"].as_str()))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("subject.rectified", None),
+            ("consent.withdrawn", Some("newsletter-email"))
+        ],
+        "{pending}"
+    );
+}
