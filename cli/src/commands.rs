@@ -117,14 +117,16 @@ pub(crate) fn run(cli: Cli, out: Output) -> anyhow::Result<()> {
             let report = hub.retention_run(&actor_for(&hub, g)?, dry_run, now.as_deref())?;
             out.emit(&json!(report), || {
                 format!(
-                    "{}as of {}: {} legal hold(s) ended and shredded, {} closed request record(s) purged, {} of {} supporters lapsed ({} erased)",
+                    "{}as of {}: {} legal hold(s) ended and shredded, {} closed request record(s) purged, {} of {} supporters lapsed ({} erased), {} old interaction(s) removed, {} finished notification(s) purged",
                     if report.dry_run { "dry run, nothing changed; " } else { "" },
                     report.as_of,
                     report.holds_ended.len(),
                     report.requests_purged,
                     report.lapsed,
                     report.subjects_checked,
-                    report.lapsed_erased
+                    report.lapsed_erased,
+                    report.interactions_removed,
+                    report.notifications_purged
                 )
             });
             Ok(())

@@ -202,6 +202,7 @@ impl Hub {
                 entry_key(subject, &id),
                 serde_json::to_vec(&entry).expect("json"),
             );
+            batch.put(ks::OUTBOX_IDS, id.to_vec(), subject.as_bytes().to_vec());
             n += 1;
         }
         Ok(n)
@@ -297,13 +298,43 @@ impl Hub {
     }
 
     fn find_notification(&self, id: &[u8; 16]) -> Result<Option<(Vec<u8>, Notification)>, Error> {
+        let store = self.vault.store();
+        let Some(subject) = store.get(ks::OUTBOX_IDS, id).map_err(vault::Error::from)? else {
+            return Ok(None);
+        };
+        let mut key = subject;
+        key.extend_from_slice(id);
+        Ok(
+            match store.get(ks::OUTBOX, &key).map_err(vault::Error::from)? {
+                Some(v) => Some((key, read_entry(&v)?)),
+                None => None,
+            },
+        )
+    }
+
+    /// Stages the removal of notifications delivered or done before `cutoff` (YYYY-MM-DD);
+    /// returns how many. Open ones stay, however old.
+    pub(crate) fn stage_notification_purge(
+        &self,
+        cutoff: &str,
+        batch: &mut vault::Batch,
+    ) -> Result<u64, Error> {
+        let mut n = 0;
         for entry in self.vault.store().scan_prefix(ks::OUTBOX, b"") {
             let (k, v) = entry.map_err(vault::Error::from)?;
-            if k.len() == 32 && &k[16..] == id {
-                return Ok(Some((k.to_vec(), read_entry(&v)?)));
+            let e = read_entry(&v)?;
+            let finished = e.finished.as_deref().and_then(|f| f.get(..10));
+            if matches!(e.state.as_str(), "delivered" | "done")
+                && finished.is_some_and(|f| f < cutoff)
+            {
+                if k.len() == 32 {
+                    batch.delete(ks::OUTBOX_IDS, k[16..].to_vec());
+                }
+                batch.delete(ks::OUTBOX, k.to_vec());
+                n += 1;
             }
         }
-        Ok(None)
+        Ok(n)
     }
 
     /// The delivery worker's one run: sends every notification due now (up to `limit`), each

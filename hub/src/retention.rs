@@ -275,6 +275,8 @@ pub struct RetentionReport {
     pub lapsed_erased: u64,
     /// Interactions older than their class's years, removed (each participant's copy).
     pub interactions_removed: u64,
+    /// Art. 19 notifications delivered or done more than 24 months ago, removed.
+    pub notifications_purged: u64,
 }
 
 impl Hub {
@@ -719,6 +721,8 @@ impl Hub {
                     requests_purged += 1;
                 }
             }
+            // Notifications delivered or done as long ago as closed requests go too.
+            let notifications_purged = self.stage_notification_purge(&cutoff, &mut purge)?;
             if !dry_run && !purge.is_empty() {
                 self.vault.apply_durably(purge)?;
             }
@@ -814,7 +818,11 @@ impl Hub {
                 trail.subject(id);
             }
             trail.count = Some(
-                holds_ended.len() as u64 + requests_purged + lapsed_erased + interactions_removed,
+                holds_ended.len() as u64
+                    + requests_purged
+                    + lapsed_erased
+                    + interactions_removed
+                    + notifications_purged,
             );
             lapsed_ids.truncate(100);
             Ok(RetentionReport {
@@ -827,6 +835,7 @@ impl Hub {
                 lapsed_sample: lapsed_ids,
                 lapsed_erased,
                 interactions_removed,
+                notifications_purged,
             })
         })
     }

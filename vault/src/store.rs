@@ -93,6 +93,8 @@ pub mod keyspaces {
     pub const OUTBOX: Keyspace = Keyspace::new(24, "outbox");
     /// Notifications due: due time (u64 seconds, big-endian) + subject id + event id → empty.
     pub const OUTBOX_DUE: Keyspace = Keyspace::new(25, "outbox_due");
+    /// Notifications by id: message id → subject id (to find one without a scan).
+    pub const OUTBOX_IDS: Keyspace = Keyspace::new(26, "outbox_ids");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -121,6 +123,7 @@ pub mod keyspaces {
         REGISTER,
         OUTBOX,
         OUTBOX_DUE,
+        OUTBOX_IDS,
     ];
 
     /// Looks a keyspace up by id (backup restore).

@@ -65,6 +65,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/audit/checkpoint", post(pages::audit_checkpoint))
         .route("/policies", get(policies::show))
         .route("/analytics", get(analytics::show))
+        .route("/recipients", get(pages::recipients))
         .route("/policies/rules", post(policies::save_rules))
         .route("/policies/purposes", post(policies::save_purposes))
         .route("/subjects/{id}/consent", post(pages::record_consent))
@@ -229,6 +230,8 @@ pub(crate) struct Signed {
     may_import: bool,
     /// Whether the role may read analytics (likewise).
     may_analytics: bool,
+    /// Whether the role may read the register of recipients (likewise).
+    may_recipients: bool,
 }
 
 impl Signed {
@@ -330,9 +333,14 @@ impl FromRequestParts<AppState> for Signed {
             state
                 .hub
                 .allows(session.principal.role, "analytics", hub::Action::Read);
+        let may_recipients =
+            state
+                .hub
+                .allows(session.principal.role, "recipients", hub::Action::Read);
         Ok(Signed {
             may_import,
             may_analytics,
+            may_recipients,
             may_audit,
             may_requests,
             may_review,
@@ -375,6 +383,7 @@ pub(crate) fn layout(title: &str, user: Option<&Signed>, body: Markup) -> Markup
                                 @if u.may_import { li { a href="/imports" { "Imports" } } }
                                 @if u.may_review { li { a href="/review" { "Review" } } }
                                 @if u.may_analytics { li { a href="/analytics" { "Analytics" } } }
+                                @if u.may_recipients { li { a href="/recipients" { "Recipients" } } }
                                 @if u.may_audit { li { a href="/audit" { "Audit log" } } }
                                 li { a href="/policies" { "Policies" } }
                             }

@@ -1134,3 +1134,45 @@ pub(crate) async fn notification_done(
         Err(e) => error_page(&user, &e),
     }
 }
+
+/// The register of recipients: who receives data, for what, where, and how they are told of
+/// changes (registration itself is at the command line or over the API).
+pub(crate) async fn recipients(State(state): State<AppState>, user: Signed) -> Response {
+    let actor = user.actor.clone();
+    let list = match call(&state, move |h| h.list_registered_recipients(&actor)).await {
+        Ok(l) => l,
+        Err(e) => return error_page(&user, &e),
+    };
+    let any = |v: &[String], words: &str| {
+        if v.is_empty() {
+            words.to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let body = html! {
+        p.help { "Organisations that receive constituents' data. Exports to each are limited to the purposes and field groups listed here, and each is told of every rectification, erasure, restriction, objection or withdrawal that concerns what it received: by a signed webhook, or by a person (the work queue lists those)." }
+        @if list.is_empty() {
+            p { "No recipient is registered. Register one with " code { "steward recipients add NAME" } " or " code { "POST /v1/recipients" } "." }
+        } @else {
+            table {
+                caption { "Registered recipients" }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "Purposes" } th scope="col" { "Field groups" } th scope="col" { "Basis and contract" } th scope="col" { "Country" } th scope="col" { "Told by" } th scope="col" { "State" } } }
+                tbody {
+                    @for r in &list {
+                        tr {
+                            td { (r.name) } td { (r.role) }
+                            td { (any(&r.purposes, "any purpose")) }
+                            td { (any(&r.groups, "those of the purpose")) }
+                            td { (r.legal_basis.clone().unwrap_or_else(|| "-".into())) @if let Some(c) = &r.contract { br; "contract " (c) } }
+                            td { (r.country.clone().unwrap_or_else(|| "-".into())) @if r.transfer_outside_uk_eea { br; strong { "outside the UK/EEA: a restricted transfer" } } }
+                            td { @match &r.endpoint { Some(e) => { "webhook " code { (e) } } None => { "a person (no webhook)" } } }
+                            td { @match &r.disabled { Some(d) => { "disabled: " (d.reason) } None => { "active" } } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, "Recipients", Some(&user), body)
+}

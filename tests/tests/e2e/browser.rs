@@ -359,6 +359,24 @@ fn browser_sign_in_bad_password_each_roles_view_and_sign_out() {
         return;
     };
     let (env, id) = console_env();
+    // A recipient told by hand of an erasure: a task with its form on the DPO's work queue.
+    env.json(
+        &["recipients", "add", "Phone Agency", "--country", "US"],
+        None,
+    );
+    let gone = env.add(&json!({"given_name": "Ula", "family_name": "Brenn"}));
+    let out = env.run(
+        &[
+            "export",
+            "--purpose",
+            "donor-stewardship",
+            "--recipient",
+            "Phone Agency",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    env.json(&["subject", "erase", &gone], None);
     let server = env.serve("info");
     // The sign-in page, then a wrong password.
     b.open(&format!("{}/", server.url));
@@ -385,6 +403,7 @@ fn browser_sign_in_bad_password_each_roles_view_and_sign_out() {
     // A DPO: gifts, consent, special category after a reveal with a reason.
     b.sign_in(&server, "dora", PASSWORD);
     b.wait_for_path("/home");
+    assert!(b.text().contains("Recipients to tell by hand"));
     b.accessible("work queue (dpo)");
     b.open(&format!("{}/subjects/{id}", server.url));
     let text = b.text();
@@ -409,6 +428,9 @@ fn browser_sign_in_bad_password_each_roles_view_and_sign_out() {
     b.open(&format!("{}/analytics?year=2025", server.url));
     assert!(b.text().contains("Retention over the years"));
     b.accessible("analytics");
+    b.open(&format!("{}/recipients", server.url));
+    assert!(b.text().contains("Phone Agency"));
+    b.accessible("recipients");
     // An auditor: no personal data; the audit log with the reveal and its reason.
     b.click("form.signout button");
     b.wait_for_path("/");

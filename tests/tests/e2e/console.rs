@@ -1116,3 +1116,80 @@ fn console_analytics_draws_retention_and_suppresses_small_cells_for_a_volunteer(
     assert_eq!(aldo.get("/analytics?year=2025").status, 403);
     server.stop();
 }
+
+#[test]
+fn console_lists_recipients_and_a_dpo_marks_a_notice_done_from_the_work_queue() {
+    let (env, _id) = console_env();
+    env.json(
+        &[
+            "recipients",
+            "add",
+            "Phone Agency",
+            "--country",
+            "US",
+            "--groups",
+            "identity",
+        ],
+        None,
+    );
+    let gone = env.add(&json!({"given_name": "Ula", "family_name": "Brenn"}));
+    let out = env.run(
+        &[
+            "export",
+            "--purpose",
+            "donor-stewardship",
+            "--recipient",
+            "Phone Agency",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    env.json(&["subject", "erase", &gone], None);
+    let server = env.serve("info");
+    let dora = Client::new(env.tmp.path(), "dora", &server);
+    assert_eq!(dora.sign_in("dora", PASSWORD).status, 303);
+    let page = dora.get("/recipients").body;
+    assert!(
+        page.contains("Phone Agency") && page.contains("restricted transfer"),
+        "{page}"
+    );
+    let home = dora.get("/home").body;
+    assert!(home.contains("Recipients to tell by hand"), "{home}");
+    let at = home
+        .find("/notifications/msg_")
+        .expect("a task with its form");
+    let id = home[at + 15..at + 15 + 36].to_string();
+    assert!(
+        !home.contains("Ula") && !home.contains("Brenn"),
+        "no value on the work queue"
+    );
+    // Without a note nothing changes; with one, the task is done and gone from the queue.
+    let csrf = dora.csrf("/home");
+    let refused = dora.call(
+        "POST",
+        &format!("/notifications/{id}/done"),
+        &[("csrf", &csrf), ("note", "")],
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let done = dora.call(
+        "POST",
+        &format!("/notifications/{id}/done"),
+        &[("csrf", &csrf), ("note", "letter sent, ref L-88")],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(!dora.get("/home").body.contains(&id));
+    // A volunteer has no register and no notices.
+    let vera = Client::new(env.tmp.path(), "vera", &server);
+    assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);
+    assert_eq!(vera.get("/recipients").status, 403);
+    assert!(!vera.get("/home").body.contains("Recipients to tell"));
+    let fran = Client::new(env.tmp.path(), "fran", &server);
+    assert_eq!(fran.sign_in("fran", PASSWORD).status, 303);
+    let csrf = fran.csrf("/home");
+    let refused = fran.call(
+        "POST",
+        &format!("/notifications/{id}/done"),
+        &[("csrf", &csrf), ("note", "x")],
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+}

@@ -825,4 +825,24 @@ fn an_import_that_changes_a_disclosed_subject_and_a_withdrawal_owe_the_recipient
         ],
         "{pending}"
     );
+    // Done notifications are kept as long as closed requests (24 months), open ones always.
+    let first = pending["items"][0]["id"].as_str().unwrap().to_string();
+    env.json(
+        &[
+            "notify",
+            "done",
+            &first,
+            "--note",
+            "emailed their privacy team",
+        ],
+        None,
+    );
+    let now = env.json(&["retention", "run", "--dry-run"], None);
+    assert_eq!(now["notifications_purged"], 0, "{now}");
+    let later = env.json(&["retention", "run", "--now", "2031-01-01"], None);
+    assert_eq!(later["notifications_purged"], 1, "{later}");
+    let left = env.json(&["notify", "pending"], None);
+    assert_eq!(left["items"].as_array().unwrap().len(), 1, "{left}");
+    let out = env.run(&["notify", "done", &first, "--note", "again"], None);
+    assert!(!out.status.success(), "a purged notification is gone");
 }
