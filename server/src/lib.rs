@@ -369,14 +369,26 @@ fn exact(mut doc: serde_json::Value, purposes: &[String]) -> serde_json::Value {
 /// The whole API as a router, with `/openapi.json`. Pure: no IO until served.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let (api, doc) = routes::routes().split_for_parts();
-    let purposes = state.hub.purposes().names();
-    let doc = serde_json::to_value(with_info(doc)).expect("the OpenAPI document serialises");
-    let doc = Arc::new(exact(doc, &purposes).to_string());
+    let base =
+        Arc::new(serde_json::to_value(with_info(doc)).expect("the OpenAPI document serialises"));
+    // The purposes in force change when an administrator edits them (console, API, SIGHUP):
+    // the document is made again for the new list the first time it is asked for after.
+    let made: Arc<std::sync::Mutex<(Vec<String>, Arc<String>)>> =
+        Arc::new(std::sync::Mutex::new((Vec::new(), Arc::new(String::new()))));
+    let hub = state.hub.clone();
     api.merge(console::routes())
         .route(
             "/openapi.json",
             axum::routing::get(move || {
-                let doc = doc.clone();
+                let purposes = hub.purposes().names();
+                let doc = {
+                    let mut made = made.lock().expect("openapi cache");
+                    if made.1.is_empty() || made.0 != purposes {
+                        let doc = Arc::new(exact((*base).clone(), &purposes).to_string());
+                        *made = (purposes, doc);
+                    }
+                    made.1.clone()
+                };
                 async move {
                     (
                         [(axum::http::header::CONTENT_TYPE, "application/json")],

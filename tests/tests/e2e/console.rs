@@ -1058,6 +1058,14 @@ fn console_admin_adds_a_purpose_which_the_gate_uses_at_once() {
         .get(&format!("/subjects/{id}"))
         .body
         .contains("Consent given for spring-appeal-sms"));
+    // The API's document names the purposes in force now, not those of the server's start.
+    let (_, _, doc) =
+        crate::support::http("GET", &format!("{}/openapi.json", server.url), None, None);
+    let segment = &doc["paths"]["/v1/segments/{purpose}"]["get"]["parameters"];
+    assert!(
+        segment.to_string().contains("spring-appeal-sms"),
+        "{segment}"
+    );
     // Only an admin sees and may post the form.
     let dora = Client::new(env.tmp.path(), "dora", &server);
     assert_eq!(dora.sign_in("dora", PASSWORD).status, 303);
