@@ -27,6 +27,7 @@ mod error;
 mod holds;
 mod keys;
 mod merge;
+pub mod pg;
 mod record;
 mod seal;
 pub mod segments;
@@ -54,6 +55,8 @@ pub use vault::{
 /// Re-exported so callers can hold passphrases without depending on age directly.
 pub use age::secrecy::SecretString;
 
+#[cfg(test)]
+mod store_contract;
 #[cfg(test)]
 mod tests;
 

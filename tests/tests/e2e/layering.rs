@@ -29,6 +29,7 @@ fn storage_crypto_and_http_stay_in_their_crates() {
     let allowed: &[(&str, &[&str])] = &[
         ("sled", &["vault"]),
         ("ring", &["vault"]),
+        ("postgres", &["vault"]),
         ("age", &["vault", "exporters"]),
         ("axum", &["server"]),
         // Outgoing HTTP (webhooks) only from the hub's delivery worker.
