@@ -143,24 +143,40 @@ impl Hub {
         changed: Option<&[String]>,
         purpose: Option<&str>,
     ) -> Result<usize, Error> {
-        let disclosures = self.recipients_of(subject)?;
-        if disclosures.is_empty() {
-            return Ok(0);
-        }
-        // One notification per recipient, over all its purposes.
-        let mut per: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-        for d in &disclosures {
-            if let (Some(p), Some(dp)) = (purpose, d.purpose.as_deref()) {
-                if p != dp {
-                    continue;
+        // What went out under this subject's id, and under the ids of records merged into
+        // it since (each recipient knows those by their own references).
+        let mut sources = vec![*subject];
+        let mut i = 0;
+        while i < sources.len() && sources.len() < 1000 {
+            for gone in self.vault.merged_into(&sources[i])? {
+                if !sources.contains(&gone) {
+                    sources.push(gone);
                 }
             }
-            let gs = per.entry(d.recipient.as_str()).or_default();
-            gs.extend(d.groups.iter().cloned());
+            i += 1;
+        }
+        // One notification per recipient and reference, over all its purposes.
+        let mut per: std::collections::BTreeMap<(String, SubjectId), Vec<String>> =
+            Default::default();
+        for source in &sources {
+            for d in self.recipients_of(source)? {
+                if let (Some(p), Some(dp)) = (purpose, d.purpose.as_deref()) {
+                    if p != dp {
+                        continue;
+                    }
+                }
+                per.entry((d.recipient, *source))
+                    .or_default()
+                    .extend(d.groups);
+            }
+        }
+        if per.is_empty() {
+            return Ok(0);
         }
         let now = unix_now().max(0) as u64;
         let mut n = 0;
-        for (recipient, mut groups) in per {
+        for ((recipient, source), mut groups) in per {
+            let recipient = recipient.as_str();
             groups.sort();
             groups.dedup();
             if let Some(changed) = changed {
@@ -181,7 +197,7 @@ impl Hub {
                 id: id_text(&id),
                 subject: *subject,
                 recipient: recipient.to_string(),
-                reference: self.recipient_ref(recipient, subject),
+                reference: self.recipient_ref(recipient, &source),
                 event: event.to_string(),
                 groups,
                 purpose: purpose.map(str::to_string),

@@ -846,3 +846,40 @@ fn an_import_that_changes_a_disclosed_subject_and_a_withdrawal_owe_the_recipient
     let out = env.run(&["notify", "done", &first, "--note", "again"], None);
     assert!(!out.status.success(), "a purged notification is gone");
 }
+
+#[test]
+fn a_record_merged_into_another_is_still_told_of_by_the_reference_its_recipient_holds() {
+    let env = Env::init();
+    register(&env, "Mailing House", &[]);
+    let kept = env
+        .add(&json!({"given_name": "Nell", "family_name": "Garrow", "email": "nell@example.org"}));
+    let rows = export_to(&env, "donor-stewardship", "Mailing House");
+    let kept_ref = rows.iter().find(|r| r["id"] == kept.as_str()).unwrap()["ref"].clone();
+    // A duplicate arrives after the export and is exported too, then merged into the first.
+    let dup = env.add(
+        &json!({"given_name": "Nell", "family_name": "Garrow", "email": "nell.g@example.org"}),
+    );
+    let rows = export_to(&env, "donor-stewardship", "Mailing House");
+    let dup_ref = rows.iter().find(|r| r["id"] == dup.as_str()).unwrap()["ref"].clone();
+    env.json(&["merge", &kept, &dup], None);
+    env.json(&["subject", "erase", &kept], None);
+    let pending = env.json(&["notify", "pending"], None);
+    let refs: BTreeSet<String> = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert_eq!(n["event"], "subject.erased");
+            assert_eq!(n["subject"], kept.as_str());
+            n["reference"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        refs,
+        BTreeSet::from([
+            kept_ref.as_str().unwrap().to_string(),
+            dup_ref.as_str().unwrap().to_string()
+        ]),
+        "{pending}"
+    );
+}
