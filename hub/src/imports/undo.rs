@@ -91,6 +91,8 @@ impl Hub {
                 // find it changed (by this very restore) and carries on with the rest.
                 batch.delete(ks::IMPORTS, key("s", id, s.as_bytes()));
                 batch.delete(ks::IMPORTS, key("v", id, s.as_bytes()));
+                // Put back as it was: a change for whoever received the imported version.
+                self.stage_notifications(&mut batch, s, "subject.rectified", None, None)?;
                 self.vault.restore_raw(s, &raw, expected.get(s).copied(), batch)?;
             }
             // Subjects the import created go a chunk at a time, each chunk one atomic write,
@@ -102,6 +104,8 @@ impl Hub {
             let (last, before) = chunks.split_last().map(|(l, b)| (*l, b)).unwrap_or((&[], &[]));
             let leave = |chunk: &[SubjectId], batch: &mut Batch| -> Result<(), Error> {
                 for s in chunk {
+                    // Taken back is erased, for whoever received it meanwhile (Art. 19).
+                    self.stage_notifications(batch, s, "subject.erased", None, None)?;
                     for e in store.scan_prefix(ks::CONSENT, s.as_bytes()) {
                         batch.delete(ks::CONSENT, e?.0);
                     }

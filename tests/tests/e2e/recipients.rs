@@ -883,3 +883,27 @@ fn a_record_merged_into_another_is_still_told_of_by_the_reference_its_recipient_
         "{pending}"
     );
 }
+
+#[test]
+fn undoing_an_import_tells_the_recipients_of_what_it_takes_back() {
+    let env = Env::init();
+    register(&env, "Mailing House", &[]);
+    let file = env.tmp.path().join("new.csv");
+    std::fs::write(
+        &file,
+        "First Name,Last Name,Email\nIvo,Stark,ivo@example.org\n",
+    )
+    .unwrap();
+    let import = env.json(
+        &["import", file.to_str().unwrap(), "--profile", "generic"],
+        None,
+    );
+    let rows = export_to(&env, "donor-stewardship", "Mailing House");
+    assert_eq!(rows.len(), 1);
+    env.json(&["import", "undo", import["id"].as_str().unwrap()], None);
+    let pending = env.json(&["notify", "pending"], None);
+    let items = pending["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{pending}");
+    assert_eq!(items[0]["event"], "subject.erased");
+    assert_eq!(items[0]["reference"], rows[0]["ref"]);
+}
