@@ -365,6 +365,10 @@ impl Hub {
                 expected_version: Some(ra.version),
             }];
             let gifts_for = [(*keep, gifts)];
+            // Whoever received either record is told that it changed (Art. 19): B's
+            // recipients by B's reference, A's by A's.
+            self.stage_notifications(&mut extra, keep, "subject.rectified", None, None)?;
+            self.stage_notifications(&mut extra, gone, "subject.rectified", None, None)?;
             self.commit_audited(actor, "merge", trail, |audit| {
                 extra.extend(audit);
                 let journal = |written: &vault::Written| {
