@@ -303,6 +303,9 @@ pub enum AnalyticsCmd {
     },
     /// RFM quintiles, average gift, revenue per donor, lifetime value.
     Rfm(AnalyticsArgs),
+    /// Stewardship: retention of last period's donors who were contacted (an outbound call,
+    /// email, letter, meeting...) against those who were not.
+    Stewardship(AnalyticsArgs),
 }
 
 #[derive(Debug, Args)]

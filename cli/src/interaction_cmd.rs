@@ -319,6 +319,22 @@ pub(crate) fn analytics(g: &Global, cmd: AnalyticsCmd, out: Output) -> anyhow::R
                 )
             });
         }
+        AnalyticsCmd::Stewardship(a) => {
+            let r = hub.analytics_stewardship(&actor, &query(a))?;
+            let v = json!(r);
+            out.emit(&v, || {
+                format!(
+                    "Donors of {} to {}, and whether they gave again by {}:\n  contacted      {}\n  not contacted  {}\n  outbound interactions with them: {}\n{}",
+                    v["previous"]["from"].as_str().unwrap_or(""),
+                    v["previous"]["to"].as_str().unwrap_or(""),
+                    v["period"]["to"].as_str().unwrap_or(""),
+                    pct(&v["contacted"]),
+                    pct(&v["not_contacted"]),
+                    v["outbound_interactions"].as_u64().map_or("suppressed".into(), |n| n.to_string()),
+                    coverage_line(&v)
+                )
+            });
+        }
         AnalyticsCmd::Rfm(a) => {
             let r = hub.analytics_rfm(&actor, &query(a))?;
             let v = json!(r);

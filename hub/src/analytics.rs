@@ -167,6 +167,85 @@ impl Rate {
     }
 }
 
+/// Stewardship: the previous period's donors who were contacted (an outbound interaction from
+/// the start of that period to the end of this one) against those who were not, and how many
+/// of each gave again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stewardship {
+    /// The period analysed.
+    pub period: Period,
+    /// The period whose donors are followed.
+    pub previous: Period,
+    /// Donors of the previous period contacted, and of them, retained.
+    pub contacted: Rate,
+    /// Donors of the previous period not contacted, and of them, retained.
+    pub not_contacted: Rate,
+    /// Outbound interactions with those donors in the window.
+    pub outbound_interactions: Option<u64>,
+    /// Cells withheld for the role (under 10 people, or one that would give another away).
+    pub suppressed: Vec<String>,
+}
+
+/// The stewardship table of `donors`; `contacted[i]` says whether donor `i` was contacted,
+/// `outbound` counts the interactions.
+pub fn stewardship(
+    donors: &[Donor],
+    contacted: &[bool],
+    outbound: u64,
+    period: Period,
+) -> Stewardship {
+    let previous = period.previous();
+    let (mut c, mut cr, mut n, mut nr) = (0u64, 0u64, 0u64, 0u64);
+    for (d, was) in donors.iter().zip(contacted) {
+        if !d.gifts.iter().any(|(day, _)| previous.contains(*day)) {
+            continue;
+        }
+        let again = d.gifts.iter().any(|(day, _)| period.contains(*day));
+        if *was {
+            c += 1;
+            cr += u64::from(again);
+        } else {
+            n += 1;
+            nr += u64::from(again);
+        }
+    }
+    Stewardship {
+        period,
+        previous,
+        contacted: Rate::new(cr, c),
+        not_contacted: Rate::new(nr, n),
+        outbound_interactions: Some(outbound),
+        suppressed: Vec::new(),
+    }
+}
+
+/// Withholds, for broad roles, a group under [`MIN_CELL`] people or a count of those retained
+/// or lapsed in it under [`MIN_CELL`]; the other group goes too when one does (the total of
+/// donors, known from the FEP table, would give it away).
+pub fn suppress_stewardship(s: &mut Stewardship) {
+    let small = |r: &Rate| {
+        let (base, kept) = (r.base.unwrap_or(0), r.retained.unwrap_or(0));
+        (1..MIN_CELL).contains(&base)
+            || (1..MIN_CELL).contains(&kept)
+            || (1..MIN_CELL).contains(&(base - kept))
+    };
+    if small(&s.contacted) || small(&s.not_contacted) {
+        for (name, r) in [
+            ("contacted", &mut s.contacted),
+            ("not_contacted", &mut s.not_contacted),
+        ] {
+            *r = Rate {
+                rate: None,
+                retained: None,
+                base: None,
+            };
+            s.suppressed.push(name.into());
+        }
+        s.outbound_interactions = None;
+        s.suppressed.push("outbound_interactions".into());
+    }
+}
+
 /// The FEP table of one period against the one before.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fep {
@@ -1003,6 +1082,70 @@ impl Hub {
             Ok(r)
         })
     }
+}
+
+impl Hub {
+    /// Retention of the previous period's donors who were contacted (an outbound interaction,
+    /// under the analytics purpose, which must list interactions) against those who were not.
+    pub fn analytics_stewardship(
+        &self,
+        actor: &Actor,
+        query: &AnalyticsQuery,
+    ) -> Result<Report<Stewardship>, Error> {
+        self.analyse(actor, query, "stewardship", |donors, ids, period, suppress| {
+            if !self.purpose(ANALYTICS_PURPOSE)?.interactions {
+                return Err(Error::ConsentRequired {
+                    purpose: ANALYTICS_PURPOSE.into(),
+                    reason: "purpose_excludes_interactions".into(),
+                });
+            }
+            let field = |n: &str| {
+                self.schema
+                    .field(RecordKind::Interaction, n)
+                    .map(|d| d.id)
+                    .ok_or_else(|| Error::Policy(format!("schema.toml: stewardship needs the interaction field \"{n}\"")))
+            };
+            let (direction, occurred) = (field("direction")?, field("occurred_at")?);
+            let previous = period.previous();
+            let (from, to) = (day_seconds(previous.start), day_seconds(period.end));
+            let index: HashMap<domain::SubjectId, usize> =
+                ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            let mut contacted = vec![false; donors.len()];
+            let mut outbound = 0u64;
+            let mut seen = std::collections::HashSet::new();
+            self.vault.scan_interactions(&|f| f == direction || f == occurred, &mut |subject, items| {
+                let Some(&i) = index.get(&subject) else {
+                    return Ok(());
+                };
+                for it in items {
+                    let get = |f: FieldId| it.fields.iter().find(|(x, _)| *x == f).map(|(_, v)| v);
+                    let out = matches!(get(direction), Some(Value::Text(t)) if t.expose() == "outbound");
+                    let when = match get(occurred) {
+                        Some(Value::Timestamp(t)) => Some(*t),
+                        _ => None,
+                    };
+                    if out && when.is_some_and(|t| t >= from && t < to) {
+                        contacted[i] = true;
+                        // One interaction with two donors counts once.
+                        if seen.insert(it.id) {
+                            outbound += 1;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            let mut s = stewardship(donors, &contacted, outbound, period);
+            if suppress {
+                suppress_stewardship(&mut s);
+            }
+            Ok(s)
+        })
+    }
+}
+
+/// Seconds since 1970 at the start of a day (UTC).
+fn day_seconds(d: Date) -> i64 {
+    d.midnight().assume_utc().unix_timestamp()
 }
 
 impl Hub {

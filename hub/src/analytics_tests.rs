@@ -332,3 +332,67 @@ fn periods_and_look_backs_out_of_range_are_refused_not_computed() {
         .period_for_test()
         .is_ok());
 }
+
+#[test]
+fn stewardship_splits_last_years_donors_by_contact_and_suppresses_small_groups() {
+    let day = |y: i32, m: Month| Date::from_calendar_date(y, m, 1).unwrap();
+    let period = Period::year(2025).unwrap();
+    let d = |dates: &[Date]| Donor {
+        gifts: dates.iter().map(|x| (*x, 1000)).collect(),
+    };
+    let mut donors = Vec::new();
+    let mut contacted = Vec::new();
+    // 30 contacted (20 retained), 40 not (10 retained), 5 who gave only this year (not
+    // followed), 5 who gave two years ago only (not followed).
+    for i in 0..30 {
+        donors.push(if i < 20 {
+            d(&[day(2024, Month::May), day(2025, Month::May)])
+        } else {
+            d(&[day(2024, Month::May)])
+        });
+        contacted.push(true);
+    }
+    for i in 0..40 {
+        donors.push(if i < 10 {
+            d(&[day(2024, Month::May), day(2025, Month::May)])
+        } else {
+            d(&[day(2024, Month::May)])
+        });
+        contacted.push(false);
+    }
+    for _ in 0..5 {
+        donors.push(d(&[day(2025, Month::June)]));
+        contacted.push(true);
+    }
+    for _ in 0..5 {
+        donors.push(d(&[day(2023, Month::June)]));
+        contacted.push(true);
+    }
+    let mut s = stewardship(&donors, &contacted, 33, period);
+    assert_eq!(
+        (s.contacted.base, s.contacted.retained),
+        (Some(30), Some(20))
+    );
+    assert_eq!(
+        (s.not_contacted.base, s.not_contacted.retained),
+        (Some(40), Some(10))
+    );
+    suppress_stewardship(&mut s);
+    assert!(s.suppressed.is_empty(), "every cell has ten or more: {s:?}");
+    // Nine lapsed among the contacted: that group and the other (the FEP total would give it
+    // away) are withheld.
+    contacted[20] = false;
+    let mut s = stewardship(&donors, &contacted, 33, period);
+    assert_eq!(s.contacted.base, Some(29));
+    suppress_stewardship(&mut s);
+    assert_eq!(
+        s.suppressed,
+        vec!["contacted", "not_contacted", "outbound_interactions"]
+    );
+    assert!(s.contacted.rate.is_none() && s.not_contacted.base.is_none());
+    // No donors last year: rates are empty, nothing to suppress.
+    let mut s = stewardship(&[], &[], 0, period);
+    assert_eq!(s.contacted.rate, None);
+    suppress_stewardship(&mut s);
+    assert!(s.suppressed.is_empty());
+}

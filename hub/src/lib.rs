@@ -51,8 +51,9 @@ use domain::{AccessGroup, Schema};
 use vault::{SealTo, Unlock, Vault};
 
 pub use analytics::{
-    fep, lapsed, rfm, suppress_fep, two_sided_geometric, AnalyticsQuery, Cell, Coverage, Donor,
-    Fep, Lapsed, Period, PrivateFep, Rate, Report, Rfm, ANALYTICS_PURPOSE, MIN_CELL,
+    fep, lapsed, rfm, stewardship, suppress_fep, suppress_stewardship, two_sided_geometric,
+    AnalyticsQuery, Cell, Coverage, Donor, Fep, Lapsed, Period, PrivateFep, Rate, Report, Rfm,
+    Stewardship, ANALYTICS_PURPOSE, MIN_CELL,
 };
 pub use backup::{ExportedCheckpoint, LaterErasures};
 pub use consent_ops::{ConsentState, ExpiringConsent, Explanation, SegmentRow};

@@ -101,6 +101,18 @@ pub(crate) async fn show(
         Ok(r) => r,
         Err(e) => return error_page(&user, &e),
     };
+    // Stewardship: a second read (its own audit event), shown below the trend.
+    let actor = user.actor.clone();
+    let query = hub::AnalyticsQuery {
+        year: Some(year),
+        ..Default::default()
+    };
+    let stewardship = match call(&state, move |h| h.analytics_stewardship(&actor, &query)).await {
+        Ok(r) => Some(r.figures),
+        // A purpose that does not list interactions: the section says so instead.
+        Err(hub::Error::ConsentRequired { .. }) => None,
+        Err(e) => return error_page(&user, &e),
+    };
     let series = &report.figures;
     let Some(t) = series.last() else {
         return error_page(&user, &hub::Error::Internal("empty series".into()));
@@ -178,6 +190,28 @@ pub(crate) async fn show(
                         tr { th scope="row" { (f.period.start.year()) } td { (rate(&f.overall)) } td { (rate(&f.new)) } td { (rate(&f.repeat)) } }
                     }
                 }
+            }
+        }
+        section aria-labelledby="stewardship" {
+            h2 #stewardship { "Stewardship: did contact keep donors?" }
+            @match &stewardship {
+                Some(st) => {
+                    table {
+                        caption { (year - 1) "'s donors, by whether they were contacted (an outbound call, email, letter or meeting from the start of " (year - 1) " to the end of " (year) "), and how many gave again in " (year) }
+                        thead { tr { th scope="col" { "Donors of " (year - 1) } th scope="col" { "Donors" } th scope="col" { "Gave again" } th scope="col" { "Retention" } } }
+                        tbody {
+                            @for (name, r) in [("Contacted", &st.contacted), ("Not contacted", &st.not_contacted)] {
+                                tr {
+                                    th scope="row" { (name) }
+                                    td { (r.base.map_or("suppressed".into(), |n| n.to_string())) }
+                                    td { (r.retained.map_or("suppressed".into(), |n| n.to_string())) }
+                                    td { (rate(r)) }
+                                }
+                            }
+                        }
+                    }
+                }
+                None => { p { "The analytics purpose does not list interactions (purposes.toml), so contact is not counted." } }
             }
         }
     };

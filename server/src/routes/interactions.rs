@@ -367,3 +367,23 @@ pub(super) async fn rfm(
 ) -> Result<Json<AnalyticsBody>, ApiError> {
     analytics_run(state, actor, query, |h, a, q| h.analytics_rfm(a, q)).await
 }
+
+/// Stewardship: retention of the previous period's donors who were contacted (an outbound
+/// interaction) against those who were not.
+#[utoipa::path(get, path = "/v1/analytics/stewardship", tag = "analytics",
+    params(AnalyticsParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Contacted and not contacted donors, and how many of each gave again", body = AnalyticsBody),
+        (status = 400, description = "No year or period", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The role may not read analytics, or the analytics purpose does not list interactions", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+pub(super) async fn stewardship(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    query: AnalyticsQueryResult,
+) -> Result<Json<AnalyticsBody>, ApiError> {
+    analytics_run(state, actor, query, |h, a, q| h.analytics_stewardship(a, q)).await
+}

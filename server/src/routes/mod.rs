@@ -79,6 +79,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(interactions::retention))
         .routes(routes!(interactions::lapsed))
         .routes(routes!(interactions::rfm))
+        .routes(routes!(interactions::stewardship))
         .routes(routes!(users::list_users, users::add_user))
         .routes(routes!(users::revoke_user, users::change_role))
         .routes(routes!(users::set_password))

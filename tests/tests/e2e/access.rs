@@ -636,7 +636,8 @@ fn every_role_gets_exactly_what_the_authorisation_matrix_says() {
             | ("GET", "/v1/analytics/fep")
             | ("GET", "/v1/analytics/retention")
             | ("GET", "/v1/analytics/lapsed")
-            | ("GET", "/v1/analytics/rfm") => {
+            | ("GET", "/v1/analytics/rfm")
+            | ("GET", "/v1/analytics/stewardship") => {
                 let path = row.route.replace("{id}", &id) + "?year=2025";
                 let (s, _, v) = http("GET", &u(&path), Some(token), None);
                 if row.allow {

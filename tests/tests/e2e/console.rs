@@ -1106,6 +1106,11 @@ fn console_analytics_draws_retention_and_suppresses_small_cells_for_a_volunteer(
     );
     // One donor, new in 2025: shown exactly to a role that reads gifts.
     assert!(a.body.contains("New donors"), "{}", a.body);
+    assert!(
+        a.body.contains("Stewardship: did contact keep donors?"),
+        "{}",
+        a.body
+    );
     assert!(!a.body.contains("suppressed"), "{}", a.body);
     let vera = Client::new(env.tmp.path(), "vera", &server);
     assert_eq!(vera.sign_in("vera", PASSWORD).status, 303);

@@ -599,3 +599,117 @@ fn a_merged_records_interactions_are_listed_with_the_kept_subject_and_come_back_
     assert_eq!(interaction_list(&env, &keep, None)["items"], json!([]));
     env.json(&["interaction", "show", &alone], None);
 }
+
+#[test]
+fn stewardship_compares_the_retention_of_contacted_donors_with_the_others() {
+    let env = Env::init();
+    let tokens = tokens(&env);
+    let gift = |dates: &[&str]| -> Value {
+        dates
+            .iter()
+            .map(|d| json!({"amount": "10.00", "currency": "GBP", "date": d}))
+            .collect()
+    };
+    let donor = |n: usize, dates: &[&str]| {
+        env.add(&json!({"given_name": format!("Donor{n}"), "family_name": "Steward", "gifts": gift(dates)}))
+    };
+    let call = |ids: &[&str], direction: &str, at: &str| {
+        let mut args = vec!["interaction", "add"];
+        for id in ids {
+            args.extend(["--subject", id]);
+        }
+        env.json(
+            &args,
+            Some(&json!({"kind": "call", "direction": direction, "occurred_at": at}).to_string()),
+        );
+    };
+    // Contacted: 12 donors of 2024 (ten calls, and one meeting with two of them), 8 gave
+    // again in 2025.
+    let contacted: Vec<String> = (0..12)
+        .map(|i| {
+            if i < 8 {
+                donor(i, &["2024-05-01", "2025-06-01"])
+            } else {
+                donor(i, &["2024-05-01"])
+            }
+        })
+        .collect();
+    for id in &contacted[..10] {
+        call(&[id], "outbound", "2025-03-01T10:00:00Z");
+    }
+    call(
+        &[&contacted[10], &contacted[11]],
+        "outbound",
+        "2024-11-20T15:00:00Z",
+    );
+    // Not contacted: 12 donors (3 gave again), one who only called in (and gave again), one
+    // called before the window (2023).
+    for i in 0..12 {
+        if i < 3 {
+            donor(20 + i, &["2024-02-01", "2025-02-01"]);
+        } else {
+            donor(20 + i, &["2024-02-01"]);
+        }
+    }
+    let inbound = donor(40, &["2024-03-01", "2025-03-01"]);
+    call(&[&inbound], "inbound", "2025-01-05T09:00:00Z");
+    let early = donor(41, &["2023-03-01", "2024-03-01"]);
+    call(&[&early], "outbound", "2023-06-01T09:00:00Z");
+
+    let r = env.json(&["analytics", "stewardship", "--year", "2025"], None);
+    assert_eq!(
+        r["previous"],
+        json!({"from": "2024-01-01", "to": "2024-12-31"}),
+        "{r}"
+    );
+    assert_eq!(r["contacted"]["base"], 12, "{r}");
+    assert_eq!(r["contacted"]["retained"], 8, "{r}");
+    assert_eq!(r["not_contacted"]["base"], 14, "{r}");
+    assert_eq!(r["not_contacted"]["retained"], 4, "{r}");
+    assert_eq!(r["outbound_interactions"], 11, "{r}");
+    let rate = r["contacted"]["rate"].as_f64().unwrap();
+    assert!((rate - 8.0 / 12.0).abs() < 1e-9, "{r}");
+    // A volunteer sees no cell under ten people (8 retained gives both groups away).
+    let out = env.run(
+        &[
+            "analytics",
+            "stewardship",
+            "--year",
+            "2025",
+            "--json",
+            "--token",
+            &tokens["volunteer"],
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["contacted"]["base"].is_null() && v["not_contacted"]["retained"].is_null(),
+        "{v}"
+    );
+    assert_eq!(
+        v["suppressed"],
+        json!(["contacted", "not_contacted", "outbound_interactions"])
+    );
+    // The auditor: nothing.
+    let out = env.run(
+        &[
+            "analytics",
+            "stewardship",
+            "--year",
+            "2025",
+            "--token",
+            &tokens["auditor"],
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let audit = env.json(&["audit", "query", "--action", "read.analytics"], None);
+    assert!(
+        audit
+            .to_string()
+            .contains("analytics:stewardship year=2025"),
+        "{audit}"
+    );
+}
