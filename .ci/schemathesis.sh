@@ -26,11 +26,25 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && 
 # DELETE/PATCH /v1/users/{name} are left out: generated names can revoke or demote the run's
 # own admin, after which every later case is a 401 (the end-to-end authorisation matrix
 # covers both operations).
-schemathesis --config-file .ci/schemathesis.toml run "http://127.0.0.1:$PORT/openapi.json" \
-  --header "Authorization: Bearer $TOKEN" \
-  --exclude-path "/v1/users/{name}" \
-  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
-  --seed 20261122 \
-  --phases examples,coverage,fuzzing \
-  --workers 2 \
-  --no-color
+run() {
+  schemathesis --config-file .ci/schemathesis.toml run "http://127.0.0.1:$PORT/openapi.json" \
+    --header "Authorization: Bearer $TOKEN" \
+    --exclude-path "/v1/users/{name}" \
+    --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
+    --seed 20261122 \
+    --phases examples,coverage,fuzzing \
+    --workers 2 \
+    --no-color
+}
+# Seen once here: hypothesis, describing a lambda of schemathesis's own, hit CPython 3.11's
+# "AST constructor recursion depth mismatch" (a runtime error of the tool, not a finding about
+# Steward; the same seed passed on the next run). A run that failed on that alone, with no
+# failed check, runs once more.
+if ! run 2>&1 | tee "$T/st.log"; then
+  if grep -q "AST constructor recursion depth mismatch" "$T/st.log" && ! grep -q "^Failures:" "$T/st.log"; then
+    echo "== schemathesis: the tool's own AST error; once more"
+    run
+  else
+    exit 1
+  fi
+fi
