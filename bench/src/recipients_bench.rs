@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hub::{NewSubjectInput, RecipientInput};
-use serde_json::json;
+use hub::RecipientInput;
 
 /// A receiver that answers 200 to every POST, one connection at a time, counting them.
 fn receiver() -> (String, Arc<AtomicU64>) {
@@ -43,27 +42,6 @@ fn receiver() -> (String, Arc<AtomicU64>) {
     (url, count)
 }
 
-fn subjects(hub: &hub::Hub, n: usize, seed: u64) -> Vec<domain::SubjectId> {
-    let admin = hub.local_actor();
-    let mut generator = synth::Generator::new(seed);
-    let mut ids = Vec::with_capacity(n);
-    while ids.len() < n {
-        let batch = (&mut generator)
-            .take(1000.min(n - ids.len()))
-            .map(|c| {
-                let mut v = c.to_json();
-                v.as_object_mut().expect("object").remove("gifts");
-                v.as_object_mut()
-                    .expect("object")
-                    .insert("gift_aid_declared".into(), json!(false));
-                NewSubjectInput::from_json(v).expect("input")
-            })
-            .collect();
-        ids.extend(hub.create_subjects(&admin, batch).expect("create"));
-    }
-    ids
-}
-
 fn pct(mut xs: Vec<f64>, p: f64) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[((xs.len() as f64 - 1.0) * p).round() as usize]
@@ -91,8 +69,8 @@ pub(crate) fn suite(n: usize) {
             )
             .expect("register");
     }
-    let a = subjects(&plain, n, 5);
-    let b = subjects(&disclosed, n, 5);
+    let a = crate::requests_bench::plain_subjects(&plain, n, 5);
+    let b = crate::requests_bench::plain_subjects(&disclosed, n, 5);
     let t = Instant::now();
     for name in ["mailhouse", "email-platform", "phone-agency"] {
         let rows = disclosed

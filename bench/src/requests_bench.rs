@@ -39,22 +39,7 @@ pub(crate) fn suite(erasures: usize) {
     times.sort_by(f64::total_cmp);
     // Erasures: subjects created in batches, then erased one by one through the hub (each
     // one audited, its key shredded and synced).
-    let mut generator = synth::Generator::new(3);
-    let mut ids = Vec::with_capacity(erasures);
-    while ids.len() < erasures {
-        let batch = (&mut generator)
-            .take(1000.min(erasures - ids.len()))
-            .map(|c| {
-                let mut v = c.to_json();
-                v.as_object_mut().expect("object").remove("gifts");
-                v.as_object_mut()
-                    .expect("object")
-                    .insert("gift_aid_declared".into(), json!(false));
-                NewSubjectInput::from_json(v).expect("input")
-            })
-            .collect();
-        ids.extend(hub.create_subjects(&admin, batch).expect("create"));
-    }
+    let ids = plain_subjects(&hub, erasures, 3);
     let t = Instant::now();
     for id in &ids[..ids.len() / 2] {
         hub.erase_subject(&admin, id).expect("erase");
@@ -71,4 +56,27 @@ pub(crate) fn suite(erasures: usize) {
     println!("| access package, 1,000 gifts and 500+ audit events (median of 11) | {:.1} ms (min {:.1}, max {:.1}) |", times[5], times[0], times[10]);
     println!("| erasures through the hub, one at a time | {:.0} subjects/s ({half} in {one_secs:.2} s) |", half as f64 / one_secs);
     println!("| erasures through the hub, batches of 1,000 | {:.0} subjects/s ({} in {batch_secs:.2} s) |", (ids.len() - half) as f64 / batch_secs, ids.len() - half);
+}
+
+/// `n` synthetic subjects without gifts or Gift Aid (so no legal hold applies to their
+/// erasure), created through the hub in calls of 1,000.
+pub(crate) fn plain_subjects(hub: &hub::Hub, n: usize, seed: u64) -> Vec<domain::SubjectId> {
+    let admin = hub.local_actor();
+    let mut generator = synth::Generator::new(seed);
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        let batch = (&mut generator)
+            .take(1000.min(n - ids.len()))
+            .map(|c| {
+                let mut v = c.to_json();
+                v.as_object_mut().expect("object").remove("gifts");
+                v.as_object_mut()
+                    .expect("object")
+                    .insert("gift_aid_declared".into(), json!(false));
+                NewSubjectInput::from_json(v).expect("input")
+            })
+            .collect();
+        ids.extend(hub.create_subjects(&admin, batch).expect("create"));
+    }
+    ids
 }

@@ -158,28 +158,12 @@ impl Hub {
                     &mut batch,
                 )
                 .map_err(consent_error)?;
-            // Withdrawal and objection concern the recipients of that purpose; a restriction
-            // every recipient.
-            match event.event.as_str() {
-                "withdrawn" => self.stage_notifications(
-                    &mut batch,
-                    subject,
-                    "consent.withdrawn",
-                    None,
-                    Some(&new.purpose),
-                )?,
-                "objected" => self.stage_notifications(
-                    &mut batch,
-                    subject,
-                    "subject.objected",
-                    None,
-                    Some(&new.purpose),
-                )?,
-                "restricted" => {
-                    self.stage_notifications(&mut batch, subject, "subject.restricted", None, None)?
-                }
-                _ => 0,
-            };
+            self.stage_consent_notifications(
+                &mut batch,
+                subject,
+                event.event.as_str(),
+                &new.purpose,
+            )?;
             self.commit_audited(actor, "update.consent", trail, |audit| {
                 batch.extend(audit);
                 self.vault.apply_durably(batch)?;

@@ -224,6 +224,30 @@ impl Hub {
         Ok(n)
     }
 
+    /// Stages what a consent event owes recipients: a withdrawal or objection concerns those
+    /// that received the subject's data for that purpose, a restriction all of them; other
+    /// events none.
+    pub(crate) fn stage_consent_notifications(
+        &self,
+        batch: &mut vault::Batch,
+        subject: &SubjectId,
+        event: &str,
+        purpose: &str,
+    ) -> Result<usize, Error> {
+        match event {
+            "withdrawn" => {
+                self.stage_notifications(batch, subject, "consent.withdrawn", None, Some(purpose))
+            }
+            "objected" => {
+                self.stage_notifications(batch, subject, "subject.objected", None, Some(purpose))
+            }
+            "restricted" => {
+                self.stage_notifications(batch, subject, "subject.restricted", None, None)
+            }
+            _ => Ok(0),
+        }
+    }
+
     /// A subject's notifications, oldest first (for its requests and the DPO).
     pub(crate) fn notifications_of(&self, subject: &SubjectId) -> Result<Vec<Notification>, Error> {
         let mut out = Vec::new();

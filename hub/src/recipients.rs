@@ -429,22 +429,11 @@ impl Hub {
         name: &str,
         input: RecipientInput,
     ) -> Result<Registered, Error> {
-        self.audited(actor, "update.recipient", |trail| {
-            self.require(actor, OBJECT, Action::Write)?;
-            trail.note = Some(name.to_string());
-            let mut stored = self.load_recipient(name)?.ok_or_else(|| {
-                Error::Missing(format!("no recipient named `{name}` is registered"))
-            })?;
-            let secret = self.apply_input(actor, &mut stored, input)?;
-            self.commit_audited(actor, "update.recipient", trail, |mut batch| {
-                self.put_recipient(&stored, &mut batch);
-                self.vault.apply_durably(batch)?;
-                Ok(())
-            })?;
-            Ok(Registered {
-                recipient: stored.view,
-                secret,
-            })
+        let (stored, secret) =
+            self.change_recipient(actor, name, |stored| self.apply_input(actor, stored, input))?;
+        Ok(Registered {
+            recipient: stored.view,
+            secret,
         })
     }
 
@@ -456,12 +445,7 @@ impl Hub {
         name: &str,
         reason: Option<&str>,
     ) -> Result<RecipientView, Error> {
-        self.audited(actor, "update.recipient", |trail| {
-            self.require(actor, OBJECT, Action::Write)?;
-            trail.note = Some(name.to_string());
-            let mut stored = self.load_recipient(name)?.ok_or_else(|| {
-                Error::Missing(format!("no recipient named `{name}` is registered"))
-            })?;
+        let (stored, ()) = self.change_recipient(actor, name, |stored| {
             stored.view.disabled = match reason {
                 Some(r) => Some(Disabled {
                     at: consent::now(),
@@ -470,12 +454,29 @@ impl Hub {
                 None => None,
             };
             stored.view.updated = consent::now();
+            Ok(())
+        })?;
+        Ok(stored.view)
+    }
+
+    /// One audited change of a registered recipient: `change` edits it, then it is stored.
+    fn change_recipient<T>(
+        &self,
+        actor: &Actor,
+        name: &str,
+        change: impl FnOnce(&mut Stored) -> Result<T, Error>,
+    ) -> Result<(Stored, T), Error> {
+        self.audited(actor, "update.recipient", |trail| {
+            self.require(actor, OBJECT, Action::Write)?;
+            trail.note = Some(name.to_string());
+            let mut stored = self.load_recipient(name)?.ok_or_else(|| missing(name))?;
+            let out = change(&mut stored)?;
             self.commit_audited(actor, "update.recipient", trail, |mut batch| {
                 self.put_recipient(&stored, &mut batch);
                 self.vault.apply_durably(batch)?;
                 Ok(())
             })?;
-            Ok(stored.view)
+            Ok((stored, out))
         })
     }
 
@@ -517,8 +518,7 @@ impl Hub {
         self.audited(actor, "read.recipients", |trail| {
             self.require(actor, OBJECT, Action::Read)?;
             trail.note = Some(name.to_string());
-            self.registered(name)?
-                .ok_or_else(|| Error::Missing(format!("no recipient named `{name}` is registered")))
+            self.registered(name)?.ok_or_else(|| missing(name))
         })
     }
 
@@ -608,6 +608,10 @@ impl Hub {
         }
         Ok(())
     }
+}
+
+fn missing(name: &str) -> Error {
+    Error::Missing(format!("no recipient named `{name}` is registered"))
 }
 
 pub(crate) fn valid_reason(r: &str) -> Result<String, Error> {

@@ -513,26 +513,7 @@ impl Hub {
             self.stage_notifications(&mut extra, &r.id, "subject.rectified", None, None)?;
         }
         for (subject, new) in consents.iter().filter(|(s, _)| !news.contains_key(s)) {
-            match new.event.as_str() {
-                "withdrawn" => self.stage_notifications(
-                    &mut extra,
-                    subject,
-                    "consent.withdrawn",
-                    None,
-                    Some(&new.purpose),
-                )?,
-                "objected" => self.stage_notifications(
-                    &mut extra,
-                    subject,
-                    "subject.objected",
-                    None,
-                    Some(&new.purpose),
-                )?,
-                "restricted" => {
-                    self.stage_notifications(&mut extra, subject, "subject.restricted", None, None)?
-                }
-                _ => 0,
-            };
+            self.stage_consent_notifications(&mut extra, subject, &new.event, &new.purpose)?;
         }
         // People erased at their request are not re-added to marketing.
         self.stage_suppression(

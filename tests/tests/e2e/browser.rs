@@ -360,23 +360,7 @@ fn browser_sign_in_bad_password_each_roles_view_and_sign_out() {
     };
     let (env, id) = console_env();
     // A recipient told by hand of an erasure: a task with its form on the DPO's work queue.
-    env.json(
-        &["recipients", "add", "Phone Agency", "--country", "US"],
-        None,
-    );
-    let gone = env.add(&json!({"given_name": "Ula", "family_name": "Brenn"}));
-    let out = env.run(
-        &[
-            "export",
-            "--purpose",
-            "donor-stewardship",
-            "--recipient",
-            "Phone Agency",
-        ],
-        None,
-    );
-    assert!(out.status.success());
-    env.json(&["subject", "erase", &gone], None);
+    crate::console::hand_told_erasure(&env);
     let server = env.serve("info");
     // The sign-in page, then a wrong password.
     b.open(&format!("{}/", server.url));

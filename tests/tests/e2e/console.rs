@@ -1130,9 +1130,9 @@ fn console_analytics_draws_retention_and_suppresses_small_cells_for_a_volunteer(
     server.stop();
 }
 
-#[test]
-fn console_lists_recipients_and_a_dpo_marks_a_notice_done_from_the_work_queue() {
-    let (env, _id) = console_env();
+/// A recipient without a webhook ("Phone Agency", in the US, identity only) received a
+/// subject's data and the subject was erased: a task for a person on the DPO's work queue.
+pub(crate) fn hand_told_erasure(env: &Env) {
     env.json(
         &[
             "recipients",
@@ -1158,6 +1158,12 @@ fn console_lists_recipients_and_a_dpo_marks_a_notice_done_from_the_work_queue() 
     );
     assert!(out.status.success(), "{}", crate::support::stderr(&out));
     env.json(&["subject", "erase", &gone], None);
+}
+
+#[test]
+fn console_lists_recipients_and_a_dpo_marks_a_notice_done_from_the_work_queue() {
+    let (env, _id) = console_env();
+    hand_told_erasure(&env);
     let server = env.serve("info");
     let dora = Client::new(env.tmp.path(), "dora", &server);
     assert_eq!(dora.sign_in("dora", PASSWORD).status, 303);

@@ -197,6 +197,16 @@ fn export_to(env: &Env, purpose: &str, recipient: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Two string members of each item of a list, as a set of pairs.
+fn pairs(items: &Value, a: &str, b: &str) -> BTreeSet<(String, String)> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n[a].as_str().unwrap().into(), n[b].as_str().unwrap().into()))
+        .collect()
+}
+
 fn register(env: &Env, name: &str, extra: &[&str]) -> Value {
     let mut args = vec!["recipients", "add", name];
     args.extend_from_slice(extra);
@@ -372,17 +382,7 @@ fn an_erasure_reaches_a_webhook_recipient_once_and_a_person_for_the_other() {
         None,
     );
     assert_eq!(s, 200, "{r}");
-    let states: BTreeSet<(String, String)> = r["notifications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["recipient"].as_str().unwrap().into(),
-                n["state"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let states = pairs(&r["notifications"], "recipient", "state");
     assert_eq!(
         states,
         BTreeSet::from([
@@ -864,17 +864,7 @@ fn a_record_merged_into_another_is_still_told_of_by_the_reference_its_recipient_
     env.json(&["merge", &kept, &dup], None);
     // The merge changed both records as the recipient holds them.
     let pending = env.json(&["notify", "pending"], None);
-    let merged: BTreeSet<(String, String)> = pending["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["event"].as_str().unwrap().into(),
-                n["reference"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let merged = pairs(&pending["items"], "event", "reference");
     assert_eq!(
         merged,
         BTreeSet::from([
