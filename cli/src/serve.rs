@@ -256,6 +256,28 @@ pub(crate) fn demo(g: &Global, args: &DemoArgs, out: Output) -> anyhow::Result<(
                 Some(&day_before_today(days_ago)),
             )?;
         }
+        // A mailing house without a webhook that received the stewardship mailing list: the
+        // register has an entry, and erasing or correcting one of them gives the DPO a task.
+        hub.add_registered_recipient(
+            &actor,
+            "Demo Mailing House Ltd",
+            hub::RecipientInput {
+                role: Some("processor".into()),
+                purposes: Some(vec!["donor-stewardship".into()]),
+                groups: Some(vec!["identity".into(), "contact".into()]),
+                legal_basis: Some("Art. 28 processing contract".into()),
+                contract: Some("DPA-DEMO-1".into()),
+                country: Some("GB".into()),
+                ..Default::default()
+            },
+        )?;
+        hub.segment_for(
+            &actor,
+            "donor-stewardship",
+            None,
+            Some("Demo Mailing House Ltd"),
+            &mut |_| Ok(()),
+        )?;
         std::fs::write(
             dir.join(DEMO_LOADED),
             format!("{} constituents loaded (seed {DEMO_SEED})\n", args.size),

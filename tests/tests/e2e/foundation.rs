@@ -645,8 +645,27 @@ fn the_demo_seeds_consent_never_tops_up_and_checks_its_port_first() {
     ] {
         assert!(reasons.get(r).copied().unwrap_or(0) > 0, "{r}: {reasons:?}");
     }
+    // A mailing house in the register received the stewardship list: erasing one of its
+    // people leaves the DPO a task (unless they objected, so were never sent).
+    let register = env.json(&["recipients", "list"], None);
+    assert_eq!(
+        register["items"][0]["name"], "Demo Mailing House Ltd",
+        "{register}"
+    );
+    let victim = ids
+        .iter()
+        .find(|id| {
+            env.json(&["recipients", "of", id], None)["items"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty())
+        })
+        .expect("someone was sent the stewardship list")
+        .clone();
     // Erase one, run the demo again: nobody is created in their place.
-    env.json(&["subject", "erase", &ids[0]], None);
+    env.json(&["subject", "erase", &victim], None);
+    let tasks = env.json(&["notify", "pending"], None);
+    assert_eq!(tasks["items"].as_array().unwrap().len(), 1, "{tasks}");
+    assert_eq!(tasks["items"][0]["recipient"], "Demo Mailing House Ltd");
     let out = env.run(&["demo", "--no-serve", "--size", "40"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let after = env.json(&["subject", "list", "--limit", "100"], None)["items"]
