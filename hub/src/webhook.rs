@@ -245,18 +245,15 @@ pub(crate) fn post(
         Ok(r) => Answer::Status(r.status(), retry_after(&r)),
         Err(ureq::Error::Status(code, r)) => Answer::Status(code, retry_after(&r)),
         Err(ureq::Error::Transport(t)) => Answer::Failed(match t.kind() {
-            ureq::ErrorKind::Dns => {
-                "the endpoint's name did not resolve, or resolved only to addresses not allowed"
-                    .into()
+            ureq::ErrorKind::Dns => "the endpoint's name did not resolve, or resolved only to addresses not allowed".into(),
+            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => "the endpoint is not a valid URL".into(),
+            // The transport's own words say which (refused, timed out, a certificate no
+            // trusted authority signed); they name the endpoint, never a person.
+            _ => {
+                let mut words = t.to_string();
+                words.truncate(words.floor_char_boundary(300));
+                format!("the connection failed: {words}")
             }
-            ureq::ErrorKind::ConnectionFailed => {
-                "the connection failed (refused or timed out)".into()
-            }
-            ureq::ErrorKind::Io => "the connection broke or timed out".into(),
-            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
-                "the endpoint is not a valid URL".into()
-            }
-            _ => format!("transport error ({})", t.kind()),
         }),
     }
 }

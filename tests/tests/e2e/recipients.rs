@@ -924,3 +924,71 @@ fn undoing_an_import_tells_the_recipients_of_what_it_takes_back() {
     assert_eq!(items[0]["event"], "subject.erased");
     assert_eq!(items[0]["reference"], rows[0]["ref"]);
 }
+
+#[test]
+fn an_https_endpoint_whose_certificate_no_authority_signed_is_never_sent_anything() {
+    let env = Env::init();
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/data/tls");
+    let got = env.tmp.path().join("tls-got.txt");
+    // A TLS receiver on loopback with a self-signed certificate for 127.0.0.1.
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        open(sys.argv[3], "a").write("got\n")
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(format!("{tls}/cert.pem"))
+        .arg(format!("{tls}/key.pem"))
+        .arg(&got)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/hook", port.trim());
+    let (secret_file, _) = secret(&env, "tls");
+    register(
+        &env,
+        "tls-house",
+        &[
+            "--endpoint",
+            &url,
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+            "--allow-loopback",
+        ],
+    );
+    let id = env.add(&json!({"given_name": "Cy", "family_name": "Ware"}));
+    export_to(&env, "donor-stewardship", "tls-house");
+    env.json(&["subject", "erase", &id], None);
+    let r = env.json(&["notify", "deliver"], None);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        (r["delivered"].as_u64(), r["retrying"].as_u64()),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert!(
+        !got.exists(),
+        "the receiver was sent a request over an unverified connection"
+    );
+    let pending = env.json(&["notify", "pending", "--all"], None);
+    let error = pending["items"][0]["attempts"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(error.contains("certificate"), "{pending}");
+}
