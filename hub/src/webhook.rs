@@ -245,8 +245,13 @@ pub(crate) fn post(
         Ok(r) => Answer::Status(r.status(), retry_after(&r)),
         Err(ureq::Error::Status(code, r)) => Answer::Status(code, retry_after(&r)),
         Err(ureq::Error::Transport(t)) => Answer::Failed(match t.kind() {
-            ureq::ErrorKind::Dns => "the endpoint's name did not resolve, or resolved only to addresses not allowed".into(),
-            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => "the endpoint is not a valid URL".into(),
+            ureq::ErrorKind::Dns => {
+                "the endpoint's name did not resolve, or resolved only to addresses not allowed"
+                    .into()
+            }
+            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
+                "the endpoint is not a valid URL".into()
+            }
             // The transport's own words say which (refused, timed out, a certificate no
             // trusted authority signed); they name the endpoint, never a person.
             _ => {
