@@ -25,11 +25,15 @@ trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 # DELETE/PATCH /v1/users/{name} are left out: generated names can revoke or demote the run's
 # own admin, after which every later case is a 401 (the end-to-end authorisation matrix
-# covers both operations).
+# covers both operations). POST /v1/notifications/{id}/done is left out too: generating cases
+# for it makes hypothesis hit CPython 3.11's "AST constructor recursion depth mismatch" in
+# most runs (a runtime error of the tool, seen three times, twice in a row in one CI run); the
+# authorisation matrix and tests/e2e/recipients.rs exercise it.
 run() {
   schemathesis --config-file .ci/schemathesis.toml run "http://127.0.0.1:$PORT/openapi.json" \
     --header "Authorization: Bearer $TOKEN" \
     --exclude-path "/v1/users/{name}" \
+    --exclude-path "/v1/notifications/{id}/done" \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
     --seed 20261122 \
     --phases examples,coverage,fuzzing \
