@@ -110,6 +110,12 @@ pub(super) struct PendingQuery {
     all: Option<bool>,
 }
 
+fn doc(r: impl serde::Serialize) -> RecipientDoc {
+    RecipientDoc {
+        recipient: serde_json::to_value(r).unwrap_or_default(),
+    }
+}
+
 fn input(v: Value) -> Result<(Option<String>, hub::RecipientInput), ApiError> {
     let mut v = match v {
         Value::Object(m) => m,
@@ -168,13 +174,7 @@ pub(super) async fn add_recipient(
     let name = name.ok_or_else(|| ApiError::bad_param("name", "required"))?;
     let hub = state.hub.clone();
     let r = blocking(move || hub.add_registered_recipient(&actor, &name, input)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RecipientDoc {
-            recipient: serde_json::to_value(r).unwrap_or_default(),
-        }),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(doc(r))).into_response())
 }
 
 /// One registered recipient.
@@ -195,9 +195,7 @@ pub(super) async fn get_recipient(
 ) -> Result<Json<RecipientDoc>, ApiError> {
     let hub = state.hub.clone();
     let r = blocking(move || hub.show_registered_recipient(&actor, &name)).await?;
-    Ok(Json(RecipientDoc {
-        recipient: serde_json::to_value(r).unwrap_or_default(),
-    }))
+    Ok(Json(doc(r)))
 }
 
 /// Changes a registered recipient: the fields the body names.
@@ -229,9 +227,7 @@ pub(super) async fn update_recipient(
     }
     let hub = state.hub.clone();
     let r = blocking(move || hub.update_registered_recipient(&actor, &name, input)).await?;
-    Ok(Json(RecipientDoc {
-        recipient: serde_json::to_value(r).unwrap_or_default(),
-    }))
+    Ok(Json(doc(r)))
 }
 
 /// Disables a recipient (exports to it refused, its notifications become tasks), or enables
@@ -263,9 +259,7 @@ pub(super) async fn disable_recipient(
     };
     let hub = state.hub.clone();
     let r = blocking(move || hub.set_recipient_disabled(&actor, &name, reason.as_deref())).await?;
-    Ok(Json(RecipientDoc {
-        recipient: serde_json::to_value(r).unwrap_or_default(),
-    }))
+    Ok(Json(doc(r)))
 }
 
 /// Notifications a person must act on (tasks, failed deliveries), oldest first.
