@@ -43,8 +43,8 @@ pub use keys::{blind_token, KeyRing, MasterSecret};
 pub use merge::{GiftsFor, Replace, Sealed, Writes, Written};
 pub use seal::{read_passphrase_file, SealInfo, SealTo, Unlock};
 pub use store::{
-    keyspaces, Batch, Entry, EntryIter, FailingStore, Keyspace, Op, SledOptions, SledStore, Store,
-    StoreError,
+    keyspaces, Batch, CrossLock, CrossLockName, Entry, EntryIter, FailingStore, Keyspace, Op,
+    SledOptions, SledStore, Store, StoreError,
 };
 pub use vault::{
     layout, read_seal_info, GiftRecord, InitReport, InteractionRecord, MatchKeys,

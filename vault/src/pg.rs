@@ -7,7 +7,9 @@
 //! it runs the way a sled iterator may.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::store::{CrossLock, CrossLockName};
 
 use crate::store::{Batch, Entry, EntryIter, Keyspace, Store, StoreError};
 
@@ -19,11 +21,23 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS steward_kv (
     k bytea NOT NULL,
     v bytea NOT NULL,
     PRIMARY KEY (ks, k)
+);
+CREATE TABLE IF NOT EXISTS steward_counters (
+    name bytea PRIMARY KEY,
+    v bigint NOT NULL
 )";
+
+/// The first key of Steward's advisory locks (`pg_advisory_lock(int, int)`): "St".
+const LOCK_CLASS: i32 = 0x5374;
+
+type LockClients = Mutex<HashMap<i32, Arc<Mutex<postgres::Client>>>>;
 
 /// A PostgreSQL store.
 pub struct PgStore {
     pool: Vec<Mutex<postgres::Client>>,
+    config: postgres::Config,
+    /// One connection per lock name, which holds the advisory lock while it is taken.
+    locks: Arc<LockClients>,
     /// Where it is, without a password (for messages).
     shown: String,
 }
@@ -52,6 +66,11 @@ fn db_error(shown: &str, e: postgres::Error) -> StoreError {
         None => e.to_string(),
     };
     StoreError::Backend(format!("PostgreSQL at {shown}: {what}"))
+}
+
+/// Drops lock `name`'s connection: closing it releases whatever it held.
+fn forget(locks: &LockClients, name: i32) {
+    locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
 }
 
 /// The smallest key greater than every key starting with `prefix`; `None` if there is none
@@ -88,7 +107,12 @@ impl PgStore {
             })?;
             pool.push(Mutex::new(client));
         }
-        let store = PgStore { pool, shown };
+        let store = PgStore {
+            pool,
+            config,
+            locks: Arc::new(Mutex::new(HashMap::new())),
+            shown,
+        };
         store.with(|c| c.batch_execute(SCHEMA))?;
         Ok(store)
     }
@@ -105,6 +129,26 @@ impl PgStore {
         }
         let mut c = self.pool[0].lock().unwrap_or_else(|p| p.into_inner());
         f(&mut c).map_err(|e| db_error(&self.shown, e))
+    }
+
+    /// The connection that holds lock `name`, made when first needed (and again after a
+    /// failure).
+    fn lock_client(&self, name: i32) -> Result<Arc<Mutex<postgres::Client>>, StoreError> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = locks.get(&name) {
+            return Ok(c.clone());
+        }
+        let client = self
+            .config
+            .connect(postgres::NoTls)
+            .map_err(|e| db_error(&self.shown, e))?;
+        let client = Arc::new(Mutex::new(client));
+        locks.insert(name, client.clone());
+        Ok(client)
+    }
+
+    fn forget_lock_client(&self, name: i32) {
+        forget(&self.locks, name);
     }
 
     fn page(
@@ -279,6 +323,46 @@ impl Store for PgStore {
             let row = c.query_one("SELECT pg_total_relation_size('steward_kv')", &[])?;
             Ok(row.get::<_, i64>(0).max(0) as u64)
         })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn allocate(&self, name: &[u8], n: u64) -> Result<u64, StoreError> {
+        let n = i64::try_from(n).map_err(|_| StoreError::Backend("counter step too large".into()))?;
+        self.with(|c| {
+            let row = c.query_one(
+                "INSERT INTO steward_counters (name, v) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET v = steward_counters.v + EXCLUDED.v RETURNING v",
+                &[&name, &n],
+            )?;
+            Ok((row.get::<_, i64>(0) - n) as u64)
+        })
+    }
+
+    fn lock_across(&self, name: CrossLockName) -> Result<Option<CrossLock>, StoreError> {
+        let key = name.number();
+        let client = self.lock_client(key)?;
+        let taken = client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_CLASS, &key]);
+        if let Err(e) = taken {
+            self.forget_lock_client(key);
+            return Err(db_error(&self.shown, e));
+        }
+        let locks = self.locks.clone();
+        Ok(Some(CrossLock::new(move || {
+            let released = client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_CLASS, &key]);
+            if released.is_err() {
+                // Closing the session releases its advisory locks: the connection goes once
+                // the last handle to it does.
+                forget(&locks, key);
+            }
+        })))
     }
 }
 

@@ -240,6 +240,73 @@ pub trait Store: Send + Sync + 'static {
         b.delete(ks, key);
         self.apply(b)
     }
+
+    /// True when several processes may use the store at once (PostgreSQL). What one process
+    /// keeps in memory (the audit log's head, the next data-key slot) must then be read back
+    /// from the store under [`Store::lock_across`] before it is used.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Adds `n` to the counter `name` and returns its value before, atomically for every
+    /// process using the store (counters start at 0).
+    fn allocate(&self, name: &[u8], n: u64) -> Result<u64, StoreError> {
+        let _ = (name, n);
+        Err(StoreError::Backend(
+            "this store keeps no shared counters".into(),
+        ))
+    }
+
+    /// Takes lock `name` in every process using the store, until the guard drops; `None`
+    /// for a single-process store, where the caller's own mutex is enough. A caller takes it
+    /// while holding an in-process mutex that stands for the same name, so one thread of a
+    /// process at a time asks for it.
+    fn lock_across(&self, name: CrossLockName) -> Result<Option<CrossLock>, StoreError> {
+        let _ = name;
+        Ok(None)
+    }
+}
+
+/// The locks taken across processes, one per kind of read-modify-write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CrossLockName {
+    /// The audit log's end (sequence, chain hash, block number, checkpoints).
+    Audit,
+    /// The vault's read-modify-write sections (updates with If-Match, erasure, merges,
+    /// rotation).
+    Records,
+}
+
+impl CrossLockName {
+    /// A stable number for the backend (PostgreSQL advisory lock key).
+    pub fn number(self) -> i32 {
+        match self {
+            CrossLockName::Audit => 1,
+            CrossLockName::Records => 2,
+        }
+    }
+}
+
+/// A lock held across processes; released when dropped.
+pub struct CrossLock {
+    release: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl CrossLock {
+    /// A lock whose `release` runs when it is dropped.
+    pub fn new(release: impl FnOnce() + Send + 'static) -> CrossLock {
+        CrossLock {
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for CrossLock {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
 }
 
 /// Tuning for the sled backend.
@@ -375,6 +442,21 @@ impl Store for SledStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(backend)
+    }
+
+    fn allocate(&self, name: &[u8], n: u64) -> Result<u64, StoreError> {
+        let mut key = prefixed(keyspaces::META, b"counter/");
+        key.extend_from_slice(name);
+        let mut before = 0;
+        self.db
+            .update_and_fetch(key, |old| {
+                before = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((before + n).to_be_bytes().to_vec())
+            })
+            .map_err(backend)?;
+        Ok(before)
     }
 }
 

@@ -115,6 +115,11 @@ pub(crate) fn check(store: &dyn Store) {
     assert_eq!(store.get(ks::AUDIT, b"empty").unwrap(), Some(Vec::new()));
     store.flush().unwrap();
     assert!(store.size_on_disk().unwrap() > 0);
+    // Counters: each call gets the value before its step; counters are apart.
+    assert_eq!(store.allocate(b"slots", 3).unwrap(), 0);
+    assert_eq!(store.allocate(b"slots", 1).unwrap(), 3);
+    assert_eq!(store.allocate(b"other", 5).unwrap(), 0);
+    assert_eq!(store.allocate(b"slots", 0).unwrap(), 4);
 }
 
 #[test]
@@ -159,6 +164,36 @@ fn postgres_keeps_the_store_contract() {
     assert_eq!(
         other.get(ks::META, b"shared").unwrap(),
         Some(b"yes".to_vec())
+    );
+    // Counters are shared: the other store's allocation comes after this one's.
+    assert_eq!(other.allocate(b"slots", 2).unwrap(), 4);
+    assert_eq!(store.allocate(b"slots", 1).unwrap(), 6);
+    // A lock taken through one store keeps the other waiting until it is released; a
+    // lock of another name does not.
+    assert!(store.shared() && other.shared());
+    let held = store
+        .lock_across(crate::CrossLockName::Records)
+        .unwrap()
+        .expect("a shared store locks");
+    let other = std::sync::Arc::new(other);
+    let waiter = {
+        let other = other.clone();
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let _lock = other.lock_across(crate::CrossLockName::Records).unwrap();
+            start.elapsed()
+        })
+    };
+    let _audit = other
+        .lock_across(crate::CrossLockName::Audit)
+        .unwrap()
+        .expect("another name is free");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(held);
+    let waited = waiter.join().unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "the second holder waited only {waited:?}"
     );
 }
 
