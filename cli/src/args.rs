@@ -765,6 +765,11 @@ pub struct InitArgs {
     /// Copy policy files from this folder (default: ./policies if present, else built-in).
     #[arg(long, value_name = "DIR")]
     pub policies: Option<PathBuf>,
+    /// Where the data lives: `sled` in the data directory (the default), or a PostgreSQL
+    /// database shared by several servers (`postgres://USER@HOST:PORT/DB`, which must be
+    /// empty). The directory keeps the sealed master secret, the policies and this choice.
+    #[arg(long, value_name = "URL", env = "STEWARD_STORE")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -247,7 +247,11 @@ fn init(g: &crate::args::Global, args: &InitArgs, out: Output) -> anyhow::Result
         }
         None => PolicyFiles::defaults(),
     };
-    let report = Hub::init(&dir, &seal_to, &policies)?;
+    let store = match &args.store {
+        Some(text) => hub::StoreChoice::parse(text).map_err(hub::Error::from)?,
+        None => hub::StoreChoice::Sled,
+    };
+    let report = Hub::init_with(&dir, &seal_to, &policies, &store)?;
     out.emit(&json!(report), || {
         let mut s = format!(
             "Initialised {} (master secret sealed with age, {})",

@@ -96,7 +96,8 @@ fn exit_for(kind: hub::ErrorKind) -> u8 {
         K::CannotUnseal | K::NotInitialised | K::Unauthenticated => exit::KEYS,
         K::Forbidden | K::ConsentRequired => exit::FORBIDDEN,
         K::Conflict | K::AlreadyExists => exit::CONFLICT,
-        K::StorageDamaged => exit::STORAGE,
+        K::StorageDamaged | K::StoreUnavailable => exit::STORAGE,
+        K::StoreRefused => exit::KEYS,
         K::Integrity | K::AuditFailure | K::BackupInvalid | K::Internal => exit::FAILURE,
     }
 }

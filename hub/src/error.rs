@@ -132,13 +132,19 @@ pub enum ErrorKind {
     AuditFailure,
     /// A backup file is not one Steward wrote, or is damaged.
     BackupInvalid,
+    /// The store named for the data directory is not this directory's (another Steward's
+    /// database, an empty one, a malformed URL).
+    StoreRefused,
+    /// The store cannot be reached now (the database is down); nothing was written, and the
+    /// operation may be tried again.
+    StoreUnavailable,
     /// Anything else: a fault of Steward's or of the machine.
     Internal,
 }
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::Unauthenticated,
         ErrorKind::Forbidden,
         ErrorKind::ConsentRequired,
@@ -156,6 +162,8 @@ impl ErrorKind {
         ErrorKind::StorageDamaged,
         ErrorKind::AuditFailure,
         ErrorKind::BackupInvalid,
+        ErrorKind::StoreRefused,
+        ErrorKind::StoreUnavailable,
         ErrorKind::Internal,
     ];
 
@@ -179,6 +187,8 @@ impl ErrorKind {
             ErrorKind::StorageDamaged => "storage_damaged",
             ErrorKind::AuditFailure => "audit_failure",
             ErrorKind::BackupInvalid => "backup_invalid",
+            ErrorKind::StoreRefused => "store_refused",
+            ErrorKind::StoreUnavailable => "store_unavailable",
             ErrorKind::Internal => "internal",
         }
     }
@@ -236,6 +246,10 @@ impl Error {
                 vault::Error::Tampered { .. } => ErrorKind::Integrity,
                 vault::Error::Conflict { .. } => ErrorKind::Conflict,
                 vault::Error::Backup(_) => ErrorKind::BackupInvalid,
+                vault::Error::BadStore(_) => ErrorKind::StoreRefused,
+                vault::Error::Store(vault::StoreError::Unavailable(_)) => {
+                    ErrorKind::StoreUnavailable
+                }
                 vault::Error::Corrupt { .. }
                 | vault::Error::Store(vault::StoreError::Corrupt(_)) => ErrorKind::StorageDamaged,
                 _ => ErrorKind::Internal,

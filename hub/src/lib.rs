@@ -94,6 +94,7 @@ pub use access_control::{
     SESSION_ABSOLUTE_SECONDS, SESSION_IDLE_SECONDS,
 };
 pub use consent::NewConsent;
+pub use vault::{StoreChoice, STORE_ENV};
 
 /// The audit log's types: events, queries, checkpoints, verification, settings.
 pub mod audit_log {
@@ -187,12 +188,22 @@ impl Hub {
     /// Creates a data directory with a sealed master secret, a copy of the policy files and
     /// the built-in local admin.
     pub fn init(dir: &Path, seal_to: &SealTo, policies: &PolicyFiles) -> Result<InitReport, Error> {
+        Hub::init_with(dir, seal_to, policies, &vault::StoreChoice::Sled)
+    }
+
+    /// [`Hub::init`] with the data in `store` (a PostgreSQL database for several servers).
+    pub fn init_with(
+        dir: &Path,
+        seal_to: &SealTo,
+        policies: &PolicyFiles,
+        store: &vault::StoreChoice,
+    ) -> Result<InitReport, Error> {
         // Validate the policies before anything is created.
         let schema = Arc::new(policies.schema()?);
         policies.policy()?;
         policies.purposes(&schema)?;
         ropa::ropa(policies)?;
-        let report = Vault::init(dir, seal_to)?;
+        let report = Vault::init_with(dir, seal_to, store)?;
         let result = (|| {
             policies.write_to(&dir.join(policies::DIR))?;
             let unlock = match seal_to {

@@ -73,12 +73,14 @@ pub(crate) fn status_of(kind: hub::ErrorKind) -> StatusCode {
         K::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         K::BadRequest | K::PolicyInvalid | K::BackupInvalid => StatusCode::BAD_REQUEST,
         K::Conflict | K::AlreadyExists => StatusCode::CONFLICT,
+        K::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         K::InUse
         | K::CannotUnseal
         | K::NotInitialised
         | K::Integrity
         | K::StorageDamaged
         | K::AuditFailure
+        | K::StoreRefused
         | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

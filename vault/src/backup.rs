@@ -298,7 +298,7 @@ impl Vault {
                 report.entries += 1;
             }
         }
-        let n_slots = self.slots().len();
+        let n_slots = self.slots().len()?;
         let per_piece = 4096u64;
         let mut first = 0;
         while first < n_slots {

@@ -73,6 +73,10 @@ pub enum Error {
     /// The operating system's random generator failed.
     #[error("the system random generator failed")]
     Random,
+    /// The store named for a data directory cannot be used: a malformed URL, or a database
+    /// that belongs to another data directory.
+    #[error("store: {0}")]
+    BadStore(String),
     /// A backup file is unreadable or not a Steward backup.
     #[error("backup: {0}")]
     Backup(String),

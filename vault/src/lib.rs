@@ -47,9 +47,9 @@ pub use store::{
     SledOptions, SledStore, Store, StoreError,
 };
 pub use vault::{
-    layout, read_seal_info, GiftRecord, InitReport, InteractionRecord, MatchKeys,
-    NewInteraction as NewInteractionCopy, NewSubject, RotationOptions, RotationReport,
-    SubjectRecord, SuppressionList, Vault, VaultStats,
+    layout, read_seal_info, store_choice, GiftRecord, InitReport, InteractionRecord, MatchKeys,
+    NewInteraction as NewInteractionCopy, NewSubject, RotationOptions, RotationReport, StoreChoice,
+    SubjectRecord, SuppressionList, Vault, VaultStats, STORE_ENV,
 };
 
 /// Re-exported so callers can hold passphrases without depending on age directly.

@@ -60,17 +60,37 @@ pub fn redact(url: &str) -> String {
 fn db_error(shown: &str, e: postgres::Error) -> StoreError {
     // The server's message names tables and constraints, never values: ours are bytes
     // passed as parameters.
-    let what = match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None if e.is_closed() => "the connection to the database was lost".into(),
-        None => e.to_string(),
-    };
-    StoreError::Backend(format!("PostgreSQL at {shown}: {what}"))
+    match e.as_db_error() {
+        // Shutting down, or too many connections: the server is there but not serving.
+        Some(db)
+            if db.code().code().starts_with("57P")
+                || db.code().code().starts_with("08")
+                || db.code().code() == "53300" =>
+        {
+            StoreError::Unavailable(format!(
+                "PostgreSQL at {shown}: {} ({})",
+                db.message(),
+                db.code().code()
+            ))
+        }
+        Some(db) => StoreError::Backend(format!(
+            "PostgreSQL at {shown}: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
+        None if e.is_closed() => StoreError::Unavailable(format!(
+            "PostgreSQL at {shown}: the connection to the database was lost"
+        )),
+        None => StoreError::Unavailable(format!("PostgreSQL at {shown}: {e}")),
+    }
 }
 
 /// Drops lock `name`'s connection: closing it releases whatever it held.
 fn forget(locks: &LockClients, name: i32) {
-    locks.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+    locks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&name);
 }
 
 /// The smallest key greater than every key starting with `prefix`; `None` if there is none
@@ -98,7 +118,7 @@ impl PgStore {
         let mut pool = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
             let client = config.connect(postgres::NoTls).map_err(|e| {
-                StoreError::Backend(format!(
+                StoreError::Unavailable(format!(
                     "cannot reach PostgreSQL at {shown}: {}",
                     e.as_db_error()
                         .map(|d| d.message().to_string())
@@ -330,7 +350,8 @@ impl Store for PgStore {
     }
 
     fn allocate(&self, name: &[u8], n: u64) -> Result<u64, StoreError> {
-        let n = i64::try_from(n).map_err(|_| StoreError::Backend("counter step too large".into()))?;
+        let n =
+            i64::try_from(n).map_err(|_| StoreError::Backend("counter step too large".into()))?;
         self.with(|c| {
             let row = c.query_one(
                 "INSERT INTO steward_counters (name, v) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET v = steward_counters.v + EXCLUDED.v RETURNING v",

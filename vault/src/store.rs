@@ -95,6 +95,12 @@ pub mod keyspaces {
     pub const OUTBOX_DUE: Keyspace = Keyspace::new(25, "outbox_due");
     /// Notifications by id: message id → subject id (to find one without a scan).
     pub const OUTBOX_IDS: Keyspace = Keyspace::new(26, "outbox_ids");
+    /// Wrapped data keys, when the store is shared by several processes (PostgreSQL): slot
+    /// number (u64, big-endian) → the slot (see `slots`). sled's data directories keep them
+    /// in the slot file instead.
+    pub const DEK_SLOTS: Keyspace = Keyspace::new(27, "dek_slots");
+    /// Identity of a shared store: which Steward data directory it belongs to.
+    pub const STORE_ID: Keyspace = Keyspace::new(28, "store_id");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -124,6 +130,8 @@ pub mod keyspaces {
         OUTBOX,
         OUTBOX_DUE,
         OUTBOX_IDS,
+        DEK_SLOTS,
+        STORE_ID,
     ];
 
     /// Looks a keyspace up by id (backup restore).
@@ -138,6 +146,10 @@ pub enum StoreError {
     /// The backend reported an error.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The backend cannot be reached now (a database that is down or lost the connection);
+    /// nothing of the operation was written, and it may be tried again.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     /// The directory is locked by another process.
     #[error("the store is locked by another process")]
     Locked,

@@ -65,13 +65,12 @@ impl Vault {
         })
     }
     pub(crate) fn dek_for(&self, subject: &SubjectId, slot: u64) -> Result<LessSafeKey> {
-        if slot >= self.slots.len() {
+        let Some(bytes) = self.slots.get(slot)? else {
             return Err(Error::Tampered {
                 subject: *subject,
                 what: "data-key slot reference".into(),
             });
-        }
-        let bytes = self.slots.read(slot)?;
+        };
         if bytes.iter().all(|&b| b == 0) {
             return Err(Error::Erased(*subject));
         }
@@ -98,8 +97,7 @@ impl Vault {
         self.dek_for(subject, slot)
     }
     pub(crate) fn shred_slot_of(&self, subject: &SubjectId, slot: u64) -> Result<()> {
-        if slot < self.slots.len() {
-            let bytes = self.slots.read(slot)?;
+        if let Some(bytes) = self.slots.get(slot)? {
             if &bytes[..16] == subject.as_bytes() {
                 self.slots.shred(slot)?;
             }

@@ -59,12 +59,16 @@ impl Vault {
                     .map(|(k, _)| k)
                     .collect(),
             };
-            if h.slot < self.slots.len() && &self.slots.read(h.slot)?[..16] == id.as_bytes() {
+            if self
+                .slots
+                .get(h.slot)?
+                .is_some_and(|bytes| &bytes[..16] == id.as_bytes())
+            {
                 to_shred.push(h.slot);
             }
             // Subjects merged into this one go with it.
             for (slot, key) in self.absorbed(id)? {
-                if slot < self.slots.len() {
+                if self.slots.get(slot)?.is_some() {
                     to_shred.push(slot);
                 }
                 if let Some(gone) = key.get(16..32).and_then(SubjectId::from_slice) {

@@ -53,6 +53,97 @@ pub mod layout {
     pub const JOURNAL: &str = "erasures.journal";
     /// The audit log's segment files.
     pub const AUDIT: &str = "audit";
+    /// Which store holds the data, when it is not sled in `store/` (absent for sled).
+    pub const STORE_CONFIG: &str = "store.toml";
+}
+
+/// The environment variable that names the store (a `postgres://` URL) for `init`, and
+/// overrides the URL in `store.toml` when a directory is opened (to keep a password out of
+/// the file).
+pub const STORE_ENV: &str = "STEWARD_STORE";
+
+/// Where a data directory keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// sled, in the directory (the default).
+    Sled,
+    /// A PostgreSQL database, by URL: several processes may share it.
+    Postgres(String),
+}
+
+impl StoreChoice {
+    /// Reads a `--store` value: `sled`, or a `postgres://` / `postgresql://` URL.
+    pub fn parse(text: &str) -> Result<StoreChoice> {
+        let text = text.trim();
+        if text.is_empty() || text == "sled" {
+            Ok(StoreChoice::Sled)
+        } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Ok(StoreChoice::Postgres(text.to_string()))
+        } else {
+            Err(Error::BadStore(format!(
+                "{} is neither `sled` nor a postgres:// URL",
+                crate::pg::redact(text)
+            )))
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoreConfig {
+    backend: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+}
+
+/// Which store a data directory names (`store.toml`; sled when there is none), with
+/// [`STORE_ENV`] overriding a PostgreSQL URL.
+pub fn store_choice(dir: &Path) -> Result<StoreChoice> {
+    let path = dir.join(layout::STORE_CONFIG);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StoreChoice::Sled),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let config: StoreConfig = toml::from_str(&text).map_err(|e| Error::Corrupt {
+        what: format!("{}: {e}", path.display()),
+    })?;
+    match config.backend.as_str() {
+        "sled" => Ok(StoreChoice::Sled),
+        "postgres" => {
+            let url = std::env::var(STORE_ENV)
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+                .or(config.url)
+                .ok_or_else(|| {
+                    Error::BadStore(format!(
+                        "{} names PostgreSQL without a url, and {STORE_ENV} is not set",
+                        path.display()
+                    ))
+                })?;
+            StoreChoice::parse(&url)
+        }
+        other => Err(Error::BadStore(format!(
+            "{} names an unknown backend `{other}` (sled or postgres)",
+            path.display()
+        ))),
+    }
+}
+
+/// Connections each process keeps to a PostgreSQL store.
+const PG_CONNECTIONS: usize = 8;
+
+/// The value a shared store holds to say which data directory it belongs to: a keyed hash
+/// under the master secret, so another Steward's directory (another master secret) is told
+/// apart, and the database learns nothing.
+const STORE_ID_KEY: &[u8] = b"store-id";
+
+fn store_id(keys: &KeyRing) -> [u8; 32] {
+    keys.keyed_hash("steward/v1/store-id", b"steward store identity")
+}
+
+fn connect_pg(url: &str) -> Result<Arc<dyn Store>> {
+    let store = crate::pg::PgStore::connect(url, PG_CONNECTIONS)?;
+    Ok(Arc::new(store))
 }
 
 /// What `init` did.
@@ -226,6 +317,11 @@ impl Vault {
     /// Creates a new data directory: a fresh master secret sealed as asked, an empty store and
     /// an empty slot file. Refuses, changing nothing, when `dir` exists and is not empty.
     pub fn init(dir: &Path, seal_to: &SealTo) -> Result<InitReport> {
+        Vault::init_with(dir, seal_to, &StoreChoice::Sled)
+    }
+    /// [`Vault::init`] with the data in `store`. A PostgreSQL database must hold no other
+    /// Steward's data; it is checked before anything is created.
+    pub fn init_with(dir: &Path, seal_to: &SealTo, choice: &StoreChoice) -> Result<InitReport> {
         if !dir_is_empty_or_missing(dir)? {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
         }
@@ -240,6 +336,20 @@ impl Vault {
                 ));
             }
         }
+        // A database must be reachable and hold no Steward's data before anything is made.
+        let pg = match choice {
+            StoreChoice::Sled => None,
+            StoreChoice::Postgres(url) => {
+                let store = connect_pg(url)?;
+                if store.get(ks::STORE_ID, STORE_ID_KEY)?.is_some() {
+                    return Err(Error::BadStore(format!(
+                        "the database at {} already holds a Steward data directory's data; init needs an empty database",
+                        crate::pg::redact(url)
+                    )));
+                }
+                Some(store)
+            }
+        };
         let rng = SystemRandom::new();
         let master = MasterSecret::generate(&rng)?;
         let (sealed, info, identity_created) = seal::seal(&master, seal_to)?;
@@ -252,10 +362,35 @@ impl Vault {
                 what: e.to_string(),
             })?;
             seal::write_private(&dir.join(layout::SEAL), toml.as_bytes())?;
-            let store = SledStore::open(&dir.join(layout::STORE), &SledOptions::default())?;
-            store.put(ks::META, META_KEK, &1u32.to_le_bytes())?;
-            store.flush()?;
-            Slots::open(&dir.join(layout::SLOTS))?;
+            match choice {
+                StoreChoice::Sled => {
+                    let store = SledStore::open(&dir.join(layout::STORE), &SledOptions::default())?;
+                    store.put(ks::META, META_KEK, &1u32.to_le_bytes())?;
+                    store.flush()?;
+                    Slots::open(&dir.join(layout::SLOTS))?;
+                }
+                StoreChoice::Postgres(url) => {
+                    let store = pg.as_ref().expect("connected above");
+                    let mut batch = Batch::new();
+                    batch.put(ks::META, META_KEK, 1u32.to_le_bytes().to_vec());
+                    batch.put(
+                        ks::STORE_ID,
+                        STORE_ID_KEY,
+                        store_id(&KeyRing::new(&master)).to_vec(),
+                    );
+                    store.apply(batch)?;
+                    let config = StoreConfig {
+                        backend: "postgres".into(),
+                        // A URL given in the environment stays there (it may hold a password).
+                        url: (std::env::var(STORE_ENV).ok().as_deref() != Some(url.as_str()))
+                            .then(|| url.clone()),
+                    };
+                    let text = toml::to_string(&config).map_err(|e| Error::Corrupt {
+                        what: e.to_string(),
+                    })?;
+                    seal::write_private(&dir.join(layout::STORE_CONFIG), text.as_bytes())?;
+                }
+            }
             Ok(())
         })();
         if let Err(e) = result {
@@ -282,7 +417,10 @@ impl Vault {
         schema: Arc<Schema>,
         options: &SledOptions,
     ) -> Result<Vault> {
-        Vault::open_backend(dir, unlock, schema, |dir| {
+        if let StoreChoice::Postgres(url) = store_choice(dir)? {
+            return Vault::open_backend(dir, unlock, schema, true, |_| connect_pg(&url));
+        }
+        Vault::open_backend(dir, unlock, schema, false, |dir| {
             let store =
                 SledStore::open(&dir.join(layout::STORE), options).map_err(|e| match e {
                     StoreError::Locked => Error::InUse {
@@ -303,12 +441,17 @@ impl Vault {
         schema: Arc<Schema>,
         store: Arc<dyn Store>,
     ) -> Result<Vault> {
-        Vault::open_backend(dir, unlock, schema, |_| Ok(store))
+        let shared = store.shared();
+        Vault::open_backend(dir, unlock, schema, shared, |_| Ok(store))
     }
+    /// Opens with the store `store` builds. A store several processes share (`shared`) is
+    /// opened under a shared lock of the directory, so that every server on this host may hold
+    /// it at once; sled's under an exclusive one.
     fn open_backend(
         dir: &Path,
         unlock: &Unlock,
         schema: Arc<Schema>,
+        shared: bool,
         store: impl FnOnce(&Path) -> Result<Arc<dyn Store>>,
     ) -> Result<Vault> {
         let seal = read_seal_info(dir)?;
@@ -323,7 +466,12 @@ impl Vault {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        if let Err(e) = lock.try_lock() {
+        let taken = if shared {
+            lock.try_lock_shared()
+        } else {
+            lock.try_lock()
+        };
+        if let Err(e) = taken {
             return Err(match e {
                 fs::TryLockError::WouldBlock => Error::InUse {
                     dir: dir.to_path_buf(),
@@ -349,6 +497,24 @@ impl Vault {
         lock: fs::File,
         seal: SealInfo,
     ) -> Result<Vault> {
+        let slots = if store.shared() {
+            match store.get(ks::STORE_ID, STORE_ID_KEY)? {
+                Some(id) if id == store_id(&KeyRing::new(master)) => {}
+                Some(_) => {
+                    return Err(Error::BadStore(
+                        "the database belongs to another Steward data directory (its identity does not match this directory's master secret); refusing to use it".into(),
+                    ))
+                }
+                None => {
+                    return Err(Error::BadStore(
+                        "the database holds no Steward data directory's data (was it initialised with `steward init --store`?); refusing to use it".into(),
+                    ))
+                }
+            }
+            Slots::in_store(store.clone())
+        } else {
+            Slots::open(&dir.join(layout::SLOTS))?
+        };
         let kek_version = match store.get(ks::META, META_KEK)? {
             Some(v) => u32::from_le_bytes(v.as_slice().try_into().map_err(|_| Error::Corrupt {
                 what: "KEK version".into(),
@@ -359,7 +525,7 @@ impl Vault {
             dir: dir.to_path_buf(),
             store,
             keys: KeyRing::new(master),
-            slots: Slots::open(&dir.join(layout::SLOTS))?,
+            slots,
             schema,
             rng: SystemRandom::new(),
             kek_version: AtomicU32::new(kek_version),
@@ -401,11 +567,18 @@ impl Vault {
     }
     /// Records who holds the directory, so that a second process can say so.
     pub fn set_owner_note(&self, note: &str) -> Result<()> {
+        if self.store.shared() {
+            // Several servers hold a directory whose data is in a shared store.
+            return Ok(());
+        }
         let path = self.dir.join(layout::OWNER);
         fs::write(&path, note).map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
     /// Removes the owner note (on shutdown).
     pub fn clear_owner_note(&self) {
+        if self.store.shared() {
+            return;
+        }
         let _ = fs::remove_file(self.dir.join(layout::OWNER));
     }
     /// Writes `batch` atomically and makes it durable before returning: the commit step of

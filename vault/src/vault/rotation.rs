@@ -43,7 +43,7 @@ impl Vault {
             skipped: 0,
             complete: false,
         };
-        let total = self.slots.len();
+        let total = self.slots.len()?;
         let mut batches = 0;
         while state.next_slot < total {
             if options.max_batches.is_some_and(|m| batches >= m) {

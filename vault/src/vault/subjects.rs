@@ -316,7 +316,7 @@ impl Vault {
     /// Counts for diagnostics.
     pub fn stats(&self) -> Result<VaultStats> {
         Ok(VaultStats {
-            key_slots: self.slots.len(),
+            key_slots: self.slots.len()?,
             store_bytes: self.store.size_on_disk()?,
             kek_version: self.kek_version.load(Ordering::SeqCst),
         })
