@@ -392,6 +392,10 @@ enum Job {
 struct Shared {
     store: RwLock<Arc<dyn Store>>,
     segments: SegmentLog,
+    /// The store is shared by several processes (PostgreSQL): the log lives in it, in
+    /// `audit_frames`, and every append takes the store's audit lock and reads the log's end
+    /// back first (see [`AuditLog::open`]).
+    multi: bool,
     /// Set when a checkpoint could not be stored: appends are refused (fail closed).
     failed: std::sync::OnceLock<String>,
 }
@@ -410,7 +414,9 @@ impl Shared {
         head: Vec<u8>,
         pending: &[u64],
     ) -> Result<(), Error> {
-        self.segments.sync().map_err(append_error)?;
+        if !self.multi {
+            self.segments.sync().map_err(append_error)?;
+        }
         let mut batch = Batch::new();
         if let Some(cp) = checkpoint {
             batch.put(
@@ -585,6 +591,39 @@ fn segment_meta(segment: &vault::segments::Segment) -> Result<SegmentMeta, Error
         .map_err(|_| Error::Damaged(format!("{} has no readable header", segment.path.display())))
 }
 
+/// Adds the events of `raw`'s frames that `q` selects to `out`; true once `out` holds
+/// `limit` events.
+fn query_frames(q: &Query, raw: &[u8], limit: usize, out: &mut Vec<Event>) -> Result<bool, Error> {
+    for payload in vault::segments::frames(raw) {
+        let frame = payload
+            .ok()
+            .and_then(|f| frame_of(f.payload))
+            .ok_or_else(|| {
+                Error::Read("a block is malformed; run `steward audit verify`".into())
+            })?;
+        let events = split_block(frame.block).ok_or_else(|| {
+            Error::Read("a block is malformed; run `steward audit verify`".into())
+        })?;
+        for (body, _) in events {
+            if q.after
+                .is_some_and(|a| seq_of(body).is_some_and(|s| s <= a))
+            {
+                continue;
+            }
+            let e: Event = serde_json::from_slice(body).map_err(|_| {
+                Error::Read("an event is malformed; run `steward audit verify`".into())
+            })?;
+            if q.matches(&e) {
+                out.push(e);
+                if out.len() == limit {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// A block built and not yet stored.
 struct Built {
     block_no: u64,
@@ -607,6 +646,9 @@ impl AuditLog {
         let seed = keys.derive_bytes("steward/v1/audit/ed25519-seed", 32);
         let key = SigningKey::from_seed(&seed)
             .ok_or_else(|| Error::Read("cannot derive the signing key".into()))?;
+        if store.shared() {
+            return AuditLog::open_multi(store, segments, key, config);
+        }
         let recorded: Option<Head> = store
             .get(ks::META, META_HEAD)
             .map_err(read_error)?
@@ -765,6 +807,7 @@ impl AuditLog {
         let shared = Arc::new(Shared {
             store: RwLock::new(store),
             segments,
+            multi: false,
             failed: std::sync::OnceLock::new(),
         });
         let log = AuditLog {
@@ -823,6 +866,160 @@ impl AuditLog {
         }
         *log.worker.lock().expect("audit worker") = Some((jobs, handle));
         Ok(log)
+    }
+
+    /// Opens the log of a store that several processes share. Its blocks are frames in the
+    /// store (`audit_frames`, by block number), not segment files: every server writes the
+    /// one chain. An append takes the store's audit lock, reads the log's end (last block,
+    /// last checkpoint) back, builds its block on it and stores the block, the signed head
+    /// and any checkpoint due in one batch (a write's: in the batch of the write itself)
+    /// before it lets go, so the chain never forks and the signed head always covers the
+    /// last event.
+    fn open_multi(
+        store: Arc<dyn Store>,
+        segments: SegmentLog,
+        key: SigningKey,
+        config: AuditConfig,
+    ) -> Result<AuditLog, Error> {
+        let recorded: Option<Head> = store
+            .get(ks::META, META_HEAD)
+            .map_err(read_error)?
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let log = AuditLog {
+            shared: Arc::new(Shared {
+                store: RwLock::new(store),
+                segments,
+                multi: true,
+                failed: std::sync::OnceLock::new(),
+            }),
+            key,
+            config,
+            state: Mutex::new(State {
+                next_seq: 0,
+                head: [0; 32],
+                next_block: 0,
+                last_checkpoint_size: 0,
+                last_checkpoint_at: Instant::now(),
+                checkpoints: 0,
+                last_checkpoint: String::new(),
+                unvouched_before: recorded.as_ref().map_or(0, |r| r.unvouched_before),
+                truncated: None,
+                broken: false,
+                segment_first: (0, 0, [0; 32]),
+                pending: Vec::new(),
+                last_cp: None,
+            }),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            worker: Mutex::new(None),
+        };
+        {
+            let mut state = log.state.lock().expect("audit state");
+            log.refresh(&mut state)?;
+            if let Some(r) = &recorded {
+                if r.next_seq > state.next_seq {
+                    state.truncated = Some((r.next_seq, state.next_seq));
+                }
+            }
+        }
+        Ok(log)
+    }
+
+    /// The end of a shared log as the store has it now (another server may have appended
+    /// or checkpointed since): the last block's sequence, chain hash and number, and the
+    /// last checkpoint. Called under the store's audit lock.
+    fn refresh(&self, state: &mut State) -> Result<(), Error> {
+        let store = self.store();
+        let last = store
+            .last_with_prefix(ks::AUDIT_FRAMES, &[])
+            .map_err(read_error)?;
+        (state.next_seq, state.head, state.next_block) = match last {
+            None => (0, [0; 32], 0),
+            Some((_, frame)) => {
+                let end = vault::segments::frames(&frame)
+                    .next()
+                    .and_then(|f| f.ok())
+                    .and_then(|f| frame_of(f.payload))
+                    .and_then(|f| Some((f.block_no, block_end(f.block)?)));
+                let Some((no, (seq, hash))) = end else {
+                    return Err(Error::Damaged(
+                        "the audit log's last block in the database cannot be read; run `steward audit verify`".into(),
+                    ));
+                };
+                (seq + 1, hash, no + 1)
+            }
+        };
+        let cp = store
+            .last_with_prefix(ks::AUDIT_CHECKPOINTS, &[])
+            .map_err(read_error)?
+            .and_then(|(_, v)| serde_json::from_slice::<Checkpoint>(&v).ok());
+        if let Some(cp) = cp {
+            if state.last_checkpoint_size != cp.size {
+                state.last_checkpoint_at = Instant::now();
+            }
+            state.last_checkpoint_size = cp.size;
+            state.checkpoints = cp.index;
+            state.last_checkpoint = cp.digest();
+            state.last_cp = Some(cp);
+        }
+        Ok(())
+    }
+
+    /// In a shared log: takes the store's audit lock and brings `state` up to date.
+    fn lock_multi(&self, state: &mut State) -> Result<Option<vault::CrossLock>, Error> {
+        let lock = self
+            .store()
+            .lock_across(vault::CrossLockName::Audit)
+            .map_err(append_error)?;
+        self.refresh(state)?;
+        Ok(lock)
+    }
+
+    /// In a shared log: what goes into the batch with a block: the block's frame, a
+    /// checkpoint when one is due, and the signed head after them. `state` moves on.
+    fn stage_multi(
+        &self,
+        state: &mut State,
+        built: &Built,
+        batch: &mut Batch,
+    ) -> Result<(), Error> {
+        let framed = vault::segments::frame(&self.frame(built)).map_err(append_error)?;
+        batch.put(
+            ks::AUDIT_FRAMES,
+            built.block_no.to_be_bytes().to_vec(),
+            framed,
+        );
+        state.next_seq = built.next_seq;
+        state.head = built.head;
+        state.next_block = built.block_no + 1;
+        let due = state.next_seq - state.last_checkpoint_size >= self.config.checkpoint_every
+            || state.last_checkpoint_at.elapsed().as_secs() >= self.config.checkpoint_seconds;
+        let cp = due.then(|| self.checkpoint_for(state, state.next_seq, &state.head));
+        batch.put(ks::META, META_HEAD, self.head_bytes(state, cp.as_ref()));
+        if let Some(cp) = cp {
+            batch.put(
+                ks::AUDIT_CHECKPOINTS,
+                cp.size.to_be_bytes().to_vec(),
+                serde_json::to_vec(&cp).expect("json"),
+            );
+            state.last_checkpoint_size = cp.size;
+            state.last_checkpoint_at = Instant::now();
+            state.checkpoints += 1;
+            state.last_checkpoint = cp.digest();
+            state.last_cp = Some(cp);
+        }
+        Ok(())
+    }
+
+    fn commit_multi(&self, events: Vec<NewEvent>) -> Result<u64, Error> {
+        let mut state = self.state.lock().expect("audit state");
+        let _lock = self.lock_multi(&mut state)?;
+        let first = state.next_seq;
+        let built = self.build(&state, events)?;
+        let mut batch = Batch::new();
+        self.stage_multi(&mut state, &built, &mut batch)?;
+        self.store().apply(batch).map_err(append_error)?;
+        Ok(first)
     }
 
     fn archived(&self) -> Result<Option<Archived>, Error> {
@@ -1056,6 +1253,9 @@ impl AuditLog {
     }
 
     fn commit(&self, events: Vec<NewEvent>) -> Result<u64, Error> {
+        if self.shared.multi {
+            return self.commit_multi(events);
+        }
         let mut state = self.state.lock().expect("audit state");
         let first = state.next_seq;
         let built = self.build(&state, events)?;
@@ -1128,6 +1328,15 @@ impl AuditLog {
         write: impl FnOnce(Batch) -> Result<T, E>,
     ) -> Result<Result<T, E>, Error> {
         let mut state = self.state.lock().expect("audit state");
+        if self.shared.multi {
+            let _lock = self.lock_multi(&mut state)?;
+            let built = self.build(&state, events)?;
+            let mut batch = Batch::new();
+            self.stage_multi(&mut state, &built, &mut batch)?;
+            // A failed write leaves `state` ahead of the store: the next append reads the
+            // end back anyway.
+            return Ok(write(batch));
+        }
         let built = self.build(&state, events)?;
         self.shared.segments.sync().map_err(append_error)?;
         let mut batch = Batch::new();
@@ -1157,6 +1366,27 @@ impl AuditLog {
     /// Writes a checkpoint of the log as it is now and returns it.
     pub fn checkpoint(&self) -> Result<Checkpoint, Error> {
         let mut state = self.state.lock().expect("audit state");
+        if self.shared.multi {
+            let _lock = self.lock_multi(&mut state)?;
+            if let Some(cp) = state.last_cp.clone().filter(|cp| cp.size == state.next_seq) {
+                return Ok(cp);
+            }
+            let cp = self.checkpoint_for(&state, state.next_seq, &state.head);
+            let mut batch = Batch::new();
+            batch.put(
+                ks::AUDIT_CHECKPOINTS,
+                cp.size.to_be_bytes().to_vec(),
+                serde_json::to_vec(&cp).expect("json"),
+            );
+            batch.put(ks::META, META_HEAD, self.head_bytes(&state, Some(&cp)));
+            self.store().apply(batch).map_err(append_error)?;
+            state.last_checkpoint_size = cp.size;
+            state.last_checkpoint_at = Instant::now();
+            state.checkpoints += 1;
+            state.last_checkpoint = cp.digest();
+            state.last_cp = Some(cp.clone());
+            return Ok(cp);
+        }
         // A checkpoint of this size exists already: it is the answer (a second one would
         // take its place in the store and break the chain), once it is stored.
         if let Some(cp) = state.last_cp.clone().filter(|cp| cp.size == state.next_seq) {
@@ -1176,7 +1406,8 @@ impl AuditLog {
             let _ = handle.join();
         }
         let mut state = self.state.lock().expect("audit state");
-        if state.truncated.is_some() || state.broken {
+        if state.truncated.is_some() || state.broken || self.shared.multi {
+            // A shared log's head is stored with each block.
             return Ok(());
         }
         let head = self.head_bytes(&state, None);
@@ -1217,32 +1448,17 @@ impl AuditLog {
                 continue;
             }
             let data = segment.read().map_err(read_error_v)?;
-            for payload in vault::segments::frames(&data.raw) {
-                let frame = payload
-                    .ok()
-                    .and_then(|f| frame_of(f.payload))
-                    .ok_or_else(|| {
-                        Error::Read("a block is malformed; run `steward audit verify`".into())
-                    })?;
-                let events = split_block(frame.block).ok_or_else(|| {
-                    Error::Read("a block is malformed; run `steward audit verify`".into())
-                })?;
-                for (body, _) in events {
-                    if q.after
-                        .is_some_and(|a| seq_of(body).is_some_and(|s| s <= a))
-                    {
-                        continue;
-                    }
-                    let e: Event = serde_json::from_slice(body).map_err(|_| {
-                        Error::Read("an event is malformed; run `steward audit verify`".into())
-                    })?;
-                    if q.matches(&e) {
-                        out.push(e);
-                        if out.len() == limit {
-                            let next = out.last().map(|e| e.seq);
-                            return Ok((out, next));
-                        }
-                    }
+            if query_frames(q, &data.raw, limit, &mut out)? {
+                let next = out.last().map(|e| e.seq);
+                return Ok((out, next));
+            }
+        }
+        if self.shared.multi {
+            for entry in self.store().scan_prefix(ks::AUDIT_FRAMES, &[]) {
+                let (_, frame) = entry.map_err(read_error)?;
+                if query_frames(q, &frame, limit, &mut out)? {
+                    let next = out.last().map(|e| e.seq);
+                    return Ok((out, next));
                 }
             }
         }
@@ -1255,6 +1471,11 @@ impl AuditLog {
     /// `steward audit verify --archive DIR` verifies the archive and the live log together;
     /// [`verify_archive`] verifies an archive on its own.
     pub fn archive(&self, to: &std::path::Path) -> Result<(u64, u64), Error> {
+        if self.shared.multi {
+            return Err(Error::Append(
+                "the audit log lives in the shared database; archive it with the database's own backups".into(),
+            ));
+        }
         // What the writer was given is done first (segments rotated out are sealed).
         self.settle(&mut self.state.lock().expect("audit state"))?;
         // Appends may go on: only sealed segments move.
@@ -1369,6 +1590,26 @@ impl AuditLog {
                 break;
             }
             walk.segment(&segment)?;
+        }
+        if self.shared.multi {
+            // A shared log's blocks, a few hundred frames at a time.
+            let mut raw = Vec::new();
+            let mut count = 0;
+            for entry in store.scan_prefix(ks::AUDIT_FRAMES, &[]) {
+                let (_, frame) = entry.map_err(read_error)?;
+                raw.extend_from_slice(&frame);
+                count += 1;
+                if count == 256 {
+                    walk.segment_data("the database", &raw)?;
+                    (raw, count) = (Vec::new(), 0);
+                    if walk.broken {
+                        break;
+                    }
+                }
+            }
+            if !walk.broken && !raw.is_empty() {
+                walk.segment_data("the database", &raw)?;
+            }
         }
         let events = walk.expected;
         let prev = walk.prev;
@@ -1579,7 +1820,7 @@ pub fn verify_archive(dir: &std::path::Path, public_key: &str) -> Result<Verific
             walk.start_at(meta.first_seq, &meta.start);
             first = false;
         }
-        walk.segment_data(&segment, &data)?;
+        walk.segment_data(&segment.path.display().to_string(), &data.raw)?;
         if walk.broken {
             break;
         }
@@ -1715,17 +1956,14 @@ impl Walk {
 
     fn segment(&mut self, segment: &vault::segments::Segment) -> Result<(), Error> {
         match self.read(segment)? {
-            Some(data) => self.segment_data(segment, &data),
+            Some(data) => self.segment_data(&segment.path.display().to_string(), &data.raw),
             None => Ok(()),
         }
     }
 
-    fn segment_data(
-        &mut self,
-        segment: &vault::segments::Segment,
-        data: &vault::segments::SegmentData,
-    ) -> Result<(), Error> {
-        for payload in vault::segments::frames(&data.raw) {
+    /// Walks frames (`raw`, from the file or place `place`).
+    fn segment_data(&mut self, place: &str, raw: &[u8]) -> Result<(), Error> {
+        for payload in vault::segments::frames(raw) {
             let block_first = self.expected;
             let raw = payload.ok();
             let Some(frame) = raw.as_ref().and_then(|f| frame_of(f.payload)) else {
@@ -1733,10 +1971,7 @@ impl Walk {
                 self.problem(
                     expected,
                     "malformed",
-                    format!(
-                        "event {expected} cannot be read: its framing in {} is damaged",
-                        segment.path.display()
-                    ),
+                    format!("event {expected} cannot be read: its framing in {place} is damaged"),
                 );
                 self.broken = true;
                 return Ok(());

@@ -147,24 +147,27 @@ impl Hub {
                     Error::NotFound(*subject)
                 });
             }
-            let mut batch = vault::Batch::new();
-            let event = self
-                .ledger
-                .prepare(
-                    &self.purposes(),
-                    subject,
-                    &new,
-                    &actor.principal.id.to_string(),
-                    &mut batch,
-                )
-                .map_err(consent_error)?;
-            self.stage_consent_notifications(
-                &mut batch,
-                subject,
-                event.event.as_str(),
-                &new.purpose,
-            )?;
+            // The ledger's next number is read and written with no other writer between
+            // (another request, or another server on the same database).
             self.commit_audited(actor, "update.consent", trail, |audit| {
+                let _one = self.vault.serialise()?;
+                let mut batch = vault::Batch::new();
+                let event = self
+                    .ledger
+                    .prepare(
+                        &self.purposes(),
+                        subject,
+                        &new,
+                        &actor.principal.id.to_string(),
+                        &mut batch,
+                    )
+                    .map_err(consent_error)?;
+                self.stage_consent_notifications(
+                    &mut batch,
+                    subject,
+                    event.event.as_str(),
+                    &new.purpose,
+                )?;
                 batch.extend(audit);
                 self.vault.apply_durably(batch)?;
                 Ok(event)

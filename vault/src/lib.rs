@@ -48,8 +48,8 @@ pub use store::{
 };
 pub use vault::{
     layout, read_seal_info, store_choice, GiftRecord, InitReport, InteractionRecord, MatchKeys,
-    NewInteraction as NewInteractionCopy, NewSubject, RotationOptions, RotationReport, StoreChoice,
-    SubjectRecord, SuppressionList, Vault, VaultStats, STORE_ENV,
+    NewInteraction as NewInteractionCopy, NewSubject, RmwGuard, RotationOptions, RotationReport,
+    StoreChoice, SubjectRecord, SuppressionList, Vault, VaultStats, STORE_ENV,
 };
 
 /// Re-exported so callers can hold passphrases without depending on age directly.

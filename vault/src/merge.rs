@@ -118,7 +118,7 @@ impl Vault {
             absorb,
         } = writes;
         let _gate = self.gate_shared();
-        let _rmw = self.rmw_lock();
+        let _rmw = self.rmw_lock()?;
         let mut batch = Batch::new();
         let mut out = Written::default();
         for r in replaces {
@@ -176,7 +176,7 @@ impl Vault {
         extra: Batch,
     ) -> Result<()> {
         let _gate = self.gate_shared();
-        let _rmw = self.rmw_lock();
+        let _rmw = self.rmw_lock()?;
         let (bytes, h, dek) = self.load_subject(id)?;
         if let Some(expected) = expected_version {
             if expected != h.version {
@@ -217,7 +217,7 @@ impl Vault {
     /// people did not ask for anything; the import is simply undone).
     pub fn discard_subjects(&self, ids: &[SubjectId], extra: Batch) -> Result<()> {
         let _gate = self.gate_shared();
-        let _rmw = self.rmw_lock();
+        let _rmw = self.rmw_lock()?;
         let mut batch = Batch::new();
         let mut slots = Vec::new();
         for id in ids {
@@ -285,7 +285,7 @@ impl Vault {
     /// Undoes a merge's move of `gone` (see [`Writes::absorb`]): `gone` comes back exactly as it was.
     pub fn unabsorb(&self, keep: &SubjectId, gone: &SubjectId, extra: Batch) -> Result<()> {
         let _gate = self.gate_shared();
-        let _rmw = self.rmw_lock();
+        let _rmw = self.rmw_lock()?;
         let key = merged_key(keep, gone);
         let Some(v) = self.store().get(ks::MERGED, &key)? else {
             return Err(Error::NotFound(*gone));

@@ -85,6 +85,19 @@ fn db_error(shown: &str, e: postgres::Error) -> StoreError {
     }
 }
 
+/// Runs `f` where the blocking client may run: here, or, when called from a thread of an
+/// async runtime (a server's handler), on a thread of its own for the length of the call.
+/// The blocking client drives a runtime of its own, which cannot start inside another.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 /// Drops lock `name`'s connection: closing it releases whatever it held.
 fn forget(locks: &LockClients, name: i32) {
     locks
@@ -138,17 +151,19 @@ impl PgStore {
     }
 
     /// Runs `f` on a free connection (the first one not in use, else waits for one).
-    fn with<T>(
+    fn with<T: Send>(
         &self,
-        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error>,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, StoreError> {
-        for m in &self.pool {
-            if let Ok(mut c) = m.try_lock() {
-                return f(&mut c).map_err(|e| db_error(&self.shown, e));
+        off_runtime(|| {
+            for m in &self.pool {
+                if let Ok(mut c) = m.try_lock() {
+                    return f(&mut c).map_err(|e| db_error(&self.shown, e));
+                }
             }
-        }
-        let mut c = self.pool[0].lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut c).map_err(|e| db_error(&self.shown, e))
+            let mut c = self.pool[0].lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c).map_err(|e| db_error(&self.shown, e))
+        })
     }
 
     /// The connection that holds lock `name`, made when first needed (and again after a
@@ -158,9 +173,7 @@ impl PgStore {
         if let Some(c) = locks.get(&name) {
             return Ok(c.clone());
         }
-        let client = self
-            .config
-            .connect(postgres::NoTls)
+        let client = off_runtime(|| self.config.connect(postgres::NoTls))
             .map_err(|e| db_error(&self.shown, e))?;
         let client = Arc::new(Mutex::new(client));
         locks.insert(name, client.clone());
@@ -364,20 +377,24 @@ impl Store for PgStore {
     fn lock_across(&self, name: CrossLockName) -> Result<Option<CrossLock>, StoreError> {
         let key = name.number();
         let client = self.lock_client(key)?;
-        let taken = client
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_CLASS, &key]);
+        let taken = off_runtime(|| {
+            client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_CLASS, &key])
+        });
         if let Err(e) = taken {
             self.forget_lock_client(key);
             return Err(db_error(&self.shown, e));
         }
         let locks = self.locks.clone();
         Ok(Some(CrossLock::new(move || {
-            let released = client
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_CLASS, &key]);
+            let released = off_runtime(|| {
+                client
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_CLASS, &key])
+            });
             if released.is_err() {
                 // Closing the session releases its advisory locks: the connection goes once
                 // the last handle to it does.

@@ -131,6 +131,19 @@ pub fn frames(raw: &[u8]) -> impl Iterator<Item = std::result::Result<RawFrame<'
     })
 }
 
+/// One frame's bytes (`length | CRC-32 | payload`), as a segment holds it and [`frames`]
+/// reads it; refused above the largest frame a segment takes.
+pub fn frame(payload: &[u8]) -> Result<Vec<u8>> {
+    if payload.len() > MAX_FRAME {
+        return Err(corrupt(format!("audit frame of {} bytes", payload.len())));
+    }
+    let mut frame = Vec::with_capacity(payload.len() + 8);
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    frame.extend_from_slice(payload);
+    Ok(frame)
+}
+
 /// Where a torn end starts, if the bytes end in one: a frame cut short, or a last frame
 /// that fails its checksum (a crash in the middle of a write). Damage before the last
 /// frame is not a torn end, and is left for verification to report.
@@ -419,13 +432,7 @@ impl SegmentLog {
         if self.mode() == AppendMode::Discard {
             return Ok(());
         }
-        if payload.len() > MAX_FRAME {
-            return Err(corrupt(format!("audit frame of {} bytes", payload.len())));
-        }
-        let mut frame = Vec::with_capacity(payload.len() + 8);
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        frame.extend_from_slice(payload);
+        let frame = frame(payload)?;
         let mut a = self.active.lock().expect("segment");
         if let Err(e) = a.file.write_all(&frame) {
             // Whatever part of the frame reached the file is cut off, so the next append

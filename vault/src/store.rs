@@ -101,6 +101,9 @@ pub mod keyspaces {
     pub const DEK_SLOTS: Keyspace = Keyspace::new(27, "dek_slots");
     /// Identity of a shared store: which Steward data directory it belongs to.
     pub const STORE_ID: Keyspace = Keyspace::new(28, "store_id");
+    /// The audit log, when the store is shared by several processes: block number (u64,
+    /// big-endian) → the block's frame as a segment file would hold it (signed).
+    pub const AUDIT_FRAMES: Keyspace = Keyspace::new(29, "audit_frames");
 
     /// All keyspaces, for backups and diagnostics.
     pub const ALL: &[Keyspace] = &[
@@ -132,6 +135,7 @@ pub mod keyspaces {
         OUTBOX_IDS,
         DEK_SLOTS,
         STORE_ID,
+        AUDIT_FRAMES,
     ];
 
     /// Looks a keyspace up by id (backup restore).

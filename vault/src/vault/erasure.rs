@@ -17,7 +17,7 @@ impl Vault {
     /// store batch: the same guarantees as one by one, at a fraction of the syncs.
     pub fn erase_subjects_with(&self, ids: &[SubjectId], extra: Batch) -> Result<()> {
         let _gate = self.gate.read().expect("write gate");
-        let _rmw = self.rmw.lock().expect("rmw lock");
+        let _rmw = self.rmw_lock()?;
         let mut batch = Batch::new();
         let mut to_shred = Vec::with_capacity(ids.len());
         for id in ids {

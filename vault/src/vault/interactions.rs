@@ -318,7 +318,7 @@ impl Vault {
         extra: Batch,
     ) -> Result<u32> {
         let _gate = self.gate_shared();
-        let _rmw = self.rmw_lock();
+        let _rmw = self.rmw_lock()?;
         let holders = self.interaction_holders(id)?;
         let random = self.random(holders.len() * NONCE_LEN)?;
         let mut batch = Batch::new();

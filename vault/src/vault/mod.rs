@@ -596,8 +596,24 @@ impl Vault {
     pub(crate) fn gate_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.gate.read().expect("write gate")
     }
-    pub(crate) fn rmw_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.rmw.lock().expect("rmw lock")
+    /// Serialises read-modify-write sections: in this process, and across every process of
+    /// a shared store (whose version checks would otherwise race).
+    pub(crate) fn rmw_lock(&self) -> Result<RmwGuard<'_>> {
+        self.serialise()
+    }
+    /// Holds off every other read-modify-write of the vault, in this process and in every
+    /// process sharing its store, until the guard drops: for callers that read a position and
+    /// write after it (a subject's next consent-ledger number). Take it inside an audited
+    /// write (after the audit log's lock), as the vault's own updates do.
+    pub fn serialise(&self) -> Result<RmwGuard<'_>> {
+        let local = self.rmw.lock().expect("rmw lock");
+        let across = self
+            .store
+            .lock_across(crate::store::CrossLockName::Records)?;
+        Ok(RmwGuard {
+            _across: across,
+            _local: local,
+        })
     }
     pub(crate) fn gate_exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
         self.gate.write().expect("write gate")
@@ -609,6 +625,12 @@ impl Vault {
         fs::read(self.dir.join(layout::MASTER))
             .map_err(|e| Error::io("reading the sealed master secret", e))
     }
+}
+
+/// A read-modify-write section's locks (the cross-process one, if any, released first).
+pub struct RmwGuard<'a> {
+    _across: Option<crate::store::CrossLock>,
+    _local: std::sync::MutexGuard<'a, ()>,
 }
 
 impl Drop for Vault {

@@ -8,7 +8,7 @@ impl Vault {
     /// at any point; run again to finish.
     pub fn rotate(&self, options: &RotationOptions) -> Result<RotationReport> {
         let _gate = self.gate.read().expect("write gate");
-        let _rmw = self.rmw.lock().expect("rmw lock");
+        let _rmw = self.rmw_lock()?;
         let (mut state, resumed) = match self.store.get(ks::META, META_ROTATION)? {
             Some(bytes) => (
                 serde_json::from_slice::<RotationState>(&bytes).map_err(|_| Error::Corrupt {

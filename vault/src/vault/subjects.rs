@@ -219,7 +219,7 @@ impl Vault {
         extra: Batch,
     ) -> Result<u32> {
         let _gate = self.gate.read().expect("write gate");
-        let _rmw = self.rmw.lock().expect("rmw lock");
+        let _rmw = self.rmw_lock()?;
         let (bytes, _, dek) = self.load_subject(id)?;
         let record::Opened {
             header: h,
