@@ -310,7 +310,7 @@ fn rotation_interrupted_at_a_random_batch_resumes_and_every_subject_reads() {
     assert!(report.resumed && report.complete);
     assert_eq!(report.target_version, 2);
     assert_eq!(vault.stats().unwrap().kek_version, 2);
-    for i in 0..vault.slots().len() {
+    for i in 0..vault.slots().len().unwrap() {
         let slot = vault.slots().read(i).unwrap();
         let Some(subject) = SubjectId::from_slice(&slot[..16]).filter(|s| s.as_bytes() != &[0; 16])
         else {

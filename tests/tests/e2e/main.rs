@@ -10,6 +10,7 @@ mod foundation;
 mod importers;
 mod interactions;
 mod layering;
+mod postgres;
 mod recipients;
 mod requests;
 mod support;

@@ -46,6 +46,32 @@ impl Env {
         env
     }
 
+    /// Runs `steward init --store URL`: the data in that PostgreSQL database.
+    pub(crate) fn init_on(url: &str) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let env = Env {
+            data: tmp.path().join("data"),
+            identity: tmp.path().join("identity.txt"),
+            tmp,
+        };
+        let out = env.run(
+            &[
+                "init",
+                "--identity",
+                env.identity.to_str().unwrap(),
+                "--store",
+                url,
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "init --store failed: {}",
+            stderr(&out)
+        );
+        env
+    }
+
     /// A command on this data directory (no --identity: it must find the recorded one).
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(binary());
@@ -55,7 +81,8 @@ impl Env {
             .env_remove("STEWARD_IDENTITY")
             .env_remove("STEWARD_PASSPHRASE_FILE")
             .env_remove("STEWARD_DATA")
-            .env_remove("STEWARD_TOKEN");
+            .env_remove("STEWARD_TOKEN")
+            .env_remove("STEWARD_STORE");
         c
     }
 
@@ -300,4 +327,29 @@ pub(crate) fn find_markers(
         }
     }
     hits
+}
+
+/// A fresh, empty database on the PostgreSQL server `STEWARD_TEST_PG` names (made with the
+/// system's `psql`); `None` when no server is named, which CI does not allow.
+pub(crate) fn fresh_database() -> Option<String> {
+    let Ok(url) = std::env::var("STEWARD_TEST_PG") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL tests: set STEWARD_TEST_PG (see .ci/run)"
+        );
+        return None;
+    };
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "steward_e2e_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let out = Command::new("psql")
+        .args([url.as_str(), "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql (Debian's postgresql-client) runs");
+    assert!(out.status.success(), "CREATE DATABASE: {}", stderr(&out));
+    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
+    Some(format!("{base}/{name}"))
 }
